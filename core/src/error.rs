@@ -1,0 +1,127 @@
+use crate::{RunId, RunStatus};
+
+/// Everything that can go wrong, as users see it. The HTTP API maps each variant to one status
+/// code and the JSON body `{"error": {"code": ..., "message": ...}}` ([`Error::code`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Bad configuration: names the field and the value.
+    #[error("invalid configuration: {field}: {message}")]
+    Config {
+        /// The field, e.g. `worker.slots` or `OWLCLAW_MODE`.
+        field: String,
+        /// What is wrong, quoting the value.
+        message: String,
+    },
+    /// The engine can't be reached.
+    #[error("cannot reach the OwlClaw engine at {url}: {message}")]
+    Connection {
+        /// Where we tried (passwords redacted).
+        url: String,
+        /// The cause.
+        message: String,
+    },
+    /// Missing or wrong API token.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The run exists but belongs to another user.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// No such run, cron, worker or task (or it belongs to another tenant).
+    #[error("{what} not found: {id}")]
+    NotFound {
+        /// `run`, `cron`, `worker`, `task`.
+        what: &'static str,
+        /// The id that was looked up.
+        id: String,
+    },
+    /// A request field is invalid. Nothing was stored.
+    #[error("invalid {field}: {message}")]
+    InvalidInput {
+        /// The field, e.g. `priority`.
+        field: String,
+        /// What is wrong, quoting the value.
+        message: String,
+    },
+    /// The idempotency key was used before with a different input.
+    #[error("idempotency key {key:?} was already used for run {existing} with a different input")]
+    IdempotencyConflict {
+        /// The key.
+        key: String,
+        /// The run that holds it.
+        existing: RunId,
+    },
+    /// The run's state forbids the command (e.g. cancel a finished run).
+    #[error("cannot {action} run {run_id}: it is {status}")]
+    InvalidTransition {
+        /// The run.
+        run_id: RunId,
+        /// Its current status.
+        status: RunStatus,
+        /// The refused command: `cancel`, `retry`.
+        action: &'static str,
+    },
+    /// Waiting took longer than allowed.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The run failed: the task's own error.
+    #[error("run {run_id} failed: {message}")]
+    Task {
+        /// The run.
+        run_id: RunId,
+        /// The last attempt's error.
+        message: String,
+    },
+    /// The run was cancelled before it produced an output.
+    #[error("run {run_id} was cancelled")]
+    Cancelled {
+        /// The run.
+        run_id: RunId,
+    },
+    /// A storage or internal failure.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// Shorthand for [`Error::InvalidInput`].
+    pub fn invalid_input(field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::InvalidInput { field: field.into(), message: message.into() }
+    }
+
+    /// Shorthand for [`Error::Config`].
+    pub fn config(field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::Config { field: field.into(), message: message.into() }
+    }
+
+    /// Shorthand for a missing run.
+    pub fn run_not_found(id: RunId) -> Error {
+        Error::NotFound { what: "run", id: id.to_string() }
+    }
+
+    /// The stable machine-readable code used in JSON error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Config { .. } => "config",
+            Error::Connection { .. } => "connection",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::NotFound { .. } => "not_found",
+            Error::InvalidInput { .. } => "invalid_input",
+            Error::IdempotencyConflict { .. } => "idempotency_conflict",
+            Error::InvalidTransition { .. } => "invalid_transition",
+            Error::Timeout(_) => "timeout",
+            Error::Task { .. } => "task_failed",
+            Error::Cancelled { .. } => "cancelled",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// Whether trying the same call again later may succeed (connection trouble, time-outs).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Connection { .. } | Error::Timeout(_))
+    }
+}

@@ -1,0 +1,44 @@
+use crate::wire::*;
+use crate::{Result, RunId};
+use std::time::Duration;
+
+/// What a client and a worker can ask of an engine. The embedded engine (lite mode) and the HTTP
+/// connection (server mode) both implement it, so the SDK above it behaves the same on both.
+///
+/// `user`, where present, is the acting user: commands on a run owned by someone else are refused
+/// with [`crate::Error::Forbidden`].
+#[async_trait::async_trait]
+pub trait Orchestrator: Send + Sync + std::fmt::Debug + 'static {
+    /// Schedules one run.
+    async fn schedule(&self, req: ScheduleRequest) -> Result<Scheduled>;
+    /// Schedules many runs in one transaction: all or none.
+    async fn schedule_bulk(&self, reqs: Vec<ScheduleRequest>) -> Result<Vec<Scheduled>>;
+    /// A run's snapshot.
+    async fn get_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot>;
+    /// Runs, newest first.
+    async fn list_runs(&self, filter: ListFilter) -> Result<RunPage>;
+    /// A run's transitions, oldest first.
+    async fn run_events(&self, id: RunId, user: Option<&str>) -> Result<Vec<RunEvent>>;
+    /// Cancels a scheduled, queued or running run.
+    async fn cancel_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot>;
+    /// Re-queues a failed or cancelled run as a new attempt.
+    async fn retry_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot>;
+    /// Waits until the run is terminal or `timeout` passes; returns its latest snapshot either way.
+    async fn wait_run(&self, id: RunId, timeout: Duration) -> Result<RunSnapshot>;
+    /// Cron schedules.
+    async fn list_crons(&self) -> Result<Vec<CronSchedule>>;
+    /// Creates a cron schedule.
+    async fn create_cron(&self, req: CronRequest) -> Result<CronSchedule>;
+    /// Deletes a cron schedule.
+    async fn delete_cron(&self, id: &str) -> Result<()>;
+    /// Registers a worker and the tasks it serves.
+    async fn register_worker(&self, reg: WorkerRegistration) -> Result<WorkerSession>;
+    /// One round trip of the worker loop.
+    async fn exchange(&self, worker_id: &str, req: ExchangeRequest) -> Result<ExchangeResponse>;
+    /// Deregisters a worker; runs it still holds are re-queued at once.
+    async fn deregister_worker(&self, worker_id: &str) -> Result<()>;
+    /// Live workers.
+    async fn list_workers(&self) -> Result<Vec<WorkerInfo>>;
+    /// Releases the connection (stops an embedded engine).
+    async fn close(&self) -> Result<()>;
+}

@@ -1,0 +1,168 @@
+//! Task definitions and the limits the `#[task]` macro, the API and the engine all check.
+
+use crate::retry::Backoff;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Lowest priority.
+pub const MIN_PRIORITY: u8 = 1;
+/// Highest priority.
+pub const MAX_PRIORITY: u8 = 10;
+/// Priority when none is given.
+pub const DEFAULT_PRIORITY: u8 = 5;
+/// Most retries a task may ask for; more is almost always a mistake (use a cron or a longer backoff).
+pub const MAX_RETRIES: u32 = 100;
+/// Retries when none are given (as in Hatchet: a failed run is not retried unless asked).
+pub const DEFAULT_RETRIES: u32 = 0;
+/// Timeout of one attempt when none is given (as in Hatchet).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest timeout accepted: one week.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
+/// Longest task name.
+pub const MAX_TASK_NAME_LEN: usize = 128;
+
+/// What the engine knows about a task: its name and policies. Workers register these.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDef {
+    /// Unique name within a tenant (namespace prefix included).
+    pub name: String,
+    /// Retries after the first attempt: `max_attempts = retries + 1`.
+    pub retries: u32,
+    /// Timeout of one attempt.
+    #[serde(with = "crate::duration::serde_human")]
+    pub timeout: Duration,
+    /// 1 (lowest) to 10 (highest).
+    pub priority: u8,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// Cron expression, when the task runs on a schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// Time zone of the cron expression (UTC when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+impl TaskDef {
+    /// A definition with every default.
+    pub fn new(name: impl Into<String>) -> TaskDef {
+        TaskDef {
+            name: name.into(),
+            retries: DEFAULT_RETRIES,
+            timeout: DEFAULT_TIMEOUT,
+            priority: DEFAULT_PRIORITY,
+            backoff: Backoff::default(),
+            cron: None,
+            timezone: None,
+        }
+    }
+
+    /// Checks every field; the error names the field and the value.
+    pub fn validate(&self) -> crate::Result<()> {
+        let bad = |field: &str, msg: String| Err(crate::Error::invalid_input(field, msg));
+        if let Err(e) = validate_task_name(&self.name) {
+            return bad("task", e);
+        }
+        if let Err(e) = validate_retries(i128::from(self.retries)) {
+            return bad("retries", e);
+        }
+        if let Err(e) = validate_timeout(self.timeout) {
+            return bad("timeout", e);
+        }
+        if let Err(e) = validate_priority(i128::from(self.priority)) {
+            return bad("priority", e);
+        }
+        if let Err(e) = self.backoff.validate() {
+            return bad("backoff", e);
+        }
+        if let Some(expr) = &self.cron {
+            if let Err(e) = crate::cron::CronExpr::parse_in(expr, self.timezone.as_deref()) {
+                return bad(if e.contains("time zone") { "timezone" } else { "cron" }, e);
+            }
+        } else if self.timezone.is_some() {
+            return bad("timezone", "a time zone needs a cron expression".into());
+        }
+        Ok(())
+    }
+
+    /// `retries + 1`.
+    pub fn max_attempts(&self) -> u32 {
+        self.retries + 1
+    }
+}
+
+/// Task names: 1 to 128 characters among letters, digits and `_ - . : /`.
+pub fn validate_task_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("task name is empty".into());
+    }
+    if name.len() > MAX_TASK_NAME_LEN {
+        return Err(format!("task name {name:?} is longer than {MAX_TASK_NAME_LEN} characters"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/')))
+    {
+        return Err(format!(
+            "task name {name:?} contains {c:?}; use letters, digits and _ - . : /"
+        ));
+    }
+    Ok(())
+}
+
+/// Priority must be 1..=10.
+pub fn validate_priority(p: i128) -> Result<(), String> {
+    if !(i128::from(MIN_PRIORITY)..=i128::from(MAX_PRIORITY)).contains(&p) {
+        return Err(format!(
+            "priority must be between {MIN_PRIORITY} and {MAX_PRIORITY} (higher runs first), got {p}"
+        ));
+    }
+    Ok(())
+}
+
+/// Retries must be 0..=100.
+pub fn validate_retries(r: i128) -> Result<(), String> {
+    if !(0..=i128::from(MAX_RETRIES)).contains(&r) {
+        return Err(format!("retries must be between 0 and {MAX_RETRIES}, got {r}"));
+    }
+    Ok(())
+}
+
+/// A timeout must be more than zero and at most a week.
+pub fn validate_timeout(t: Duration) -> Result<(), String> {
+    if t.is_zero() {
+        return Err("timeout must be greater than zero".into());
+    }
+    if t > MAX_TIMEOUT {
+        return Err(format!(
+            "timeout must be at most 7d, got {}",
+            crate::duration::format_duration(t)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_field_and_value() {
+        let mut d = TaskDef::new("send-email");
+        assert!(d.validate().is_ok());
+        d.priority = 11;
+        let e = d.validate().unwrap_err().to_string();
+        assert!(e.contains("priority") && e.contains("11"), "{e}");
+        d.priority = 5;
+        d.cron = Some("nope".into());
+        assert!(d.validate().unwrap_err().to_string().contains("cron"));
+        d.cron = None;
+        d.timezone = Some("Europe/Paris".into());
+        assert!(d.validate().unwrap_err().to_string().contains("timezone"));
+        assert!(validate_task_name("a b").is_err());
+        assert!(validate_task_name("billing.send-email").is_ok());
+        assert!(validate_retries(-1).is_err());
+        assert!(validate_retries(101).is_err());
+        assert!(validate_timeout(Duration::ZERO).is_err());
+    }
+}

@@ -1,0 +1,360 @@
+//! The types that cross the boundary between a client (or worker) and the engine, in lite mode as
+//! Rust values and in server mode as JSON. Their JSON shape is a contract that scripts rely on.
+
+use crate::retry::Backoff;
+use crate::task::TaskDef;
+use crate::{RunId, RunStatus};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A request to schedule one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleRequest {
+    /// The task's name.
+    pub task: String,
+    /// Its input (JSON).
+    #[serde(default)]
+    pub input: Value,
+    /// Start after this delay (`"10s"`). Exclusive with `run_at`.
+    #[serde(default, with = "crate::duration::serde_human::option", skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Duration>,
+    /// Start at this time. Exclusive with `delay`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
+    /// 1..=10; the task's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    /// Same key and input: the same run is returned; same key, other input: a conflict.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// The user that owns the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// Free-form JSON kept with the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    /// The run that scheduled this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<RunId>,
+    /// Overrides the task's retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<i64>,
+    /// Overrides the task's timeout.
+    #[serde(default, with = "crate::duration::serde_human::option", skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Overrides the task's backoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+}
+
+/// The answer to a schedule request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scheduled {
+    /// The run (new, or the existing one for a repeated idempotency key).
+    pub run: RunSnapshot,
+    /// False when an existing run was returned for a repeated idempotency key.
+    pub created: bool,
+}
+
+/// A durable step of a run, as shown in its snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepSnapshot {
+    /// The step's name.
+    pub name: String,
+    /// `running`, `succeeded` or `failed`.
+    pub status: String,
+    /// Its stored output.
+    #[serde(default)]
+    pub output: Option<Value>,
+    /// Its error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The error of one failed attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptError {
+    /// 1-based attempt number.
+    pub attempt: u32,
+    /// When it failed.
+    pub at: DateTime<Utc>,
+    /// The error message.
+    pub error: String,
+}
+
+/// A point-in-time view of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSnapshot {
+    /// The run's id.
+    pub id: RunId,
+    /// Its task.
+    pub task: String,
+    /// Where it is in its life cycle.
+    pub status: RunStatus,
+    /// The current (or last) attempt, 1-based; 0 before the first start.
+    pub attempt: u32,
+    /// `retries + 1`.
+    pub max_attempts: u32,
+    /// 1..=10.
+    pub priority: u8,
+    /// The input.
+    pub input: Value,
+    /// The output, once succeeded.
+    pub output: Option<Value>,
+    /// The last error.
+    pub error: Option<String>,
+    /// The error of every failed attempt, oldest first.
+    #[serde(default)]
+    pub errors: Vec<AttemptError>,
+    /// The owning user.
+    pub owner: Option<String>,
+    /// The idempotency key it was scheduled with.
+    pub idempotency_key: Option<String>,
+    /// The run that scheduled it.
+    pub parent_id: Option<RunId>,
+    /// Free-form metadata.
+    #[serde(default)]
+    pub metadata: Option<Value>,
+    /// The worker running it, or that ran it last.
+    #[serde(default)]
+    pub worker: Option<String>,
+    /// Timeout of one attempt, in milliseconds.
+    pub timeout_ms: u64,
+    /// When it is (or was) due.
+    pub run_at: DateTime<Utc>,
+    /// When it was scheduled.
+    pub created_at: DateTime<Utc>,
+    /// When its current or last attempt started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached a terminal state.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Its durable steps.
+    #[serde(default)]
+    pub steps: Vec<StepSnapshot>,
+}
+
+/// One transition in a run's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEvent {
+    /// The run.
+    pub run_id: RunId,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The status before (`None` for the creation).
+    pub from: Option<RunStatus>,
+    /// The status after.
+    pub to: RunStatus,
+    /// The attempt number at that moment.
+    pub attempt: u32,
+    /// The worker involved, if any.
+    pub worker: Option<String>,
+    /// Why: `scheduled`, `due`, `claimed`, `succeeded`, the error message, `cancelled`, ...
+    pub reason: String,
+}
+
+/// Filters for listing runs, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListFilter {
+    /// Only runs in this status.
+    #[serde(default)]
+    pub status: Option<RunStatus>,
+    /// Only runs of this task.
+    #[serde(default)]
+    pub task: Option<String>,
+    /// Only runs owned by this user.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// At most this many (default 50, at most 1000).
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// Default page size.
+pub const DEFAULT_LIST_LIMIT: u32 = 50;
+/// Largest page size.
+pub const MAX_LIST_LIMIT: u32 = 1000;
+
+/// A page of runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunPage {
+    /// Newest first.
+    pub runs: Vec<RunSnapshot>,
+    /// Pass as `cursor` to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A worker announcing itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRegistration {
+    /// Its name.
+    pub name: String,
+    /// The tasks it serves (their crons are stored by the engine).
+    pub tasks: Vec<TaskDef>,
+    /// How many runs it executes at once.
+    pub slots: u32,
+    /// Free-form labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The engine's answer to a registration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerSession {
+    /// The id to use in exchanges.
+    pub worker_id: String,
+    /// How long a lease lasts without renewal.
+    pub lease_ms: u64,
+}
+
+/// How an attempt ended, as the worker reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Returned `Ok`.
+    Succeeded {
+        /// The serialized output.
+        output: Value,
+    },
+    /// Returned `Err` or panicked.
+    Failed {
+        /// The error message.
+        error: String,
+        /// False when retrying is pointless; the run fails at once.
+        #[serde(default = "yes")]
+        retryable: bool,
+    },
+    /// Ran past its timeout and was stopped.
+    TimedOut,
+    /// Stopped because the run was cancelled.
+    Cancelled,
+    /// Not finished at a graceful shutdown: re-queue at once, not counted as an attempt.
+    HandedBack,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A finished attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The run.
+    pub run_id: RunId,
+    /// The attempt that ended (stale attempts are ignored).
+    pub attempt: u32,
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// One round trip of the worker loop.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeRequest {
+    /// Attempts finished since the last exchange.
+    #[serde(default)]
+    pub completions: Vec<Completion>,
+    /// Runs the worker is executing: their leases are renewed, and any the worker should stop
+    /// (cancelled, or lost to an expired lease) come back in `cancellations`.
+    #[serde(default)]
+    pub held: Vec<RunId>,
+    /// How many new runs it can take.
+    #[serde(default)]
+    pub want: u32,
+    /// How long to wait for new runs when none is ready (long poll), in milliseconds.
+    #[serde(default)]
+    pub wait_ms: u64,
+    /// Renew every lease of this worker and record that it is alive.
+    #[serde(default)]
+    pub heartbeat: bool,
+}
+
+/// A run handed to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The run.
+    pub run_id: RunId,
+    /// Its task.
+    pub task: String,
+    /// Its input.
+    pub input: Value,
+    /// This attempt, 1-based.
+    pub attempt: u32,
+    /// `retries + 1`.
+    pub max_attempts: u32,
+    /// Timeout of this attempt.
+    pub timeout_ms: u64,
+    /// The run that scheduled it.
+    pub parent_id: Option<RunId>,
+}
+
+/// The engine's half of an exchange.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExchangeResponse {
+    /// New runs to execute.
+    pub assignments: Vec<Assignment>,
+    /// Held runs to stop: cancelled, or no longer this worker's.
+    pub cancellations: Vec<RunId>,
+}
+
+/// A worker as listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Its slots.
+    pub slots: u32,
+    /// The tasks it serves.
+    pub tasks: Vec<String>,
+    /// When it registered.
+    pub started_at: DateTime<Utc>,
+    /// Its last exchange.
+    pub last_heartbeat: DateTime<Utc>,
+    /// The runs it holds now.
+    pub held_runs: Vec<RunId>,
+}
+
+/// A cron schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CronSchedule {
+    /// `task:<name>` for crons declared with `#[task(cron)]`, a UUID for ones created by the API.
+    pub id: String,
+    /// The task it schedules.
+    pub task: String,
+    /// The expression.
+    pub expr: String,
+    /// Its time zone (IANA name).
+    pub timezone: String,
+    /// The input given to each run.
+    pub input: Value,
+    /// The last tick that was fired.
+    pub last_tick: Option<DateTime<Utc>>,
+    /// The next tick.
+    pub next_tick: Option<DateTime<Utc>>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A request to create a cron schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronRequest {
+    /// The task to schedule.
+    pub task: String,
+    /// The expression.
+    pub expr: String,
+    /// Its time zone (UTC when absent).
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// The input of each run.
+    #[serde(default)]
+    pub input: Value,
+}
