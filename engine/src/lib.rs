@@ -1,0 +1,32 @@
+//! The OwlClaw Tasks engine: queues, leases, timers, cron firing and retries over a [`store::Store`].
+//!
+//! In lite mode the `owlclaw` SDK embeds an [`Engine`] in the application's process (through
+//! [`Embedded`], which implements the [`owlclaw_core::Orchestrator`] trait for one tenant); in
+//! server mode the `owlclaw serve` command puts the same engine behind an HTTP API.
+
+mod engine;
+pub mod store;
+
+pub use engine::{Embedded, Engine, EngineConfig, LITE_TENANT};
+
+/// `scheme://user:***@host/...`: a URL with its password hidden, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://") {
+        if let Some((creds, host)) = rest.split_once('@') {
+            if let Some((user, _)) = creds.split_once(':') {
+                return format!("{scheme}://{user}:***@{host}");
+            }
+        }
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(super::redact_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact_url("sqlite://a.db"), "sqlite://a.db");
+    }
+}

@@ -1,0 +1,194 @@
+//! The one seam between orchestration logic and a database.
+//!
+//! Every method is one transaction. The engine above decides *when* to call them (timers, leases,
+//! crons, long polls); a store decides *how* to make each step atomic and cheap. Claims, completions
+//! and promotions work on batches so that the hot path costs a handful of statements per batch,
+//! not a round trip per state change.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use owlclaw_core::retry::Backoff;
+use owlclaw_core::task::TaskDef;
+use owlclaw_core::wire::{
+    Assignment, Completion, CronSchedule, ListFilter, RunEvent, RunPage, RunSnapshot, WorkerInfo,
+    WorkerRegistration,
+};
+use owlclaw_core::{Result, RunId};
+use serde_json::Value;
+use std::time::Duration;
+
+pub mod sqlite;
+
+/// A run to insert, fully resolved (policy, status, due time).
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// Its id (deterministic when an idempotency key is given).
+    pub id: RunId,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its task.
+    pub task: String,
+    /// Its input.
+    pub input: Value,
+    /// 1..=10.
+    pub priority: u8,
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// Timeout of one attempt.
+    pub timeout: Duration,
+    /// Backoff between attempts.
+    pub backoff: Backoff,
+    /// When it is due (queued at once when not in the future).
+    pub run_at: DateTime<Utc>,
+    /// The idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// The owning user.
+    pub owner: Option<String>,
+    /// Free-form metadata.
+    pub metadata: Option<Value>,
+    /// The run that scheduled it.
+    pub parent_id: Option<RunId>,
+    /// Why, for the first event (`scheduled`, `cron tick ...`).
+    pub reason: String,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone)]
+pub enum Inserted {
+    /// A new run.
+    Created(RunSnapshot),
+    /// A run with the same id (same idempotency key) already existed, with the same input.
+    Existing(RunSnapshot),
+}
+
+/// A worker as the engine keeps it.
+#[derive(Debug, Clone)]
+pub struct WorkerRecord {
+    /// Its id.
+    pub id: String,
+    /// Its tenant.
+    pub tenant: String,
+    /// Its name.
+    pub name: String,
+    /// The tasks it serves.
+    pub tasks: Vec<String>,
+}
+
+/// A cron schedule with its tenant, as the firing loop needs it.
+#[derive(Debug, Clone)]
+pub struct CronRecord {
+    /// Its tenant.
+    pub tenant: String,
+    /// The public view.
+    pub schedule: CronSchedule,
+}
+
+/// What a maintenance pass did.
+#[derive(Debug, Clone, Default)]
+pub struct Maintenance {
+    /// Runs moved from their timer to the queue.
+    pub promoted: usize,
+    /// Runs whose lease expired.
+    pub expired: usize,
+    /// The earliest timer still pending.
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+/// A database behind the engine.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Inserts runs in one transaction, all or none. A run whose id exists already is returned as
+    /// [`Inserted::Existing`] when its input is the same, and refused with
+    /// `IdempotencyConflict` when not.
+    async fn insert_runs(&self, runs: Vec<NewRun>, now: DateTime<Utc>) -> Result<Vec<Inserted>>;
+    /// One run.
+    async fn get_run(&self, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>>;
+    /// Runs, newest first.
+    async fn list_runs(&self, tenant: &str, filter: &ListFilter) -> Result<RunPage>;
+    /// A run's transitions, oldest first.
+    async fn run_events(&self, tenant: &str, id: RunId) -> Result<Vec<RunEvent>>;
+    /// Cancels a run that is not terminal (`InvalidTransition` otherwise).
+    async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot>;
+    /// Re-queues a failed or cancelled run (`InvalidTransition` otherwise).
+    async fn retry_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot>;
+    /// Claims up to `n` queued runs of the given tasks, highest priority first, FIFO within one
+    /// priority, and gives the worker a lease on each.
+    async fn claim(
+        &self,
+        worker: &WorkerRecord,
+        n: u32,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Vec<Assignment>>;
+    /// Applies finished attempts. Stale ones (another attempt, another worker, no longer running)
+    /// are ignored. Returns how many runs changed state.
+    async fn complete(
+        &self,
+        worker: &WorkerRecord,
+        completions: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<usize>;
+    /// Renews the worker's leases and returns the held runs it must stop (cancelled, or no longer
+    /// its own).
+    async fn heartbeat(
+        &self,
+        worker: &WorkerRecord,
+        held: &[RunId],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Vec<RunId>>;
+    /// Moves due timers to the queue and handles expired leases (re-queue, or fail when no
+    /// attempt is left).
+    async fn maintain(&self, now: DateTime<Utc>, limit: u32) -> Result<Maintenance>;
+    /// Stores a worker, its task definitions and their crons.
+    async fn register_worker(
+        &self,
+        worker: &WorkerRecord,
+        reg: &WorkerRegistration,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
+    /// A worker by id (after an engine restart, or on another replica).
+    async fn get_worker(&self, id: &str) -> Result<Option<WorkerRecord>>;
+    /// Removes a worker and re-queues at once, without counting an attempt, what it still holds.
+    async fn deregister_worker(&self, id: &str, now: DateTime<Utc>) -> Result<usize>;
+    /// Workers seen since `since`.
+    async fn list_workers(&self, tenant: &str, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>>;
+    /// A task definition registered by a worker.
+    async fn get_task(&self, tenant: &str, name: &str) -> Result<Option<TaskDef>>;
+    /// Cron schedules of a tenant.
+    async fn list_crons(&self, tenant: &str) -> Result<Vec<CronSchedule>>;
+    /// Cron schedules of every tenant, for the firing loop.
+    async fn all_crons(&self) -> Result<Vec<CronRecord>>;
+    /// Creates or replaces a cron schedule (its `last_tick` is kept when it exists).
+    async fn upsert_cron(&self, cron: &CronRecord) -> Result<()>;
+    /// Deletes a cron schedule; false when there was none.
+    async fn delete_cron(&self, tenant: &str, id: &str) -> Result<bool>;
+    /// Fires one tick: inserts its run unless the tick was fired already (by this or another
+    /// engine) and advances `last_tick`. Returns whether a run was created.
+    async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool>;
+    /// Closes the connections.
+    async fn close(&self);
+}
+
+/// Opens the store named by `url` (`sqlite://path`, `sqlite::memory:`) and migrates it.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else {
+        Err(owlclaw_core::Error::config(
+            "database_url",
+            format!(
+                "unsupported database URL {:?}: use sqlite://path or sqlite::memory:",
+                crate::redact_url(url)
+            ),
+        ))
+    }
+}
+
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub(crate) fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}

@@ -1,0 +1,1210 @@
+//! The SQLite store: WAL journal, one writer connection per process (writers from other processes
+//! wait on SQLite's lock), a small pool of readers, and batched statements on the hot path.
+//!
+//! Write transactions start with `BEGIN IMMEDIATE`, so two processes sharing a file never
+//! deadlock on a lock upgrade. Durability: `synchronous = NORMAL` in WAL mode, which survives a
+//! crash of the process (what lite mode promises) but may lose the last transactions on power
+//! loss.
+
+use super::{from_micros, micros, CronRecord, Inserted, Maintenance, NewRun, Store, WorkerRecord};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use owlclaw_core::retry::Backoff;
+use owlclaw_core::task::TaskDef;
+use owlclaw_core::wire::{
+    AttemptError, Assignment, Completion, CronSchedule, ListFilter, Outcome, RunEvent, RunPage,
+    RunSnapshot, WorkerInfo, WorkerRegistration, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+};
+use owlclaw_core::{Error, Result, RunId, RunStatus};
+use serde_json::{json, Value};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+type Tx = sqlx::Transaction<'static, Sqlite>;
+
+/// Rows per multi-row statement.
+const CHUNK: usize = 500;
+
+fn db(e: sqlx::Error) -> Error {
+    Error::Internal(format!("sqlite: {e}"))
+}
+
+fn status_of(s: &str) -> RunStatus {
+    RunStatus::from_str(s).unwrap_or(RunStatus::Failed)
+}
+
+/// A SQLite database holding every table of the engine.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) and migrates the database at `url`: `sqlite://path/to/file.db`,
+    /// `sqlite:relative.db` or `sqlite::memory:`.
+    pub async fn open(url: &str) -> Result<SqliteStore> {
+        let memory = url.contains(":memory:") || url.contains("mode=memory");
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| Error::config("database_url", format!("{url:?}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .pragma("temp_store", "memory")
+            .pragma("cache_size", "-32000");
+        if !memory {
+            let path = opts.get_filename().to_path_buf();
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::config("database_url", format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let connect = |max: u32| {
+            SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(if memory { 1 } else { 0 })
+                .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
+                .max_lifetime(None)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts.clone())
+        };
+        let write = connect(1).await.map_err(|e| Error::Connection {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+        let read = if memory { write.clone() } else { connect(4).await.map_err(db)? };
+        let store = SqliteStore { write, read };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        // Two processes opening a new file at once may race on the first migration; the loser
+        // sees the tables already there on its next try.
+        let mut last = None;
+        for _ in 0..10 {
+            match sqlx::migrate!("./migrations/sqlite").run(&self.write).await {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    last = Some(e);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+        Err(Error::Internal(format!("migrating the SQLite database failed: {}", last.unwrap())))
+    }
+
+    async fn begin(&self) -> Result<Tx> {
+        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row mapping
+
+fn snapshot(row: &SqliteRow) -> Result<RunSnapshot> {
+    let text = |c: &str| -> Result<Option<String>> { row.try_get::<Option<String>, _>(c).map_err(db) };
+    let json_col = |c: &str| -> Result<Option<Value>> {
+        Ok(text(c)?.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t))))
+    };
+    let time = |c: &str| -> Result<Option<DateTime<Utc>>> {
+        Ok(row.try_get::<Option<i64>, _>(c).map_err(db)?.map(from_micros))
+    };
+    let id: String = row.try_get("id").map_err(db)?;
+    Ok(RunSnapshot {
+        id: id.parse()?,
+        task: row.try_get("task").map_err(db)?,
+        status: status_of(&row.try_get::<String, _>("status").map_err(db)?),
+        attempt: row.try_get::<i64, _>("attempt").map_err(db)? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts").map_err(db)? as u32,
+        priority: row.try_get::<i64, _>("priority").map_err(db)? as u8,
+        input: json_col("input")?.unwrap_or(Value::Null),
+        output: json_col("output")?,
+        error: text("error")?,
+        errors: text("errors")?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default(),
+        owner: text("owner")?,
+        idempotency_key: text("idempotency_key")?,
+        parent_id: text("parent_id")?.and_then(|p| p.parse().ok()),
+        metadata: json_col("metadata")?,
+        worker: text("worker")?,
+        timeout_ms: row.try_get::<i64, _>("timeout_ms").map_err(db)? as u64,
+        run_at: time("run_at")?.unwrap_or_default(),
+        created_at: time("created_at")?.unwrap_or_default(),
+        started_at: time("started_at")?,
+        finished_at: time("finished_at")?,
+        steps: Vec::new(),
+    })
+}
+
+fn snapshot_of_new(r: &NewRun, status: RunStatus, now: DateTime<Utc>) -> RunSnapshot {
+    RunSnapshot {
+        id: r.id,
+        task: r.task.clone(),
+        status,
+        attempt: 0,
+        max_attempts: r.retries + 1,
+        priority: r.priority,
+        input: r.input.clone(),
+        output: None,
+        error: None,
+        errors: Vec::new(),
+        owner: r.owner.clone(),
+        idempotency_key: r.idempotency_key.clone(),
+        parent_id: r.parent_id,
+        metadata: r.metadata.clone(),
+        worker: None,
+        timeout_ms: r.timeout.as_millis() as u64,
+        run_at: r.run_at,
+        created_at: now,
+        started_at: None,
+        finished_at: None,
+        steps: Vec::new(),
+    }
+}
+
+async fn load(conn: &mut SqliteConnection, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>> {
+    let row = sqlx::query("SELECT * FROM runs WHERE id = ? AND tenant = ?")
+        .bind(id.to_string())
+        .bind(tenant)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?;
+    row.as_ref().map(snapshot).transpose()
+}
+
+/// The few columns a state change needs.
+struct RunState {
+    seq: i64,
+    tenant: String,
+    task: String,
+    status: RunStatus,
+    attempt: u32,
+    max_attempts: u32,
+    retries: u32,
+    priority: i64,
+    backoff: Backoff,
+    worker: Option<String>,
+    worker_id: Option<String>,
+    errors: Option<String>,
+}
+
+const STATE_COLS: &str =
+    "seq, tenant, task, status, attempt, max_attempts, retries, priority, backoff, worker, worker_id, errors";
+
+fn prefixed_state_cols() -> String {
+    STATE_COLS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+}
+
+fn run_state(row: &SqliteRow) -> Result<RunState> {
+    Ok(RunState {
+        seq: row.try_get("seq").map_err(db)?,
+        tenant: row.try_get("tenant").map_err(db)?,
+        task: row.try_get("task").map_err(db)?,
+        status: status_of(&row.try_get::<String, _>("status").map_err(db)?),
+        attempt: row.try_get::<i64, _>("attempt").map_err(db)? as u32,
+        max_attempts: row.try_get::<i64, _>("max_attempts").map_err(db)? as u32,
+        retries: row.try_get::<i64, _>("retries").map_err(db)? as u32,
+        priority: row.try_get("priority").map_err(db)?,
+        backoff: serde_json::from_str(&row.try_get::<String, _>("backoff").map_err(db)?)
+            .unwrap_or_default(),
+        worker: row.try_get("worker").map_err(db)?,
+        worker_id: row.try_get("worker_id").map_err(db)?,
+        errors: row.try_get("errors").map_err(db)?,
+    })
+}
+
+async fn state_by_id(conn: &mut SqliteConnection, tenant: Option<&str>, id: RunId) -> Result<Option<RunState>> {
+    let sql = format!(
+        "SELECT {STATE_COLS} FROM runs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)"
+    );
+    let row = sqlx::query(&sql)
+        .bind(id.to_string())
+        .bind(tenant)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?;
+    row.as_ref().map(run_state).transpose()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared statements
+
+async fn event(
+    conn: &mut SqliteConnection,
+    seq: i64,
+    now: DateTime<Utc>,
+    from: Option<RunStatus>,
+    to: RunStatus,
+    attempt: u32,
+    worker: Option<&str>,
+    reason: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(seq)
+    .bind(micros(now))
+    .bind(from.map(|s| s.as_str()))
+    .bind(to.as_str())
+    .bind(attempt as i64)
+    .bind(worker)
+    .bind(reason)
+    .execute(conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn enqueue(conn: &mut SqliteConnection, st: &RunState) -> Result<()> {
+    sqlx::query("INSERT INTO queue (run_seq, tenant, task, priority) VALUES (?, ?, ?, ?)")
+        .bind(st.seq)
+        .bind(&st.tenant)
+        .bind(&st.task)
+        .bind(st.priority)
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+fn push_error(errors: Option<&str>, attempt: u32, at: DateTime<Utc>, error: &str) -> String {
+    let mut list: Vec<AttemptError> =
+        errors.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
+    list.push(AttemptError { attempt, at, error: error.to_string() });
+    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
+}
+
+/// Ends the current attempt of a running run with an error: back to `scheduled` after the
+/// backoff when attempts are left (or to `queued` at once when `requeue_now`), else `failed`.
+async fn fail_attempt(
+    conn: &mut SqliteConnection,
+    st: &RunState,
+    error: &str,
+    retryable: bool,
+    requeue_now: bool,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let errors = push_error(st.errors.as_deref(), st.attempt, now, error);
+    let worker = st.worker.as_deref();
+    if retryable && st.attempt < st.max_attempts {
+        if requeue_now {
+            sqlx::query(
+                "UPDATE runs SET status = 'queued', error = ?, errors = ?, worker_id = NULL, run_at = ? WHERE seq = ?",
+            )
+            .bind(error)
+            .bind(&errors)
+            .bind(micros(now))
+            .bind(st.seq)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+            enqueue(&mut *conn, st).await?;
+            let reason = format!("attempt {} of {}: {error}; re-queued", st.attempt, st.max_attempts);
+            event(conn, st.seq, now, Some(RunStatus::Running), RunStatus::Queued, st.attempt, worker, &reason).await
+        } else {
+            let delay = st.backoff.delay(st.attempt);
+            let due = now + chrono::Duration::from_std(delay).unwrap_or_default();
+            sqlx::query(
+                "UPDATE runs SET status = 'scheduled', error = ?, errors = ?, worker_id = NULL, run_at = ? WHERE seq = ?",
+            )
+            .bind(error)
+            .bind(&errors)
+            .bind(micros(due))
+            .bind(st.seq)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+            sqlx::query("INSERT OR REPLACE INTO timers (run_seq, due_at) VALUES (?, ?)")
+                .bind(st.seq)
+                .bind(micros(due))
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+            let reason = format!(
+                "attempt {} of {} failed: {error}; retrying in {}",
+                st.attempt,
+                st.max_attempts,
+                owlclaw_core::duration::format_duration(Duration::from_millis(delay.as_millis() as u64))
+            );
+            event(conn, st.seq, now, Some(RunStatus::Running), RunStatus::Scheduled, st.attempt, worker, &reason).await
+        }
+    } else {
+        sqlx::query(
+            "UPDATE runs SET status = 'failed', error = ?, errors = ?, worker_id = NULL, finished_at = ? WHERE seq = ?",
+        )
+        .bind(error)
+        .bind(&errors)
+        .bind(micros(now))
+        .bind(st.seq)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+        let reason = if retryable {
+            format!("attempt {} of {} failed: {error}; no attempt left", st.attempt, st.max_attempts)
+        } else {
+            format!("attempt {} failed and is not retryable: {error}", st.attempt)
+        };
+        event(conn, st.seq, now, Some(RunStatus::Running), RunStatus::Failed, st.attempt, worker, &reason).await
+    }
+}
+
+/// Puts a running run back in the queue without counting its attempt.
+async fn hand_back(conn: &mut SqliteConnection, st: &RunState, reason: &str, now: DateTime<Utc>) -> Result<()> {
+    sqlx::query(
+        "UPDATE runs SET status = 'queued', attempt = MAX(attempt - 1, 0), worker_id = NULL, run_at = ? WHERE seq = ?",
+    )
+    .bind(micros(now))
+    .bind(st.seq)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    sqlx::query("DELETE FROM leases WHERE run_seq = ?")
+        .bind(st.seq)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    enqueue(&mut *conn, st).await?;
+    let attempt = st.attempt.saturating_sub(1);
+    event(conn, st.seq, now, Some(RunStatus::Running), RunStatus::Queued, attempt, st.worker.as_deref(), reason).await
+}
+
+/// Inserts runs; see [`Store::insert_runs`]. With `ignore_conflicts`, an existing id is skipped
+/// silently (cron ticks).
+async fn insert_runs_tx(
+    conn: &mut SqliteConnection,
+    runs: &[NewRun],
+    now: DateTime<Utc>,
+    ignore_conflicts: bool,
+) -> Result<Vec<Inserted>> {
+    let mut out = Vec::with_capacity(runs.len());
+    for chunk in runs.chunks(CHUNK) {
+        let rows: Vec<Value> = chunk
+            .iter()
+            .map(|r| {
+                let status = if r.run_at > now { "scheduled" } else { "queued" };
+                json!([
+                    r.id.to_string(),
+                    r.tenant,
+                    r.task,
+                    status,
+                    r.retries + 1,
+                    r.retries,
+                    r.priority,
+                    r.input.to_string(),
+                    r.owner,
+                    r.idempotency_key,
+                    r.parent_id.map(|p| p.to_string()),
+                    r.metadata.as_ref().map(|m| m.to_string()),
+                    r.timeout.as_millis() as u64,
+                    serde_json::to_string(&r.backoff).unwrap_or_default(),
+                    micros(r.run_at.max(now)),
+                ])
+            })
+            .collect();
+        let inserted: Vec<(i64, String)> = sqlx::query_as(
+            "INSERT INTO runs (id, tenant, task, status, attempt, max_attempts, retries, priority, input, owner, \
+             idempotency_key, parent_id, metadata, timeout_ms, backoff, run_at, created_at) \
+             SELECT value->>0, value->>1, value->>2, value->>3, 0, value->>4, value->>5, value->>6, value->>7, \
+             value->>8, value->>9, value->>10, value->>11, value->>12, value->>13, value->>14, ?2 \
+             FROM json_each(?1) WHERE true ON CONFLICT(id) DO NOTHING RETURNING seq, id",
+        )
+        .bind(Value::Array(rows).to_string())
+        .bind(micros(now))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        let seqs: HashMap<String, i64> = inserted.into_iter().map(|(s, id)| (id, s)).collect();
+        let mut queue = Vec::new();
+        let mut timers = Vec::new();
+        let mut events = Vec::new();
+        for r in chunk {
+            let id = r.id.to_string();
+            match seqs.get(&id) {
+                Some(&seq) => {
+                    let status = if r.run_at > now {
+                        timers.push(json!([seq, micros(r.run_at)]));
+                        RunStatus::Scheduled
+                    } else {
+                        queue.push(json!([seq, r.tenant, r.task, r.priority]));
+                        RunStatus::Queued
+                    };
+                    events.push(json!([seq, status.as_str(), r.reason]));
+                    out.push(Inserted::Created(snapshot_of_new(r, status, now)));
+                }
+                None if ignore_conflicts => {}
+                None => {
+                    let existing = load(&mut *conn, &r.tenant, r.id).await?.ok_or_else(|| {
+                        Error::IdempotencyConflict {
+                            key: r.idempotency_key.clone().unwrap_or_default(),
+                            existing: r.id,
+                        }
+                    })?;
+                    if existing.input != r.input || existing.task != r.task {
+                        return Err(Error::IdempotencyConflict {
+                            key: r.idempotency_key.clone().unwrap_or_default(),
+                            existing: r.id,
+                        });
+                    }
+                    out.push(Inserted::Existing(existing));
+                }
+            }
+        }
+        if !queue.is_empty() {
+            sqlx::query(
+                "INSERT INTO queue (run_seq, tenant, task, priority) \
+                 SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)",
+            )
+            .bind(Value::Array(queue).to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        }
+        if !timers.is_empty() {
+            sqlx::query("INSERT INTO timers (run_seq, due_at) SELECT value->>0, value->>1 FROM json_each(?)")
+                .bind(Value::Array(timers).to_string())
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+        }
+        if !events.is_empty() {
+            sqlx::query(
+                "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
+                 SELECT value->>0, ?2, NULL, value->>1, 0, NULL, value->>2 FROM json_each(?1)",
+            )
+            .bind(Value::Array(events).to_string())
+            .bind(micros(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        }
+    }
+    Ok(out)
+}
+
+fn ids_json<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    Value::Array(items.into_iter().map(|i| Value::String(i.to_string())).collect()).to_string()
+}
+
+fn seqs_json(items: &[i64]) -> String {
+    Value::Array(items.iter().map(|&i| json!(i)).collect()).to_string()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_runs(&self, runs: Vec<NewRun>, now: DateTime<Utc>) -> Result<Vec<Inserted>> {
+        let mut tx = self.begin().await?;
+        let out = insert_runs_tx(&mut tx, &runs, now, false).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(out)
+    }
+
+    async fn get_run(&self, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>> {
+        let mut conn = self.read.acquire().await.map_err(db)?;
+        load(&mut conn, tenant, id).await
+    }
+
+    async fn list_runs(&self, tenant: &str, filter: &ListFilter) -> Result<RunPage> {
+        let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT).clamp(1, MAX_LIST_LIMIT);
+        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM runs WHERE tenant = ");
+        q.push_bind(tenant);
+        if let Some(s) = filter.status {
+            q.push(" AND status = ").push_bind(s.as_str());
+        }
+        if let Some(t) = &filter.task {
+            q.push(" AND task = ").push_bind(t.clone());
+        }
+        if let Some(o) = &filter.owner {
+            q.push(" AND owner = ").push_bind(o.clone());
+        }
+        if let Some(c) = &filter.cursor {
+            let seq: i64 = c.parse().map_err(|_| {
+                Error::invalid_input("cursor", format!("{c:?} is not a cursor returned by list"))
+            })?;
+            q.push(" AND seq < ").push_bind(seq);
+        }
+        q.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        let rows = q.build().fetch_all(&self.read).await.map_err(db)?;
+        let more = rows.len() > limit as usize;
+        let mut runs = Vec::with_capacity(rows.len().min(limit as usize));
+        let mut last_seq = None;
+        for row in rows.iter().take(limit as usize) {
+            runs.push(snapshot(row)?);
+            last_seq = Some(row.try_get::<i64, _>("seq").map_err(db)?);
+        }
+        Ok(RunPage { runs, next_cursor: if more { last_seq.map(|s| s.to_string()) } else { None } })
+    }
+
+    async fn run_events(&self, tenant: &str, id: RunId) -> Result<Vec<RunEvent>> {
+        let mut conn = self.read.acquire().await.map_err(db)?;
+        let st = state_by_id(&mut conn, Some(tenant), id).await?.ok_or_else(|| Error::run_not_found(id))?;
+        let rows = sqlx::query(
+            "SELECT at, from_status, to_status, attempt, worker, reason FROM events WHERE run_seq = ? ORDER BY id",
+        )
+        .bind(st.seq)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunEvent {
+                    run_id: id,
+                    at: from_micros(r.try_get("at").map_err(db)?),
+                    from: r.try_get::<Option<String>, _>("from_status").map_err(db)?.map(|s| status_of(&s)),
+                    to: status_of(&r.try_get::<String, _>("to_status").map_err(db)?),
+                    attempt: r.try_get::<i64, _>("attempt").map_err(db)? as u32,
+                    worker: r.try_get("worker").map_err(db)?,
+                    reason: r.try_get("reason").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
+        let mut tx = self.begin().await?;
+        let st = state_by_id(&mut tx, Some(tenant), id).await?.ok_or_else(|| Error::run_not_found(id))?;
+        let (table, reason) = match st.status {
+            RunStatus::Scheduled => ("timers", "cancelled before it was due"),
+            RunStatus::Queued => ("queue", "cancelled while queued"),
+            RunStatus::Running => ("leases", "cancelled while running; the worker is told to stop"),
+            status => return Err(Error::InvalidTransition { run_id: id, status, action: "cancel" }),
+        };
+        sqlx::query(&format!("DELETE FROM {table} WHERE run_seq = ?"))
+            .bind(st.seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("UPDATE runs SET status = 'cancelled', finished_at = ? WHERE seq = ?")
+            .bind(micros(now))
+            .bind(st.seq)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        event(&mut tx, st.seq, now, Some(st.status), RunStatus::Cancelled, st.attempt, st.worker.as_deref(), reason).await?;
+        let snap = load(&mut tx, tenant, id).await?.ok_or_else(|| Error::run_not_found(id))?;
+        tx.commit().await.map_err(db)?;
+        Ok(snap)
+    }
+
+    async fn retry_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
+        let mut tx = self.begin().await?;
+        let st = state_by_id(&mut tx, Some(tenant), id).await?.ok_or_else(|| Error::run_not_found(id))?;
+        if !st.status.can_retry() {
+            return Err(Error::InvalidTransition { run_id: id, status: st.status, action: "retry" });
+        }
+        sqlx::query(
+            "UPDATE runs SET status = 'queued', max_attempts = attempt + retries + 1, finished_at = NULL, \
+             output = NULL, error = NULL, worker_id = NULL, run_at = ? WHERE seq = ?",
+        )
+        .bind(micros(now))
+        .bind(st.seq)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        enqueue(&mut tx, &st).await?;
+        let reason = format!("manual retry: {} more attempt(s)", st.retries + 1);
+        event(&mut tx, st.seq, now, Some(st.status), RunStatus::Queued, st.attempt, None, &reason).await?;
+        let snap = load(&mut tx, tenant, id).await?.ok_or_else(|| Error::run_not_found(id))?;
+        tx.commit().await.map_err(db)?;
+        Ok(snap)
+    }
+
+    async fn claim(
+        &self,
+        worker: &WorkerRecord,
+        n: u32,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Vec<Assignment>> {
+        if n == 0 || worker.tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tasks = ids_json(&worker.tasks);
+        // Cheap read first, so an idle poll does not take the write lock.
+        let any: Option<i64> = sqlx::query_scalar(
+            "SELECT qid FROM queue WHERE tenant = ?1 AND task IN (SELECT value FROM json_each(?2)) LIMIT 1",
+        )
+        .bind(&worker.tenant)
+        .bind(&tasks)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db)?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.begin().await?;
+        let seqs: Vec<i64> = sqlx::query_scalar(
+            "DELETE FROM queue WHERE qid IN (SELECT qid FROM queue WHERE tenant = ?1 AND task IN \
+             (SELECT value FROM json_each(?2)) ORDER BY priority DESC, qid LIMIT ?3) RETURNING run_seq",
+        )
+        .bind(&worker.tenant)
+        .bind(&tasks)
+        .bind(i64::from(n))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        if seqs.is_empty() {
+            tx.commit().await.map_err(db)?;
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = ?1, worker = ?2, worker_id = ?3 \
+             WHERE seq IN (SELECT value FROM json_each(?4)) AND status = 'queued' \
+             RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, priority",
+        )
+        .bind(micros(now))
+        .bind(&worker.name)
+        .bind(&worker.id)
+        .bind(seqs_json(&seqs))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let lease_us = lease.as_micros() as i64;
+        let now_us = micros(now);
+        let mut leases = Vec::with_capacity(rows.len());
+        let mut events = Vec::with_capacity(rows.len());
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let seq: i64 = row.try_get("seq").map_err(db)?;
+            let attempt = row.try_get::<i64, _>("attempt").map_err(db)?;
+            let timeout_ms = row.try_get::<i64, _>("timeout_ms").map_err(db)?;
+            // The engine's own deadline: the task's timeout plus one lease for the worker to report.
+            let deadline = now_us + timeout_ms * 1000 + lease_us;
+            leases.push(json!([seq, (now_us + lease_us).min(deadline), deadline]));
+            events.push(json!([seq, attempt]));
+            let input: String = row.try_get("input").map_err(db)?;
+            let id: String = row.try_get("id").map_err(db)?;
+            out.push((
+                row.try_get::<i64, _>("priority").map_err(db)?,
+                seq,
+                Assignment {
+                    run_id: id.parse()?,
+                    task: row.try_get("task").map_err(db)?,
+                    input: serde_json::from_str(&input).unwrap_or(Value::Null),
+                    attempt: attempt as u32,
+                    max_attempts: row.try_get::<i64, _>("max_attempts").map_err(db)? as u32,
+                    timeout_ms: timeout_ms as u64,
+                    parent_id: row
+                        .try_get::<Option<String>, _>("parent_id")
+                        .map_err(db)?
+                        .and_then(|p| p.parse().ok()),
+                },
+            ));
+        }
+        sqlx::query(
+            "INSERT OR REPLACE INTO leases (run_seq, worker_id, expires_at, deadline) \
+             SELECT value->>0, ?2, value->>1, value->>2 FROM json_each(?1)",
+        )
+        .bind(Value::Array(leases).to_string())
+        .bind(&worker.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
+             SELECT value->>0, ?2, 'queued', 'running', value->>1, ?3, 'claimed' FROM json_each(?1)",
+        )
+        .bind(Value::Array(events).to_string())
+        .bind(now_us)
+        .bind(&worker.name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        out.sort_by_key(|(p, seq, _)| (-p, *seq));
+        Ok(out.into_iter().map(|(_, _, a)| a).collect())
+    }
+
+    async fn complete(
+        &self,
+        worker: &WorkerRecord,
+        completions: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        if completions.is_empty() {
+            return Ok(0);
+        }
+        let mut changed = 0;
+        let mut tx = self.begin().await?;
+        let ok: Vec<Value> = completions
+            .iter()
+            .filter_map(|c| match &c.outcome {
+                Outcome::Succeeded { output } => {
+                    Some(json!({"id": c.run_id.to_string(), "a": c.attempt, "o": output}))
+                }
+                _ => None,
+            })
+            .collect();
+        if !ok.is_empty() {
+            let done: Vec<(i64, i64)> = sqlx::query_as(
+                "UPDATE runs SET status = 'succeeded', output = c.o, error = NULL, finished_at = ?1 \
+                 FROM (SELECT value->>'id' AS id, value->>'a' AS a, value->'o' AS o FROM json_each(?2)) AS c \
+                 WHERE runs.id = c.id AND runs.status = 'running' AND runs.attempt = c.a AND runs.worker_id = ?3 \
+                 RETURNING runs.seq, runs.attempt",
+            )
+            .bind(micros(now))
+            .bind(Value::Array(ok).to_string())
+            .bind(&worker.id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            if !done.is_empty() {
+                changed += done.len();
+                let seqs: Vec<i64> = done.iter().map(|d| d.0).collect();
+                sqlx::query("DELETE FROM leases WHERE run_seq IN (SELECT value FROM json_each(?))")
+                    .bind(seqs_json(&seqs))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                let events: Vec<Value> = done.iter().map(|(s, a)| json!([s, a])).collect();
+                sqlx::query(
+                    "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
+                     SELECT value->>0, ?2, 'running', 'succeeded', value->>1, ?3, 'succeeded' FROM json_each(?1)",
+                )
+                .bind(Value::Array(events).to_string())
+                .bind(micros(now))
+                .bind(&worker.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+        }
+        for c in completions {
+            if matches!(c.outcome, Outcome::Succeeded { .. }) {
+                continue;
+            }
+            let Some(st) = state_by_id(&mut tx, Some(&worker.tenant), c.run_id).await? else {
+                continue;
+            };
+            if st.status != RunStatus::Running
+                || st.attempt != c.attempt
+                || st.worker_id.as_deref() != Some(worker.id.as_str())
+            {
+                continue; // stale: cancelled, re-queued after a lost lease, or another attempt
+            }
+            changed += 1;
+            if !matches!(c.outcome, Outcome::HandedBack) {
+                sqlx::query("DELETE FROM leases WHERE run_seq = ?")
+                    .bind(st.seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            }
+            match &c.outcome {
+                Outcome::Succeeded { .. } => {}
+                Outcome::Failed { error, retryable } => {
+                    fail_attempt(&mut tx, &st, error, *retryable, false, now).await?
+                }
+                Outcome::TimedOut => {
+                    // Look up the timeout for the message.
+                    let ms: i64 = sqlx::query_scalar("SELECT timeout_ms FROM runs WHERE seq = ?")
+                        .bind(st.seq)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    let msg = format!(
+                        "timed out after {}",
+                        owlclaw_core::duration::format_duration(Duration::from_millis(ms as u64))
+                    );
+                    fail_attempt(&mut tx, &st, &msg, true, false, now).await?
+                }
+                Outcome::Cancelled => {
+                    sqlx::query("UPDATE runs SET status = 'cancelled', finished_at = ? WHERE seq = ?")
+                        .bind(micros(now))
+                        .bind(st.seq)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                    event(&mut tx, st.seq, now, Some(RunStatus::Running), RunStatus::Cancelled, st.attempt, st.worker.as_deref(), "stopped by its worker").await?;
+                }
+                Outcome::HandedBack => {
+                    hand_back(&mut tx, &st, "handed back by its worker at shutdown; not counted as an attempt", now).await?
+                }
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(changed)
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &WorkerRecord,
+        held: &[RunId],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Vec<RunId>> {
+        let mut tx = self.begin().await?;
+        let expires = micros(now) + lease.as_micros() as i64;
+        sqlx::query("UPDATE leases SET expires_at = MIN(?1, deadline) WHERE worker_id = ?2")
+            .bind(expires)
+            .bind(&worker.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("UPDATE workers SET last_heartbeat = ? WHERE id = ?")
+            .bind(micros(now))
+            .bind(&worker.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        if held.is_empty() {
+            return Ok(Vec::new());
+        }
+        let lost: Vec<String> = sqlx::query_scalar(
+            "SELECT h.value FROM json_each(?1) AS h WHERE NOT EXISTS (SELECT 1 FROM runs r JOIN leases l \
+             ON l.run_seq = r.seq WHERE r.id = h.value AND l.worker_id = ?2)",
+        )
+        .bind(ids_json(held))
+        .bind(&worker.id)
+        .fetch_all(&self.write)
+        .await
+        .map_err(db)?;
+        lost.iter().map(|s| s.parse()).collect()
+    }
+
+    async fn maintain(&self, now: DateTime<Utc>, limit: u32) -> Result<Maintenance> {
+        let now_us = micros(now);
+        let (next_due, next_expiry): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MIN(due_at) FROM timers), (SELECT MIN(expires_at) FROM leases)",
+        )
+        .fetch_one(&self.read)
+        .await
+        .map_err(db)?;
+        let mut m = Maintenance { next_due: next_due.map(from_micros), ..Maintenance::default() };
+        let due = next_due.is_some_and(|t| t <= now_us);
+        let expired = next_expiry.is_some_and(|t| t <= now_us);
+        if !due && !expired {
+            return Ok(m);
+        }
+        let mut tx = self.begin().await?;
+        if due {
+            let seqs: Vec<i64> = sqlx::query_scalar(
+                "DELETE FROM timers WHERE run_seq IN (SELECT run_seq FROM timers WHERE due_at <= ?1 \
+                 ORDER BY due_at LIMIT ?2) RETURNING run_seq",
+            )
+            .bind(now_us)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            let mut rows: Vec<(i64, String, String, i64, i64)> = sqlx::query_as(
+                "UPDATE runs SET status = 'queued' WHERE seq IN (SELECT value FROM json_each(?1)) \
+                 AND status = 'scheduled' RETURNING seq, tenant, task, priority, attempt",
+            )
+            .bind(seqs_json(&seqs))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            if !rows.is_empty() {
+                // Ready in due order, so FIFO within a priority follows the due times.
+                let order: HashMap<i64, usize> = seqs.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+                rows.sort_by_key(|r| order.get(&r.0).copied().unwrap_or(usize::MAX));
+                let queue: Vec<Value> = rows.iter().map(|r| json!([r.0, r.1, r.2, r.3])).collect();
+                let events: Vec<Value> = rows.iter().map(|r| json!([r.0, r.4])).collect();
+                sqlx::query(
+                    "INSERT INTO queue (run_seq, tenant, task, priority) \
+                     SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)",
+                )
+                .bind(Value::Array(queue).to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+                sqlx::query(
+                    "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
+                     SELECT value->>0, ?2, 'scheduled', 'queued', value->>1, NULL, 'due' FROM json_each(?1)",
+                )
+                .bind(Value::Array(events).to_string())
+                .bind(now_us)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+            m.promoted = rows.len();
+        }
+        if expired {
+            let sql = format!(
+                "SELECT {}, l.deadline FROM leases l JOIN runs r ON r.seq = l.run_seq \
+                 WHERE l.expires_at <= ?1 LIMIT ?2",
+                prefixed_state_cols()
+            );
+            let rows = sqlx::query(&sql)
+                .bind(now_us)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?;
+            for row in &rows {
+                let st = run_state(row)?;
+                let deadline: i64 = row.try_get("deadline").map_err(db)?;
+                sqlx::query("DELETE FROM leases WHERE run_seq = ?")
+                    .bind(st.seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                if st.status != RunStatus::Running {
+                    continue;
+                }
+                let why = if deadline <= now_us {
+                    "timed out: the worker did not report within the task's timeout".to_string()
+                } else {
+                    format!(
+                        "lease expired: worker {} stopped heartbeating",
+                        st.worker.as_deref().unwrap_or("?")
+                    )
+                };
+                fail_attempt(&mut tx, &st, &why, true, true, now).await?;
+                m.expired += 1;
+            }
+        }
+        let next: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM timers")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+        m.next_due = next.map(from_micros);
+        tx.commit().await.map_err(db)?;
+        Ok(m)
+    }
+
+    async fn register_worker(
+        &self,
+        worker: &WorkerRecord,
+        reg: &WorkerRegistration,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO workers (id, tenant, name, slots, tasks, labels, started_at, last_heartbeat) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&worker.id)
+        .bind(&worker.tenant)
+        .bind(&worker.name)
+        .bind(i64::from(reg.slots))
+        .bind(ids_json(&worker.tasks))
+        .bind(serde_json::to_string(&reg.labels).unwrap_or_default())
+        .bind(micros(now))
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        for def in &reg.tasks {
+            sqlx::query(
+                "INSERT INTO tasks (tenant, name, def, updated_at) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT(tenant, name) DO UPDATE SET def = excluded.def, updated_at = excluded.updated_at",
+            )
+            .bind(&worker.tenant)
+            .bind(&def.name)
+            .bind(serde_json::to_string(def).unwrap_or_default())
+            .bind(micros(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            if let Some(expr) = &def.cron {
+                sqlx::query(
+                    "INSERT INTO crons (tenant, id, task, expr, timezone, input, last_tick, created_at) \
+                     VALUES (?, ?, ?, ?, ?, 'null', NULL, ?) ON CONFLICT(tenant, id) DO UPDATE SET \
+                     expr = excluded.expr, timezone = excluded.timezone",
+                )
+                .bind(&worker.tenant)
+                .bind(format!("task:{}", def.name))
+                .bind(&def.name)
+                .bind(expr)
+                .bind(def.timezone.as_deref().unwrap_or("UTC"))
+                .bind(micros(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            }
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn get_worker(&self, id: &str) -> Result<Option<WorkerRecord>> {
+        let row: Option<(String, String, String, String)> =
+            sqlx::query_as("SELECT id, tenant, name, tasks FROM workers WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db)?;
+        Ok(row.map(|(id, tenant, name, tasks)| WorkerRecord {
+            id,
+            tenant,
+            name,
+            tasks: serde_json::from_str(&tasks).unwrap_or_default(),
+        }))
+    }
+
+    async fn deregister_worker(&self, id: &str, now: DateTime<Utc>) -> Result<usize> {
+        let mut tx = self.begin().await?;
+        let sql = format!(
+            "SELECT {} FROM leases l JOIN runs r ON r.seq = l.run_seq WHERE l.worker_id = ?",
+            prefixed_state_cols()
+        );
+        let rows = sqlx::query(&sql).bind(id).fetch_all(&mut *tx).await.map_err(db)?;
+        let mut handed = 0;
+        for row in &rows {
+            let st = run_state(row)?;
+            if st.status == RunStatus::Running && st.worker_id.as_deref() == Some(id) {
+                hand_back(&mut tx, &st, "handed back: its worker stopped; not counted as an attempt", now).await?;
+                handed += 1;
+            }
+        }
+        sqlx::query("DELETE FROM leases WHERE worker_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("DELETE FROM workers WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(handed)
+    }
+
+    async fn list_workers(&self, tenant: &str, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>> {
+        let rows: Vec<(String, String, i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT id, name, slots, tasks, started_at, last_heartbeat FROM workers \
+             WHERE tenant = ? AND last_heartbeat >= ? ORDER BY started_at",
+        )
+        .bind(tenant)
+        .bind(micros(since))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, name, slots, tasks, started, beat) in rows {
+            let held: Vec<String> = sqlx::query_scalar(
+                "SELECT r.id FROM leases l JOIN runs r ON r.seq = l.run_seq WHERE l.worker_id = ? ORDER BY r.seq",
+            )
+            .bind(&id)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?;
+            out.push(WorkerInfo {
+                id,
+                name,
+                slots: slots as u32,
+                tasks: serde_json::from_str(&tasks).unwrap_or_default(),
+                started_at: from_micros(started),
+                last_heartbeat: from_micros(beat),
+                held_runs: held.iter().filter_map(|h| h.parse().ok()).collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn get_task(&self, tenant: &str, name: &str) -> Result<Option<TaskDef>> {
+        let def: Option<String> = sqlx::query_scalar("SELECT def FROM tasks WHERE tenant = ? AND name = ?")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)?;
+        Ok(def.and_then(|d| serde_json::from_str(&d).ok()))
+    }
+
+    async fn list_crons(&self, tenant: &str) -> Result<Vec<CronSchedule>> {
+        Ok(self
+            .all_crons()
+            .await?
+            .into_iter()
+            .filter(|c| c.tenant == tenant)
+            .map(|c| c.schedule)
+            .collect())
+    }
+
+    async fn all_crons(&self) -> Result<Vec<CronRecord>> {
+        let rows: Vec<(String, String, String, String, String, String, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT tenant, id, task, expr, timezone, input, last_tick, created_at FROM crons ORDER BY tenant, id",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(tenant, id, task, expr, timezone, input, last, created)| CronRecord {
+                tenant,
+                schedule: CronSchedule {
+                    id,
+                    task,
+                    expr,
+                    timezone,
+                    input: serde_json::from_str(&input).unwrap_or(Value::Null),
+                    last_tick: last.map(from_micros),
+                    next_tick: None,
+                    created_at: from_micros(created),
+                },
+            })
+            .collect())
+    }
+
+    async fn upsert_cron(&self, cron: &CronRecord) -> Result<()> {
+        let s = &cron.schedule;
+        sqlx::query(
+            "INSERT INTO crons (tenant, id, task, expr, timezone, input, last_tick, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, NULL, ?) ON CONFLICT(tenant, id) DO UPDATE SET task = excluded.task, \
+             expr = excluded.expr, timezone = excluded.timezone, input = excluded.input",
+        )
+        .bind(&cron.tenant)
+        .bind(&s.id)
+        .bind(&s.task)
+        .bind(&s.expr)
+        .bind(&s.timezone)
+        .bind(s.input.to_string())
+        .bind(micros(s.created_at))
+        .execute(&self.write)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn delete_cron(&self, tenant: &str, id: &str) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM crons WHERE tenant = ? AND id = ?")
+            .bind(tenant)
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let advanced = sqlx::query(
+            "UPDATE crons SET last_tick = ?1 WHERE tenant = ?2 AND id = ?3 AND (last_tick IS NULL OR last_tick < ?1)",
+        )
+        .bind(micros(tick))
+        .bind(&cron.tenant)
+        .bind(&cron.schedule.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        let created = if advanced > 0 {
+            !insert_runs_tx(&mut tx, std::slice::from_ref(&run), Utc::now(), true).await?.is_empty()
+        } else {
+            false
+        };
+        tx.commit().await.map_err(db)?;
+        Ok(created)
+    }
+
+    async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
