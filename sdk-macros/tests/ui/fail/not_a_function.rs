@@ -1,0 +1,6 @@
+use owlclaw::task;
+
+#[task]
+struct NotAFunction;
+
+fn main() {}

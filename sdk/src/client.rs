@@ -1,0 +1,502 @@
+//! The [`Client`]: one API over the embedded engine (lite mode) or an engine server.
+
+use crate::config::{Config, Mode};
+use crate::task::Task;
+use crate::worker::WorkerBuilder;
+use crate::Context;
+use chrono::{DateTime, Utc};
+use owlclaw_core::wire::*;
+use owlclaw_core::{Error, Orchestrator, Result, RunId, RunStatus};
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `namespace.name`, or `name` without a namespace.
+pub(crate) fn qualified_name(namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if !ns.is_empty() => format!("{ns}.{name}"),
+        _ => name.to_string(),
+    }
+}
+
+/// A connection to an OwlClaw engine: embedded in this process (lite mode, the default) or an
+/// `owlclaw serve` server. Cheap to clone; clones share the connection.
+///
+/// ```no_run
+/// # async fn demo() -> owlclaw::Result<()> {
+/// let client = owlclaw::Client::lite().await?;                 // .owlclaw/owlclaw.db
+/// let page = client.list(Default::default()).await?;
+/// println!("{} runs", page.runs.len());
+/// client.disconnect().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    user: Option<Arc<str>>,
+}
+
+struct Inner {
+    orch: Arc<dyn Orchestrator>,
+    config: Config,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.inner.config)
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects as `config` says: starts the embedded engine in lite mode.
+    pub async fn connect(config: Config) -> Result<Client> {
+        config.validate()?;
+        let orch: Arc<dyn Orchestrator> = match config.mode {
+            Mode::Lite => lite_engine(&config).await?,
+            Mode::Server => {
+                return Err(Error::config(
+                    "mode",
+                    "server mode is not available in this version of the SDK yet; use mode: lite",
+                ))
+            }
+        };
+        Ok(Client::from_orchestrator(orch, config))
+    }
+
+    /// Lite mode with every default: an embedded engine on `.owlclaw/owlclaw.db` in the working
+    /// directory.
+    pub async fn lite() -> Result<Client> {
+        Client::connect(Config::lite()).await
+    }
+
+    /// Lite mode on a throw-away in-memory database (tests, demos).
+    pub async fn lite_in_memory() -> Result<Client> {
+        Client::connect(Config::lite_in_memory()).await
+    }
+
+    /// Reads `owlclaw.yaml` (with `${VAR}` substitution and `OWLCLAW_*` overrides) and connects.
+    pub async fn from_config_file(path: impl AsRef<Path>) -> Result<Client> {
+        Client::connect(Config::from_file(path)?).await
+    }
+
+    /// Builds the configuration from `OWLCLAW_*` environment variables and connects.
+    pub async fn from_env() -> Result<Client> {
+        Client::connect(Config::from_env()?).await
+    }
+
+    /// A client over any [`Orchestrator`] (for custom transports and tests).
+    pub fn from_orchestrator(orch: Arc<dyn Orchestrator>, config: Config) -> Client {
+        Client { inner: Arc::new(Inner { orch, config }), user: None }
+    }
+
+    /// Checks that the engine answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.inner.orch.list_workers().await.map(|_| ())
+    }
+
+    /// Closes the connection; in lite mode, stops the embedded engine. Stop workers first.
+    pub async fn disconnect(&self) -> Result<()> {
+        self.inner.orch.close().await
+    }
+
+    /// The configuration it was built from.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The orchestrator behind it.
+    pub fn orchestrator(&self) -> &Arc<dyn Orchestrator> {
+        &self.inner.orch
+    }
+
+    /// The same connection acting as `user`: runs it schedules are owned by `user`, and
+    /// `status`, `cancel` and `retry` of runs owned by someone else are refused (`Forbidden`).
+    pub fn for_user(&self, user: impl Into<String>) -> Client {
+        Client { inner: self.inner.clone(), user: Some(Arc::from(user.into())) }
+    }
+
+    fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// Starts building a worker that serves every `#[task]` in this binary (or a chosen subset).
+    pub fn worker(&self, name: impl Into<String>) -> WorkerBuilder {
+        WorkerBuilder::new(self.clone(), Some(name.into()))
+    }
+
+    /// A worker with a generated name (`host-pid-xxxx`).
+    pub fn default_worker(&self) -> WorkerBuilder {
+        WorkerBuilder::new(self.clone(), None)
+    }
+
+    /// Schedules a run by task name with a JSON input (untyped; prefer the typed handles that
+    /// `#[task]` generates). `req.task` is the full name, namespace included.
+    pub async fn submit(&self, mut req: ScheduleRequest) -> Result<Scheduled> {
+        if req.owner.is_none() {
+            req.owner = self.user.as_deref().map(str::to_owned);
+        }
+        self.inner.orch.schedule(req).await
+    }
+
+    /// Schedules many runs in one transaction.
+    pub async fn submit_bulk(&self, mut reqs: Vec<ScheduleRequest>) -> Result<Vec<Scheduled>> {
+        for r in &mut reqs {
+            if r.owner.is_none() {
+                r.owner = self.user.as_deref().map(str::to_owned);
+            }
+        }
+        self.inner.orch.schedule_bulk(reqs).await
+    }
+
+    /// Enqueues many runs of a typed task in one transaction.
+    pub async fn enqueue_bulk<T: Task>(
+        &self,
+        inputs: impl IntoIterator<Item = T::Input>,
+    ) -> Result<Vec<RunHandle<T::Output>>> {
+        let reqs = inputs
+            .into_iter()
+            .map(|input| typed_request::<T>(self, None, &input))
+            .collect::<Result<Vec<_>>>()?;
+        let done = self.inner.orch.schedule_bulk(reqs).await?;
+        Ok(done.into_iter().map(|s| RunHandle::new(self.clone(), s.run.id, s.created)).collect())
+    }
+
+    /// A run's snapshot.
+    pub async fn status(&self, id: RunId) -> Result<RunSnapshot> {
+        self.inner.orch.get_run(id, self.user()).await
+    }
+
+    /// Runs, newest first, filtered by status, task and owner, a page at a time.
+    pub async fn list(&self, filter: ListFilter) -> Result<RunPage> {
+        self.inner.orch.list_runs(filter).await
+    }
+
+    /// A run's transition log, oldest first.
+    pub async fn events(&self, id: RunId) -> Result<Vec<RunEvent>> {
+        self.inner.orch.run_events(id, self.user()).await
+    }
+
+    /// Cancels a run (`InvalidTransition` if it has finished).
+    pub async fn cancel(&self, id: RunId) -> Result<RunSnapshot> {
+        self.inner.orch.cancel_run(id, self.user()).await
+    }
+
+    /// Re-queues a failed or cancelled run as a new attempt.
+    pub async fn retry(&self, id: RunId) -> Result<RunSnapshot> {
+        self.inner.orch.retry_run(id, self.user()).await
+    }
+
+    /// Waits until the run is terminal (or `timeout` passes) and returns its snapshot.
+    pub async fn wait(&self, id: RunId, timeout: Duration) -> Result<RunSnapshot> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let run = self.inner.orch.wait_run(id, left.min(Duration::from_secs(30))).await?;
+            if run.status.is_terminal() || left.is_zero() {
+                return Ok(run);
+            }
+        }
+    }
+
+    /// Cron schedules.
+    pub async fn crons(&self) -> Result<Vec<CronSchedule>> {
+        self.inner.orch.list_crons().await
+    }
+
+    /// Creates a cron schedule at run time.
+    pub async fn create_cron(&self, req: CronRequest) -> Result<CronSchedule> {
+        self.inner.orch.create_cron(req).await
+    }
+
+    /// Deletes a cron schedule.
+    pub async fn delete_cron(&self, id: &str) -> Result<()> {
+        self.inner.orch.delete_cron(id).await
+    }
+
+    /// Live workers.
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        self.inner.orch.list_workers().await
+    }
+}
+
+#[cfg(feature = "lite")]
+async fn lite_engine(config: &Config) -> Result<Arc<dyn Orchestrator>> {
+    let cfg = owlclaw_engine::EngineConfig {
+        database_url: config.database_url.clone(),
+        lease: config.worker.lease,
+        ..owlclaw_engine::EngineConfig::default()
+    };
+    let engine = owlclaw_engine::Engine::start(cfg).await?;
+    Ok(Arc::new(engine.embedded(owlclaw_engine::LITE_TENANT)))
+}
+
+#[cfg(not(feature = "lite"))]
+async fn lite_engine(_config: &Config) -> Result<Arc<dyn Orchestrator>> {
+    Err(Error::config(
+        "mode",
+        "lite mode needs the `lite` feature of the owlclaw crate (on by default)",
+    ))
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for crate::Client {}
+    impl Sealed for crate::Context {}
+}
+
+/// What can schedule runs: a [`Client`], or a task's [`Context`] (the new run then records the
+/// current run as its parent).
+pub trait Scheduler: sealed::Sealed {
+    /// The connection.
+    fn client(&self) -> &Client;
+    /// The run scheduling, if any.
+    fn parent_run(&self) -> Option<RunId>;
+}
+
+impl Scheduler for Client {
+    fn client(&self) -> &Client {
+        self
+    }
+    fn parent_run(&self) -> Option<RunId> {
+        None
+    }
+}
+
+impl Scheduler for Context {
+    fn client(&self) -> &Client {
+        Context::client(self)
+    }
+    fn parent_run(&self) -> Option<RunId> {
+        Some(self.run_id())
+    }
+}
+
+fn typed_request<T: Task>(client: &Client, parent: Option<RunId>, input: &T::Input) -> Result<ScheduleRequest> {
+    let spec = T::SPEC;
+    let input = serde_json::to_value(input)
+        .map_err(|e| Error::invalid_input("input", format!("can't be serialized to JSON: {e}")))?;
+    Ok(ScheduleRequest {
+        task: qualified_name(client.config().namespace.as_deref(), spec.name),
+        input,
+        priority: Some(i64::from(spec.priority)),
+        retries: Some(i64::from(spec.retries)),
+        timeout: Some(Duration::from_millis(spec.timeout_ms)),
+        backoff: Some(spec.backoff()),
+        parent_id: parent,
+        owner: client.user.as_deref().map(str::to_owned),
+        ..ScheduleRequest::default()
+    })
+}
+
+/// A run about to be scheduled through a typed handle. Set options, then `.await` it for a
+/// [`RunHandle`], or call [`wait`](ScheduleBuilder::wait) for the typed output.
+///
+/// ```no_run
+/// # use owlclaw::{task, Context};
+/// # #[task] async fn resize(_ctx: Context, width: u32) -> anyhow::Result<u32> { Ok(width) }
+/// # async fn demo(client: &owlclaw::Client) -> owlclaw::Result<()> {
+/// let run = resize::enqueue(client, 640)
+///     .priority(9)
+///     .idempotency_key("resize-640")
+///     .delay(std::time::Duration::from_secs(10))
+///     .await?;
+/// let width: u32 = run.result().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a ScheduleBuilder does nothing until it is awaited"]
+pub struct ScheduleBuilder<T: Task> {
+    client: Client,
+    req: Result<ScheduleRequest>,
+    _task: PhantomData<fn() -> T>,
+}
+
+impl<T: Task> fmt::Debug for ScheduleBuilder<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScheduleBuilder").field("task", &T::SPEC.name).field("request", &self.req).finish()
+    }
+}
+
+impl<T: Task> ScheduleBuilder<T> {
+    /// A run of `T` with `input`, due now, with the task's default priority.
+    pub fn new(scheduler: &impl Scheduler, input: T::Input) -> ScheduleBuilder<T> {
+        let client = scheduler.client().clone();
+        let req = typed_request::<T>(&client, scheduler.parent_run(), &input);
+        ScheduleBuilder { client, req, _task: PhantomData }
+    }
+
+    fn with(mut self, f: impl FnOnce(&mut ScheduleRequest)) -> Self {
+        if let Ok(r) = &mut self.req {
+            f(r);
+        }
+        self
+    }
+
+    /// Start after `delay` (replaces [`at`](Self::at)).
+    pub fn delay(self, delay: Duration) -> Self {
+        self.with(|r| {
+            r.delay = Some(delay);
+            r.run_at = None;
+        })
+    }
+
+    /// Start at `at` (replaces [`delay`](Self::delay)).
+    pub fn at(self, at: DateTime<Utc>) -> Self {
+        self.with(|r| {
+            r.run_at = Some(at);
+            r.delay = None;
+        })
+    }
+
+    /// 1 (lowest) to 10 (highest); checked when the run is scheduled.
+    pub fn priority(self, priority: u8) -> Self {
+        self.with(|r| r.priority = Some(i64::from(priority)))
+    }
+
+    /// The same key and input give back the same run; the same key with another input is an
+    /// `IdempotencyConflict`.
+    pub fn idempotency_key(self, key: impl Into<String>) -> Self {
+        let key = key.into();
+        self.with(|r| r.idempotency_key = Some(key))
+    }
+
+    /// The user that owns the run.
+    pub fn owner(self, user: impl Into<String>) -> Self {
+        let user = user.into();
+        self.with(|r| r.owner = Some(user))
+    }
+
+    /// Free-form JSON kept with the run.
+    pub fn metadata(self, metadata: serde_json::Value) -> Self {
+        self.with(|r| r.metadata = Some(metadata))
+    }
+
+    /// Overrides the task's retries for this run.
+    pub fn retries(self, retries: u32) -> Self {
+        self.with(|r| r.retries = Some(i64::from(retries)))
+    }
+
+    /// Overrides the task's timeout for this run.
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.with(|r| r.timeout = Some(timeout))
+    }
+
+    /// Schedules the run and waits for its typed output.
+    pub async fn wait(self) -> Result<T::Output> {
+        self.await?.result().await
+    }
+
+    async fn send(self) -> Result<RunHandle<T::Output>> {
+        let req = self.req?;
+        let s = self.client.inner.orch.schedule(req).await?;
+        Ok(RunHandle::new(self.client, s.run.id, s.created))
+    }
+}
+
+impl<T: Task> IntoFuture for ScheduleBuilder<T> {
+    type Output = Result<RunHandle<T::Output>>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.send())
+    }
+}
+
+/// A scheduled run, with the output type of its task.
+pub struct RunHandle<O> {
+    client: Client,
+    id: RunId,
+    created: bool,
+    _output: PhantomData<fn() -> O>,
+}
+
+impl<O> Clone for RunHandle<O> {
+    fn clone(&self) -> Self {
+        RunHandle { client: self.client.clone(), id: self.id, created: self.created, _output: PhantomData }
+    }
+}
+
+impl<O> fmt::Debug for RunHandle<O> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunHandle").field("id", &self.id).field("created", &self.created).finish()
+    }
+}
+
+impl<O: DeserializeOwned> RunHandle<O> {
+    /// A handle on run `id` of a task with output `O`.
+    pub fn new(client: Client, id: RunId, created: bool) -> RunHandle<O> {
+        RunHandle { client, id, created, _output: PhantomData }
+    }
+
+    /// The run's id.
+    pub fn id(&self) -> RunId {
+        self.id
+    }
+
+    /// False when scheduling returned an existing run (same idempotency key).
+    pub fn was_created(&self) -> bool {
+        self.created
+    }
+
+    /// Its current status.
+    pub async fn status(&self) -> Result<RunStatus> {
+        Ok(self.snapshot().await?.status)
+    }
+
+    /// Its snapshot.
+    pub async fn snapshot(&self) -> Result<RunSnapshot> {
+        self.client.status(self.id).await
+    }
+
+    /// Its transition log.
+    pub async fn events(&self) -> Result<Vec<RunEvent>> {
+        self.client.events(self.id).await
+    }
+
+    /// Cancels it.
+    pub async fn cancel(&self) -> Result<RunSnapshot> {
+        self.client.cancel(self.id).await
+    }
+
+    /// Waits until it is terminal and returns its typed output: `Error::Task` with the last
+    /// error if it failed, `Error::Cancelled` if it was cancelled.
+    pub async fn result(&self) -> Result<O> {
+        loop {
+            let run = self.client.wait(self.id, Duration::from_secs(3600)).await?;
+            if run.status.is_terminal() {
+                return output_of(run);
+            }
+        }
+    }
+
+    /// Like [`result`](Self::result), but gives up with `Error::Timeout` after `timeout`.
+    pub async fn result_timeout(&self, timeout: Duration) -> Result<O> {
+        let run = self.client.wait(self.id, timeout).await?;
+        if !run.status.is_terminal() {
+            return Err(Error::Timeout(format!(
+                "run {} is still {} after {}",
+                self.id,
+                run.status,
+                owlclaw_core::duration::format_duration(timeout)
+            )));
+        }
+        output_of(run)
+    }
+}
+
+fn output_of<O: DeserializeOwned>(run: RunSnapshot) -> Result<O> {
+    match run.status {
+        RunStatus::Succeeded => serde_json::from_value(run.output.unwrap_or(serde_json::Value::Null)).map_err(|e| {
+            Error::Internal(format!("the output of run {} does not match the task's output type: {e}", run.id))
+        }),
+        RunStatus::Cancelled => Err(Error::Cancelled { run_id: run.id }),
+        _ => Err(Error::Task { run_id: run.id, message: run.error.unwrap_or_else(|| "failed".into()) }),
+    }
+}
