@@ -1,0 +1,20 @@
+// Tasks shared by the test binaries and the child worker process (included with #[path]).
+
+use owlclaw::{task, Context};
+use std::time::Duration;
+
+/// Hangs when the process has OWLCLAW_TEST_HANG set (the worker that gets killed); otherwise
+/// returns at once with the attempt that ran it.
+#[task(retries = 2, timeout = "2m")]
+pub(crate) async fn blocker(ctx: Context, key: String) -> anyhow::Result<String> {
+    if std::env::var_os("OWLCLAW_TEST_HANG").is_some() {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    Ok(format!("{key} done on attempt {}", ctx.attempt()))
+}
+
+/// Fires every second.
+#[task(cron = "* * * * * *")]
+pub(crate) async fn every_second(_ctx: Context) -> anyhow::Result<()> {
+    Ok(())
+}
