@@ -38,7 +38,10 @@ static FLAKY_CALLS: AtomicU32 = AtomicU32::new(0);
 async fn flaky(ctx: Context) -> anyhow::Result<u32> {
     FLAKY_CALLS.fetch_add(1, Ordering::SeqCst);
     if ctx.attempt() == 1 {
-        anyhow::bail!("the payment provider answered 503 (attempt {})", ctx.attempt());
+        anyhow::bail!(
+            "the payment provider answered 503 (attempt {})",
+            ctx.attempt()
+        );
     }
     Ok(ctx.attempt())
 }
@@ -88,11 +91,21 @@ async fn main() -> anyhow::Result<()> {
     println!("worker {} started", worker.name());
 
     // 1. Now, typed input and output.
-    let email = send_email::enqueue(&client, Email { to: "ada@example.com".into(), subject: "Welcome".into() }).await?;
+    let email = send_email::enqueue(
+        &client,
+        Email {
+            to: "ada@example.com".into(),
+            subject: "Welcome".into(),
+        },
+    )
+    .await?;
     // 2. After a delay.
     let delayed = send_email::schedule(
         &client,
-        Email { to: "grace@example.com".into(), subject: "Reminder".into() },
+        Email {
+            to: "grace@example.com".into(),
+            subject: "Reminder".into(),
+        },
         Duration::from_millis(500),
     )
     .await?;
@@ -107,9 +120,14 @@ async fn main() -> anyhow::Result<()> {
 
     println!("send-email            -> {}", email.result().await?);
     println!("send-email (delayed)  -> {}", delayed.result().await?);
-    println!("flaky                 -> succeeded on attempt {}", retried.result().await?);
+    println!(
+        "flaky                 -> succeeded on attempt {}",
+        retried.result().await?
+    );
     match timed_out.result().await {
-        Err(owlclaw::Error::Task { message, .. }) => println!("slow_report           -> failed: {message}"),
+        Err(owlclaw::Error::Task { message, .. }) => {
+            println!("slow_report           -> failed: {message}")
+        }
         other => anyhow::bail!("slow_report should have timed out, got {other:?}"),
     }
     while cancelled.status().await? != RunStatus::Running {
@@ -120,29 +138,53 @@ async fn main() -> anyhow::Result<()> {
         Err(owlclaw::Error::Cancelled { .. }) => println!("long_export           -> cancelled"),
         other => anyhow::bail!("long_export should be cancelled, got {other:?}"),
     }
-    println!("countdown             -> started at {}", chain.result().await?);
+    println!(
+        "countdown             -> started at {}",
+        chain.result().await?
+    );
 
     // The cron task fires every second; wait for its first tick.
     let cron_run = loop {
         let page = client
-            .list(owlclaw::ListFilter { task: Some("heartbeat_report".into()), ..Default::default() })
+            .list(owlclaw::ListFilter {
+                task: Some("heartbeat_report".into()),
+                ..Default::default()
+            })
             .await?;
-        if let Some(run) = page.runs.into_iter().find(|r| r.status == RunStatus::Succeeded) {
+        if let Some(run) = page
+            .runs
+            .into_iter()
+            .find(|r| r.status == RunStatus::Succeeded)
+        {
             break run;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    println!("heartbeat_report      -> cron tick ran: {}", cron_run.output.unwrap_or_default());
+    println!(
+        "heartbeat_report      -> cron tick ran: {}",
+        cron_run.output.unwrap_or_default()
+    );
 
     // Every run of the chain, found through its parent links.
     let countdowns = client
-        .list(owlclaw::ListFilter { task: Some("countdown".into()), limit: Some(100), ..Default::default() })
+        .list(owlclaw::ListFilter {
+            task: Some("countdown".into()),
+            limit: Some(100),
+            ..Default::default()
+        })
         .await?;
     let mut link = Some(chain.id());
     while let Some(id) = link {
         let run = client.status(id).await?;
-        println!("  countdown({}) run {} -> {}", run.input, run.id, run.status);
-        link = countdowns.runs.iter().find(|r| r.parent_id == Some(id)).map(|r| r.id);
+        println!(
+            "  countdown({}) run {} -> {}",
+            run.input, run.id, run.status
+        );
+        link = countdowns
+            .runs
+            .iter()
+            .find(|r| r.parent_id == Some(id))
+            .map(|r| r.id);
     }
 
     println!();
@@ -157,7 +199,12 @@ async fn main() -> anyhow::Result<()> {
         ("heartbeat_report", cron_run.id),
     ] {
         let snap = client.status(id).await?;
-        println!("  {label:<22} {:<10} attempts {}/{}", snap.status.as_str(), snap.attempt, snap.max_attempts);
+        println!(
+            "  {label:<22} {:<10} attempts {}/{}",
+            snap.status.as_str(),
+            snap.attempt,
+            snap.max_attempts
+        );
     }
 
     worker.shutdown().await?;

@@ -19,7 +19,12 @@ fn log() -> &'static Mutex<HashMap<String, Vec<String>>> {
 }
 
 fn record(key: &str, what: impl Into<String>) {
-    log().lock().unwrap().entry(key.to_string()).or_default().push(what.into());
+    log()
+        .lock()
+        .unwrap()
+        .entry(key.to_string())
+        .or_default()
+        .push(what.into());
 }
 
 fn recorded(key: &str) -> Vec<String> {
@@ -38,7 +43,12 @@ async fn echo(_ctx: Context, job: Job) -> anyhow::Result<String> {
     Ok(format!("echo {}", job.label))
 }
 
-#[task(retries = 3, backoff_initial = "100ms", backoff_factor = 2.0, backoff_max = "10s")]
+#[task(
+    retries = 3,
+    backoff_initial = "100ms",
+    backoff_factor = 2.0,
+    backoff_max = "10s"
+)]
 async fn always_fails(ctx: Context, key: String) -> anyhow::Result<()> {
     record(&key, format!("attempt {}", ctx.attempt()));
     anyhow::bail!("boom on attempt {}", ctx.attempt())
@@ -98,7 +108,15 @@ async fn sleeps(_ctx: Context, ms: u64) -> anyhow::Result<u64> {
 
 #[task]
 async fn spawner(ctx: Context, key: String) -> anyhow::Result<String> {
-    let child = echo::schedule(&ctx, Job { key: key.clone(), label: "child".into() }, Duration::from_millis(50)).await?;
+    let child = echo::schedule(
+        &ctx,
+        Job {
+            key: key.clone(),
+            label: "child".into(),
+        },
+        Duration::from_millis(50),
+    )
+    .await?;
     Ok(child.id().to_string())
 }
 
@@ -107,8 +125,20 @@ async fn a_run_goes_queued_running_succeeded_with_one_event_per_transition() {
     init_tracing();
     let db = TestDb::new();
     let client = db.client().await;
-    let run = echo::enqueue(&client, Job { key: "lc".into(), label: "hello".into() }).await.unwrap();
-    assert_eq!(run.status().await.unwrap(), RunStatus::Queued, "no worker yet");
+    let run = echo::enqueue(
+        &client,
+        Job {
+            key: "lc".into(),
+            label: "hello".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        run.status().await.unwrap(),
+        RunStatus::Queued,
+        "no worker yet"
+    );
     let worker = client.worker("w").task::<echo>().start().await.unwrap();
     assert_eq!(run.result().await.unwrap(), "echo hello");
     let snap = run.snapshot().await.unwrap();
@@ -138,21 +168,40 @@ async fn illegal_transitions_are_refused_and_change_nothing() {
     let db = TestDb::new();
     let client = db.client().await;
     let worker = client.worker("w").task::<echo>().start().await.unwrap();
-    let run = echo::enqueue(&client, Job { key: "ill".into(), label: "x".into() }).await.unwrap();
+    let run = echo::enqueue(
+        &client,
+        Job {
+            key: "ill".into(),
+            label: "x".into(),
+        },
+    )
+    .await
+    .unwrap();
     run.result().await.unwrap();
     let before = run.events().await.unwrap().len();
     match client.cancel(run.id()).await {
-        Err(Error::InvalidTransition { status: RunStatus::Succeeded, action: "cancel", .. }) => {}
+        Err(Error::InvalidTransition {
+            status: RunStatus::Succeeded,
+            action: "cancel",
+            ..
+        }) => {}
         other => panic!("cancel of a finished run: {other:?}"),
     }
     match client.retry(run.id()).await {
-        Err(Error::InvalidTransition { status: RunStatus::Succeeded, action: "retry", .. }) => {}
+        Err(Error::InvalidTransition {
+            status: RunStatus::Succeeded,
+            action: "retry",
+            ..
+        }) => {}
         other => panic!("retry of a succeeded run: {other:?}"),
     }
     assert_eq!(run.status().await.unwrap(), RunStatus::Succeeded);
     assert_eq!(run.events().await.unwrap().len(), before);
     let missing = owlclaw::RunId::new();
-    assert!(matches!(client.status(missing).await, Err(Error::NotFound { what: "run", .. })));
+    assert!(matches!(
+        client.status(missing).await,
+        Err(Error::NotFound { what: "run", .. })
+    ));
     worker.shutdown().await.unwrap();
 }
 
@@ -161,19 +210,53 @@ async fn higher_priority_runs_first_and_fifo_within_a_priority() {
     let db = TestDb::new();
     let client = db.client().await;
     let key = "prio";
-    let plan = [(5, "a5"), (1, "b1"), (9, "c9"), (5, "d5"), (9, "e9"), (1, "f1"), (10, "g10")];
+    let plan = [
+        (5, "a5"),
+        (1, "b1"),
+        (9, "c9"),
+        (5, "d5"),
+        (9, "e9"),
+        (1, "f1"),
+        (10, "g10"),
+    ];
     let mut ids = Vec::new();
     for (p, label) in plan {
-        let h = echo::enqueue(&client, Job { key: key.into(), label: label.into() }).priority(p).await.unwrap();
+        let h = echo::enqueue(
+            &client,
+            Job {
+                key: key.into(),
+                label: label.into(),
+            },
+        )
+        .priority(p)
+        .await
+        .unwrap();
         ids.push(h.id());
     }
-    let worker = client.worker("w").task::<echo>().slots(1).start().await.unwrap();
+    let worker = client
+        .worker("w")
+        .task::<echo>()
+        .slots(1)
+        .start()
+        .await
+        .unwrap();
     for id in ids {
         finished(&client, id).await;
     }
     assert_eq!(recorded(key), ["g10", "c9", "e9", "a5", "d5", "b1", "f1"]);
-    let bad = echo::enqueue(&client, Job { key: key.into(), label: "bad".into() }).priority(11).await;
-    assert!(matches!(bad, Err(Error::InvalidInput { ref field, .. }) if field == "priority"), "{bad:?}");
+    let bad = echo::enqueue(
+        &client,
+        Job {
+            key: key.into(),
+            label: "bad".into(),
+        },
+    )
+    .priority(11)
+    .await;
+    assert!(
+        matches!(bad, Err(Error::InvalidInput { ref field, .. }) if field == "priority"),
+        "{bad:?}"
+    );
     worker.shutdown().await.unwrap();
 }
 
@@ -181,16 +264,35 @@ async fn higher_priority_runs_first_and_fifo_within_a_priority() {
 async fn retries_count_attempts_keep_each_error_and_back_off_exponentially() {
     let db = TestDb::new();
     let client = db.client().await;
-    let worker = client.worker("w").task::<always_fails>().start().await.unwrap();
-    let run = always_fails::enqueue(&client, "retry".into()).await.unwrap();
+    let worker = client
+        .worker("w")
+        .task::<always_fails>()
+        .start()
+        .await
+        .unwrap();
+    let run = always_fails::enqueue(&client, "retry".into())
+        .await
+        .unwrap();
     let snap = finished(&client, run.id()).await;
     assert_eq!(snap.status, RunStatus::Failed);
     assert_eq!((snap.attempt, snap.max_attempts), (4, 4));
-    assert_eq!(recorded("retry"), ["attempt 1", "attempt 2", "attempt 3", "attempt 4"]);
-    let errors: Vec<(u32, &str)> = snap.errors.iter().map(|e| (e.attempt, e.error.as_str())).collect();
+    assert_eq!(
+        recorded("retry"),
+        ["attempt 1", "attempt 2", "attempt 3", "attempt 4"]
+    );
+    let errors: Vec<(u32, &str)> = snap
+        .errors
+        .iter()
+        .map(|e| (e.attempt, e.error.as_str()))
+        .collect();
     assert_eq!(
         errors,
-        [(1, "boom on attempt 1"), (2, "boom on attempt 2"), (3, "boom on attempt 3"), (4, "boom on attempt 4")]
+        [
+            (1, "boom on attempt 1"),
+            (2, "boom on attempt 2"),
+            (3, "boom on attempt 3"),
+            (4, "boom on attempt 4")
+        ]
     );
     assert_eq!(snap.error.as_deref(), Some("boom on attempt 4"));
     match run.result().await {
@@ -200,14 +302,23 @@ async fn retries_count_attempts_keep_each_error_and_back_off_exponentially() {
     // The backoff before attempt n+1 is drawn in [d/2, d] with d = 100ms * 2^(n-1): the scheduled
     // due time (run_at) of each retry, relative to the failure, grows with the attempt.
     let events = run.events().await.unwrap();
-    let retries: Vec<_> = events.iter().filter(|e| e.to == RunStatus::Scheduled).collect();
+    let retries: Vec<_> = events
+        .iter()
+        .filter(|e| e.to == RunStatus::Scheduled)
+        .collect();
     assert_eq!(retries.len(), 3, "{events:#?}");
-    let claims: Vec<_> = events.iter().filter(|e| e.to == RunStatus::Running).collect();
+    let claims: Vec<_> = events
+        .iter()
+        .filter(|e| e.to == RunStatus::Running)
+        .collect();
     assert_eq!(claims.len(), 4);
     for (i, failure) in retries.iter().enumerate() {
         let base = 100.0 * 2f64.powi(i as i32);
         let waited = (claims[i + 1].at - failure.at).num_microseconds().unwrap() as f64 / 1000.0;
-        assert!(waited >= base / 2.0 - 1.0, "retry {i}: waited {waited} ms, backoff base {base} ms");
+        assert!(
+            waited >= base / 2.0 - 1.0,
+            "retry {i}: waited {waited} ms, backoff base {base} ms"
+        );
         assert!(failure.reason.contains("retrying in"), "{}", failure.reason);
     }
     worker.shutdown().await.unwrap();
@@ -223,7 +334,13 @@ async fn a_task_past_its_timeout_is_stopped_and_the_attempt_fails_with_timeout()
     assert_eq!(snap.status, RunStatus::Failed);
     assert_eq!(snap.attempt, 2, "retried once after the first timeout");
     assert_eq!(recorded("timeout"), ["attempt 1", "attempt 2"]);
-    assert!(snap.errors.iter().all(|e| e.error == "timed out after 200ms"), "{:?}", snap.errors);
+    assert!(
+        snap.errors
+            .iter()
+            .all(|e| e.error == "timed out after 200ms"),
+        "{:?}",
+        snap.errors
+    );
     worker.shutdown().await.unwrap();
 }
 
@@ -231,22 +348,57 @@ async fn a_task_past_its_timeout_is_stopped_and_the_attempt_fails_with_timeout()
 async fn queued_and_scheduled_runs_are_cancelled_at_once_and_never_run() {
     let db = TestDb::new();
     let client = db.client().await;
-    let queued = echo::enqueue(&client, Job { key: "cq".into(), label: "queued".into() }).await.unwrap();
-    let scheduled = echo::schedule(&client, Job { key: "cq".into(), label: "scheduled".into() }, Duration::from_millis(300))
-        .await
-        .unwrap();
+    let queued = echo::enqueue(
+        &client,
+        Job {
+            key: "cq".into(),
+            label: "queued".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let scheduled = echo::schedule(
+        &client,
+        Job {
+            key: "cq".into(),
+            label: "scheduled".into(),
+        },
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap();
     assert_eq!(scheduled.status().await.unwrap(), RunStatus::Scheduled);
     assert_eq!(queued.cancel().await.unwrap().status, RunStatus::Cancelled);
-    assert_eq!(scheduled.cancel().await.unwrap().status, RunStatus::Cancelled);
+    assert_eq!(
+        scheduled.cancel().await.unwrap().status,
+        RunStatus::Cancelled
+    );
     let worker = client.worker("w").task::<echo>().start().await.unwrap();
-    let marker = echo::schedule(&client, Job { key: "cq".into(), label: "marker".into() }, Duration::from_millis(400))
-        .await
-        .unwrap();
+    let marker = echo::schedule(
+        &client,
+        Job {
+            key: "cq".into(),
+            label: "marker".into(),
+        },
+        Duration::from_millis(400),
+    )
+    .await
+    .unwrap();
     marker.result().await.unwrap();
-    assert_eq!(recorded("cq"), ["marker"], "cancelled runs must never start");
-    assert!(matches!(queued.result().await, Err(Error::Cancelled { .. })));
+    assert_eq!(
+        recorded("cq"),
+        ["marker"],
+        "cancelled runs must never start"
+    );
+    assert!(matches!(
+        queued.result().await,
+        Err(Error::Cancelled { .. })
+    ));
     let events = scheduled.events().await.unwrap();
-    assert_eq!(events.last().map(|e| (e.from, e.to)), Some((Some(RunStatus::Scheduled), RunStatus::Cancelled)));
+    assert_eq!(
+        events.last().map(|e| (e.from, e.to)),
+        Some((Some(RunStatus::Scheduled), RunStatus::Cancelled))
+    );
     worker.shutdown().await.unwrap();
 }
 
@@ -254,18 +406,31 @@ async fn queued_and_scheduled_runs_are_cancelled_at_once_and_never_run() {
 async fn cancelling_a_running_run_reaches_its_task_through_ctx_cancelled() {
     let db = TestDb::new();
     let client = db.client().await;
-    let worker = client.worker("w").task::<cancellable>().start().await.unwrap();
+    let worker = client
+        .worker("w")
+        .task::<cancellable>()
+        .start()
+        .await
+        .unwrap();
     let run = cancellable::enqueue(&client, "cr".into()).await.unwrap();
     eventually("the task to start", Duration::from_secs(10), || async {
-        recorded("cr").contains(&"started".to_string()).then_some(())
+        recorded("cr")
+            .contains(&"started".to_string())
+            .then_some(())
     })
     .await;
     let snap = run.cancel().await.unwrap();
     assert_eq!(snap.status, RunStatus::Cancelled);
     let t0 = Instant::now();
-    eventually("the task to see ctx.cancelled()", Duration::from_secs(10), || async {
-        recorded("cr").contains(&"saw cancellation".to_string()).then_some(())
-    })
+    eventually(
+        "the task to see ctx.cancelled()",
+        Duration::from_secs(10),
+        || async {
+            recorded("cr")
+                .contains(&"saw cancellation".to_string())
+                .then_some(())
+        },
+    )
     .await;
     // Reached within a few heartbeats (the exact latency is a benchmark figure, not a test).
     assert!(t0.elapsed() < HEARTBEAT * 20, "took {:?}", t0.elapsed());
@@ -287,8 +452,19 @@ async fn a_task_ignoring_cancellation_is_dropped_after_the_grace_period_and_free
         .await
         .unwrap();
     let run = stubborn::enqueue(&client, "grace".into()).await.unwrap();
-    eventually("start", Duration::from_secs(10), || async { (!recorded("grace").is_empty()).then_some(()) }).await;
-    let next = echo::enqueue(&client, Job { key: "grace".into(), label: "after".into() }).await.unwrap();
+    eventually("start", Duration::from_secs(10), || async {
+        (!recorded("grace").is_empty()).then_some(())
+    })
+    .await;
+    let next = echo::enqueue(
+        &client,
+        Job {
+            key: "grace".into(),
+            label: "after".into(),
+        },
+    )
+    .await
+    .unwrap();
     run.cancel().await.unwrap();
     next.result().await.unwrap();
     assert_eq!(recorded("grace"), ["started", "dropped", "after"]);
@@ -296,7 +472,8 @@ async fn a_task_ignoring_cancellation_is_dropped_after_the_grace_period_and_free
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_finishes_short_runs_and_hands_back_the_rest_without_counting_an_attempt() {
+async fn graceful_shutdown_finishes_short_runs_and_hands_back_the_rest_without_counting_an_attempt()
+{
     let db = TestDb::new();
     let client = db.client().await;
     let worker = client
@@ -309,7 +486,9 @@ async fn graceful_shutdown_finishes_short_runs_and_hands_back_the_rest_without_c
         .await
         .unwrap();
     let short = sleeps::enqueue(&client, 300).await.unwrap();
-    let long = slow_first::enqueue(&client, "handback".into()).await.unwrap();
+    let long = slow_first::enqueue(&client, "handback".into())
+        .await
+        .unwrap();
     eventually("both running", Duration::from_secs(10), || async {
         let a = short.status().await.unwrap() == RunStatus::Running;
         let b = long.status().await.unwrap() == RunStatus::Running;
@@ -317,15 +496,31 @@ async fn graceful_shutdown_finishes_short_runs_and_hands_back_the_rest_without_c
     })
     .await;
     worker.shutdown().await.unwrap();
-    assert_eq!(short.status().await.unwrap(), RunStatus::Succeeded, "finished within the grace period");
+    assert_eq!(
+        short.status().await.unwrap(),
+        RunStatus::Succeeded,
+        "finished within the grace period"
+    );
     let snap = long.snapshot().await.unwrap();
-    assert_eq!(snap.status, RunStatus::Queued, "handed back, re-queued at once");
+    assert_eq!(
+        snap.status,
+        RunStatus::Queued,
+        "handed back, re-queued at once"
+    );
     assert_eq!(snap.attempt, 0, "a hand-back is not an attempt");
     let last = long.events().await.unwrap().pop().unwrap();
-    assert_eq!((last.from, last.to), (Some(RunStatus::Running), RunStatus::Queued));
+    assert_eq!(
+        (last.from, last.to),
+        (Some(RunStatus::Running), RunStatus::Queued)
+    );
     assert!(last.reason.contains("handed back"), "{}", last.reason);
     // Another worker picks it up and finishes it as attempt 1.
-    let worker = client.worker("second").task::<slow_first>().start().await.unwrap();
+    let worker = client
+        .worker("second")
+        .task::<slow_first>()
+        .start()
+        .await
+        .unwrap();
     assert_eq!(long.result().await.unwrap(), 1);
     let snap = long.snapshot().await.unwrap();
     assert_eq!((snap.attempt, snap.worker.as_deref()), (1, Some("second")));
@@ -341,7 +536,12 @@ async fn a_run_longer_than_its_lease_keeps_it_through_heartbeats() {
     let run = sleeps::enqueue(&client, 2500).await.unwrap();
     assert_eq!(run.result().await.unwrap(), 2500);
     let snap = run.snapshot().await.unwrap();
-    assert_eq!(snap.attempt, 1, "never re-queued: {:?}", run.events().await.unwrap());
+    assert_eq!(
+        snap.attempt,
+        1,
+        "never re-queued: {:?}",
+        run.events().await.unwrap()
+    );
     worker.shutdown().await.unwrap();
 }
 
@@ -349,20 +549,48 @@ async fn a_run_longer_than_its_lease_keeps_it_through_heartbeats() {
 async fn a_delayed_run_is_woken_by_its_due_time_not_by_polling() {
     let db = TestDb::new();
     // A poll interval far longer than the test: only the due-time wake-up can start the run.
-    let engine = owlclaw_engine::EngineConfig { poll_interval: Duration::from_secs(3600), ..Default::default() };
+    let engine = owlclaw_engine::EngineConfig {
+        poll_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
     let client = db.client_with_engine(engine).await;
     let worker = client.worker("w").task::<echo>().start().await.unwrap();
-    let run = echo::schedule(&client, Job { key: "delay".into(), label: "late".into() }, Duration::from_millis(300))
-        .await
-        .unwrap();
+    let run = echo::schedule(
+        &client,
+        Job {
+            key: "delay".into(),
+            label: "late".into(),
+        },
+        Duration::from_millis(300),
+    )
+    .await
+    .unwrap();
     let snap = run.snapshot().await.unwrap();
     assert_eq!(snap.status, RunStatus::Scheduled);
-    assert_eq!(run.result_timeout(Duration::from_secs(20)).await.unwrap(), "echo late");
+    assert_eq!(
+        run.result_timeout(Duration::from_secs(20)).await.unwrap(),
+        "echo late"
+    );
     let snap = run.snapshot().await.unwrap();
-    assert!(snap.started_at.unwrap() >= snap.run_at, "started before it was due");
+    assert!(
+        snap.started_at.unwrap() >= snap.run_at,
+        "started before it was due"
+    );
     let at = owlclaw::Utc::now() + chrono::Duration::milliseconds(200);
-    let at_run = echo::schedule_at(&client, Job { key: "delay".into(), label: "at".into() }, at).await.unwrap();
-    at_run.result_timeout(Duration::from_secs(20)).await.unwrap();
+    let at_run = echo::schedule_at(
+        &client,
+        Job {
+            key: "delay".into(),
+            label: "at".into(),
+        },
+        at,
+    )
+    .await
+    .unwrap();
+    at_run
+        .result_timeout(Duration::from_secs(20))
+        .await
+        .unwrap();
     assert!(at_run.snapshot().await.unwrap().started_at.unwrap() >= at);
     worker.shutdown().await.unwrap();
 }
@@ -371,7 +599,13 @@ async fn a_delayed_run_is_woken_by_its_due_time_not_by_polling() {
 async fn a_task_can_schedule_another_run_which_records_its_parent() {
     let db = TestDb::new();
     let client = db.client().await;
-    let worker = client.worker("w").task::<spawner>().task::<echo>().start().await.unwrap();
+    let worker = client
+        .worker("w")
+        .task::<spawner>()
+        .task::<echo>()
+        .start()
+        .await
+        .unwrap();
     let parent = spawner::enqueue(&client, "parent".into()).await.unwrap();
     let child_id: owlclaw::RunId = parent.result().await.unwrap().parse().unwrap();
     let child = finished(&client, child_id).await;
@@ -385,13 +619,24 @@ async fn a_task_can_schedule_another_run_which_records_its_parent() {
 async fn manual_retry_requeues_a_failed_run_as_a_new_attempt() {
     let db = TestDb::new();
     let client = db.client().await;
-    let worker = client.worker("w").task::<always_fails>().start().await.unwrap();
-    let run = always_fails::enqueue(&client, "manual".into()).retries(0).await.unwrap();
+    let worker = client
+        .worker("w")
+        .task::<always_fails>()
+        .start()
+        .await
+        .unwrap();
+    let run = always_fails::enqueue(&client, "manual".into())
+        .retries(0)
+        .await
+        .unwrap();
     assert_eq!(finished(&client, run.id()).await.status, RunStatus::Failed);
     let again = client.retry(run.id()).await.unwrap();
     assert_eq!(again.status, RunStatus::Queued);
     let snap = finished(&client, run.id()).await;
-    assert_eq!((snap.status, snap.attempt, snap.errors.len()), (RunStatus::Failed, 2, 2));
+    assert_eq!(
+        (snap.status, snap.attempt, snap.errors.len()),
+        (RunStatus::Failed, 2, 2)
+    );
     assert_eq!(recorded("manual"), ["attempt 1", "attempt 2"]);
     worker.shutdown().await.unwrap();
 }
@@ -402,7 +647,18 @@ async fn list_filters_by_status_and_task_newest_first_with_a_cursor() {
     let client = db.client().await;
     let mut ids = Vec::new();
     for i in 0..7 {
-        ids.push(echo::enqueue(&client, Job { key: "list".into(), label: format!("{i}") }).await.unwrap().id());
+        ids.push(
+            echo::enqueue(
+                &client,
+                Job {
+                    key: "list".into(),
+                    label: format!("{i}"),
+                },
+            )
+            .await
+            .unwrap()
+            .id(),
+        );
     }
     let other = sleeps::enqueue(&client, 1).await.unwrap();
     client.cancel(ids[0]).await.unwrap();
@@ -410,7 +666,12 @@ async fn list_filters_by_status_and_task_newest_first_with_a_cursor() {
     let mut cursor = None;
     loop {
         let page = client
-            .list(ListFilter { task: Some("echo".into()), limit: Some(3), cursor, ..Default::default() })
+            .list(ListFilter {
+                task: Some("echo".into()),
+                limit: Some(3),
+                cursor,
+                ..Default::default()
+            })
             .await
             .unwrap();
         assert!(page.runs.len() <= 3);
@@ -424,11 +685,22 @@ async fn list_filters_by_status_and_task_newest_first_with_a_cursor() {
     assert_eq!(seen, newest_first);
     assert!(!seen.contains(&other.id()));
     let cancelled = client
-        .list(ListFilter { status: Some(RunStatus::Cancelled), ..Default::default() })
+        .list(ListFilter {
+            status: Some(RunStatus::Cancelled),
+            ..Default::default()
+        })
         .await
         .unwrap();
-    assert_eq!(cancelled.runs.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[0]]);
-    let bad = client.list(ListFilter { cursor: Some("nope".into()), ..Default::default() }).await;
+    assert_eq!(
+        cancelled.runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [ids[0]]
+    );
+    let bad = client
+        .list(ListFilter {
+            cursor: Some("nope".into()),
+            ..Default::default()
+        })
+        .await;
     assert!(matches!(bad, Err(Error::InvalidInput { ref field, .. }) if field == "cursor"));
 }
 
@@ -436,14 +708,32 @@ async fn list_filters_by_status_and_task_newest_first_with_a_cursor() {
 async fn an_idempotency_key_returns_the_same_run_and_refuses_another_input() {
     let db = TestDb::new();
     let client = db.client().await;
-    let job = Job { key: "idem".into(), label: "once".into() };
-    let a = echo::enqueue(&client, job.clone()).idempotency_key("order-42").await.unwrap();
-    let b = echo::enqueue(&client, job.clone()).idempotency_key("order-42").await.unwrap();
+    let job = Job {
+        key: "idem".into(),
+        label: "once".into(),
+    };
+    let a = echo::enqueue(&client, job.clone())
+        .idempotency_key("order-42")
+        .await
+        .unwrap();
+    let b = echo::enqueue(&client, job.clone())
+        .idempotency_key("order-42")
+        .await
+        .unwrap();
     assert!(a.was_created() && !b.was_created());
     assert_eq!(a.id(), b.id());
-    assert_eq!(a.id(), owlclaw::RunId::for_idempotency_key("default", "echo", "order-42"));
-    let other = Job { label: "different".into(), ..job };
-    match echo::enqueue(&client, other).idempotency_key("order-42").await {
+    assert_eq!(
+        a.id(),
+        owlclaw::RunId::for_idempotency_key("default", "echo", "order-42")
+    );
+    let other = Job {
+        label: "different".into(),
+        ..job
+    };
+    match echo::enqueue(&client, other)
+        .idempotency_key("order-42")
+        .await
+    {
         Err(Error::IdempotencyConflict { existing, key }) => {
             assert_eq!((existing, key.as_str()), (a.id(), "order-42"))
         }
@@ -458,27 +748,66 @@ async fn commands_naming_another_user_than_the_owner_are_forbidden() {
     let db = TestDb::new();
     let client = db.client().await;
     let alice = client.for_user("alice");
-    let run = echo::enqueue(&alice, Job { key: "own".into(), label: "mine".into() }).await.unwrap();
-    assert_eq!(alice.status(run.id()).await.unwrap().owner.as_deref(), Some("alice"));
+    let run = echo::enqueue(
+        &alice,
+        Job {
+            key: "own".into(),
+            label: "mine".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        alice.status(run.id()).await.unwrap().owner.as_deref(),
+        Some("alice")
+    );
     let bob = client.for_user("bob");
-    assert!(matches!(bob.status(run.id()).await, Err(Error::Forbidden(_))));
-    assert!(matches!(bob.cancel(run.id()).await, Err(Error::Forbidden(_))));
-    assert_eq!(alice.cancel(run.id()).await.unwrap().status, RunStatus::Cancelled);
+    assert!(matches!(
+        bob.status(run.id()).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert!(matches!(
+        bob.cancel(run.id()).await,
+        Err(Error::Forbidden(_))
+    ));
+    assert_eq!(
+        alice.cancel(run.id()).await.unwrap().status,
+        RunStatus::Cancelled
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_serves_only_its_chosen_tasks_and_refuses_unknown_ones() {
     let db = TestDb::new();
     let client = db.client().await;
-    let worker = client.worker("only-echo").task::<echo>().start().await.unwrap();
+    let worker = client
+        .worker("only-echo")
+        .task::<echo>()
+        .start()
+        .await
+        .unwrap();
     let other = sleeps::enqueue(&client, 1).await.unwrap();
-    let mine = echo::enqueue(&client, Job { key: "subset".into(), label: "x".into() }).await.unwrap();
+    let mine = echo::enqueue(
+        &client,
+        Job {
+            key: "subset".into(),
+            label: "x".into(),
+        },
+    )
+    .await
+    .unwrap();
     mine.result().await.unwrap();
     assert_eq!(other.status().await.unwrap(), RunStatus::Queued);
     let bad = client.worker("x").task_named("no-such-task").start().await;
-    assert!(matches!(bad, Err(Error::Config { ref field, .. }) if field == "tasks"), "{bad:?}");
+    assert!(
+        matches!(bad, Err(Error::Config { ref field, .. }) if field == "tasks"),
+        "{bad:?}"
+    );
     let zero = client.worker("x").slots(0).start().await;
-    assert!(matches!(zero, Err(Error::Config { ref field, .. }) if field == "worker.slots"), "{zero:?}");
+    assert!(
+        matches!(zero, Err(Error::Config { ref field, .. }) if field == "worker.slots"),
+        "{zero:?}"
+    );
     worker.shutdown().await.unwrap();
 }
 
@@ -507,7 +836,15 @@ async fn a_panicking_task_fails_its_attempt_without_killing_the_worker() {
 async fn runs_survive_a_restart_of_the_embedded_engine() {
     let db = TestDb::new();
     let client = db.client().await;
-    let run = echo::enqueue(&client, Job { key: "restart".into(), label: "durable".into() }).await.unwrap();
+    let run = echo::enqueue(
+        &client,
+        Job {
+            key: "restart".into(),
+            label: "durable".into(),
+        },
+    )
+    .await
+    .unwrap();
     let id = run.id();
     client.disconnect().await.unwrap();
     let client = db.client().await;

@@ -16,7 +16,11 @@ mod tasks;
 /// Starts `owlclaw-test-worker` on `url` and waits until it has registered.
 async fn spawn_worker(url: &str, name: &str, tasks: &[&str], hang: bool) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_owlclaw-test-worker"));
-    cmd.arg(url).arg(name).args(tasks).stdout(Stdio::piped()).kill_on_drop(true);
+    cmd.arg(url)
+        .arg(name)
+        .args(tasks)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true);
     if hang {
         cmd.env("OWLCLAW_TEST_HANG", "1");
     } else {
@@ -40,22 +44,43 @@ async fn a_run_of_a_worker_killed_with_sigkill_is_finished_by_another_after_its_
     let db = TestDb::new();
     let client = db.client().await;
     let mut doomed = spawn_worker(&db.url(), "doomed", &["blocker"], true).await;
-    let run = tasks::blocker::enqueue(&client, "crash".into()).await.unwrap();
-    eventually("the doomed worker to hold the run", Duration::from_secs(20), || async {
-        let s = run.snapshot().await.unwrap();
-        (s.status == RunStatus::Running && s.worker.as_deref() == Some("doomed")).then_some(())
-    })
+    let run = tasks::blocker::enqueue(&client, "crash".into())
+        .await
+        .unwrap();
+    eventually(
+        "the doomed worker to hold the run",
+        Duration::from_secs(20),
+        || async {
+            let s = run.snapshot().await.unwrap();
+            (s.status == RunStatus::Running && s.worker.as_deref() == Some("doomed")).then_some(())
+        },
+    )
     .await;
     doomed.start_kill().unwrap(); // SIGKILL: no graceful shutdown, no hand-back
     doomed.wait().await.unwrap();
-    assert_eq!(run.status().await.unwrap(), RunStatus::Running, "still leased to the dead worker");
+    assert_eq!(
+        run.status().await.unwrap(),
+        RunStatus::Running,
+        "still leased to the dead worker"
+    );
 
-    let rescuer = client.worker("rescuer").task::<tasks::blocker>().start().await.unwrap();
+    let rescuer = client
+        .worker("rescuer")
+        .task::<tasks::blocker>()
+        .start()
+        .await
+        .unwrap();
     assert_eq!(run.result().await.unwrap(), "crash done on attempt 2");
     let snap = run.snapshot().await.unwrap();
     assert_eq!((snap.attempt, snap.worker.as_deref()), (2, Some("rescuer")));
     assert_eq!(snap.errors.len(), 1);
-    assert!(snap.errors[0].error.contains("lease expired: worker doomed"), "{:?}", snap.errors);
+    assert!(
+        snap.errors[0]
+            .error
+            .contains("lease expired: worker doomed"),
+        "{:?}",
+        snap.errors
+    );
     let events = run.events().await.unwrap();
     let path: Vec<_> = events.iter().map(|e| (e.to, e.worker.clone())).collect();
     assert_eq!(
@@ -80,31 +105,59 @@ async fn each_cron_tick_enqueues_exactly_one_run_with_two_worker_processes() {
     let mut b = spawn_worker(&db.url(), "cron-b", &["every_second"], false).await;
     tokio::time::sleep(Duration::from_millis(4500)).await;
     let crons = client.crons().await.unwrap();
-    assert_eq!(crons.len(), 1, "both workers registered the same schedule: {crons:?}");
-    assert_eq!((crons[0].id.as_str(), crons[0].expr.as_str()), ("task:every_second", "* * * * * *"));
+    assert_eq!(
+        crons.len(),
+        1,
+        "both workers registered the same schedule: {crons:?}"
+    );
+    assert_eq!(
+        (crons[0].id.as_str(), crons[0].expr.as_str()),
+        ("task:every_second", "* * * * * *")
+    );
     for child in [&mut a, &mut b] {
         child.start_kill().unwrap();
         child.wait().await.unwrap();
     }
     let runs = client
-        .list(ListFilter { task: Some("every_second".into()), limit: Some(1000), ..Default::default() })
+        .list(ListFilter {
+            task: Some("every_second".into()),
+            limit: Some(1000),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .runs;
     let ticks: Vec<i64> = runs
         .iter()
         .map(|r| {
-            let key = r.idempotency_key.as_deref().expect("cron runs carry their tick key");
+            let key = r
+                .idempotency_key
+                .as_deref()
+                .expect("cron runs carry their tick key");
             key.rsplit(':').next().unwrap().parse::<i64>().unwrap()
         })
         .collect();
     let distinct: BTreeSet<i64> = ticks.iter().copied().collect();
     assert_eq!(distinct.len(), ticks.len(), "a tick fired twice: {ticks:?}");
-    assert!(ticks.len() >= 3, "expected a run per second, got {}", ticks.len());
+    assert!(
+        ticks.len() >= 3,
+        "expected a run per second, got {}",
+        ticks.len()
+    );
     let sorted: Vec<i64> = distinct.into_iter().collect();
-    assert!(sorted.windows(2).all(|w| w[1] - w[0] == 1_000_000), "ticks one second apart: {sorted:?}");
-    let done = runs.iter().filter(|r| r.status == RunStatus::Succeeded).count();
-    assert!(done >= ticks.len() - 2, "the runs were executed: {done} of {}", ticks.len());
+    assert!(
+        sorted.windows(2).all(|w| w[1] - w[0] == 1_000_000),
+        "ticks one second apart: {sorted:?}"
+    );
+    let done = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Succeeded)
+        .count();
+    assert!(
+        done >= ticks.len() - 2,
+        "the runs were executed: {done} of {}",
+        ticks.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +176,10 @@ async fn runs_scheduled_by_one_process_are_executed_by_a_worker_in_another() {
     let snap = finished(&client, scheduled.run.id).await;
     assert_eq!(snap.status, RunStatus::Succeeded);
     assert_eq!(snap.worker.as_deref(), Some("remote"));
-    assert_eq!(snap.output, Some(serde_json::json!("cross done on attempt 1")));
+    assert_eq!(
+        snap.output,
+        Some(serde_json::json!("cross done on attempt 1"))
+    );
     worker.start_kill().unwrap();
     worker.wait().await.unwrap();
 }

@@ -47,7 +47,11 @@ impl CronExpr {
             Some(name) => parse_timezone(name)?,
             None => Tz::UTC,
         };
-        Ok(CronExpr { text: text.to_string(), tz, cron })
+        Ok(CronExpr {
+            text: text.to_string(),
+            tz,
+            cron,
+        })
     }
 
     /// The expression as written.
@@ -98,11 +102,20 @@ mod tests {
     #[test]
     fn accepts_five_six_fields_and_shorthands() {
         let five = CronExpr::parse("*/5 * * * *").unwrap();
-        assert_eq!(five.next_after(utc(2026, 1, 1, 0, 1, 0)), Some(utc(2026, 1, 1, 0, 5, 0)));
+        assert_eq!(
+            five.next_after(utc(2026, 1, 1, 0, 1, 0)),
+            Some(utc(2026, 1, 1, 0, 5, 0))
+        );
         let six = CronExpr::parse("*/10 * * * * *").unwrap();
-        assert_eq!(six.next_after(utc(2026, 1, 1, 0, 0, 1)), Some(utc(2026, 1, 1, 0, 0, 10)));
+        assert_eq!(
+            six.next_after(utc(2026, 1, 1, 0, 0, 1)),
+            Some(utc(2026, 1, 1, 0, 0, 10))
+        );
         let hourly = CronExpr::parse("@hourly").unwrap();
-        assert_eq!(hourly.next_after(utc(2026, 1, 1, 0, 1, 0)), Some(utc(2026, 1, 1, 1, 0, 0)));
+        assert_eq!(
+            hourly.next_after(utc(2026, 1, 1, 0, 1, 0)),
+            Some(utc(2026, 1, 1, 1, 0, 0))
+        );
         assert!(CronExpr::parse("@daily").is_ok());
     }
 
@@ -111,7 +124,9 @@ mod tests {
         assert!(CronExpr::parse("not a cron").is_err());
         assert!(CronExpr::parse("61 * * * *").is_err());
         assert!(CronExpr::parse("* * *").is_err());
-        assert!(CronExpr::parse_in("* * * * *", Some("Mars/Olympus")).unwrap_err().contains("unknown time zone"));
+        assert!(CronExpr::parse_in("* * * * *", Some("Mars/Olympus"))
+            .unwrap_err()
+            .contains("unknown time zone"));
     }
 
     #[test]
@@ -119,7 +134,10 @@ mod tests {
         // 02:30 every day in Paris. On 2026-03-29 clocks jump 02:00 -> 03:00 (CET -> CEST).
         let c = CronExpr::parse_in("30 2 * * *", Some("Europe/Paris")).unwrap();
         // Winter: 02:30 CET = 01:30 UTC.
-        assert_eq!(c.next_after(utc(2026, 3, 27, 12, 0, 0)), Some(utc(2026, 3, 28, 1, 30, 0)));
+        assert_eq!(
+            c.next_after(utc(2026, 3, 27, 12, 0, 0)),
+            Some(utc(2026, 3, 28, 1, 30, 0))
+        );
         // The gap day fires once, at the first instant after the gap (03:00 CEST = 01:00 UTC).
         let gap = c.next_after(utc(2026, 3, 28, 12, 0, 0)).unwrap();
         assert_eq!(gap, utc(2026, 3, 29, 1, 0, 0));
@@ -128,6 +146,6 @@ mod tests {
         // Fall back (2026-10-25, 03:00 CEST -> 02:00 CET): 02:30 happens twice, fires once.
         let first = c.next_after(utc(2026, 10, 24, 12, 0, 0)).unwrap();
         let second = c.next_after(first).unwrap();
-        assert_eq!(second - first >= chrono::Duration::hours(23), true, "{first} then {second}");
+        assert!(second - first >= chrono::Duration::hours(23), "{first} then {second}");
     }
 }

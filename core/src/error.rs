@@ -89,17 +89,26 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// Shorthand for [`Error::InvalidInput`].
     pub fn invalid_input(field: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::InvalidInput { field: field.into(), message: message.into() }
+        Error::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// Shorthand for [`Error::Config`].
     pub fn config(field: impl Into<String>, message: impl Into<String>) -> Error {
-        Error::Config { field: field.into(), message: message.into() }
+        Error::Config {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 
     /// Shorthand for a missing run.
     pub fn run_not_found(id: RunId) -> Error {
-        Error::NotFound { what: "run", id: id.to_string() }
+        Error::NotFound {
+            what: "run",
+            id: id.to_string(),
+        }
     }
 
     /// The stable machine-readable code used in JSON error bodies.

@@ -20,7 +20,11 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff { initial: Duration::from_secs(1), factor: 2.0, max: Duration::from_secs(300) }
+        Backoff {
+            initial: Duration::from_secs(1),
+            factor: 2.0,
+            max: Duration::from_secs(300),
+        }
     }
 }
 
@@ -42,7 +46,10 @@ impl Backoff {
     /// Checks the fields.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.factor.is_finite() && self.factor >= 1.0 && self.factor <= 100.0) {
-            return Err(format!("backoff factor must be between 1 and 100, got {}", self.factor));
+            return Err(format!(
+                "backoff factor must be between 1 and 100, got {}",
+                self.factor
+            ));
         }
         if self.max < self.initial {
             return Err(format!(
@@ -61,7 +68,11 @@ mod tests {
 
     #[test]
     fn backoff_grows_exponentially_is_capped_and_jittered_within_bounds() {
-        let b = Backoff { initial: Duration::from_millis(100), factor: 2.0, max: Duration::from_secs(1) };
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            factor: 2.0,
+            max: Duration::from_secs(1),
+        };
         assert_eq!(b.base_delay(1), Duration::from_millis(100));
         assert_eq!(b.base_delay(2), Duration::from_millis(200));
         assert_eq!(b.base_delay(3), Duration::from_millis(400));
@@ -71,10 +82,18 @@ mod tests {
             let base = b.base_delay(attempt);
             for _ in 0..50 {
                 let d = b.delay(attempt);
-                assert!(d >= base / 2 && d <= base, "attempt {attempt}: {d:?} vs {base:?}");
+                assert!(
+                    d >= base / 2 && d <= base,
+                    "attempt {attempt}: {d:?} vs {base:?}"
+                );
             }
         }
         assert!(Backoff { factor: 0.5, ..b }.validate().is_err());
-        assert!(Backoff { max: Duration::from_millis(1), ..b }.validate().is_err());
+        assert!(Backoff {
+            max: Duration::from_millis(1),
+            ..b
+        }
+        .validate()
+        .is_err());
     }
 }

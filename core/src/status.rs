@@ -93,7 +93,10 @@ impl RunStatus {
 
     /// `succeeded`, `failed` and `cancelled` are terminal.
     pub fn is_terminal(self) -> bool {
-        matches!(self, RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled)
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
     }
 
     /// Whether the life cycle allows going from `self` to `to` without an explicit `retry`.

@@ -77,7 +77,14 @@ impl TaskDef {
         }
         if let Some(expr) = &self.cron {
             if let Err(e) = crate::cron::CronExpr::parse_in(expr, self.timezone.as_deref()) {
-                return bad(if e.contains("time zone") { "timezone" } else { "cron" }, e);
+                return bad(
+                    if e.contains("time zone") {
+                        "timezone"
+                    } else {
+                        "cron"
+                    },
+                    e,
+                );
             }
         } else if self.timezone.is_some() {
             return bad("timezone", "a time zone needs a cron expression".into());
@@ -97,7 +104,9 @@ pub fn validate_task_name(name: &str) -> Result<(), String> {
         return Err("task name is empty".into());
     }
     if name.len() > MAX_TASK_NAME_LEN {
-        return Err(format!("task name {name:?} is longer than {MAX_TASK_NAME_LEN} characters"));
+        return Err(format!(
+            "task name {name:?} is longer than {MAX_TASK_NAME_LEN} characters"
+        ));
     }
     if let Some(c) = name
         .chars()
@@ -123,7 +132,9 @@ pub fn validate_priority(p: i128) -> Result<(), String> {
 /// Retries must be 0..=100.
 pub fn validate_retries(r: i128) -> Result<(), String> {
     if !(0..=i128::from(MAX_RETRIES)).contains(&r) {
-        return Err(format!("retries must be between 0 and {MAX_RETRIES}, got {r}"));
+        return Err(format!(
+            "retries must be between 0 and {MAX_RETRIES}, got {r}"
+        ));
     }
     Ok(())
 }

@@ -20,7 +20,11 @@ pub struct ScheduleRequest {
     #[serde(default)]
     pub input: Value,
     /// Start after this delay (`"10s"`). Exclusive with `run_at`.
-    #[serde(default, with = "crate::duration::serde_human::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::serde_human::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delay: Option<Duration>,
     /// Start at this time. Exclusive with `delay`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,7 +48,11 @@ pub struct ScheduleRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<i64>,
     /// Overrides the task's timeout.
-    #[serde(default, with = "crate::duration::serde_human::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::duration::serde_human::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout: Option<Duration>,
     /// Overrides the task's backoff.
     #[serde(default, skip_serializing_if = "Option::is_none")]

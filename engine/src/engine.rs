@@ -107,7 +107,10 @@ impl Engine {
 
     /// An [`Orchestrator`] for one tenant, over this engine.
     pub fn embedded(&self, tenant: &str) -> Embedded {
-        Embedded { engine: self.clone(), tenant: tenant.to_string() }
+        Embedded {
+            engine: self.clone(),
+            tenant: tenant.to_string(),
+        }
     }
 
     /// Stops the background loop and closes the store.
@@ -136,24 +139,38 @@ impl Engine {
     }
 
     /// Validates a request and resolves it into a run to insert. Nothing is stored.
-    async fn resolve(&self, tenant: &str, req: ScheduleRequest, now: DateTime<Utc>) -> Result<NewRun> {
+    async fn resolve(
+        &self,
+        tenant: &str,
+        req: ScheduleRequest,
+        now: DateTime<Utc>,
+    ) -> Result<NewRun> {
         taskdef::validate_task_name(&req.task).map_err(|e| Error::invalid_input("task", e))?;
         if req.delay.is_some() && req.run_at.is_some() {
-            return Err(Error::invalid_input("delay", "give either delay or run_at, not both"));
+            return Err(Error::invalid_input(
+                "delay",
+                "give either delay or run_at, not both",
+            ));
         }
         if let Some(p) = req.priority {
-            taskdef::validate_priority(i128::from(p)).map_err(|e| Error::invalid_input("priority", e))?;
+            taskdef::validate_priority(i128::from(p))
+                .map_err(|e| Error::invalid_input("priority", e))?;
         }
         if let Some(r) = req.retries {
-            taskdef::validate_retries(i128::from(r)).map_err(|e| Error::invalid_input("retries", e))?;
+            taskdef::validate_retries(i128::from(r))
+                .map_err(|e| Error::invalid_input("retries", e))?;
         }
         if let Some(t) = req.timeout {
             taskdef::validate_timeout(t).map_err(|e| Error::invalid_input("timeout", e))?;
         }
         if let Some(b) = &req.backoff {
-            b.validate().map_err(|e| Error::invalid_input("backoff", e))?;
+            b.validate()
+                .map_err(|e| Error::invalid_input("backoff", e))?;
         }
-        for (field, value) in [("idempotency_key", &req.idempotency_key), ("owner", &req.owner)] {
+        for (field, value) in [
+            ("idempotency_key", &req.idempotency_key),
+            ("owner", &req.owner),
+        ] {
             if let Some(v) = value {
                 if v.is_empty() || v.len() > 255 {
                     return Err(Error::invalid_input(
@@ -164,7 +181,9 @@ impl Engine {
             }
         }
         let def = if req.retries.is_some() && req.timeout.is_some() {
-            self.task_def(tenant, &req.task).await?.unwrap_or_else(|| TaskDef::new(&req.task))
+            self.task_def(tenant, &req.task)
+                .await?
+                .unwrap_or_else(|| TaskDef::new(&req.task))
         } else {
             self.task_def(tenant, &req.task).await?.ok_or_else(|| Error::NotFound {
                 what: "task",
@@ -233,7 +252,11 @@ impl Engine {
     }
 
     /// Schedules runs in one transaction, all or none.
-    pub async fn schedule_bulk(&self, tenant: &str, reqs: Vec<ScheduleRequest>) -> Result<Vec<Scheduled>> {
+    pub async fn schedule_bulk(
+        &self,
+        tenant: &str,
+        reqs: Vec<ScheduleRequest>,
+    ) -> Result<Vec<Scheduled>> {
         if reqs.is_empty() {
             return Ok(Vec::new());
         }
@@ -241,9 +264,10 @@ impl Engine {
         let mut runs = Vec::with_capacity(reqs.len());
         for (i, req) in reqs.into_iter().enumerate() {
             let run = self.resolve(tenant, req, now).await.map_err(|e| match e {
-                Error::InvalidInput { field, message } if i > 0 => {
-                    Error::InvalidInput { field: format!("runs[{i}].{field}"), message }
-                }
+                Error::InvalidInput { field, message } if i > 0 => Error::InvalidInput {
+                    field: format!("runs[{i}].{field}"),
+                    message,
+                },
                 e => e,
             })?;
             runs.push(run);
@@ -254,7 +278,10 @@ impl Engine {
             .into_iter()
             .map(|i| match i {
                 Inserted::Created(run) => Scheduled { run, created: true },
-                Inserted::Existing(run) => Scheduled { run, created: false },
+                Inserted::Existing(run) => Scheduled {
+                    run,
+                    created: false,
+                },
             })
             .collect())
     }
@@ -270,8 +297,18 @@ impl Engine {
     }
 
     /// A run's snapshot.
-    pub async fn get_run(&self, tenant: &str, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
-        let run = self.inner.store.get_run(tenant, id).await?.ok_or_else(|| Error::run_not_found(id))?;
+    pub async fn get_run(
+        &self,
+        tenant: &str,
+        id: RunId,
+        user: Option<&str>,
+    ) -> Result<RunSnapshot> {
+        let run = self
+            .inner
+            .store
+            .get_run(tenant, id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
         Self::check_owner(&run, user)?;
         Ok(run)
     }
@@ -282,13 +319,23 @@ impl Engine {
     }
 
     /// A run's transition log.
-    pub async fn run_events(&self, tenant: &str, id: RunId, user: Option<&str>) -> Result<Vec<RunEvent>> {
+    pub async fn run_events(
+        &self,
+        tenant: &str,
+        id: RunId,
+        user: Option<&str>,
+    ) -> Result<Vec<RunEvent>> {
         self.get_run(tenant, id, user).await?;
         self.inner.store.run_events(tenant, id).await
     }
 
     /// Cancels a run. A running run's worker learns it at its next heartbeat.
-    pub async fn cancel_run(&self, tenant: &str, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
+    pub async fn cancel_run(
+        &self,
+        tenant: &str,
+        id: RunId,
+        user: Option<&str>,
+    ) -> Result<RunSnapshot> {
         self.get_run(tenant, id, user).await?;
         let run = self.inner.store.cancel_run(tenant, id, Utc::now()).await?;
         tracing::info!(run_id = %id, task = %run.task, "run cancelled");
@@ -297,7 +344,12 @@ impl Engine {
     }
 
     /// Re-queues a failed or cancelled run.
-    pub async fn retry_run(&self, tenant: &str, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
+    pub async fn retry_run(
+        &self,
+        tenant: &str,
+        id: RunId,
+        user: Option<&str>,
+    ) -> Result<RunSnapshot> {
         self.get_run(tenant, id, user).await?;
         let run = self.inner.store.retry_run(tenant, id, Utc::now()).await?;
         tracing::info!(run_id = %id, task = %run.task, "run retried by request");
@@ -306,7 +358,12 @@ impl Engine {
     }
 
     /// Waits until the run is terminal or `timeout` passes; returns its latest snapshot.
-    pub async fn wait_run(&self, tenant: &str, id: RunId, timeout: Duration) -> Result<RunSnapshot> {
+    pub async fn wait_run(
+        &self,
+        tenant: &str,
+        id: RunId,
+        timeout: Duration,
+    ) -> Result<RunSnapshot> {
         let deadline = Instant::now() + timeout;
         loop {
             let notified = self.inner.finished.notified();
@@ -338,7 +395,14 @@ impl Engine {
 
     /// Cron schedules of a tenant, with their next tick.
     pub async fn list_crons(&self, tenant: &str) -> Result<Vec<CronSchedule>> {
-        Ok(self.inner.store.list_crons(tenant).await?.into_iter().map(Self::with_next_tick).collect())
+        Ok(self
+            .inner
+            .store
+            .list_crons(tenant)
+            .await?
+            .into_iter()
+            .map(Self::with_next_tick)
+            .collect())
     }
 
     /// Creates a cron schedule.
@@ -368,7 +432,10 @@ impl Engine {
     /// Deletes a cron schedule.
     pub async fn delete_cron(&self, tenant: &str, id: &str) -> Result<()> {
         if !self.inner.store.delete_cron(tenant, id).await? {
-            return Err(Error::NotFound { what: "cron", id: id.to_string() });
+            return Err(Error::NotFound {
+                what: "cron",
+                id: id.to_string(),
+            });
         }
         self.crons_changed();
         Ok(())
@@ -383,21 +450,35 @@ impl Engine {
     // Workers
 
     /// Registers a worker with the tasks it serves, storing their definitions and crons.
-    pub async fn register_worker(&self, tenant: &str, reg: WorkerRegistration) -> Result<WorkerSession> {
+    pub async fn register_worker(
+        &self,
+        tenant: &str,
+        reg: WorkerRegistration,
+    ) -> Result<WorkerSession> {
         if reg.slots == 0 {
-            return Err(Error::invalid_input("slots", "a worker needs at least one slot"));
+            return Err(Error::invalid_input(
+                "slots",
+                "a worker needs at least one slot",
+            ));
         }
         for def in &reg.tasks {
             def.validate()?;
         }
-        let id = format!("{}-{}", reg.name, &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let id = format!(
+            "{}-{}",
+            reg.name,
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
         let record = WorkerRecord {
             id: id.clone(),
             tenant: tenant.to_string(),
             name: reg.name.clone(),
             tasks: reg.tasks.iter().map(|t| t.name.clone()).collect(),
         };
-        self.inner.store.register_worker(&record, &reg, Utc::now()).await?;
+        self.inner
+            .store
+            .register_worker(&record, &reg, Utc::now())
+            .await?;
         {
             let mut tasks = self.inner.tasks.lock().unwrap();
             for def in &reg.tasks {
@@ -407,9 +488,16 @@ impl Engine {
         if reg.tasks.iter().any(|t| t.cron.is_some()) {
             self.crons_changed();
         }
-        self.inner.workers.lock().unwrap().insert(id.clone(), record);
+        self.inner
+            .workers
+            .lock()
+            .unwrap()
+            .insert(id.clone(), record);
         tracing::info!(worker = %reg.name, worker_id = %id, tasks = reg.tasks.len(), slots = reg.slots, "worker registered");
-        Ok(WorkerSession { worker_id: id, lease_ms: self.inner.cfg.lease.as_millis() as u64 })
+        Ok(WorkerSession {
+            worker_id: id,
+            lease_ms: self.inner.cfg.lease.as_millis() as u64,
+        })
     }
 
     async fn worker(&self, tenant: &str, id: &str) -> Result<WorkerRecord> {
@@ -417,30 +505,53 @@ impl Engine {
         let w = match cached {
             Some(w) => w,
             None => {
-                let w = self.inner.store.get_worker(id).await?.ok_or_else(|| Error::NotFound {
-                    what: "worker",
-                    id: id.to_string(),
-                })?;
-                self.inner.workers.lock().unwrap().insert(id.to_string(), w.clone());
+                let w = self
+                    .inner
+                    .store
+                    .get_worker(id)
+                    .await?
+                    .ok_or_else(|| Error::NotFound {
+                        what: "worker",
+                        id: id.to_string(),
+                    })?;
+                self.inner
+                    .workers
+                    .lock()
+                    .unwrap()
+                    .insert(id.to_string(), w.clone());
                 w
             }
         };
         if w.tenant != tenant {
-            return Err(Error::NotFound { what: "worker", id: id.to_string() });
+            return Err(Error::NotFound {
+                what: "worker",
+                id: id.to_string(),
+            });
         }
         Ok(w)
     }
 
     /// One round trip of a worker: applies its completions, renews its leases, and waits up to
     /// `wait_ms` for up to `want` new runs.
-    pub async fn exchange(&self, tenant: &str, worker_id: &str, req: ExchangeRequest) -> Result<ExchangeResponse> {
+    pub async fn exchange(
+        &self,
+        tenant: &str,
+        worker_id: &str,
+        req: ExchangeRequest,
+    ) -> Result<ExchangeResponse> {
         let worker = self.worker(tenant, worker_id).await?;
         let store = &self.inner.store;
         if !req.completions.is_empty() {
-            let changed = store.complete(&worker, &req.completions, Utc::now()).await?;
+            let changed = store
+                .complete(&worker, &req.completions, Utc::now())
+                .await?;
             if changed > 0 {
                 self.inner.finished.notify_waiters();
-                if req.completions.iter().any(|c| !matches!(c.outcome, Outcome::Succeeded { .. })) {
+                if req
+                    .completions
+                    .iter()
+                    .any(|c| !matches!(c.outcome, Outcome::Succeeded { .. }))
+                {
                     // Retries go to timers (wake the loop) or back to the queue (wake workers).
                     self.inner.wake_maintenance.notify_one();
                     self.inner.work.notify_waiters();
@@ -448,7 +559,9 @@ impl Engine {
             }
         }
         let cancellations = if req.heartbeat || !req.held.is_empty() {
-            store.heartbeat(&worker, &req.held, Utc::now(), self.inner.cfg.lease).await?
+            store
+                .heartbeat(&worker, &req.held, Utc::now(), self.inner.cfg.lease)
+                .await?
         } else {
             Vec::new()
         };
@@ -459,7 +572,9 @@ impl Engine {
                 let notified = self.inner.work.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                assignments = store.claim(&worker, req.want, Utc::now(), self.inner.cfg.lease).await?;
+                assignments = store
+                    .claim(&worker, req.want, Utc::now(), self.inner.cfg.lease)
+                    .await?;
                 let now = Instant::now();
                 if !assignments.is_empty() || now >= deadline {
                     break;
@@ -472,13 +587,20 @@ impl Engine {
                 }
             }
         }
-        Ok(ExchangeResponse { assignments, cancellations })
+        Ok(ExchangeResponse {
+            assignments,
+            cancellations,
+        })
     }
 
     /// Deregisters a worker; what it still holds is re-queued at once.
     pub async fn deregister_worker(&self, tenant: &str, worker_id: &str) -> Result<()> {
         let worker = self.worker(tenant, worker_id).await?;
-        let handed = self.inner.store.deregister_worker(&worker.id, Utc::now()).await?;
+        let handed = self
+            .inner
+            .store
+            .deregister_worker(&worker.id, Utc::now())
+            .await?;
         self.inner.workers.lock().unwrap().remove(worker_id);
         if handed > 0 {
             self.inner.work.notify_waiters();
@@ -489,7 +611,8 @@ impl Engine {
 
     /// Workers that exchanged within the last lease period.
     pub async fn list_workers(&self, tenant: &str) -> Result<Vec<WorkerInfo>> {
-        let since = Utc::now() - chrono::Duration::from_std(self.inner.cfg.lease).unwrap_or_default();
+        let since =
+            Utc::now() - chrono::Duration::from_std(self.inner.cfg.lease).unwrap_or_default();
         self.inner.store.list_workers(tenant, since).await
     }
 }
@@ -500,14 +623,18 @@ async fn maintenance_loop(inner: Arc<Inner>) {
     let mut crons_loaded = Instant::now();
     loop {
         let now = Utc::now();
-        let mut wake = now + chrono::Duration::from_std(inner.cfg.poll_interval).unwrap_or_default();
+        let mut wake =
+            now + chrono::Duration::from_std(inner.cfg.poll_interval).unwrap_or_default();
         match store.maintain(now, inner.cfg.maintenance_batch).await {
             Ok(m) => {
                 if m.promoted > 0 || m.expired > 0 {
                     inner.work.notify_waiters();
                 }
                 if m.expired > 0 {
-                    tracing::warn!(count = m.expired, "leases expired; runs re-queued or failed");
+                    tracing::warn!(
+                        count = m.expired,
+                        "leases expired; runs re-queued or failed"
+                    );
                     inner.finished.notify_waiters();
                 }
                 if let Some(due) = m.next_due {
@@ -520,7 +647,9 @@ async fn maintenance_loop(inner: Arc<Inner>) {
             Err(e) => tracing::warn!(error = %e, "maintenance pass failed; will retry"),
         }
         // Crons: reload when changed (or every few seconds, for other engines' changes).
-        if inner.crons_changed.swap(false, Ordering::SeqCst) || crons_loaded.elapsed() > Duration::from_secs(5) {
+        if inner.crons_changed.swap(false, Ordering::SeqCst)
+            || crons_loaded.elapsed() > Duration::from_secs(5)
+        {
             match store.all_crons().await {
                 Ok(list) => {
                     crons = list
@@ -543,7 +672,9 @@ async fn maintenance_loop(inner: Arc<Inner>) {
         let now = Utc::now();
         for (rec, expr) in crons.iter_mut() {
             let base = rec.schedule.last_tick.unwrap_or(rec.schedule.created_at);
-            let Some(next) = expr.next_after(base) else { continue };
+            let Some(next) = expr.next_after(base) else {
+                continue;
+            };
             if next > now {
                 wake = wake.min(next);
                 continue;
@@ -551,7 +682,11 @@ async fn maintenance_loop(inner: Arc<Inner>) {
             // Due. After downtime, only the latest missed tick fires (no burst of catch-up runs).
             let tick = expr.last_at_or_before(now).unwrap_or(next).max(next);
             let key = format!("cron:{}:{}", rec.schedule.id, tick.timestamp_micros());
-            let def = store.get_task(&rec.tenant, &rec.schedule.task).await.ok().flatten();
+            let def = store
+                .get_task(&rec.tenant, &rec.schedule.task)
+                .await
+                .ok()
+                .flatten();
             let def = def.unwrap_or_else(|| TaskDef::new(&rec.schedule.task));
             let run = NewRun {
                 id: RunId::for_idempotency_key(&rec.tenant, &rec.schedule.task, &key),
@@ -577,7 +712,9 @@ async fn maintenance_loop(inner: Arc<Inner>) {
                         inner.work.notify_waiters();
                     }
                 }
-                Err(e) => tracing::warn!(cron = %rec.schedule.id, error = %e, "firing cron tick failed"),
+                Err(e) => {
+                    tracing::warn!(cron = %rec.schedule.id, error = %e, "firing cron tick failed")
+                }
             }
             if let Some(n) = expr.next_after(tick) {
                 wake = wake.min(n);

@@ -59,15 +59,14 @@ impl Client {
     /// Connects as `config` says: starts the embedded engine in lite mode.
     pub async fn connect(config: Config) -> Result<Client> {
         config.validate()?;
-        let orch: Arc<dyn Orchestrator> = match config.mode {
-            Mode::Lite => lite_engine(&config).await?,
-            Mode::Server => {
-                return Err(Error::config(
+        let orch: Arc<dyn Orchestrator> =
+            match config.mode {
+                Mode::Lite => lite_engine(&config).await?,
+                Mode::Server => return Err(Error::config(
                     "mode",
                     "server mode is not available in this version of the SDK yet; use mode: lite",
-                ))
-            }
-        };
+                )),
+            };
         Ok(Client::from_orchestrator(orch, config))
     }
 
@@ -94,7 +93,10 @@ impl Client {
 
     /// A client over any [`Orchestrator`] (for custom transports and tests).
     pub fn from_orchestrator(orch: Arc<dyn Orchestrator>, config: Config) -> Client {
-        Client { inner: Arc::new(Inner { orch, config }), user: None }
+        Client {
+            inner: Arc::new(Inner { orch, config }),
+            user: None,
+        }
     }
 
     /// Checks that the engine answers.
@@ -120,7 +122,10 @@ impl Client {
     /// The same connection acting as `user`: runs it schedules are owned by `user`, and
     /// `status`, `cancel` and `retry` of runs owned by someone else are refused (`Forbidden`).
     pub fn for_user(&self, user: impl Into<String>) -> Client {
-        Client { inner: self.inner.clone(), user: Some(Arc::from(user.into())) }
+        Client {
+            inner: self.inner.clone(),
+            user: Some(Arc::from(user.into())),
+        }
     }
 
     fn user(&self) -> Option<&str> {
@@ -166,7 +171,10 @@ impl Client {
             .map(|input| typed_request::<T>(self, None, &input))
             .collect::<Result<Vec<_>>>()?;
         let done = self.inner.orch.schedule_bulk(reqs).await?;
-        Ok(done.into_iter().map(|s| RunHandle::new(self.clone(), s.run.id, s.created)).collect())
+        Ok(done
+            .into_iter()
+            .map(|s| RunHandle::new(self.clone(), s.run.id, s.created))
+            .collect())
     }
 
     /// A run's snapshot.
@@ -199,7 +207,11 @@ impl Client {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let run = self.inner.orch.wait_run(id, left.min(Duration::from_secs(30))).await?;
+            let run = self
+                .inner
+                .orch
+                .wait_run(id, left.min(Duration::from_secs(30)))
+                .await?;
             if run.status.is_terminal() || left.is_zero() {
                 return Ok(run);
             }
@@ -279,7 +291,11 @@ impl Scheduler for Context {
     }
 }
 
-fn typed_request<T: Task>(client: &Client, parent: Option<RunId>, input: &T::Input) -> Result<ScheduleRequest> {
+fn typed_request<T: Task>(
+    client: &Client,
+    parent: Option<RunId>,
+    input: &T::Input,
+) -> Result<ScheduleRequest> {
     let spec = T::SPEC;
     let input = serde_json::to_value(input)
         .map_err(|e| Error::invalid_input("input", format!("can't be serialized to JSON: {e}")))?;
@@ -320,7 +336,10 @@ pub struct ScheduleBuilder<T: Task> {
 
 impl<T: Task> fmt::Debug for ScheduleBuilder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ScheduleBuilder").field("task", &T::SPEC.name).field("request", &self.req).finish()
+        f.debug_struct("ScheduleBuilder")
+            .field("task", &T::SPEC.name)
+            .field("request", &self.req)
+            .finish()
     }
 }
 
@@ -329,7 +348,11 @@ impl<T: Task> ScheduleBuilder<T> {
     pub fn new(scheduler: &impl Scheduler, input: T::Input) -> ScheduleBuilder<T> {
         let client = scheduler.client().clone();
         let req = typed_request::<T>(&client, scheduler.parent_run(), &input);
-        ScheduleBuilder { client, req, _task: PhantomData }
+        ScheduleBuilder {
+            client,
+            req,
+            _task: PhantomData,
+        }
     }
 
     fn with(mut self, f: impl FnOnce(&mut ScheduleRequest)) -> Self {
@@ -419,20 +442,33 @@ pub struct RunHandle<O> {
 
 impl<O> Clone for RunHandle<O> {
     fn clone(&self) -> Self {
-        RunHandle { client: self.client.clone(), id: self.id, created: self.created, _output: PhantomData }
+        RunHandle {
+            client: self.client.clone(),
+            id: self.id,
+            created: self.created,
+            _output: PhantomData,
+        }
     }
 }
 
 impl<O> fmt::Debug for RunHandle<O> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunHandle").field("id", &self.id).field("created", &self.created).finish()
+        f.debug_struct("RunHandle")
+            .field("id", &self.id)
+            .field("created", &self.created)
+            .finish()
     }
 }
 
 impl<O: DeserializeOwned> RunHandle<O> {
     /// A handle on run `id` of a task with output `O`.
     pub fn new(client: Client, id: RunId, created: bool) -> RunHandle<O> {
-        RunHandle { client, id, created, _output: PhantomData }
+        RunHandle {
+            client,
+            id,
+            created,
+            _output: PhantomData,
+        }
     }
 
     /// The run's id.
@@ -493,10 +529,18 @@ impl<O: DeserializeOwned> RunHandle<O> {
 
 fn output_of<O: DeserializeOwned>(run: RunSnapshot) -> Result<O> {
     match run.status {
-        RunStatus::Succeeded => serde_json::from_value(run.output.unwrap_or(serde_json::Value::Null)).map_err(|e| {
-            Error::Internal(format!("the output of run {} does not match the task's output type: {e}", run.id))
-        }),
+        RunStatus::Succeeded => {
+            serde_json::from_value(run.output.unwrap_or(serde_json::Value::Null)).map_err(|e| {
+                Error::Internal(format!(
+                    "the output of run {} does not match the task's output type: {e}",
+                    run.id
+                ))
+            })
+        }
         RunStatus::Cancelled => Err(Error::Cancelled { run_id: run.id }),
-        _ => Err(Error::Task { run_id: run.id, message: run.error.unwrap_or_else(|| "failed".into()) }),
+        _ => Err(Error::Task {
+            run_id: run.id,
+            message: run.error.unwrap_or_else(|| "failed".into()),
+        }),
     }
 }

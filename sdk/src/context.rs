@@ -45,7 +45,17 @@ impl Context {
         parent_id: Option<RunId>,
         cancel: CancellationToken,
     ) -> Context {
-        Context { inner: Arc::new(Inner { client, run_id, task, attempt, max_attempts, parent_id, cancel }) }
+        Context {
+            inner: Arc::new(Inner {
+                client,
+                run_id,
+                task,
+                attempt,
+                max_attempts,
+                parent_id,
+                cancel,
+            }),
+        }
     }
 
     /// The run being executed.

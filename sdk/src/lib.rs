@@ -28,8 +28,8 @@
 //! }
 //! ```
 
-pub mod config;
 mod client;
+pub mod config;
 mod context;
 mod task;
 mod worker;
@@ -39,8 +39,8 @@ pub use client::{Client, RunHandle, ScheduleBuilder, Scheduler};
 pub use config::{Config, Mode, WorkerConfig};
 pub use context::Context;
 pub use owlclaw_core::wire::{
-    AttemptError, CronRequest, CronSchedule, ListFilter, RunEvent, RunPage, RunSnapshot, ScheduleRequest,
-    Scheduled, StepSnapshot, WorkerInfo,
+    AttemptError, CronRequest, CronSchedule, ListFilter, RunEvent, RunPage, RunSnapshot,
+    ScheduleRequest, Scheduled, StepSnapshot, WorkerInfo,
 };
 pub use owlclaw_core::{Error, Orchestrator, Result, RunId, RunStatus};
 pub use owlclaw_macros::task;

@@ -90,12 +90,18 @@ pub struct TaskFailure {
 impl TaskFailure {
     /// A failure worth retrying.
     pub fn retryable(message: impl Into<String>) -> TaskFailure {
-        TaskFailure { message: message.into(), retryable: true }
+        TaskFailure {
+            message: message.into(),
+            retryable: true,
+        }
     }
 
     /// A failure not worth retrying.
     pub fn fatal(message: impl Into<String>) -> TaskFailure {
-        TaskFailure { message: message.into(), retryable: false }
+        TaskFailure {
+            message: message.into(),
+            retryable: false,
+        }
     }
 }
 
@@ -105,9 +111,9 @@ pub mod __private {
     pub use super::{TaskFailure, TaskSpec};
     pub use crate::Context;
     pub use inventory;
-    pub use serde_json::Value;
     use serde::de::DeserializeOwned;
     use serde::Serialize;
+    pub use serde_json::Value;
     use std::fmt::Display;
     use std::future::Future;
     use std::pin::Pin;
@@ -163,7 +169,9 @@ pub mod __private {
     /// Decodes a run's JSON input into the task's input type; a mismatch is a fatal failure.
     pub fn decode_input<I: DeserializeOwned>(task: &str, input: Value) -> Result<I, TaskFailure> {
         serde_json::from_value(input).map_err(|e| {
-            TaskFailure::fatal(format!("the input of task {task:?} does not match its type: {e}"))
+            TaskFailure::fatal(format!(
+                "the input of task {task:?} does not match its type: {e}"
+            ))
         })
     }
 
@@ -176,7 +184,9 @@ pub mod __private {
     {
         match result.into_result() {
             Ok(out) => serde_json::to_value(out).map_err(|e| {
-                TaskFailure::fatal(format!("the task's output can't be serialized to JSON: {e}"))
+                TaskFailure::fatal(format!(
+                    "the task's output can't be serialized to JSON: {e}"
+                ))
             }),
             Err(e) => Err(TaskFailure::retryable(format!("{e:#}"))),
         }

@@ -10,7 +10,9 @@
 
 use crate::task::__private::{registered, InvokeFn};
 use crate::{Client, Context};
-use owlclaw_core::wire::{Assignment, Completion, ExchangeRequest, ExchangeResponse, Outcome, WorkerRegistration};
+use owlclaw_core::wire::{
+    Assignment, Completion, ExchangeRequest, ExchangeResponse, Outcome, WorkerRegistration,
+};
 use owlclaw_core::{Error, Orchestrator, Result, RunId};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -103,41 +105,71 @@ impl WorkerBuilder {
         let cfg = self.client.config().worker.clone();
         let slots = self.slots.unwrap_or(cfg.slots);
         if slots == 0 {
-            return Err(Error::config("worker.slots", "0: a worker needs at least one slot"));
+            return Err(Error::config(
+                "worker.slots",
+                "0: a worker needs at least one slot",
+            ));
         }
         let heartbeat = self.heartbeat.unwrap_or(cfg.heartbeat);
         if heartbeat.is_zero() {
-            return Err(Error::config("worker.heartbeat", "0s: must be greater than zero"));
+            return Err(Error::config(
+                "worker.heartbeat",
+                "0s: must be greater than zero",
+            ));
         }
         let namespace = self.client.config().namespace.clone();
         let mut registry: HashMap<String, InvokeFn> = HashMap::new();
         let mut defs = Vec::new();
         for reg in registered() {
-            if self.only.as_ref().is_some_and(|o| !o.iter().any(|n| n == reg.spec.name)) {
+            if self
+                .only
+                .as_ref()
+                .is_some_and(|o| !o.iter().any(|n| n == reg.spec.name))
+            {
                 continue;
             }
             let def = reg.spec.to_def(namespace.as_deref());
             if registry.insert(def.name.clone(), reg.invoke).is_some() {
                 return Err(Error::config(
                     "tasks",
-                    format!("two #[task] functions are named {:?}; task names must be unique", def.name),
+                    format!(
+                        "two #[task] functions are named {:?}; task names must be unique",
+                        def.name
+                    ),
                 ));
             }
             defs.push(def);
         }
         if let Some(only) = &self.only {
-            if let Some(missing) = only.iter().find(|n| !registered().any(|r| r.spec.name == n.as_str())) {
-                return Err(Error::config("tasks", format!("{missing:?} is not a #[task] in this binary")));
+            if let Some(missing) = only
+                .iter()
+                .find(|n| !registered().any(|r| r.spec.name == n.as_str()))
+            {
+                return Err(Error::config(
+                    "tasks",
+                    format!("{missing:?} is not a #[task] in this binary"),
+                ));
             }
         }
         if defs.is_empty() {
-            return Err(Error::config("tasks", "no #[task] functions to serve in this binary"));
+            return Err(Error::config(
+                "tasks",
+                "no #[task] functions to serve in this binary",
+            ));
         }
-        let name = self.name.filter(|n| !n.is_empty()).unwrap_or_else(generated_name);
+        let name = self
+            .name
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(generated_name);
         let orch = self.client.orchestrator().clone();
         let task_names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
         let session = orch
-            .register_worker(WorkerRegistration { name: name.clone(), tasks: defs, slots, labels: self.labels })
+            .register_worker(WorkerRegistration {
+                name: name.clone(),
+                tasks: defs,
+                slots,
+                labels: self.labels,
+            })
             .await?;
         if heartbeat.as_millis() as u64 * 2 >= session.lease_ms {
             let _ = orch.deregister_worker(&session.worker_id).await;
@@ -167,11 +199,29 @@ impl WorkerBuilder {
         let stop = CancellationToken::new();
         let finish = CancellationToken::new();
         let poller = tokio::spawn(poller(shared.clone(), stop.clone()));
-        let reporter = tokio::spawn(reporter(shared.clone(), done_rx, heartbeat, stop.clone(), finish.clone()));
+        let reporter = tokio::spawn(reporter(
+            shared.clone(),
+            done_rx,
+            heartbeat,
+            stop.clone(),
+            finish.clone(),
+        ));
         let grace = self.shutdown_grace.unwrap_or(cfg.shutdown_grace);
-        let supervisor = tokio::spawn(supervise(shared, stop.clone(), finish, poller, reporter, grace));
+        let supervisor = tokio::spawn(supervise(
+            shared,
+            stop.clone(),
+            finish,
+            poller,
+            reporter,
+            grace,
+        ));
         tracing::info!(worker = %name, worker_id = %session.worker_id, slots, tasks = ?task_names, "worker started");
-        Ok(Worker { id: session.worker_id, name, stop, supervisor })
+        Ok(Worker {
+            id: session.worker_id,
+            name,
+            stop,
+            supervisor,
+        })
     }
 }
 
@@ -200,7 +250,10 @@ pub struct Worker {
 
 impl fmt::Debug for Worker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Worker").field("id", &self.id).field("name", &self.name).finish()
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish()
     }
 }
 
@@ -225,7 +278,9 @@ impl Worker {
     /// cancel and hand back the rest (re-queued at once, not counted as an attempt), deregister.
     pub async fn shutdown(self) -> Result<()> {
         self.stop.cancel();
-        self.supervisor.await.map_err(|e| Error::Internal(format!("worker supervisor: {e}")))?
+        self.supervisor
+            .await
+            .map_err(|e| Error::Internal(format!("worker supervisor: {e}")))?
     }
 
     /// Waits for SIGINT (Ctrl-C) or SIGTERM, or for [`shutdown_token`](Worker::shutdown_token)
@@ -298,7 +353,13 @@ impl Shared {
             }
         }
         for a in resp.assignments {
-            let permit = permits.as_mut().and_then(|p| if p.num_permits() > 1 { p.split(1) } else { None });
+            let permit = permits.as_mut().and_then(|p| {
+                if p.num_permits() > 1 {
+                    p.split(1)
+                } else {
+                    None
+                }
+            });
             let permit = permit.or_else(|| permits.take());
             match permit {
                 Some(p) => self.spawn_run(a, p),
@@ -328,7 +389,12 @@ impl Shared {
             return;
         };
         let cancel = CancellationToken::new();
-        self.running.lock().unwrap().insert(a.run_id, RunEntry { cancel: cancel.clone() });
+        self.running.lock().unwrap().insert(
+            a.run_id,
+            RunEntry {
+                cancel: cancel.clone(),
+            },
+        );
         let ctx = Context::new(
             self.client.clone(),
             a.run_id,
@@ -338,7 +404,8 @@ impl Shared {
             a.parent_id,
             cancel.clone(),
         );
-        let span = tracing::info_span!("run", task = %a.task, run_id = %a.run_id, attempt = a.attempt);
+        let span =
+            tracing::info_span!("run", task = %a.task, run_id = %a.run_id, attempt = a.attempt);
         tokio::spawn(
             async move {
                 tracing::info!(max_attempts = a.max_attempts, "run started");
@@ -375,13 +442,19 @@ impl Shared {
                 };
                 let outcome = match outcome {
                     // Whatever a cancelled task returned, it stopped because it was cancelled.
-                    Outcome::Failed { .. } | Outcome::TimedOut if cancel.is_cancelled() => Outcome::Cancelled,
+                    Outcome::Failed { .. } | Outcome::TimedOut if cancel.is_cancelled() => {
+                        Outcome::Cancelled
+                    }
                     o => o,
                 };
                 log_outcome(&outcome, a.attempt, a.max_attempts, started.elapsed());
                 shared.running.lock().unwrap().remove(&a.run_id);
                 drop(permit);
-                let _ = shared.done_tx.send(Completion { run_id: a.run_id, attempt: a.attempt, outcome });
+                let _ = shared.done_tx.send(Completion {
+                    run_id: a.run_id,
+                    attempt: a.attempt,
+                    outcome,
+                });
                 shared.idle.notify_waiters();
             }
             .instrument(span),
@@ -410,9 +483,19 @@ fn log_outcome(outcome: &Outcome, attempt: u32, max_attempts: u32, took: Duratio
             tracing::error!(duration_ms = ms, %error, attempt, max_attempts, "run failed; no attempt left")
         }
         Outcome::TimedOut if attempt < max_attempts => {
-            tracing::warn!(duration_ms = ms, attempt, max_attempts, "run attempt timed out; will retry")
+            tracing::warn!(
+                duration_ms = ms,
+                attempt,
+                max_attempts,
+                "run attempt timed out; will retry"
+            )
         }
-        Outcome::TimedOut => tracing::error!(duration_ms = ms, attempt, max_attempts, "run timed out; no attempt left"),
+        Outcome::TimedOut => tracing::error!(
+            duration_ms = ms,
+            attempt,
+            max_attempts,
+            "run timed out; no attempt left"
+        ),
         Outcome::Cancelled => tracing::info!(duration_ms = ms, "run stopped after cancellation"),
         Outcome::HandedBack => tracing::info!(duration_ms = ms, "run handed back at shutdown"),
     }
@@ -489,7 +572,10 @@ async fn reporter(
                 if pending.is_empty() {
                     break;
                 }
-                let req = ExchangeRequest { completions: pending.clone(), ..ExchangeRequest::default() };
+                let req = ExchangeRequest {
+                    completions: pending.clone(),
+                    ..ExchangeRequest::default()
+                };
                 match shared.orch.exchange(&shared.worker_id, req).await {
                     Ok(_) => pending.clear(),
                     Err(e) => {
@@ -500,8 +586,16 @@ async fn reporter(
             }
             return;
         }
-        let permits = if stop_claiming.is_cancelled() { None } else { shared.take_free_slots() };
-        let held: Vec<RunId> = if beat { shared.running.lock().unwrap().keys().copied().collect() } else { Vec::new() };
+        let permits = if stop_claiming.is_cancelled() {
+            None
+        } else {
+            shared.take_free_slots()
+        };
+        let held: Vec<RunId> = if beat {
+            shared.running.lock().unwrap().keys().copied().collect()
+        } else {
+            Vec::new()
+        };
         let req = ExchangeRequest {
             completions: std::mem::take(&mut pending),
             held,

@@ -11,8 +11,12 @@ mod tasks;
 async fn main() -> anyhow::Result<()> {
     owlclaw_tests::init_tracing();
     let mut args = std::env::args().skip(1);
-    let url = args.next().ok_or_else(|| anyhow::anyhow!("usage: DATABASE_URL NAME TASK..."))?;
-    let name = args.next().ok_or_else(|| anyhow::anyhow!("missing worker name"))?;
+    let url = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: DATABASE_URL NAME TASK..."))?;
+    let name = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("missing worker name"))?;
     let client = owlclaw::Client::connect(owlclaw_tests::test_config(&url)).await?;
     let mut builder = client.worker(name);
     for task in args {

@@ -20,7 +20,9 @@ pub struct TestDb {
 impl TestDb {
     /// A new, empty database.
     pub fn new() -> TestDb {
-        TestDb { dir: tempfile::tempdir().expect("temp dir") }
+        TestDb {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
     }
 
     /// Its URL.
@@ -42,7 +44,10 @@ impl TestDb {
     pub async fn client_with_engine(&self, mut engine: owlclaw_engine::EngineConfig) -> Client {
         engine.database_url = self.url();
         let e = owlclaw_engine::Engine::start(engine).await.expect("engine");
-        Client::from_orchestrator(Arc::new(e.embedded(owlclaw_engine::LITE_TENANT)), self.config())
+        Client::from_orchestrator(
+            Arc::new(e.embedded(owlclaw_engine::LITE_TENANT)),
+            self.config(),
+        )
     }
 }
 
@@ -92,7 +97,14 @@ where
 
 /// Waits until the run is terminal.
 pub async fn finished(client: &Client, id: RunId) -> RunSnapshot {
-    let run = client.wait(id, Duration::from_secs(30)).await.expect("wait");
-    assert!(run.status.is_terminal(), "run {id} still {} after 30 s", run.status);
+    let run = client
+        .wait(id, Duration::from_secs(30))
+        .await
+        .expect("wait");
+    assert!(
+        run.status.is_terminal(),
+        "run {id} still {} after 30 s",
+        run.status
+    );
     run
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::TaskDef;
 use owlclaw_core::wire::{
-    AttemptError, Assignment, Completion, CronSchedule, ListFilter, Outcome, RunEvent, RunPage,
+    Assignment, AttemptError, Completion, CronSchedule, ListFilter, Outcome, RunEvent, RunPage,
     RunSnapshot, WorkerInfo, WorkerRegistration, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
 };
 use owlclaw_core::{Error, Result, RunId, RunStatus};
@@ -54,7 +54,11 @@ impl SqliteStore {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| Error::config("database_url", format!("{url:?}: {e}")))?
             .create_if_missing(true)
-            .journal_mode(if memory { SqliteJournalMode::Memory } else { SqliteJournalMode::Wal })
+            .journal_mode(if memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            })
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
@@ -63,7 +67,10 @@ impl SqliteStore {
             let path = opts.get_filename().to_path_buf();
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    Error::config("database_url", format!("cannot create {}: {e}", dir.display()))
+                    Error::config(
+                        "database_url",
+                        format!("cannot create {}: {e}", dir.display()),
+                    )
                 })?;
             }
         }
@@ -71,7 +78,11 @@ impl SqliteStore {
             SqlitePoolOptions::new()
                 .max_connections(max)
                 .min_connections(if memory { 1 } else { 0 })
-                .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
+                .idle_timeout(if memory {
+                    None
+                } else {
+                    Some(Duration::from_secs(600))
+                })
                 .max_lifetime(None)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(opts.clone())
@@ -80,7 +91,11 @@ impl SqliteStore {
             url: url.to_string(),
             message: e.to_string(),
         })?;
-        let read = if memory { write.clone() } else { connect(4).await.map_err(db)? };
+        let read = if memory {
+            write.clone()
+        } else {
+            connect(4).await.map_err(db)?
+        };
         let store = SqliteStore { write, read };
         store.migrate().await?;
         Ok(store)
@@ -99,7 +114,10 @@ impl SqliteStore {
                 }
             }
         }
-        Err(Error::Internal(format!("migrating the SQLite database failed: {}", last.unwrap())))
+        Err(Error::Internal(format!(
+            "migrating the SQLite database failed: {}",
+            last.unwrap()
+        )))
     }
 
     async fn begin(&self) -> Result<Tx> {
@@ -111,12 +129,16 @@ impl SqliteStore {
 // Row mapping
 
 fn snapshot(row: &SqliteRow) -> Result<RunSnapshot> {
-    let text = |c: &str| -> Result<Option<String>> { row.try_get::<Option<String>, _>(c).map_err(db) };
+    let text =
+        |c: &str| -> Result<Option<String>> { row.try_get::<Option<String>, _>(c).map_err(db) };
     let json_col = |c: &str| -> Result<Option<Value>> {
         Ok(text(c)?.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t))))
     };
     let time = |c: &str| -> Result<Option<DateTime<Utc>>> {
-        Ok(row.try_get::<Option<i64>, _>(c).map_err(db)?.map(from_micros))
+        Ok(row
+            .try_get::<Option<i64>, _>(c)
+            .map_err(db)?
+            .map(from_micros))
     };
     let id: String = row.try_get("id").map_err(db)?;
     Ok(RunSnapshot {
@@ -202,7 +224,11 @@ const STATE_COLS: &str =
     "seq, tenant, task, status, attempt, max_attempts, retries, priority, backoff, worker, worker_id, errors";
 
 fn prefixed_state_cols() -> String {
-    STATE_COLS.split(", ").map(|c| format!("r.{c}")).collect::<Vec<_>>().join(", ")
+    STATE_COLS
+        .split(", ")
+        .map(|c| format!("r.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn run_state(row: &SqliteRow) -> Result<RunState> {
@@ -223,10 +249,13 @@ fn run_state(row: &SqliteRow) -> Result<RunState> {
     })
 }
 
-async fn state_by_id(conn: &mut SqliteConnection, tenant: Option<&str>, id: RunId) -> Result<Option<RunState>> {
-    let sql = format!(
-        "SELECT {STATE_COLS} FROM runs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)"
-    );
+async fn state_by_id(
+    conn: &mut SqliteConnection,
+    tenant: Option<&str>,
+    id: RunId,
+) -> Result<Option<RunState>> {
+    let sql =
+        format!("SELECT {STATE_COLS} FROM runs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)");
     let row = sqlx::query(&sql)
         .bind(id.to_string())
         .bind(tenant)
@@ -243,8 +272,7 @@ async fn event(
     conn: &mut SqliteConnection,
     seq: i64,
     now: DateTime<Utc>,
-    from: Option<RunStatus>,
-    to: RunStatus,
+    (from, to): (Option<RunStatus>, RunStatus),
     attempt: u32,
     worker: Option<&str>,
     reason: &str,
@@ -279,9 +307,14 @@ async fn enqueue(conn: &mut SqliteConnection, st: &RunState) -> Result<()> {
 }
 
 fn push_error(errors: Option<&str>, attempt: u32, at: DateTime<Utc>, error: &str) -> String {
-    let mut list: Vec<AttemptError> =
-        errors.and_then(|t| serde_json::from_str(t).ok()).unwrap_or_default();
-    list.push(AttemptError { attempt, at, error: error.to_string() });
+    let mut list: Vec<AttemptError> = errors
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    list.push(AttemptError {
+        attempt,
+        at,
+        error: error.to_string(),
+    });
     serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
 }
 
@@ -310,8 +343,20 @@ async fn fail_attempt(
             .await
             .map_err(db)?;
             enqueue(&mut *conn, st).await?;
-            let reason = format!("attempt {} of {}: {error}; re-queued", st.attempt, st.max_attempts);
-            event(conn, st.seq, now, Some(RunStatus::Running), RunStatus::Queued, st.attempt, worker, &reason).await
+            let reason = format!(
+                "attempt {} of {}: {error}; re-queued",
+                st.attempt, st.max_attempts
+            );
+            event(
+                conn,
+                st.seq,
+                now,
+                (Some(RunStatus::Running), RunStatus::Queued),
+                st.attempt,
+                worker,
+                &reason,
+            )
+            .await
         } else {
             let delay = st.backoff.delay(st.attempt);
             let due = now + chrono::Duration::from_std(delay).unwrap_or_default();
@@ -335,9 +380,20 @@ async fn fail_attempt(
                 "attempt {} of {} failed: {error}; retrying in {}",
                 st.attempt,
                 st.max_attempts,
-                owlclaw_core::duration::format_duration(Duration::from_millis(delay.as_millis() as u64))
+                owlclaw_core::duration::format_duration(Duration::from_millis(
+                    delay.as_millis() as u64
+                ))
             );
-            event(conn, st.seq, now, Some(RunStatus::Running), RunStatus::Scheduled, st.attempt, worker, &reason).await
+            event(
+                conn,
+                st.seq,
+                now,
+                (Some(RunStatus::Running), RunStatus::Scheduled),
+                st.attempt,
+                worker,
+                &reason,
+            )
+            .await
         }
     } else {
         sqlx::query(
@@ -351,16 +407,36 @@ async fn fail_attempt(
         .await
         .map_err(db)?;
         let reason = if retryable {
-            format!("attempt {} of {} failed: {error}; no attempt left", st.attempt, st.max_attempts)
+            format!(
+                "attempt {} of {} failed: {error}; no attempt left",
+                st.attempt, st.max_attempts
+            )
         } else {
-            format!("attempt {} failed and is not retryable: {error}", st.attempt)
+            format!(
+                "attempt {} failed and is not retryable: {error}",
+                st.attempt
+            )
         };
-        event(conn, st.seq, now, Some(RunStatus::Running), RunStatus::Failed, st.attempt, worker, &reason).await
+        event(
+            conn,
+            st.seq,
+            now,
+            (Some(RunStatus::Running), RunStatus::Failed),
+            st.attempt,
+            worker,
+            &reason,
+        )
+        .await
     }
 }
 
 /// Puts a running run back in the queue without counting its attempt.
-async fn hand_back(conn: &mut SqliteConnection, st: &RunState, reason: &str, now: DateTime<Utc>) -> Result<()> {
+async fn hand_back(
+    conn: &mut SqliteConnection,
+    st: &RunState,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<()> {
     sqlx::query(
         "UPDATE runs SET status = 'queued', attempt = MAX(attempt - 1, 0), worker_id = NULL, run_at = ? WHERE seq = ?",
     )
@@ -376,7 +452,16 @@ async fn hand_back(conn: &mut SqliteConnection, st: &RunState, reason: &str, now
         .map_err(db)?;
     enqueue(&mut *conn, st).await?;
     let attempt = st.attempt.saturating_sub(1);
-    event(conn, st.seq, now, Some(RunStatus::Running), RunStatus::Queued, attempt, st.worker.as_deref(), reason).await
+    event(
+        conn,
+        st.seq,
+        now,
+        (Some(RunStatus::Running), RunStatus::Queued),
+        attempt,
+        st.worker.as_deref(),
+        reason,
+    )
+    .await
 }
 
 /// Inserts runs; see [`Store::insert_runs`]. With `ignore_conflicts`, an existing id is skipped
@@ -392,7 +477,11 @@ async fn insert_runs_tx(
         let rows: Vec<Value> = chunk
             .iter()
             .map(|r| {
-                let status = if r.run_at > now { "scheduled" } else { "queued" };
+                let status = if r.run_at > now {
+                    "scheduled"
+                } else {
+                    "queued"
+                };
                 json!([
                     r.id.to_string(),
                     r.tenant,
@@ -493,7 +582,13 @@ async fn insert_runs_tx(
 }
 
 fn ids_json<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
-    Value::Array(items.into_iter().map(|i| Value::String(i.to_string())).collect()).to_string()
+    Value::Array(
+        items
+            .into_iter()
+            .map(|i| Value::String(i.to_string()))
+            .collect(),
+    )
+    .to_string()
 }
 
 fn seqs_json(items: &[i64]) -> String {
@@ -515,7 +610,10 @@ impl Store for SqliteStore {
     }
 
     async fn list_runs(&self, tenant: &str, filter: &ListFilter) -> Result<RunPage> {
-        let limit = filter.limit.unwrap_or(DEFAULT_LIST_LIMIT).clamp(1, MAX_LIST_LIMIT);
+        let limit = filter
+            .limit
+            .unwrap_or(DEFAULT_LIST_LIMIT)
+            .clamp(1, MAX_LIST_LIMIT);
         let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM runs WHERE tenant = ");
         q.push_bind(tenant);
         if let Some(s) = filter.status {
@@ -533,7 +631,8 @@ impl Store for SqliteStore {
             })?;
             q.push(" AND seq < ").push_bind(seq);
         }
-        q.push(" ORDER BY seq DESC LIMIT ").push_bind(i64::from(limit) + 1);
+        q.push(" ORDER BY seq DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
         let rows = q.build().fetch_all(&self.read).await.map_err(db)?;
         let more = rows.len() > limit as usize;
         let mut runs = Vec::with_capacity(rows.len().min(limit as usize));
@@ -542,12 +641,21 @@ impl Store for SqliteStore {
             runs.push(snapshot(row)?);
             last_seq = Some(row.try_get::<i64, _>("seq").map_err(db)?);
         }
-        Ok(RunPage { runs, next_cursor: if more { last_seq.map(|s| s.to_string()) } else { None } })
+        Ok(RunPage {
+            runs,
+            next_cursor: if more {
+                last_seq.map(|s| s.to_string())
+            } else {
+                None
+            },
+        })
     }
 
     async fn run_events(&self, tenant: &str, id: RunId) -> Result<Vec<RunEvent>> {
         let mut conn = self.read.acquire().await.map_err(db)?;
-        let st = state_by_id(&mut conn, Some(tenant), id).await?.ok_or_else(|| Error::run_not_found(id))?;
+        let st = state_by_id(&mut conn, Some(tenant), id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
         let rows = sqlx::query(
             "SELECT at, from_status, to_status, attempt, worker, reason FROM events WHERE run_seq = ? ORDER BY id",
         )
@@ -560,7 +668,10 @@ impl Store for SqliteStore {
                 Ok(RunEvent {
                     run_id: id,
                     at: from_micros(r.try_get("at").map_err(db)?),
-                    from: r.try_get::<Option<String>, _>("from_status").map_err(db)?.map(|s| status_of(&s)),
+                    from: r
+                        .try_get::<Option<String>, _>("from_status")
+                        .map_err(db)?
+                        .map(|s| status_of(&s)),
                     to: status_of(&r.try_get::<String, _>("to_status").map_err(db)?),
                     attempt: r.try_get::<i64, _>("attempt").map_err(db)? as u32,
                     worker: r.try_get("worker").map_err(db)?,
@@ -572,12 +683,23 @@ impl Store for SqliteStore {
 
     async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
         let mut tx = self.begin().await?;
-        let st = state_by_id(&mut tx, Some(tenant), id).await?.ok_or_else(|| Error::run_not_found(id))?;
+        let st = state_by_id(&mut tx, Some(tenant), id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
         let (table, reason) = match st.status {
             RunStatus::Scheduled => ("timers", "cancelled before it was due"),
             RunStatus::Queued => ("queue", "cancelled while queued"),
-            RunStatus::Running => ("leases", "cancelled while running; the worker is told to stop"),
-            status => return Err(Error::InvalidTransition { run_id: id, status, action: "cancel" }),
+            RunStatus::Running => (
+                "leases",
+                "cancelled while running; the worker is told to stop",
+            ),
+            status => {
+                return Err(Error::InvalidTransition {
+                    run_id: id,
+                    status,
+                    action: "cancel",
+                })
+            }
         };
         sqlx::query(&format!("DELETE FROM {table} WHERE run_seq = ?"))
             .bind(st.seq)
@@ -590,17 +712,34 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        event(&mut tx, st.seq, now, Some(st.status), RunStatus::Cancelled, st.attempt, st.worker.as_deref(), reason).await?;
-        let snap = load(&mut tx, tenant, id).await?.ok_or_else(|| Error::run_not_found(id))?;
+        event(
+            &mut tx,
+            st.seq,
+            now,
+            (Some(st.status), RunStatus::Cancelled),
+            st.attempt,
+            st.worker.as_deref(),
+            reason,
+        )
+        .await?;
+        let snap = load(&mut tx, tenant, id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
         tx.commit().await.map_err(db)?;
         Ok(snap)
     }
 
     async fn retry_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
         let mut tx = self.begin().await?;
-        let st = state_by_id(&mut tx, Some(tenant), id).await?.ok_or_else(|| Error::run_not_found(id))?;
+        let st = state_by_id(&mut tx, Some(tenant), id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
         if !st.status.can_retry() {
-            return Err(Error::InvalidTransition { run_id: id, status: st.status, action: "retry" });
+            return Err(Error::InvalidTransition {
+                run_id: id,
+                status: st.status,
+                action: "retry",
+            });
         }
         sqlx::query(
             "UPDATE runs SET status = 'queued', max_attempts = attempt + retries + 1, finished_at = NULL, \
@@ -613,8 +752,19 @@ impl Store for SqliteStore {
         .map_err(db)?;
         enqueue(&mut tx, &st).await?;
         let reason = format!("manual retry: {} more attempt(s)", st.retries + 1);
-        event(&mut tx, st.seq, now, Some(st.status), RunStatus::Queued, st.attempt, None, &reason).await?;
-        let snap = load(&mut tx, tenant, id).await?.ok_or_else(|| Error::run_not_found(id))?;
+        event(
+            &mut tx,
+            st.seq,
+            now,
+            (Some(st.status), RunStatus::Queued),
+            st.attempt,
+            None,
+            &reason,
+        )
+        .await?;
+        let snap = load(&mut tx, tenant, id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
         tx.commit().await.map_err(db)?;
         Ok(snap)
     }
@@ -819,16 +969,33 @@ impl Store for SqliteStore {
                     fail_attempt(&mut tx, &st, &msg, true, false, now).await?
                 }
                 Outcome::Cancelled => {
-                    sqlx::query("UPDATE runs SET status = 'cancelled', finished_at = ? WHERE seq = ?")
-                        .bind(micros(now))
-                        .bind(st.seq)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                    event(&mut tx, st.seq, now, Some(RunStatus::Running), RunStatus::Cancelled, st.attempt, st.worker.as_deref(), "stopped by its worker").await?;
+                    sqlx::query(
+                        "UPDATE runs SET status = 'cancelled', finished_at = ? WHERE seq = ?",
+                    )
+                    .bind(micros(now))
+                    .bind(st.seq)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    event(
+                        &mut tx,
+                        st.seq,
+                        now,
+                        (Some(RunStatus::Running), RunStatus::Cancelled),
+                        st.attempt,
+                        st.worker.as_deref(),
+                        "stopped by its worker",
+                    )
+                    .await?;
                 }
                 Outcome::HandedBack => {
-                    hand_back(&mut tx, &st, "handed back by its worker at shutdown; not counted as an attempt", now).await?
+                    hand_back(
+                        &mut tx,
+                        &st,
+                        "handed back by its worker at shutdown; not counted as an attempt",
+                        now,
+                    )
+                    .await?
                 }
             }
         }
@@ -881,7 +1048,10 @@ impl Store for SqliteStore {
         .fetch_one(&self.read)
         .await
         .map_err(db)?;
-        let mut m = Maintenance { next_due: next_due.map(from_micros), ..Maintenance::default() };
+        let mut m = Maintenance {
+            next_due: next_due.map(from_micros),
+            ..Maintenance::default()
+        };
         let due = next_due.is_some_and(|t| t <= now_us);
         let expired = next_expiry.is_some_and(|t| t <= now_us);
         if !due && !expired {
@@ -908,7 +1078,8 @@ impl Store for SqliteStore {
             .map_err(db)?;
             if !rows.is_empty() {
                 // Ready in due order, so FIFO within a priority follows the due times.
-                let order: HashMap<i64, usize> = seqs.iter().enumerate().map(|(i, s)| (*s, i)).collect();
+                let order: HashMap<i64, usize> =
+                    seqs.iter().enumerate().map(|(i, s)| (*s, i)).collect();
                 rows.sort_by_key(|r| order.get(&r.0).copied().unwrap_or(usize::MAX));
                 let queue: Vec<Value> = rows.iter().map(|r| json!([r.0, r.1, r.2, r.3])).collect();
                 let events: Vec<Value> = rows.iter().map(|r| json!([r.0, r.4])).collect();
@@ -1052,12 +1223,22 @@ impl Store for SqliteStore {
             "SELECT {} FROM leases l JOIN runs r ON r.seq = l.run_seq WHERE l.worker_id = ?",
             prefixed_state_cols()
         );
-        let rows = sqlx::query(&sql).bind(id).fetch_all(&mut *tx).await.map_err(db)?;
+        let rows = sqlx::query(&sql)
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
         let mut handed = 0;
         for row in &rows {
             let st = run_state(row)?;
             if st.status == RunStatus::Running && st.worker_id.as_deref() == Some(id) {
-                hand_back(&mut tx, &st, "handed back: its worker stopped; not counted as an attempt", now).await?;
+                hand_back(
+                    &mut tx,
+                    &st,
+                    "handed back: its worker stopped; not counted as an attempt",
+                    now,
+                )
+                .await?;
                 handed += 1;
             }
         }
@@ -1108,12 +1289,13 @@ impl Store for SqliteStore {
     }
 
     async fn get_task(&self, tenant: &str, name: &str) -> Result<Option<TaskDef>> {
-        let def: Option<String> = sqlx::query_scalar("SELECT def FROM tasks WHERE tenant = ? AND name = ?")
-            .bind(tenant)
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db)?;
+        let def: Option<String> =
+            sqlx::query_scalar("SELECT def FROM tasks WHERE tenant = ? AND name = ?")
+                .bind(tenant)
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(db)?;
         Ok(def.and_then(|d| serde_json::from_str(&d).ok()))
     }
 
@@ -1136,19 +1318,21 @@ impl Store for SqliteStore {
         .map_err(db)?;
         Ok(rows
             .into_iter()
-            .map(|(tenant, id, task, expr, timezone, input, last, created)| CronRecord {
-                tenant,
-                schedule: CronSchedule {
-                    id,
-                    task,
-                    expr,
-                    timezone,
-                    input: serde_json::from_str(&input).unwrap_or(Value::Null),
-                    last_tick: last.map(from_micros),
-                    next_tick: None,
-                    created_at: from_micros(created),
+            .map(
+                |(tenant, id, task, expr, timezone, input, last, created)| CronRecord {
+                    tenant,
+                    schedule: CronSchedule {
+                        id,
+                        task,
+                        expr,
+                        timezone,
+                        input: serde_json::from_str(&input).unwrap_or(Value::Null),
+                        last_tick: last.map(from_micros),
+                        next_tick: None,
+                        created_at: from_micros(created),
+                    },
                 },
-            })
+            )
             .collect())
     }
 
@@ -1195,7 +1379,9 @@ impl Store for SqliteStore {
         .map_err(db)?
         .rows_affected();
         let created = if advanced > 0 {
-            !insert_runs_tx(&mut tx, std::slice::from_ref(&run), Utc::now(), true).await?.is_empty()
+            !insert_runs_tx(&mut tx, std::slice::from_ref(&run), Utc::now(), true)
+                .await?
+                .is_empty()
         } else {
             false
         };
