@@ -36,7 +36,7 @@ mod worker;
 
 pub use chrono::{DateTime, Utc};
 pub use client::{Client, RunHandle, ScheduleBuilder, Scheduler};
-pub use config::{Config, Mode, WorkerConfig};
+pub use config::{Config, Mode, Secret, WorkerConfig};
 pub use context::Context;
 pub use owlclaw_core::wire::{
     AttemptError, CronRequest, CronSchedule, ListFilter, RunEvent, RunPage, RunSnapshot,
