@@ -2,9 +2,8 @@
 //! real workers.
 
 use owlclaw::{task, Context, Error, ListFilter, RunStatus};
-use owlclaw_tests::{eventually, finished, init_tracing, TestDb, HEARTBEAT};
+use owlclaw_tests::{both_backends, eventually, finished, TestEnv, HEARTBEAT};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -87,12 +86,10 @@ async fn stubborn(_ctx: Context, key: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-static SLOW_FIRST_CALLS: AtomicU32 = AtomicU32::new(0);
-
 /// Slow the first time it runs, fast afterwards.
 #[task(timeout = "1m")]
 async fn slow_first(_ctx: Context, key: String) -> anyhow::Result<u32> {
-    let n = SLOW_FIRST_CALLS.fetch_add(1, Ordering::SeqCst);
+    let n = recorded(&key).len() as u32;
     record(&key, "started");
     if n == 0 {
         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -120,11 +117,8 @@ async fn spawner(ctx: Context, key: String) -> anyhow::Result<String> {
     Ok(child.id().to_string())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_goes_queued_running_succeeded_with_one_event_per_transition() {
-    init_tracing();
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn a_run_goes_queued_running_succeeded_with_one_event_per_transition(env: TestEnv) {
+    let client = env.client().await;
     let run = echo::enqueue(
         &client,
         Job {
@@ -163,10 +157,8 @@ async fn a_run_goes_queued_running_succeeded_with_one_event_per_transition() {
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn illegal_transitions_are_refused_and_change_nothing() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn illegal_transitions_are_refused_and_change_nothing(env: TestEnv) {
+    let client = env.client().await;
     let worker = client.worker("w").task::<echo>().start().await.unwrap();
     let run = echo::enqueue(
         &client,
@@ -205,11 +197,9 @@ async fn illegal_transitions_are_refused_and_change_nothing() {
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn higher_priority_runs_first_and_fifo_within_a_priority() {
-    let db = TestDb::new();
-    let client = db.client().await;
-    let key = "prio";
+async fn higher_priority_runs_first_and_fifo_within_a_priority(env: TestEnv) {
+    let client = env.client().await;
+    let key = format!("{:?}-prio", env.backend());
     let plan = [
         (5, "a5"),
         (1, "b1"),
@@ -224,7 +214,7 @@ async fn higher_priority_runs_first_and_fifo_within_a_priority() {
         let h = echo::enqueue(
             &client,
             Job {
-                key: key.into(),
+                key: key.clone(),
                 label: label.into(),
             },
         )
@@ -243,11 +233,11 @@ async fn higher_priority_runs_first_and_fifo_within_a_priority() {
     for id in ids {
         finished(&client, id).await;
     }
-    assert_eq!(recorded(key), ["g10", "c9", "e9", "a5", "d5", "b1", "f1"]);
+    assert_eq!(recorded(&key), ["g10", "c9", "e9", "a5", "d5", "b1", "f1"]);
     let bad = echo::enqueue(
         &client,
         Job {
-            key: key.into(),
+            key: key.clone(),
             label: "bad".into(),
         },
     )
@@ -260,24 +250,21 @@ async fn higher_priority_runs_first_and_fifo_within_a_priority() {
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retries_count_attempts_keep_each_error_and_back_off_exponentially() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn retries_count_attempts_keep_each_error_and_back_off_exponentially(env: TestEnv) {
+    let key = |k: &str| format!("{:?}-{k}", env.backend());
+    let client = env.client().await;
     let worker = client
         .worker("w")
         .task::<always_fails>()
         .start()
         .await
         .unwrap();
-    let run = always_fails::enqueue(&client, "retry".into())
-        .await
-        .unwrap();
+    let run = always_fails::enqueue(&client, key("retry")).await.unwrap();
     let snap = finished(&client, run.id()).await;
     assert_eq!(snap.status, RunStatus::Failed);
     assert_eq!((snap.attempt, snap.max_attempts), (4, 4));
     assert_eq!(
-        recorded("retry"),
+        recorded(&key("retry")),
         ["attempt 1", "attempt 2", "attempt 3", "attempt 4"]
     );
     let errors: Vec<(u32, &str)> = snap
@@ -324,16 +311,15 @@ async fn retries_count_attempts_keep_each_error_and_back_off_exponentially() {
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_past_its_timeout_is_stopped_and_the_attempt_fails_with_timeout() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn a_task_past_its_timeout_is_stopped_and_the_attempt_fails_with_timeout(env: TestEnv) {
+    let key = |k: &str| format!("{:?}-{k}", env.backend());
+    let client = env.client().await;
     let worker = client.worker("w").task::<too_slow>().start().await.unwrap();
-    let run = too_slow::enqueue(&client, "timeout".into()).await.unwrap();
+    let run = too_slow::enqueue(&client, key("timeout")).await.unwrap();
     let snap = finished(&client, run.id()).await;
     assert_eq!(snap.status, RunStatus::Failed);
     assert_eq!(snap.attempt, 2, "retried once after the first timeout");
-    assert_eq!(recorded("timeout"), ["attempt 1", "attempt 2"]);
+    assert_eq!(recorded(&key("timeout")), ["attempt 1", "attempt 2"]);
     assert!(
         snap.errors
             .iter()
@@ -344,14 +330,13 @@ async fn a_task_past_its_timeout_is_stopped_and_the_attempt_fails_with_timeout()
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queued_and_scheduled_runs_are_cancelled_at_once_and_never_run() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn queued_and_scheduled_runs_are_cancelled_at_once_and_never_run(env: TestEnv) {
+    let key = |k: &str| format!("{:?}-{k}", env.backend());
+    let client = env.client().await;
     let queued = echo::enqueue(
         &client,
         Job {
-            key: "cq".into(),
+            key: key("cq"),
             label: "queued".into(),
         },
     )
@@ -360,7 +345,7 @@ async fn queued_and_scheduled_runs_are_cancelled_at_once_and_never_run() {
     let scheduled = echo::schedule(
         &client,
         Job {
-            key: "cq".into(),
+            key: key("cq"),
             label: "scheduled".into(),
         },
         Duration::from_millis(300),
@@ -377,7 +362,7 @@ async fn queued_and_scheduled_runs_are_cancelled_at_once_and_never_run() {
     let marker = echo::schedule(
         &client,
         Job {
-            key: "cq".into(),
+            key: key("cq"),
             label: "marker".into(),
         },
         Duration::from_millis(400),
@@ -386,7 +371,7 @@ async fn queued_and_scheduled_runs_are_cancelled_at_once_and_never_run() {
     .unwrap();
     marker.result().await.unwrap();
     assert_eq!(
-        recorded("cq"),
+        recorded(&key("cq")),
         ["marker"],
         "cancelled runs must never start"
     );
@@ -402,19 +387,18 @@ async fn queued_and_scheduled_runs_are_cancelled_at_once_and_never_run() {
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_running_run_reaches_its_task_through_ctx_cancelled() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn cancelling_a_running_run_reaches_its_task_through_ctx_cancelled(env: TestEnv) {
+    let key = |k: &str| format!("{:?}-{k}", env.backend());
+    let client = env.client().await;
     let worker = client
         .worker("w")
         .task::<cancellable>()
         .start()
         .await
         .unwrap();
-    let run = cancellable::enqueue(&client, "cr".into()).await.unwrap();
+    let run = cancellable::enqueue(&client, key("cr")).await.unwrap();
     eventually("the task to start", Duration::from_secs(10), || async {
-        recorded("cr")
+        recorded(&key("cr"))
             .contains(&"started".to_string())
             .then_some(())
     })
@@ -426,7 +410,7 @@ async fn cancelling_a_running_run_reaches_its_task_through_ctx_cancelled() {
         "the task to see ctx.cancelled()",
         Duration::from_secs(10),
         || async {
-            recorded("cr")
+            recorded(&key("cr"))
                 .contains(&"saw cancellation".to_string())
                 .then_some(())
         },
@@ -438,10 +422,11 @@ async fn cancelling_a_running_run_reaches_its_task_through_ctx_cancelled() {
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_ignoring_cancellation_is_dropped_after_the_grace_period_and_frees_its_slot() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn a_task_ignoring_cancellation_is_dropped_after_the_grace_period_and_frees_its_slot(
+    env: TestEnv,
+) {
+    let key = |k: &str| format!("{:?}-{k}", env.backend());
+    let client = env.client().await;
     let worker = client
         .worker("w")
         .task::<stubborn>()
@@ -451,15 +436,15 @@ async fn a_task_ignoring_cancellation_is_dropped_after_the_grace_period_and_free
         .start()
         .await
         .unwrap();
-    let run = stubborn::enqueue(&client, "grace".into()).await.unwrap();
+    let run = stubborn::enqueue(&client, key("grace")).await.unwrap();
     eventually("start", Duration::from_secs(10), || async {
-        (!recorded("grace").is_empty()).then_some(())
+        (!recorded(&key("grace")).is_empty()).then_some(())
     })
     .await;
     let next = echo::enqueue(
         &client,
         Job {
-            key: "grace".into(),
+            key: key("grace"),
             label: "after".into(),
         },
     )
@@ -467,15 +452,14 @@ async fn a_task_ignoring_cancellation_is_dropped_after_the_grace_period_and_free
     .unwrap();
     run.cancel().await.unwrap();
     next.result().await.unwrap();
-    assert_eq!(recorded("grace"), ["started", "dropped", "after"]);
+    assert_eq!(recorded(&key("grace")), ["started", "dropped", "after"]);
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn graceful_shutdown_finishes_short_runs_and_hands_back_the_rest_without_counting_an_attempt()
-{
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn graceful_shutdown_finishes_short_runs_and_hands_back_the_rest_without_counting_an_attempt(
+    env: TestEnv,
+) {
+    let client = env.client().await;
     let worker = client
         .worker("first")
         .task::<slow_first>()
@@ -486,7 +470,7 @@ async fn graceful_shutdown_finishes_short_runs_and_hands_back_the_rest_without_c
         .await
         .unwrap();
     let short = sleeps::enqueue(&client, 300).await.unwrap();
-    let long = slow_first::enqueue(&client, "handback".into())
+    let long = slow_first::enqueue(&client, format!("{:?}-handback", env.backend()))
         .await
         .unwrap();
     eventually("both running", Duration::from_secs(10), || async {
@@ -527,10 +511,8 @@ async fn graceful_shutdown_finishes_short_runs_and_hands_back_the_rest_without_c
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_longer_than_its_lease_keeps_it_through_heartbeats() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn a_run_longer_than_its_lease_keeps_it_through_heartbeats(env: TestEnv) {
+    let client = env.client().await;
     let worker = client.worker("w").task::<sleeps>().start().await.unwrap();
     // Lease is 1 s in tests; the run takes 2.5 s.
     let run = sleeps::enqueue(&client, 2500).await.unwrap();
@@ -545,15 +527,10 @@ async fn a_run_longer_than_its_lease_keeps_it_through_heartbeats() {
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delayed_run_is_woken_by_its_due_time_not_by_polling() {
-    let db = TestDb::new();
+async fn a_delayed_run_is_woken_by_its_due_time_not_by_polling(env: TestEnv) {
     // A poll interval far longer than the test: only the due-time wake-up can start the run.
-    let engine = owlclaw_engine::EngineConfig {
-        poll_interval: Duration::from_secs(3600),
-        ..Default::default()
-    };
-    let client = db.client_with_engine(engine).await;
+    env.set_engine(|e| e.poll_interval = Duration::from_secs(3600));
+    let client = env.client().await;
     let worker = client.worker("w").task::<echo>().start().await.unwrap();
     let run = echo::schedule(
         &client,
@@ -595,10 +572,9 @@ async fn a_delayed_run_is_woken_by_its_due_time_not_by_polling() {
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_can_schedule_another_run_which_records_its_parent() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn a_task_can_schedule_another_run_which_records_its_parent(env: TestEnv) {
+    let key = |k: &str| format!("{:?}-{k}", env.backend());
+    let client = env.client().await;
     let worker = client
         .worker("w")
         .task::<spawner>()
@@ -606,26 +582,25 @@ async fn a_task_can_schedule_another_run_which_records_its_parent() {
         .start()
         .await
         .unwrap();
-    let parent = spawner::enqueue(&client, "parent".into()).await.unwrap();
+    let parent = spawner::enqueue(&client, key("parent")).await.unwrap();
     let child_id: owlclaw::RunId = parent.result().await.unwrap().parse().unwrap();
     let child = finished(&client, child_id).await;
     assert_eq!(child.parent_id, Some(parent.id()));
     assert_eq!(child.status, RunStatus::Succeeded);
-    assert_eq!(recorded("parent"), ["child"]);
+    assert_eq!(recorded(&key("parent")), ["child"]);
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn manual_retry_requeues_a_failed_run_as_a_new_attempt() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn manual_retry_requeues_a_failed_run_as_a_new_attempt(env: TestEnv) {
+    let key = |k: &str| format!("{:?}-{k}", env.backend());
+    let client = env.client().await;
     let worker = client
         .worker("w")
         .task::<always_fails>()
         .start()
         .await
         .unwrap();
-    let run = always_fails::enqueue(&client, "manual".into())
+    let run = always_fails::enqueue(&client, key("manual"))
         .retries(0)
         .await
         .unwrap();
@@ -637,14 +612,12 @@ async fn manual_retry_requeues_a_failed_run_as_a_new_attempt() {
         (snap.status, snap.attempt, snap.errors.len()),
         (RunStatus::Failed, 2, 2)
     );
-    assert_eq!(recorded("manual"), ["attempt 1", "attempt 2"]);
+    assert_eq!(recorded(&key("manual")), ["attempt 1", "attempt 2"]);
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn list_filters_by_status_and_task_newest_first_with_a_cursor() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn list_filters_by_status_and_task_newest_first_with_a_cursor(env: TestEnv) {
+    let client = env.client().await;
     let mut ids = Vec::new();
     for i in 0..7 {
         ids.push(
@@ -704,10 +677,8 @@ async fn list_filters_by_status_and_task_newest_first_with_a_cursor() {
     assert!(matches!(bad, Err(Error::InvalidInput { ref field, .. }) if field == "cursor"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idempotency_key_returns_the_same_run_and_refuses_another_input() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn an_idempotency_key_returns_the_same_run_and_refuses_another_input(env: TestEnv) {
+    let client = env.client().await;
     let job = Job {
         key: "idem".into(),
         label: "once".into(),
@@ -743,10 +714,8 @@ async fn an_idempotency_key_returns_the_same_run_and_refuses_another_input() {
     assert_eq!(page.runs.len(), 1, "nothing stored for the refused request");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_naming_another_user_than_the_owner_are_forbidden() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn commands_naming_another_user_than_the_owner_are_forbidden(env: TestEnv) {
+    let client = env.client().await;
     let alice = client.for_user("alice");
     let run = echo::enqueue(
         &alice,
@@ -776,10 +745,8 @@ async fn commands_naming_another_user_than_the_owner_are_forbidden() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_serves_only_its_chosen_tasks_and_refuses_unknown_ones() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn a_worker_serves_only_its_chosen_tasks_and_refuses_unknown_ones(env: TestEnv) {
+    let client = env.client().await;
     let worker = client
         .worker("only-echo")
         .task::<echo>()
@@ -811,8 +778,7 @@ async fn a_worker_serves_only_its_chosen_tasks_and_refuses_unknown_ones() {
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_task_fails_its_attempt_without_killing_the_worker() {
+async fn a_panicking_task_fails_its_attempt_without_killing_the_worker(env: TestEnv) {
     #[task]
     async fn panics(_ctx: Context, flag: bool) -> anyhow::Result<()> {
         if flag {
@@ -820,8 +786,7 @@ async fn a_panicking_task_fails_its_attempt_without_killing_the_worker() {
         }
         Ok(())
     }
-    let db = TestDb::new();
-    let client = db.client().await;
+    let client = env.client().await;
     let worker = client.worker("w").task::<panics>().start().await.unwrap();
     let bad = panics::enqueue(&client, true).await.unwrap();
     let snap = finished(&client, bad.id()).await;
@@ -832,10 +797,8 @@ async fn a_panicking_task_fails_its_attempt_without_killing_the_worker() {
     worker.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_survive_a_restart_of_the_embedded_engine() {
-    let db = TestDb::new();
-    let client = db.client().await;
+async fn runs_survive_a_restart_of_the_embedded_engine(env: TestEnv) {
+    let client = env.client().await;
     let run = echo::enqueue(
         &client,
         Job {
@@ -847,9 +810,32 @@ async fn runs_survive_a_restart_of_the_embedded_engine() {
     .unwrap();
     let id = run.id();
     client.disconnect().await.unwrap();
-    let client = db.client().await;
+    env.restart().await;
+    let client = env.client().await;
     assert_eq!(client.status(id).await.unwrap().status, RunStatus::Queued);
     let worker = client.worker("w").task::<echo>().start().await.unwrap();
     assert_eq!(finished(&client, id).await.status, RunStatus::Succeeded);
     worker.shutdown().await.unwrap();
 }
+
+both_backends!(
+    a_run_goes_queued_running_succeeded_with_one_event_per_transition,
+    illegal_transitions_are_refused_and_change_nothing,
+    higher_priority_runs_first_and_fifo_within_a_priority,
+    retries_count_attempts_keep_each_error_and_back_off_exponentially,
+    a_task_past_its_timeout_is_stopped_and_the_attempt_fails_with_timeout,
+    queued_and_scheduled_runs_are_cancelled_at_once_and_never_run,
+    cancelling_a_running_run_reaches_its_task_through_ctx_cancelled,
+    a_task_ignoring_cancellation_is_dropped_after_the_grace_period_and_frees_its_slot,
+    graceful_shutdown_finishes_short_runs_and_hands_back_the_rest_without_counting_an_attempt,
+    a_run_longer_than_its_lease_keeps_it_through_heartbeats,
+    a_delayed_run_is_woken_by_its_due_time_not_by_polling,
+    a_task_can_schedule_another_run_which_records_its_parent,
+    manual_retry_requeues_a_failed_run_as_a_new_attempt,
+    list_filters_by_status_and_task_newest_first_with_a_cursor,
+    an_idempotency_key_returns_the_same_run_and_refuses_another_input,
+    commands_naming_another_user_than_the_owner_are_forbidden,
+    a_worker_serves_only_its_chosen_tasks_and_refuses_unknown_ones,
+    a_panicking_task_fails_its_attempt_without_killing_the_worker,
+    runs_survive_a_restart_of_the_embedded_engine,
+);

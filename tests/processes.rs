@@ -2,7 +2,7 @@
 //! mid-run, and crons fired by several engines at once.
 
 use owlclaw::{ListFilter, RunStatus, ScheduleRequest};
-use owlclaw_tests::{eventually, finished, init_tracing, TestDb};
+use owlclaw_tests::{both_backends, eventually, finished, TestEnv};
 use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,10 +13,15 @@ use tokio::process::{Child, Command};
 #[path = "common/tasks.rs"]
 mod tasks;
 
-/// Starts `owlclaw-test-worker` on `url` and waits until it has registered.
-async fn spawn_worker(url: &str, name: &str, tasks: &[&str], hang: bool) -> Child {
+/// Starts `owlclaw-test-worker` against the environment and waits until it has registered.
+async fn spawn_worker(env: &TestEnv, name: &str, tasks: &[&str], hang: bool) -> Child {
+    let (target, token) = env.target().await;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_owlclaw-test-worker"));
-    cmd.arg(url)
+    match token {
+        Some(t) => cmd.env("OWLCLAW_TEST_TOKEN", t),
+        None => cmd.env_remove("OWLCLAW_TEST_TOKEN"),
+    };
+    cmd.arg(target)
         .arg(name)
         .args(tasks)
         .stdout(Stdio::piped())
@@ -38,12 +43,11 @@ async fn spawn_worker(url: &str, name: &str, tasks: &[&str], hang: bool) -> Chil
     child
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_run_of_a_worker_killed_with_sigkill_is_finished_by_another_after_its_lease_expires() {
-    init_tracing();
-    let db = TestDb::new();
-    let client = db.client().await;
-    let mut doomed = spawn_worker(&db.url(), "doomed", &["blocker"], true).await;
+async fn a_run_of_a_worker_killed_with_sigkill_is_finished_by_another_after_its_lease_expires(
+    env: TestEnv,
+) {
+    let client = env.client().await;
+    let mut doomed = spawn_worker(&env, "doomed", &["blocker"], true).await;
     let run = tasks::blocker::enqueue(&client, "crash".into())
         .await
         .unwrap();
@@ -96,13 +100,10 @@ async fn a_run_of_a_worker_killed_with_sigkill_is_finished_by_another_after_its_
     rescuer.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_cron_tick_enqueues_exactly_one_run_with_two_worker_processes() {
-    init_tracing();
-    let db = TestDb::new();
-    let client = db.client().await; // migrates the file before the children start
-    let mut a = spawn_worker(&db.url(), "cron-a", &["every_second"], false).await;
-    let mut b = spawn_worker(&db.url(), "cron-b", &["every_second"], false).await;
+async fn each_cron_tick_enqueues_exactly_one_run_with_two_worker_processes(env: TestEnv) {
+    let client = env.client().await; // migrates the file before the children start
+    let mut a = spawn_worker(&env, "cron-a", &["every_second"], false).await;
+    let mut b = spawn_worker(&env, "cron-b", &["every_second"], false).await;
     tokio::time::sleep(Duration::from_millis(4500)).await;
     let crons = client.crons().await.unwrap();
     assert_eq!(
@@ -160,11 +161,9 @@ async fn each_cron_tick_enqueues_exactly_one_run_with_two_worker_processes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn runs_scheduled_by_one_process_are_executed_by_a_worker_in_another() {
-    let db = TestDb::new();
-    let client = db.client().await;
-    let mut worker = spawn_worker(&db.url(), "remote", &["blocker"], false).await;
+async fn runs_scheduled_by_one_process_are_executed_by_a_worker_in_another(env: TestEnv) {
+    let client = env.client().await;
+    let mut worker = spawn_worker(&env, "remote", &["blocker"], false).await;
     let scheduled = client
         .submit(ScheduleRequest {
             task: "blocker".into(),
@@ -183,3 +182,9 @@ async fn runs_scheduled_by_one_process_are_executed_by_a_worker_in_another() {
     worker.start_kill().unwrap();
     worker.wait().await.unwrap();
 }
+
+both_backends!(
+    a_run_of_a_worker_killed_with_sigkill_is_finished_by_another_after_its_lease_expires,
+    each_cron_tick_enqueues_exactly_one_run_with_two_worker_processes,
+    runs_scheduled_by_one_process_are_executed_by_a_worker_in_another,
+);

@@ -146,6 +146,9 @@ mod tests {
         // Fall back (2026-10-25, 03:00 CEST -> 02:00 CET): 02:30 happens twice, fires once.
         let first = c.next_after(utc(2026, 10, 24, 12, 0, 0)).unwrap();
         let second = c.next_after(first).unwrap();
-        assert!(second - first >= chrono::Duration::hours(23), "{first} then {second}");
+        assert!(
+            second - first >= chrono::Duration::hours(23),
+            "{first} then {second}"
+        );
     }
 }

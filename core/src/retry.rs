@@ -6,15 +6,18 @@ use std::time::Duration;
 /// How long to wait before attempt `n + 1` after attempt `n` failed:
 /// `d = min(max, initial * factor^(n-1))`, then a random delay in `[d/2, d]` ("equal jitter"), so
 /// that many runs failing together do not retry in lock-step, while the delay still grows.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Backoff {
     /// Delay after the first failed attempt (before jitter).
     #[serde(with = "crate::duration::serde_human")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     pub initial: Duration,
     /// Growth factor per attempt, at least 1.
     pub factor: f64,
     /// Upper bound of the delay.
     #[serde(with = "crate::duration::serde_human")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     pub max: Duration,
 }
 

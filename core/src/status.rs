@@ -6,6 +6,7 @@ use uuid::Uuid;
 /// The id of a run: a UUID. Runs scheduled with an idempotency key get a deterministic id
 /// ([`RunId::for_idempotency_key`]), so a caller can compute it in advance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String, format = Uuid))]
 #[serde(transparent)]
 pub struct RunId(pub Uuid);
 
@@ -52,6 +53,7 @@ impl FromStr for RunId {
 /// cancelled           cancelled
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
     /// Waiting for its `run_at` (a delay, a retry backoff or a durable sleep).

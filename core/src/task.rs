@@ -22,6 +22,7 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
 pub const MAX_TASK_NAME_LEN: usize = 128;
 
 /// What the engine knows about a task: its name and policies. Workers register these.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskDef {
     /// Unique name within a tenant (namespace prefix included).
@@ -30,6 +31,7 @@ pub struct TaskDef {
     pub retries: u32,
     /// Timeout of one attempt.
     #[serde(with = "crate::duration::serde_human")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     pub timeout: Duration,
     /// 1 (lowest) to 10 (highest).
     pub priority: u8,

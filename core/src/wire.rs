@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// A request to schedule one run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
@@ -60,6 +61,7 @@ pub struct ScheduleRequest {
 }
 
 /// The answer to a schedule request.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scheduled {
     /// The run (new, or the existing one for a repeated idempotency key).
@@ -69,6 +71,7 @@ pub struct Scheduled {
 }
 
 /// A durable step of a run, as shown in its snapshot.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepSnapshot {
     /// The step's name.
@@ -84,6 +87,7 @@ pub struct StepSnapshot {
 }
 
 /// The error of one failed attempt.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptError {
     /// 1-based attempt number.
@@ -95,6 +99,7 @@ pub struct AttemptError {
 }
 
 /// A point-in-time view of a run.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSnapshot {
     /// The run's id.
@@ -146,6 +151,7 @@ pub struct RunSnapshot {
 }
 
 /// One transition in a run's history.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunEvent {
     /// The run.
@@ -165,6 +171,7 @@ pub struct RunEvent {
 }
 
 /// Filters for listing runs, newest first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListFilter {
     /// Only runs in this status.
@@ -190,6 +197,7 @@ pub const DEFAULT_LIST_LIMIT: u32 = 50;
 pub const MAX_LIST_LIMIT: u32 = 1000;
 
 /// A page of runs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunPage {
     /// Newest first.
@@ -199,6 +207,7 @@ pub struct RunPage {
 }
 
 /// A worker announcing itself.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerRegistration {
     /// Its name.
@@ -213,6 +222,7 @@ pub struct WorkerRegistration {
 }
 
 /// The engine's answer to a registration.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerSession {
     /// The id to use in exchanges.
@@ -222,6 +232,7 @@ pub struct WorkerSession {
 }
 
 /// How an attempt ended, as the worker reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
@@ -251,6 +262,7 @@ fn yes() -> bool {
 }
 
 /// A finished attempt.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Completion {
     /// The run.
@@ -263,6 +275,7 @@ pub struct Completion {
 }
 
 /// One round trip of the worker loop.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExchangeRequest {
     /// Attempts finished since the last exchange.
@@ -284,6 +297,7 @@ pub struct ExchangeRequest {
 }
 
 /// A run handed to a worker.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assignment {
     /// The run.
@@ -303,6 +317,7 @@ pub struct Assignment {
 }
 
 /// The engine's half of an exchange.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExchangeResponse {
     /// New runs to execute.
@@ -312,6 +327,7 @@ pub struct ExchangeResponse {
 }
 
 /// A worker as listed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkerInfo {
     /// Its id.
@@ -331,6 +347,7 @@ pub struct WorkerInfo {
 }
 
 /// A cron schedule.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CronSchedule {
     /// `task:<name>` for crons declared with `#[task(cron)]`, a UUID for ones created by the API.
@@ -352,6 +369,7 @@ pub struct CronSchedule {
 }
 
 /// A request to create a cron schedule.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CronRequest {

@@ -1,12 +1,12 @@
 use crate::store::{self, CronRecord, Inserted, NewRun, Store, WorkerRecord};
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use owlclaw_core::cron::CronExpr;
 use owlclaw_core::task::{self as taskdef, TaskDef};
 use owlclaw_core::wire::*;
 use owlclaw_core::{Error, Orchestrator, Result, RunId};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -66,6 +66,20 @@ struct Inner {
     tasks: Mutex<HashMap<(String, String), TaskDef>>,
     shutdown: CancellationToken,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    counters: Counters,
+}
+
+/// Counters exported by `/metrics`.
+#[derive(Debug, Default)]
+struct Counters {
+    scheduled: AtomicU64,
+    claimed: AtomicU64,
+    succeeded: AtomicU64,
+    failed_attempts: AtomicU64,
+    timed_out_attempts: AtomicU64,
+    handed_back: AtomicU64,
+    lease_expiries: AtomicU64,
+    cron_ticks: AtomicU64,
 }
 
 impl Engine {
@@ -89,6 +103,7 @@ impl Engine {
             tasks: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             maintenance: Mutex::new(None),
+            counters: Counters::default(),
         });
         let handle = tokio::spawn(maintenance_loop(inner.clone()));
         *inner.maintenance.lock().unwrap() = Some(handle);
@@ -111,6 +126,111 @@ impl Engine {
             engine: self.clone(),
             tenant: tenant.to_string(),
         }
+    }
+
+    /// A token that, once cancelled, ends every long poll at once (first step of a shutdown).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Creates an API token for `tenant`: returns the token (shown once); only its hash is stored.
+    pub async fn create_token(&self, tenant: &str) -> Result<String> {
+        taskdef::validate_task_name(tenant)
+            .map_err(|e| Error::invalid_input("tenant", e.replace("task name", "tenant name")))?;
+        let raw = format!(
+            "owc_{}{}",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        self.inner
+            .store
+            .create_token(&hash_token(&raw), tenant, Utc::now())
+            .await?;
+        Ok(raw)
+    }
+
+    /// The tenant an API token belongs to, if it is valid.
+    pub async fn tenant_for_token(&self, token: &str) -> Result<Option<String>> {
+        self.inner.store.token_tenant(&hash_token(token)).await
+    }
+
+    /// Prometheus text exposition of the engine's metrics: queue depth by tenant, task and
+    /// priority, and counters of what this engine process did since it started.
+    pub async fn metrics_text(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP owlclaw_queue_depth Runs ready to start.\n# TYPE owlclaw_queue_depth gauge"
+        );
+        match self.inner.store.queue_depth().await {
+            Ok(rows) => {
+                for (tenant, task, priority, n) in rows {
+                    let _ = writeln!(
+                        out,
+                        "owlclaw_queue_depth{{tenant=\"{}\",task=\"{}\",priority=\"{priority}\"}} {n}",
+                        tenant.replace('"', "'"),
+                        task.replace('"', "'")
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "queue depth for metrics"),
+        }
+        let c = &self.inner.counters;
+        for (name, help, v) in [
+            (
+                "owlclaw_runs_scheduled_total",
+                "Runs scheduled through this engine.",
+                &c.scheduled,
+            ),
+            (
+                "owlclaw_runs_claimed_total",
+                "Runs handed to workers.",
+                &c.claimed,
+            ),
+            (
+                "owlclaw_runs_succeeded_total",
+                "Attempts that succeeded.",
+                &c.succeeded,
+            ),
+            (
+                "owlclaw_attempts_failed_total",
+                "Attempts that failed (retried or not).",
+                &c.failed_attempts,
+            ),
+            (
+                "owlclaw_attempts_timed_out_total",
+                "Attempts stopped at their timeout.",
+                &c.timed_out_attempts,
+            ),
+            (
+                "owlclaw_runs_handed_back_total",
+                "Runs handed back by workers shutting down.",
+                &c.handed_back,
+            ),
+            (
+                "owlclaw_lease_expiries_total",
+                "Leases that expired (worker lost).",
+                &c.lease_expiries,
+            ),
+            (
+                "owlclaw_cron_ticks_total",
+                "Cron ticks fired by this engine.",
+                &c.cron_ticks,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
+        out
+    }
+
+    /// Checks that the store answers.
+    pub async fn ping(&self) -> Result<()> {
+        self.inner.store.ping().await
     }
 
     /// Stops the background loop and closes the store.
@@ -194,7 +314,7 @@ impl Engine {
             })?
         };
         let run_at = match (req.run_at, req.delay) {
-            (Some(at), _) => at,
+            (Some(at), _) => at.trunc_subsecs(6),
             (None, Some(d)) => {
                 now + chrono::Duration::from_std(d)
                     .map_err(|_| Error::invalid_input("delay", "delay is too large"))?
@@ -260,7 +380,8 @@ impl Engine {
         if reqs.is_empty() {
             return Ok(Vec::new());
         }
-        let now = Utc::now();
+        // Stored times have microsecond precision: answer with the same.
+        let now = Utc::now().trunc_subsecs(6);
         let mut runs = Vec::with_capacity(reqs.len());
         for (i, req) in reqs.into_iter().enumerate() {
             let run = self.resolve(tenant, req, now).await.map_err(|e| match e {
@@ -273,6 +394,14 @@ impl Engine {
             runs.push(run);
         }
         let inserted = self.inner.store.insert_runs(runs, now).await?;
+        let created = inserted
+            .iter()
+            .filter(|i| matches!(i, Inserted::Created(_)))
+            .count();
+        self.inner
+            .counters
+            .scheduled
+            .fetch_add(created as u64, Ordering::Relaxed);
         self.after_insert(&inserted);
         Ok(inserted
             .into_iter()
@@ -577,6 +706,10 @@ impl Engine {
                     .await?;
                 let now = Instant::now();
                 if !assignments.is_empty() || now >= deadline {
+                    self.inner
+                        .counters
+                        .claimed
+                        .fetch_add(assignments.len() as u64, Ordering::Relaxed);
                     break;
                 }
                 let nap = (deadline - now).min(self.inner.cfg.poll_interval);
@@ -617,6 +750,15 @@ impl Engine {
     }
 }
 
+/// SHA-256 of a token, hex-encoded: what the store keeps.
+fn hash_token(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 async fn maintenance_loop(inner: Arc<Inner>) {
     let store = inner.store.clone();
     let mut crons: Vec<(CronRecord, CronExpr)> = Vec::new();
@@ -631,6 +773,10 @@ async fn maintenance_loop(inner: Arc<Inner>) {
                     inner.work.notify_waiters();
                 }
                 if m.expired > 0 {
+                    inner
+                        .counters
+                        .lease_expiries
+                        .fetch_add(m.expired as u64, Ordering::Relaxed);
                     tracing::warn!(
                         count = m.expired,
                         "leases expired; runs re-queued or failed"
@@ -708,6 +854,7 @@ async fn maintenance_loop(inner: Arc<Inner>) {
                 Ok(created) => {
                     rec.schedule.last_tick = Some(tick);
                     if created {
+                        inner.counters.cron_ticks.fetch_add(1, Ordering::Relaxed);
                         tracing::info!(task = %rec.schedule.task, tick = %tick, "cron tick fired");
                         inner.work.notify_waiters();
                     }

@@ -5,6 +5,8 @@
 //! server mode the `owlclaw serve` command puts the same engine behind an HTTP API.
 
 mod engine;
+#[cfg(feature = "server")]
+pub mod http;
 pub mod store;
 
 pub use engine::{Embedded, Engine, EngineConfig, LITE_TENANT};

@@ -59,14 +59,10 @@ impl Client {
     /// Connects as `config` says: starts the embedded engine in lite mode.
     pub async fn connect(config: Config) -> Result<Client> {
         config.validate()?;
-        let orch: Arc<dyn Orchestrator> =
-            match config.mode {
-                Mode::Lite => lite_engine(&config).await?,
-                Mode::Server => return Err(Error::config(
-                    "mode",
-                    "server mode is not available in this version of the SDK yet; use mode: lite",
-                )),
-            };
+        let orch: Arc<dyn Orchestrator> = match config.mode {
+            Mode::Lite => lite_engine(&config).await?,
+            Mode::Server => server_connection(&config).await?,
+        };
         Ok(Client::from_orchestrator(orch, config))
     }
 
@@ -248,6 +244,26 @@ async fn lite_engine(config: &Config) -> Result<Arc<dyn Orchestrator>> {
     };
     let engine = owlclaw_engine::Engine::start(cfg).await?;
     Ok(Arc::new(engine.embedded(owlclaw_engine::LITE_TENANT)))
+}
+
+#[cfg(feature = "server")]
+async fn server_connection(config: &Config) -> Result<Arc<dyn Orchestrator>> {
+    let url = config
+        .server_url
+        .as_deref()
+        .ok_or_else(|| Error::config("server_url", "server mode needs a server_url"))?;
+    let orch = crate::http::HttpOrchestrator::new(url, config.api_token.clone())?;
+    // Check that the server answers and that the token is valid.
+    orch.list_workers().await?;
+    Ok(Arc::new(orch))
+}
+
+#[cfg(not(feature = "server"))]
+async fn server_connection(_config: &Config) -> Result<Arc<dyn Orchestrator>> {
+    Err(Error::config(
+        "mode",
+        "server mode needs the `server` feature of the owlclaw crate (on by default)",
+    ))
 }
 
 #[cfg(not(feature = "lite"))]

@@ -31,6 +31,8 @@
 mod client;
 pub mod config;
 mod context;
+#[cfg(feature = "server")]
+mod http;
 mod task;
 mod worker;
 

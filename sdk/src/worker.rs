@@ -163,14 +163,13 @@ impl WorkerBuilder {
             .unwrap_or_else(generated_name);
         let orch = self.client.orchestrator().clone();
         let task_names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
-        let session = orch
-            .register_worker(WorkerRegistration {
-                name: name.clone(),
-                tasks: defs,
-                slots,
-                labels: self.labels,
-            })
-            .await?;
+        let registration = WorkerRegistration {
+            name: name.clone(),
+            tasks: defs,
+            slots,
+            labels: self.labels,
+        };
+        let session = orch.register_worker(registration.clone()).await?;
         if heartbeat.as_millis() as u64 * 2 >= session.lease_ms {
             let _ = orch.deregister_worker(&session.worker_id).await;
             return Err(Error::config(
@@ -186,7 +185,9 @@ impl WorkerBuilder {
         let shared = Arc::new(Shared {
             client: self.client.clone(),
             orch,
-            worker_id: session.worker_id.clone(),
+            worker_id: Mutex::new(session.worker_id.clone()),
+            registration,
+            reregister: tokio::sync::Mutex::new(()),
             name: name.clone(),
             registry,
             sem: Arc::new(Semaphore::new(slots as usize)),
@@ -323,7 +324,9 @@ struct RunEntry {
 struct Shared {
     client: Client,
     orch: Arc<dyn Orchestrator>,
-    worker_id: String,
+    worker_id: Mutex<String>,
+    registration: WorkerRegistration,
+    reregister: tokio::sync::Mutex<()>,
     name: String,
     registry: HashMap<String, InvokeFn>,
     sem: Arc<Semaphore>,
@@ -337,6 +340,26 @@ struct Shared {
 }
 
 impl Shared {
+    fn worker_id(&self) -> String {
+        self.worker_id.lock().unwrap().clone()
+    }
+
+    /// One exchange; when the engine no longer knows this worker (its state was reset), registers
+    /// again and reports the error so the caller retries.
+    async fn exchange(&self, req: ExchangeRequest) -> Result<ExchangeResponse> {
+        let id = self.worker_id();
+        let result = self.orch.exchange(&id, req).await;
+        if let Err(Error::NotFound { what: "worker", .. }) = &result {
+            let _guard = self.reregister.lock().await;
+            if self.worker_id() == id {
+                tracing::warn!(worker = %self.name, "the engine does not know this worker any more; registering again");
+                let session = self.orch.register_worker(self.registration.clone()).await?;
+                *self.worker_id.lock().unwrap() = session.worker_id;
+            }
+        }
+        result
+    }
+
     fn take_free_slots(&self) -> Option<OwnedSemaphorePermit> {
         let n = self.sem.available_permits();
         if n == 0 {
@@ -519,7 +542,7 @@ async fn poller(shared: Arc<Shared>, stop: CancellationToken) {
             ..ExchangeRequest::default()
         };
         let resp = tokio::select! {
-            r = shared.orch.exchange(&shared.worker_id, req) => r,
+            r = shared.exchange(req) => r,
             _ = stop.cancelled() => return,
         };
         match resp {
@@ -576,7 +599,7 @@ async fn reporter(
                     completions: pending.clone(),
                     ..ExchangeRequest::default()
                 };
-                match shared.orch.exchange(&shared.worker_id, req).await {
+                match shared.exchange(req).await {
                     Ok(_) => pending.clear(),
                     Err(e) => {
                         tracing::warn!(error = %e, attempt, "reporting final results failed");
@@ -604,7 +627,7 @@ async fn reporter(
             heartbeat: beat,
         };
         let sent = req.completions.clone();
-        match shared.orch.exchange(&shared.worker_id, req).await {
+        match shared.exchange(req).await {
             Ok(resp) => {
                 failures = 0;
                 shared.handle(resp, permits);
@@ -655,7 +678,7 @@ async fn supervise(
     }
     finish.cancel();
     let _ = reporter.await;
-    shared.orch.deregister_worker(&shared.worker_id).await?;
+    shared.orch.deregister_worker(&shared.worker_id()).await?;
     tracing::info!(worker = %shared.name, "worker stopped");
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! A worker in its own process, for the crash-recovery and multi-process cron tests.
 //!
-//! Usage: `owlclaw-test-worker DATABASE_URL WORKER_NAME TASK...` — serves the named tasks of
-//! `common/tasks.rs`, prints `ready` once registered, and runs until SIGTERM/SIGINT (or SIGKILL).
+//! Usage: `owlclaw-test-worker TARGET WORKER_NAME TASK...` — TARGET is a `sqlite://` database
+//! (lite mode) or an `http://` engine server (server mode, token in `OWLCLAW_TEST_TOKEN`). Serves
+//! the named tasks of `common/tasks.rs`, prints `ready` once registered, and runs until
+//! SIGTERM/SIGINT (or SIGKILL).
 
 #[allow(dead_code)]
 #[path = "../common/tasks.rs"]
@@ -11,13 +13,15 @@ mod tasks;
 async fn main() -> anyhow::Result<()> {
     owlclaw_tests::init_tracing();
     let mut args = std::env::args().skip(1);
-    let url = args
+    let target = args
         .next()
-        .ok_or_else(|| anyhow::anyhow!("usage: DATABASE_URL NAME TASK..."))?;
+        .ok_or_else(|| anyhow::anyhow!("usage: TARGET NAME TASK..."))?;
     let name = args
         .next()
         .ok_or_else(|| anyhow::anyhow!("missing worker name"))?;
-    let client = owlclaw::Client::connect(owlclaw_tests::test_config(&url)).await?;
+    let token = std::env::var("OWLCLAW_TEST_TOKEN").ok();
+    let config = owlclaw_tests::config_for(&target, token.as_deref());
+    let client = owlclaw::Client::connect(config).await?;
     let mut builder = client.worker(name);
     for task in args {
         builder = builder.task_named(task);

@@ -108,3 +108,192 @@ pub async fn finished(client: &Client, id: RunId) -> RunSnapshot {
     );
     run
 }
+
+/// Which connection a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The engine embedded in the test process, on a SQLite file.
+    Lite,
+    /// A real engine HTTP server on loopback (the code of `owlclaw serve`), on a SQLite file,
+    /// reached with an API token.
+    Server,
+}
+
+struct RunningServer {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+/// One test's world: a database and, in server mode, an engine server in front of it (started on
+/// first use). The same test body runs against both backends.
+pub struct TestEnv {
+    backend: Backend,
+    db: TestDb,
+    engine: std::sync::Mutex<owlclaw_engine::EngineConfig>,
+    server: tokio::sync::Mutex<Option<RunningServer>>,
+    token: std::sync::Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for TestEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestEnv")
+            .field("backend", &self.backend)
+            .field("db", &self.db)
+            .finish()
+    }
+}
+
+impl TestEnv {
+    /// A fresh database for `backend`.
+    pub fn new(backend: Backend) -> TestEnv {
+        init_tracing();
+        TestEnv {
+            backend,
+            db: TestDb::new(),
+            engine: std::sync::Mutex::new(owlclaw_engine::EngineConfig {
+                lease: LEASE,
+                ..Default::default()
+            }),
+            server: tokio::sync::Mutex::new(None),
+            token: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Changes the engine's configuration (before the first client).
+    pub fn set_engine(&self, f: impl FnOnce(&mut owlclaw_engine::EngineConfig)) {
+        f(&mut self.engine.lock().unwrap());
+    }
+
+    fn engine_config(&self) -> owlclaw_engine::EngineConfig {
+        let mut cfg = self.engine.lock().unwrap().clone();
+        cfg.database_url = self.db.url();
+        cfg
+    }
+
+    async fn ensure_server(&self) -> std::net::SocketAddr {
+        let mut guard = self.server.lock().await;
+        if let Some(s) = guard.as_ref() {
+            return s.addr;
+        }
+        let engine = owlclaw_engine::Engine::start(self.engine_config())
+            .await
+            .expect("engine");
+        if self.token.lock().unwrap().is_none() {
+            let token = engine
+                .create_token(owlclaw_engine::LITE_TENANT)
+                .await
+                .expect("token");
+            *self.token.lock().unwrap() = Some(token);
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let cfg = owlclaw_engine::http::ServerConfig::default();
+            owlclaw_engine::http::serve(listener, engine, cfg, async move {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server");
+        });
+        *guard = Some(RunningServer {
+            addr,
+            stop: Some(tx),
+            handle,
+        });
+        addr
+    }
+
+    /// Where a child process connects: the database URL (lite) or the server URL (server), and
+    /// the API token to use, if any.
+    pub async fn target(&self) -> (String, Option<String>) {
+        match self.backend {
+            Backend::Lite => (self.db.url(), None),
+            Backend::Server => {
+                let addr = self.ensure_server().await;
+                (format!("http://{addr}"), self.token.lock().unwrap().clone())
+            }
+        }
+    }
+
+    /// The configuration of a client of this environment.
+    pub async fn config(&self) -> Config {
+        let (target, token) = self.target().await;
+        config_for(&target, token.as_deref())
+    }
+
+    /// A client of this environment.
+    pub async fn client(&self) -> Client {
+        match self.backend {
+            Backend::Lite => {
+                let e = owlclaw_engine::Engine::start(self.engine_config())
+                    .await
+                    .expect("engine");
+                Client::from_orchestrator(
+                    Arc::new(e.embedded(owlclaw_engine::LITE_TENANT)),
+                    self.db.config(),
+                )
+            }
+            Backend::Server => Client::connect(self.config().await).await.expect("connect"),
+        }
+    }
+
+    /// Restarts the engine server on the same database (server mode; lite clients each embed
+    /// their own engine, so there is nothing to restart).
+    pub async fn restart(&self) {
+        if self.backend == Backend::Lite {
+            return;
+        }
+        let running = self.server.lock().await.take();
+        if let Some(mut s) = running {
+            let _ = s.stop.take().map(|tx| tx.send(()));
+            let _ = s.handle.await;
+        }
+        self.ensure_server().await;
+    }
+}
+
+/// The configuration of a test client reaching `target`: a `sqlite://` URL (lite mode) or an
+/// `http://` server URL with its token (server mode).
+pub fn config_for(target: &str, token: Option<&str>) -> Config {
+    let mut c = test_config(target);
+    if target.starts_with("http") {
+        c.mode = owlclaw::Mode::Server;
+        c.server_url = Some(target.to_string());
+        c.api_token = token.map(owlclaw::Secret::new);
+        c.database_url = "sqlite::memory:".into();
+    }
+    c
+}
+
+/// Runs each named `async fn name(env: TestEnv)` against both backends, as `lite::name` and
+/// `server::name`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod lite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::TestEnv::new($crate::Backend::Lite)).await
+                }
+            )*
+        }
+        mod server {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::TestEnv::new($crate::Backend::Server)).await
+                }
+            )*
+        }
+    };
+}

@@ -166,6 +166,14 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Fires one tick: inserts its run unless the tick was fired already (by this or another
     /// engine) and advances `last_tick`. Returns whether a run was created.
     async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool>;
+    /// Stores an API token's hash for a tenant.
+    async fn create_token(&self, hash: &str, tenant: &str, now: DateTime<Utc>) -> Result<()>;
+    /// The tenant of an API token's hash.
+    async fn token_tenant(&self, hash: &str) -> Result<Option<String>>;
+    /// Ready runs per (tenant, task, priority).
+    async fn queue_depth(&self) -> Result<Vec<(String, String, u8, u64)>>;
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
     /// Closes the connections.
     async fn close(&self);
 }

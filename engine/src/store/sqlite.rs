@@ -1389,6 +1389,46 @@ impl Store for SqliteStore {
         Ok(created)
     }
 
+    async fn create_token(&self, hash: &str, tenant: &str, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query("INSERT INTO api_tokens (hash, tenant, created_at) VALUES (?, ?, ?)")
+            .bind(hash)
+            .bind(tenant)
+            .bind(micros(now))
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn token_tenant(&self, hash: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT tenant FROM api_tokens WHERE hash = ?")
+            .bind(hash)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db)
+    }
+
+    async fn queue_depth(&self) -> Result<Vec<(String, String, u8, u64)>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT tenant, task, priority, COUNT(*) FROM queue GROUP BY tenant, task, priority ORDER BY 1, 2, 3",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, k, p, n)| (t, k, p as u8, n as u64))
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.read)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
     async fn close(&self) {
         self.write.close().await;
         self.read.close().await;

@@ -1,0 +1,770 @@
+//! The HTTP/JSON API of `owlclaw serve`: runs, crons and the worker protocol under `/v1`,
+//! health and metrics beside it, and the OpenAPI document at `/v1/openapi.json`, generated from the
+//! handlers themselves so it can't drift from what the server does.
+//!
+//! Every `/v1` request needs `Authorization: Bearer <token>`; each token belongs to a tenant, and a
+//! tenant never sees another's runs (they answer 404, as if absent). An optional `OwlClaw-User`
+//! header names the acting user for ownership checks. Every failure answers
+//! `{"error": {"code": "...", "message": "..."}}` with one status code per code.
+
+use crate::Engine;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use owlclaw_core::wire::*;
+use owlclaw_core::{Error, RunId, RunStatus};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Default largest request body: 1 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
+/// Longest wait of `GET /v1/runs/{id}/result`.
+const MAX_RESULT_WAIT: Duration = Duration::from_secs(300);
+/// The header naming the acting user.
+pub const USER_HEADER: &str = "owlclaw-user";
+
+/// How the server authenticates callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Bearer tokens created with `owlclaw token create`.
+    Tokens,
+    /// No authentication: every caller is the `default` tenant. Development only.
+    InsecureDev,
+}
+
+/// The server's settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How callers authenticate.
+    pub auth: AuthMode,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            auth: AuthMode::Tokens,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    engine: Engine,
+    auth: AuthMode,
+    /// Token hash lookups already answered by the store.
+    tokens: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `invalid_json`, `invalid_input`, `unauthorized`, `forbidden`,
+    /// `not_found`, `idempotency_conflict`, `invalid_transition`, `payload_too_large`, ...
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// The field at fault (`invalid_input`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// The run concerned (`idempotency_conflict`, `invalid_transition`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    /// The run's status (`invalid_transition`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunStatus>,
+    /// The refused command (`invalid_transition`) or the idempotency key (`idempotency_conflict`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// An error as the API answers it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    detail: Box<ErrorDetail>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            detail: Box::new(ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+                field: None,
+                run_id: None,
+                status: None,
+                detail: None,
+            }),
+        }
+    }
+}
+
+/// The status code of each error code.
+pub fn status_of(code: &str) -> StatusCode {
+    match code {
+        "invalid_json" | "invalid_input" | "config" => StatusCode::BAD_REQUEST,
+        "unauthorized" => StatusCode::UNAUTHORIZED,
+        "forbidden" => StatusCode::FORBIDDEN,
+        "not_found" => StatusCode::NOT_FOUND,
+        "idempotency_conflict" | "invalid_transition" => StatusCode::CONFLICT,
+        "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "timeout" => StatusCode::GATEWAY_TIMEOUT,
+        "connection" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> ApiError {
+        let mut api = ApiError::new(status_of(e.code()), e.code(), e.to_string());
+        match &e {
+            Error::InvalidInput { field, .. } | Error::Config { field, .. } => {
+                api.detail.field = Some(field.clone())
+            }
+            Error::IdempotencyConflict { key, existing } => {
+                api.detail.run_id = Some(*existing);
+                api.detail.detail = Some(key.clone());
+            }
+            Error::InvalidTransition {
+                run_id,
+                status,
+                action,
+            } => {
+                api.detail.run_id = Some(*run_id);
+                api.detail.status = Some(*status);
+                api.detail.detail = Some((*action).to_string());
+            }
+            Error::Internal(msg) => tracing::error!(error = %msg, "request failed"),
+            _ => {}
+        }
+        api
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        match r {
+            JsonRejection::JsonDataError(e) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", e.body_text())
+            }
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text())
+            }
+            JsonRejection::MissingJsonContentType(e) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                e.body_text(),
+            ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than the server's limit",
+            ),
+            other => ApiError::new(other.status(), "invalid_json", other.body_text()),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", r.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { error: *self.detail })).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// `Json<T>` whose rejections answer in the API's error shape.
+struct ApiJson<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let Json(v) = Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(v))
+    }
+}
+
+/// `Query<T>` whose rejections answer in the API's error shape.
+struct ApiQuery<T>(T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Query(v) = Query::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiQuery(v))
+    }
+}
+
+/// The authenticated caller: its tenant and the acting user, if named.
+struct Caller {
+    tenant: String,
+    user: Option<String>,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let user = match parts.headers.get(USER_HEADER) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .filter(|u| !u.is_empty() && u.len() <= 255)
+                    .ok_or_else(|| {
+                        ApiError::from(Error::invalid_input(
+                            USER_HEADER,
+                            "must be 1 to 255 visible ASCII characters",
+                        ))
+                    })?
+                    .to_string(),
+            ),
+        };
+        if state.auth == AuthMode::InsecureDev {
+            return Ok(Caller {
+                tenant: crate::LITE_TENANT.to_string(),
+                user,
+            });
+        }
+        let unauthorized = |m: &str| ApiError::from(Error::Unauthorized(m.to_string()));
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthorized("missing Authorization: Bearer <token> header"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        if let Some(t) = state.tokens.lock().unwrap().get(token) {
+            return Ok(Caller {
+                tenant: t.clone(),
+                user,
+            });
+        }
+        match state.engine.tenant_for_token(token).await? {
+            Some(tenant) => {
+                state
+                    .tokens
+                    .lock()
+                    .unwrap()
+                    .insert(token.to_string(), tenant.clone());
+                Ok(Caller { tenant, user })
+            }
+            None => Err(unauthorized("invalid API token")),
+        }
+    }
+}
+
+fn run_id(raw: &str) -> ApiResult<RunId> {
+    Ok(raw.parse::<RunId>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+/// A page of runs.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListParams {
+    /// Only runs in this status.
+    status: Option<String>,
+    /// Only runs of this task.
+    task: Option<String>,
+    /// Only runs owned by this user.
+    owner: Option<String>,
+    /// Page size (default 50, at most 1000).
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// Many runs to schedule.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct BulkRequest {
+    /// The runs, scheduled in one transaction: all or none.
+    pub runs: Vec<ScheduleRequest>,
+}
+
+/// Runs scheduled in bulk.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct BulkResponse {
+    /// Their snapshots, in the order of the request.
+    pub runs: Vec<RunSnapshot>,
+}
+
+/// How long to wait.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct WaitParams {
+    /// How long to wait for the run to finish (default 30s, at most 5m), e.g. `30s`.
+    timeout: Option<String>,
+}
+
+/// Schedule one run.
+#[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = ScheduleRequest,
+    responses(
+        (status = 201, description = "Scheduled", body = RunSnapshot),
+        (status = 200, description = "The existing run of a repeated idempotency key", body = RunSnapshot),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 404, description = "Unknown task", body = ErrorBody),
+        (status = 409, description = "Idempotency key used with another input", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+async fn schedule_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(mut req): ApiJson<ScheduleRequest>,
+) -> ApiResult<(StatusCode, Json<RunSnapshot>)> {
+    if req.owner.is_none() {
+        req.owner = caller.user;
+    }
+    let done = s.engine.schedule(&caller.tenant, req).await?;
+    let code = if done.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, Json(done.run)))
+}
+
+/// Schedule many runs in one transaction.
+#[utoipa::path(post, path = "/v1/runs/bulk", tag = "runs", request_body = BulkRequest,
+    responses((status = 201, body = BulkResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn schedule_bulk(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(mut req): ApiJson<BulkRequest>,
+) -> ApiResult<(StatusCode, Json<BulkResponse>)> {
+    for r in &mut req.runs {
+        if r.owner.is_none() {
+            r.owner = caller.user.clone();
+        }
+    }
+    let done = s.engine.schedule_bulk(&caller.tenant, req.runs).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BulkResponse {
+            runs: done.into_iter().map(|d| d.run).collect(),
+        }),
+    ))
+}
+
+/// List runs, newest first.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(ListParams),
+    responses((status = 200, body = RunPage), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_runs(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<RunPage>> {
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<RunStatus>)
+        .transpose()?;
+    let filter = ListFilter {
+        status,
+        task: q.task,
+        owner: q.owner,
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    Ok(Json(s.engine.list_runs(&caller.tenant, filter).await?))
+}
+
+/// A run's snapshot.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = RunSnapshot), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunSnapshot>> {
+    Ok(Json(
+        s.engine
+            .get_run(&caller.tenant, run_id(&id)?, caller.user.as_deref())
+            .await?,
+    ))
+}
+
+/// A run's transition log, oldest first.
+#[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = Vec<RunEvent>), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn run_events(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<RunEvent>>> {
+    Ok(Json(
+        s.engine
+            .run_events(&caller.tenant, run_id(&id)?, caller.user.as_deref())
+            .await?,
+    ))
+}
+
+/// Wait until the run is terminal (long poll); answers its snapshot, terminal or not.
+#[utoipa::path(get, path = "/v1/runs/{id}/result", tag = "runs",
+    params(("id" = String, Path, description = "Run id"), WaitParams),
+    responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn run_result(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<WaitParams>,
+) -> ApiResult<Json<RunSnapshot>> {
+    let id = run_id(&id)?;
+    let timeout = match q.timeout.as_deref() {
+        None => Duration::from_secs(30),
+        Some(t) => owlclaw_core::duration::parse_duration(t)
+            .map_err(|e| Error::invalid_input("timeout", e))?,
+    };
+    if timeout > MAX_RESULT_WAIT {
+        return Err(Error::invalid_input("timeout", "at most 5m").into());
+    }
+    s.engine
+        .get_run(&caller.tenant, id, caller.user.as_deref())
+        .await?;
+    Ok(Json(s.engine.wait_run(&caller.tenant, id, timeout).await?))
+}
+
+/// Cancel a run.
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn cancel_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunSnapshot>> {
+    Ok(Json(
+        s.engine
+            .cancel_run(&caller.tenant, run_id(&id)?, caller.user.as_deref())
+            .await?,
+    ))
+}
+
+/// Re-queue a failed or cancelled run as a new attempt.
+#[utoipa::path(post, path = "/v1/runs/{id}/retry", tag = "runs", params(("id" = String, Path, description = "Run id")),
+    responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 409, description = "Not failed or cancelled", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn retry_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RunSnapshot>> {
+    Ok(Json(
+        s.engine
+            .retry_run(&caller.tenant, run_id(&id)?, caller.user.as_deref())
+            .await?,
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crons
+
+/// Cron schedules.
+#[utoipa::path(get, path = "/v1/crons", tag = "crons", responses((status = 200, body = Vec<CronSchedule>)),
+    security(("bearer" = [])))]
+async fn list_crons(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<CronSchedule>>> {
+    Ok(Json(s.engine.list_crons(&caller.tenant).await?))
+}
+
+/// Create a cron schedule.
+#[utoipa::path(post, path = "/v1/crons", tag = "crons", request_body = CronRequest,
+    responses((status = 201, body = CronSchedule), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn create_cron(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CronRequest>,
+) -> ApiResult<(StatusCode, Json<CronSchedule>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.engine.create_cron(&caller.tenant, req).await?),
+    ))
+}
+
+/// Delete a cron schedule.
+#[utoipa::path(delete, path = "/v1/crons/{id}", tag = "crons", params(("id" = String, Path, description = "Cron id")),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn delete_cron(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.engine.delete_cron(&caller.tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers
+
+/// Register a worker and the tasks it serves.
+#[utoipa::path(post, path = "/v1/workers", tag = "workers", request_body = WorkerRegistration,
+    responses((status = 201, body = WorkerSession), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn register_worker(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(reg): ApiJson<WorkerRegistration>,
+) -> ApiResult<(StatusCode, Json<WorkerSession>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(s.engine.register_worker(&caller.tenant, reg).await?),
+    ))
+}
+
+/// Live workers.
+#[utoipa::path(get, path = "/v1/workers", tag = "workers", responses((status = 200, body = Vec<WorkerInfo>)),
+    security(("bearer" = [])))]
+async fn list_workers(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<WorkerInfo>>> {
+    Ok(Json(s.engine.list_workers(&caller.tenant).await?))
+}
+
+/// One round trip of the worker loop: report finished runs, renew leases, and long-poll for new
+/// runs and cancellations.
+#[utoipa::path(post, path = "/v1/workers/{id}/exchange", tag = "workers", params(("id" = String, Path, description = "Worker id")),
+    request_body = ExchangeRequest,
+    responses((status = 200, body = ExchangeResponse), (status = 404, description = "Unknown worker: register again", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn exchange(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<ExchangeRequest>,
+) -> ApiResult<Json<ExchangeResponse>> {
+    Ok(Json(s.engine.exchange(&caller.tenant, &id, req).await?))
+}
+
+/// Deregister a worker; the runs it holds are re-queued at once.
+#[utoipa::path(delete, path = "/v1/workers/{id}", tag = "workers", params(("id" = String, Path, description = "Worker id")),
+    responses((status = 204), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn deregister_worker(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.engine.deregister_worker(&caller.tenant, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Health, metrics, the document
+
+/// The server's status.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or what is wrong.
+    pub status: String,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
+async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
+    match s.engine.ping().await {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok".into(),
+            }),
+        ),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: format!("database unavailable: {e}"),
+            }),
+        ),
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, content_type = "text/plain", body = String)))]
+async fn metrics(State(s): State<AppState>) -> Response {
+    let body = s.engine.metrics_text().await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "health", responses((status = 200, description = "The OpenAPI document")))]
+async fn openapi_json(State(doc): State<Arc<String>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        doc.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "OwlClaw Tasks engine API", description = "Durable task orchestration: runs, crons and the worker protocol."),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody, ErrorDetail))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(schedule_run, list_runs))
+        .routes(routes!(schedule_bulk))
+        .routes(routes!(get_run))
+        .routes(routes!(run_events))
+        .routes(routes!(run_result))
+        .routes(routes!(cancel_run))
+        .routes(routes!(retry_run))
+        .routes(routes!(list_crons, create_cron))
+        .routes(routes!(delete_cron))
+        .routes(routes!(register_worker, list_workers))
+        .routes(routes!(exchange))
+        .routes(routes!(deregister_worker))
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
+/// The OpenAPI document of the API, as served at `/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut doc) = api_routes().split_for_parts();
+    let (_, extra) = OpenApiRouter::<Arc<String>>::new()
+        .routes(routes!(openapi_json))
+        .split_for_parts();
+    doc.merge(extra);
+    doc
+}
+
+/// The whole API as a router: what `owlclaw serve` serves, and what tests call in-process.
+pub fn router(engine: Engine, cfg: &ServerConfig) -> Router {
+    let doc = openapi().to_pretty_json().unwrap_or_else(|_| "{}".into());
+    let state = AppState {
+        engine,
+        auth: cfg.auth,
+        tokens: Arc::new(Mutex::new(HashMap::new())),
+    };
+    let (api, _) = api_routes().split_for_parts();
+    let doc_router = Router::new()
+        .route("/v1/openapi.json", axum::routing::get(openapi_json))
+        .with_state(Arc::new(doc));
+    api.with_state(state)
+        .merge(doc_router)
+        .fallback(|| async {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .layer(DefaultBodyLimit::max(cfg.body_limit))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then shuts down gracefully: long polls
+/// end at once, in-flight requests finish, and the engine stops.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    engine: Engine,
+    cfg: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> owlclaw_core::Result<()> {
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    let app = router(engine.clone(), &cfg);
+    let token = engine.shutdown_token();
+    tracing::info!(addr = ?addr, auth = ?cfg.auth, "engine server listening");
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            token.cancel();
+        })
+        .await;
+    engine.shutdown().await;
+    result.map_err(|e| Error::Internal(format!("server: {e}")))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        if let Ok(mut term) =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,359 @@
+//! The HTTP connection to an `owlclaw serve` engine server (server mode).
+
+use crate::config::Secret;
+use async_trait::async_trait;
+use owlclaw_core::duration::format_duration;
+use owlclaw_core::wire::*;
+use owlclaw_core::{Error, Orchestrator, Result, RunId, RunStatus};
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// Header naming the acting user (ownership checks).
+const USER_HEADER: &str = "owlclaw-user";
+/// Time allowed to a request beyond the wait it asks the server for.
+const SLACK: Duration = Duration::from_secs(30);
+
+/// An [`Orchestrator`] over the engine server's HTTP API.
+pub(crate) struct HttpOrchestrator {
+    base: String,
+    token: Option<Secret>,
+    http: reqwest::Client,
+}
+
+impl fmt::Debug for HttpOrchestrator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpOrchestrator")
+            .field("base", &self.base)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    code: String,
+    message: String,
+    #[serde(default)]
+    field: Option<String>,
+    #[serde(default)]
+    run_id: Option<RunId>,
+    #[serde(default)]
+    status: Option<RunStatus>,
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+#[derive(Serialize)]
+struct BulkRequest {
+    runs: Vec<ScheduleRequest>,
+}
+
+#[derive(Deserialize)]
+struct BulkResponse {
+    runs: Vec<RunSnapshot>,
+}
+
+fn what_of(message: &str) -> &'static str {
+    match message.split(" not found").next().unwrap_or("") {
+        "run" => "run",
+        "cron" => "cron",
+        "worker" => "worker",
+        "task" => "task",
+        _ => "resource",
+    }
+}
+
+impl HttpOrchestrator {
+    /// A connection to `base_url` (e.g. `http://127.0.0.1:7070`), not checked yet.
+    pub(crate) fn new(base_url: &str, token: Option<Secret>) -> Result<HttpOrchestrator> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("owlclaw-sdk/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Internal(format!("building the HTTP client: {e}")))?;
+        Ok(HttpOrchestrator {
+            base: base_url.trim_end_matches('/').to_string(),
+            token,
+            http,
+        })
+    }
+
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        timeout: Duration,
+        user: Option<&str>,
+    ) -> RequestBuilder {
+        let mut rb = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .timeout(timeout);
+        if let Some(t) = &self.token {
+            rb = rb.bearer_auth(t.expose());
+        }
+        if let Some(u) = user {
+            rb = rb.header(USER_HEADER, u);
+        }
+        rb
+    }
+
+    fn transport_error(&self, e: reqwest::Error) -> Error {
+        if e.is_timeout() {
+            return Error::Connection {
+                url: self.base.clone(),
+                message: "the request timed out".into(),
+            };
+        }
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            message = format!("{message}: {s}");
+            source = s.source();
+        }
+        Error::Connection {
+            url: self.base.clone(),
+            message,
+        }
+    }
+
+    fn api_error(&self, status: StatusCode, body: &[u8]) -> Error {
+        let Ok(ErrorBody { error: d }) = serde_json::from_slice::<ErrorBody>(body) else {
+            let text = String::from_utf8_lossy(body);
+            let text = text.chars().take(200).collect::<String>();
+            return match status {
+                StatusCode::BAD_GATEWAY
+                | StatusCode::SERVICE_UNAVAILABLE
+                | StatusCode::GATEWAY_TIMEOUT => Error::Connection {
+                    url: self.base.clone(),
+                    message: format!("{status}: {text}"),
+                },
+                StatusCode::UNAUTHORIZED => Error::Unauthorized(format!("{status}: {text}")),
+                _ => Error::Internal(format!(
+                    "unexpected answer from {}: {status}: {text}",
+                    self.base
+                )),
+            };
+        };
+        let strip = |prefix: String, m: &str| m.strip_prefix(&prefix).unwrap_or(m).to_string();
+        match d.code.as_str() {
+            "unauthorized" => Error::Unauthorized(strip("unauthorized: ".into(), &d.message)),
+            "forbidden" => Error::Forbidden(strip("forbidden: ".into(), &d.message)),
+            "not_found" => {
+                let what = what_of(&d.message);
+                Error::NotFound {
+                    what,
+                    id: strip(format!("{what} not found: "), &d.message),
+                }
+            }
+            "invalid_input"
+            | "invalid_json"
+            | "payload_too_large"
+            | "unsupported_media_type"
+            | "config" => {
+                let field = d.field.unwrap_or_else(|| "body".into());
+                Error::InvalidInput {
+                    message: strip(format!("invalid {field}: "), &d.message),
+                    field,
+                }
+            }
+            "idempotency_conflict" => match d.run_id {
+                Some(existing) => Error::IdempotencyConflict {
+                    key: d.detail.unwrap_or_default(),
+                    existing,
+                },
+                None => Error::Internal(d.message),
+            },
+            "invalid_transition" => match (d.run_id, d.status) {
+                (Some(run_id), Some(status)) => Error::InvalidTransition {
+                    run_id,
+                    status,
+                    action: if d.detail.as_deref() == Some("retry") {
+                        "retry"
+                    } else {
+                        "cancel"
+                    },
+                },
+                _ => Error::Internal(d.message),
+            },
+            "timeout" => Error::Timeout(d.message),
+            "connection" | "unavailable" => Error::Connection {
+                url: self.base.clone(),
+                message: d.message,
+            },
+            _ => Error::Internal(d.message),
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T> {
+        let resp = rb.send().await.map_err(|e| self.transport_error(e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        if !status.is_success() {
+            return Err(self.api_error(status, &body));
+        }
+        let body: &[u8] = if body.is_empty() { b"null" } else { &body };
+        serde_json::from_slice(body)
+            .map_err(|e| Error::Internal(format!("unexpected answer from {}: {e}", self.base)))
+    }
+
+    fn get(&self, path: &str, user: Option<&str>) -> RequestBuilder {
+        self.request(Method::GET, path, SLACK, user)
+    }
+
+    fn post<B: Serialize + ?Sized>(
+        &self,
+        path: &str,
+        body: &B,
+        user: Option<&str>,
+    ) -> RequestBuilder {
+        self.request(Method::POST, path, SLACK, user).json(body)
+    }
+}
+
+#[async_trait]
+impl Orchestrator for HttpOrchestrator {
+    async fn schedule(&self, req: ScheduleRequest) -> Result<Scheduled> {
+        let resp = self
+            .post("/v1/runs", &req, None)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(e))?;
+        let created = resp.status() == StatusCode::CREATED;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        if !status.is_success() {
+            return Err(self.api_error(status, &body));
+        }
+        let run = serde_json::from_slice(&body)
+            .map_err(|e| Error::Internal(format!("unexpected answer from {}: {e}", self.base)))?;
+        Ok(Scheduled { run, created })
+    }
+
+    async fn schedule_bulk(&self, reqs: Vec<ScheduleRequest>) -> Result<Vec<Scheduled>> {
+        let done: BulkResponse = self
+            .send(self.post("/v1/runs/bulk", &BulkRequest { runs: reqs }, None))
+            .await?;
+        Ok(done
+            .runs
+            .into_iter()
+            .map(|run| Scheduled { run, created: true })
+            .collect())
+    }
+
+    async fn get_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
+        self.send(self.get(&format!("/v1/runs/{id}"), user)).await
+    }
+
+    async fn list_runs(&self, filter: ListFilter) -> Result<RunPage> {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(s) = filter.status {
+            q.push(("status", s.to_string()));
+        }
+        if let Some(t) = filter.task {
+            q.push(("task", t));
+        }
+        if let Some(o) = filter.owner {
+            q.push(("owner", o));
+        }
+        if let Some(l) = filter.limit {
+            q.push(("limit", l.to_string()));
+        }
+        if let Some(c) = filter.cursor {
+            q.push(("cursor", c));
+        }
+        self.send(self.get("/v1/runs", None).query(&q)).await
+    }
+
+    async fn run_events(&self, id: RunId, user: Option<&str>) -> Result<Vec<RunEvent>> {
+        self.send(self.get(&format!("/v1/runs/{id}/events"), user))
+            .await
+    }
+
+    async fn cancel_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
+        self.send(self.request(Method::POST, &format!("/v1/runs/{id}/cancel"), SLACK, user))
+            .await
+    }
+
+    async fn retry_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
+        self.send(self.request(Method::POST, &format!("/v1/runs/{id}/retry"), SLACK, user))
+            .await
+    }
+
+    async fn wait_run(&self, id: RunId, timeout: Duration) -> Result<RunSnapshot> {
+        let timeout = timeout.min(Duration::from_secs(300));
+        let path = format!("/v1/runs/{id}/result");
+        let rb = self
+            .request(Method::GET, &path, timeout + SLACK, None)
+            .query(&[("timeout", format_duration(timeout))]);
+        self.send(rb).await
+    }
+
+    async fn list_crons(&self) -> Result<Vec<CronSchedule>> {
+        self.send(self.get("/v1/crons", None)).await
+    }
+
+    async fn create_cron(&self, req: CronRequest) -> Result<CronSchedule> {
+        self.send(self.post("/v1/crons", &req, None)).await
+    }
+
+    async fn delete_cron(&self, id: &str) -> Result<()> {
+        self.send(self.request(Method::DELETE, &format!("/v1/crons/{id}"), SLACK, None))
+            .await
+    }
+
+    async fn register_worker(&self, reg: WorkerRegistration) -> Result<WorkerSession> {
+        self.send(self.post("/v1/workers", &reg, None)).await
+    }
+
+    async fn exchange(&self, worker_id: &str, req: ExchangeRequest) -> Result<ExchangeResponse> {
+        let timeout = Duration::from_millis(req.wait_ms) + SLACK;
+        let rb = self
+            .request(
+                Method::POST,
+                &format!("/v1/workers/{worker_id}/exchange"),
+                timeout,
+                None,
+            )
+            .json(&req);
+        self.send(rb).await
+    }
+
+    async fn deregister_worker(&self, worker_id: &str) -> Result<()> {
+        self.send(self.request(
+            Method::DELETE,
+            &format!("/v1/workers/{worker_id}"),
+            SLACK,
+            None,
+        ))
+        .await
+    }
+
+    async fn list_workers(&self) -> Result<Vec<WorkerInfo>> {
+        self.send(self.get("/v1/workers", None)).await
+    }
+
+    async fn close(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::what_of;
+
+    #[test]
+    fn not_found_messages_name_what_is_missing() {
+        assert_eq!(what_of("run not found: 1234"), "run");
+        assert_eq!(what_of("worker not found: w-1"), "worker");
+        assert_eq!(what_of("no such endpoint"), "resource");
+    }
+}
