@@ -1,0 +1,239 @@
+//! The command line: global options, subcommands and the parsers of their values.
+//!
+//! A value that can't be parsed (a malformed `--input` JSON, a run id that is not a UUID, a
+//! duration without a unit, an RFC 3339 time that isn't one) is a usage error reported by clap,
+//! naming the flag and the value, with exit code 2.
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+use owlclaw::{RunId, RunStatus};
+use owlclaw_core::duration::parse_duration;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Inspect, submit, cancel and retry the runs of OwlClaw Tasks.
+///
+/// The runs are reached through their store: `--database sqlite://path` (or
+/// OWLCLAW_DATABASE_URL, or the `database_url` of `--config owlclaw.yaml`), by default
+/// `sqlite://.owlclaw/owlclaw.db`, the file a lite-mode program uses, so that its runs can be
+/// inspected from a shell while it runs.
+///
+/// Exit codes: 0 on success, 1 when the command is refused or fails, 2 on bad usage.
+#[derive(Debug, Parser)]
+#[command(name = "owlclaw", version, max_term_width = 100)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options accepted before or after the command.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub(crate) struct Global {
+    /// Print the result as JSON on stdout (the wire types of the HTTP API) and errors as
+    /// {"error":{"code":..,"message":..}} on stderr.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    /// The store of the runs: sqlite://path/to/owlclaw.db. Wins over --config.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "OWLCLAW_DATABASE_URL",
+        hide_env_values = true
+    )]
+    pub(crate) database: Option<String>,
+
+    /// Read the database URL (and the worker lease) from this owlclaw.yaml; OWLCLAW_* variables
+    /// override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    /// An engine server to talk to (server mode: not available in this version yet).
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "OWLCLAW_SERVER_URL",
+        hide_env_values = true
+    )]
+    pub(crate) server: Option<String>,
+
+    /// The API token of the engine server (server mode: not available in this version yet).
+    #[arg(
+        long,
+        global = true,
+        value_name = "TOKEN",
+        env = "OWLCLAW_API_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
+
+    /// Act as this user: submitted runs are owned by it, and status, events, cancel and retry of
+    /// runs owned by another user are refused. With `list`, the default --owner.
+    #[arg(long, global = true, value_name = "USER")]
+    pub(crate) user: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Schedule a run of TASK.
+    Submit(Submit),
+    /// Show a run's snapshot.
+    Status(RunArg),
+    /// List runs, newest first.
+    List(List),
+    /// Show a run's transition log, oldest first.
+    Events(RunArg),
+    /// Cancel a run that has not finished.
+    Cancel(RunArg),
+    /// Re-queue a failed or cancelled run as a new attempt.
+    Retry(RunArg),
+    /// List cron schedules.
+    Crons,
+    /// List live workers.
+    Workers,
+    /// Create the database if needed and apply the migrations.
+    Migrate,
+    /// Run an engine server (not available in this version yet).
+    Serve(Unavailable),
+    /// Delete finished runs older than a retention (not available in this version yet).
+    Purge(Unavailable),
+    /// Manage API tokens of an engine server (not available in this version yet).
+    Token(Unavailable),
+}
+
+/// Arguments of commands that don't exist yet: anything is accepted, the command is refused.
+#[derive(Debug, Args)]
+pub(crate) struct Unavailable {
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        hide = true,
+        num_args = 0..
+    )]
+    pub(crate) args: Vec<String>,
+}
+
+/// One run, by id.
+#[derive(Debug, Args)]
+pub(crate) struct RunArg {
+    /// The run's id (a UUID).
+    #[arg(value_name = "RUN", value_parser = parse_run_id)]
+    pub(crate) run: RunId,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Submit {
+    /// The task's full name (namespace included, e.g. `billing.send-email`).
+    #[arg(value_name = "TASK")]
+    pub(crate) task: String,
+
+    /// The input, as JSON (default: null).
+    #[arg(long, value_name = "JSON", value_parser = parse_json)]
+    pub(crate) input: Option<Value>,
+
+    /// Start after this delay: 500ms, 10s, 5m, 1h30m, 7d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_human_duration, conflicts_with = "at")]
+    pub(crate) delay: Option<Duration>,
+
+    /// Start at this time (RFC 3339, e.g. 2030-01-01T09:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub(crate) at: Option<DateTime<Utc>>,
+
+    /// 1 (lowest) to 10 (highest); the task's default when absent.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub(crate) priority: Option<i64>,
+
+    /// The same key and input give back the same run; the same key with another input is
+    /// refused (idempotency_conflict).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) idempotency_key: Option<String>,
+
+    /// How many times to retry a failed attempt (overrides the task's). With --timeout, allows
+    /// submitting a task that no worker has registered yet.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub(crate) retries: Option<i64>,
+
+    /// Timeout of one attempt (overrides the task's), e.g. 30s.
+    #[arg(long, value_name = "DURATION", value_parser = parse_human_duration)]
+    pub(crate) timeout: Option<Duration>,
+
+    /// Free-form JSON kept with the run.
+    #[arg(long, value_name = "JSON", value_parser = parse_json)]
+    pub(crate) metadata: Option<Value>,
+
+    /// Wait until the run finishes and print its final state; exit 1 if it failed or was
+    /// cancelled.
+    #[arg(long)]
+    pub(crate) wait: bool,
+
+    /// With --wait: give up after this long (exit 1, code `timeout`). Default: no limit.
+    #[arg(long, value_name = "DURATION", value_parser = parse_human_duration, requires = "wait")]
+    pub(crate) wait_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct List {
+    /// Only runs in this status: scheduled, queued, running, succeeded, failed, cancelled.
+    #[arg(long, value_name = "STATUS", value_parser = parse_status)]
+    pub(crate) status: Option<RunStatus>,
+
+    /// Only runs of this task (full name).
+    #[arg(long, value_name = "TASK")]
+    pub(crate) task: Option<String>,
+
+    /// Only runs owned by this user.
+    #[arg(long, value_name = "USER")]
+    pub(crate) owner: Option<String>,
+
+    /// At most this many runs (1 to 1000, default 50).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) limit: Option<u32>,
+
+    /// The next_cursor printed by the previous page.
+    #[arg(long, value_name = "CURSOR")]
+    pub(crate) cursor: Option<String>,
+}
+
+fn parse_run_id(text: &str) -> Result<RunId, String> {
+    text.parse::<RunId>().map_err(|_| {
+        "not a run id: expected a UUID such as 0192f0c1-7b1e-7c3a-9d2e-5f0a1b2c3d4e".into()
+    })
+}
+
+fn parse_json(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))
+}
+
+fn parse_human_duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(text.trim())
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("not an RFC 3339 time ({e}); e.g. 2030-01-01T09:00:00Z"))
+}
+
+fn parse_status(text: &str) -> Result<RunStatus, String> {
+    text.parse::<RunStatus>().map_err(|_| {
+        "unknown status; expected one of scheduled, queued, running, succeeded, failed, cancelled"
+            .into()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,262 @@
+//! Human-readable output: aligned tables and `key: value` blocks. Times are RFC 3339 UTC to the
+//! second; a missing value is `-`.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use owlclaw::{CronSchedule, RunEvent, RunPage, RunSnapshot, WorkerInfo};
+use owlclaw_core::duration::format_duration;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+const NONE: &str = "-";
+
+pub(crate) fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn opt_time(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| NONE.to_owned(), time)
+}
+
+fn opt_str(s: Option<&str>) -> String {
+    s.map_or_else(|| NONE.to_owned(), str::to_owned)
+}
+
+fn opt_json(v: Option<&Value>) -> String {
+    v.map_or_else(|| NONE.to_owned(), compact)
+}
+
+fn compact(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| v.to_string())
+}
+
+/// A table cell stays on one line.
+fn cell(text: &str) -> String {
+    text.replace('\r', "")
+        .replace('\n', "\\n")
+        .replace('\t', " ")
+}
+
+/// Columns separated by two spaces, each as wide as its widest cell; the last is not padded.
+pub(crate) fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let cells: Vec<Vec<String>> =
+        std::iter::once(headers.iter().map(|h| (*h).to_owned()).collect())
+            .chain(rows.iter().map(|r| r.iter().map(|c| cell(c)).collect()))
+            .collect();
+    let mut widths = vec![0; headers.len()];
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &cells {
+        let mut line = String::new();
+        for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(c);
+            } else {
+                let _ = write!(line, "{c}{:pad$}  ", "", pad = w - c.chars().count());
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn attempt(run: &RunSnapshot) -> String {
+    format!("{}/{}", run.attempt, run.max_attempts)
+}
+
+/// `list`: ID, TASK, STATUS, ATTEMPT, PRIORITY, CREATED; then the cursor of the next page.
+pub(crate) fn runs(page: &RunPage) -> String {
+    let rows: Vec<Vec<String>> = page
+        .runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.task.clone(),
+                r.status.to_string(),
+                attempt(r),
+                r.priority.to_string(),
+                time(r.created_at),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &["ID", "TASK", "STATUS", "ATTEMPT", "PRIORITY", "CREATED"],
+        &rows,
+    );
+    if let Some(cursor) = &page.next_cursor {
+        let _ = writeln!(out, "more runs: pass --cursor {cursor}");
+    }
+    out
+}
+
+/// `events`: AT, FROM → TO, ATTEMPT, WORKER, REASON.
+pub(crate) fn events(events: &[RunEvent]) -> String {
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                time(e.at),
+                format!(
+                    "{} → {}",
+                    e.from.map_or(NONE, |s| s.as_str()),
+                    e.to.as_str()
+                ),
+                e.attempt.to_string(),
+                opt_str(e.worker.as_deref()),
+                e.reason.clone(),
+            ]
+        })
+        .collect();
+    table(&["AT", "FROM → TO", "ATTEMPT", "WORKER", "REASON"], &rows)
+}
+
+/// `crons`: ID, TASK, EXPR, TIMEZONE, NEXT TICK, LAST TICK.
+pub(crate) fn crons(crons: &[CronSchedule]) -> String {
+    let rows: Vec<Vec<String>> = crons
+        .iter()
+        .map(|c| {
+            vec![
+                c.id.clone(),
+                c.task.clone(),
+                c.expr.clone(),
+                c.timezone.clone(),
+                opt_time(c.next_tick),
+                opt_time(c.last_tick),
+            ]
+        })
+        .collect();
+    table(
+        &["ID", "TASK", "EXPR", "TIMEZONE", "NEXT TICK", "LAST TICK"],
+        &rows,
+    )
+}
+
+/// `workers`: ID, NAME, SLOTS, HELD, STARTED, LAST HEARTBEAT, TASKS.
+pub(crate) fn workers(workers: &[WorkerInfo]) -> String {
+    let rows: Vec<Vec<String>> = workers
+        .iter()
+        .map(|w| {
+            vec![
+                w.id.clone(),
+                w.name.clone(),
+                w.slots.to_string(),
+                w.held_runs.len().to_string(),
+                time(w.started_at),
+                time(w.last_heartbeat),
+                w.tasks.join(","),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "NAME",
+            "SLOTS",
+            "HELD",
+            "STARTED",
+            "LAST HEARTBEAT",
+            "TASKS",
+        ],
+        &rows,
+    )
+}
+
+/// `status`: one `key: value` line per field of the snapshot (the JSON names), then the errors of
+/// failed attempts and the durable steps, one per line.
+pub(crate) fn snapshot(run: &RunSnapshot) -> String {
+    let mut fields: Vec<(&str, String)> = vec![
+        ("id", run.id.to_string()),
+        ("task", run.task.clone()),
+        ("status", run.status.to_string()),
+        ("attempt", attempt(run)),
+        ("priority", run.priority.to_string()),
+        ("owner", opt_str(run.owner.as_deref())),
+        ("idempotency_key", opt_str(run.idempotency_key.as_deref())),
+        (
+            "parent_id",
+            opt_str(run.parent_id.map(|p| p.to_string()).as_deref()),
+        ),
+        ("worker", opt_str(run.worker.as_deref())),
+        (
+            "timeout",
+            format_duration(Duration::from_millis(run.timeout_ms)),
+        ),
+        ("run_at", time(run.run_at)),
+        ("created_at", time(run.created_at)),
+        ("started_at", opt_time(run.started_at)),
+        ("finished_at", opt_time(run.finished_at)),
+        ("input", compact(&run.input)),
+        ("output", opt_json(run.output.as_ref())),
+        ("error", opt_str(run.error.as_deref())),
+    ];
+    if let Some(metadata) = &run.metadata {
+        fields.push(("metadata", compact(metadata)));
+    }
+    let width = "idempotency_key:".len() + 2;
+    let mut out = String::new();
+    let mut line = |key: &str, value: &str| {
+        let label = format!("{key}:");
+        // Continuation lines of a multi-line value line up under its first line.
+        let value = value.replace('\n', &format!("\n{:width$}", ""));
+        let _ = writeln!(out, "{label:width$}{value}");
+    };
+    for (key, value) in &fields {
+        line(key, value);
+    }
+    if run.errors.is_empty() {
+        line("errors", NONE);
+    } else {
+        line("errors", "");
+        for e in &run.errors {
+            line(
+                "",
+                &format!("attempt {} at {}: {}", e.attempt, time(e.at), e.error),
+            );
+        }
+    }
+    if run.steps.is_empty() {
+        line("steps", NONE);
+    } else {
+        line("steps", "");
+        let rows: Vec<Vec<String>> = run
+            .steps
+            .iter()
+            .map(|s| {
+                let mut detail = opt_json(s.output.as_ref());
+                if let Some(e) = &s.error {
+                    detail = format!("error: {e}");
+                }
+                vec![s.name.clone(), s.status.clone(), detail]
+            })
+            .collect();
+        for row in table(&["NAME", "STATUS", "OUTPUT"], &rows).lines() {
+            line("", row);
+        }
+    }
+    out.lines()
+        .map(|l| l.trim_end().to_owned() + "\n")
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns_and_leaves_the_last_unpadded() {
+        let out = table(
+            &["ID", "NAME", "X"],
+            &[
+                vec!["1".into(), "long name".into(), "a".into()],
+                vec!["22".into(), "n\nl".into(), "".into()],
+            ],
+        );
+        assert_eq!(out, "ID  NAME       X\n1   long name  a\n22  n\\nl\n");
+    }
+}

@@ -1,0 +1,882 @@
+//! End-to-end tests of the `owlclaw` binary: each runs the real executable against a real SQLite
+//! file in a temporary directory and checks its exit code, stdout and stderr.
+//!
+//! Runs are created with `submit --retries 0 --timeout 30s`, which needs no worker; the last tests
+//! start a real lite-mode worker in this process (the `#[task]`s below) on the same file, the way
+//! a shell inspects the runs of a running program.
+
+use owlclaw::{task, Client, Config, Context};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The result of one invocation.
+#[derive(Debug)]
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
+    }
+
+    /// The `{"error": {...}}` printed on stderr under `--json`.
+    fn error(&self) -> Value {
+        let body: Value = serde_json::from_str(self.stderr.trim())
+            .unwrap_or_else(|e| panic!("stderr is not a JSON error ({e}): {self:#?}"));
+        body["error"].clone()
+    }
+
+    fn ok(self) -> Out {
+        assert_eq!(self.code, 0, "{self:#?}");
+        self
+    }
+
+    fn refused(self, code: &str) -> Out {
+        assert_eq!(self.code, 1, "{self:#?}");
+        assert_eq!(self.error()["code"], code, "{self:#?}");
+        assert!(self.stdout.is_empty(), "{self:#?}");
+        self
+    }
+}
+
+/// A temporary directory holding `owlclaw.db`.
+struct Db {
+    dir: tempfile::TempDir,
+}
+
+impl Db {
+    fn new() -> Db {
+        Db {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("owlclaw.db")
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.path().display())
+    }
+
+    /// `owlclaw --database URL ARGS...`
+    fn run(&self, args: &[&str]) -> Out {
+        let url = self.url();
+        let mut all = vec!["--database", url.as_str()];
+        all.extend_from_slice(args);
+        owlclaw(self.dir.path(), &all, &[])
+    }
+
+    /// Schedules a queued run of `task` without any worker and returns its id.
+    fn submit(&self, task: &str, input: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "--json",
+            "submit",
+            task,
+            "--input",
+            input,
+            "--retries",
+            "0",
+            "--timeout",
+            "30s",
+        ];
+        args.extend_from_slice(extra);
+        let out = self.run(&args).ok();
+        out.json()["id"].as_str().expect("id").to_owned()
+    }
+}
+
+/// Runs the binary in `dir` with `args`, with no `OWLCLAW_*` nor `RUST_LOG` variable but `env`.
+fn owlclaw(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_owlclaw"));
+    cmd.args(args).current_dir(dir);
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n.starts_with("OWLCLAW_") || n == "RUST_LOG" {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    let output = cmd.output().expect("run owlclaw");
+    Out {
+        code: output.status.code().expect("exit code"),
+        stdout: String::from_utf8(output.stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(output.stderr).expect("utf-8 stderr"),
+    }
+}
+
+const SNAPSHOT_FIELDS: [&str; 17] = [
+    "id",
+    "task",
+    "status",
+    "attempt",
+    "max_attempts",
+    "priority",
+    "input",
+    "output",
+    "error",
+    "owner",
+    "idempotency_key",
+    "parent_id",
+    "run_at",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "steps",
+];
+
+#[test]
+fn submit_then_status_prints_the_snapshot_as_json_and_as_a_block() {
+    let db = Db::new();
+    let out = db
+        .run(&[
+            "--json",
+            "submit",
+            "resize",
+            "--input",
+            r#"{"w":640}"#,
+            "--retries",
+            "0",
+            "--timeout",
+            "30s",
+            "--priority",
+            "7",
+        ])
+        .ok();
+    let submitted = out.json();
+    assert!(out.stderr.is_empty(), "{out:#?}");
+    let id = submitted["id"].as_str().unwrap();
+    assert_eq!(submitted["status"], "queued");
+
+    let status = db.run(&["status", id, "--json"]).ok().json();
+    for field in SNAPSHOT_FIELDS {
+        assert!(status.get(field).is_some(), "no {field} in {status}");
+    }
+    assert_eq!(status["id"], id);
+    assert_eq!(status["task"], "resize");
+    assert_eq!(status["status"], "queued");
+    assert_eq!(status["attempt"], 0);
+    assert_eq!(status["max_attempts"], 1);
+    assert_eq!(status["priority"], 7);
+    assert_eq!(status["input"], json!({"w": 640}));
+    assert_eq!(status["output"], Value::Null);
+    assert_eq!(status["steps"], json!([]));
+    assert!(status["created_at"].as_str().unwrap().ends_with('Z'));
+    // The same snapshot, but for the precision of its times (stored to the microsecond).
+    let without_times = |v: &Value| {
+        let mut v = v.clone();
+        for field in ["run_at", "created_at"] {
+            v.as_object_mut().unwrap().remove(field);
+        }
+        v
+    };
+    assert_eq!(without_times(&status), without_times(&submitted));
+
+    let human = db.run(&["status", id]).ok().stdout;
+    for line in [
+        format!("id:               {id}"),
+        "task:             resize".into(),
+        "status:           queued".into(),
+        "attempt:          0/1".into(),
+        "priority:         7".into(),
+        r#"input:            {"w":640}"#.into(),
+        "output:           -".into(),
+        "error:            -".into(),
+        "errors:           -".into(),
+    ] {
+        assert!(human.lines().any(|l| l == line), "no {line:?} in\n{human}");
+    }
+}
+
+#[test]
+fn submit_without_json_prints_one_line_with_the_id() {
+    let db = Db::new();
+    let out = db
+        .run(&["submit", "t", "--retries", "0", "--timeout", "30s"])
+        .ok();
+    assert!(out.stdout.starts_with("run "), "{out:#?}");
+    assert!(out.stdout.contains(": queued (created;"), "{out:#?}");
+    assert_eq!(out.stdout.lines().count(), 1);
+}
+
+#[test]
+fn list_filters_limits_and_pages_newest_first() {
+    let db = Db::new();
+    let a1 = db.submit("a", "1", &[]);
+    let b1 = db.submit("b", "2", &["--user", "alice"]);
+    let a2 = db.submit("a", "3", &[]);
+    let a3 = db.submit("a", "4", &["--delay", "1h"]);
+
+    let ids = |v: &Value| -> Vec<String> {
+        v["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = db.run(&["list", "--json"]).ok().json();
+    assert_eq!(
+        ids(&all),
+        [a3.as_str(), a2.as_str(), b1.as_str(), a1.as_str()]
+    );
+    assert_eq!(all["next_cursor"], Value::Null);
+
+    let task_a = db.run(&["--json", "list", "--task", "a"]).ok().json();
+    assert_eq!(ids(&task_a), [a3.as_str(), a2.as_str(), a1.as_str()]);
+    let queued_a = db
+        .run(&["--json", "list", "--task", "a", "--status", "queued"])
+        .ok()
+        .json();
+    assert_eq!(ids(&queued_a), [a2.as_str(), a1.as_str()]);
+    let scheduled = db
+        .run(&["--json", "list", "--status", "scheduled"])
+        .ok()
+        .json();
+    assert_eq!(ids(&scheduled), [a3.as_str()]);
+    let alice = db.run(&["--json", "list", "--owner", "alice"]).ok().json();
+    assert_eq!(ids(&alice), [b1.as_str()]);
+    let as_alice = db.run(&["--json", "--user", "alice", "list"]).ok().json();
+    assert_eq!(ids(&as_alice), [b1.as_str()]);
+
+    let page1 = db.run(&["--json", "list", "--limit", "3"]).ok().json();
+    assert_eq!(ids(&page1), [a3.as_str(), a2.as_str(), b1.as_str()]);
+    let cursor = page1["next_cursor"].as_str().expect("a next cursor");
+    let page2 = db
+        .run(&["--json", "list", "--limit", "3", "--cursor", cursor])
+        .ok()
+        .json();
+    assert_eq!(ids(&page2), [a1.as_str()]);
+    assert_eq!(page2["next_cursor"], Value::Null);
+
+    let human = db.run(&["list", "--limit", "2"]).ok().stdout;
+    let lines: Vec<&str> = human.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["ID", "TASK", "STATUS", "ATTEMPT", "PRIORITY", "CREATED"]
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(row[..5], [a3.as_str(), "a", "scheduled", "0/1", "5"]);
+    assert!(row[5].ends_with('Z') && row[5].len() == 20, "{row:?}");
+    // Columns are aligned: each header starts where its cells start.
+    let at = lines[0].find("STATUS").unwrap();
+    assert_eq!(&lines[2][at..at + 6], "queued");
+    assert!(lines[3].contains("--cursor"), "{human}");
+
+    assert_eq!(db.run(&["list", "--limit", "0"]).code, 2);
+    let bad = db.run(&["list", "--status", "done"]);
+    assert_eq!(bad.code, 2, "{bad:#?}");
+    assert!(
+        bad.stderr.contains("--status") && bad.stderr.contains("done"),
+        "{bad:#?}"
+    );
+}
+
+#[test]
+fn events_show_the_creation_of_the_run() {
+    let db = Db::new();
+    let id = db.submit("t", "null", &[]);
+    let events = db.run(&["--json", "events", &id]).ok().json();
+    let events = events.as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    for field in ["run_id", "at", "from", "to", "attempt", "worker", "reason"] {
+        assert!(e.get(field).is_some(), "no {field} in {e}");
+    }
+    assert_eq!(e["run_id"], id.as_str());
+    assert_eq!(e["from"], Value::Null);
+    assert_eq!(e["to"], "queued");
+    assert_eq!(e["reason"], "scheduled");
+
+    let human = db.run(&["events", &id]).ok().stdout;
+    let lines: Vec<&str> = human.lines().collect();
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["AT", "FROM", "→", "TO", "ATTEMPT", "WORKER", "REASON"]
+    );
+    assert!(lines[1].contains("- → queued"), "{human}");
+    assert!(lines[1].ends_with("scheduled"), "{human}");
+}
+
+#[test]
+fn cancel_twice_is_an_invalid_transition_and_retry_requeues() {
+    let db = Db::new();
+    let id = db.submit("t", "{}", &[]);
+    let cancelled = db.run(&["--json", "cancel", &id]).ok().json();
+    assert_eq!(cancelled["status"], "cancelled");
+    assert!(cancelled["finished_at"].is_string());
+
+    let again = db
+        .run(&["--json", "cancel", &id])
+        .refused("invalid_transition");
+    assert!(
+        again.error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("cancelled"),
+        "{again:#?}"
+    );
+    let human = db.run(&["cancel", &id]);
+    assert_eq!(human.code, 1);
+    assert!(
+        human.stderr.starts_with("error: cannot cancel run"),
+        "{human:#?}"
+    );
+
+    let retried = db.run(&["retry", &id]).ok();
+    assert_eq!(retried.stdout, format!("run {id}: queued (attempt 0/1)\n"));
+    let status = db.run(&["--json", "status", &id]).ok().json();
+    assert_eq!(status["status"], "queued");
+    db.run(&["--json", "retry", &id])
+        .refused("invalid_transition");
+
+    let events = db.run(&["--json", "events", &id]).ok().json();
+    let path: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(path, ["queued", "cancelled", "queued"]);
+}
+
+#[test]
+fn idempotency_key_gives_the_same_run_and_conflicts_on_another_input() {
+    let db = Db::new();
+    let first = db.submit("t", r#"{"n":1}"#, &["--idempotency-key", "k1"]);
+    let second = db.submit("t", r#"{"n":1}"#, &["--idempotency-key", "k1"]);
+    assert_eq!(first, second);
+    let human = db
+        .run(&[
+            "submit",
+            "t",
+            "--input",
+            r#"{"n":1}"#,
+            "--idempotency-key",
+            "k1",
+            "--retries",
+            "0",
+            "--timeout",
+            "30s",
+        ])
+        .ok();
+    assert!(human.stdout.contains("existing run"), "{human:#?}");
+
+    let conflict = db
+        .run(&[
+            "--json",
+            "submit",
+            "t",
+            "--input",
+            r#"{"n":2}"#,
+            "--idempotency-key",
+            "k1",
+            "--retries",
+            "0",
+            "--timeout",
+            "30s",
+        ])
+        .refused("idempotency_conflict");
+    assert!(conflict.error()["message"].as_str().unwrap().contains("k1"));
+    let page = db.run(&["--json", "list"]).ok().json();
+    assert_eq!(page["runs"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn out_of_range_priority_is_refused_and_names_the_field() {
+    let db = Db::new();
+    let out = db
+        .run(&[
+            "--json",
+            "submit",
+            "t",
+            "--priority",
+            "11",
+            "--retries",
+            "0",
+            "--timeout",
+            "30s",
+        ])
+        .refused("invalid_input");
+    assert!(
+        out.error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("priority"),
+        "{out:#?}"
+    );
+    // Nothing was stored.
+    let page = db.run(&["--json", "list"]).ok().json();
+    assert_eq!(page["runs"], json!([]));
+}
+
+#[test]
+fn unregistered_task_without_retries_and_timeout_is_refused_with_a_hint() {
+    let db = Db::new();
+    let out = db
+        .run(&["--json", "submit", "nobody-serves-this"])
+        .refused("not_found");
+    let message = out.error()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("nobody-serves-this"), "{message}");
+    assert!(message.contains("--retries"), "{message}");
+}
+
+#[test]
+fn another_users_run_is_forbidden() {
+    let db = Db::new();
+    let id = db.submit("t", "1", &["--user", "alice"]);
+    let status = db.run(&["--json", "status", &id]).ok().json();
+    assert_eq!(status["owner"], "alice");
+
+    db.run(&["--json", "--user", "bob", "status", &id])
+        .refused("forbidden");
+    db.run(&["--json", "events", &id, "--user", "bob"])
+        .refused("forbidden");
+    db.run(&["--json", "cancel", &id, "--user", "bob"])
+        .refused("forbidden");
+    db.run(&["--json", "--user", "bob", "list", "--owner", "alice"])
+        .refused("forbidden");
+    let mine = db
+        .run(&["--json", "--user", "alice", "status", &id])
+        .ok()
+        .json();
+    assert_eq!(mine["status"], "queued");
+    let cancelled = db
+        .run(&["--json", "--user", "alice", "cancel", &id])
+        .ok()
+        .json();
+    assert_eq!(cancelled["status"], "cancelled");
+}
+
+#[test]
+fn unknown_run_is_not_found() {
+    let db = Db::new();
+    db.submit("t", "1", &[]);
+    let missing = "0192f0c1-7b1e-7c3a-9d2e-5f0a1b2c3d4e";
+    for command in ["status", "events", "cancel", "retry"] {
+        let out = db.run(&["--json", command, missing]).refused("not_found");
+        assert!(out.stderr.contains(missing), "{out:#?}");
+    }
+    let human = db.run(&["status", missing]);
+    assert_eq!(human.code, 1);
+    assert_eq!(human.stderr, format!("error: run not found: {missing}\n"));
+}
+
+#[test]
+fn malformed_values_are_usage_errors_naming_the_flag_and_value() {
+    let db = Db::new();
+    db.submit("t", "1", &[]);
+    let cases: [(&[&str], &str, &str); 6] = [
+        (&["status", "not-a-uuid"], "<RUN>", "not-a-uuid"),
+        (&["cancel", "1234"], "<RUN>", "1234"),
+        (&["submit", "t", "--input", "{oops"], "--input", "{oops"),
+        (&["submit", "t", "--delay", "10"], "--delay", "10"),
+        (&["submit", "t", "--timeout", "soon"], "--timeout", "soon"),
+        (&["submit", "t", "--at", "tomorrow"], "--at", "tomorrow"),
+    ];
+    for (args, flag, value) in cases {
+        let out = db.run(args);
+        assert_eq!(out.code, 2, "{args:?}: {out:#?}");
+        assert!(out.stdout.is_empty(), "{out:#?}");
+        assert!(
+            out.stderr.contains(flag) && out.stderr.contains(&format!("'{value}'")),
+            "{args:?}: {out:#?}"
+        );
+    }
+    // Under --json, usage errors are JSON too.
+    let out = db.run(&["status", "not-a-uuid", "--json"]);
+    assert_eq!(out.code, 2);
+    assert_eq!(out.error()["code"], "usage");
+    assert!(out.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("not-a-uuid"));
+    // Nothing was submitted by the refused commands.
+    let page = db.run(&["--json", "list"]).ok().json();
+    assert_eq!(page["runs"].as_array().unwrap().len(), 1);
+    // Unknown flags and commands keep clap's exit code.
+    assert_eq!(db.run(&["status", "--bogus"]).code, 2);
+    assert_eq!(db.run(&["frobnicate"]).code, 2);
+    assert_eq!(
+        db.run(&[
+            "submit",
+            "t",
+            "--delay",
+            "1s",
+            "--at",
+            "2030-01-01T00:00:00Z"
+        ])
+        .code,
+        2
+    );
+}
+
+#[test]
+fn read_commands_do_not_create_a_missing_database() {
+    let db = Db::new();
+    for args in [
+        &["status", "0192f0c1-7b1e-7c3a-9d2e-5f0a1b2c3d4e"][..],
+        &["list"],
+        &["events", "0192f0c1-7b1e-7c3a-9d2e-5f0a1b2c3d4e"],
+        &["cancel", "0192f0c1-7b1e-7c3a-9d2e-5f0a1b2c3d4e"],
+        &["crons"],
+        &["workers"],
+    ] {
+        let out = db.run(args);
+        assert_eq!(out.code, 1, "{args:?}: {out:#?}");
+        assert_eq!(
+            out.stderr,
+            format!(
+                "error: no OwlClaw database at {} (start a lite-mode program first, or pass \
+                 --database)\n",
+                db.path().display()
+            )
+        );
+        assert!(!db.path().exists());
+    }
+    let json = db.run(&["--json", "list"]).refused("connection");
+    assert!(json.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("no OwlClaw database"));
+
+    // The default database, relative to the working directory.
+    let out = owlclaw(db.dir.path(), &["list"], &[]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(out.stderr.contains(".owlclaw/owlclaw.db"), "{out:#?}");
+    assert!(!db.dir.path().join(".owlclaw").exists());
+}
+
+#[test]
+fn migrate_and_submit_create_the_database() {
+    let db = Db::new();
+    let out = db.run(&["migrate"]).ok();
+    assert_eq!(out.stdout, format!("migrated {}\n", db.url()));
+    assert!(db.path().exists());
+    let json = db.run(&["migrate", "--json"]).ok().json();
+    assert_eq!(json, json!({"migrated": true, "database": db.url()}));
+
+    // The default location, directories included.
+    let dir = tempfile::tempdir().unwrap();
+    owlclaw(
+        dir.path(),
+        &["submit", "t", "--retries", "0", "--timeout", "1s"],
+        &[],
+    )
+    .ok();
+    assert!(dir.path().join(".owlclaw/owlclaw.db").exists());
+    let page = owlclaw(dir.path(), &["--json", "list"], &[]).ok().json();
+    assert_eq!(page["runs"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn crons_and_workers_of_an_empty_database_are_empty() {
+    let db = Db::new();
+    db.run(&["migrate"]).ok();
+    assert_eq!(db.run(&["--json", "crons"]).ok().json(), json!([]));
+    assert_eq!(db.run(&["workers", "--json"]).ok().json(), json!([]));
+    let crons = db.run(&["crons"]).ok().stdout;
+    assert_eq!(
+        crons.split_whitespace().collect::<Vec<_>>(),
+        ["ID", "TASK", "EXPR", "TIMEZONE", "NEXT", "TICK", "LAST", "TICK"]
+    );
+    let workers = db.run(&["workers"]).ok().stdout;
+    assert_eq!(workers.lines().count(), 1);
+    assert!(workers.starts_with("ID  NAME  SLOTS"), "{workers}");
+}
+
+#[test]
+fn server_mode_is_refused_until_it_exists() {
+    let db = Db::new();
+    db.run(&["migrate"]).ok();
+    let dir = db.dir.path();
+    for (args, env) in [
+        (&["--server", "http://localhost:7070", "list"][..], &[][..]),
+        (
+            &["list", "--server", "http://localhost:7070", "--token", "t"],
+            &[],
+        ),
+        (&["--token", "t", "list"], &[]),
+        (
+            &["list"],
+            &[("OWLCLAW_SERVER_URL", "http://localhost:7070")],
+        ),
+        (
+            &["list"],
+            &[
+                ("OWLCLAW_MODE", "server"),
+                ("OWLCLAW_SERVER_URL", "http://h"),
+            ],
+        ),
+    ] {
+        let out = owlclaw(dir, args, env);
+        assert_eq!(out.code, 1, "{args:?}: {out:#?}");
+        assert!(
+            out.stderr.starts_with("error: server mode")
+                && out.stderr.contains("not available in this version"),
+            "{out:#?}"
+        );
+        let mut json_args = args.to_vec();
+        json_args.push("--json");
+        owlclaw(dir, &json_args, env).refused("unsupported");
+    }
+    // A --database typed on the command line wins over the environment's server URL.
+    let url = db.url();
+    owlclaw(
+        dir,
+        &["--database", &url, "list"],
+        &[("OWLCLAW_SERVER_URL", "http://localhost:7070")],
+    )
+    .ok();
+}
+
+#[test]
+fn later_commands_are_listed_but_refused() {
+    let db = Db::new();
+    let help = db.run(&["--help"]).ok().stdout;
+    for command in [
+        "serve", "purge", "token", "submit", "status", "list", "events", "migrate",
+    ] {
+        assert!(
+            help.contains(&format!("  {command} ")),
+            "{command} in\n{help}"
+        );
+    }
+    for args in [
+        &["serve"][..],
+        &["purge", "--older-than", "7d"],
+        &["token", "create"],
+    ] {
+        let out = db.run(args);
+        assert_eq!(out.code, 1, "{out:#?}");
+        assert!(
+            out.stderr.contains("not available in this version yet"),
+            "{out:#?}"
+        );
+        db.run(&[args, &["--json"]].concat()).refused("unsupported");
+    }
+    assert!(!db.path().exists());
+}
+
+#[test]
+fn database_comes_from_the_environment_or_a_config_file() {
+    let db = Db::new();
+    let id = db.submit("t", "1", &[]);
+    let url = db.url();
+    let elsewhere = tempfile::tempdir().unwrap();
+
+    let out = owlclaw(
+        elsewhere.path(),
+        &["--json", "status", &id],
+        &[("OWLCLAW_DATABASE_URL", &url)],
+    )
+    .ok();
+    assert_eq!(out.json()["id"], id.as_str());
+
+    let config = elsewhere.path().join("owlclaw.yaml");
+    std::fs::write(&config, format!("mode: lite\ndatabase_url: \"{url}\"\n")).unwrap();
+    let config = config.display().to_string();
+    let out = owlclaw(
+        elsewhere.path(),
+        &["--json", "--config", &config, "status", &id],
+        &[],
+    )
+    .ok();
+    assert_eq!(out.json()["id"], id.as_str());
+
+    std::fs::write(&config, "mode: server\nserver_url: http://localhost:7070\n").unwrap();
+    owlclaw(
+        elsewhere.path(),
+        &["--json", "--config", &config, "list"],
+        &[],
+    )
+    .refused("unsupported");
+    // ...unless --database is typed.
+    owlclaw(
+        elsewhere.path(),
+        &["--json", "--config", &config, "--database", &url, "list"],
+        &[],
+    )
+    .ok();
+
+    std::fs::write(&config, "worker:\n  slots: 0\n").unwrap();
+    let bad = owlclaw(
+        elsewhere.path(),
+        &["--json", "--config", &config, "list"],
+        &[],
+    )
+    .refused("config");
+    assert!(bad.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("worker.slots"));
+    let missing = owlclaw(elsewhere.path(), &["--config", "nope.yaml", "list"], &[]);
+    assert_eq!(missing.code, 1, "{missing:#?}");
+    assert!(missing.stderr.contains("nope.yaml"), "{missing:#?}");
+}
+
+#[test]
+fn wait_gives_up_after_the_wait_timeout_and_prints_the_last_snapshot() {
+    let db = Db::new();
+    let out = db.run(&[
+        "--json",
+        "submit",
+        "t",
+        "--retries",
+        "0",
+        "--timeout",
+        "30s",
+        "--wait",
+        "--wait-timeout",
+        "300ms",
+    ]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert_eq!(out.json()["status"], "queued");
+    assert_eq!(out.error()["code"], "timeout");
+    // --wait-timeout alone is a usage error.
+    assert_eq!(db.run(&["submit", "t", "--wait-timeout", "1s"]).code, 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// With a worker: a lite-mode program in this process, the CLI in another.
+
+#[task(name = "cli-double", retries = 0, timeout = "30s")]
+async fn double(_ctx: Context, n: i64) -> Result<i64, String> {
+    Ok(n * 2)
+}
+
+#[task(
+    name = "cli-fail",
+    retries = 1,
+    timeout = "30s",
+    backoff_initial = "10ms"
+)]
+async fn always_fails(_ctx: Context, reason: String) -> Result<(), String> {
+    Err(reason)
+}
+
+/// Runs the binary without blocking the runtime that drives the worker.
+async fn owlclaw_async(db: &Db, args: &[&str]) -> Out {
+    let dir = db.dir.path().to_path_buf();
+    let url = db.url();
+    let args: Vec<String> = ["--database", url.as_str()]
+        .iter()
+        .chain(args)
+        .map(|s| s.to_string())
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        owlclaw(&dir, &args, &[])
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_wait_follows_a_run_served_by_a_running_program() {
+    let db = Db::new();
+    let mut config = Config::lite();
+    config.database_url = db.url();
+    let client = Client::connect(config).await.unwrap();
+    let worker = client.worker("cli-test-worker").start().await.unwrap();
+
+    // The worker registered its tasks: no --retries/--timeout needed.
+    let out = owlclaw_async(
+        &db,
+        &[
+            "--json",
+            "submit",
+            "cli-double",
+            "--input",
+            "21",
+            "--wait",
+            "--wait-timeout",
+            "30s",
+        ],
+    )
+    .await
+    .ok();
+    let run = out.json();
+    assert_eq!(run["status"], "succeeded");
+    assert_eq!(run["output"], 42);
+    assert_eq!(run["attempt"], 1);
+    let id = run["id"].as_str().unwrap().to_owned();
+
+    let events = owlclaw_async(&db, &["--json", "events", &id])
+        .await
+        .ok()
+        .json();
+    let path: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(path, ["queued", "running", "succeeded"]);
+    assert!(events[1]["worker"].is_string(), "{events}");
+
+    let human = owlclaw_async(&db, &["submit", "cli-double", "--input", "5", "--wait"])
+        .await
+        .ok();
+    assert!(
+        human
+            .stdout
+            .lines()
+            .any(|l| l == "status:           succeeded"),
+        "{human:#?}"
+    );
+    assert!(
+        human.stdout.lines().any(|l| l == "output:           10"),
+        "{human:#?}"
+    );
+
+    let failed = owlclaw_async(
+        &db,
+        &[
+            "--json",
+            "submit",
+            "cli-fail",
+            "--input",
+            r#""disk full""#,
+            "--wait",
+            "--wait-timeout",
+            "30s",
+        ],
+    )
+    .await;
+    assert_eq!(failed.code, 1, "{failed:#?}");
+    let run = failed.json();
+    assert_eq!(run["status"], "failed");
+    assert_eq!(run["attempt"], 2);
+    assert_eq!(run["errors"].as_array().unwrap().len(), 2);
+    assert_eq!(failed.error()["code"], "task_failed");
+    assert!(failed.error()["message"]
+        .as_str()
+        .unwrap()
+        .contains("disk full"));
+    let human = owlclaw_async(&db, &["status", run["id"].as_str().unwrap()])
+        .await
+        .ok()
+        .stdout;
+    assert!(human.contains("error:            disk full"), "{human}");
+    assert!(human.contains("attempt 1 at "), "{human}");
+
+    let workers = owlclaw_async(&db, &["--json", "workers"]).await.ok().json();
+    let names: Vec<&str> = workers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cli-test-worker"]);
+    let tasks = workers[0]["tasks"].as_array().unwrap();
+    assert!(tasks.contains(&json!("cli-double")), "{workers}");
+
+    worker.shutdown().await.unwrap();
+    client.disconnect().await.unwrap();
+}
