@@ -151,7 +151,8 @@ fn unknown_argument(input: ParseStream<'_>) -> syn::Error {
             let key = ident.to_string();
             match closest_key(&key) {
                 Some(suggestion) => format!(
-                    "unknown argument `{key}` (did you mean `{suggestion}`?); valid arguments: {valid}"
+                    "unknown argument `{key}` (did you mean `{suggestion}`?); \
+                     valid arguments: {valid}"
                 ),
                 None => format!("unknown argument `{key}`; valid arguments: {valid}"),
             }

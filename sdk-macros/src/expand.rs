@@ -72,7 +72,11 @@ struct Shape<'a> {
     output: &'a Type,
 }
 
-const SHAPES: &str = "`async fn f(ctx: Context, input: I) -> Result<O, E>` or `async fn f(ctx: Context) -> Result<O, E>`";
+const MUST_RETURN_RESULT: &str = "a #[task] function must return `Result<O, E>` (e.g. \
+    `anyhow::Result<O>`): `O` is the run's result and an error fails the attempt";
+
+const SHAPES: &str = "`async fn f(ctx: Context, input: I) -> Result<O, E>` or \
+    `async fn f(ctx: Context) -> Result<O, E>`";
 
 impl<'a> Shape<'a> {
     fn of(sig: &'a Signature) -> syn::Result<Shape<'a>> {
@@ -148,19 +152,39 @@ impl<'a> Shape<'a> {
                 ));
                 None
             }
+            ReturnType::Type(_, ty) if !may_be_result(ty) => {
+                errors.push(syn::Error::new_spanned(ty, MUST_RETURN_RESULT));
+                None
+            }
             ReturnType::Type(_, ty) => Some(&**ty),
             ReturnType::Default => {
-                errors.push(syn::Error::new_spanned(
-                    sig,
-                    "a #[task] function must return `Result<O, E>` (e.g. `anyhow::Result<O>`): \
-                     `O` is the run's result and an error fails the attempt",
-                ));
+                errors.push(syn::Error::new_spanned(sig, MUST_RETURN_RESULT));
                 None
             }
         };
         errors.finish()?;
         let output = output.expect("checked above");
         Ok(Shape { input, output })
+    }
+}
+
+/// False for a return type that is surely not a `Result`: a tuple such as `()`, a reference, or a
+/// well-known type such as `String` or `Option<T>`. Any other path may be an alias of `Result`
+/// (`anyhow::Result<O>`, `MyResult<O>`); the compiler checks it through the `TaskReturn` trait.
+fn may_be_result(ty: &Type) -> bool {
+    const NOT_RESULTS: &[&str] = &[
+        "bool", "char", "str", "String", "Option", "Vec", "Box", "u8", "u16", "u32", "u64", "u128",
+        "usize", "i8", "i16", "i32", "i64", "i128", "isize", "f32", "f64",
+    ];
+    match ty {
+        Type::Path(path) if path.qself.is_none() => match path.path.segments.last() {
+            Some(last) => !NOT_RESULTS.iter().any(|name| last.ident == name),
+            None => true,
+        },
+        Type::Paren(paren) => may_be_result(&paren.elem),
+        Type::Group(group) => may_be_result(&group.elem),
+        Type::Path(_) | Type::Macro(_) | Type::Verbatim(_) => true,
+        _ => false,
     }
 }
 
@@ -172,29 +196,42 @@ fn generate(function: &ItemFn, shape: &Shape<'_>, name: &str, policies: &Policie
     let output_span = output.span();
     let spec = spec(name, policies);
 
+    // Local variables are named at the mixed site, as in `macro_rules!`: the user's tokens
+    // interpolated next to them can't see them. (A constant of the user's crate named like one of
+    // them, against the naming conventions, would still be taken for a pattern, as with
+    // `macro_rules!`; the names are kept readable because rustdoc shows them.)
+    let local = |name: &str| syn::Ident::new(name, Span::mixed_site());
+    let (ctx, input, scheduler, delay, at) = (
+        local("ctx"),
+        local("input"),
+        local("scheduler"),
+        local("delay"),
+        local("at"),
+    );
+
     // The user's tokens keep their spans; the calls that check a bound on a user's type are
     // spanned at that type, so that an input that isn't `Serialize + DeserializeOwned` or a return
     // type that isn't a `Result` is reported there, not on the attribute.
-    let (input_ty, input_param, input_arg, decode) = match shape.input {
+    let (input_ty, input_param, input_arg, decode, call_args) = match shape.input {
         Some(ty) => {
-            let decode_input = quote_spanned!(ty.span()=> ::owlclaw::__private::decode_input);
+            let decode_input = quote_spanned! {ty.span()=>
+                ::owlclaw::__private::decode_input::<#ty>(#name, #input)
+            };
             (
                 quote!(#ty),
-                quote!(input: #ty,),
-                quote!(input),
-                quote!(let input: #ty = #decode_input(#name, input)?;),
+                quote!(#input: #ty,),
+                quote!(#input),
+                quote!(let #input: #ty = #decode_input?;),
+                quote!(#ctx, #input),
             )
         }
         None => (
             quote!(()),
             TokenStream::new(),
             quote!(()),
-            quote!(let _ = input;),
+            quote!(let _ = #input;),
+            quote!(#ctx),
         ),
-    };
-    let call_args = match shape.input {
-        Some(_) => quote!(ctx, input),
-        None => quote!(ctx),
     };
     let example_args = if shape.input.is_some() {
         "&client, input"
@@ -209,7 +246,8 @@ fn generate(function: &ItemFn, shape: &Shape<'_>, name: &str, policies: &Policie
     );
     let name_doc = "The task's name.";
     let enqueue_doc = "Schedules a run now; await the builder to get the run's handle, or chain \
-                       `.priority(..)`, `.idempotency_key(..)`, `.owner(..)`, `.delay(..)` or `.at(..)` first.";
+                       `.priority(..)`, `.idempotency_key(..)`, `.owner(..)`, `.delay(..)` or \
+                       `.at(..)` first.";
     let schedule_doc = "Schedules a run after `delay`; await the builder to get the run's handle.";
     let schedule_at_doc = "Schedules a run at `at`; await the builder to get the run's handle.";
     let run_doc = "Schedules a run now and waits for its output.";
@@ -217,13 +255,41 @@ fn generate(function: &ItemFn, shape: &Shape<'_>, name: &str, policies: &Policie
 
     let output_projection =
         quote_spanned!(output_span=> <#output as ::owlclaw::__private::TaskReturn>::Output);
-    let encode_result = quote_spanned!(output_span=> ::owlclaw::__private::encode_result);
-    let encode = quote!(#encode_result(#ident(#call_args).await));
+    // Spanned at the return type, so that one that isn't a `Result` with a `Display` error is
+    // reported there.
+    let encode = quote_spanned! {output_span=>
+        ::owlclaw::__private::encode_result::<#output>(#ident(#call_args).await)
+    };
+
+    // Spanned at the function's name, so that a future that isn't `Send` is reported there.
+    let invoke_body = quote_spanned! {ident.span()=>
+        ::std::boxed::Box::pin(async move {
+            #decode
+            #encode
+        })
+    };
+
+    // Spanned at the return type: its `Output` is where a return type that isn't a `Result` is
+    // reported.
+    let run = quote_spanned! {output_span=>
+        #[doc = #run_doc]
+        #vis async fn run(
+            #scheduler: &impl ::owlclaw::Scheduler,
+            #input_param
+        ) -> ::owlclaw::Result<<Self as ::owlclaw::Task>::Output> {
+            ::owlclaw::ScheduleBuilder::<Self>::new(#scheduler, #input_arg).wait().await
+        }
+    };
 
     quote! {
         #[doc = #struct_doc]
         #[allow(non_camel_case_types, dead_code)]
-        #[derive(::core::fmt::Debug, ::core::clone::Clone, ::core::marker::Copy, ::core::default::Default)]
+        #[derive(
+            ::core::fmt::Debug,
+            ::core::clone::Clone,
+            ::core::marker::Copy,
+            ::core::default::Default,
+        )]
         #vis struct #ident {}
 
         impl ::owlclaw::Task for #ident {
@@ -239,54 +305,51 @@ fn generate(function: &ItemFn, shape: &Shape<'_>, name: &str, policies: &Policie
 
             #[doc = #enqueue_doc]
             #vis fn enqueue(
-                scheduler: &impl ::owlclaw::Scheduler,
+                #scheduler: &impl ::owlclaw::Scheduler,
                 #input_param
             ) -> ::owlclaw::ScheduleBuilder<Self> {
-                ::owlclaw::ScheduleBuilder::<Self>::new(scheduler, #input_arg)
+                ::owlclaw::ScheduleBuilder::<Self>::new(#scheduler, #input_arg)
             }
 
             #[doc = #schedule_doc]
             #vis fn schedule(
-                scheduler: &impl ::owlclaw::Scheduler,
+                #scheduler: &impl ::owlclaw::Scheduler,
                 #input_param
-                delay: ::core::time::Duration,
+                #delay: ::core::time::Duration,
             ) -> ::owlclaw::ScheduleBuilder<Self> {
-                ::owlclaw::ScheduleBuilder::<Self>::new(scheduler, #input_arg).delay(delay)
+                ::owlclaw::ScheduleBuilder::<Self>::new(#scheduler, #input_arg).delay(#delay)
             }
 
             #[doc = #schedule_at_doc]
             #vis fn schedule_at(
-                scheduler: &impl ::owlclaw::Scheduler,
+                #scheduler: &impl ::owlclaw::Scheduler,
                 #input_param
-                at: ::owlclaw::DateTime<::owlclaw::Utc>,
+                #at: ::owlclaw::DateTime<::owlclaw::Utc>,
             ) -> ::owlclaw::ScheduleBuilder<Self> {
-                ::owlclaw::ScheduleBuilder::<Self>::new(scheduler, #input_arg).at(at)
+                ::owlclaw::ScheduleBuilder::<Self>::new(#scheduler, #input_arg).at(#at)
             }
 
-            #[doc = #run_doc]
-            #vis async fn run(
-                scheduler: &impl ::owlclaw::Scheduler,
-                #input_param
-            ) -> ::owlclaw::Result<<Self as ::owlclaw::Task>::Output> {
-                ::owlclaw::ScheduleBuilder::<Self>::new(scheduler, #input_arg).wait().await
-            }
+            #run
         }
 
         const _: () = {
             fn #invoke(
-                ctx: ::owlclaw::Context,
-                input: ::owlclaw::__private::Value,
+                #ctx: ::owlclaw::Context,
+                #input: ::owlclaw::__private::Value,
             ) -> ::owlclaw::__private::BoxFuture<
-                ::core::result::Result<::owlclaw::__private::Value, ::owlclaw::__private::TaskFailure>,
+                ::core::result::Result<
+                    ::owlclaw::__private::Value,
+                    ::owlclaw::__private::TaskFailure,
+                >,
             > {
-                ::std::boxed::Box::pin(async move {
-                    #decode
-                    #encode
-                })
+                #invoke_body
             }
 
             ::owlclaw::__private::inventory::submit! {
-                ::owlclaw::__private::TaskRegistration::new(<#ident as ::owlclaw::Task>::SPEC, #invoke)
+                ::owlclaw::__private::TaskRegistration::new(
+                    <#ident as ::owlclaw::Task>::SPEC,
+                    #invoke,
+                )
             }
         };
     }
@@ -399,9 +462,11 @@ mod tests {
             assert!(methods.contains(method), "{method} in {methods}");
         }
         let register = text(register);
-        assert!(register.contains("let input : Email = :: owlclaw :: __private :: decode_input (\"send-email\" , input) ? ;"), "{register}");
+        assert!(register.contains("let input : Email = :: owlclaw :: __private :: decode_input :: < Email > (\"send-email\" , input) ? ;"), "{register}");
         assert!(
-            register.contains("encode_result (send_email (ctx , input) . await)"),
+            register.contains(
+                "encode_result :: < anyhow :: Result < String > > (send_email (ctx , input) . await)"
+            ),
             "{register}"
         );
         assert!(
@@ -422,13 +487,13 @@ mod tests {
         assert!(all.contains("type Input = () ;"), "{all}");
         assert!(all.contains("name : \"cleanup\""), "{all}");
         assert!(all.contains("backoff_factor : 3f64 , backoff_max_ms : 3600000u64 , cron : :: core :: option :: Option :: Some (\"@hourly\") , timezone : :: core :: option :: Option :: Some (\"Europe/Paris\") ,"), "{all}");
-        assert!(all.contains("fn enqueue (scheduler : & impl :: owlclaw :: Scheduler ,) -> :: owlclaw :: ScheduleBuilder < Self > { :: owlclaw :: ScheduleBuilder :: new (scheduler , ()) }"), "{all}");
-        assert!(all.contains("let _ = input ; :: owlclaw :: __private :: encode_result (r#cleanup (ctx) . await)"), "{all}");
+        assert!(all.contains("fn enqueue (scheduler : & impl :: owlclaw :: Scheduler ,) -> :: owlclaw :: ScheduleBuilder < Self > { :: owlclaw :: ScheduleBuilder :: < Self > :: new (scheduler , ()) }"), "{all}");
+        assert!(all.contains("let _ = input ; :: owlclaw :: __private :: encode_result :: < Result < () , MyError > > (r#cleanup (ctx) . await)"), "{all}");
     }
 
     #[test]
     fn the_shape_of_the_function_is_checked() {
-        let err = |item| expand_err("", item);
+        let err = |item: &str| expand_err("", item);
         assert!(err("fn f(ctx: Context) -> Result<(), E> {}")
             .starts_with("the `async` keyword is missing"));
         assert!(err("async unsafe fn f(ctx: Context) -> Result<(), E> {}")
@@ -460,6 +525,29 @@ mod tests {
         );
         assert!(err("async fn f(ctx: Context) {}").contains("must return `Result<O, E>`"));
         assert!(err("async fn f(ctx: Context) -> impl Tr {}").contains("not `impl Trait`"));
+        for not_result in [
+            "()",
+            "String",
+            "Option<u32>",
+            "&'static str",
+            "std::string::String",
+            "(u8)",
+        ] {
+            let item = format!("async fn f(ctx: Context) -> {not_result} {{}}");
+            assert!(
+                err(&item).contains("must return `Result<O, E>`"),
+                "{not_result}"
+            );
+        }
+        for may_be_result in [
+            "anyhow::Result<()>",
+            "MyResult<u8>",
+            "Receipt",
+            "<T as Tr>::Out",
+        ] {
+            let item = format!("async fn f(ctx: Context) -> {may_be_result} {{}}");
+            assert!(expand_str("", &item).is_ok(), "{may_be_result}");
+        }
         assert!(err("struct S;").starts_with("#[task] applies to an `async fn`"));
         assert!(
             err("async fn café(ctx: Context) -> Result<(), E> {}").contains("give the task a name")

@@ -99,8 +99,11 @@ use proc_macro::TokenStream;
 ///     pub const NAME: &'static str = "send-email";
 ///
 ///     /// Schedules a run now.
-///     pub fn enqueue(scheduler: &impl owlclaw::Scheduler, input: Email) -> owlclaw::ScheduleBuilder<Self> {
-///         owlclaw::ScheduleBuilder::new(scheduler, input)
+///     pub fn enqueue(
+///         scheduler: &impl owlclaw::Scheduler,
+///         input: Email,
+///     ) -> owlclaw::ScheduleBuilder<Self> {
+///         owlclaw::ScheduleBuilder::<Self>::new(scheduler, input)
 ///     }
 ///
 ///     /// Schedules a run after `delay`.
@@ -109,7 +112,7 @@ use proc_macro::TokenStream;
 ///         input: Email,
 ///         delay: std::time::Duration,
 ///     ) -> owlclaw::ScheduleBuilder<Self> {
-///         owlclaw::ScheduleBuilder::new(scheduler, input).delay(delay)
+///         owlclaw::ScheduleBuilder::<Self>::new(scheduler, input).delay(delay)
 ///     }
 ///
 ///     /// Schedules a run at `at`.
@@ -118,7 +121,7 @@ use proc_macro::TokenStream;
 ///         input: Email,
 ///         at: owlclaw::DateTime<owlclaw::Utc>,
 ///     ) -> owlclaw::ScheduleBuilder<Self> {
-///         owlclaw::ScheduleBuilder::new(scheduler, input).at(at)
+///         owlclaw::ScheduleBuilder::<Self>::new(scheduler, input).at(at)
 ///     }
 ///
 ///     /// Schedules a run now and waits for its output.
@@ -126,7 +129,7 @@ use proc_macro::TokenStream;
 ///         scheduler: &impl owlclaw::Scheduler,
 ///         input: Email,
 ///     ) -> owlclaw::Result<<Self as owlclaw::Task>::Output> {
-///         owlclaw::ScheduleBuilder::new(scheduler, input).wait().await
+///         owlclaw::ScheduleBuilder::<Self>::new(scheduler, input).wait().await
 ///     }
 /// }
 ///
@@ -134,7 +137,9 @@ use proc_macro::TokenStream;
 ///     fn invoke(
 ///         ctx: owlclaw::Context,
 ///         input: owlclaw::__private::Value,
-///     ) -> owlclaw::__private::BoxFuture<Result<owlclaw::__private::Value, owlclaw::__private::TaskFailure>> {
+///     ) -> owlclaw::__private::BoxFuture<
+///         Result<owlclaw::__private::Value, owlclaw::__private::TaskFailure>,
+///     > {
 ///         Box::pin(async move {
 ///             let input: Email = owlclaw::__private::decode_input("send-email", input)?;
 ///             owlclaw::__private::encode_result(send_email(ctx, input).await)

@@ -1,4 +1,4 @@
-use owlclaw::{task, Context, TaskSpec};
+use owlclaw::{task, Context, Task, TaskSpec};
 
 #[task(cron = "*/5 * * * *", timezone = "Europe/Paris")]
 async fn cleanup(_ctx: Context) -> anyhow::Result<()> {
@@ -27,7 +27,7 @@ fn main() {
     let _ = schedule;
     let _ = weekly_report;
     assert_eq!(
-        <cleanup as owlclaw::Task>::SPEC,
+        cleanup::SPEC,
         TaskSpec {
             name: "cleanup",
             cron: Some("*/5 * * * *"),

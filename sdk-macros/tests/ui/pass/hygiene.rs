@@ -20,11 +20,6 @@ mod inventory {}
 fn decode_input() {}
 fn encode_result() {}
 fn __owlclaw_invoke() {}
-const input: () = ();
-const ctx: () = ();
-const scheduler: () = ();
-const delay: () = ();
-const at: () = ();
 
 #[derive(Serialize, Deserialize)]
 struct In {

@@ -6,7 +6,9 @@
     missing_debug_implementations,
     unreachable_pub,
     rust_2018_idioms,
-    unused_qualifications
+    unused_qualifications,
+    unused,
+    dead_code
 )]
 
 use owlclaw::{task, Context};
@@ -27,6 +29,11 @@ pub async fn documented(_ctx: Context, input: Input) -> anyhow::Result<u32> {
 /// A public task without input.
 #[task]
 pub async fn documented_without_input(_ctx: Context) -> anyhow::Result<()> {
+    Ok(())
+}
+
+#[task(cron = "@hourly")]
+async fn private_without_input(_ctx: Context) -> anyhow::Result<()> {
     Ok(())
 }
 
