@@ -149,6 +149,10 @@ pub mod __private {
 
     /// Names the `O` and `E` of a task function's `Result<O, E>` return type, whatever alias the
     /// user wrote it with (`anyhow::Result<O>`, `Result<O, MyError>`, ...).
+    #[diagnostic::on_unimplemented(
+        message = "a #[task] function must return `Result<O, E>`, not `{Self}`",
+        label = "not a `Result`"
+    )]
     pub trait TaskReturn {
         /// `O`.
         type Output;
