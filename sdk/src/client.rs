@@ -198,18 +198,28 @@ impl Client {
         self.inner.orch.retry_run(id, self.user()).await
     }
 
-    /// Waits until the run is terminal (or `timeout` passes) and returns its snapshot.
+    /// Waits until the run is terminal (or `timeout` passes) and returns its snapshot. Transient
+    /// connection errors (a restarting server) are retried until the timeout.
     pub async fn wait(&self, id: RunId, timeout: Duration) -> Result<RunSnapshot> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut backoff = Duration::from_millis(100);
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let run = self
+            match self
                 .inner
                 .orch
                 .wait_run(id, left.min(Duration::from_secs(30)))
-                .await?;
-            if run.status.is_terminal() || left.is_zero() {
-                return Ok(run);
+                .await
+            {
+                Ok(run) if run.status.is_terminal() || left.is_zero() => return Ok(run),
+                Ok(_) => backoff = Duration::from_millis(100),
+                // A long wait rides out a restarting server.
+                Err(e) if e.is_transient() && !left.is_zero() => {
+                    tracing::debug!(error = %e, "waiting for a run: engine unreachable, retrying");
+                    tokio::time::sleep(backoff.min(left)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e),
             }
         }
     }

@@ -133,6 +133,8 @@ pub struct TestEnv {
     engine: std::sync::Mutex<owlclaw_engine::EngineConfig>,
     server: tokio::sync::Mutex<Option<RunningServer>>,
     token: std::sync::Mutex<Option<String>>,
+    /// The server's address, kept across restarts so clients reconnect to the same URL.
+    addr: std::sync::Mutex<Option<std::net::SocketAddr>>,
 }
 
 impl std::fmt::Debug for TestEnv {
@@ -157,7 +159,13 @@ impl TestEnv {
             }),
             server: tokio::sync::Mutex::new(None),
             token: std::sync::Mutex::new(None),
+            addr: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The database behind the environment.
+    pub fn database_url(&self) -> String {
+        self.db.url()
     }
 
     /// The backend.
@@ -191,10 +199,28 @@ impl TestEnv {
                 .expect("token");
             *self.token.lock().unwrap() = Some(token);
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let previous = *self.addr.lock().unwrap();
+        let listener = match previous {
+            // Rebinding the same port right after a shutdown may need a moment.
+            Some(addr) => {
+                let mut tries = 0;
+                loop {
+                    match tokio::net::TcpListener::bind(addr).await {
+                        Ok(l) => break l,
+                        Err(_) if tries < 50 => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        Err(e) => panic!("rebinding {addr}: {e}"),
+                    }
+                }
+            }
+            None => tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind"),
+        };
         let addr = listener.local_addr().unwrap();
+        *self.addr.lock().unwrap() = Some(addr);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let handle = tokio::spawn(async move {
             let cfg = owlclaw_engine::http::ServerConfig::default();
@@ -246,9 +272,15 @@ impl TestEnv {
         }
     }
 
-    /// Restarts the engine server on the same database (server mode; lite clients each embed
-    /// their own engine, so there is nothing to restart).
+    /// Restarts the engine server on the same database and address (server mode; lite clients
+    /// each embed their own engine, so there is nothing to restart).
     pub async fn restart(&self) {
+        self.restart_after(Duration::ZERO).await
+    }
+
+    /// Stops the engine server, waits `down`, and starts it again on the same database and
+    /// address.
+    pub async fn restart_after(&self, down: Duration) {
         if self.backend == Backend::Lite {
             return;
         }
@@ -257,6 +289,7 @@ impl TestEnv {
             let _ = s.stop.take().map(|tx| tx.send(()));
             let _ = s.handle.await;
         }
+        tokio::time::sleep(down).await;
         self.ensure_server().await;
     }
 }
