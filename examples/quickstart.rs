@@ -10,11 +10,18 @@
 //! cargo run --example quickstart
 //! ```
 //!
+//! In server mode, against an `owlclaw serve` engine (see the README's "Server mode"):
+//!
+//! ```text
+//! OWLCLAW_MODE=server OWLCLAW_SERVER_URL=http://127.0.0.1:7070 OWLCLAW_API_TOKEN=owc_... \
+//!     cargo run --example quickstart
+//! ```
+//!
 //! It stores runs in `.owlclaw/quickstart.db` (inspect them with
 //! `cargo run -p owlclaw-cli -- --database sqlite://.owlclaw/quickstart.db list`). Set
 //! `RUST_LOG=owlclaw=debug` for more detail.
 
-use owlclaw::{task, Client, Config, Context, RunStatus};
+use owlclaw::{task, Client, Config, Context, Mode, RunStatus};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -84,8 +91,13 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
 
-    let mut config = Config::lite();
-    config.database_url = "sqlite://.owlclaw/quickstart.db".into();
+    // Lite mode by default; `OWLCLAW_MODE=server OWLCLAW_SERVER_URL=... OWLCLAW_API_TOKEN=...`
+    // runs the very same program against an engine server.
+    let mut config = Config::from_env()?;
+    if config.mode == Mode::Lite && std::env::var_os("OWLCLAW_DATABASE_URL").is_none() {
+        config.database_url = "sqlite://.owlclaw/quickstart.db".into();
+    }
+    println!("mode: {}", config.mode);
     let client = Client::connect(config).await?;
     let worker = client.worker("quickstart").slots(8).start().await?;
     println!("worker {} started", worker.name());
@@ -208,6 +220,9 @@ async fn main() -> anyhow::Result<()> {
     }
 
     worker.shutdown().await?;
+    // The demo cron fires every second; remove its schedule so an engine server doesn't keep
+    // firing it after the demo (a worker serving the task registers it again when it starts).
+    client.delete_cron("task:heartbeat_report").await?;
     client.disconnect().await?;
     Ok(())
 }
