@@ -107,6 +107,7 @@ impl Engine {
         });
         let handle = tokio::spawn(maintenance_loop(inner.clone()));
         *inner.maintenance.lock().unwrap() = Some(handle);
+        tokio::spawn(relay_wakes(inner.clone()));
         Engine { inner }
     }
 
@@ -747,6 +748,32 @@ impl Engine {
         let since =
             Utc::now() - chrono::Duration::from_std(self.inner.cfg.lease).unwrap_or_default();
         self.inner.store.list_workers(tenant, since).await
+    }
+}
+
+/// Turns the store's wake-ups (changes made by other engines) into this engine's notifications.
+async fn relay_wakes(inner: Arc<Inner>) {
+    let mut rx = match inner.store.subscribe().await {
+        Ok(Some(rx)) => rx,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(error = %e, "no wake-ups from the store; relying on polling");
+            return;
+        }
+    };
+    loop {
+        let wake = tokio::select! {
+            w = rx.recv() => match w { Some(w) => w, None => return },
+            _ = inner.shutdown.cancelled() => return,
+        };
+        match wake {
+            crate::store::Wake::Work => inner.work.notify_waiters(),
+            crate::store::Wake::Timers => {
+                inner.crons_changed.store(true, Ordering::SeqCst);
+                inner.wake_maintenance.notify_one()
+            }
+            crate::store::Wake::Finished => inner.finished.notify_waiters(),
+        }
     }
 }
 

@@ -197,7 +197,13 @@ impl From<QueryRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: *self.detail })).into_response()
+        (
+            self.status,
+            Json(ErrorBody {
+                error: *self.detail,
+            }),
+        )
+            .into_response()
     }
 }
 

@@ -94,9 +94,27 @@ pub struct Maintenance {
     pub next_due: Option<DateTime<Utc>>,
 }
 
+/// A change made by another engine sharing the database, pushed by stores that can (PostgreSQL's
+/// `LISTEN/NOTIFY`), so that this engine reacts at once instead of at its next poll.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// Runs became ready: wake long-polling workers.
+    Work,
+    /// A timer or cron changed: recompute the maintenance loop's wake-up.
+    Timers,
+    /// Runs changed state (finished, cancelled): wake `wait_run` callers and heartbeats.
+    Finished,
+}
+
 /// A database behind the engine.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Wake-ups caused by other engines on the same database; called once when the engine
+    /// starts. `None` (the default) where the store has no such channel: other processes are
+    /// then noticed by polling.
+    async fn subscribe(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<Wake>>> {
+        Ok(None)
+    }
     /// Inserts runs in one transaction, all or none. A run whose id exists already is returned as
     /// [`Inserted::Existing`] when its input is the same, and refused with
     /// `IdempotencyConflict` when not.
