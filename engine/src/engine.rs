@@ -316,10 +316,10 @@ impl Engine {
         };
         let run_at = match (req.run_at, req.delay) {
             (Some(at), _) => at.trunc_subsecs(6),
-            (None, Some(d)) => {
-                now + chrono::Duration::from_std(d)
-                    .map_err(|_| Error::invalid_input("delay", "delay is too large"))?
-            }
+            (None, Some(d)) => chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .ok_or_else(|| Error::invalid_input("delay", "delay is too large"))?,
             (None, None) => now,
         };
         let id = match &req.idempotency_key {
@@ -368,7 +368,7 @@ impl Engine {
 
     /// Schedules one run for `tenant`.
     pub async fn schedule(&self, tenant: &str, req: ScheduleRequest) -> Result<Scheduled> {
-        let mut all = self.schedule_bulk(tenant, vec![req]).await?;
+        let mut all = self.schedule_many(tenant, vec![req], false).await?;
         Ok(all.remove(0))
     }
 
@@ -378,6 +378,17 @@ impl Engine {
         tenant: &str,
         reqs: Vec<ScheduleRequest>,
     ) -> Result<Vec<Scheduled>> {
+        self.schedule_many(tenant, reqs, true).await
+    }
+
+    /// Validates every request (an invalid field of a bulk request is named `runs[i].field`),
+    /// then inserts them all in one transaction.
+    async fn schedule_many(
+        &self,
+        tenant: &str,
+        reqs: Vec<ScheduleRequest>,
+        bulk: bool,
+    ) -> Result<Vec<Scheduled>> {
         if reqs.is_empty() {
             return Ok(Vec::new());
         }
@@ -386,7 +397,7 @@ impl Engine {
         let mut runs = Vec::with_capacity(reqs.len());
         for (i, req) in reqs.into_iter().enumerate() {
             let run = self.resolve(tenant, req, now).await.map_err(|e| match e {
-                Error::InvalidInput { field, message } if i > 0 => Error::InvalidInput {
+                Error::InvalidInput { field, message } if bulk => Error::InvalidInput {
                     field: format!("runs[{i}].{field}"),
                     message,
                 },

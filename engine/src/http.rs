@@ -132,6 +132,7 @@ pub fn status_of(code: &str) -> StatusCode {
         "idempotency_conflict" | "invalid_transition" => StatusCode::CONFLICT,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "timeout" => StatusCode::GATEWAY_TIMEOUT,
         "connection" | "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -169,7 +170,10 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
         match r {
             JsonRejection::JsonDataError(e) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", e.body_text())
+                let text = e.body_text();
+                let mut api = ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", &text);
+                api.detail.field = field_of_data_error(&text);
+                api
             }
             JsonRejection::JsonSyntaxError(e) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.body_text())
@@ -187,6 +191,18 @@ impl From<JsonRejection> for ApiError {
             other => ApiError::new(other.status(), "invalid_json", other.body_text()),
         }
     }
+}
+
+/// The field path that axum puts first in a JSON data error ("...target type: delay: invalid
+/// duration ..."), when there is one.
+fn field_of_data_error(text: &str) -> Option<String> {
+    let rest = text.split_once("target type: ")?.1;
+    let (path, _) = rest.split_once(": ")?;
+    let plausible = !path.is_empty()
+        && path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
+    plausible.then(|| path.to_string())
 }
 
 impl From<QueryRejection> for ApiError {
@@ -272,7 +288,9 @@ impl FromRequestParts<AppState> for Caller {
         let token = header
             .to_str()
             .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token)
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
@@ -731,6 +749,13 @@ pub fn router(engine: Engine, cfg: &ServerConfig) -> Router {
         .merge(doc_router)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+        })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not accept that method",
+            )
         })
         .layer(DefaultBodyLimit::max(cfg.body_limit))
 }
