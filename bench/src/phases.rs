@@ -1,0 +1,342 @@
+//! The measured phases of one benchmark run (BENCH.md), over any [`Client`].
+
+use anyhow::{bail, Context as _, Result};
+use owlclaw::{Client, Context, ListFilter, RunStatus};
+use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Jobs of the `enqueue_single` figure.
+pub(crate) const SINGLE_JOBS: u64 = 2_000;
+/// Jobs per `enqueue_bulk` call.
+pub(crate) const BULK_CHUNK: u64 = 1_000;
+/// Slots of the one worker that drains (the protocol's concurrency; `--slots` overrides it for
+/// a labelled, tuned row).
+pub(crate) const DEFAULT_SLOTS: u32 = 10;
+/// Latency phase: one job every `LATENCY_EVERY` ...
+pub(crate) const LATENCY_EVERY: Duration = Duration::from_millis(10);
+/// ... `LATENCY_JOBS` times (10 s).
+pub(crate) const LATENCY_JOBS: u64 = 1_000;
+/// A phase that makes no progress for this long has failed.
+const STALL: Duration = Duration::from_secs(60);
+
+/// The job of the protocol: `{ "i": n, "t": enqueue wall-clock in microseconds }`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct Job {
+    i: u64,
+    t: u64,
+}
+
+impl Job {
+    fn new(i: u64) -> Job {
+        Job { i, t: now_us() }
+    }
+}
+
+/// Task bodies started so far (every phase).
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+/// Whether bodies record their queue-to-start latency (only during the latency phase, so the
+/// drain pays no lock).
+static RECORDING: AtomicBool = AtomicBool::new(false);
+/// Queue-to-start latencies in µs, recorded while `RECORDING`.
+static LATENCIES_US: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// Wall-clock time in µs since the Unix epoch.
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or_default()
+}
+
+/// The benchmark's job: records when its body starts, and returns at once.
+#[owlclaw::task(name = "bench-noop")]
+async fn noop(_ctx: Context, job: Job) -> anyhow::Result<()> {
+    if RECORDING.load(Ordering::Relaxed) {
+        let started = now_us();
+        LATENCIES_US
+            .lock()
+            .unwrap()
+            .push(started.saturating_sub(job.t));
+    }
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// `count` jobs in `elapsed`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rate {
+    pub(crate) count: u64,
+    pub(crate) elapsed: Duration,
+}
+
+impl Rate {
+    pub(crate) fn per_s(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// `enqueue_single`: `jobs` jobs, one `noop::enqueue(..).await` each, one after the other.
+pub(crate) async fn enqueue_single(client: &Client, jobs: u64) -> Result<Rate> {
+    let t0 = Instant::now();
+    for i in 0..jobs {
+        noop::enqueue(client, Job::new(i))
+            .await
+            .context("enqueue (single)")?;
+    }
+    Ok(Rate {
+        count: jobs,
+        elapsed: t0.elapsed(),
+    })
+}
+
+/// `enqueue_bulk`: `jobs` jobs through `Client::enqueue_bulk`, `BULK_CHUNK` per call (one
+/// transaction per call).
+pub(crate) async fn enqueue_bulk(client: &Client, jobs: u64) -> Result<Rate> {
+    let t0 = Instant::now();
+    let mut next = 0;
+    while next < jobs {
+        let end = (next + BULK_CHUNK).min(jobs);
+        let handles = client
+            .enqueue_bulk::<noop>((next..end).map(Job::new))
+            .await
+            .context("enqueue_bulk")?;
+        if handles.len() as u64 != end - next {
+            bail!(
+                "enqueue_bulk of {} jobs returned {} runs",
+                end - next,
+                handles.len()
+            );
+        }
+        next = end;
+    }
+    Ok(Rate {
+        count: jobs,
+        elapsed: t0.elapsed(),
+    })
+}
+
+/// Runs in `status`, counted a page of 1,000 at a time.
+pub(crate) async fn count_runs(client: &Client, status: RunStatus) -> Result<u64> {
+    let mut count = 0;
+    let mut cursor = None;
+    loop {
+        let page = client
+            .list(ListFilter {
+                status: Some(status),
+                limit: Some(1000),
+                cursor,
+                ..ListFilter::default()
+            })
+            .await
+            .context("listing runs")?;
+        count += page.runs.len() as u64;
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(count),
+        }
+    }
+}
+
+/// Whether some run is `status` (one cheap indexed query).
+async fn any_run(client: &Client, status: RunStatus) -> Result<bool> {
+    let page = client
+        .list(ListFilter {
+            status: Some(status),
+            limit: Some(1),
+            ..ListFilter::default()
+        })
+        .await
+        .context("listing runs")?;
+    Ok(!page.runs.is_empty())
+}
+
+/// Whether every run in the store is terminal.
+async fn all_terminal(client: &Client) -> Result<bool> {
+    // Nothing is enqueued meanwhile and the no-op never fails, so runs only move
+    // queued → running → succeeded: "none queued", then "none running" means all are done.
+    for status in [RunStatus::Queued, RunStatus::Running, RunStatus::Scheduled] {
+        if any_run(client, status).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Fails unless the store holds no queued, running or scheduled run (a `--database` left with
+/// pending work would distort the drain).
+pub(crate) async fn ensure_idle(client: &Client, url: &str) -> Result<()> {
+    if !all_terminal(client).await? {
+        bail!("{url} holds queued, running or scheduled runs: drain or purge it first, or omit --database");
+    }
+    Ok(())
+}
+
+/// What the drain measured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Drain {
+    /// N / (worker start → the store shows every run terminal).
+    pub(crate) rate: Rate,
+    /// Worker start → the N-th task body started (in-process counter).
+    pub(crate) bodies: Duration,
+}
+
+/// Waits until `STARTED` reaches `target`; fails when it stops moving for `STALL`.
+async fn wait_started(target: usize, what: &str) -> Result<()> {
+    let mut last = STARTED.load(Ordering::Relaxed);
+    let mut last_move = Instant::now();
+    loop {
+        let now = STARTED.load(Ordering::Relaxed);
+        if now >= target {
+            return Ok(());
+        }
+        if now != last {
+            last = now;
+            last_move = Instant::now();
+        } else if last_move.elapsed() > STALL {
+            bail!(
+                "{what}: stuck at {now} of {target} task bodies started for {}s",
+                STALL.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// `drain`: with `jobs` runs queued, starts one worker with `slots` slots and measures
+/// until the store shows every run terminal; then checks that `expect_succeeded` runs are
+/// `succeeded`. Returns the running worker (warm, for the latency phase).
+pub(crate) async fn drain(
+    client: &Client,
+    jobs: u64,
+    slots: u32,
+    expect_succeeded: u64,
+) -> Result<(Drain, owlclaw::Worker)> {
+    let base = STARTED.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let worker = client
+        .worker("owlclaw-bench")
+        .slots(slots)
+        .task::<noop>()
+        .start()
+        .await
+        .context("starting the worker")?;
+    wait_started(base + jobs as usize, "drain").await?;
+    let bodies = t0.elapsed();
+    // The N-th body start is not the N-th completion: the last completions are still being
+    // reported. Poll the store until it shows every run finished.
+    let poll_since = Instant::now();
+    while !all_terminal(client).await? {
+        if poll_since.elapsed() > STALL {
+            bail!(
+                "drain: every task body ran, but the store still shows unfinished runs after {}s",
+                STALL.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let elapsed = t0.elapsed();
+    let succeeded = count_runs(client, RunStatus::Succeeded).await?;
+    if succeeded != expect_succeeded {
+        let failed = count_runs(client, RunStatus::Failed).await?;
+        let cancelled = count_runs(client, RunStatus::Cancelled).await?;
+        bail!(
+            "drain: the store shows {succeeded} succeeded runs, expected {expect_succeeded} \
+             ({failed} failed, {cancelled} cancelled)"
+        );
+    }
+    Ok((
+        Drain {
+            rate: Rate {
+                count: jobs,
+                elapsed,
+            },
+            bodies,
+        },
+        worker,
+    ))
+}
+
+/// Queue-to-start latency percentiles, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Latency {
+    pub(crate) p50: f64,
+    pub(crate) p95: f64,
+    pub(crate) p99: f64,
+    pub(crate) max: f64,
+    pub(crate) jobs: u64,
+    /// First enqueue → last enqueue.
+    pub(crate) span: Duration,
+    /// How long one `enqueue` call took (a diagnostic, not a protocol figure), p50 and p99 in ms.
+    pub(crate) enqueue_call_p50: f64,
+    pub(crate) enqueue_call_p99: f64,
+}
+
+/// The `q`-quantile of sorted values (nearest rank).
+fn quantile(sorted: &[u64], q: f64) -> u64 {
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// `latency`: with the worker warm and idle, one job every `LATENCY_EVERY`, `LATENCY_JOBS`
+/// times; queue-to-start = body start − `t`.
+pub(crate) async fn latency(client: &Client) -> Result<Latency> {
+    // Let the worker go idle: last completions reported, poller back in its long poll.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    LATENCIES_US.lock().unwrap().clear();
+    let base = STARTED.load(Ordering::Relaxed);
+    RECORDING.store(true, Ordering::SeqCst);
+    let mut tick = tokio::time::interval(LATENCY_EVERY);
+    // A slow enqueue delays the next ones instead of causing a burst.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let t0 = Instant::now();
+    let mut span = Duration::ZERO;
+    let mut calls_us = Vec::with_capacity(LATENCY_JOBS as usize);
+    for i in 0..LATENCY_JOBS {
+        tick.tick().await;
+        span = t0.elapsed();
+        let call = Instant::now();
+        noop::enqueue(client, Job::new(i))
+            .await
+            .context("enqueue (latency)")?;
+        calls_us.push(call.elapsed().as_micros() as u64);
+    }
+    calls_us.sort_unstable();
+    let waited = wait_started(base + LATENCY_JOBS as usize, "latency").await;
+    RECORDING.store(false, Ordering::SeqCst);
+    waited?;
+    let mut us = std::mem::take(&mut *LATENCIES_US.lock().unwrap());
+    if us.len() as u64 != LATENCY_JOBS {
+        bail!(
+            "latency: recorded {} starts for {LATENCY_JOBS} jobs",
+            us.len()
+        );
+    }
+    us.sort_unstable();
+    let ms = |v: u64| v as f64 / 1000.0;
+    Ok(Latency {
+        p50: ms(quantile(&us, 0.50)),
+        p95: ms(quantile(&us, 0.95)),
+        p99: ms(quantile(&us, 0.99)),
+        max: ms(*us.last().unwrap_or(&0)),
+        jobs: LATENCY_JOBS,
+        span,
+        enqueue_call_p50: ms(quantile(&calls_us, 0.50)),
+        enqueue_call_p99: ms(quantile(&calls_us, 0.99)),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::quantile;
+
+    #[test]
+    fn nearest_rank() {
+        let v: Vec<u64> = (1..=100).collect();
+        assert_eq!(quantile(&v, 0.50), 50);
+        assert_eq!(quantile(&v, 0.95), 95);
+        assert_eq!(quantile(&v, 0.99), 99);
+        assert_eq!(quantile(&[7], 0.99), 7);
+    }
+}
