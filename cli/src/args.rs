@@ -12,12 +12,15 @@ use serde_json::Value;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Inspect, submit, cancel and retry the runs of OwlClaw Tasks.
+/// Inspect, submit, cancel and retry the runs of OwlClaw Tasks; run an engine server.
 ///
-/// The runs are reached through their store: `--database sqlite://path` (or
-/// OWLCLAW_DATABASE_URL, or the `database_url` of `--config owlclaw.yaml`), by default
-/// `sqlite://.owlclaw/owlclaw.db`, the file a lite-mode program uses, so that its runs can be
-/// inspected from a shell while it runs.
+/// The runs are reached either through an engine server (`--server URL --token T`, or
+/// OWLCLAW_SERVER_URL and OWLCLAW_API_TOKEN, or `mode: server` in `--config owlclaw.yaml`) or
+/// directly through their store: `--database sqlite://path` (or OWLCLAW_DATABASE_URL, or the
+/// `database_url` of `--config`), by default `sqlite://.owlclaw/owlclaw.db`, the file a lite-mode
+/// program uses, so that its runs can be inspected from a shell while it runs. Options typed on
+/// the command line win; `--config` is read as a program reads it (OWLCLAW_* variables override
+/// its values), and without it the environment decides.
 ///
 /// Exit codes: 0 on success, 1 when the command is refused or fails, 2 on bad usage.
 #[derive(Debug, Parser)]
@@ -38,7 +41,8 @@ pub(crate) struct Global {
     #[arg(long, global = true)]
     pub(crate) json: bool,
 
-    /// The store of the runs: sqlite://path/to/owlclaw.db. Wins over --config.
+    /// The store of the runs: sqlite://path/to/owlclaw.db. Wins over --config and over a server
+    /// URL from the environment; not together with --server.
     #[arg(
         long,
         global = true,
@@ -48,12 +52,13 @@ pub(crate) struct Global {
     )]
     pub(crate) database: Option<String>,
 
-    /// Read the database URL (and the worker lease) from this owlclaw.yaml; OWLCLAW_* variables
-    /// override it.
+    /// Read the mode, server URL, API token, database URL (and the worker lease) from this
+    /// owlclaw.yaml, as a program would: OWLCLAW_* variables override it, options typed here win.
     #[arg(long, global = true, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 
-    /// An engine server to talk to (server mode: not available in this version yet).
+    /// An engine server to talk to (`owlclaw serve`), e.g. http://127.0.0.1:7070. Selects server
+    /// mode; not together with --database.
     #[arg(
         long,
         global = true,
@@ -63,7 +68,7 @@ pub(crate) struct Global {
     )]
     pub(crate) server: Option<String>,
 
-    /// The API token of the engine server (server mode: not available in this version yet).
+    /// The API token for the engine server (see `owlclaw token create`).
     #[arg(
         long,
         global = true,
@@ -97,14 +102,51 @@ pub(crate) enum Command {
     Crons,
     /// List live workers.
     Workers,
-    /// Create the database if needed and apply the migrations.
+    /// Create the database if needed and apply the migrations (a store only, not a server).
     Migrate,
-    /// Run an engine server (not available in this version yet).
-    Serve(Unavailable),
+    /// Run an engine server: the HTTP API of workers and clients, on a store.
+    Serve(Serve),
     /// Delete finished runs older than a retention (not available in this version yet).
     Purge(Unavailable),
-    /// Manage API tokens of an engine server (not available in this version yet).
-    Token(Unavailable),
+    /// Manage the API tokens of an engine server, directly in its store.
+    #[command(subcommand)]
+    Token(Token),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Serve {
+    /// The address to listen on, HOST:PORT; port 0 picks a free port (the one chosen is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub(crate) listen: String,
+
+    /// No authentication: every request is accepted without a token, as the `default` tenant
+    /// (the tenant of lite mode). Development only: anyone who reaches the port can read, submit
+    /// and cancel every run.
+    #[arg(long)]
+    pub(crate) insecure_dev: bool,
+
+    /// Largest accepted request body, in bytes (default 1048576: 1 MiB).
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
+    pub(crate) body_limit: Option<u64>,
+
+    /// How long a claimed run stays leased to a worker without a heartbeat (default: the
+    /// worker.lease of --config, else 15s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_lease)]
+    pub(crate) lease: Option<Duration>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Token {
+    /// Create an API token for a tenant and print it (once: the store keeps only its hash).
+    Create(TokenCreate),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TokenCreate {
+    /// The tenant the token belongs to: letters, digits and _ - . : /, at most 128 characters.
+    /// Tenants never see each other's runs.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) tenant: String,
 }
 
 /// Arguments of commands that don't exist yet: anything is accepted, the command is refused.
@@ -212,6 +254,14 @@ fn parse_json(text: &str) -> Result<Value, String> {
 
 fn parse_human_duration(text: &str) -> Result<Duration, String> {
     parse_duration(text)
+}
+
+fn parse_lease(text: &str) -> Result<Duration, String> {
+    let lease = parse_duration(text)?;
+    if lease.is_zero() {
+        return Err("the lease must be greater than zero".into());
+    }
+    Ok(lease)
 }
 
 fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {

@@ -10,8 +10,10 @@ pub(crate) const EXIT_USAGE: u8 = 2;
 /// Why a command did not succeed.
 #[derive(Debug)]
 pub(crate) struct Failure {
-    /// `owlclaw::Error::code()` for errors of the engine; `unsupported` for what this version
-    /// can't do yet; `connection` for a missing database; `usage` for bad usage.
+    /// `owlclaw::Error::code()` for errors of the engine or the server (`connection` for an
+    /// unreachable one, `unauthorized` for a refused token); `connection` for a missing database
+    /// too; `listen` for an address `serve` can't bind; `interrupted` for a server stopped by a
+    /// second signal; `unsupported` for what this version can't do yet; `usage` for bad usage.
     pub(crate) code: &'static str,
     pub(crate) message: String,
     pub(crate) exit: u8,

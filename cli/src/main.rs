@@ -1,10 +1,16 @@
-//! `owlclaw`: inspect, submit, cancel and retry the runs of OwlClaw Tasks from a shell.
+//! `owlclaw`: inspect, submit, cancel and retry the runs of OwlClaw Tasks from a shell, and run
+//! the engine server.
 //!
-//! In this version the command reaches runs directly through their store, the SQLite file that a
+//! The run commands reach runs either through an engine server (`owlclaw serve`, over its HTTP
+//! API, as a server-mode program does) or directly through their store, the SQLite file that a
 //! lite-mode program uses (it embeds the same engine), so the runs of a running program can be
 //! inspected while it runs:
 //!
 //! ```text
+//! owlclaw serve --listen 0.0.0.0:7070 --database sqlite:///var/lib/owlclaw/owlclaw.db
+//! owlclaw token create --tenant acme --database sqlite:///var/lib/owlclaw/owlclaw.db
+//! owlclaw --server http://owlclaw:7070 --token "$TOKEN" list --status failed --limit 20
+//! OWLCLAW_SERVER_URL=http://owlclaw:7070 OWLCLAW_API_TOKEN=owc_... owlclaw status RUN
 //! owlclaw --database sqlite://.owlclaw/owlclaw.db list --status failed --limit 20
 //! owlclaw status 0192f0c1-7b1e-7c3a-9d2e-5f0a1b2c3d4e
 //! owlclaw events 0192f0c1-7b1e-7c3a-9d2e-5f0a1b2c3d4e
@@ -18,19 +24,52 @@
 //!
 //! # Where the runs are
 //!
-//! `--database URL`, else `OWLCLAW_DATABASE_URL`, else the `database_url` of `--config FILE`
-//! (which `OWLCLAW_*` variables override, as for any program), else
-//! `sqlite://.owlclaw/owlclaw.db`. Commands other than `submit` and `migrate` never create the
-//! database: when its file does not exist they fail (exit 1). Server mode (`--server URL --token
-//! T`, `OWLCLAW_SERVER_URL`, `mode: server`) is accepted on the command line but refused in this
-//! version (exit 1, code `unsupported`), as are the `serve`, `purge` and `token` commands.
+//! Highest first (see `target.rs`):
+//!
+//! 1. typed options: `--server URL` with `--token T` (server mode), or `--database URL` (the
+//!    store); both together is a usage error (exit 2), and so is `--token` without a server;
+//! 2. `--config FILE`, read as a program reads it (`OWLCLAW_*` variables override its values):
+//!    its `mode`, `server_url`, `api_token` and `database_url`;
+//! 3. the environment: `OWLCLAW_MODE` when set, else server mode when `OWLCLAW_SERVER_URL` is set
+//!    (with `OWLCLAW_API_TOKEN`), else lite mode on `OWLCLAW_DATABASE_URL`;
+//! 4. lite mode on `sqlite://.owlclaw/owlclaw.db`.
+//!
+//! In server mode the command connects as the SDK does (`Client::connect`), which checks that the
+//! server answers (else exit 1, code `connection`, naming the URL) and accepts the token (else
+//! code `unauthorized`). In lite mode, commands other than `submit` and `migrate` never create the
+//! database: when its file does not exist they fail (exit 1, code `connection`).
+//!
+//! `serve`, `token create` and `migrate` work on a store, never through a server (`--server` or
+//! `--token` with them is a usage error); `serve` and `token` take the database of the same layers
+//! whatever the mode says, `migrate` refuses a server named by `--config` or the environment.
+//! `serve` and `token create` create the database if it does not exist.
+//!
+//! # The engine server
+//!
+//! `owlclaw serve [--listen 127.0.0.1:7070] [--insecure-dev] [--body-limit BYTES] [--lease 15s]`
+//! opens the engine on the store (applying migrations), binds the address (failure: exit 1, code
+//! `listen`, naming it), prints one line on stderr,
+//!
+//! ```text
+//! owlclaw engine listening on http://127.0.0.1:7070 (database: sqlite://.owlclaw/owlclaw.db)
+//! ```
+//!
+//! (the port actually bound when `--listen` asks for port 0; a database password is redacted) and
+//! serves until SIGINT or SIGTERM, then shuts down gracefully (long polls end at once, requests in
+//! flight finish, the store is closed) and exits 0; a second signal stops it at once (exit 1).
+//! `--insecure-dev` turns authentication off (every caller is the `default` tenant, that of lite
+//! mode) and prints a warning banner. Requests need a token made by
+//! `owlclaw token create --tenant NAME`, which writes it into the store (a running server sees it
+//! at once) and prints it on stdout, once: the store keeps only its hash.
 //!
 //! # Output
 //!
 //! Without `--json`: aligned tables (`list`, `events`, `crons`, `workers`), a `key: value` block
-//! (`status`, `submit --wait`), or one line (`submit`, `cancel`, `retry`, `migrate`).
+//! (`status`, `submit --wait`), or one line (`submit`, `cancel`, `retry`, `migrate`, `token
+//! create`: the token alone).
 //!
-//! With `--json`, stdout holds exactly one JSON document, the wire types of the HTTP API:
+//! With `--json`, stdout holds exactly one JSON document, the wire types of the HTTP API, the same
+//! in server and lite mode:
 //!
 //! | command | stdout |
 //! |---|---|
@@ -41,28 +80,35 @@
 //! | `crons` | `[CronSchedule...]` |
 //! | `workers` | `[WorkerInfo...]` |
 //! | `migrate` | `{"migrated": true, "database": URL}` (password redacted) |
+//! | `token create` | `{"tenant": NAME, "token": TOKEN}` |
 //!
 //! # Exit codes and errors
 //!
 //! 0 on success; 1 when the command is refused or fails, with `error: <message>` on stderr, or
 //! under `--json` `{"error":{"code":..,"message":..}}` where `code` is the engine's error code
 //! (`not_found`, `forbidden`, `invalid_input`, `invalid_transition`, `idempotency_conflict`,
-//! `config`, ...), `task_failed` / `cancelled` / `timeout` for `submit --wait`, `connection` for a
-//! missing database and `unsupported` for what this version can't do yet; 2 on bad usage (an
-//! unknown flag, a malformed `--input` JSON, run id, duration or time), code `usage`.
+//! `unauthorized`, `config`, ...), `task_failed` / `cancelled` / `timeout` for `submit --wait`,
+//! `connection` for an unreachable server or a missing database, `listen` for an address `serve`
+//! can't bind, and `unsupported` for `purge`, which this version can't do yet; 2 on bad usage (an
+//! unknown flag, a malformed `--input` JSON, run id, duration, time or server URL, `--server`
+//! with `--database`), code `usage`.
 //!
-//! Logs go to stderr, only when `RUST_LOG` is set (`RUST_LOG=owlclaw=debug`).
+//! Logs go to stderr, only when `RUST_LOG` is set (`RUST_LOG=owlclaw=debug`), except for `serve`,
+//! which logs at `info` by default (`owlclaw=info,owlclaw_engine=info`).
 
 mod args;
 mod failure;
 mod render;
+mod serve;
 mod target;
 
-use args::{Cli, Command, List, Submit};
+use args::{Cli, Command, List, Submit, Token};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use failure::{Failure, EXIT_USAGE};
-use owlclaw::{Client, Config, Error, ListFilter, RunId, RunSnapshot, RunStatus, ScheduleRequest};
+use owlclaw::{
+    Client, Config, Error, ListFilter, Mode, RunId, RunSnapshot, RunStatus, ScheduleRequest,
+};
 use owlclaw_core::duration::format_duration;
 use serde::Serialize;
 use std::ffi::OsString;
@@ -91,9 +137,9 @@ fn main() -> ExitCode {
             }
         }
     };
-    // `--json` swallowed by the free arguments of `serve`, `purge` and `token` counts too.
+    // `--json` swallowed by the free arguments of `purge` counts too.
     let json = json || cli.global.json;
-    init_logging();
+    init_logging(matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -149,14 +195,20 @@ fn first_line(message: &str) -> String {
     line.strip_prefix("error: ").unwrap_or(line).to_owned()
 }
 
-fn init_logging() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init();
-    }
+/// Logs on stderr as `RUST_LOG` says; when it is not set, none, but for `serve` (`server`), which
+/// logs at `info`.
+fn init_logging(server: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var_os("RUST_LOG") {
+        Some(_) => EnvFilter::from_default_env(),
+        None if server => EnvFilter::new("owlclaw=info,owlclaw_engine=info"),
+        None => return,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
 /// Writes to stdout; a closed pipe (`owlclaw list | head`) is not an error.
@@ -183,27 +235,47 @@ fn push_json(out: &mut String, value: &impl Serialize) -> Result<(), Failure> {
 async fn run(cli: &Cli, explicit: Explicit, out: &mut String) -> Result<(), Failure> {
     let global = &cli.global;
     let need = match &cli.command {
-        Command::Serve(_) => return Err(unavailable("serve")),
+        Command::Serve(args) => {
+            let config = target::store_target(global, explicit, "serve")?;
+            return serve::serve(&config, args).await;
+        }
         Command::Purge(_) => return Err(unavailable("purge")),
-        Command::Token(_) => return Err(unavailable("token")),
+        Command::Token(Token::Create(args)) => {
+            let config = target::store_target(global, explicit, "token create")?;
+            return create_token(&config, &args.tenant, global.json, out).await;
+        }
         Command::Migrate => {
-            return migrate(
-                target::resolve(global, explicit, Need::MayCreate)?,
-                global.json,
-                out,
-            )
-            .await
+            return migrate(target::migrate_target(global, explicit)?, global.json, out).await
         }
         Command::Submit(_) => Need::MayCreate,
         _ => Need::Existing,
     };
     let config = target::resolve(global, explicit, need)?;
-    let client = Client::connect(config).await?;
+    let client = connect(config).await?;
     let result = execute(cli, &client, out).await;
     let closed = client.disconnect().await;
     result?;
     closed?;
     Ok(())
+}
+
+/// `Client::connect`, with a hint when a server refuses the token.
+async fn connect(config: Config) -> Result<Client, Failure> {
+    let server = config.mode == Mode::Server;
+    let tokenless = config.api_token.is_none();
+    Client::connect(config).await.map_err(|error| {
+        let mut failure = Failure::from(error);
+        if server && failure.code == "unauthorized" {
+            failure.message.push_str(if tokenless {
+                " (no API token was given: pass --token T or set OWLCLAW_API_TOKEN; `owlclaw \
+                 token create --tenant NAME` makes one)"
+            } else {
+                " (the server does not know this token: `owlclaw token create --tenant NAME` \
+                 on its database makes one)"
+            });
+        }
+        failure
+    })
 }
 
 fn unavailable(command: &str) -> Failure {
@@ -427,6 +499,41 @@ async fn wait_for(
         emit_stderr("\r\x1b[2K");
     }
     Ok(run)
+}
+
+/// `token create`: writes a new token of `tenant` into the store and prints it, once.
+async fn create_token(
+    config: &Config,
+    tenant: &str,
+    json: bool,
+    out: &mut String,
+) -> Result<(), Failure> {
+    // Checked first, so that a bad name does not create a database.
+    owlclaw_core::task::validate_task_name(tenant)
+        .map_err(|e| Error::invalid_input("tenant", e.replace("task name", "tenant name")))?;
+    let engine = owlclaw_engine::Engine::start(owlclaw_engine::EngineConfig {
+        database_url: config.database_url.clone(),
+        ..owlclaw_engine::EngineConfig::default()
+    })
+    .await?;
+    let created = engine.create_token(tenant).await;
+    engine.shutdown().await;
+    let token = created?;
+    if json {
+        push_json(
+            out,
+            &serde_json::json!({ "tenant": tenant, "token": token }),
+        )?;
+    } else {
+        out.push_str(&token);
+        out.push('\n');
+    }
+    emit_stderr(&format!(
+        "created an API token for tenant {tenant:?} in {}. It is shown only once: the server \
+         keeps only its hash. Use it with --token or OWLCLAW_API_TOKEN.\n",
+        owlclaw::config::redact_url(&config.database_url)
+    ));
+    Ok(())
 }
 
 /// `migrate`: opens the store, which creates it if needed and applies the migrations.

@@ -590,53 +590,100 @@ fn crons_and_workers_of_an_empty_database_are_empty() {
     assert!(workers.starts_with("ID  NAME  SLOTS"), "{workers}");
 }
 
-#[test]
-fn server_mode_is_refused_until_it_exists() {
-    let db = Db::new();
-    db.run(&["migrate"]).ok();
-    let dir = db.dir.path();
-    for (args, env) in [
-        (&["--server", "http://localhost:7070", "list"][..], &[][..]),
-        (
-            &["list", "--server", "http://localhost:7070", "--token", "t"],
-            &[],
-        ),
-        (&["--token", "t", "list"], &[]),
-        (
-            &["list"],
-            &[("OWLCLAW_SERVER_URL", "http://localhost:7070")],
-        ),
-        (
-            &["list"],
-            &[
-                ("OWLCLAW_MODE", "server"),
-                ("OWLCLAW_SERVER_URL", "http://h"),
-            ],
-        ),
-    ] {
-        let out = owlclaw(dir, args, env);
-        assert_eq!(out.code, 1, "{args:?}: {out:#?}");
-        assert!(
-            out.stderr.starts_with("error: server mode")
-                && out.stderr.contains("not available in this version"),
-            "{out:#?}"
-        );
-        let mut json_args = args.to_vec();
-        json_args.push("--json");
-        owlclaw(dir, &json_args, env).refused("unsupported");
-    }
-    // A --database typed on the command line wins over the environment's server URL.
-    let url = db.url();
-    owlclaw(
-        dir,
-        &["--database", &url, "list"],
-        &[("OWLCLAW_SERVER_URL", "http://localhost:7070")],
-    )
-    .ok();
+/// `http://127.0.0.1:PORT` where nothing listens (a port just bound and released).
+fn closed_server_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
 }
 
 #[test]
-fn later_commands_are_listed_but_refused() {
+fn server_and_store_options_are_checked_before_connecting() {
+    let db = Db::new();
+    db.run(&["migrate"]).ok();
+    let dir = db.dir.path();
+    let url = db.url();
+    // Bad combinations and values of typed options are usage errors naming the flag.
+    for (args, flag) in [
+        (
+            &["--server", "http://h:7070", "--database", &url, "list"][..],
+            "--server",
+        ),
+        (&["list", "--token", "t", "--database", &url], "--token"),
+        (&["--token", "t", "list"], "--token"),
+        (&["--server", "h:7070", "list"], "--server"),
+        (&["--server", "ftp://h", "list"], "--server"),
+        (
+            &["--server", "http://h", "--token", "a b", "list"],
+            "--token",
+        ),
+        (&["migrate", "--server", "http://h:7070"], "--server"),
+        (
+            &["token", "create", "--tenant", "a", "--server", "http://h"],
+            "--server",
+        ),
+        (&["serve", "--token", "t"], "--token"),
+    ] {
+        let out = owlclaw(dir, args, &[]);
+        assert_eq!(out.code, 2, "{args:?}: {out:#?}");
+        assert!(
+            out.stderr.starts_with("error: ") && out.stderr.contains(flag),
+            "{args:?}: {out:#?}"
+        );
+        assert!(
+            !out.stderr.contains("a b"),
+            "the token is never quoted: {out:#?}"
+        );
+        let mut json_args = args.to_vec();
+        json_args.push("--json");
+        let out = owlclaw(dir, &json_args, &[]);
+        assert_eq!(out.code, 2, "{out:#?}");
+        assert_eq!(out.error()["code"], "usage", "{out:#?}");
+    }
+    // `migrate` refuses a server named by the environment: it works on a store.
+    let server = closed_server_url();
+    let out = owlclaw(dir, &["migrate"], &[("OWLCLAW_SERVER_URL", &server)]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("works on a store") && out.stderr.contains("--database"),
+        "{out:#?}"
+    );
+    // ...but a typed --database wins over the environment's server, for every command.
+    owlclaw(
+        dir,
+        &["--database", &url, "migrate"],
+        &[("OWLCLAW_SERVER_URL", &server)],
+    )
+    .ok();
+    owlclaw(
+        dir,
+        &["--database", &url, "list"],
+        &[("OWLCLAW_SERVER_URL", &server), ("OWLCLAW_MODE", "server")],
+    )
+    .ok();
+    // OWLCLAW_MODE=lite keeps the store even when a server URL is set.
+    owlclaw(
+        dir,
+        &["list"],
+        &[
+            ("OWLCLAW_SERVER_URL", &server),
+            ("OWLCLAW_MODE", "lite"),
+            ("OWLCLAW_DATABASE_URL", &url),
+        ],
+    )
+    .ok();
+    // A server URL alone in the environment means server mode: here, an unreachable one.
+    let out =
+        owlclaw(dir, &["--json", "list"], &[("OWLCLAW_SERVER_URL", &server)]).refused("connection");
+    assert!(
+        out.error()["message"].as_str().unwrap().contains(&server),
+        "{out:#?}"
+    );
+}
+
+#[test]
+fn purge_is_listed_but_refused() {
     let db = Db::new();
     let help = db.run(&["--help"]).ok().stdout;
     for command in [
@@ -647,19 +694,14 @@ fn later_commands_are_listed_but_refused() {
             "{command} in\n{help}"
         );
     }
-    for args in [
-        &["serve"][..],
-        &["purge", "--older-than", "7d"],
-        &["token", "create"],
-    ] {
-        let out = db.run(args);
-        assert_eq!(out.code, 1, "{out:#?}");
-        assert!(
-            out.stderr.contains("not available in this version yet"),
-            "{out:#?}"
-        );
-        db.run(&[args, &["--json"]].concat()).refused("unsupported");
-    }
+    let out = db.run(&["purge", "--older-than", "7d"]);
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("not available in this version yet"),
+        "{out:#?}"
+    );
+    db.run(&["purge", "--older-than", "7d", "--json"])
+        .refused("unsupported");
     assert!(!db.path().exists());
 }
 
@@ -689,13 +731,15 @@ fn database_comes_from_the_environment_or_a_config_file() {
     .ok();
     assert_eq!(out.json()["id"], id.as_str());
 
-    std::fs::write(&config, "mode: server\nserver_url: http://localhost:7070\n").unwrap();
-    owlclaw(
+    let server = closed_server_url();
+    std::fs::write(&config, format!("mode: server\nserver_url: {server}\n")).unwrap();
+    let out = owlclaw(
         elsewhere.path(),
         &["--json", "--config", &config, "list"],
         &[],
     )
-    .refused("unsupported");
+    .refused("connection");
+    assert!(out.error()["message"].as_str().unwrap().contains(&server));
     // ...unless --database is typed.
     owlclaw(
         elsewhere.path(),
