@@ -301,7 +301,14 @@ impl Engine {
                 }
             }
         }
-        let def = if req.retries.is_some() && req.timeout.is_some() {
+        let complete = req.retries.is_some()
+            && req.timeout.is_some()
+            && req.priority.is_some()
+            && req.backoff.is_some();
+        let def = if complete {
+            // Every policy field is given (typed handles do): nothing to look up.
+            TaskDef::new(&req.task)
+        } else if req.retries.is_some() && req.timeout.is_some() {
             self.task_def(tenant, &req.task)
                 .await?
                 .unwrap_or_else(|| TaskDef::new(&req.task))
@@ -682,17 +689,31 @@ impl Engine {
     ) -> Result<ExchangeResponse> {
         let worker = self.worker(tenant, worker_id).await?;
         let store = &self.inner.store;
+        let lease = self.inner.cfg.lease;
+        let mut assignments = Vec::new();
+        let mut claimed = false;
         if !req.completions.is_empty() {
-            let changed = store
-                .complete(&worker, &req.completions, Utc::now())
-                .await?;
+            self.count_outcomes(&req.completions);
+            // The hot path: report and claim for the freed slots in one transaction.
+            let changed = if req.want > 0 {
+                let (changed, got) = store
+                    .complete_and_claim(&worker, &req.completions, req.want, Utc::now(), lease)
+                    .await?;
+                assignments = got;
+                claimed = true;
+                changed
+            } else {
+                store
+                    .complete(&worker, &req.completions, Utc::now())
+                    .await?
+            };
             if changed > 0 {
                 self.inner.finished.notify_waiters();
-                if req
+                let retried = req
                     .completions
                     .iter()
-                    .any(|c| !matches!(c.outcome, Outcome::Succeeded { .. }))
-                {
+                    .any(|c| !matches!(c.outcome, Outcome::Succeeded { .. }));
+                if retried {
                     // Retries go to timers (wake the loop) or back to the queue (wake workers).
                     self.inner.wake_maintenance.notify_one();
                     self.inner.work.notify_waiters();
@@ -701,27 +722,21 @@ impl Engine {
         }
         let cancellations = if req.heartbeat || !req.held.is_empty() {
             store
-                .heartbeat(&worker, &req.held, Utc::now(), self.inner.cfg.lease)
+                .heartbeat(&worker, &req.held, Utc::now(), lease)
                 .await?
         } else {
             Vec::new()
         };
-        let mut assignments = Vec::new();
-        if req.want > 0 {
-            let deadline = Instant::now() + Duration::from_millis(req.wait_ms).min(MAX_WAIT);
+        let wait = Duration::from_millis(req.wait_ms).min(MAX_WAIT);
+        if req.want > 0 && assignments.is_empty() && (!claimed || !wait.is_zero()) {
+            let deadline = Instant::now() + wait;
             loop {
                 let notified = self.inner.work.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                assignments = store
-                    .claim(&worker, req.want, Utc::now(), self.inner.cfg.lease)
-                    .await?;
+                assignments = store.claim(&worker, req.want, Utc::now(), lease).await?;
                 let now = Instant::now();
                 if !assignments.is_empty() || now >= deadline {
-                    self.inner
-                        .counters
-                        .claimed
-                        .fetch_add(assignments.len() as u64, Ordering::Relaxed);
                     break;
                 }
                 let nap = (deadline - now).min(self.inner.cfg.poll_interval);
@@ -732,10 +747,28 @@ impl Engine {
                 }
             }
         }
+        self.inner
+            .counters
+            .claimed
+            .fetch_add(assignments.len() as u64, Ordering::Relaxed);
         Ok(ExchangeResponse {
             assignments,
             cancellations,
         })
+    }
+
+    fn count_outcomes(&self, completions: &[Completion]) {
+        let c = &self.inner.counters;
+        for done in completions {
+            let counter = match done.outcome {
+                Outcome::Succeeded { .. } => &c.succeeded,
+                Outcome::Failed { .. } => &c.failed_attempts,
+                Outcome::TimedOut => &c.timed_out_attempts,
+                Outcome::HandedBack => &c.handed_back,
+                Outcome::Cancelled => continue,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Deregisters a worker; what it still holds is re-queued at once.

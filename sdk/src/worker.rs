@@ -317,6 +317,26 @@ async fn shutdown_signal() {
     }
 }
 
+/// A finished attempt on its way to the reporter, with the slot it occupied: the reporter claims
+/// new work for that slot in the same round trip that reports the result.
+struct Done {
+    completion: Completion,
+    slot: Option<OwnedSemaphorePermit>,
+}
+
+fn merge_slots(
+    a: Option<OwnedSemaphorePermit>,
+    b: Option<OwnedSemaphorePermit>,
+) -> Option<OwnedSemaphorePermit> {
+    match (a, b) {
+        (Some(mut a), Some(b)) => {
+            a.merge(b);
+            Some(a)
+        }
+        (a, b) => a.or(b),
+    }
+}
+
 struct RunEntry {
     cancel: CancellationToken,
 }
@@ -331,7 +351,7 @@ struct Shared {
     registry: HashMap<String, InvokeFn>,
     sem: Arc<Semaphore>,
     running: Mutex<HashMap<RunId, RunEntry>>,
-    done_tx: mpsc::UnboundedSender<Completion>,
+    done_tx: mpsc::UnboundedSender<Done>,
     /// A run finished.
     idle: Notify,
     cancel_grace: Duration,
@@ -388,10 +408,14 @@ impl Shared {
                 Some(p) => self.spawn_run(a, p),
                 None => {
                     // More runs than slots asked for: never expected; give it back.
-                    let _ = self.done_tx.send(Completion {
+                    let completion = Completion {
                         run_id: a.run_id,
                         attempt: a.attempt,
                         outcome: Outcome::HandedBack,
+                    };
+                    let _ = self.done_tx.send(Done {
+                        completion,
+                        slot: None,
                     });
                 }
             }
@@ -401,13 +425,17 @@ impl Shared {
     fn spawn_run(self: &Arc<Self>, a: Assignment, permit: OwnedSemaphorePermit) {
         let shared = self.clone();
         let Some(invoke) = self.registry.get(&a.task).copied() else {
-            let _ = self.done_tx.send(Completion {
+            let completion = Completion {
                 run_id: a.run_id,
                 attempt: a.attempt,
                 outcome: Outcome::Failed {
                     error: format!("worker {} does not serve task {:?}", self.name, a.task),
                     retryable: true,
                 },
+            };
+            let _ = self.done_tx.send(Done {
+                completion,
+                slot: Some(permit),
             });
             return;
         };
@@ -472,11 +500,14 @@ impl Shared {
                 };
                 log_outcome(&outcome, a.attempt, a.max_attempts, started.elapsed());
                 shared.running.lock().unwrap().remove(&a.run_id);
-                drop(permit);
-                let _ = shared.done_tx.send(Completion {
+                let completion = Completion {
                     run_id: a.run_id,
                     attempt: a.attempt,
                     outcome,
+                };
+                let _ = shared.done_tx.send(Done {
+                    completion,
+                    slot: Some(permit),
                 });
                 shared.idle.notify_waiters();
             }
@@ -567,7 +598,7 @@ async fn poller(shared: Arc<Shared>, stop: CancellationToken) {
 /// heartbeats.
 async fn reporter(
     shared: Arc<Shared>,
-    mut done: mpsc::UnboundedReceiver<Completion>,
+    mut done: mpsc::UnboundedReceiver<Done>,
     heartbeat: Duration,
     stop_claiming: CancellationToken,
     finish: CancellationToken,
@@ -575,21 +606,28 @@ async fn reporter(
     let mut tick = tokio::time::interval(heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pending: Vec<Completion> = Vec::new();
+    // Slots freed by the pending completions: new work for them is claimed in the same round trip.
+    let mut freed: Option<OwnedSemaphorePermit> = None;
     let mut failures = 0u32;
     loop {
         let mut beat = false;
         let finishing = tokio::select! {
-            c = done.recv() => {
-                if let Some(c) = c { pending.push(c) }
+            d = done.recv() => {
+                if let Some(d) = d {
+                    pending.push(d.completion);
+                    freed = merge_slots(freed.take(), d.slot);
+                }
                 false
             }
             _ = tick.tick() => { beat = true; false }
             _ = finish.cancelled() => true,
         };
-        while let Ok(c) = done.try_recv() {
-            pending.push(c);
+        while let Ok(d) = done.try_recv() {
+            pending.push(d.completion);
+            freed = merge_slots(freed.take(), d.slot);
         }
         if finishing {
+            drop(freed.take());
             // Final flush, a few tries.
             for attempt in 0..5 {
                 if pending.is_empty() {
@@ -610,9 +648,10 @@ async fn reporter(
             return;
         }
         let permits = if stop_claiming.is_cancelled() {
+            drop(freed.take());
             None
         } else {
-            shared.take_free_slots()
+            merge_slots(freed.take(), shared.take_free_slots())
         };
         let held: Vec<RunId> = if beat {
             shared.running.lock().unwrap().keys().copied().collect()

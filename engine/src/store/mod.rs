@@ -146,6 +146,20 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         completions: &[Completion],
         now: DateTime<Utc>,
     ) -> Result<usize>;
+    /// [`complete`](Store::complete) then [`claim`](Store::claim), in one transaction where the
+    /// store can: the worker's hot path (report finished runs, take new ones for the freed slots).
+    async fn complete_and_claim(
+        &self,
+        worker: &WorkerRecord,
+        completions: &[Completion],
+        n: u32,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(usize, Vec<Assignment>)> {
+        let changed = self.complete(worker, completions, now).await?;
+        let claimed = self.claim(worker, n, now, lease).await?;
+        Ok((changed, claimed))
+    }
     /// Renews the worker's leases and returns the held runs it must stop (cancelled, or no longer
     /// its own).
     async fn heartbeat(

@@ -62,7 +62,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-32000");
+            .pragma("cache_size", "-32000")
+            // Checkpoints run in the background (below), not inside a commit: an automatic
+            // checkpoint fsyncs and made one commit in a few hundred take several milliseconds.
+            .pragma("wal_autocheckpoint", if memory { "1000" } else { "0" })
+            .pragma("journal_size_limit", "67108864");
         if !memory {
             let path = opts.get_filename().to_path_buf();
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -98,6 +102,9 @@ impl SqliteStore {
         };
         let store = SqliteStore { write, read };
         store.migrate().await?;
+        if !memory {
+            tokio::spawn(checkpoint_loop(store.read.clone()));
+        }
         Ok(store)
     }
 
@@ -122,6 +129,28 @@ impl SqliteStore {
 
     async fn begin(&self) -> Result<Tx> {
         self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    }
+}
+
+/// Copies the WAL back into the database every second, off the commit path, until the store
+/// closes. PASSIVE never blocks readers or the writer.
+async fn checkpoint_loop(pool: SqlitePool) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::debug!(error = %e, "WAL checkpoint failed; will retry");
+        }
     }
 }
 
@@ -581,6 +610,217 @@ async fn insert_runs_tx(
     Ok(out)
 }
 
+/// Claims up to `n` queued runs of the worker's tasks inside the caller's transaction.
+async fn claim_tx(
+    conn: &mut SqliteConnection,
+    worker: &WorkerRecord,
+    tasks: &str,
+    n: u32,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Vec<Assignment>> {
+    let seqs: Vec<i64> = sqlx::query_scalar(
+        "DELETE FROM queue WHERE qid IN (SELECT qid FROM queue WHERE tenant = ?1 AND task IN \
+         (SELECT value FROM json_each(?2)) ORDER BY priority DESC, qid LIMIT ?3) RETURNING run_seq",
+    )
+    .bind(&worker.tenant)
+    .bind(tasks)
+    .bind(i64::from(n))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(
+        "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = ?1, worker = ?2, worker_id = ?3 \
+         WHERE seq IN (SELECT value FROM json_each(?4)) AND status = 'queued' \
+         RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, priority",
+    )
+    .bind(micros(now))
+    .bind(&worker.name)
+    .bind(&worker.id)
+    .bind(seqs_json(&seqs))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    let lease_us = lease.as_micros() as i64;
+    let now_us = micros(now);
+    let mut leases = Vec::with_capacity(rows.len());
+    let mut events = Vec::with_capacity(rows.len());
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let seq: i64 = row.try_get("seq").map_err(db)?;
+        let attempt = row.try_get::<i64, _>("attempt").map_err(db)?;
+        let timeout_ms = row.try_get::<i64, _>("timeout_ms").map_err(db)?;
+        // The engine's own deadline: the task's timeout plus one lease for the worker to report.
+        let deadline = now_us + timeout_ms * 1000 + lease_us;
+        leases.push(json!([seq, (now_us + lease_us).min(deadline), deadline]));
+        events.push(json!([seq, attempt]));
+        let input: String = row.try_get("input").map_err(db)?;
+        let id: String = row.try_get("id").map_err(db)?;
+        out.push((
+            row.try_get::<i64, _>("priority").map_err(db)?,
+            seq,
+            Assignment {
+                run_id: id.parse()?,
+                task: row.try_get("task").map_err(db)?,
+                input: serde_json::from_str(&input).unwrap_or(Value::Null),
+                attempt: attempt as u32,
+                max_attempts: row.try_get::<i64, _>("max_attempts").map_err(db)? as u32,
+                timeout_ms: timeout_ms as u64,
+                parent_id: row
+                    .try_get::<Option<String>, _>("parent_id")
+                    .map_err(db)?
+                    .and_then(|p| p.parse().ok()),
+            },
+        ));
+    }
+    sqlx::query(
+        "INSERT OR REPLACE INTO leases (run_seq, worker_id, expires_at, deadline) \
+         SELECT value->>0, ?2, value->>1, value->>2 FROM json_each(?1)",
+    )
+    .bind(Value::Array(leases).to_string())
+    .bind(&worker.id)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    sqlx::query(
+        "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
+         SELECT value->>0, ?2, 'queued', 'running', value->>1, ?3, 'claimed' FROM json_each(?1)",
+    )
+    .bind(Value::Array(events).to_string())
+    .bind(now_us)
+    .bind(&worker.name)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    out.sort_by_key(|(p, seq, _)| (-p, *seq));
+    Ok(out.into_iter().map(|(_, _, a)| a).collect())
+}
+
+/// Applies finished attempts inside the caller's transaction; see [`Store::complete`].
+async fn complete_tx(
+    conn: &mut SqliteConnection,
+    worker: &WorkerRecord,
+    completions: &[Completion],
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let mut changed = 0;
+    let ok: Vec<Value> = completions
+        .iter()
+        .filter_map(|c| match &c.outcome {
+            Outcome::Succeeded { output } => {
+                Some(json!({"id": c.run_id.to_string(), "a": c.attempt, "o": output}))
+            }
+            _ => None,
+        })
+        .collect();
+    if !ok.is_empty() {
+        let done: Vec<(i64, i64)> = sqlx::query_as(
+            "UPDATE runs SET status = 'succeeded', output = c.o, error = NULL, finished_at = ?1 \
+             FROM (SELECT value->>'id' AS id, value->>'a' AS a, value->'o' AS o FROM json_each(?2)) AS c \
+             WHERE runs.id = c.id AND runs.status = 'running' AND runs.attempt = c.a AND runs.worker_id = ?3 \
+             RETURNING runs.seq, runs.attempt",
+        )
+        .bind(micros(now))
+        .bind(Value::Array(ok).to_string())
+        .bind(&worker.id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        if !done.is_empty() {
+            changed += done.len();
+            let seqs: Vec<i64> = done.iter().map(|d| d.0).collect();
+            sqlx::query("DELETE FROM leases WHERE run_seq IN (SELECT value FROM json_each(?))")
+                .bind(seqs_json(&seqs))
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+            let events: Vec<Value> = done.iter().map(|(s, a)| json!([s, a])).collect();
+            sqlx::query(
+                "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
+                 SELECT value->>0, ?2, 'running', 'succeeded', value->>1, ?3, 'succeeded' FROM json_each(?1)",
+            )
+            .bind(Value::Array(events).to_string())
+            .bind(micros(now))
+            .bind(&worker.name)
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        }
+    }
+    for c in completions {
+        if matches!(c.outcome, Outcome::Succeeded { .. }) {
+            continue;
+        }
+        let Some(st) = state_by_id(&mut *conn, Some(&worker.tenant), c.run_id).await? else {
+            continue;
+        };
+        if st.status != RunStatus::Running
+            || st.attempt != c.attempt
+            || st.worker_id.as_deref() != Some(worker.id.as_str())
+        {
+            continue; // stale: cancelled, re-queued after a lost lease, or another attempt
+        }
+        changed += 1;
+        if !matches!(c.outcome, Outcome::HandedBack) {
+            sqlx::query("DELETE FROM leases WHERE run_seq = ?")
+                .bind(st.seq)
+                .execute(&mut *conn)
+                .await
+                .map_err(db)?;
+        }
+        match &c.outcome {
+            Outcome::Succeeded { .. } => {}
+            Outcome::Failed { error, retryable } => {
+                fail_attempt(&mut *conn, &st, error, *retryable, false, now).await?
+            }
+            Outcome::TimedOut => {
+                // Look up the timeout for the message.
+                let ms: i64 = sqlx::query_scalar("SELECT timeout_ms FROM runs WHERE seq = ?")
+                    .bind(st.seq)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(db)?;
+                let msg = format!(
+                    "timed out after {}",
+                    owlclaw_core::duration::format_duration(Duration::from_millis(ms as u64))
+                );
+                fail_attempt(&mut *conn, &st, &msg, true, false, now).await?
+            }
+            Outcome::Cancelled => {
+                sqlx::query("UPDATE runs SET status = 'cancelled', finished_at = ? WHERE seq = ?")
+                    .bind(micros(now))
+                    .bind(st.seq)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db)?;
+                event(
+                    &mut *conn,
+                    st.seq,
+                    now,
+                    (Some(RunStatus::Running), RunStatus::Cancelled),
+                    st.attempt,
+                    st.worker.as_deref(),
+                    "stopped by its worker",
+                )
+                .await?;
+            }
+            Outcome::HandedBack => {
+                hand_back(
+                    &mut *conn,
+                    &st,
+                    "handed back by its worker at shutdown; not counted as an attempt",
+                    now,
+                )
+                .await?
+            }
+        }
+    }
+    Ok(changed)
+}
+
 fn ids_json<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
     Value::Array(
         items
@@ -793,86 +1033,9 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let seqs: Vec<i64> = sqlx::query_scalar(
-            "DELETE FROM queue WHERE qid IN (SELECT qid FROM queue WHERE tenant = ?1 AND task IN \
-             (SELECT value FROM json_each(?2)) ORDER BY priority DESC, qid LIMIT ?3) RETURNING run_seq",
-        )
-        .bind(&worker.tenant)
-        .bind(&tasks)
-        .bind(i64::from(n))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        if seqs.is_empty() {
-            tx.commit().await.map_err(db)?;
-            return Ok(Vec::new());
-        }
-        let rows = sqlx::query(
-            "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = ?1, worker = ?2, worker_id = ?3 \
-             WHERE seq IN (SELECT value FROM json_each(?4)) AND status = 'queued' \
-             RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, priority",
-        )
-        .bind(micros(now))
-        .bind(&worker.name)
-        .bind(&worker.id)
-        .bind(seqs_json(&seqs))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?;
-        let lease_us = lease.as_micros() as i64;
-        let now_us = micros(now);
-        let mut leases = Vec::with_capacity(rows.len());
-        let mut events = Vec::with_capacity(rows.len());
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let seq: i64 = row.try_get("seq").map_err(db)?;
-            let attempt = row.try_get::<i64, _>("attempt").map_err(db)?;
-            let timeout_ms = row.try_get::<i64, _>("timeout_ms").map_err(db)?;
-            // The engine's own deadline: the task's timeout plus one lease for the worker to report.
-            let deadline = now_us + timeout_ms * 1000 + lease_us;
-            leases.push(json!([seq, (now_us + lease_us).min(deadline), deadline]));
-            events.push(json!([seq, attempt]));
-            let input: String = row.try_get("input").map_err(db)?;
-            let id: String = row.try_get("id").map_err(db)?;
-            out.push((
-                row.try_get::<i64, _>("priority").map_err(db)?,
-                seq,
-                Assignment {
-                    run_id: id.parse()?,
-                    task: row.try_get("task").map_err(db)?,
-                    input: serde_json::from_str(&input).unwrap_or(Value::Null),
-                    attempt: attempt as u32,
-                    max_attempts: row.try_get::<i64, _>("max_attempts").map_err(db)? as u32,
-                    timeout_ms: timeout_ms as u64,
-                    parent_id: row
-                        .try_get::<Option<String>, _>("parent_id")
-                        .map_err(db)?
-                        .and_then(|p| p.parse().ok()),
-                },
-            ));
-        }
-        sqlx::query(
-            "INSERT OR REPLACE INTO leases (run_seq, worker_id, expires_at, deadline) \
-             SELECT value->>0, ?2, value->>1, value->>2 FROM json_each(?1)",
-        )
-        .bind(Value::Array(leases).to_string())
-        .bind(&worker.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        sqlx::query(
-            "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
-             SELECT value->>0, ?2, 'queued', 'running', value->>1, ?3, 'claimed' FROM json_each(?1)",
-        )
-        .bind(Value::Array(events).to_string())
-        .bind(now_us)
-        .bind(&worker.name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        let out = claim_tx(&mut tx, worker, &tasks, n, now, lease).await?;
         tx.commit().await.map_err(db)?;
-        out.sort_by_key(|(p, seq, _)| (-p, *seq));
-        Ok(out.into_iter().map(|(_, _, a)| a).collect())
+        Ok(out)
     }
 
     async fn complete(
@@ -884,123 +1047,29 @@ impl Store for SqliteStore {
         if completions.is_empty() {
             return Ok(0);
         }
-        let mut changed = 0;
         let mut tx = self.begin().await?;
-        let ok: Vec<Value> = completions
-            .iter()
-            .filter_map(|c| match &c.outcome {
-                Outcome::Succeeded { output } => {
-                    Some(json!({"id": c.run_id.to_string(), "a": c.attempt, "o": output}))
-                }
-                _ => None,
-            })
-            .collect();
-        if !ok.is_empty() {
-            let done: Vec<(i64, i64)> = sqlx::query_as(
-                "UPDATE runs SET status = 'succeeded', output = c.o, error = NULL, finished_at = ?1 \
-                 FROM (SELECT value->>'id' AS id, value->>'a' AS a, value->'o' AS o FROM json_each(?2)) AS c \
-                 WHERE runs.id = c.id AND runs.status = 'running' AND runs.attempt = c.a AND runs.worker_id = ?3 \
-                 RETURNING runs.seq, runs.attempt",
-            )
-            .bind(micros(now))
-            .bind(Value::Array(ok).to_string())
-            .bind(&worker.id)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            if !done.is_empty() {
-                changed += done.len();
-                let seqs: Vec<i64> = done.iter().map(|d| d.0).collect();
-                sqlx::query("DELETE FROM leases WHERE run_seq IN (SELECT value FROM json_each(?))")
-                    .bind(seqs_json(&seqs))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                let events: Vec<Value> = done.iter().map(|(s, a)| json!([s, a])).collect();
-                sqlx::query(
-                    "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
-                     SELECT value->>0, ?2, 'running', 'succeeded', value->>1, ?3, 'succeeded' FROM json_each(?1)",
-                )
-                .bind(Value::Array(events).to_string())
-                .bind(micros(now))
-                .bind(&worker.name)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            }
-        }
-        for c in completions {
-            if matches!(c.outcome, Outcome::Succeeded { .. }) {
-                continue;
-            }
-            let Some(st) = state_by_id(&mut tx, Some(&worker.tenant), c.run_id).await? else {
-                continue;
-            };
-            if st.status != RunStatus::Running
-                || st.attempt != c.attempt
-                || st.worker_id.as_deref() != Some(worker.id.as_str())
-            {
-                continue; // stale: cancelled, re-queued after a lost lease, or another attempt
-            }
-            changed += 1;
-            if !matches!(c.outcome, Outcome::HandedBack) {
-                sqlx::query("DELETE FROM leases WHERE run_seq = ?")
-                    .bind(st.seq)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-            }
-            match &c.outcome {
-                Outcome::Succeeded { .. } => {}
-                Outcome::Failed { error, retryable } => {
-                    fail_attempt(&mut tx, &st, error, *retryable, false, now).await?
-                }
-                Outcome::TimedOut => {
-                    // Look up the timeout for the message.
-                    let ms: i64 = sqlx::query_scalar("SELECT timeout_ms FROM runs WHERE seq = ?")
-                        .bind(st.seq)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(db)?;
-                    let msg = format!(
-                        "timed out after {}",
-                        owlclaw_core::duration::format_duration(Duration::from_millis(ms as u64))
-                    );
-                    fail_attempt(&mut tx, &st, &msg, true, false, now).await?
-                }
-                Outcome::Cancelled => {
-                    sqlx::query(
-                        "UPDATE runs SET status = 'cancelled', finished_at = ? WHERE seq = ?",
-                    )
-                    .bind(micros(now))
-                    .bind(st.seq)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                    event(
-                        &mut tx,
-                        st.seq,
-                        now,
-                        (Some(RunStatus::Running), RunStatus::Cancelled),
-                        st.attempt,
-                        st.worker.as_deref(),
-                        "stopped by its worker",
-                    )
-                    .await?;
-                }
-                Outcome::HandedBack => {
-                    hand_back(
-                        &mut tx,
-                        &st,
-                        "handed back by its worker at shutdown; not counted as an attempt",
-                        now,
-                    )
-                    .await?
-                }
-            }
-        }
+        let changed = complete_tx(&mut tx, worker, completions, now).await?;
         tx.commit().await.map_err(db)?;
         Ok(changed)
+    }
+
+    async fn complete_and_claim(
+        &self,
+        worker: &WorkerRecord,
+        completions: &[Completion],
+        n: u32,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(usize, Vec<Assignment>)> {
+        let mut tx = self.begin().await?;
+        let changed = complete_tx(&mut tx, worker, completions, now).await?;
+        let claimed = if n > 0 && !worker.tasks.is_empty() {
+            claim_tx(&mut tx, worker, &ids_json(&worker.tasks), n, now, lease).await?
+        } else {
+            Vec::new()
+        };
+        tx.commit().await.map_err(db)?;
+        Ok((changed, claimed))
     }
 
     async fn heartbeat(
