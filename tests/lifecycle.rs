@@ -818,7 +818,47 @@ async fn runs_survive_a_restart_of_the_embedded_engine(env: TestEnv) {
     worker.shutdown().await.unwrap();
 }
 
+async fn a_namespace_prefixes_the_task_names_of_a_client_and_its_workers(env: TestEnv) {
+    let billing = env
+        .client_with(|c| c.namespace = Some("billing".into()))
+        .await;
+    let plain = env.client().await;
+    let worker = billing.worker("w").task::<echo>().start().await.unwrap();
+    let run = echo::enqueue(
+        &billing,
+        Job {
+            key: "ns".into(),
+            label: "x".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(run.result().await.unwrap(), "echo x");
+    let snap = plain.status(run.id()).await.unwrap();
+    assert_eq!(snap.task, "billing.echo");
+    let workers = plain.workers().await.unwrap();
+    assert!(
+        workers.iter().any(|w| w.tasks == ["billing.echo"]),
+        "{workers:?}"
+    );
+    // Without the namespace, `echo` is another task, which no worker serves.
+    let other = echo::enqueue(
+        &plain,
+        Job {
+            key: "ns".into(),
+            label: "y".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(plain.status(other.id()).await.unwrap().task, "echo");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(other.status().await.unwrap(), RunStatus::Queued);
+    worker.shutdown().await.unwrap();
+}
+
 both_backends!(
+    a_namespace_prefixes_the_task_names_of_a_client_and_its_workers,
     a_run_goes_queued_running_succeeded_with_one_event_per_transition,
     illegal_transitions_are_refused_and_change_nothing,
     higher_priority_runs_first_and_fifo_within_a_priority,

@@ -258,17 +258,25 @@ impl TestEnv {
 
     /// A client of this environment.
     pub async fn client(&self) -> Client {
+        self.client_with(|_| {}).await
+    }
+
+    /// A client of this environment, its configuration changed by `f` (e.g. a namespace).
+    pub async fn client_with(&self, f: impl FnOnce(&mut Config)) -> Client {
         match self.backend {
             Backend::Lite => {
                 let e = owlclaw_engine::Engine::start(self.engine_config())
                     .await
                     .expect("engine");
-                Client::from_orchestrator(
-                    Arc::new(e.embedded(owlclaw_engine::LITE_TENANT)),
-                    self.db.config(),
-                )
+                let mut config = self.db.config();
+                f(&mut config);
+                Client::from_orchestrator(Arc::new(e.embedded(owlclaw_engine::LITE_TENANT)), config)
             }
-            Backend::Server => Client::connect(self.config().await).await.expect("connect"),
+            Backend::Server => {
+                let mut config = self.config().await;
+                f(&mut config);
+                Client::connect(config).await.expect("connect")
+            }
         }
     }
 
