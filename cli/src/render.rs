@@ -232,10 +232,14 @@ pub(crate) fn snapshot(run: &RunSnapshot) -> String {
                 if let Some(e) = &s.error {
                     detail = format!("error: {e}");
                 }
-                vec![s.name.clone(), s.status.clone(), detail]
+                let status = serde_json::to_value(s.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                vec![s.position.to_string(), s.name.clone(), status, s.attempt.to_string(), detail]
             })
             .collect();
-        for row in table(&["NAME", "STATUS", "OUTPUT"], &rows).lines() {
+        for row in table(&["#", "NAME", "STATUS", "ATTEMPT", "OUTPUT"], &rows).lines() {
             line("", row);
         }
     }

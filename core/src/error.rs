@@ -78,6 +78,18 @@ pub enum Error {
         /// The run.
         run_id: RunId,
     },
+    /// A durable step failed: its body's own error.
+    #[error("step {step:?} failed: {message}")]
+    Step {
+        /// The step's name.
+        step: String,
+        /// The body's error.
+        message: String,
+    },
+    /// A run took a different path on re-execution than before (a step out of order): it fails
+    /// rather than mixing results of two paths.
+    #[error("non-deterministic run: {0}")]
+    NonDeterministic(String),
     /// A storage or internal failure.
     #[error("internal error: {0}")]
     Internal(String),
@@ -125,6 +137,8 @@ impl Error {
             Error::Timeout(_) => "timeout",
             Error::Task { .. } => "task_failed",
             Error::Cancelled { .. } => "cancelled",
+            Error::Step { .. } => "step_failed",
+            Error::NonDeterministic(_) => "non_deterministic",
             Error::Internal(_) => "internal",
         }
     }

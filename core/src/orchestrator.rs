@@ -35,6 +35,9 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug + 'static {
     async fn register_worker(&self, reg: WorkerRegistration) -> Result<WorkerSession>;
     /// One round trip of the worker loop.
     async fn exchange(&self, worker_id: &str, req: ExchangeRequest) -> Result<ExchangeResponse>;
+    /// Commits a durable step's state change for a run the worker holds. Refused (`NotFound`) when
+    /// the attempt is stale: the run was cancelled, re-queued after a lost lease, or finished.
+    async fn checkpoint_step(&self, worker_id: &str, checkpoint: StepCheckpoint) -> Result<()>;
     /// Deregisters a worker; runs it still holds are re-queued at once.
     async fn deregister_worker(&self, worker_id: &str) -> Result<()>;
     /// Live workers.

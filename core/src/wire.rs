@@ -70,19 +70,65 @@ pub struct Scheduled {
     pub created: bool,
 }
 
+/// Where a durable step is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    /// Started and not committed yet (or its attempt died before committing it).
+    Running,
+    /// Committed with an output: never run again.
+    Succeeded,
+    /// Failed in its last execution; runs again when the run is re-executed.
+    Failed,
+}
+
 /// A durable step of a run, as shown in its snapshot.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepSnapshot {
+    /// Its position in the run, 0-based: steps must come in the same order on every execution.
+    pub position: u32,
     /// The step's name.
     pub name: String,
     /// `running`, `succeeded` or `failed`.
-    pub status: String,
+    pub status: StepStatus,
     /// Its stored output.
     #[serde(default)]
     pub output: Option<Value>,
     /// Its error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The attempt of the run that last executed it.
+    pub attempt: u32,
+    /// When it last started.
+    pub started_at: DateTime<Utc>,
+    /// When it was committed or failed.
+    #[serde(default)]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A step's state change, sent by the worker executing the run and committed before the task goes
+/// on.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepCheckpoint {
+    /// The run.
+    pub run_id: RunId,
+    /// The attempt executing it (a stale attempt's checkpoints are refused).
+    pub attempt: u32,
+    /// The step's position.
+    pub position: u32,
+    /// The step's name.
+    pub name: String,
+    /// The new status.
+    pub status: StepStatus,
+    /// The output, when succeeded.
+    #[serde(default)]
+    pub output: Option<Value>,
+    /// The error, when failed.
+    #[serde(default)]
     pub error: Option<String>,
 }
 
@@ -255,6 +301,12 @@ pub enum Outcome {
     Cancelled,
     /// Not finished at a graceful shutdown: re-queue at once, not counted as an attempt.
     HandedBack,
+    /// Sleeping durably until `until`: the worker gave its slot back; the engine re-dispatches the
+    /// run at that time (not counted as an attempt) and it resumes after its completed steps.
+    Suspended {
+        /// The wake-up time.
+        until: DateTime<Utc>,
+    },
 }
 
 fn yes() -> bool {

@@ -1,3 +1,4 @@
+use crate::limits;
 use crate::store::{self, CronRecord, Inserted, NewRun, Store, WorkerRecord};
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -31,6 +32,12 @@ pub struct EngineConfig {
     pub poll_interval: Duration,
     /// Most timers or expired leases handled per maintenance transaction.
     pub maintenance_batch: u32,
+    /// How long finished runs (with their events and steps) are kept before the engine purges
+    /// them.
+    pub retention: Duration,
+    /// How long an idempotency key stays bound to its run after the run finished; a later
+    /// schedule with the same key then replaces that run.
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for EngineConfig {
@@ -40,6 +47,8 @@ impl Default for EngineConfig {
             lease: Duration::from_secs(15),
             poll_interval: Duration::from_millis(500),
             maintenance_batch: 1000,
+            retention: Duration::from_secs(7 * 86_400),
+            idempotency_ttl: Duration::from_secs(86_400),
         }
     }
 }
@@ -78,6 +87,7 @@ struct Counters {
     failed_attempts: AtomicU64,
     timed_out_attempts: AtomicU64,
     handed_back: AtomicU64,
+    suspended: AtomicU64,
     lease_expiries: AtomicU64,
     cron_ticks: AtomicU64,
 }
@@ -267,6 +277,7 @@ impl Engine {
         now: DateTime<Utc>,
     ) -> Result<NewRun> {
         taskdef::validate_task_name(&req.task).map_err(|e| Error::invalid_input("task", e))?;
+        limits::check_input(&req.input)?;
         if req.delay.is_some() && req.run_at.is_some() {
             return Err(Error::invalid_input(
                 "delay",
@@ -412,7 +423,7 @@ impl Engine {
             })?;
             runs.push(run);
         }
-        let inserted = self.inner.store.insert_runs(runs, now).await?;
+        let inserted = self.insert_with_key_ttl(tenant, runs, now).await?;
         let created = inserted
             .iter()
             .filter(|i| matches!(i, Inserted::Created(_)))
@@ -434,6 +445,51 @@ impl Engine {
             .collect())
     }
 
+    /// Inserts runs; a run holding one of their idempotency keys that finished more than the key
+    /// TTL ago is deleted first, so the key (and the id derived from it) starts a new run.
+    async fn insert_with_key_ttl(
+        &self,
+        tenant: &str,
+        runs: Vec<NewRun>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Inserted>> {
+        let ttl = chrono::Duration::from_std(self.inner.cfg.idempotency_ttl).unwrap_or_default();
+        let expired = |r: &RunSnapshot| r.finished_at.is_some_and(|f| f + ttl <= now);
+        for _ in 0..3 {
+            let stale: Vec<RunId> = match self.inner.store.insert_runs(runs.clone(), now).await {
+                Ok(inserted) => {
+                    let stale: Vec<RunId> = inserted
+                        .iter()
+                        .filter_map(|i| match i {
+                            Inserted::Existing(r) if expired(r) => Some(r.id),
+                            _ => None,
+                        })
+                        .collect();
+                    if stale.is_empty() {
+                        return Ok(inserted);
+                    }
+                    stale
+                }
+                Err(Error::IdempotencyConflict { key, existing }) => {
+                    match self.inner.store.get_run(tenant, existing).await? {
+                        Some(r) if expired(&r) => vec![existing],
+                        _ => return Err(Error::IdempotencyConflict { key, existing }),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            // Nothing was stored by that attempt: it was all or none. Free the expired keys.
+            tracing::info!(
+                runs = stale.len(),
+                "idempotency keys expired; replacing their finished runs"
+            );
+            self.inner.store.delete_runs(tenant, &stale).await?;
+        }
+        Err(Error::Internal(
+            "idempotency keys kept conflicting; try again".into(),
+        ))
+    }
+
     fn check_owner(run: &RunSnapshot, user: Option<&str>) -> Result<()> {
         match (user, run.owner.as_deref()) {
             (Some(u), Some(owner)) if u != owner => Err(Error::Forbidden(format!(
@@ -444,13 +500,20 @@ impl Engine {
         }
     }
 
-    /// A run's snapshot.
+    /// A run's snapshot, with its durable steps.
     pub async fn get_run(
         &self,
         tenant: &str,
         id: RunId,
         user: Option<&str>,
     ) -> Result<RunSnapshot> {
+        let mut run = self.run_owned(tenant, id, user).await?;
+        run.steps = self.inner.store.run_steps(tenant, id).await?;
+        Ok(run)
+    }
+
+    /// A run's snapshot without its steps, after the ownership check.
+    async fn run_owned(&self, tenant: &str, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
         let run = self
             .inner
             .store
@@ -473,7 +536,7 @@ impl Engine {
         id: RunId,
         user: Option<&str>,
     ) -> Result<Vec<RunEvent>> {
-        self.get_run(tenant, id, user).await?;
+        self.run_owned(tenant, id, user).await?;
         self.inner.store.run_events(tenant, id).await
     }
 
@@ -484,7 +547,7 @@ impl Engine {
         id: RunId,
         user: Option<&str>,
     ) -> Result<RunSnapshot> {
-        self.get_run(tenant, id, user).await?;
+        self.run_owned(tenant, id, user).await?;
         let run = self.inner.store.cancel_run(tenant, id, Utc::now()).await?;
         tracing::info!(run_id = %id, task = %run.task, "run cancelled");
         self.inner.finished.notify_waiters();
@@ -498,7 +561,7 @@ impl Engine {
         id: RunId,
         user: Option<&str>,
     ) -> Result<RunSnapshot> {
-        self.get_run(tenant, id, user).await?;
+        self.run_owned(tenant, id, user).await?;
         let run = self.inner.store.retry_run(tenant, id, Utc::now()).await?;
         tracing::info!(run_id = %id, task = %run.task, "run retried by request");
         self.inner.work.notify_waiters();
@@ -517,9 +580,10 @@ impl Engine {
             let notified = self.inner.finished.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let run = self.get_run(tenant, id, None).await?;
+            let mut run = self.run_owned(tenant, id, None).await?;
             let now = Instant::now();
             if run.status.is_terminal() || now >= deadline {
+                run.steps = self.inner.store.run_steps(tenant, id).await?;
                 return Ok(run);
             }
             let nap = (deadline - now).min(self.inner.cfg.poll_interval);
@@ -692,6 +756,16 @@ impl Engine {
         let lease = self.inner.cfg.lease;
         let mut assignments = Vec::new();
         let mut claimed = false;
+        let mut req = req;
+        for c in &mut req.completions {
+            match &mut c.outcome {
+                Outcome::Succeeded { output } => {
+                    *output = limits::bound_output(std::mem::take(output));
+                }
+                Outcome::Failed { error, .. } => *error = limits::bound_error(error),
+                _ => {}
+            }
+        }
         if !req.completions.is_empty() {
             self.count_outcomes(&req.completions);
             // The hot path: report and claim for the freed slots in one transaction.
@@ -765,9 +839,46 @@ impl Engine {
                 Outcome::Failed { .. } => &c.failed_attempts,
                 Outcome::TimedOut => &c.timed_out_attempts,
                 Outcome::HandedBack => &c.handed_back,
+                Outcome::Suspended { .. } => &c.suspended,
                 Outcome::Cancelled => continue,
             };
             counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Commits a durable step of a run that the worker holds.
+    pub async fn checkpoint_step(
+        &self,
+        tenant: &str,
+        worker_id: &str,
+        mut cp: StepCheckpoint,
+    ) -> Result<()> {
+        let worker = self.worker(tenant, worker_id).await?;
+        if cp.name.is_empty() || cp.name.len() > 200 {
+            return Err(Error::invalid_input(
+                "name",
+                "a step name must be 1 to 200 characters long",
+            ));
+        }
+        cp.output = cp.output.map(limits::bound_output);
+        cp.error = cp.error.map(|e| limits::bound_error(&e));
+        self.inner
+            .store
+            .checkpoint_step(&worker, &cp, Utc::now())
+            .await
+    }
+
+    /// Deletes finished runs older than `older_than` (with their events and steps); returns how
+    /// many were deleted.
+    pub async fn purge(&self, older_than: Duration) -> Result<usize> {
+        let before = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
+        let mut total = 0;
+        loop {
+            let n = self.inner.store.purge(before, 1000).await?;
+            total += n;
+            if n < 1000 {
+                return Ok(total);
+            }
         }
     }
 
@@ -834,6 +945,7 @@ async fn maintenance_loop(inner: Arc<Inner>) {
     let store = inner.store.clone();
     let mut crons: Vec<(CronRecord, CronExpr)> = Vec::new();
     let mut crons_loaded = Instant::now();
+    let mut last_purge = Instant::now();
     loop {
         let now = Utc::now();
         let mut wake =
@@ -862,6 +974,17 @@ async fn maintenance_loop(inner: Arc<Inner>) {
                 }
             }
             Err(e) => tracing::warn!(error = %e, "maintenance pass failed; will retry"),
+        }
+        // Retention: purge finished runs once a minute.
+        if last_purge.elapsed() > Duration::from_secs(60) {
+            last_purge = Instant::now();
+            let before =
+                Utc::now() - chrono::Duration::from_std(inner.cfg.retention).unwrap_or_default();
+            match store.purge(before, 1000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(runs = n, "purged finished runs past their retention"),
+                Err(e) => tracing::warn!(error = %e, "purging finished runs failed"),
+            }
         }
         // Crons: reload when changed (or every few seconds, for other engines' changes).
         if inner.crons_changed.swap(false, Ordering::SeqCst)
@@ -1001,6 +1124,11 @@ impl Orchestrator for Embedded {
     }
     async fn exchange(&self, worker_id: &str, req: ExchangeRequest) -> Result<ExchangeResponse> {
         self.engine.exchange(&self.tenant, worker_id, req).await
+    }
+    async fn checkpoint_step(&self, worker_id: &str, checkpoint: StepCheckpoint) -> Result<()> {
+        self.engine
+            .checkpoint_step(&self.tenant, worker_id, checkpoint)
+            .await
     }
     async fn deregister_worker(&self, worker_id: &str) -> Result<()> {
         self.engine.deregister_worker(&self.tenant, worker_id).await

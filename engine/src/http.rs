@@ -607,6 +607,21 @@ async fn exchange(
     Ok(Json(s.engine.exchange(&caller.tenant, &id, req).await?))
 }
 
+/// Commit a durable step of a run the worker holds (before the task goes on).
+#[utoipa::path(post, path = "/v1/workers/{id}/steps", tag = "workers", params(("id" = String, Path, description = "Worker id")),
+    request_body = StepCheckpoint,
+    responses((status = 204, description = "Committed"), (status = 404, body = ErrorBody), (status = 409, description = "This attempt no longer holds the run", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn checkpoint_step(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(cp): ApiJson<StepCheckpoint>,
+) -> ApiResult<StatusCode> {
+    s.engine.checkpoint_step(&caller.tenant, &id, cp).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// Deregister a worker; the runs it holds are re-queued at once.
 #[utoipa::path(delete, path = "/v1/workers/{id}", tag = "workers", params(("id" = String, Path, description = "Worker id")),
     responses((status = 204), (status = 404, body = ErrorBody)),
@@ -717,6 +732,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(delete_cron))
         .routes(routes!(register_worker, list_workers))
         .routes(routes!(exchange))
+        .routes(routes!(checkpoint_step))
         .routes(routes!(deregister_worker))
         .routes(routes!(healthz))
         .routes(routes!(readyz))

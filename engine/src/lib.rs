@@ -7,6 +7,7 @@
 mod engine;
 #[cfg(feature = "server")]
 pub mod http;
+pub mod limits;
 pub mod store;
 
 pub use engine::{Embedded, Engine, EngineConfig, LITE_TENANT};

@@ -1,13 +1,25 @@
-//! The [`Context`] a task function receives.
+//! The [`Context`] a task function receives: run metadata, cancellation, and durable execution
+//! (steps, sleeps, child runs).
 
-use crate::Client;
-use owlclaw_core::RunId;
-use std::fmt;
-use std::sync::Arc;
+use crate::client::{RunHandle, ScheduleBuilder};
+use crate::{Client, Task};
+use chrono::{DateTime, Utc};
+use owlclaw_core::wire::{StepCheckpoint, StepSnapshot, StepStatus};
+use owlclaw_core::{Error, Result, RunId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::fmt::{self, Display};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{oneshot, OnceCell};
 use tokio_util::sync::CancellationToken;
 
-/// What a task knows about the run it executes, and how it talks back: cancellation, scheduling
-/// other runs (through the typed handles, which accept a `&Context` and record the parent).
+/// What a task knows about the run it executes, and how it talks back: cancellation, durable steps
+/// and sleeps, and scheduling other runs (the typed handles accept a `&Context` and record the
+/// parent).
 #[derive(Clone)]
 pub struct Context {
     inner: Arc<Inner>,
@@ -21,6 +33,40 @@ struct Inner {
     max_attempts: u32,
     parent_id: Option<RunId>,
     cancel: CancellationToken,
+    durable: Option<Durable>,
+}
+
+/// What durable execution needs: present when the context comes from a worker.
+pub(crate) struct Durable {
+    /// The worker's current id (it changes if the worker registers again).
+    pub(crate) worker_id: Arc<Mutex<String>>,
+    /// Sleeps longer than this suspend the run instead of holding the slot.
+    pub(crate) suspend_threshold: Duration,
+    /// Asks the worker to suspend the run until the given time.
+    pub(crate) suspend: Mutex<Option<oneshot::Sender<DateTime<Utc>>>>,
+    /// The next step's position.
+    next: AtomicU32,
+    /// Steps recorded by earlier executions, loaded at the first step.
+    earlier: OnceCell<Vec<StepSnapshot>>,
+    /// Set when the run took another path than before: its failure is not retried.
+    fatal: AtomicBool,
+}
+
+impl Durable {
+    pub(crate) fn new(
+        worker_id: Arc<Mutex<String>>,
+        suspend_threshold: Duration,
+        suspend: oneshot::Sender<DateTime<Utc>>,
+    ) -> Durable {
+        Durable {
+            worker_id,
+            suspend_threshold,
+            suspend: Mutex::new(Some(suspend)),
+            next: AtomicU32::new(0),
+            earlier: OnceCell::new(),
+            fatal: AtomicBool::new(false),
+        }
+    }
 }
 
 impl fmt::Debug for Context {
@@ -36,6 +82,7 @@ impl fmt::Debug for Context {
 }
 
 impl Context {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         client: Client,
         run_id: RunId,
@@ -44,6 +91,7 @@ impl Context {
         max_attempts: u32,
         parent_id: Option<RunId>,
         cancel: CancellationToken,
+        durable: Option<Durable>,
     ) -> Context {
         Context {
             inner: Arc::new(Inner {
@@ -54,6 +102,7 @@ impl Context {
                 max_attempts,
                 parent_id,
                 cancel,
+                durable,
             }),
         }
     }
@@ -102,5 +151,253 @@ impl Context {
     /// Whether the run has been cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.inner.cancel.is_cancelled()
+    }
+
+    /// Whether the run took another path than in an earlier execution (its failure is final).
+    pub(crate) fn is_non_deterministic(&self) -> bool {
+        self.inner
+            .durable
+            .as_ref()
+            .is_some_and(|d| d.fatal.load(Ordering::SeqCst))
+    }
+
+    fn durable(&self) -> Result<&Durable> {
+        self.inner.durable.as_ref().ok_or_else(|| {
+            Error::Internal(
+                "durable steps need the Context a worker gives to a running task".into(),
+            )
+        })
+    }
+
+    /// Takes the next step position and returns what an earlier execution recorded there.
+    async fn begin(&self, name: &str) -> Result<(u32, Option<StepSnapshot>)> {
+        let d = self.durable()?;
+        let position = d.next.fetch_add(1, Ordering::SeqCst);
+        let earlier = d
+            .earlier
+            .get_or_try_init(|| async {
+                let run = self
+                    .inner
+                    .client
+                    .orchestrator()
+                    .get_run(self.inner.run_id, None)
+                    .await?;
+                Ok::<_, Error>(run.steps)
+            })
+            .await?;
+        let prior = earlier.iter().find(|s| s.position == position).cloned();
+        if let Some(p) = &prior {
+            if p.name != name {
+                d.fatal.store(true, Ordering::SeqCst);
+                return Err(Error::NonDeterministic(format!(
+                    "step {position} was {:?} in an earlier execution of run {} but is {name:?} now; \
+                     a run must take the same steps in the same order every time it executes",
+                    p.name, self.inner.run_id
+                )));
+            }
+        }
+        Ok((position, prior))
+    }
+
+    async fn commit(
+        &self,
+        position: u32,
+        name: &str,
+        status: StepStatus,
+        output: Option<Value>,
+        error: Option<String>,
+    ) -> Result<()> {
+        let d = self.durable()?;
+        let worker_id = d.worker_id.lock().unwrap().clone();
+        let cp = StepCheckpoint {
+            run_id: self.inner.run_id,
+            attempt: self.inner.attempt,
+            position,
+            name: name.to_string(),
+            status,
+            output,
+            error,
+        };
+        self.inner
+            .client
+            .orchestrator()
+            .checkpoint_step(&worker_id, cp)
+            .await
+    }
+
+    async fn finish<T: Serialize, E: Display>(
+        &self,
+        position: u32,
+        name: &str,
+        result: std::result::Result<T, E>,
+    ) -> Result<T> {
+        match result {
+            Ok(v) => {
+                let out = serde_json::to_value(&v).map_err(|e| Error::Step {
+                    step: name.to_string(),
+                    message: format!("its output can't be serialized to JSON: {e}"),
+                })?;
+                self.commit(position, name, StepStatus::Succeeded, Some(out), None)
+                    .await?;
+                Ok(v)
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                self.commit(
+                    position,
+                    name,
+                    StepStatus::Failed,
+                    None,
+                    Some(message.clone()),
+                )
+                .await?;
+                Err(Error::Step {
+                    step: name.to_string(),
+                    message,
+                })
+            }
+        }
+    }
+
+    fn stored<T: DeserializeOwned>(name: &str, output: Option<Value>) -> Result<T> {
+        serde_json::from_value(output.unwrap_or(Value::Null)).map_err(|e| Error::Step {
+            step: name.to_string(),
+            message: format!("its stored output does not match the step's type: {e}"),
+        })
+    }
+
+    /// Runs a durable step: `body`'s output is committed before this returns, and when the run
+    /// executes again (a retry, a crash, a resume after a sleep) the stored output is returned
+    /// without running `body` again. Steps must come in the same order on every execution; a
+    /// different step name at a position fails the run (`NonDeterministic`, not retried).
+    ///
+    /// `body` may run more than once if the process dies before the commit: make it idempotent,
+    /// or use [`step_verified`](Self::step_verified).
+    ///
+    /// ```no_run
+    /// # use owlclaw::{task, Context};
+    /// #[task(retries = 3)]
+    /// async fn publish(ctx: Context, sku: String) -> anyhow::Result<String> {
+    ///     let listing: String = ctx.step("create_listing", || async { anyhow::Ok(format!("L-{sku}")) }).await?;
+    ///     Ok(listing)
+    /// }
+    /// ```
+    pub async fn step<T, E, F, Fut>(&self, name: &str, body: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        E: Display,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let (position, prior) = self.begin(name).await?;
+        if let Some(p) = prior.filter(|p| p.status == StepStatus::Succeeded) {
+            return Self::stored(name, p.output);
+        }
+        let result = body().await;
+        self.finish(position, name, result).await
+    }
+
+    /// A durable step whose effect must not happen twice (a payment, an upload). Its start is
+    /// committed before `body` runs. If an earlier execution started it but never committed it
+    /// (a crash, a timeout), `verify` runs first to ask whether the effect happened anyway: if it
+    /// returns `Some(output)`, that output is committed as the step's and `body` is not run; if
+    /// `None`, `body` runs.
+    pub async fn step_verified<T, E, V, VFut, F, Fut>(
+        &self,
+        name: &str,
+        verify: V,
+        body: F,
+    ) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        E: Display,
+        V: FnOnce() -> VFut,
+        VFut: Future<Output = std::result::Result<Option<T>, E>>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        let (position, prior) = self.begin(name).await?;
+        match prior {
+            Some(p) if p.status == StepStatus::Succeeded => return Self::stored(name, p.output),
+            Some(p) if p.status == StepStatus::Running => match verify().await {
+                Ok(Some(done)) => return self.finish::<T, E>(position, name, Ok(done)).await,
+                Ok(None) => {}
+                Err(e) => return self.finish::<T, E>(position, name, Err(e)).await,
+            },
+            _ => {}
+        }
+        self.commit(position, name, StepStatus::Running, None, None)
+            .await?;
+        let result = body().await;
+        self.finish(position, name, result).await
+    }
+
+    /// Sleeps durably for `duration`: the wake-up time is committed when the sleep first starts,
+    /// so after a crash or restart the run sleeps only what is left. A sleep longer than the
+    /// worker's suspend threshold (30 s by default) gives the worker slot back: the run is parked
+    /// and re-dispatched at the wake-up time, and resumes after its completed steps.
+    pub async fn sleep_for(&self, duration: Duration) -> Result<()> {
+        let until =
+            Utc::now() + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+        self.sleep_until(until).await
+    }
+
+    /// Sleeps durably until `until`; see [`sleep_for`](Self::sleep_for).
+    pub async fn sleep_until(&self, until: DateTime<Utc>) -> Result<()> {
+        let name = "sleep";
+        let (position, prior) = self.begin(name).await?;
+        let wake = match prior.filter(|p| p.status == StepStatus::Succeeded) {
+            Some(p) => {
+                let v: Value = Self::stored(name, p.output)?;
+                serde_json::from_value(v["wake_at"].clone()).unwrap_or(until)
+            }
+            None => {
+                self.commit(
+                    position,
+                    name,
+                    StepStatus::Succeeded,
+                    Some(json!({ "wake_at": until })),
+                    None,
+                )
+                .await?;
+                until
+            }
+        };
+        let left = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        if left.is_zero() {
+            return Ok(());
+        }
+        let d = self.durable()?;
+        if left > d.suspend_threshold {
+            let suspend = d.suspend.lock().unwrap().take();
+            if let Some(tx) = suspend {
+                let _ = tx.send(wake);
+                // The worker stops this future and parks the run until `wake`.
+                std::future::pending::<()>().await;
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(left) => Ok(()),
+            _ = self.cancelled() => Err(Error::Cancelled { run_id: self.inner.run_id }),
+        }
+    }
+
+    /// Starts a child run of task `T` with `input`, recording this run as its parent. Durable: when
+    /// this run executes again, the same child is found (keyed by this run and the step's
+    /// position), not started twice. Await [`RunHandle::result`] for its output; start several
+    /// children before awaiting any to fan out.
+    pub async fn spawn<T: Task>(&self, input: T::Input) -> Result<RunHandle<T::Output>> {
+        let name = format!("spawn:{}", T::SPEC.name);
+        let (position, prior) = self.begin(&name).await?;
+        let key = format!("child:{}:{position}", self.inner.run_id);
+        let child = ScheduleBuilder::<T>::new(self, input)
+            .idempotency_key(key)
+            .await?;
+        if prior.is_none_or(|p| p.status != StepStatus::Succeeded) {
+            let out = json!({ "run_id": child.id() });
+            self.commit(position, &name, StepStatus::Succeeded, Some(out), None)
+                .await?;
+        }
+        Ok(child)
     }
 }

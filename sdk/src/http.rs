@@ -327,6 +327,11 @@ impl Orchestrator for HttpOrchestrator {
         self.send(rb).await
     }
 
+    async fn checkpoint_step(&self, worker_id: &str, checkpoint: StepCheckpoint) -> Result<()> {
+        self.send(self.post(&format!("/v1/workers/{worker_id}/steps"), &checkpoint, None))
+            .await
+    }
+
     async fn deregister_worker(&self, worker_id: &str) -> Result<()> {
         self.send(self.request(
             Method::DELETE,

@@ -42,7 +42,7 @@ pub use config::{Config, Mode, Secret, WorkerConfig};
 pub use context::Context;
 pub use owlclaw_core::wire::{
     AttemptError, CronRequest, CronSchedule, ListFilter, RunEvent, RunPage, RunSnapshot,
-    ScheduleRequest, Scheduled, StepSnapshot, WorkerInfo,
+    ScheduleRequest, Scheduled, StepSnapshot, StepStatus, WorkerInfo,
 };
 pub use owlclaw_core::{Error, Orchestrator, Result, RunId, RunStatus};
 pub use owlclaw_macros::task;

@@ -8,6 +8,7 @@
 //!   claims work for the slots they freed; every heartbeat it also renews the leases of the runs in
 //!   flight and learns which of them to stop (cancelled, or lost).
 
+use crate::context::Durable;
 use crate::task::__private::{registered, InvokeFn};
 use crate::{Client, Context};
 use owlclaw_core::wire::{
@@ -37,6 +38,7 @@ pub struct WorkerBuilder {
     heartbeat: Option<Duration>,
     shutdown_grace: Option<Duration>,
     cancel_grace: Duration,
+    suspend_threshold: Duration,
     only: Option<Vec<String>>,
     labels: BTreeMap<String, String>,
 }
@@ -50,6 +52,7 @@ impl WorkerBuilder {
             heartbeat: None,
             shutdown_grace: None,
             cancel_grace: Duration::from_secs(5),
+            suspend_threshold: Duration::from_secs(30),
             only: None,
             labels: BTreeMap::new(),
         }
@@ -79,6 +82,13 @@ impl WorkerBuilder {
     /// future is dropped (default 5 s).
     pub fn cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = grace;
+        self
+    }
+
+    /// Durable sleeps longer than this suspend their run and give the slot back (the engine
+    /// re-dispatches the run at its wake-up time); shorter ones sleep in place. Default 30 s.
+    pub fn suspend_threshold(mut self, threshold: Duration) -> Self {
+        self.suspend_threshold = threshold;
         self
     }
 
@@ -185,7 +195,8 @@ impl WorkerBuilder {
         let shared = Arc::new(Shared {
             client: self.client.clone(),
             orch,
-            worker_id: Mutex::new(session.worker_id.clone()),
+            worker_id: Arc::new(Mutex::new(session.worker_id.clone())),
+            suspend_threshold: self.suspend_threshold,
             registration,
             reregister: tokio::sync::Mutex::new(()),
             name: name.clone(),
@@ -344,7 +355,8 @@ struct RunEntry {
 struct Shared {
     client: Client,
     orch: Arc<dyn Orchestrator>,
-    worker_id: Mutex<String>,
+    worker_id: Arc<Mutex<String>>,
+    suspend_threshold: Duration,
     registration: WorkerRegistration,
     reregister: tokio::sync::Mutex<()>,
     name: String,
@@ -446,6 +458,7 @@ impl Shared {
                 cancel: cancel.clone(),
             },
         );
+        let (suspend_tx, suspend_rx) = tokio::sync::oneshot::channel();
         let ctx = Context::new(
             self.client.clone(),
             a.run_id,
@@ -454,7 +467,13 @@ impl Shared {
             a.max_attempts,
             a.parent_id,
             cancel.clone(),
+            Some(Durable::new(
+                self.worker_id.clone(),
+                self.suspend_threshold,
+                suspend_tx,
+            )),
         );
+        let watch = ctx.clone();
         let span =
             tracing::info_span!("run", task = %a.task, run_id = %a.run_id, attempt = a.attempt);
         tokio::spawn(
@@ -470,7 +489,11 @@ impl Shared {
                 let outcome = tokio::select! {
                     r = &mut user => match r {
                         Ok(Ok(output)) => Outcome::Succeeded { output },
-                        Ok(Err(f)) => Outcome::Failed { error: f.message, retryable: f.retryable },
+                        Ok(Err(f)) => Outcome::Failed {
+                            error: f.message,
+                            // A run that took another path than before is not retried.
+                            retryable: f.retryable && !watch.is_non_deterministic(),
+                        },
                         Err(e) if e.is_panic() => Outcome::Failed {
                             error: format!("the task panicked: {}", panic_message(e.into_panic())),
                             retryable: true,
@@ -489,6 +512,11 @@ impl Shared {
                         cancel.cancel();
                         abort.abort();
                         Outcome::HandedBack
+                    }
+                    Ok(until) = suspend_rx => {
+                        // A long durable sleep: give the slot back until `until`.
+                        abort.abort();
+                        Outcome::Suspended { until }
                     }
                 };
                 let outcome = match outcome {
@@ -552,6 +580,9 @@ fn log_outcome(outcome: &Outcome, attempt: u32, max_attempts: u32, took: Duratio
         ),
         Outcome::Cancelled => tracing::info!(duration_ms = ms, "run stopped after cancellation"),
         Outcome::HandedBack => tracing::info!(duration_ms = ms, "run handed back at shutdown"),
+        Outcome::Suspended { until } => {
+            tracing::info!(duration_ms = ms, until = %until, "run suspended by a durable sleep")
+        }
     }
 }
 

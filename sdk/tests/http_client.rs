@@ -22,7 +22,9 @@ async fn connected(server: &MockServer) -> Client {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
         .mount(server)
         .await;
-    Client::connect(server_config(&server.uri(), "tok")).await.expect("connect")
+    Client::connect(server_config(&server.uri(), "tok"))
+        .await
+        .expect("connect")
 }
 
 fn error_body(code: &str, message: &str, extra: serde_json::Value) -> serde_json::Value {
@@ -36,7 +38,11 @@ fn error_body(code: &str, message: &str, extra: serde_json::Value) -> serde_json
 #[tokio::test]
 async fn connect_to_an_unreachable_server_is_a_connection_error_naming_the_url() {
     // Bind then drop a listener: nothing listens on that port any more.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let url = format!("http://127.0.0.1:{port}");
     match Client::connect(server_config(&url, "tok")).await {
         Err(Error::Connection { url: u, message }) => {
@@ -52,9 +58,11 @@ async fn connect_with_a_rejected_token_is_unauthorized() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))
         .and(path("/v1/workers"))
-        .respond_with(
-            ResponseTemplate::new(401).set_body_json(error_body("unauthorized", "unauthorized: invalid API token", json!({}))),
-        )
+        .respond_with(ResponseTemplate::new(401).set_body_json(error_body(
+            "unauthorized",
+            "unauthorized: invalid API token",
+            json!({}),
+        )))
         .mount(&server)
         .await;
     match Client::connect(server_config(&server.uri(), "wrong")).await {
@@ -106,18 +114,31 @@ async fn api_errors_map_back_to_the_same_error_variants() {
         .await;
 
     match client.status(id).await {
-        Err(Error::NotFound { what: "run", id: missing }) => assert_eq!(missing, id.to_string()),
+        Err(Error::NotFound {
+            what: "run",
+            id: missing,
+        }) => assert_eq!(missing, id.to_string()),
         other => panic!("{other:?}"),
     }
     match client.cancel(id).await {
-        Err(Error::InvalidTransition { run_id, status: RunStatus::Succeeded, action: "cancel" }) => {
+        Err(Error::InvalidTransition {
+            run_id,
+            status: RunStatus::Succeeded,
+            action: "cancel",
+        }) => {
             assert_eq!(run_id, id)
         }
         other => panic!("{other:?}"),
     }
-    let req = owlclaw::ScheduleRequest { task: "t".into(), idempotency_key: Some("k".into()), ..Default::default() };
+    let req = owlclaw::ScheduleRequest {
+        task: "t".into(),
+        idempotency_key: Some("k".into()),
+        ..Default::default()
+    };
     match client.submit(req).await {
-        Err(Error::IdempotencyConflict { key, existing }) => assert_eq!((key.as_str(), existing), ("k", id)),
+        Err(Error::IdempotencyConflict { key, existing }) => {
+            assert_eq!((key.as_str(), existing), ("k", id))
+        }
         other => panic!("{other:?}"),
     }
     match client.retry(id).await {
@@ -135,7 +156,9 @@ async fn gateway_failures_are_transient_connection_errors_and_garbage_is_interna
     let client = connected(&server).await;
     Mock::given(method("GET"))
         .and(path("/v1/crons"))
-        .respond_with(ResponseTemplate::new(503).set_body_string("<html>upstream unavailable</html>"))
+        .respond_with(
+            ResponseTemplate::new(503).set_body_string("<html>upstream unavailable</html>"),
+        )
         .mount(&server)
         .await;
     Mock::given(method("GET"))
@@ -147,7 +170,10 @@ async fn gateway_failures_are_transient_connection_errors_and_garbage_is_interna
     assert!(matches!(e, Error::Connection { .. }), "{e:?}");
     assert!(e.is_transient());
     let e = client.list(Default::default()).await.unwrap_err();
-    assert!(matches!(e, Error::Internal(ref m) if m.contains("unexpected answer")), "{e:?}");
+    assert!(
+        matches!(e, Error::Internal(ref m) if m.contains("unexpected answer")),
+        "{e:?}"
+    );
 }
 
 /// Answers 503 to the first `failures` calls, then an empty exchange.
@@ -162,7 +188,8 @@ impl Respond for FlakyExchange {
         if n < self.failures {
             ResponseTemplate::new(503).set_body_string("restarting")
         } else {
-            ResponseTemplate::new(200).set_body_json(json!({ "assignments": [], "cancellations": [] }))
+            ResponseTemplate::new(200)
+                .set_body_json(json!({ "assignments": [], "cancellations": [] }))
         }
     }
 }
@@ -178,12 +205,18 @@ async fn the_worker_loop_retries_transient_failures_and_keeps_running() {
     let client = connected(&server).await;
     Mock::given(method("POST"))
         .and(path("/v1/workers"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "worker_id": "w-1", "lease_ms": 15000 })))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(json!({ "worker_id": "w-1", "lease_ms": 15000 })),
+        )
         .mount(&server)
         .await;
     Mock::given(method("POST"))
         .and(path_regex("^/v1/workers/w-1/exchange$"))
-        .respond_with(FlakyExchange { failures: 4, calls: Default::default() })
+        .respond_with(FlakyExchange {
+            failures: 4,
+            calls: Default::default(),
+        })
         .mount(&server)
         .await;
     Mock::given(method("DELETE"))
@@ -192,7 +225,13 @@ async fn the_worker_loop_retries_transient_failures_and_keeps_running() {
         .expect(1)
         .mount(&server)
         .await;
-    let worker = client.worker("flaky").task::<noop>().heartbeat(Duration::from_millis(50)).start().await.unwrap();
+    let worker = client
+        .worker("flaky")
+        .task::<noop>()
+        .heartbeat(Duration::from_millis(50))
+        .start()
+        .await
+        .unwrap();
     // Long enough for the failures and some successful exchanges after them.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let exchanges = server
@@ -202,6 +241,9 @@ async fn the_worker_loop_retries_transient_failures_and_keeps_running() {
         .iter()
         .filter(|r| r.url.path().ends_with("/exchange"))
         .count();
-    assert!(exchanges > 4, "the worker kept exchanging after the failures ({exchanges} exchanges)");
+    assert!(
+        exchanges > 4,
+        "the worker kept exchanging after the failures ({exchanges} exchanges)"
+    );
     worker.shutdown().await.unwrap();
 }

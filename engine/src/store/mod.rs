@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::TaskDef;
 use owlclaw_core::wire::{
-    Assignment, Completion, CronSchedule, ListFilter, RunEvent, RunPage, RunSnapshot, WorkerInfo,
-    WorkerRegistration,
+    Assignment, Completion, CronSchedule, ListFilter, RunEvent, RunPage, RunSnapshot,
+    StepCheckpoint, StepSnapshot, WorkerInfo, WorkerRegistration,
 };
 use owlclaw_core::{Result, RunId};
 use serde_json::Value;
@@ -198,6 +198,36 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Fires one tick: inserts its run unless the tick was fired already (by this or another
     /// engine) and advances `last_tick`. Returns whether a run was created.
     async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool>;
+    /// Commits a durable step's state change for a run the worker holds in the given attempt
+    /// (`InvalidTransition` when that attempt no longer holds it), with an event.
+    async fn checkpoint_step(
+        &self,
+        worker: &WorkerRecord,
+        checkpoint: &StepCheckpoint,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let _ = (worker, checkpoint, now);
+        Err(owlclaw_core::Error::Internal(
+            "durable steps are not supported by this store".into(),
+        ))
+    }
+    /// The durable steps of a run, by position.
+    async fn run_steps(&self, tenant: &str, id: RunId) -> Result<Vec<StepSnapshot>> {
+        let _ = (tenant, id);
+        Ok(Vec::new())
+    }
+    /// Deletes runs with their events and steps; returns how many were deleted.
+    async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize> {
+        let _ = (tenant, ids);
+        Err(owlclaw_core::Error::Internal(
+            "deleting runs is not supported by this store".into(),
+        ))
+    }
+    /// Deletes up to `limit` runs that finished before `before`, with their events and steps.
+    async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<usize> {
+        let _ = (before, limit);
+        Ok(0)
+    }
     /// Stores an API token's hash for a tenant.
     async fn create_token(&self, hash: &str, tenant: &str, now: DateTime<Utc>) -> Result<()>;
     /// The tenant of an API token's hash.

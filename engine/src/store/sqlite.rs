@@ -13,7 +13,8 @@ use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::TaskDef;
 use owlclaw_core::wire::{
     Assignment, AttemptError, Completion, CronSchedule, ListFilter, Outcome, RunEvent, RunPage,
-    RunSnapshot, WorkerInfo, WorkerRegistration, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
+    RunSnapshot, StepCheckpoint, StepSnapshot, StepStatus, WorkerInfo, WorkerRegistration,
+    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
 };
 use owlclaw_core::{Error, Result, RunId, RunStatus};
 use serde_json::{json, Value};
@@ -493,6 +494,45 @@ async fn hand_back(
     .await
 }
 
+/// Parks a running run until `until` (a long durable sleep): back to `scheduled` with a timer,
+/// its slot freed, not counted as an attempt.
+async fn suspend(
+    conn: &mut SqliteConnection,
+    st: &RunState,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let due = until.max(now);
+    sqlx::query(
+        "UPDATE runs SET status = 'scheduled', attempt = MAX(attempt - 1, 0), worker_id = NULL, run_at = ? WHERE seq = ?",
+    )
+    .bind(micros(due))
+    .bind(st.seq)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    sqlx::query("INSERT OR REPLACE INTO timers (run_seq, due_at) VALUES (?, ?)")
+        .bind(st.seq)
+        .bind(micros(due))
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    let reason = format!(
+        "suspended: sleeping until {}; its worker slot is free",
+        due.to_rfc3339()
+    );
+    event(
+        conn,
+        st.seq,
+        now,
+        (Some(RunStatus::Running), RunStatus::Scheduled),
+        st.attempt.saturating_sub(1),
+        st.worker.as_deref(),
+        &reason,
+    )
+    .await
+}
+
 /// Inserts runs; see [`Store::insert_runs`]. With `ignore_conflicts`, an existing id is skipped
 /// silently (cron ticks).
 async fn insert_runs_tx(
@@ -816,9 +856,33 @@ async fn complete_tx(
                 )
                 .await?
             }
+            Outcome::Suspended { until } => suspend(&mut *conn, &st, *until, now).await?,
         }
     }
     Ok(changed)
+}
+
+/// Deletes runs by seq with everything that refers to them.
+async fn delete_seqs(conn: &mut SqliteConnection, seqs: &[i64]) -> Result<usize> {
+    if seqs.is_empty() {
+        return Ok(0);
+    }
+    let list = seqs_json(seqs);
+    for table in ["events", "steps", "queue", "timers", "leases"] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE run_seq IN (SELECT value FROM json_each(?))"
+        ))
+        .bind(&list)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    }
+    let r = sqlx::query("DELETE FROM runs WHERE seq IN (SELECT value FROM json_each(?))")
+        .bind(&list)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(r.rows_affected() as usize)
 }
 
 fn ids_json<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
@@ -1456,6 +1520,137 @@ impl Store for SqliteStore {
         };
         tx.commit().await.map_err(db)?;
         Ok(created)
+    }
+
+    async fn checkpoint_step(
+        &self,
+        worker: &WorkerRecord,
+        cp: &StepCheckpoint,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let st = state_by_id(&mut tx, Some(&worker.tenant), cp.run_id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(cp.run_id))?;
+        if st.status != RunStatus::Running
+            || st.attempt != cp.attempt
+            || st.worker_id.as_deref() != Some(worker.id.as_str())
+        {
+            return Err(Error::InvalidTransition {
+                run_id: cp.run_id,
+                status: st.status,
+                action: "checkpoint",
+            });
+        }
+        let (status, finished) = match cp.status {
+            StepStatus::Running => ("running", None),
+            StepStatus::Succeeded => ("succeeded", Some(micros(now))),
+            StepStatus::Failed => ("failed", Some(micros(now))),
+        };
+        sqlx::query(
+            "INSERT INTO steps (run_seq, position, name, status, output, error, attempt, started_at, finished_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(run_seq, position) DO UPDATE SET \
+             name = excluded.name, status = excluded.status, output = excluded.output, error = excluded.error, \
+             attempt = excluded.attempt, finished_at = excluded.finished_at, \
+             started_at = CASE WHEN excluded.status = 'running' THEN excluded.started_at ELSE steps.started_at END",
+        )
+        .bind(st.seq)
+        .bind(i64::from(cp.position))
+        .bind(&cp.name)
+        .bind(status)
+        .bind(cp.output.as_ref().map(|o| o.to_string()))
+        .bind(&cp.error)
+        .bind(i64::from(cp.attempt))
+        .bind(micros(now))
+        .bind(finished)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let reason = match (&cp.status, &cp.error) {
+            (StepStatus::Failed, Some(e)) => {
+                format!("step {} {:?} failed: {e}", cp.position, cp.name)
+            }
+            _ => format!("step {} {:?} {status}", cp.position, cp.name),
+        };
+        event(
+            &mut tx,
+            st.seq,
+            now,
+            (Some(RunStatus::Running), RunStatus::Running),
+            st.attempt,
+            Some(worker.name.as_str()),
+            &reason,
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn run_steps(&self, tenant: &str, id: RunId) -> Result<Vec<StepSnapshot>> {
+        let rows = sqlx::query(
+            "SELECT s.position, s.name, s.status, s.output, s.error, s.attempt, s.started_at, s.finished_at \
+             FROM steps s JOIN runs r ON r.seq = s.run_seq WHERE r.id = ? AND r.tenant = ? ORDER BY s.position",
+        )
+        .bind(id.to_string())
+        .bind(tenant)
+        .fetch_all(&self.read)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.try_get("status").map_err(db)?;
+                Ok(StepSnapshot {
+                    position: r.try_get::<i64, _>("position").map_err(db)? as u32,
+                    name: r.try_get("name").map_err(db)?,
+                    status: match status.as_str() {
+                        "succeeded" => StepStatus::Succeeded,
+                        "failed" => StepStatus::Failed,
+                        _ => StepStatus::Running,
+                    },
+                    output: r
+                        .try_get::<Option<String>, _>("output")
+                        .map_err(db)?
+                        .map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t))),
+                    error: r.try_get("error").map_err(db)?,
+                    attempt: r.try_get::<i64, _>("attempt").map_err(db)? as u32,
+                    started_at: from_micros(r.try_get("started_at").map_err(db)?),
+                    finished_at: r
+                        .try_get::<Option<i64>, _>("finished_at")
+                        .map_err(db)?
+                        .map(from_micros),
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize> {
+        let mut tx = self.begin().await?;
+        let seqs: Vec<i64> = sqlx::query_scalar(
+            "SELECT seq FROM runs WHERE tenant = ?1 AND id IN (SELECT value FROM json_each(?2))",
+        )
+        .bind(tenant)
+        .bind(ids_json(ids))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let n = delete_seqs(&mut tx, &seqs).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(n)
+    }
+
+    async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<usize> {
+        let mut tx = self.begin().await?;
+        let seqs: Vec<i64> = sqlx::query_scalar(
+            "SELECT seq FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2",
+        )
+        .bind(micros(before))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let n = delete_seqs(&mut tx, &seqs).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(n)
     }
 
     async fn create_token(&self, hash: &str, tenant: &str, now: DateTime<Utc>) -> Result<()> {

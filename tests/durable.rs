@@ -1,0 +1,369 @@
+//! Durable execution, on both backends: steps committed one by one and skipped on re-execution,
+//! verified non-idempotent steps, non-determinism, durable sleeps (in place and suspended), child
+//! runs, and idempotency keys that expire.
+
+use owlclaw::{task, Context, Error, RunStatus, StepStatus};
+use owlclaw_tests::{both_backends, eventually, finished, TestEnv};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+fn counts() -> &'static Mutex<HashMap<String, u32>> {
+    static C: OnceLock<Mutex<HashMap<String, u32>>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+/// Counts one execution of `what` for test `key`; returns the new count.
+fn bump(key: &str, what: &str) -> u32 {
+    let mut c = counts().lock().unwrap();
+    let n = c.entry(format!("{key}/{what}")).or_default();
+    *n += 1;
+    *n
+}
+
+fn count(key: &str, what: &str) -> u32 {
+    counts()
+        .lock()
+        .unwrap()
+        .get(&format!("{key}/{what}"))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Three steps; the second fails on the first attempt.
+#[task(retries = 2, backoff_initial = "50ms")]
+async fn three_steps(ctx: Context, key: String) -> anyhow::Result<String> {
+    let a: u32 = ctx
+        .step("first", || async { anyhow::Ok(bump(&key, "first") * 10) })
+        .await?;
+    let b: String = ctx
+        .step("second", || async {
+            if bump(&key, "second") == 1 {
+                anyhow::bail!("flaky dependency")
+            }
+            Ok(format!("b{a}"))
+        })
+        .await?;
+    let c: String = ctx
+        .step("third", || async {
+            anyhow::Ok(format!("{b}-c{}", bump(&key, "third")))
+        })
+        .await?;
+    Ok(c)
+}
+
+/// A non-idempotent step whose first execution times out after its effect happened.
+#[task(retries = 1, timeout = "400ms", backoff_initial = "50ms")]
+async fn upload(ctx: Context, key: String) -> anyhow::Result<String> {
+    let url: String = ctx
+        .step_verified(
+            "upload",
+            || async {
+                bump(&key, "verify");
+                // The earlier attempt did upload: report its result instead of uploading again.
+                anyhow::Ok((count(&key, "effect") > 0).then(|| format!("https://cdn/{key}.png")))
+            },
+            || async {
+                bump(&key, "effect");
+                if bump(&key, "body") == 1 {
+                    // The effect happened, then the worker hung past the timeout.
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+                anyhow::Ok(format!("https://cdn/{key}.png"))
+            },
+        )
+        .await?;
+    Ok(url)
+}
+
+/// Takes a different path on its second attempt.
+#[task(retries = 3, backoff_initial = "50ms")]
+async fn wanders(ctx: Context, key: String) -> anyhow::Result<()> {
+    let step = if ctx.attempt() == 1 { "left" } else { "right" };
+    ctx.step(step, || async { anyhow::Ok(bump(&key, step)) })
+        .await?;
+    anyhow::bail!("fail after the step, attempt {}", ctx.attempt())
+}
+
+/// A step, a durable sleep of `ms`, another step.
+#[task(timeout = "1m")]
+async fn naps(ctx: Context, job: (String, u64)) -> anyhow::Result<u32> {
+    let (key, ms) = job;
+    ctx.step("before", || async { anyhow::Ok(bump(&key, "before")) })
+        .await?;
+    ctx.sleep_for(Duration::from_millis(ms)).await?;
+    let after = ctx
+        .step("after", || async { anyhow::Ok(bump(&key, "after")) })
+        .await?;
+    Ok(after)
+}
+
+#[task]
+async fn child(_ctx: Context, job: (String, u32)) -> anyhow::Result<u32> {
+    bump(&job.0, "child");
+    Ok(job.1 * 2)
+}
+
+/// Fans out three children, fails once after spawning them, then sums their outputs.
+#[task(retries = 1, backoff_initial = "50ms")]
+async fn fan_out(ctx: Context, key: String) -> anyhow::Result<u32> {
+    let mut handles = Vec::new();
+    for i in 1..=3 {
+        handles.push(ctx.spawn::<child>((key.clone(), i)).await?);
+    }
+    if ctx.attempt() == 1 {
+        anyhow::bail!("crash after spawning");
+    }
+    let mut sum = 0;
+    for h in handles {
+        sum += h.result().await?;
+    }
+    Ok(sum)
+}
+
+fn key(env: &TestEnv, k: &str) -> String {
+    format!("{:?}-{k}", env.backend())
+}
+
+async fn completed_steps_are_not_run_again_when_the_run_is_retried(env: TestEnv) {
+    let k = key(&env, "steps");
+    let client = env.client().await;
+    let worker = client
+        .worker("w")
+        .task::<three_steps>()
+        .start()
+        .await
+        .unwrap();
+    let run = three_steps::enqueue(&client, k.clone()).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), "b10-c1");
+    assert_eq!(
+        (count(&k, "first"), count(&k, "second"), count(&k, "third")),
+        (1, 2, 1)
+    );
+    let snap = run.snapshot().await.unwrap();
+    assert_eq!(snap.attempt, 2);
+    let steps: Vec<_> = snap
+        .steps
+        .iter()
+        .map(|s| (s.position, s.name.as_str(), s.status, s.attempt))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (0, "first", StepStatus::Succeeded, 1),
+            (1, "second", StepStatus::Succeeded, 2),
+            (2, "third", StepStatus::Succeeded, 2),
+        ]
+    );
+    assert_eq!(snap.steps[0].output, Some(serde_json::json!(10)));
+    assert!(snap.steps.iter().all(|s| s.finished_at.is_some()));
+    let events = run.events().await.unwrap();
+    let step_events: Vec<&str> = events
+        .iter()
+        .filter(|e| e.reason.starts_with("step "))
+        .map(|e| e.reason.as_str())
+        .collect();
+    assert_eq!(
+        step_events,
+        [
+            "step 0 \"first\" succeeded",
+            "step 1 \"second\" failed: flaky dependency",
+            "step 1 \"second\" succeeded",
+            "step 2 \"third\" succeeded",
+        ]
+    );
+    worker.shutdown().await.unwrap();
+}
+
+async fn a_verified_step_started_but_not_committed_is_verified_instead_of_run_again(env: TestEnv) {
+    let k = key(&env, "upload");
+    let client = env.client().await;
+    let worker = client.worker("w").task::<upload>().start().await.unwrap();
+    let run = upload::enqueue(&client, k.clone()).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), format!("https://cdn/{k}.png"));
+    assert_eq!(count(&k, "effect"), 1, "the upload happened once");
+    assert_eq!(count(&k, "verify"), 1, "verified on the second attempt");
+    let snap = run.snapshot().await.unwrap();
+    assert_eq!(snap.attempt, 2);
+    assert_eq!(snap.steps[0].status, StepStatus::Succeeded);
+    worker.shutdown().await.unwrap();
+}
+
+async fn a_run_taking_another_path_fails_as_non_deterministic_without_more_retries(env: TestEnv) {
+    let k = key(&env, "wander");
+    let client = env.client().await;
+    let worker = client.worker("w").task::<wanders>().start().await.unwrap();
+    let run = wanders::enqueue(&client, k.clone()).await.unwrap();
+    let snap = finished(&client, run.id()).await;
+    assert_eq!(snap.status, RunStatus::Failed);
+    assert_eq!(
+        snap.attempt, 2,
+        "not retried after the non-determinism error"
+    );
+    let error = snap.error.unwrap();
+    assert!(
+        error.contains("non-deterministic")
+            && error.contains("\"left\"")
+            && error.contains("\"right\""),
+        "{error}"
+    );
+    assert_eq!((count(&k, "left"), count(&k, "right")), (1, 0));
+    worker.shutdown().await.unwrap();
+}
+
+async fn a_short_durable_sleep_keeps_the_slot_and_records_its_wake_time(env: TestEnv) {
+    let k = key(&env, "nap");
+    let client = env.client().await;
+    let worker = client.worker("w").task::<naps>().start().await.unwrap();
+    let run = naps::enqueue(&client, (k.clone(), 300)).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), 1);
+    let snap = run.snapshot().await.unwrap();
+    assert_eq!(
+        snap.steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        ["before", "sleep", "after"]
+    );
+    let wake: owlclaw::DateTime<owlclaw::Utc> =
+        serde_json::from_value(snap.steps[1].output.clone().unwrap()["wake_at"].clone()).unwrap();
+    assert!(snap.finished_at.unwrap() >= wake);
+    assert!(!run
+        .events()
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.reason.starts_with("suspended")));
+    worker.shutdown().await.unwrap();
+}
+
+async fn a_long_durable_sleep_gives_the_slot_back_and_resumes_after_completed_steps(env: TestEnv) {
+    let k = key(&env, "suspend");
+    let client = env.client().await;
+    let worker = client
+        .worker("w")
+        .task::<naps>()
+        .slots(1)
+        .suspend_threshold(Duration::from_millis(100))
+        .start()
+        .await
+        .unwrap();
+    let run = naps::enqueue(&client, (k.clone(), 1500)).await.unwrap();
+    eventually("the run to be parked", Duration::from_secs(10), || async {
+        (run.status().await.unwrap() == RunStatus::Scheduled).then_some(())
+    })
+    .await;
+    // Its only slot is free meanwhile.
+    let other = naps::enqueue(&client, (format!("{k}-other"), 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.result_timeout(Duration::from_secs(10)).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        run.status().await.unwrap(),
+        RunStatus::Scheduled,
+        "still sleeping"
+    );
+    assert_eq!(run.result().await.unwrap(), 1);
+    assert_eq!(
+        (count(&k, "before"), count(&k, "after")),
+        (1, 1),
+        "resumed after its completed steps"
+    );
+    let snap = run.snapshot().await.unwrap();
+    assert_eq!(snap.attempt, 1, "a suspension is not an attempt");
+    let wake: owlclaw::DateTime<owlclaw::Utc> =
+        serde_json::from_value(snap.steps[1].output.clone().unwrap()["wake_at"].clone()).unwrap();
+    assert!(
+        snap.started_at.unwrap() >= wake,
+        "re-dispatched at its wake time"
+    );
+    assert!(run
+        .events()
+        .await
+        .unwrap()
+        .iter()
+        .any(|e| e.reason.starts_with("suspended: sleeping until")));
+    worker.shutdown().await.unwrap();
+}
+
+async fn spawned_children_are_found_again_not_spawned_twice(env: TestEnv) {
+    let k = key(&env, "fan");
+    let client = env.client().await;
+    let worker = client
+        .worker("w")
+        .task::<fan_out>()
+        .task::<child>()
+        .slots(4)
+        .start()
+        .await
+        .unwrap();
+    let run = fan_out::enqueue(&client, k.clone()).await.unwrap();
+    assert_eq!(run.result().await.unwrap(), 2 + 4 + 6);
+    assert_eq!(count(&k, "child"), 3, "three children, each run once");
+    let children = client
+        .list(owlclaw::ListFilter {
+            task: Some("child".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .runs
+        .into_iter()
+        .filter(|r| r.parent_id == Some(run.id()))
+        .count();
+    assert_eq!(children, 3);
+    worker.shutdown().await.unwrap();
+}
+
+async fn an_idempotency_key_is_freed_after_its_ttl(env: TestEnv) {
+    env.set_engine(|e| e.idempotency_ttl = Duration::ZERO);
+    let k = key(&env, "ttl");
+    let client = env.client().await;
+    let worker = client.worker("w").task::<child>().start().await.unwrap();
+    let first = child::enqueue(&client, (k.clone(), 1))
+        .idempotency_key("nightly")
+        .await
+        .unwrap();
+    first.result().await.unwrap();
+    // Finished and past the (zero) TTL: the key starts a new run, with the same derived id.
+    let second = child::enqueue(&client, (k.clone(), 2))
+        .idempotency_key("nightly")
+        .await
+        .unwrap();
+    assert!(second.was_created());
+    assert_eq!(second.id(), first.id());
+    assert_eq!(second.result().await.unwrap(), 4);
+    assert_eq!(count(&k, "child"), 2);
+    // While a run holding the key is not finished, the key still binds.
+    let third = child::schedule(&client, (k.clone(), 3), Duration::from_secs(60))
+        .idempotency_key("weekly")
+        .await
+        .unwrap();
+    let again = child::schedule(&client, (k.clone(), 3), Duration::from_secs(60))
+        .idempotency_key("weekly")
+        .await
+        .unwrap();
+    assert!(!again.was_created());
+    assert_eq!(again.id(), third.id());
+    let conflict = child::enqueue(&client, (k.clone(), 4))
+        .idempotency_key("weekly")
+        .await;
+    assert!(
+        matches!(conflict, Err(Error::IdempotencyConflict { .. })),
+        "{conflict:?}"
+    );
+    worker.shutdown().await.unwrap();
+}
+
+both_backends!(
+    completed_steps_are_not_run_again_when_the_run_is_retried,
+    a_verified_step_started_but_not_committed_is_verified_instead_of_run_again,
+    a_run_taking_another_path_fails_as_non_deterministic_without_more_retries,
+    a_short_durable_sleep_keeps_the_slot_and_records_its_wake_time,
+    a_long_durable_sleep_gives_the_slot_back_and_resumes_after_completed_steps,
+    spawned_children_are_found_again_not_spawned_twice,
+    an_idempotency_key_is_freed_after_its_ttl,
+);
