@@ -358,7 +358,115 @@ async fn an_idempotency_key_is_freed_after_its_ttl(env: TestEnv) {
     worker.shutdown().await.unwrap();
 }
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Product {
+    key: String,
+    images: Vec<String>,
+}
+
+/// The marketplace scenario of `examples/marketplace_publish.rs`: the second image's upload
+/// fails on the first attempt after its effect happened.
+#[task(retries = 3, backoff_initial = "50ms")]
+async fn publish(ctx: Context, p: Product) -> anyhow::Result<String> {
+    let k = p.key.clone();
+    ctx.step("validate", || async { anyhow::Ok(bump(&k, "validate")) })
+        .await?;
+    ctx.step("map_data", || async { anyhow::Ok(bump(&k, "map_data")) })
+        .await?;
+    let mut urls = Vec::new();
+    for (i, image) in p.images.iter().enumerate() {
+        let step = format!("upload_image_{}", i + 1);
+        let url = format!("cdn/{k}/{image}");
+        let uploaded = ctx
+            .step_verified(
+                &step,
+                || async {
+                    bump(&k, &format!("{step}/verify"));
+                    anyhow::Ok((count(&k, &step) > 0).then(|| url.clone()))
+                },
+                || async {
+                    if bump(&k, &step) == 1 && i == 1 {
+                        anyhow::bail!("CDN answered 503 after storing the file");
+                    }
+                    anyhow::Ok(url.clone())
+                },
+            )
+            .await?;
+        urls.push(uploaded);
+    }
+    let listing: String = ctx
+        .step("create_listing", || async {
+            bump(&k, "create_listing");
+            anyhow::Ok(format!("L-{}", urls.len()))
+        })
+        .await?;
+    ctx.step("save", || async { anyhow::Ok(bump(&k, "save")) })
+        .await?;
+    Ok(listing)
+}
+
+async fn publishing_a_product_retries_only_what_did_not_complete(env: TestEnv) {
+    let k = key(&env, "market");
+    let client = env.client().await;
+    let worker = client.worker("w").task::<publish>().start().await.unwrap();
+    let images = vec![
+        "front.jpg".to_string(),
+        "side.jpg".to_string(),
+        "box.jpg".to_string(),
+    ];
+    let run = publish::enqueue(
+        &client,
+        Product {
+            key: k.clone(),
+            images,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(run.result().await.unwrap(), "L-3");
+    let ran = |what: &str| count(&k, what);
+    assert_eq!(
+        [
+            ran("validate"),
+            ran("map_data"),
+            ran("upload_image_1"),
+            ran("upload_image_2"),
+            ran("upload_image_3")
+        ],
+        [1, 1, 1, 1, 1],
+        "each body ran once"
+    );
+    assert_eq!([ran("create_listing"), ran("save")], [1, 1]);
+    assert_eq!(
+        [
+            ran("upload_image_1/verify"),
+            ran("upload_image_2/verify"),
+            ran("upload_image_3/verify")
+        ],
+        [0, 1, 0],
+        "only the failed upload was verified"
+    );
+    let snap = run.snapshot().await.unwrap();
+    assert_eq!(snap.attempt, 2);
+    let names: Vec<_> = snap.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "validate",
+            "map_data",
+            "upload_image_1",
+            "upload_image_2",
+            "upload_image_3",
+            "create_listing",
+            "save"
+        ]
+    );
+    assert!(snap.steps.iter().all(|s| s.status == StepStatus::Succeeded));
+    worker.shutdown().await.unwrap();
+}
+
 both_backends!(
+    publishing_a_product_retries_only_what_did_not_complete,
     completed_steps_are_not_run_again_when_the_run_is_retried,
     a_verified_step_started_but_not_committed_is_verified_instead_of_run_again,
     a_run_taking_another_path_fails_as_non_deterministic_without_more_retries,

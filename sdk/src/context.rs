@@ -298,10 +298,10 @@ impl Context {
     }
 
     /// A durable step whose effect must not happen twice (a payment, an upload). Its start is
-    /// committed before `body` runs. If an earlier execution started it but never committed it
-    /// (a crash, a timeout), `verify` runs first to ask whether the effect happened anyway: if it
-    /// returns `Some(output)`, that output is committed as the step's and `body` is not run; if
-    /// `None`, `body` runs.
+    /// committed before `body` runs. If an earlier execution started it but did not commit a
+    /// success (a crash, a timeout, or an error that may have come after the effect), `verify`
+    /// runs first to ask whether the effect happened anyway: if it returns `Some(output)`, that
+    /// output is committed as the step's and `body` is not run; if `None`, `body` runs.
     pub async fn step_verified<T, E, V, VFut, F, Fut>(
         &self,
         name: &str,
@@ -319,12 +319,14 @@ impl Context {
         let (position, prior) = self.begin(name).await?;
         match prior {
             Some(p) if p.status == StepStatus::Succeeded => return Self::stored(name, p.output),
-            Some(p) if p.status == StepStatus::Running => match verify().await {
+            // Started before and never committed as succeeded (a crash, a timeout, or an error
+            // that may have come after the effect): ask whether the effect happened.
+            Some(_) => match verify().await {
                 Ok(Some(done)) => return self.finish::<T, E>(position, name, Ok(done)).await,
                 Ok(None) => {}
                 Err(e) => return self.finish::<T, E>(position, name, Err(e)).await,
             },
-            _ => {}
+            None => {}
         }
         self.commit(position, name, StepStatus::Running, None, None)
             .await?;
