@@ -183,7 +183,52 @@ async fn runs_scheduled_by_one_process_are_executed_by_a_worker_in_another(env: 
     worker.wait().await.unwrap();
 }
 
+async fn a_durable_sleep_survives_sigkill_and_ends_at_its_original_wake_time(env: TestEnv) {
+    let client = env.client().await;
+    let mut sleeper = spawn_worker(&env, "sleeper", &["durable_nap"], false).await;
+    let run = tasks::durable_nap::enqueue(&client, 4000).await.unwrap();
+    let wake = eventually(
+        "the wake time to be committed",
+        Duration::from_secs(20),
+        || async {
+            let s = run.snapshot().await.unwrap();
+            s.steps.iter().find(|st| st.name == "sleep").and_then(|st| {
+                serde_json::from_value::<owlclaw::DateTime<owlclaw::Utc>>(
+                    st.output.clone()?["wake_at"].clone(),
+                )
+                .ok()
+            })
+        },
+    )
+    .await;
+    sleeper.start_kill().unwrap(); // SIGKILL mid-sleep
+    sleeper.wait().await.unwrap();
+    let rescuer = client
+        .worker("rescuer")
+        .task::<tasks::durable_nap>()
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(run.result().await.unwrap(), "woke on attempt 2");
+    let snap = run.snapshot().await.unwrap();
+    let finished = snap.finished_at.unwrap();
+    assert!(
+        finished >= wake,
+        "woke before its wake time: {finished} < {wake}"
+    );
+    // A whole new sleep would end about 4 s after the rescue; the lease (1 s) and the timer
+    // precision are the only delay allowed past the original wake time.
+    assert!(
+        finished - wake < chrono::Duration::milliseconds(2000),
+        "finished {} ms after the original wake time",
+        (finished - wake).num_milliseconds()
+    );
+    assert_eq!(snap.steps.iter().filter(|s| s.name == "sleep").count(), 1);
+    rescuer.shutdown().await.unwrap();
+}
+
 both_backends!(
+    a_durable_sleep_survives_sigkill_and_ends_at_its_original_wake_time,
     a_run_of_a_worker_killed_with_sigkill_is_finished_by_another_after_its_lease_expires,
     each_cron_tick_enqueues_exactly_one_run_with_two_worker_processes,
     runs_scheduled_by_one_process_are_executed_by_a_worker_in_another,

@@ -18,3 +18,11 @@ pub(crate) async fn blocker(ctx: Context, key: String) -> anyhow::Result<String>
 pub(crate) async fn every_second(_ctx: Context) -> anyhow::Result<()> {
     Ok(())
 }
+
+/// A durable sleep of `ms` after a first step; returns when the sleep is over.
+#[task(retries = 2, timeout = "2m")]
+pub(crate) async fn durable_nap(ctx: Context, ms: u64) -> anyhow::Result<String> {
+    ctx.step("before", || async { anyhow::Ok(()) }).await?;
+    ctx.sleep_for(Duration::from_millis(ms)).await?;
+    Ok(format!("woke on attempt {}", ctx.attempt()))
+}
