@@ -106,11 +106,19 @@ pub(crate) enum Command {
     Migrate,
     /// Run an engine server: the HTTP API of workers and clients, on a store.
     Serve(Serve),
-    /// Delete finished runs older than a retention (not available in this version yet).
-    Purge(Unavailable),
+    /// Delete finished runs (succeeded, failed, cancelled) older than a duration, with their events
+    /// and steps, directly in a store. The engine also purges by itself past its `retention`.
+    Purge(Purge),
     /// Manage the API tokens of an engine server, directly in its store.
     #[command(subcommand)]
     Token(Token),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Purge {
+    /// Delete runs that finished more than this long ago, e.g. `7d`, `12h`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_human_duration)]
+    pub(crate) older_than: Duration,
 }
 
 #[derive(Debug, Args)]
@@ -147,18 +155,6 @@ pub(crate) struct TokenCreate {
     /// Tenants never see each other's runs.
     #[arg(long, value_name = "NAME")]
     pub(crate) tenant: String,
-}
-
-/// Arguments of commands that don't exist yet: anything is accepted, the command is refused.
-#[derive(Debug, Args)]
-pub(crate) struct Unavailable {
-    #[arg(
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        hide = true,
-        num_args = 0..
-    )]
-    pub(crate) args: Vec<String>,
 }
 
 /// One run, by id.

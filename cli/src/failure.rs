@@ -36,10 +36,6 @@ impl Failure {
         }
     }
 
-    pub(crate) fn unsupported(message: impl Into<String>) -> Failure {
-        Failure::new("unsupported", message)
-    }
-
     /// How it is printed on stderr: `{"error":{"code":..,"message":..}}` under `--json`,
     /// `error: <message>` otherwise.
     pub(crate) fn render(&self, json: bool) -> String {

@@ -89,7 +89,7 @@
 //! (`not_found`, `forbidden`, `invalid_input`, `invalid_transition`, `idempotency_conflict`,
 //! `unauthorized`, `config`, ...), `task_failed` / `cancelled` / `timeout` for `submit --wait`,
 //! `connection` for an unreachable server or a missing database, `listen` for an address `serve`
-//! can't bind, and `unsupported` for `purge`, which this version can't do yet; 2 on bad usage (an
+//! can't bind; 2 on bad usage (an
 //! unknown flag, a malformed `--input` JSON, run id, duration, time or server URL, `--server`
 //! with `--database`), code `usage`.
 //!
@@ -137,7 +137,6 @@ fn main() -> ExitCode {
             }
         }
     };
-    // `--json` swallowed by the free arguments of `purge` counts too.
     let json = json || cli.global.json;
     init_logging(matches!(cli.command, Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -239,7 +238,10 @@ async fn run(cli: &Cli, explicit: Explicit, out: &mut String) -> Result<(), Fail
             let config = target::store_target(global, explicit, "serve")?;
             return serve::serve(&config, args).await;
         }
-        Command::Purge(_) => return Err(unavailable("purge")),
+        Command::Purge(args) => {
+            let config = target::store_target(global, explicit, "purge")?;
+            return purge(&config, args.older_than, global.json, out).await;
+        }
         Command::Token(Token::Create(args)) => {
             let config = target::store_target(global, explicit, "token create")?;
             return create_token(&config, &args.tenant, global.json, out).await;
@@ -276,12 +278,6 @@ async fn connect(config: Config) -> Result<Client, Failure> {
         }
         failure
     })
-}
-
-fn unavailable(command: &str) -> Failure {
-    Failure::unsupported(format!(
-        "`owlclaw {command}` is not available in this version yet"
-    ))
 }
 
 async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Failure> {
@@ -502,6 +498,35 @@ async fn wait_for(
 }
 
 /// `token create`: writes a new token of `tenant` into the store and prints it, once.
+/// `purge --older-than D`: deletes finished runs, with their events and steps, in the store.
+async fn purge(
+    config: &Config,
+    older_than: Duration,
+    json: bool,
+    out: &mut String,
+) -> Result<(), Failure> {
+    let engine = owlclaw_engine::Engine::start(owlclaw_engine::EngineConfig {
+        database_url: config.database_url.clone(),
+        ..owlclaw_engine::EngineConfig::default()
+    })
+    .await?;
+    let purged = engine.purge(older_than).await;
+    engine.shutdown().await;
+    let purged = purged?;
+    let older_than = owlclaw_core::duration::format_duration(older_than);
+    if json {
+        push_json(
+            out,
+            &serde_json::json!({ "purged": purged, "older_than": older_than }),
+        )
+    } else {
+        out.push_str(&format!(
+            "purged {purged} finished run(s) older than {older_than}\n"
+        ));
+        Ok(())
+    }
+}
+
 async fn create_token(
     config: &Config,
     tenant: &str,

@@ -236,7 +236,13 @@ pub(crate) fn snapshot(run: &RunSnapshot) -> String {
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
-                vec![s.position.to_string(), s.name.clone(), status, s.attempt.to_string(), detail]
+                vec![
+                    s.position.to_string(),
+                    s.name.clone(),
+                    status,
+                    s.attempt.to_string(),
+                    detail,
+                ]
             })
             .collect();
         for row in table(&["#", "NAME", "STATUS", "ATTEMPT", "OUTPUT"], &rows).lines() {

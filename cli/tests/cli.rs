@@ -683,7 +683,7 @@ fn server_and_store_options_are_checked_before_connecting() {
 }
 
 #[test]
-fn purge_is_listed_but_refused() {
+fn purge_deletes_finished_runs_older_than_the_duration_and_keeps_the_rest() {
     let db = Db::new();
     let help = db.run(&["--help"]).ok().stdout;
     for command in [
@@ -694,15 +694,21 @@ fn purge_is_listed_but_refused() {
             "{command} in\n{help}"
         );
     }
-    let out = db.run(&["purge", "--older-than", "7d"]);
-    assert_eq!(out.code, 1, "{out:#?}");
+    let done = db.submit("t", "1", &[]);
+    let waiting = db.submit("t", "2", &[]);
+    db.run(&["cancel", &done]).ok();
+    let out = db.run(&["purge", "--older-than", "1h"]).ok();
     assert!(
-        out.stderr.contains("not available in this version yet"),
+        out.stdout
+            .contains("purged 0 finished run(s) older than 1h"),
         "{out:#?}"
     );
-    db.run(&["purge", "--older-than", "7d", "--json"])
-        .refused("unsupported");
-    assert!(!db.path().exists());
+    let out = db.run(&["purge", "--older-than", "0s", "--json"]).ok();
+    assert_eq!(out.json()["purged"], 1, "{out:#?}");
+    db.run(&["status", &done, "--json"]).refused("not_found");
+    db.run(&["status", &waiting]).ok();
+    let out = db.run(&["purge"]);
+    assert_eq!(out.code, 2, "--older-than is required: {out:#?}");
 }
 
 #[test]
