@@ -250,6 +250,7 @@ async fn lite_engine(config: &Config) -> Result<Arc<dyn Orchestrator>> {
     let cfg = owlclaw_engine::EngineConfig {
         database_url: config.database_url.clone(),
         lease: config.worker.lease,
+        retention: config.retention,
         ..owlclaw_engine::EngineConfig::default()
     };
     let engine = owlclaw_engine::Engine::start(cfg).await?;

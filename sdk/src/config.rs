@@ -33,6 +33,7 @@
 //! | `worker.slots` | `OWLCLAW_WORKER_SLOTS` | `10` | How many runs one worker executes at the same time. From 1 to 10000. |
 //! | `worker.shutdown_grace` | `OWLCLAW_WORKER_SHUTDOWN_GRACE` | `30s` | On shutdown, how long a worker waits for in-flight runs to finish before it gives them up (they are retried elsewhere). `0s` gives them up at once. |
 //! | `worker.heartbeat` | `OWLCLAW_WORKER_HEARTBEAT` | `1s` | How often a worker tells the engine it is alive. Greater than zero. |
+//! | `worker.suspend_threshold` | `OWLCLAW_WORKER_SUSPEND_THRESHOLD` | `30s` | Durable sleeps (`ctx.sleep_for`) longer than this suspend their run and free the worker slot until the wake-up time; shorter ones sleep in place. |
 //! | `worker.lease` | `OWLCLAW_WORKER_LEASE` | `15s` | How long the engine waits without a heartbeat before it declares a worker dead and hands its runs to another. Must be more than twice `worker.heartbeat`. |
 //!
 //! Durations are written as one or more `<number><unit>` parts with units `ms`, `s`, `m`, `h`,
@@ -44,7 +45,7 @@
 //! (`namespace:`, `namespace: ""`): the setting keeps its default.
 //!
 //! Unknown YAML keys are errors naming the key (`worker.sloots: unknown field "sloots"; expected
-//! one of slots, shutdown_grace, heartbeat, lease (did you mean "slots"?)`).
+//! one of slots, shutdown_grace, heartbeat, lease, suspend_threshold (did you mean "slots"?)`).
 //!
 //! # Substitution
 //!
@@ -109,6 +110,8 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Default of [`WorkerConfig::lease`].
 const DEFAULT_LEASE: Duration = Duration::from_secs(15);
+/// Default of [`WorkerConfig::suspend_threshold`].
+const DEFAULT_SUSPEND_THRESHOLD: Duration = Duration::from_secs(30);
 /// Longest accepted [`Config::namespace`].
 const MAX_NAMESPACE_LEN: usize = 64;
 
@@ -271,6 +274,10 @@ pub struct WorkerConfig {
     /// Silence after which a worker is declared dead and its runs handed to another; more than
     /// twice `heartbeat`. YAML `worker.lease`, env `OWLCLAW_WORKER_LEASE`, default 15 s.
     pub lease: Duration,
+    /// Durable sleeps longer than this suspend their run and free the worker slot; shorter ones
+    /// sleep in place. YAML `worker.suspend_threshold`, env `OWLCLAW_WORKER_SUSPEND_THRESHOLD`,
+    /// default 30 s.
+    pub suspend_threshold: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -280,6 +287,7 @@ impl Default for WorkerConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             heartbeat: DEFAULT_HEARTBEAT,
             lease: DEFAULT_LEASE,
+            suspend_threshold: DEFAULT_SUSPEND_THRESHOLD,
         }
     }
 }
@@ -561,10 +569,11 @@ enum Key {
     ShutdownGrace,
     Heartbeat,
     Lease,
+    SuspendThreshold,
 }
 
 /// (key, YAML path, environment variable).
-const KEYS: [(Key, &str, &str); 10] = [
+const KEYS: [(Key, &str, &str); 11] = [
     (Key::Mode, "mode", "OWLCLAW_MODE"),
     (Key::ServerUrl, "server_url", "OWLCLAW_SERVER_URL"),
     (Key::ApiToken, "api_token", "OWLCLAW_API_TOKEN"),
@@ -583,6 +592,11 @@ const KEYS: [(Key, &str, &str); 10] = [
         "OWLCLAW_WORKER_HEARTBEAT",
     ),
     (Key::Lease, "worker.lease", "OWLCLAW_WORKER_LEASE"),
+    (
+        Key::SuspendThreshold,
+        "worker.suspend_threshold",
+        "OWLCLAW_WORKER_SUSPEND_THRESHOLD",
+    ),
 ];
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -594,7 +608,13 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "retention",
     "worker",
 ];
-const WORKER_KEYS: &[&str] = &["slots", "shutdown_grace", "heartbeat", "lease"];
+const WORKER_KEYS: &[&str] = &[
+    "slots",
+    "shutdown_grace",
+    "heartbeat",
+    "lease",
+    "suspend_threshold",
+];
 
 /// The settings read so far; `None` keeps the default. Each value is parsed and checked on its
 /// own when it is read, so that an error names where it came from (YAML path or variable).
@@ -610,6 +630,7 @@ struct Settings {
     shutdown_grace: Option<Duration>,
     heartbeat: Option<Duration>,
     lease: Option<Duration>,
+    suspend_threshold: Option<Duration>,
 }
 
 impl Settings {
@@ -676,9 +697,11 @@ impl Settings {
             other => {
                 let expected = match key {
                     Key::Slots => "a whole number",
-                    Key::Retention | Key::ShutdownGrace | Key::Heartbeat | Key::Lease => {
-                        "a duration such as \"30s\""
-                    }
+                    Key::Retention
+                    | Key::ShutdownGrace
+                    | Key::Heartbeat
+                    | Key::Lease
+                    | Key::SuspendThreshold => "a duration such as \"30s\"",
                     _ => "a string",
                 };
                 return Err(Error::config(
@@ -745,6 +768,9 @@ impl Settings {
                 self.heartbeat = Some(d);
             }
             Key::Lease => self.lease = Some(parse_duration(text).map_err(err)?),
+            Key::SuspendThreshold => {
+                self.suspend_threshold = Some(parse_duration(text).map_err(err)?)
+            }
         }
         Ok(())
     }
@@ -764,6 +790,9 @@ impl Settings {
                     .unwrap_or(defaults.worker.shutdown_grace),
                 heartbeat: self.heartbeat.unwrap_or(defaults.worker.heartbeat),
                 lease: self.lease.unwrap_or(defaults.worker.lease),
+                suspend_threshold: self
+                    .suspend_threshold
+                    .unwrap_or(defaults.worker.suspend_threshold),
             },
             retention: self.retention.unwrap_or(defaults.retention),
         };

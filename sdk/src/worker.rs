@@ -38,7 +38,7 @@ pub struct WorkerBuilder {
     heartbeat: Option<Duration>,
     shutdown_grace: Option<Duration>,
     cancel_grace: Duration,
-    suspend_threshold: Duration,
+    suspend_threshold: Option<Duration>,
     only: Option<Vec<String>>,
     labels: BTreeMap<String, String>,
 }
@@ -52,7 +52,7 @@ impl WorkerBuilder {
             heartbeat: None,
             shutdown_grace: None,
             cancel_grace: Duration::from_secs(5),
-            suspend_threshold: Duration::from_secs(30),
+            suspend_threshold: None,
             only: None,
             labels: BTreeMap::new(),
         }
@@ -86,9 +86,10 @@ impl WorkerBuilder {
     }
 
     /// Durable sleeps longer than this suspend their run and give the slot back (the engine
-    /// re-dispatches the run at its wake-up time); shorter ones sleep in place. Default 30 s.
+    /// re-dispatches the run at its wake-up time); shorter ones sleep in place. Default:
+    /// `worker.suspend_threshold` of the config, 30 s.
     pub fn suspend_threshold(mut self, threshold: Duration) -> Self {
-        self.suspend_threshold = threshold;
+        self.suspend_threshold = Some(threshold);
         self
     }
 
@@ -196,7 +197,7 @@ impl WorkerBuilder {
             client: self.client.clone(),
             orch,
             worker_id: Arc::new(Mutex::new(session.worker_id.clone())),
-            suspend_threshold: self.suspend_threshold,
+            suspend_threshold: self.suspend_threshold.unwrap_or(cfg.suspend_threshold),
             registration,
             reregister: tokio::sync::Mutex::new(()),
             name: name.clone(),

@@ -62,6 +62,7 @@ worker:
   shutdown_grace: 1m30s
   heartbeat: 500ms
   lease: 5s
+  suspend_threshold: 2m
 "#,
         &[],
     )
@@ -79,6 +80,7 @@ worker:
                 shutdown_grace: secs(90),
                 heartbeat: Duration::from_millis(500),
                 lease: secs(5),
+                suspend_threshold: secs(120),
             },
             retention: secs(36 * 3600),
         }
@@ -142,6 +144,7 @@ worker:
   shutdown_grace: 1s
   heartbeat: 1s
   lease: 3s
+  suspend_threshold: 1s
 "#;
     let config = load(
         yaml,
@@ -156,6 +159,7 @@ worker:
             ("OWLCLAW_WORKER_SHUTDOWN_GRACE", "2s"),
             ("OWLCLAW_WORKER_HEARTBEAT", "2s"),
             ("OWLCLAW_WORKER_LEASE", "10s"),
+            ("OWLCLAW_WORKER_SUSPEND_THRESHOLD", "45s"),
             ("OWLCLAW_SOMETHING_ELSE", "ignored"),
         ],
     )
@@ -175,7 +179,8 @@ worker:
             slots: 2,
             shutdown_grace: secs(2),
             heartbeat: secs(2),
-            lease: secs(10)
+            lease: secs(10),
+            suspend_threshold: secs(45),
         }
     );
 }
