@@ -25,7 +25,7 @@
 //! | YAML key | environment variable | default | meaning |
 //! |---|---|---|---|
 //! | `mode` | `OWLCLAW_MODE` | `lite` | `lite`: the engine runs inside the process on `database_url`. `server`: the program talks over HTTP to an `owlclaw serve` engine at `server_url`. |
-//! | `server_url` | `OWLCLAW_SERVER_URL` | none | Base URL of the engine server, `http(s)://host[:port][/path]`. Required when `mode` is `server`. No credentials, query or fragment: the token goes in `api_token`. |
+//! | `server_url` | `OWLCLAW_SERVER_URL` | none | Base URL of the engine server, `http(s)://host[:port][/path]`, or several separated by commas (engine replicas on one database: the client fails over to the next when one can't be reached). Required when `mode` is `server`. No credentials, query or fragment: the token goes in `api_token`. |
 //! | `api_token` | `OWLCLAW_API_TOKEN` | none | Bearer token sent to the engine server (server mode). Never printed: `Debug` and `Display` show `***`, errors never quote it. |
 //! | `namespace` | `OWLCLAW_NAMESPACE` | none | Prefix of every task name, so that several applications can share one engine. Letters, digits, `-`, `_` and `.`, at most 64 characters. |
 //! | `database_url` | `OWLCLAW_DATABASE_URL` | `sqlite://.owlclaw/owlclaw.db` | Store of the embedded engine (lite mode): `sqlite:PATH`, `sqlite://PATH`, `sqlite::memory:`; `postgres://` and `postgresql://` URLs are accepted here for the PostgreSQL store. Passwords are redacted when printed. |
@@ -870,7 +870,18 @@ fn parse_mode(text: &str) -> std::result::Result<Mode, String> {
     }
 }
 
-fn check_server_url(url: &str) -> std::result::Result<(), String> {
+/// One URL, or several separated by commas (engine replicas the client fails over between).
+fn check_server_url(urls: &str) -> std::result::Result<(), String> {
+    if urls.split(',').all(|u| u.trim().is_empty()) {
+        return check_one_server_url(urls);
+    }
+    for url in urls.split(',').map(str::trim) {
+        check_one_server_url(url)?;
+    }
+    Ok(())
+}
+
+fn check_one_server_url(url: &str) -> std::result::Result<(), String> {
     let bad = |why: &str| {
         Err(format!(
             "invalid URL {:?}: {why}; expected http(s)://host[:port][/path]",
@@ -1247,9 +1258,12 @@ mod tests {
             "http://127.0.0.1:7070",
             "http://[::1]:7070/x",
             "HTTPS://Example.COM",
+            "http://10.0.0.1:7070,http://10.0.0.2:7070",
+            "http://a:7070, http://b:7070",
         ] {
             assert!(check_server_url(ok).is_ok(), "{ok}");
         }
+        assert!(check_server_url("http://a:7070,ftp://b").is_err());
         for bad in [
             "ftp://x",
             "http://",

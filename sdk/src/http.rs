@@ -9,6 +9,7 @@ use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Header naming the acting user (ownership checks).
@@ -16,9 +17,12 @@ const USER_HEADER: &str = "owlclaw-user";
 /// Time allowed to a request beyond the wait it asks the server for.
 const SLACK: Duration = Duration::from_secs(30);
 
-/// An [`Orchestrator`] over the engine server's HTTP API.
+/// An [`Orchestrator`] over the engine server's HTTP API. With several server URLs (engine
+/// replicas on one database), a request that can't connect goes to the next one, and later
+/// requests stay there.
 pub(crate) struct HttpOrchestrator {
-    base: String,
+    bases: Vec<String>,
+    current: AtomicUsize,
     token: Option<Secret>,
     http: reqwest::Client,
 }
@@ -26,7 +30,7 @@ pub(crate) struct HttpOrchestrator {
 impl fmt::Debug for HttpOrchestrator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpOrchestrator")
-            .field("base", &self.base)
+            .field("bases", &self.bases)
             .field("token", &self.token)
             .finish()
     }
@@ -79,11 +83,25 @@ impl HttpOrchestrator {
             .user_agent(concat!("owlclaw-sdk/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Internal(format!("building the HTTP client: {e}")))?;
+        let bases: Vec<String> = base_url
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/').to_string())
+            .filter(|b| !b.is_empty())
+            .collect();
+        if bases.is_empty() {
+            return Err(Error::config("server_url", "no server URL"));
+        }
         Ok(HttpOrchestrator {
-            base: base_url.trim_end_matches('/').to_string(),
+            bases,
+            current: AtomicUsize::new(0),
             token,
             http,
         })
+    }
+
+    /// The server in use.
+    fn base(&self) -> &str {
+        &self.bases[self.current.load(Ordering::Relaxed) % self.bases.len()]
     }
 
     fn request(
@@ -95,7 +113,7 @@ impl HttpOrchestrator {
     ) -> RequestBuilder {
         let mut rb = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.base()))
             .timeout(timeout);
         if let Some(t) = &self.token {
             rb = rb.bearer_auth(t.expose());
@@ -109,7 +127,7 @@ impl HttpOrchestrator {
     fn transport_error(&self, e: reqwest::Error) -> Error {
         if e.is_timeout() {
             return Error::Connection {
-                url: self.base.clone(),
+                url: self.base().to_string(),
                 message: "the request timed out".into(),
             };
         }
@@ -120,7 +138,7 @@ impl HttpOrchestrator {
             source = s.source();
         }
         Error::Connection {
-            url: self.base.clone(),
+            url: self.base().to_string(),
             message,
         }
     }
@@ -133,13 +151,13 @@ impl HttpOrchestrator {
                 StatusCode::BAD_GATEWAY
                 | StatusCode::SERVICE_UNAVAILABLE
                 | StatusCode::GATEWAY_TIMEOUT => Error::Connection {
-                    url: self.base.clone(),
+                    url: self.base().to_string(),
                     message: format!("{status}: {text}"),
                 },
                 StatusCode::UNAUTHORIZED => Error::Unauthorized(format!("{status}: {text}")),
                 _ => Error::Internal(format!(
                     "unexpected answer from {}: {status}: {text}",
-                    self.base
+                    self.base()
                 )),
             };
         };
@@ -186,15 +204,40 @@ impl HttpOrchestrator {
             },
             "timeout" => Error::Timeout(d.message),
             "connection" | "unavailable" => Error::Connection {
-                url: self.base.clone(),
+                url: self.base().to_string(),
                 message: d.message,
             },
             _ => Error::Internal(d.message),
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T> {
-        let resp = rb.send().await.map_err(|e| self.transport_error(e))?;
+    /// Sends the request built by `build`; when it can't connect and another server is
+    /// configured, moves to the next server and sends it there (the request never reached the
+    /// first one, so this can't duplicate it).
+    async fn dispatch(&self, build: impl Fn() -> RequestBuilder) -> Result<reqwest::Response> {
+        let mut tries = 0;
+        loop {
+            let from = self.current.load(Ordering::Relaxed);
+            match build().send().await {
+                Ok(resp) => return Ok(resp),
+                Err(e) if e.is_connect() && tries + 1 < self.bases.len() => {
+                    tries += 1;
+                    let err = self.transport_error(e);
+                    let _ = self.current.compare_exchange(
+                        from,
+                        from + 1,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    tracing::warn!(error = %err, next = %self.base(), "engine server unreachable; failing over");
+                }
+                Err(e) => return Err(self.transport_error(e)),
+            }
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(&self, build: impl Fn() -> RequestBuilder) -> Result<T> {
+        let resp = self.dispatch(build).await?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
         if !status.is_success() {
@@ -202,7 +245,7 @@ impl HttpOrchestrator {
         }
         let body: &[u8] = if body.is_empty() { b"null" } else { &body };
         serde_json::from_slice(body)
-            .map_err(|e| Error::Internal(format!("unexpected answer from {}: {e}", self.base)))
+            .map_err(|e| Error::Internal(format!("unexpected answer from {}: {e}", self.base())))
     }
 
     fn get(&self, path: &str, user: Option<&str>) -> RequestBuilder {
@@ -222,11 +265,7 @@ impl HttpOrchestrator {
 #[async_trait]
 impl Orchestrator for HttpOrchestrator {
     async fn schedule(&self, req: ScheduleRequest) -> Result<Scheduled> {
-        let resp = self
-            .post("/v1/runs", &req, None)
-            .send()
-            .await
-            .map_err(|e| self.transport_error(e))?;
+        let resp = self.dispatch(|| self.post("/v1/runs", &req, None)).await?;
         let created = resp.status() == StatusCode::CREATED;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
@@ -234,13 +273,14 @@ impl Orchestrator for HttpOrchestrator {
             return Err(self.api_error(status, &body));
         }
         let run = serde_json::from_slice(&body)
-            .map_err(|e| Error::Internal(format!("unexpected answer from {}: {e}", self.base)))?;
+            .map_err(|e| Error::Internal(format!("unexpected answer from {}: {e}", self.base())))?;
         Ok(Scheduled { run, created })
     }
 
     async fn schedule_bulk(&self, reqs: Vec<ScheduleRequest>) -> Result<Vec<Scheduled>> {
+        let body = BulkRequest { runs: reqs };
         let done: BulkResponse = self
-            .send(self.post("/v1/runs/bulk", &BulkRequest { runs: reqs }, None))
+            .send(|| self.post("/v1/runs/bulk", &body, None))
             .await?;
         Ok(done
             .runs
@@ -250,7 +290,8 @@ impl Orchestrator for HttpOrchestrator {
     }
 
     async fn get_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
-        self.send(self.get(&format!("/v1/runs/{id}"), user)).await
+        self.send(|| self.get(&format!("/v1/runs/{id}"), user))
+            .await
     }
 
     async fn list_runs(&self, filter: ListFilter) -> Result<RunPage> {
@@ -270,80 +311,78 @@ impl Orchestrator for HttpOrchestrator {
         if let Some(c) = filter.cursor {
             q.push(("cursor", c));
         }
-        self.send(self.get("/v1/runs", None).query(&q)).await
+        self.send(|| self.get("/v1/runs", None).query(&q)).await
     }
 
     async fn run_events(&self, id: RunId, user: Option<&str>) -> Result<Vec<RunEvent>> {
-        self.send(self.get(&format!("/v1/runs/{id}/events"), user))
+        self.send(|| self.get(&format!("/v1/runs/{id}/events"), user))
             .await
     }
 
     async fn cancel_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
-        self.send(self.request(Method::POST, &format!("/v1/runs/{id}/cancel"), SLACK, user))
+        self.send(|| self.request(Method::POST, &format!("/v1/runs/{id}/cancel"), SLACK, user))
             .await
     }
 
     async fn retry_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
-        self.send(self.request(Method::POST, &format!("/v1/runs/{id}/retry"), SLACK, user))
+        self.send(|| self.request(Method::POST, &format!("/v1/runs/{id}/retry"), SLACK, user))
             .await
     }
 
     async fn wait_run(&self, id: RunId, timeout: Duration) -> Result<RunSnapshot> {
         let timeout = timeout.min(Duration::from_secs(300));
         let path = format!("/v1/runs/{id}/result");
-        let rb = self
-            .request(Method::GET, &path, timeout + SLACK, None)
-            .query(&[("timeout", format_duration(timeout))]);
-        self.send(rb).await
+        let wait = [("timeout", format_duration(timeout))];
+        self.send(|| {
+            self.request(Method::GET, &path, timeout + SLACK, None)
+                .query(&wait)
+        })
+        .await
     }
 
     async fn list_crons(&self) -> Result<Vec<CronSchedule>> {
-        self.send(self.get("/v1/crons", None)).await
+        self.send(|| self.get("/v1/crons", None)).await
     }
 
     async fn create_cron(&self, req: CronRequest) -> Result<CronSchedule> {
-        self.send(self.post("/v1/crons", &req, None)).await
+        self.send(|| self.post("/v1/crons", &req, None)).await
     }
 
     async fn delete_cron(&self, id: &str) -> Result<()> {
-        self.send(self.request(Method::DELETE, &format!("/v1/crons/{id}"), SLACK, None))
+        self.send(|| self.request(Method::DELETE, &format!("/v1/crons/{id}"), SLACK, None))
             .await
     }
 
     async fn register_worker(&self, reg: WorkerRegistration) -> Result<WorkerSession> {
-        self.send(self.post("/v1/workers", &reg, None)).await
+        self.send(|| self.post("/v1/workers", &reg, None)).await
     }
 
     async fn exchange(&self, worker_id: &str, req: ExchangeRequest) -> Result<ExchangeResponse> {
         let timeout = Duration::from_millis(req.wait_ms) + SLACK;
-        let rb = self
-            .request(
-                Method::POST,
-                &format!("/v1/workers/{worker_id}/exchange"),
-                timeout,
-                None,
-            )
-            .json(&req);
-        self.send(rb).await
+        let path = format!("/v1/workers/{worker_id}/exchange");
+        self.send(|| self.request(Method::POST, &path, timeout, None).json(&req))
+            .await
     }
 
     async fn checkpoint_step(&self, worker_id: &str, checkpoint: StepCheckpoint) -> Result<()> {
-        self.send(self.post(&format!("/v1/workers/{worker_id}/steps"), &checkpoint, None))
+        self.send(|| self.post(&format!("/v1/workers/{worker_id}/steps"), &checkpoint, None))
             .await
     }
 
     async fn deregister_worker(&self, worker_id: &str) -> Result<()> {
-        self.send(self.request(
-            Method::DELETE,
-            &format!("/v1/workers/{worker_id}"),
-            SLACK,
-            None,
-        ))
+        self.send(|| {
+            self.request(
+                Method::DELETE,
+                &format!("/v1/workers/{worker_id}"),
+                SLACK,
+                None,
+            )
+        })
         .await
     }
 
     async fn list_workers(&self) -> Result<Vec<WorkerInfo>> {
-        self.send(self.get("/v1/workers", None)).await
+        self.send(|| self.get("/v1/workers", None)).await
     }
 
     async fn close(&self) -> Result<()> {

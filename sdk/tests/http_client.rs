@@ -247,3 +247,36 @@ async fn the_worker_loop_retries_transient_failures_and_keeps_running() {
     );
     worker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn with_several_server_urls_a_client_fails_over_to_the_one_that_answers() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dead = format!("http://127.0.0.1:{port}");
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/workers"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/crons"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let urls = format!("{dead},{}", server.uri());
+    let client = Client::connect(server_config(&urls, "tok"))
+        .await
+        .expect("fails over at connect");
+    assert!(client.crons().await.unwrap().is_empty());
+    // Both servers down: the error names what was tried.
+    let urls = format!("{dead},{dead}");
+    match Client::connect(server_config(&urls, "tok")).await {
+        Err(Error::Connection { url, .. }) => assert_eq!(url, dead),
+        other => panic!("{other:?}"),
+    }
+}
