@@ -17,6 +17,7 @@ use owlclaw_core::{Result, RunId};
 use serde_json::Value;
 use std::time::Duration;
 
+pub mod postgres;
 pub mod sqlite;
 
 /// A run to insert, fully resolved (policy, status, due time).
@@ -240,15 +241,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn close(&self);
 }
 
-/// Opens the store named by `url` (`sqlite://path`, `sqlite::memory:`) and migrates it.
+/// Opens the store named by `url` (`sqlite://path`, `sqlite::memory:`,
+/// `postgres://user:password@host/database`) and migrates it.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(std::sync::Arc::new(
+            postgres::PostgresStore::open(url).await?,
+        ))
     } else {
         Err(owlclaw_core::Error::config(
             "database_url",
             format!(
-                "unsupported database URL {:?}: use sqlite://path or sqlite::memory:",
+                "unsupported database URL {:?}: use sqlite://path, sqlite::memory: or \
+                 postgres://user:password@host/database",
                 crate::redact_url(url)
             ),
         ))
