@@ -923,7 +923,8 @@ async fn relay_wakes(inner: Arc<Inner>) {
         };
         match wake {
             crate::store::Wake::Work => inner.work.notify_waiters(),
-            crate::store::Wake::Timers => {
+            crate::store::Wake::Timers => inner.wake_maintenance.notify_one(),
+            crate::store::Wake::Crons => {
                 inner.crons_changed.store(true, Ordering::SeqCst);
                 inner.wake_maintenance.notify_one()
             }
@@ -967,7 +968,9 @@ async fn maintenance_loop(inner: Arc<Inner>) {
                     inner.finished.notify_waiters();
                 }
                 if let Some(due) = m.next_due {
-                    wake = wake.min(due);
+                    // A due timer locked by another replica stays due until that replica is
+                    // done: don't spin on it.
+                    wake = wake.min(due.max(now + chrono::Duration::milliseconds(10)));
                 }
                 if m.promoted as u32 >= inner.cfg.maintenance_batch {
                     wake = now; // more are due: go again at once

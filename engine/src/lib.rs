@@ -12,17 +12,7 @@ pub mod store;
 
 pub use engine::{Embedded, Engine, EngineConfig, LITE_TENANT};
 
-/// `scheme://user:***@host/...`: a URL with its password hidden, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((creds, host)) = rest.split_once('@') {
-            if let Some((user, _)) = creds.split_once(':') {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-        }
-    }
-    url.to_string()
-}
+pub use owlclaw_core::redact_url;
 
 #[cfg(test)]
 mod tests {

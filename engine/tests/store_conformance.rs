@@ -1712,7 +1712,7 @@ async fn wake_ups(h: &Harness) {
     };
     drain(&mut rx);
     other.upsert_cron(&rec).await.unwrap();
-    expect(&mut rx, Wake::Timers, "creating a cron").await;
+    expect(&mut rx, Wake::Crons, "creating a cron").await;
 
     // Kill the listening connection: the listener reconnects and wake-ups flow again.
     let admin = admin_url().unwrap();

@@ -101,8 +101,10 @@ pub struct Maintenance {
 pub enum Wake {
     /// Runs became ready: wake long-polling workers.
     Work,
-    /// A timer or cron changed: recompute the maintenance loop's wake-up.
+    /// A timer changed: recompute the maintenance loop's wake-up.
     Timers,
+    /// A cron schedule changed: reload the schedules.
+    Crons,
     /// Runs changed state (finished, cancelled): wake `wait_run` callers and heartbeats.
     Finished,
 }

@@ -372,6 +372,7 @@ fn jitter_ms() -> u64 {
 struct Wakes {
     work: bool,
     timers: bool,
+    crons: bool,
     finished: bool,
 }
 
@@ -391,6 +392,7 @@ impl Wakes {
         for (on, name) in [
             (self.work, "work"),
             (self.timers, "timers"),
+            (self.crons, "crons"),
             (self.finished, "finished"),
         ] {
             if on {
@@ -405,6 +407,7 @@ fn wake_of(payload: &str) -> Option<Wake> {
     match payload {
         "work" => Some(Wake::Work),
         "timers" => Some(Wake::Timers),
+        "crons" => Some(Wake::Crons),
         "finished" => Some(Wake::Finished),
         _ => None,
     }
@@ -438,7 +441,7 @@ async fn forward_wakes(
     tx: mpsc::UnboundedSender<Wake>,
     place: Place,
 ) {
-    const ALL: [Wake; 3] = [Wake::Work, Wake::Timers, Wake::Finished];
+    const ALL: [Wake; 4] = [Wake::Work, Wake::Timers, Wake::Crons, Wake::Finished];
     let mut listener = Some(listener);
     let mut pause = Duration::from_millis(100);
     loop {
@@ -1575,7 +1578,7 @@ impl PostgresStore {
             }
         }
         let wakes = Wakes {
-            timers: crons,
+            crons,
             ..Wakes::default()
         };
         notify(&mut tx, wakes).await?;
@@ -2074,7 +2077,7 @@ impl Store for PostgresStore {
              VALUES ($1, $2, $3, $4, $5, $6, NULL, $7) ON CONFLICT (tenant, id) DO UPDATE SET \
              task = excluded.task, expr = excluded.expr, timezone = excluded.timezone, input = excluded.input \
              RETURNING 1) \
-             SELECT pg_notify('owlclaw', 'timers') FROM up",
+             SELECT pg_notify('owlclaw', 'crons') FROM up",
         )
         .bind(&cron.tenant)
         .bind(&s.id)
@@ -2092,7 +2095,7 @@ impl Store for PostgresStore {
     async fn delete_cron(&self, tenant: &str, id: &str) -> Result<bool> {
         let deleted: i64 = sqlx::query_scalar(
             "WITH gone AS (DELETE FROM crons WHERE tenant = $1 AND id = $2 RETURNING 1), \
-             note AS (SELECT pg_notify('owlclaw', 'timers') FROM (SELECT 1 FROM gone LIMIT 1) AS g) \
+             note AS (SELECT pg_notify('owlclaw', 'crons') FROM (SELECT 1 FROM gone LIMIT 1) AS g) \
              SELECT (SELECT count(*) FROM gone) + 0 * (SELECT count(*) FROM note)",
         )
         .bind(tenant)
@@ -2211,9 +2214,13 @@ mod tests {
         let w = Wakes {
             work: true,
             timers: true,
+            crons: true,
             finished: true,
         };
         let got: Vec<Wake> = w.payloads().iter().filter_map(|p| wake_of(p)).collect();
-        assert_eq!(got, vec![Wake::Work, Wake::Timers, Wake::Finished]);
+        assert_eq!(
+            got,
+            vec![Wake::Work, Wake::Timers, Wake::Crons, Wake::Finished]
+        );
     }
 }

@@ -582,14 +582,15 @@ async fn insert_runs_tx(
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
-        let seqs: HashMap<String, i64> = inserted.into_iter().map(|(s, id)| (id, s)).collect();
+        let mut seqs: HashMap<String, i64> = inserted.into_iter().map(|(s, id)| (id, s)).collect();
         let mut queue = Vec::new();
         let mut timers = Vec::new();
         let mut events = Vec::new();
         for r in chunk {
             let id = r.id.to_string();
-            match seqs.get(&id) {
-                Some(&seq) => {
+            // `remove`: a second request with the same id in one batch finds the first one.
+            match seqs.remove(&id) {
+                Some(seq) => {
                     let status = if r.run_at > now {
                         timers.push(json!([seq, micros(r.run_at)]));
                         RunStatus::Scheduled
@@ -1192,15 +1193,18 @@ impl Store for SqliteStore {
         }
         let mut tx = self.begin().await?;
         if due {
-            let seqs: Vec<i64> = sqlx::query_scalar(
+            let mut due_rows: Vec<(i64, i64)> = sqlx::query_as(
                 "DELETE FROM timers WHERE run_seq IN (SELECT run_seq FROM timers WHERE due_at <= ?1 \
-                 ORDER BY due_at LIMIT ?2) RETURNING run_seq",
+                 ORDER BY due_at LIMIT ?2) RETURNING run_seq, due_at",
             )
             .bind(now_us)
             .bind(i64::from(limit))
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
+            // RETURNING gives no order: sort by due time (then seq) for FIFO by due time.
+            due_rows.sort_by_key(|&(seq, due)| (due, seq));
+            let seqs: Vec<i64> = due_rows.iter().map(|&(seq, _)| seq).collect();
             let mut rows: Vec<(i64, String, String, i64, i64)> = sqlx::query_as(
                 "UPDATE runs SET status = 'queued' WHERE seq IN (SELECT value FROM json_each(?1)) \
                  AND status = 'scheduled' RETURNING seq, tenant, task, priority, attempt",
