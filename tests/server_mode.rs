@@ -25,7 +25,9 @@ fn count(key: &str) -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_keeps_running_through_a_server_restart_without_losing_or_duplicating_results() {
-    let env = TestEnv::new(Backend::Server);
+    let env = TestEnv::new(Backend::Server)
+        .await
+        .expect("a SQLite environment");
     let client = env.client().await;
     let worker = client
         .worker("steady")
@@ -72,7 +74,9 @@ async fn a_worker_keeps_running_through_a_server_restart_without_losing_or_dupli
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_never_see_each_others_runs() {
-    let env = TestEnv::new(Backend::Server);
+    let env = TestEnv::new(Backend::Server)
+        .await
+        .expect("a SQLite environment");
     let client = env.client().await;
     let run = counted::enqueue(&client, ("tenant".into(), 1))
         .await

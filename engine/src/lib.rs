@@ -9,6 +9,8 @@ mod engine;
 pub mod http;
 pub mod limits;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use engine::{Embedded, Engine, EngineConfig, LITE_TENANT};
 

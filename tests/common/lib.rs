@@ -14,20 +14,37 @@ pub const LEASE: Duration = Duration::from_secs(1);
 /// A test database: a SQLite file in its own temporary directory.
 #[derive(Debug)]
 pub struct TestDb {
-    dir: tempfile::TempDir,
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<owlclaw_engine::testing::PgDb>,
 }
 
 impl TestDb {
-    /// A new, empty database.
+    /// A new, empty SQLite database.
     pub fn new() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("owlclaw.db").display());
         TestDb {
-            dir: tempfile::tempdir().expect("temp dir"),
+            url,
+            _dir: Some(dir),
+            _pg: None,
         }
+    }
+
+    /// A new, empty PostgreSQL database (dropped with this value), or `None` when
+    /// `OWLCLAW_TEST_DATABASE_URL` is not set outside CI (in CI, that panics).
+    pub async fn postgres() -> Option<TestDb> {
+        let pg = owlclaw_engine::testing::PgDb::create().await?;
+        Some(TestDb {
+            url: pg.url.clone(),
+            _dir: None,
+            _pg: Some(pg),
+        })
     }
 
     /// Its URL.
     pub fn url(&self) -> String {
-        format!("sqlite://{}", self.dir.path().join("owlclaw.db").display())
+        self.url.clone()
     }
 
     /// The configuration test clients use.
@@ -117,6 +134,22 @@ pub enum Backend {
     /// A real engine HTTP server on loopback (the code of `owlclaw serve`), on a SQLite file,
     /// reached with an API token.
     Server,
+    /// The engine embedded in the test process, on a PostgreSQL database of the test's own.
+    LitePostgres,
+    /// An engine HTTP server on loopback, on a PostgreSQL database of the test's own.
+    ServerPostgres,
+}
+
+impl Backend {
+    /// Whether clients reach the engine over HTTP.
+    pub fn is_server(self) -> bool {
+        matches!(self, Backend::Server | Backend::ServerPostgres)
+    }
+
+    /// Whether the store is PostgreSQL.
+    pub fn is_postgres(self) -> bool {
+        matches!(self, Backend::LitePostgres | Backend::ServerPostgres)
+    }
 }
 
 struct RunningServer {
@@ -148,11 +181,18 @@ impl std::fmt::Debug for TestEnv {
 
 impl TestEnv {
     /// A fresh database for `backend`.
-    pub fn new(backend: Backend) -> TestEnv {
+    /// `None` for a PostgreSQL backend when `OWLCLAW_TEST_DATABASE_URL` is not set outside CI
+    /// (a loud warning is printed; in CI it panics).
+    pub async fn new(backend: Backend) -> Option<TestEnv> {
         init_tracing();
-        TestEnv {
+        let db = if backend.is_postgres() {
+            TestDb::postgres().await?
+        } else {
+            TestDb::new()
+        };
+        Some(TestEnv {
             backend,
-            db: TestDb::new(),
+            db,
             engine: std::sync::Mutex::new(owlclaw_engine::EngineConfig {
                 lease: LEASE,
                 ..Default::default()
@@ -160,7 +200,7 @@ impl TestEnv {
             server: tokio::sync::Mutex::new(None),
             token: std::sync::Mutex::new(None),
             addr: std::sync::Mutex::new(None),
-        }
+        })
     }
 
     /// The database behind the environment.
@@ -241,12 +281,11 @@ impl TestEnv {
     /// Where a child process connects: the database URL (lite) or the server URL (server), and
     /// the API token to use, if any.
     pub async fn target(&self) -> (String, Option<String>) {
-        match self.backend {
-            Backend::Lite => (self.db.url(), None),
-            Backend::Server => {
-                let addr = self.ensure_server().await;
-                (format!("http://{addr}"), self.token.lock().unwrap().clone())
-            }
+        if self.backend.is_server() {
+            let addr = self.ensure_server().await;
+            (format!("http://{addr}"), self.token.lock().unwrap().clone())
+        } else {
+            (self.db.url(), None)
         }
     }
 
@@ -263,20 +302,17 @@ impl TestEnv {
 
     /// A client of this environment, its configuration changed by `f` (e.g. a namespace).
     pub async fn client_with(&self, f: impl FnOnce(&mut Config)) -> Client {
-        match self.backend {
-            Backend::Lite => {
-                let e = owlclaw_engine::Engine::start(self.engine_config())
-                    .await
-                    .expect("engine");
-                let mut config = self.db.config();
-                f(&mut config);
-                Client::from_orchestrator(Arc::new(e.embedded(owlclaw_engine::LITE_TENANT)), config)
-            }
-            Backend::Server => {
-                let mut config = self.config().await;
-                f(&mut config);
-                Client::connect(config).await.expect("connect")
-            }
+        if self.backend.is_server() {
+            let mut config = self.config().await;
+            f(&mut config);
+            Client::connect(config).await.expect("connect")
+        } else {
+            let e = owlclaw_engine::Engine::start(self.engine_config())
+                .await
+                .expect("engine");
+            let mut config = self.db.config();
+            f(&mut config);
+            Client::from_orchestrator(Arc::new(e.embedded(owlclaw_engine::LITE_TENANT)), config)
         }
     }
 
@@ -289,7 +325,7 @@ impl TestEnv {
     /// Stops the engine server, waits `down`, and starts it again on the same database and
     /// address.
     pub async fn restart_after(&self, down: Duration) {
-        if self.backend == Backend::Lite {
+        if !self.backend.is_server() {
             return;
         }
         let running = self.server.lock().await.take();
@@ -315,24 +351,26 @@ pub fn config_for(target: &str, token: Option<&str>) -> Config {
     c
 }
 
-/// Runs each named `async fn name(env: TestEnv)` against both backends, as `lite::name` and
-/// `server::name`.
+/// Runs each named `async fn name(env: TestEnv)` against every backend: `lite::name` and
+/// `server::name` on SQLite, `lite_postgres::name` and `server_postgres::name` on PostgreSQL
+/// (which pass with a loud warning when `OWLCLAW_TEST_DATABASE_URL` is not set outside CI, and
+/// fail in CI).
 #[macro_export]
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
-        mod lite {
+        $crate::both_backends!(@mod lite, Lite; $($name),*);
+        $crate::both_backends!(@mod server, Server; $($name),*);
+        $crate::both_backends!(@mod lite_postgres, LitePostgres; $($name),*);
+        $crate::both_backends!(@mod server_postgres, ServerPostgres; $($name),*);
+    };
+    (@mod $module:ident, $backend:ident; $($name:ident),*) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::TestEnv::new($crate::Backend::Lite)).await
-                }
-            )*
-        }
-        mod server {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::TestEnv::new($crate::Backend::Server)).await
+                    if let Some(env) = $crate::TestEnv::new($crate::Backend::$backend).await {
+                        super::$name(env).await
+                    }
                 }
             )*
         }
