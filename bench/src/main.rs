@@ -2,26 +2,29 @@
 //! protocol (BENCH.md): enqueue (bulk and single), drain, queue-to-start latency and peak RSS.
 //!
 //! ```text
-//! cargo run --release -p owlclaw-bench -- [--mode lite] [--tasks N] [--runs K] [--json]
-//!                                         [--database URL] [--skip-latency] [--slots S]
+//! cargo run --release -p owlclaw-bench -- [--mode lite|server|both] [--tasks N] [--runs K]
+//!                                         [--json] [--database URL] [--skip-latency] [--slots S]
 //! ```
 //!
 //! See `bench/README.md` for what each figure means.
 
 mod mode;
 mod phases;
+mod report;
+mod server;
 
 use anyhow::{bail, Context as _, Result};
-use mode::Mode;
+use mode::{Mode, Modes};
 use phases::{Drain, Latency, Rate};
-use serde_json::{json, Value};
 use std::io::Write;
-use std::time::Duration;
 
 const USAGE: &str = "\
-usage: owlclaw-bench [--mode lite] [--tasks N] [--runs K] [--json] [--database URL] [--skip-latency] [--slots S]
+usage: owlclaw-bench [--mode lite|server|both] [--tasks N] [--runs K] [--json] [--database URL] [--skip-latency]
+                     [--slots S]
 
-  --mode MODE      where the engine runs: `lite` (embedded, SQLite; the default and, for now, the only mode)
+  --mode MODE      where the engine runs: `lite` (embedded, SQLite; the default), `server` (an engine server
+                   in its own process on loopback, SQLite; worker and client in this process), or `both`
+                   (lite then server in each run; figures side by side, with the server/lite ratios)
   --tasks N        jobs enqueued in bulk and then drained (default 20000)
   --runs K         repeat the whole benchmark K times and report the median of each figure (default 1)
   --json           print one JSON object on stdout, progress on stderr
@@ -34,19 +37,22 @@ usage: owlclaw-bench [--mode lite] [--tasks N] [--runs K] [--json] [--database U
 
 /// Command-line options.
 #[derive(Debug, Clone)]
-struct Args {
-    mode: Mode,
-    tasks: u64,
-    runs: u32,
-    json: bool,
-    database: Option<String>,
-    skip_latency: bool,
-    slots: u32,
+pub(crate) struct Args {
+    pub(crate) modes: Modes,
+    pub(crate) tasks: u64,
+    pub(crate) runs: u32,
+    pub(crate) json: bool,
+    pub(crate) database: Option<String>,
+    pub(crate) skip_latency: bool,
+    pub(crate) slots: u32,
+    /// Hidden `--child-run K`: this process is one run (run K of `runs`) of one mode for a parent
+    /// measuring several modes; it reports its figures on stdout after [`FIGURES`].
+    pub(crate) child_run: Option<u32>,
 }
 
 impl Args {
     /// `default`, or what was tuned (BENCH.md: tuned figures are a separate, labelled row).
-    fn configuration(&self) -> String {
+    pub(crate) fn configuration(&self) -> String {
         if self.slots == phases::DEFAULT_SLOTS {
             "default".to_string()
         } else {
@@ -61,13 +67,14 @@ impl Args {
 
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
     let mut args = Args {
-        mode: Mode::Lite,
+        modes: Modes(vec![Mode::Lite]),
         tasks: 20_000,
         runs: 1,
         json: false,
         database: None,
         skip_latency: false,
         slots: phases::DEFAULT_SLOTS,
+        child_run: None,
     };
     while let Some(arg) = argv.next() {
         let (flag, inline) = match arg.split_once('=') {
@@ -84,7 +91,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
             "-h" | "--help" => return Ok(None),
             "--json" => args.json = true,
             "--skip-latency" => args.skip_latency = true,
-            "--mode" => args.mode = value("--mode")?.parse()?,
+            "--mode" => args.modes = value("--mode")?.parse()?,
             "--database" => args.database = Some(value("--database")?),
             "--tasks" => {
                 let v = value("--tasks")?;
@@ -103,6 +110,10 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
                     bail!("--slots must be at least 1");
                 }
             }
+            "--child-run" => {
+                let v = value("--child-run")?;
+                args.child_run = Some(v.parse().with_context(|| format!("--child-run {v:?}"))?);
+            }
             "--runs" => {
                 let v = value("--runs")?;
                 args.runs = v.parse().with_context(|| format!("--runs {v:?}"))?;
@@ -116,15 +127,15 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
     Ok(Some(args))
 }
 
-/// The figures of one run.
-#[derive(Debug, Clone, Copy)]
-struct Figures {
-    enqueue_bulk: Rate,
-    enqueue_single: Rate,
-    drain: Drain,
-    latency: Option<Latency>,
+/// The figures of one run in one mode.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Figures {
+    pub(crate) enqueue_bulk: Rate,
+    pub(crate) enqueue_single: Rate,
+    pub(crate) drain: Drain,
+    pub(crate) latency: Option<Latency>,
     /// (worker, engine), MiB.
-    peak_rss_mb: Option<(f64, f64)>,
+    pub(crate) peak_rss_mb: Option<(f64, f64)>,
 }
 
 /// Where progress goes: stdout, or stderr under `--json` (stdout then holds the JSON only).
@@ -137,14 +148,28 @@ fn progress(json: bool, line: &str) {
     }
 }
 
-async fn one_run(args: &Args, run: u32) -> Result<Figures> {
-    let say = |line: String| progress(args.json, &format!("[run {run}/{}] {line}", args.runs));
+/// The larger of two optional figures.
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
+    let tag = if args.modes.0.len() > 1 || args.child_run.is_some() {
+        format!("[run {run}/{}] [{mode}]", args.runs)
+    } else {
+        format!("[run {run}/{}]", args.runs)
+    };
+    let say = |line: String| progress(args.json, &format!("{tag} {line}"));
     let rss_reset = mode::reset_peak_rss();
 
-    // enqueue_single, in a database of its own so that it does not disturb the drain.
-    let single = args.mode.open(None, "single").await?;
+    // enqueue_single, in a database of its own so that it does not disturb the drain (in server
+    // mode, an engine process of its own too).
+    let single = mode.open(None, "single").await?;
     let enqueue_single = phases::enqueue_single(&single.client, phases::SINGLE_JOBS).await?;
-    single.close().await?;
+    let engine_rss_single = single.close().await?;
     say(format!(
         "enqueue_single: {} jobs in {:.3}s = {:.0}/s",
         enqueue_single.count,
@@ -153,7 +178,7 @@ async fn one_run(args: &Args, run: u32) -> Result<Figures> {
     ));
 
     // enqueue_bulk, then drain those runs, then latency with the same (warm) worker.
-    let target = args.mode.open(args.database.as_deref(), "drain").await?;
+    let target = mode.open(args.database.as_deref(), "drain").await?;
     let client = &target.client;
     phases::ensure_idle(client, &target.url).await?;
     let before = if args.database.is_some() {
@@ -168,10 +193,26 @@ async fn one_run(args: &Args, run: u32) -> Result<Figures> {
         enqueue_bulk.elapsed.as_secs_f64(),
         enqueue_bulk.per_s()
     ));
-    let (drain, worker) =
-        phases::drain(client, args.tasks, args.slots, before + args.tasks).await?;
+    let (drain, worker) = phases::drain(
+        client,
+        args.tasks,
+        args.slots,
+        before + args.tasks,
+        target.engine_pid(),
+    )
+    .await?;
+    let cpu = match (mode, drain.cpu_worker_s, drain.cpu_engine_s) {
+        (Mode::Lite, Some(w), _) => format!("; CPU {w:.2}s"),
+        (Mode::Server, Some(w), Some(e)) => {
+            format!(
+                "; CPU {:.2}s = worker process {w:.2}s + engine process {e:.2}s",
+                w + e
+            )
+        }
+        _ => String::new(),
+    };
     say(format!(
-        "drain: {} jobs in {:.3}s = {:.0}/s (last body started at {:.3}s; {} succeeded runs verified in the store)",
+        "drain: {} jobs in {:.3}s = {:.0}/s (last body started at {:.3}s; {} succeeded runs verified in the store{cpu})",
         drain.rate.count,
         drain.rate.elapsed.as_secs_f64(),
         drain.rate.per_s(),
@@ -197,18 +238,28 @@ async fn one_run(args: &Args, run: u32) -> Result<Figures> {
         Some(l)
     };
     worker.shutdown().await.context("stopping the worker")?;
-    target.close().await?;
+    let engine_rss_drain = target.close().await?;
 
-    let peak_rss_mb = args.mode.peak_rss_mb();
+    let worker_rss = mode::peak_rss_mb();
+    let peak_rss_mb = match mode {
+        Mode::Lite => worker_rss.map(|m| (m, m)),
+        Mode::Server => worker_rss.zip(max_opt(engine_rss_single, engine_rss_drain)),
+    };
     if let Some((w, e)) = peak_rss_mb {
         let scope = if rss_reset {
             "this run"
         } else {
             "since the process started"
         };
+        let note = match mode {
+            Mode::Lite => "one process in lite mode".to_string(),
+            Mode::Server => format!(
+                "worker: this process, {scope}; engine: the larger of this run's two engine \
+                 processes (enqueue_single; bulk, drain and latency)"
+            ),
+        };
         say(format!(
-            "peak rss ({scope}): worker={w:.1}MiB engine={e:.1}MiB (one process in {} mode)",
-            args.mode
+            "peak rss ({scope}): worker={w:.1}MiB engine={e:.1}MiB ({note})"
         ));
     }
     Ok(Figures {
@@ -220,183 +271,67 @@ async fn one_run(args: &Args, run: u32) -> Result<Figures> {
     })
 }
 
-/// The median (mean of the two middle values for an even count).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+/// Marks the line on which a `--child-run` process reports its figures (JSON).
+const FIGURES: &str = "__figures";
+
+/// One run of `mode` in a fresh process of this executable (`--child-run`), so that each mode's
+/// worker-process peak RSS is its own and not memory the allocator kept from the other mode.
+/// Its progress lines are passed on; its figures come back on the line after [`FIGURES`].
+async fn run_in_child(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
+    use tokio::io::AsyncBufReadExt as _;
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let mut cmd = tokio::process::Command::new(&exe);
+    cmd.arg("--mode")
+        .arg(mode.to_string())
+        .arg("--tasks")
+        .arg(args.tasks.to_string())
+        .arg("--runs")
+        .arg(args.runs.to_string())
+        .arg("--slots")
+        .arg(args.slots.to_string())
+        .arg("--child-run")
+        .arg(run.to_string());
+    if args.skip_latency {
+        cmd.arg("--skip-latency");
     }
-}
-
-/// The median of one figure over every run (`None` when a run lacks it).
-fn med(runs: &[Figures], f: impl Fn(&Figures) -> Option<f64>) -> Option<f64> {
-    runs.iter().map(f).collect::<Option<Vec<f64>>>().map(median)
-}
-
-/// Medians over the runs.
-#[derive(Debug)]
-struct Summary {
-    enqueue_bulk: f64,
-    enqueue_single: f64,
-    drain: f64,
-    latency: Option<(f64, f64, f64)>,
-    rss: Option<(f64, f64)>,
-    durations: Value,
-}
-
-fn summarize(runs: &[Figures]) -> Summary {
-    let secs =
-        |f: &dyn Fn(&Figures) -> Option<Duration>| med(runs, |r| f(r).map(|d| d.as_secs_f64()));
-    let latency = match (
-        med(runs, |r| r.latency.map(|l| l.p50)),
-        med(runs, |r| r.latency.map(|l| l.p95)),
-        med(runs, |r| r.latency.map(|l| l.p99)),
-    ) {
-        (Some(a), Some(b), Some(c)) => Some((a, b, c)),
-        _ => None,
-    };
-    let rss = match (
-        med(runs, |r| r.peak_rss_mb.map(|m| m.0)),
-        med(runs, |r| r.peak_rss_mb.map(|m| m.1)),
-    ) {
-        (Some(w), Some(e)) => Some((w, e)),
-        _ => None,
-    };
-    Summary {
-        enqueue_bulk: med(runs, |r| Some(r.enqueue_bulk.per_s())).unwrap_or(f64::NAN),
-        enqueue_single: med(runs, |r| Some(r.enqueue_single.per_s())).unwrap_or(f64::NAN),
-        drain: med(runs, |r| Some(r.drain.rate.per_s())).unwrap_or(f64::NAN),
-        latency,
-        rss,
-        durations: json!({
-            "enqueue_bulk": round3(secs(&|r| Some(r.enqueue_bulk.elapsed))),
-            "enqueue_single": round3(secs(&|r| Some(r.enqueue_single.elapsed))),
-            "drain": round3(secs(&|r| Some(r.drain.rate.elapsed))),
-            "drain_last_body_start": round3(secs(&|r| Some(r.drain.bodies))),
-            "latency_phase": round3(secs(&|r| r.latency.map(|l| l.span))),
-        }),
+    if let Some(db) = &args.database {
+        cmd.arg("--database").arg(db);
     }
-}
-
-fn round3(v: Option<f64>) -> Value {
-    v.map_or(Value::Null, |v| json!((v * 1000.0).round() / 1000.0))
-}
-
-fn round2(v: f64) -> Value {
-    json!((v * 100.0).round() / 100.0)
-}
-
-fn run_json(r: &Figures) -> Value {
-    json!({
-        "enqueue_bulk": r.enqueue_bulk.per_s().round() as u64,
-        "enqueue_single": r.enqueue_single.per_s().round() as u64,
-        "drain": r.drain.rate.per_s().round() as u64,
-        "latency_ms": r.latency.map(|l| json!({
-            "p50": round2(l.p50), "p95": round2(l.p95), "p99": round2(l.p99), "max": round2(l.max),
-            "enqueue_call_p50": round2(l.enqueue_call_p50), "enqueue_call_p99": round2(l.enqueue_call_p99),
-        })),
-        "peak_rss_mb": r.peak_rss_mb.map(|(w, e)| json!({ "worker": round2(w), "engine": round2(e) })),
-        "durations_s": {
-            "enqueue_bulk": round3(Some(r.enqueue_bulk.elapsed.as_secs_f64())),
-            "enqueue_single": round3(Some(r.enqueue_single.elapsed.as_secs_f64())),
-            "drain": round3(Some(r.drain.rate.elapsed.as_secs_f64())),
-            "drain_last_body_start": round3(Some(r.drain.bodies.as_secs_f64())),
-            "latency_phase": round3(r.latency.map(|l| l.span.as_secs_f64())),
-        },
-    })
-}
-
-fn report(args: &Args, runs: &[Figures]) {
-    let s = summarize(runs);
-    if args.json {
-        let out = json!({
-            "mode": args.mode.to_string(),
-            "mode_description": args.mode.describe(),
-            "tasks": args.tasks,
-            "enqueue_single_jobs": phases::SINGLE_JOBS,
-            "enqueue_bulk_chunk": phases::BULK_CHUNK,
-            "worker_slots": args.slots,
-            "configuration": args.configuration(),
-            "latency_jobs": if args.skip_latency { 0 } else { phases::LATENCY_JOBS },
-            "runs": runs.len(),
-            "statistic": "median",
-            "enqueue_bulk": s.enqueue_bulk.round() as u64,
-            "enqueue_single": s.enqueue_single.round() as u64,
-            "drain": s.drain.round() as u64,
-            "latency_ms": s.latency.map(|(p50, p95, p99)| json!({
-                "p50": round2(p50), "p95": round2(p95), "p99": round2(p99),
-            })),
-            "peak_rss_mb": s.rss.map(|(w, e)| json!({
-                "worker": round2(w),
-                "engine": round2(e),
-                "same_process": args.mode == Mode::Lite,
-            })),
-            "durations_s": s.durations,
-            "per_run": runs.iter().map(run_json).collect::<Vec<_>>(),
-        });
-        println!("{out}");
-        return;
-    }
-    let stat = if runs.len() > 1 {
-        format!("median of {} runs", runs.len())
-    } else {
-        "1 run".to_string()
-    };
-    println!();
-    println!(
-        "owlclaw-bench, mode {} ({}), {} tasks, {stat}, configuration {}",
-        args.mode,
-        args.mode.describe(),
-        args.tasks,
-        args.configuration()
-    );
-    println!(
-        "enqueue: {:.0} tasks/s (bulk, {} per call), {:.0} tasks/s (single, one call each)",
-        s.enqueue_bulk,
-        phases::BULK_CHUNK,
-        s.enqueue_single
-    );
-    println!(
-        "drain: {:.0} tasks/s (one worker, {} slots)",
-        s.drain, args.slots
-    );
-    match s.latency {
-        Some((p50, p95, p99)) => println!(
-            "latency p50/p95/p99: {p50:.2} / {p95:.2} / {p99:.2} ms (queue-to-start, one job every {} ms)",
-            phases::LATENCY_EVERY.as_millis()
-        ),
-        None => println!("latency p50/p95/p99: skipped"),
-    }
-    match s.rss {
-        Some((w, e)) if args.mode == Mode::Lite => {
-            debug_assert_eq!(w.to_bits(), e.to_bits());
-            println!("peak rss: {w:.1} MiB (worker and engine are one process in lite mode)")
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("running {}", exe.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut figures = None;
+    while let Some(line) = lines.next_line().await? {
+        match line.strip_prefix(FIGURES) {
+            Some(f) => figures = Some(serde_json::from_str::<Figures>(f.trim())?),
+            None => progress(args.json, &line),
         }
-        Some((w, e)) => println!("peak rss: worker {w:.1} MiB, engine {e:.1} MiB"),
-        None => println!("peak rss: unknown (no /proc/self/status)"),
     }
-    println!();
-    println!("enqueue_bulk: {:.0}/s", s.enqueue_bulk);
-    println!("enqueue_single: {:.0}/s", s.enqueue_single);
-    println!("drain: {:.0}/s", s.drain);
-    match s.latency {
-        Some((p50, p95, p99)) => println!("latency_ms p50={p50:.2} p95={p95:.2} p99={p99:.2}"),
-        None => println!("latency_ms p50=n/a p95=n/a p99=n/a"),
-    }
-    match s.rss {
-        Some((w, e)) => println!("peak_rss_mb worker={w:.1} engine={e:.1}"),
-        None => println!("peak_rss_mb worker=n/a engine=n/a"),
+    let status = child.wait().await?;
+    match figures {
+        Some(f) if status.success() => Ok(f),
+        _ => bail!("the run's process exited with {status}"),
     }
 }
 
 #[tokio::main]
 async fn main() {
-    let args = match parse_args(std::env::args().skip(1)) {
+    let mut argv = std::env::args().skip(1).peekable();
+    if argv.peek().map(String::as_str) == Some(server::SUBCOMMAND) {
+        argv.next();
+        if let Err(e) = server::engine_main(argv).await {
+            eprintln!("owlclaw-bench {}: {e:#}", server::SUBCOMMAND);
+            std::process::exit(1);
+        }
+        return;
+    }
+    let args = match parse_args(argv) {
         Ok(Some(args)) => args,
         Ok(None) => {
             print!("{USAGE}");
@@ -407,12 +342,32 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(run) = args.child_run {
+        let figures = match args.modes.0.as_slice() {
+            [mode] => one_run(&args, *mode, run).await,
+            _ => Err(anyhow::anyhow!("--child-run takes one mode")),
+        };
+        match figures.and_then(|f| Ok(serde_json::to_string(&f)?)) {
+            Ok(f) => println!("{FIGURES} {f}"),
+            Err(e) => {
+                eprintln!("owlclaw-bench: run {run} failed: {e:#}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    let described: Vec<String> = args
+        .modes
+        .0
+        .iter()
+        .map(|m| format!("{m} ({})", m.describe()))
+        .collect();
     progress(
         args.json,
         &format!(
-            "owlclaw-bench: mode {} ({}), {} tasks, {} run(s), configuration {}{}",
-            args.mode,
-            args.mode.describe(),
+            "owlclaw-bench: mode {}: {}, {} tasks, {} run(s), configuration {}{}",
+            args.modes,
+            described.join("; "),
             args.tasks,
             args.runs,
             args.configuration(),
@@ -422,17 +377,26 @@ async fn main() {
                 .unwrap_or_default()
         ),
     );
-    let mut runs = Vec::new();
+    let mut results: Vec<(Mode, Vec<Figures>)> =
+        args.modes.0.iter().map(|m| (*m, Vec::new())).collect();
+    let isolate = results.len() > 1;
     for run in 1..=args.runs {
-        match one_run(&args, run).await {
-            Ok(f) => runs.push(f),
-            Err(e) => {
-                eprintln!("owlclaw-bench: run {run} failed: {e:#}");
-                std::process::exit(1);
+        for (mode, runs) in &mut results {
+            let figures = if isolate {
+                run_in_child(&args, *mode, run).await
+            } else {
+                one_run(&args, *mode, run).await
+            };
+            match figures {
+                Ok(f) => runs.push(f),
+                Err(e) => {
+                    eprintln!("owlclaw-bench: run {run} ({mode} mode) failed: {e:#}");
+                    std::process::exit(1);
+                }
             }
         }
     }
-    report(&args, &runs);
+    report::report(&args, &results);
 }
 
 #[cfg(test)]
@@ -452,19 +416,19 @@ mod tests {
             (a.tasks, a.runs, a.json, a.skip_latency),
             (100_000, 3, true, true)
         );
-        assert_eq!(a.mode, Mode::Lite);
+        assert_eq!(a.modes, Modes(vec![Mode::Lite]));
         assert!(parse(&["--help"]).unwrap().is_none());
-        assert!(parse(&["--mode", "server"])
+        let both = parse(&["--mode", "both"]).unwrap().unwrap();
+        assert_eq!(both.modes, Modes(vec![Mode::Lite, Mode::Server]));
+        assert_eq!(both.modes.to_string(), "both");
+        let server = parse(&["--mode=server"]).unwrap().unwrap();
+        assert_eq!(server.modes, Modes(vec![Mode::Server]));
+        assert!(parse(&["--mode", "server-postgres"])
             .unwrap_err()
             .to_string()
             .contains("not implemented yet"));
+        assert!(parse(&["--mode", "bogus"]).is_err());
         assert!(parse(&["--tasks"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
-    }
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
     }
 }

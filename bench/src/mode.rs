@@ -1,11 +1,15 @@
 //! Where the engine runs and where it stores: the benchmark's *modes*.
 //!
-//! Only `lite` exists for now: the engine embedded in this process, on a SQLite file. Server mode
-//! (over HTTP to `owlclaw serve`, on SQLite or PostgreSQL) will add variants here; the phases in
-//! `phases.rs` only need a [`Client`] and do not care which mode gave it.
+//! - `lite`: the engine embedded in this process, on a SQLite file;
+//! - `server`: the engine in a separate process (this executable re-run as `__engine`, see
+//!   `server.rs`) behind its HTTP API on loopback, on a SQLite file; the worker and the enqueuing
+//!   client stay in this process and reach it through the SDK's server mode.
+//!
+//! The phases in `phases.rs` only need a [`Client`] and do not care which mode gave it.
 
+use crate::server::EngineProcess;
 use anyhow::{bail, Context as _, Result};
-use owlclaw::{Client, Config};
+use owlclaw::{Client, Config, Secret};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -16,19 +20,39 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub(crate) enum Mode {
     /// Embedded engine, SQLite file: worker and engine are this one process.
     Lite,
+    /// Engine server in its own process on loopback, SQLite file; worker and client here.
+    Server,
 }
 
-impl FromStr for Mode {
+/// What `--mode` asks for: one mode, or several measured in the same invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Modes(pub(crate) Vec<Mode>);
+
+impl FromStr for Modes {
     type Err = anyhow::Error;
 
-    fn from_str(s: &str) -> Result<Mode> {
+    fn from_str(s: &str) -> Result<Modes> {
         match s {
-            "lite" => Ok(Mode::Lite),
-            "server" | "server-sqlite" | "server-postgres" | "postgres" => bail!(
-                "mode {s:?} is not implemented yet: only `--mode lite` (embedded engine on SQLite) is \
-                 available in this version of owlclaw-bench"
+            "lite" => Ok(Modes(vec![Mode::Lite])),
+            "server" | "server-sqlite" => Ok(Modes(vec![Mode::Server])),
+            "both" => Ok(Modes(vec![Mode::Lite, Mode::Server])),
+            "server-postgres" | "postgres" => bail!(
+                "mode {s:?} is not implemented yet: owlclaw-bench measures `lite`, `server` \
+                 (engine server on SQLite) and `both`"
             ),
-            other => bail!("unknown mode {other:?}: expected `lite`"),
+            other => bail!("unknown mode {other:?}: expected `lite`, `server` or `both`"),
+        }
+    }
+}
+
+impl fmt::Display for Modes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.as_slice() {
+            [Mode::Lite, Mode::Server] => f.write_str("both"),
+            modes => {
+                let names: Vec<String> = modes.iter().map(Mode::to_string).collect();
+                f.write_str(&names.join("+"))
+            }
         }
     }
 }
@@ -37,6 +61,7 @@ impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Mode::Lite => "lite",
+            Mode::Server => "server",
         })
     }
 }
@@ -46,68 +71,113 @@ impl Mode {
     pub(crate) fn describe(self) -> &'static str {
         match self {
             Mode::Lite => "embedded engine on SQLite; worker and engine share this process",
+            Mode::Server => {
+                "engine server in its own process on loopback HTTP, SQLite; worker and client in \
+                 this process"
+            }
         }
     }
 
     /// Connects to a store for one phase: `database` when given, else a fresh, empty database
-    /// that is deleted when the returned [`Target`] is dropped.
+    /// that is deleted when the returned [`Target`] is dropped. In server mode this also starts
+    /// an engine process of its own for the phase.
     pub(crate) async fn open(self, database: Option<&str>, label: &str) -> Result<Target> {
+        let (url, files) = match database {
+            Some(url) => (url.to_string(), Vec::new()),
+            None => {
+                let path = fresh_sqlite_path(&format!("{self}-{label}"))?;
+                let files = ["", "-wal", "-shm", "-journal"]
+                    .iter()
+                    .map(|suffix| PathBuf::from(format!("{}{suffix}", path.display())))
+                    .collect();
+                (format!("sqlite://{}", path.display()), files)
+            }
+        };
+        // From here on, `files` are deleted on every path out (`Target` or `Scratch`'s drop).
+        let scratch = Scratch(files);
         match self {
             Mode::Lite => {
-                let (url, files) = match database {
-                    Some(url) => (url.to_string(), Vec::new()),
-                    None => {
-                        let path = fresh_sqlite_path(label)?;
-                        let files = ["", "-wal", "-shm", "-journal"]
-                            .iter()
-                            .map(|suffix| PathBuf::from(format!("{}{suffix}", path.display())))
-                            .collect();
-                        (format!("sqlite://{}", path.display()), files)
-                    }
-                };
                 let mut config = Config::lite();
                 config.database_url = url.clone();
                 let client = Client::connect(config)
                     .await
                     .with_context(|| format!("starting the embedded engine on {url}"))?;
-                Ok(Target { client, url, files })
+                Ok(Target {
+                    client,
+                    url,
+                    engine: None,
+                    files: scratch,
+                })
             }
-        }
-    }
-
-    /// Peak resident set size of the worker and of the engine, in MiB. In lite mode both are
-    /// this process, so both figures are the same `VmHWM`.
-    pub(crate) fn peak_rss_mb(self) -> Option<(f64, f64)> {
-        match self {
-            Mode::Lite => peak_rss_mb().map(|m| (m, m)),
+            Mode::Server => {
+                let (engine, addr, token) = EngineProcess::spawn(&url)
+                    .await
+                    .with_context(|| format!("starting an engine server on {url}"))?;
+                let server_url = format!("http://{addr}");
+                let config = Config {
+                    mode: owlclaw::Mode::Server,
+                    server_url: Some(server_url.clone()),
+                    api_token: Some(Secret::new(token)),
+                    ..Config::default()
+                };
+                let client = Client::connect(config)
+                    .await
+                    .with_context(|| format!("connecting to the engine server at {server_url}"))?;
+                Ok(Target {
+                    client,
+                    url,
+                    engine: Some(engine),
+                    files: scratch,
+                })
+            }
         }
     }
 }
 
-/// A connected client and the files to delete afterwards.
+/// Temporary database files, deleted when dropped.
+#[derive(Debug)]
+struct Scratch(Vec<PathBuf>);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+/// A connected client, the engine process behind it (server mode) and the files to delete
+/// afterwards.
 #[derive(Debug)]
 pub(crate) struct Target {
     pub(crate) client: Client,
     pub(crate) url: String,
-    files: Vec<PathBuf>,
+    engine: Option<EngineProcess>,
+    // Declared after `engine`: the engine process is killed (if still alive) before its files go.
+    files: Scratch,
 }
 
 impl Target {
-    /// Disconnects (stopping the embedded engine) and deletes the temporary database, if any.
-    pub(crate) async fn close(self) -> Result<()> {
+    /// The engine's process (server mode).
+    pub(crate) fn engine_pid(&self) -> Option<u32> {
+        self.engine.as_ref().map(EngineProcess::pid)
+    }
+
+    /// Disconnects, stops the engine (embedded, or the server process: its peak RSS is read just
+    /// before it is stopped) and deletes the temporary database, if any. Returns the engine
+    /// process's peak RSS in MiB (server mode; `None` in lite mode, where it is this process).
+    pub(crate) async fn close(self) -> Result<Option<f64>> {
         self.client
             .disconnect()
             .await
             .context("stopping the engine")?;
-        Ok(())
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        for f in &self.files {
-            let _ = std::fs::remove_file(f);
-        }
+        let Target { engine, files, .. } = self;
+        let rss = match engine {
+            Some(engine) => engine.stop().await.context("stopping the engine server")?,
+            None => None,
+        };
+        drop(files);
+        Ok(rss)
     }
 }
 
@@ -143,6 +213,11 @@ fn fresh_sqlite_path(label: &str) -> Result<PathBuf> {
 /// `VmHWM` of this process, in MiB.
 pub(crate) fn peak_rss_mb() -> Option<f64> {
     status_kb(Path::new("/proc/self/status"), "VmHWM:").map(|kb| kb as f64 / 1024.0)
+}
+
+/// `VmHWM` of process `pid`, in MiB.
+pub(crate) fn peak_rss_mb_of(pid: u32) -> Option<f64> {
+    status_kb(Path::new(&format!("/proc/{pid}/status")), "VmHWM:").map(|kb| kb as f64 / 1024.0)
 }
 
 fn status_kb(path: &Path, field: &str) -> Option<u64> {

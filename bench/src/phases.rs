@@ -65,7 +65,7 @@ async fn noop(_ctx: Context, job: Job) -> anyhow::Result<()> {
 }
 
 /// `count` jobs in `elapsed`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Rate {
     pub(crate) count: u64,
     pub(crate) elapsed: Duration,
@@ -174,12 +174,16 @@ pub(crate) async fn ensure_idle(client: &Client, url: &str) -> Result<()> {
 }
 
 /// What the drain measured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Drain {
     /// N / (worker start → the store shows every run terminal).
     pub(crate) rate: Rate,
     /// Worker start → the N-th task body started (in-process counter).
     pub(crate) bodies: Duration,
+    /// CPU time (user + system, s) used during the measured drain by this process (the worker;
+    /// in lite mode the engine too) and by the engine process (server mode). A diagnostic.
+    pub(crate) cpu_worker_s: Option<f64>,
+    pub(crate) cpu_engine_s: Option<f64>,
 }
 
 /// Waits until `STARTED` reaches `target`; fails when it stops moving for `STALL`.
@@ -206,14 +210,20 @@ async fn wait_started(target: usize, what: &str) -> Result<()> {
 
 /// `drain`: with `jobs` runs queued, starts one worker with `slots` slots and measures
 /// until the store shows every run terminal; then checks that `expect_succeeded` runs are
-/// `succeeded`. Returns the running worker (warm, for the latency phase).
+/// `succeeded`. Returns the running worker (warm, for the latency phase). `engine_pid` is the
+/// engine's process in server mode, whose CPU time is also taken.
 pub(crate) async fn drain(
     client: &Client,
     jobs: u64,
     slots: u32,
     expect_succeeded: u64,
+    engine_pid: Option<u32>,
 ) -> Result<(Drain, owlclaw::Worker)> {
     let base = STARTED.load(Ordering::Relaxed);
+    let cpu_before = (
+        cpu_seconds(None),
+        engine_pid.and_then(|p| cpu_seconds(Some(p))),
+    );
     let t0 = Instant::now();
     let worker = client
         .worker("owlclaw-bench")
@@ -237,6 +247,9 @@ pub(crate) async fn drain(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = t0.elapsed();
+    let spent = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
+    let cpu_worker_s = spent(cpu_before.0, cpu_seconds(None));
+    let cpu_engine_s = spent(cpu_before.1, engine_pid.and_then(|p| cpu_seconds(Some(p))));
     let succeeded = count_runs(client, RunStatus::Succeeded).await?;
     if succeeded != expect_succeeded {
         let failed = count_runs(client, RunStatus::Failed).await?;
@@ -253,13 +266,30 @@ pub(crate) async fn drain(
                 elapsed,
             },
             bodies,
+            cpu_worker_s,
+            cpu_engine_s,
         },
         worker,
     ))
 }
 
+/// CPU time (user + system, every thread) of this process or of process `pid`, in seconds, from
+/// `/proc/<pid>/stat` (in clock ticks of 1/100 s, Linux's `USER_HZ`).
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let text = std::fs::read_to_string(path).ok()?;
+    // After the command name (in parentheses, possibly with spaces): state is field 3, utime 14
+    // and stime 15.
+    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
+}
+
 /// Queue-to-start latency percentiles, in milliseconds.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Latency {
     pub(crate) p50: f64,
     pub(crate) p95: f64,
