@@ -465,7 +465,47 @@ async fn publishing_a_product_retries_only_what_did_not_complete(env: TestEnv) {
     worker.shutdown().await.unwrap();
 }
 
+/// A step, then a failure with no retry left until the input says otherwise (a flag file).
+#[task]
+async fn fails_after_a_step(ctx: Context, key: String) -> anyhow::Result<u32> {
+    let n: u32 = ctx
+        .step("charge", || async { anyhow::Ok(bump(&key, "charge")) })
+        .await?;
+    if bump(&key, "tail") == 1 {
+        anyhow::bail!("the shipping service is down");
+    }
+    Ok(n)
+}
+
+async fn a_manual_retry_keeps_the_completed_steps(env: TestEnv) {
+    let k = key(&env, "manual");
+    let client = env.client().await;
+    let worker = client
+        .worker("w")
+        .task::<fails_after_a_step>()
+        .start()
+        .await
+        .unwrap();
+    let run = fails_after_a_step::enqueue(&client, k.clone())
+        .await
+        .unwrap();
+    assert_eq!(finished(&client, run.id()).await.status, RunStatus::Failed);
+    assert_eq!(
+        client.retry(run.id()).await.unwrap().status,
+        RunStatus::Queued
+    );
+    assert_eq!(
+        run.result().await.unwrap(),
+        1,
+        "the stored output of the charge"
+    );
+    assert_eq!(count(&k, "charge"), 1, "the charge was not made twice");
+    assert_eq!(run.snapshot().await.unwrap().attempt, 2);
+    worker.shutdown().await.unwrap();
+}
+
 both_backends!(
+    a_manual_retry_keeps_the_completed_steps,
     publishing_a_product_retries_only_what_did_not_complete,
     completed_steps_are_not_run_again_when_the_run_is_retried,
     a_verified_step_started_but_not_committed_is_verified_instead_of_run_again,
