@@ -53,6 +53,35 @@ pub struct NewRun {
     pub reason: String,
 }
 
+impl NewRun {
+    /// The snapshot of the run this inserts, as it is right after the insert.
+    pub fn snapshot(&self, status: owlclaw_core::RunStatus, now: DateTime<Utc>) -> RunSnapshot {
+        RunSnapshot {
+            id: self.id,
+            task: self.task.clone(),
+            status,
+            attempt: 0,
+            max_attempts: self.retries + 1,
+            priority: self.priority,
+            input: self.input.clone(),
+            output: None,
+            error: None,
+            errors: Vec::new(),
+            owner: self.owner.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            parent_id: self.parent_id,
+            metadata: self.metadata.clone(),
+            worker: None,
+            timeout_ms: self.timeout.as_millis() as u64,
+            run_at: self.run_at,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            steps: Vec::new(),
+        }
+    }
+}
+
 /// What an insert did.
 #[derive(Debug, Clone)]
 pub enum Inserted {

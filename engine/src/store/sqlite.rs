@@ -198,32 +198,6 @@ fn snapshot(row: &SqliteRow) -> Result<RunSnapshot> {
     })
 }
 
-fn snapshot_of_new(r: &NewRun, status: RunStatus, now: DateTime<Utc>) -> RunSnapshot {
-    RunSnapshot {
-        id: r.id,
-        task: r.task.clone(),
-        status,
-        attempt: 0,
-        max_attempts: r.retries + 1,
-        priority: r.priority,
-        input: r.input.clone(),
-        output: None,
-        error: None,
-        errors: Vec::new(),
-        owner: r.owner.clone(),
-        idempotency_key: r.idempotency_key.clone(),
-        parent_id: r.parent_id,
-        metadata: r.metadata.clone(),
-        worker: None,
-        timeout_ms: r.timeout.as_millis() as u64,
-        run_at: r.run_at,
-        created_at: now,
-        started_at: None,
-        finished_at: None,
-        steps: Vec::new(),
-    }
-}
-
 async fn load(conn: &mut SqliteConnection, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>> {
     let row = sqlx::query("SELECT * FROM runs WHERE id = ? AND tenant = ?")
         .bind(id.to_string())
@@ -599,7 +573,7 @@ async fn insert_runs_tx(
                         RunStatus::Queued
                     };
                     events.push(json!([seq, status.as_str(), r.reason]));
-                    out.push(Inserted::Created(snapshot_of_new(r, status, now)));
+                    out.push(Inserted::Created(r.snapshot(status, now)));
                 }
                 None if ignore_conflicts => {}
                 None => {
