@@ -81,6 +81,9 @@ impl SqliteStore {
         }
         let connect = |max: u32| {
             SqlitePoolOptions::new()
+                // A connection to a local file does not go stale: checking it with a query on
+                // every acquire cost a round trip to the connection's thread per transaction.
+                .test_before_acquire(false)
                 .max_connections(max)
                 .min_connections(if memory { 1 } else { 0 })
                 .idle_timeout(if memory {
