@@ -656,7 +656,11 @@ async fn healthz() -> Json<Health> {
 /// Readiness: the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
-    match s.engine.ping().await {
+    // Answer quickly even when the database hangs (a pool waiting for a connection).
+    let ping = tokio::time::timeout(Duration::from_secs(2), s.engine.ping())
+        .await
+        .unwrap_or_else(|_| Err(Error::Timeout("no answer within 2s".into())));
+    match ping {
         Ok(()) => (
             StatusCode::OK,
             Json(Health {
