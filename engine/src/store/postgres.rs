@@ -946,7 +946,7 @@ WITH c AS (
         SELECT p.qid FROM picked p JOIN locked l ON l.seq = p.run_seq))
     RETURNING qid, run_seq
 ), started AS (
-    UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = $4, worker = $5, worker_id = $6
+    UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = GREATEST($4, run_at), worker = $5, worker_id = $6
     WHERE seq = ANY(ARRAY(SELECT run_seq FROM taken)) AND status = 'queued'
     RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, priority
 ), claimed AS (
@@ -1381,7 +1381,8 @@ impl PostgresStore {
             "WITH mine AS (SELECT run_seq FROM leases WHERE worker_id = $2 ORDER BY run_seq \
                FOR UPDATE SKIP LOCKED), \
              renewed AS (UPDATE leases SET expires_at = LEAST($1, deadline) \
-               WHERE run_seq = ANY(ARRAY(SELECT run_seq FROM mine))), \
+               WHERE run_seq = ANY(ARRAY(SELECT run_seq FROM mine)) \
+               AND run_seq IN (SELECT seq FROM runs WHERE id = ANY($4::text[]))), \
              seen AS (UPDATE workers SET last_heartbeat = $3 WHERE id = $2) \
              SELECT h FROM UNNEST($4::text[]) AS h WHERE NOT EXISTS (SELECT 1 FROM runs r \
                JOIN leases l ON l.run_seq = r.seq WHERE r.id = h AND l.worker_id = $2)",

@@ -651,7 +651,7 @@ async fn claim_tx(
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
-        "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = ?1, worker = ?2, worker_id = ?3 \
+        "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = MAX(?1, run_at), worker = ?2, worker_id = ?3 \
          WHERE seq IN (SELECT value FROM json_each(?4)) AND status = 'queued' \
          RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, priority",
     )
@@ -1123,12 +1123,18 @@ impl Store for SqliteStore {
     ) -> Result<Vec<RunId>> {
         let mut tx = self.begin().await?;
         let expires = micros(now) + lease.as_micros() as i64;
-        sqlx::query("UPDATE leases SET expires_at = MIN(?1, deadline) WHERE worker_id = ?2")
-            .bind(expires)
-            .bind(&worker.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        // Only the runs the worker says it holds: a claim whose answer never reached it (a lost
+        // response) must expire, not be renewed forever.
+        sqlx::query(
+            "UPDATE leases SET expires_at = MIN(?1, deadline) WHERE worker_id = ?2 \
+             AND run_seq IN (SELECT r.seq FROM runs r JOIN json_each(?3) h ON r.id = h.value)",
+        )
+        .bind(expires)
+        .bind(&worker.id)
+        .bind(ids_json(held))
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         sqlx::query("UPDATE workers SET last_heartbeat = ? WHERE id = ?")
             .bind(micros(now))
             .bind(&worker.id)
