@@ -1,36 +1,47 @@
 //! `owlclaw-bench`: the benchmark harness of OwlClaw Tasks, following the shared benchmark
-//! protocol (BENCH.md): enqueue (bulk and single), drain, queue-to-start latency and peak RSS.
+//! protocol (BENCH.md): enqueue (bulk and single), drain, queue-to-start latency, peak RSS and
+//! timer lateness.
 //!
 //! ```text
-//! cargo run --release -p owlclaw-bench -- [--mode lite|server|both] [--tasks N] [--runs K]
-//!                                         [--json] [--database URL] [--skip-latency] [--slots S]
+//! cargo run --release -p owlclaw-bench -- [--mode lite|server|postgres|postgres2|both|all]
+//!     [--tasks N] [--runs K] [--json] [--database URL] [--pg-url URL] [--skip-latency]
+//!     [--skip-timers] [--slots S]
 //! ```
 //!
 //! See `bench/README.md` for what each figure means.
 
 mod mode;
+mod pg;
 mod phases;
 mod report;
 mod server;
+mod timers;
 
 use anyhow::{bail, Context as _, Result};
 use mode::{Mode, Modes};
 use phases::{Drain, Latency, Rate};
 use std::io::Write;
+use timers::Timers;
 
 const USAGE: &str = "\
-usage: owlclaw-bench [--mode lite|server|both] [--tasks N] [--runs K] [--json] [--database URL] [--skip-latency]
-                     [--slots S]
+usage: owlclaw-bench [--mode M] [--tasks N] [--runs K] [--json] [--database URL] [--pg-url URL]
+                     [--skip-latency] [--skip-timers] [--slots S]
 
-  --mode MODE      where the engine runs: `lite` (embedded, SQLite; the default), `server` (an engine server
-                   in its own process on loopback, SQLite; worker and client in this process), or `both`
-                   (lite then server in each run; figures side by side, with the server/lite ratios)
+  --mode M         where the engine runs: `lite` (embedded, SQLite; the default), `server` (an engine server
+                   in its own process on loopback, SQLite; worker and client in this process), `postgres`
+                   (the same on PostgreSQL), `postgres2` (two engine servers, replicas, on one PostgreSQL
+                   database), `both` (lite and server), `all` (the four), or a comma-separated list; with
+                   several modes each run measures them in turn, side by side, with ratios to the first
   --tasks N        jobs enqueued in bulk and then drained (default 20000)
   --runs K         repeat the whole benchmark K times and report the median of each figure (default 1)
   --json           print one JSON object on stdout, progress on stderr
-  --database URL   store of the bulk/drain/latency phases (default: a fresh SQLite file, deleted afterwards);
-                   enqueue_single always uses its own fresh database
+  --database URL   store of the bulk/drain/latency phases (default: a fresh database, deleted afterwards):
+                   sqlite:// for lite and server, postgres:// for the postgres modes; enqueue_single and
+                   the timer phase always use fresh databases of their own
+  --pg-url URL     the PostgreSQL server on which the postgres modes create (and drop) a fresh database per
+                   phase (default: $OWLCLAW_TEST_DATABASE_URL, else postgres://postgres@127.0.0.1:5432/postgres)
   --skip-latency   skip the 10-second latency phase
+  --skip-timers    skip the timer-lateness phase (about 25 s per run and mode)
   --slots S        slots of the draining worker (default 10, the protocol's concurrency; any other value
                    is a tuned configuration and is labelled as such)
 ";
@@ -43,7 +54,9 @@ pub(crate) struct Args {
     pub(crate) runs: u32,
     pub(crate) json: bool,
     pub(crate) database: Option<String>,
+    pub(crate) pg_url: String,
     pub(crate) skip_latency: bool,
+    pub(crate) skip_timers: bool,
     pub(crate) slots: u32,
     /// Hidden `--child-run K`: this process is one run (run K of `runs`) of one mode for a parent
     /// measuring several modes; it reports its figures on stdout after [`FIGURES`].
@@ -72,7 +85,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
         runs: 1,
         json: false,
         database: None,
+        pg_url: pg::default_pg_url(),
         skip_latency: false,
+        skip_timers: false,
         slots: phases::DEFAULT_SLOTS,
         child_run: None,
     };
@@ -91,6 +106,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
             "-h" | "--help" => return Ok(None),
             "--json" => args.json = true,
             "--skip-latency" => args.skip_latency = true,
+            "--skip-timers" => args.skip_timers = true,
+            "--pg-url" => args.pg_url = value("--pg-url")?,
             "--mode" => args.modes = value("--mode")?.parse()?,
             "--database" => args.database = Some(value("--database")?),
             "--tasks" => {
@@ -124,18 +141,28 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
             other => bail!("unknown argument {other:?}"),
         }
     }
+    if let Some(db) = &args.database {
+        for mode in &args.modes.0 {
+            mode.check_database(db)?;
+        }
+    }
     Ok(Some(args))
 }
 
 /// The figures of one run in one mode.
-#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Figures {
     pub(crate) enqueue_bulk: Rate,
     pub(crate) enqueue_single: Rate,
     pub(crate) drain: Drain,
     pub(crate) latency: Option<Latency>,
-    /// (worker, engine), MiB.
+    /// (worker, engine), MiB; the engine figure is the largest of the engine processes'.
     pub(crate) peak_rss_mb: Option<(f64, f64)>,
+    /// Each engine process of the drain phase (server modes; two in `postgres2`), MiB.
+    #[serde(default)]
+    pub(crate) engine_rss_mb: Vec<f64>,
+    #[serde(default)]
+    pub(crate) timers: Option<Timers>,
 }
 
 /// Where progress goes: stdout, or stderr under `--json` (stdout then holds the JSON only).
@@ -148,14 +175,6 @@ fn progress(json: bool, line: &str) {
     }
 }
 
-/// The larger of two optional figures.
-fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        (a, b) => a.or(b),
-    }
-}
-
 async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
     let tag = if args.modes.0.len() > 1 || args.child_run.is_some() {
         format!("[run {run}/{}] [{mode}]", args.runs)
@@ -164,10 +183,11 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
     };
     let say = |line: String| progress(args.json, &format!("{tag} {line}"));
     let rss_reset = mode::reset_peak_rss();
+    let pg_url = args.pg_url.as_str();
 
-    // enqueue_single, in a database of its own so that it does not disturb the drain (in server
-    // mode, an engine process of its own too).
-    let single = mode.open(None, "single").await?;
+    // enqueue_single, in a database of its own so that it does not disturb the drain (in the
+    // server modes, engine processes of its own too).
+    let single = mode.open(None, "single", pg_url).await?;
     let enqueue_single = phases::enqueue_single(&single.client, phases::SINGLE_JOBS).await?;
     let engine_rss_single = single.close().await?;
     say(format!(
@@ -178,9 +198,9 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
     ));
 
     // enqueue_bulk, then drain those runs, then latency with the same (warm) worker.
-    let target = mode.open(args.database.as_deref(), "drain").await?;
+    let target = mode.open(args.database.as_deref(), "drain", pg_url).await?;
     let client = &target.client;
-    phases::ensure_idle(client, &target.url).await?;
+    phases::ensure_idle(client, &pg::redact(&target.url)).await?;
     let before = if args.database.is_some() {
         phases::count_runs(client, owlclaw::RunStatus::Succeeded).await?
     } else {
@@ -193,24 +213,27 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
         enqueue_bulk.elapsed.as_secs_f64(),
         enqueue_bulk.per_s()
     ));
-    let (drain, worker) = phases::drain(
-        client,
-        args.tasks,
-        args.slots,
-        before + args.tasks,
-        target.engine_pid(),
-    )
-    .await?;
-    let cpu = match (mode, drain.cpu_worker_s, drain.cpu_engine_s) {
-        (Mode::Lite, Some(w), _) => format!("; CPU {w:.2}s"),
-        (Mode::Server, Some(w), Some(e)) => {
-            format!(
-                "; CPU {:.2}s = worker process {w:.2}s + engine process {e:.2}s",
-                w + e
-            )
-        }
-        _ => String::new(),
-    };
+    let (drain, workers) =
+        phases::drain(&target, args.tasks, args.slots, before + args.tasks).await?;
+    let cpu =
+        match (drain.cpu_worker_s, drain.cpu_engine_s, drain.cpu_postgres_s) {
+            (Some(w), None, _) => format!("; CPU {w:.2}s"),
+            (Some(w), Some(e), None) => format!(
+                "; CPU {:.2}s = worker process {w:.2}s + engine process{} {e:.2}s",
+                w + e,
+                if mode.engine_processes() > 1 {
+                    "es"
+                } else {
+                    ""
+                }
+            ),
+            (Some(w), Some(e), Some(p)) => format!(
+            "; CPU {:.2}s = worker process {w:.2}s + engine process{} {e:.2}s + PostgreSQL {p:.2}s",
+            w + e + p,
+            if mode.engine_processes() > 1 { "es" } else { "" }
+        ),
+            _ => String::new(),
+        };
     say(format!(
         "drain: {} jobs in {:.3}s = {:.0}/s (last body started at {:.3}s; {} succeeded runs verified in the store{cpu})",
         drain.rate.count,
@@ -237,13 +260,21 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
         ));
         Some(l)
     };
-    worker.shutdown().await.context("stopping the worker")?;
-    let engine_rss_drain = target.close().await?;
+    for worker in workers {
+        worker.shutdown().await.context("stopping the worker")?;
+    }
+    let engine_rss_mb = target.close().await?;
 
+    // Peak RSS of the protocol's phases, before the timer phase adds its own workers.
     let worker_rss = mode::peak_rss_mb();
+    let engine_max = engine_rss_single
+        .iter()
+        .chain(&engine_rss_mb)
+        .copied()
+        .reduce(f64::max);
     let peak_rss_mb = match mode {
         Mode::Lite => worker_rss.map(|m| (m, m)),
-        Mode::Server => worker_rss.zip(max_opt(engine_rss_single, engine_rss_drain)),
+        _ => worker_rss.zip(engine_max),
     };
     if let Some((w, e)) = peak_rss_mb {
         let scope = if rss_reset {
@@ -253,7 +284,16 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
         };
         let note = match mode {
             Mode::Lite => "one process in lite mode".to_string(),
-            Mode::Server => format!(
+            Mode::Postgres2 => format!(
+                "worker: this process, {scope}; engine: the largest of this run's four engine \
+                 processes (two replicas for enqueue_single; two for bulk, drain and latency: {})",
+                engine_rss_mb
+                    .iter()
+                    .map(|m| format!("{m:.1}MiB"))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            ),
+            _ => format!(
                 "worker: this process, {scope}; engine: the larger of this run's two engine \
                  processes (enqueue_single; bulk, drain and latency)"
             ),
@@ -262,12 +302,20 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
             "peak rss ({scope}): worker={w:.1}MiB engine={e:.1}MiB ({note})"
         ));
     }
+
+    let timers = if args.skip_timers {
+        None
+    } else {
+        Some(timers::measure(mode, pg_url, &say).await?)
+    };
     Ok(Figures {
         enqueue_bulk,
         enqueue_single,
         drain,
         latency,
         peak_rss_mb,
+        engine_rss_mb,
+        timers,
     })
 }
 
@@ -291,8 +339,12 @@ async fn run_in_child(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
         .arg(args.slots.to_string())
         .arg("--child-run")
         .arg(run.to_string());
+    cmd.arg("--pg-url").arg(&args.pg_url);
     if args.skip_latency {
         cmd.arg("--skip-latency");
+    }
+    if args.skip_timers {
+        cmd.arg("--skip-timers");
     }
     if let Some(db) = &args.database {
         cmd.arg("--database").arg(db);
@@ -365,7 +417,7 @@ async fn main() {
     progress(
         args.json,
         &format!(
-            "owlclaw-bench: mode {}: {}, {} tasks, {} run(s), configuration {}{}",
+            "owlclaw-bench: mode {}: {}, {} tasks, {} run(s), configuration {}{}{}",
             args.modes,
             described.join("; "),
             args.tasks,
@@ -373,8 +425,16 @@ async fn main() {
             args.configuration(),
             args.database
                 .as_deref()
-                .map(|d| format!(", database {d}"))
-                .unwrap_or_default()
+                .map(|d| format!(", database {}", pg::redact(d)))
+                .unwrap_or_default(),
+            if args.modes.0.iter().any(|m| m.is_postgres()) && args.database.is_none() {
+                format!(
+                    ", PostgreSQL server {} (a fresh database per phase)",
+                    pg::redact(&args.pg_url)
+                )
+            } else {
+                String::new()
+            }
         ),
     );
     let mut results: Vec<(Mode, Vec<Figures>)> =
@@ -423,10 +483,21 @@ mod tests {
         assert_eq!(both.modes.to_string(), "both");
         let server = parse(&["--mode=server"]).unwrap().unwrap();
         assert_eq!(server.modes, Modes(vec![Mode::Server]));
-        assert!(parse(&["--mode", "server-postgres"])
-            .unwrap_err()
-            .to_string()
-            .contains("not implemented yet"));
+        let pg = parse(&["--mode", "server-postgres", "--pg-url", "postgres://u@h/db"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(pg.modes, Modes(vec![Mode::Postgres]));
+        assert_eq!(pg.pg_url, "postgres://u@h/db");
+        let all = parse(&["--mode", "all", "--skip-timers"]).unwrap().unwrap();
+        assert_eq!(all.modes, Modes(Mode::ALL.to_vec()));
+        assert_eq!(all.modes.to_string(), "all");
+        assert!(all.skip_timers);
+        let two = parse(&["--mode", "postgres2,postgres"]).unwrap().unwrap();
+        assert_eq!(two.modes, Modes(vec![Mode::Postgres, Mode::Postgres2]));
+        assert_eq!(two.modes.to_string(), "postgres,postgres2");
+        assert!(parse(&["--mode", "postgres", "--database", "sqlite://x.db"]).is_err());
+        assert!(parse(&["--mode", "all", "--database", "sqlite://x.db"]).is_err());
+        assert!(parse(&["--mode", "server", "--database", "sqlite://x.db"]).is_ok());
         assert!(parse(&["--mode", "bogus"]).is_err());
         assert!(parse(&["--tasks"]).is_err());
         assert!(parse(&["--bogus"]).is_err());

@@ -1,5 +1,7 @@
 //! The measured phases of one benchmark run (BENCH.md), over any [`Client`].
 
+use crate::mode::Target;
+use crate::pg;
 use anyhow::{bail, Context as _, Result};
 use owlclaw::{Client, Context, ListFilter, RunStatus};
 use serde::{Deserialize, Serialize};
@@ -19,7 +21,7 @@ pub(crate) const LATENCY_EVERY: Duration = Duration::from_millis(10);
 /// ... `LATENCY_JOBS` times (10 s).
 pub(crate) const LATENCY_JOBS: u64 = 1_000;
 /// A phase that makes no progress for this long has failed.
-const STALL: Duration = Duration::from_secs(60);
+pub(crate) const STALL: Duration = Duration::from_secs(60);
 
 /// The job of the protocol: `{ "i": n, "t": enqueue wall-clock in microseconds }`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -29,7 +31,7 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    fn new(i: u64) -> Job {
+    pub(crate) fn new(i: u64) -> Job {
         Job { i, t: now_us() }
     }
 }
@@ -42,8 +44,13 @@ static RECORDING: AtomicBool = AtomicBool::new(false);
 /// Queue-to-start latencies in µs, recorded while `RECORDING`.
 static LATENCIES_US: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
+/// Task bodies of the no-op started so far, in this process.
+pub(crate) fn started() -> usize {
+    STARTED.load(Ordering::Relaxed)
+}
+
 /// Wall-clock time in µs since the Unix epoch.
-fn now_us() -> u64 {
+pub(crate) fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)
@@ -183,11 +190,16 @@ pub(crate) struct Drain {
     /// CPU time (user + system, s) used during the measured drain by this process (the worker;
     /// in lite mode the engine too) and by the engine process (server mode). A diagnostic.
     pub(crate) cpu_worker_s: Option<f64>,
+    /// The engine processes' together (server modes).
     pub(crate) cpu_engine_s: Option<f64>,
+    /// The PostgreSQL server's processes working for the database (postgres modes; see
+    /// [`pg::PgProbe`]).
+    #[serde(default)]
+    pub(crate) cpu_postgres_s: Option<f64>,
 }
 
 /// Waits until `STARTED` reaches `target`; fails when it stops moving for `STALL`.
-async fn wait_started(target: usize, what: &str) -> Result<()> {
+pub(crate) async fn wait_started(target: usize, what: &str) -> Result<()> {
     let mut last = STARTED.load(Ordering::Relaxed);
     let mut last_move = Instant::now();
     loop {
@@ -208,30 +220,77 @@ async fn wait_started(target: usize, what: &str) -> Result<()> {
     }
 }
 
-/// `drain`: with `jobs` runs queued, starts one worker with `slots` slots and measures
+/// How `slots` are shared by `workers` workers: as evenly as possible, the first ones getting
+/// the remainder; workers that would get none are not started.
+pub(crate) fn split_slots(slots: u32, workers: usize) -> Vec<u32> {
+    let n = (workers.max(1) as u32).min(slots.max(1));
+    (0..n)
+        .map(|i| slots / n + u32::from(i < slots % n))
+        .collect()
+}
+
+/// Starts the draining worker(s) of `target`, serving the no-op: one worker with `slots` slots,
+/// or in `postgres2` one per replica sharing the `slots` (all in this one process).
+pub(crate) async fn start_drain_workers(
+    target: &Target,
+    slots: u32,
+) -> Result<Vec<owlclaw::Worker>> {
+    let clients = &target.worker_clients;
+    let shares = split_slots(slots, clients.len());
+    let mut workers = Vec::new();
+    for (i, (client, share)) in clients.iter().zip(shares).enumerate() {
+        let name = if clients.len() > 1 {
+            format!("owlclaw-bench-{}", (b'a' + i as u8) as char)
+        } else {
+            "owlclaw-bench".to_string()
+        };
+        workers.push(
+            client
+                .worker(name)
+                .slots(share)
+                .task::<noop>()
+                .start()
+                .await
+                .context("starting the worker")?,
+        );
+    }
+    Ok(workers)
+}
+
+/// CPU seconds of (this process, the engine processes together, the PostgreSQL processes).
+struct CpuMark(Option<f64>, Option<f64>, Option<pg::CpuSample>);
+
+async fn cpu_mark(target: &Target) -> CpuMark {
+    let pids = target.engine_pids();
+    let engines = if pids.is_empty() {
+        None
+    } else {
+        pids.iter()
+            .map(|&p| cpu_seconds(Some(p)))
+            .sum::<Option<f64>>()
+    };
+    let postgres = match &target.probe {
+        Some(p) => p.sample().await,
+        None => None,
+    };
+    CpuMark(cpu_seconds(None), engines, postgres)
+}
+
+/// `drain`: with `jobs` runs queued, starts the worker(s) with `slots` slots in all and measures
 /// until the store shows every run terminal; then checks that `expect_succeeded` runs are
-/// `succeeded`. Returns the running worker (warm, for the latency phase). `engine_pid` is the
-/// engine's process in server mode, whose CPU time is also taken.
+/// `succeeded`. Returns the running worker(s) (warm, for the latency phase). The CPU time of
+/// this process, of the engine processes (server modes) and of PostgreSQL is also taken.
 pub(crate) async fn drain(
-    client: &Client,
+    target: &Target,
     jobs: u64,
     slots: u32,
     expect_succeeded: u64,
-    engine_pid: Option<u32>,
-) -> Result<(Drain, owlclaw::Worker)> {
+) -> Result<(Drain, Vec<owlclaw::Worker>)> {
+    let client = &target.client;
     let base = STARTED.load(Ordering::Relaxed);
-    let cpu_before = (
-        cpu_seconds(None),
-        engine_pid.and_then(|p| cpu_seconds(Some(p))),
-    );
+    let before = cpu_mark(target).await;
     let t0 = Instant::now();
-    let worker = client
-        .worker("owlclaw-bench")
-        .slots(slots)
-        .task::<noop>()
-        .start()
-        .await
-        .context("starting the worker")?;
+    let workers = start_drain_workers(target, slots).await?;
     wait_started(base + jobs as usize, "drain").await?;
     let bodies = t0.elapsed();
     // The N-th body start is not the N-th completion: the last completions are still being
@@ -247,9 +306,12 @@ pub(crate) async fn drain(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let elapsed = t0.elapsed();
+    let after = cpu_mark(target).await;
     let spent = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
-    let cpu_worker_s = spent(cpu_before.0, cpu_seconds(None));
-    let cpu_engine_s = spent(cpu_before.1, engine_pid.and_then(|p| cpu_seconds(Some(p))));
+    let cpu_postgres_s = match (&before.2, &after.2) {
+        (Some(b), Some(a)) => Some(pg::cpu_spent(b, a)),
+        _ => None,
+    };
     let succeeded = count_runs(client, RunStatus::Succeeded).await?;
     if succeeded != expect_succeeded {
         let failed = count_runs(client, RunStatus::Failed).await?;
@@ -266,16 +328,17 @@ pub(crate) async fn drain(
                 elapsed,
             },
             bodies,
-            cpu_worker_s,
-            cpu_engine_s,
+            cpu_worker_s: spent(before.0, after.0),
+            cpu_engine_s: spent(before.1, after.1),
+            cpu_postgres_s,
         },
-        worker,
+        workers,
     ))
 }
 
 /// CPU time (user + system, every thread) of this process or of process `pid`, in seconds, from
 /// `/proc/<pid>/stat` (in clock ticks of 1/100 s, Linux's `USER_HZ`).
-fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+pub(crate) fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     let path = match pid {
         Some(p) => format!("/proc/{p}/stat"),
         None => "/proc/self/stat".to_string(),
@@ -304,7 +367,7 @@ pub(crate) struct Latency {
 }
 
 /// The `q`-quantile of sorted values (nearest rank).
-fn quantile(sorted: &[u64], q: f64) -> u64 {
+pub(crate) fn quantile<T: Copy>(sorted: &[T], q: f64) -> T {
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
@@ -359,7 +422,15 @@ pub(crate) async fn latency(client: &Client) -> Result<Latency> {
 
 #[cfg(test)]
 mod tests {
-    use super::quantile;
+    use super::{quantile, split_slots};
+
+    #[test]
+    fn slots_are_shared() {
+        assert_eq!(split_slots(10, 1), [10]);
+        assert_eq!(split_slots(10, 2), [5, 5]);
+        assert_eq!(split_slots(11, 2), [6, 5]);
+        assert_eq!(split_slots(1, 2), [1]);
+    }
 
     #[test]
     fn nearest_rank() {
