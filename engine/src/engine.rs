@@ -970,7 +970,13 @@ async fn maintenance_loop(inner: Arc<Inner>) {
                 if let Some(due) = m.next_due {
                     // A due timer locked by another replica stays due until that replica is
                     // done: don't spin on it.
-                    wake = wake.min(due.max(now + chrono::Duration::milliseconds(10)));
+                    // A timer not due yet is slept to exactly.
+                    let at = if due <= now {
+                        now + chrono::Duration::milliseconds(10)
+                    } else {
+                        due
+                    };
+                    wake = wake.min(at);
                 }
                 if m.promoted as u32 >= inner.cfg.maintenance_batch {
                     wake = now; // more are due: go again at once
