@@ -293,6 +293,71 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     }
 }
 
+/// The query of one page of `filter`: `SELECT * FROM runs` for the tenant, newest first, with one
+/// row more than the page so the caller knows whether another page follows. Returns the query
+/// and the page size. Shared by every store; `seq` is the cursor.
+pub(crate) fn list_query<'a, DB>(
+    tenant: &'a str,
+    filter: &'a owlclaw_core::wire::ListFilter,
+) -> Result<(sqlx::QueryBuilder<'a, DB>, usize)>
+where
+    DB: sqlx::Database,
+    <DB as sqlx::Database>::Arguments<'a>: Default,
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    use owlclaw_core::wire::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+    let limit = filter
+        .limit
+        .unwrap_or(DEFAULT_LIST_LIMIT)
+        .clamp(1, MAX_LIST_LIMIT);
+    let mut q = sqlx::QueryBuilder::<DB>::new("SELECT * FROM runs WHERE tenant = ");
+    q.push_bind(tenant);
+    if let Some(s) = filter.status {
+        q.push(" AND status = ").push_bind(s.as_str());
+    }
+    if let Some(t) = &filter.task {
+        q.push(" AND task = ").push_bind(t.as_str());
+    }
+    if let Some(o) = &filter.owner {
+        q.push(" AND owner = ").push_bind(o.as_str());
+    }
+    if let Some(c) = &filter.cursor {
+        let seq: i64 = c.parse().map_err(|_| {
+            owlclaw_core::Error::invalid_input(
+                "cursor",
+                format!("{c:?} is not a cursor returned by list"),
+            )
+        })?;
+        q.push(" AND seq < ").push_bind(seq);
+    }
+    q.push(" ORDER BY seq DESC LIMIT ")
+        .push_bind(i64::from(limit) + 1);
+    Ok((q, limit as usize))
+}
+
+/// A page from the rows of [`list_query`]: at most `limit` runs, and the cursor of the next page
+/// when there was one row more.
+pub(crate) fn page_of<R, E>(
+    rows: &[R],
+    limit: usize,
+    mut snapshot: impl FnMut(&R) -> std::result::Result<(RunSnapshot, i64), E>,
+) -> std::result::Result<RunPage, E> {
+    let mut runs = Vec::with_capacity(rows.len().min(limit));
+    let mut last_seq = None;
+    for row in rows.iter().take(limit) {
+        let (run, seq) = snapshot(row)?;
+        runs.push(run);
+        last_seq = Some(seq);
+    }
+    let next_cursor = if rows.len() > limit {
+        last_seq.map(|s| s.to_string())
+    } else {
+        None
+    };
+    Ok(RunPage { runs, next_cursor })
+}
+
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }

@@ -6,7 +6,10 @@
 //! crash of the process (what lite mode promises) but may lose the last transactions on power
 //! loss.
 
-use super::{from_micros, micros, CronRecord, Inserted, Maintenance, NewRun, Store, WorkerRecord};
+use super::{
+    from_micros, list_query, micros, page_of, CronRecord, Inserted, Maintenance, NewRun, Store,
+    WorkerRecord,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use owlclaw_core::retry::Backoff;
@@ -14,7 +17,6 @@ use owlclaw_core::task::TaskDef;
 use owlclaw_core::wire::{
     Assignment, AttemptError, Completion, CronSchedule, ListFilter, Outcome, RunEvent, RunPage,
     RunSnapshot, StepCheckpoint, StepSnapshot, StepStatus, WorkerInfo, WorkerRegistration,
-    DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT,
 };
 use owlclaw_core::{Error, Result, RunId, RunStatus};
 use serde_json::{json, Value};
@@ -22,7 +24,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{Row, Sqlite, SqliteConnection};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -892,44 +894,10 @@ impl Store for SqliteStore {
     }
 
     async fn list_runs(&self, tenant: &str, filter: &ListFilter) -> Result<RunPage> {
-        let limit = filter
-            .limit
-            .unwrap_or(DEFAULT_LIST_LIMIT)
-            .clamp(1, MAX_LIST_LIMIT);
-        let mut q = QueryBuilder::<Sqlite>::new("SELECT * FROM runs WHERE tenant = ");
-        q.push_bind(tenant);
-        if let Some(s) = filter.status {
-            q.push(" AND status = ").push_bind(s.as_str());
-        }
-        if let Some(t) = &filter.task {
-            q.push(" AND task = ").push_bind(t.clone());
-        }
-        if let Some(o) = &filter.owner {
-            q.push(" AND owner = ").push_bind(o.clone());
-        }
-        if let Some(c) = &filter.cursor {
-            let seq: i64 = c.parse().map_err(|_| {
-                Error::invalid_input("cursor", format!("{c:?} is not a cursor returned by list"))
-            })?;
-            q.push(" AND seq < ").push_bind(seq);
-        }
-        q.push(" ORDER BY seq DESC LIMIT ")
-            .push_bind(i64::from(limit) + 1);
+        let (mut q, limit) = list_query(tenant, filter)?;
         let rows = q.build().fetch_all(&self.read).await.map_err(db)?;
-        let more = rows.len() > limit as usize;
-        let mut runs = Vec::with_capacity(rows.len().min(limit as usize));
-        let mut last_seq = None;
-        for row in rows.iter().take(limit as usize) {
-            runs.push(snapshot(row)?);
-            last_seq = Some(row.try_get::<i64, _>("seq").map_err(db)?);
-        }
-        Ok(RunPage {
-            runs,
-            next_cursor: if more {
-                last_seq.map(|s| s.to_string())
-            } else {
-                None
-            },
+        page_of(&rows, limit, |row| {
+            Ok((snapshot(row)?, row.try_get::<i64, _>("seq").map_err(db)?))
         })
     }
 
