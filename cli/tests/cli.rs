@@ -7,42 +7,10 @@
 
 use owlclaw::{task, Client, Config, Context};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-/// The result of one invocation.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
-    }
-
-    /// The `{"error": {...}}` printed on stderr under `--json`.
-    fn error(&self) -> Value {
-        let body: Value = serde_json::from_str(self.stderr.trim())
-            .unwrap_or_else(|e| panic!("stderr is not a JSON error ({e}): {self:#?}"));
-        body["error"].clone()
-    }
-
-    fn ok(self) -> Out {
-        assert_eq!(self.code, 0, "{self:#?}");
-        self
-    }
-
-    fn refused(self, code: &str) -> Out {
-        assert_eq!(self.code, 1, "{self:#?}");
-        assert_eq!(self.error()["code"], code, "{self:#?}");
-        assert!(self.stdout.is_empty(), "{self:#?}");
-        self
-    }
-}
+mod common;
+use common::{owlclaw, Out};
 
 /// A temporary directory holding `owlclaw.db`.
 struct Db {
@@ -88,25 +56,6 @@ impl Db {
         args.extend_from_slice(extra);
         let out = self.run(&args).ok();
         out.json()["id"].as_str().expect("id").to_owned()
-    }
-}
-
-/// Runs the binary in `dir` with `args`, with no `OWLCLAW_*` nor `RUST_LOG` variable but `env`.
-fn owlclaw(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_owlclaw"));
-    cmd.args(args).current_dir(dir);
-    for (name, _) in std::env::vars_os() {
-        let n = name.to_string_lossy();
-        if n.starts_with("OWLCLAW_") || n == "RUST_LOG" {
-            cmd.env_remove(&name);
-        }
-    }
-    cmd.envs(env.iter().copied());
-    let output = cmd.output().expect("run owlclaw");
-    Out {
-        code: output.status.code().expect("exit code"),
-        stdout: String::from_utf8(output.stdout).expect("utf-8 stdout"),
-        stderr: String::from_utf8(output.stderr).expect("utf-8 stderr"),
     }
 }
 

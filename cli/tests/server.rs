@@ -14,69 +14,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The result of one invocation.
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {self:#?}"))
-    }
-
-    /// The `{"error": {...}}` printed on stderr under `--json`.
-    fn error(&self) -> Value {
-        let body: Value = serde_json::from_str(self.stderr.trim())
-            .unwrap_or_else(|e| panic!("stderr is not a JSON error ({e}): {self:#?}"));
-        body["error"].clone()
-    }
-
-    fn message(&self) -> String {
-        self.error()["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    fn ok(self) -> Out {
-        assert_eq!(self.code, 0, "{self:#?}");
-        self
-    }
-
-    fn refused(self, code: &str) -> Out {
-        assert_eq!(self.code, 1, "{self:#?}");
-        assert_eq!(self.error()["code"], code, "{self:#?}");
-        assert!(self.stdout.is_empty(), "{self:#?}");
-        self
-    }
-}
-
-/// The binary, with no `OWLCLAW_*` nor `RUST_LOG` variable from the test's environment.
-fn command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_owlclaw"));
-    cmd.args(args).current_dir(dir);
-    for (name, _) in std::env::vars_os() {
-        let n = name.to_string_lossy();
-        if n.starts_with("OWLCLAW_") || n == "RUST_LOG" {
-            cmd.env_remove(&name);
-        }
-    }
-    cmd.envs(env.iter().copied());
-    cmd
-}
-
-fn owlclaw(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
-    let output = command(dir, args, env).output().expect("run owlclaw");
-    Out {
-        code: output.status.code().expect("exit code"),
-        stdout: String::from_utf8(output.stdout).expect("utf-8 stdout"),
-        stderr: String::from_utf8(output.stderr).expect("utf-8 stderr"),
-    }
-}
+mod common;
+use common::{command, owlclaw, Out};
 
 /// A temporary directory and the URL of `owlclaw.db` in it (not created).
 struct Db {
