@@ -358,6 +358,37 @@ pub(crate) fn page_of<R, E>(
     Ok(RunPage { runs, next_cursor })
 }
 
+/// A `crons` row as both stores select it:
+/// `tenant, id, task, expr, timezone, input, last_tick, created_at`.
+pub(crate) type CronRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    i64,
+);
+
+/// The record of a `crons` row.
+pub(crate) fn cron_of(row: CronRow) -> CronRecord {
+    let (tenant, id, task, expr, timezone, input, last, created) = row;
+    CronRecord {
+        tenant,
+        schedule: CronSchedule {
+            id,
+            task,
+            expr,
+            timezone,
+            input: serde_json::from_str(&input).unwrap_or(Value::Null),
+            last_tick: last.map(from_micros),
+            next_tick: None,
+            created_at: from_micros(created),
+        },
+    }
+}
+
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }

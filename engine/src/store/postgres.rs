@@ -23,8 +23,8 @@
 //! freed slots is one statement too (`complete_and_claim`).
 
 use super::{
-    from_micros, list_query, micros, page_of, CronRecord, Inserted, Maintenance, NewRun, Store,
-    Wake, WorkerRecord,
+    cron_of, from_micros, list_query, micros, page_of, CronRecord, CronRow, Inserted, Maintenance,
+    NewRun, Store, Wake, WorkerRecord,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -1811,16 +1811,6 @@ impl PostgresStore {
     }
 
     async fn all_crons_tx(&self, tenant: Option<&str>) -> R<Vec<CronRecord>> {
-        type CronRow = (
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-            Option<i64>,
-            i64,
-        );
         let rows: Vec<CronRow> = sqlx::query_as(
             "SELECT tenant, id, task, expr, timezone, input, last_tick, created_at FROM crons \
              WHERE $1::text IS NULL OR tenant = $1 ORDER BY tenant, id",
@@ -1828,24 +1818,7 @@ impl PostgresStore {
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(tenant, id, task, expr, timezone, input, last, created)| CronRecord {
-                    tenant,
-                    schedule: CronSchedule {
-                        id,
-                        task,
-                        expr,
-                        timezone,
-                        input: serde_json::from_str(&input).unwrap_or(Value::Null),
-                        last_tick: last.map(from_micros),
-                        next_tick: None,
-                        created_at: from_micros(created),
-                    },
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(cron_of).collect())
     }
 }
 

@@ -7,8 +7,8 @@
 //! loss.
 
 use super::{
-    from_micros, list_query, micros, page_of, CronRecord, Inserted, Maintenance, NewRun, Store,
-    WorkerRecord,
+    cron_of, from_micros, list_query, micros, page_of, CronRecord, CronRow, Inserted, Maintenance,
+    NewRun, Store, WorkerRecord,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -1398,30 +1398,13 @@ impl Store for SqliteStore {
     }
 
     async fn all_crons(&self) -> Result<Vec<CronRecord>> {
-        let rows: Vec<(String, String, String, String, String, String, Option<i64>, i64)> = sqlx::query_as(
+        let rows: Vec<CronRow> = sqlx::query_as(
             "SELECT tenant, id, task, expr, timezone, input, last_tick, created_at FROM crons ORDER BY tenant, id",
         )
         .fetch_all(&self.read)
         .await
         .map_err(db)?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(tenant, id, task, expr, timezone, input, last, created)| CronRecord {
-                    tenant,
-                    schedule: CronSchedule {
-                        id,
-                        task,
-                        expr,
-                        timezone,
-                        input: serde_json::from_str(&input).unwrap_or(Value::Null),
-                        last_tick: last.map(from_micros),
-                        next_tick: None,
-                        created_at: from_micros(created),
-                    },
-                },
-            )
-            .collect())
+        Ok(rows.into_iter().map(cron_of).collect())
     }
 
     async fn upsert_cron(&self, cron: &CronRecord) -> Result<()> {
