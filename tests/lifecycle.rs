@@ -492,6 +492,11 @@ async fn graceful_shutdown_finishes_short_runs_and_hands_back_the_rest_without_c
         "handed back, re-queued at once"
     );
     assert_eq!(snap.attempt, 0, "a hand-back is not an attempt");
+    assert_eq!(
+        snap.worker, None,
+        "no worker holds a handed-back run: {snap:?}"
+    );
+    assert_eq!(snap.started_at, None, "no attempt is under way: {snap:?}");
     let last = long.events().await.unwrap().pop().unwrap();
     assert_eq!(
         (last.from, last.to),

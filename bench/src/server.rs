@@ -159,6 +159,7 @@ pub(crate) async fn engine_main(mut argv: impl Iterator<Item = String>) -> Resul
         ServerConfig {
             auth: AuthMode::Tokens,
             body_limit: DEFAULT_BODY_LIMIT,
+            ..ServerConfig::default()
         },
         async move {
             tokio::select! {

@@ -141,6 +141,27 @@ pub(crate) struct Serve {
     /// worker.lease of --config, else 15s).
     #[arg(long, value_name = "DURATION", value_parser = parse_lease)]
     pub(crate) lease: Option<Duration>,
+
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
+
+    /// Time a client has to send a request's headers, and then its body (default 30s): past it
+    /// the connection is closed, or the request answered 408.
+    #[arg(long, value_name = "DURATION", value_parser = parse_lease)]
+    pub(crate) read_timeout: Option<Duration>,
+
+    /// A keep-alive connection with no request for this long is closed (default 60s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_lease)]
+    pub(crate) idle_timeout: Option<Duration>,
+
+    /// Most connections open at once; more wait to be accepted (default 1024).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub(crate) max_connections: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,10 +273,11 @@ fn parse_human_duration(text: &str) -> Result<Duration, String> {
     parse_duration(text)
 }
 
+/// A duration greater than zero (a lease, a timeout).
 fn parse_lease(text: &str) -> Result<Duration, String> {
     let lease = parse_duration(text)?;
     if lease.is_zero() {
-        return Err("the lease must be greater than zero".into());
+        return Err("must be greater than zero".into());
     }
     Ok(lease)
 }

@@ -5,7 +5,7 @@ use crate::emit_stderr;
 use crate::failure::Failure;
 use owlclaw::config::redact_url;
 use owlclaw::Config;
-use owlclaw_engine::http::{self, AuthMode, ServerConfig, DEFAULT_BODY_LIMIT};
+use owlclaw_engine::http::{self, AuthMode, ServerConfig, TlsFiles, DEFAULT_BODY_LIMIT};
 use owlclaw_engine::{Engine, EngineConfig};
 use std::net::SocketAddr;
 
@@ -25,6 +25,28 @@ pub(crate) async fn serve(config: &Config, args: &Serve) -> Result<(), Failure> 
         })?,
         None => DEFAULT_BODY_LIMIT,
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    let defaults = ServerConfig::default();
+    let server_config = ServerConfig {
+        auth,
+        body_limit,
+        read_timeout: args.read_timeout.unwrap_or(defaults.read_timeout),
+        idle_timeout: args.idle_timeout.unwrap_or(defaults.idle_timeout),
+        max_connections: args
+            .max_connections
+            .map_or(defaults.max_connections, |n| n as usize),
+        tls,
+    };
+    // Load the certificate first: a bad file is refused before anything is bound or created.
+    if let Some(files) = &server_config.tls {
+        http::check_tls_files(files)?;
+    }
     // Installed before the address is announced, so that a signal sent as soon as it is printed
     // stops the server gracefully rather than killing the process.
     let mut signal = Box::pin(http::shutdown_signal());
@@ -48,7 +70,12 @@ pub(crate) async fn serve(config: &Config, args: &Serve) -> Result<(), Failure> 
     .await?;
 
     emit_stderr(&format!(
-        "owlclaw engine listening on http://{} (database: {})\n",
+        "owlclaw engine listening on {}://{} (database: {})\n",
+        if server_config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
         addr,
         redact_url(&config.database_url)
     ));
@@ -57,14 +84,9 @@ pub(crate) async fn serve(config: &Config, args: &Serve) -> Result<(), Failure> 
     }
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(
-        listener,
-        engine,
-        ServerConfig { auth, body_limit },
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let server = tokio::spawn(http::serve(listener, engine, server_config, async move {
+        let _ = stopped.await;
+    }));
     tokio::pin!(server);
     let result = tokio::select! {
         result = &mut server => result,

@@ -47,11 +47,18 @@ impl CronExpr {
             Some(name) => parse_timezone(name)?,
             None => Tz::UTC,
         };
-        Ok(CronExpr {
+        let expr = CronExpr {
             text: text.to_string(),
             tz,
             cron,
-        })
+        };
+        // An expression of a date that does not exist (`0 0 30 2 *`) parses but never fires.
+        if expr.next_after(chrono::Utc::now()).is_none() {
+            return Err(format!(
+                "cron expression {text:?} never fires (no date matches it)"
+            ));
+        }
+        Ok(expr)
     }
 
     /// The expression as written.
@@ -122,6 +129,11 @@ mod tests {
     #[test]
     fn refuses_bad_expressions_and_zones() {
         assert!(CronExpr::parse("not a cron").is_err());
+        let never = CronExpr::parse("0 0 30 2 *").unwrap_err();
+        assert!(
+            never.contains("never fires") && never.contains("0 0 30 2 *"),
+            "{never}"
+        );
         assert!(CronExpr::parse("61 * * * *").is_err());
         assert!(CronExpr::parse("* * *").is_err());
         assert!(CronExpr::parse_in("* * * * *", Some("Mars/Olympus"))

@@ -86,18 +86,46 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
-/// Serde helpers that write a [`Duration`] as a human string and read either a string or a
-/// number of milliseconds.
+/// Serde helpers that write and read a [`Duration`] as a human string (`"1m30s"`); a bare number
+/// is refused, since its unit would be a guess.
 pub mod serde_human {
     use super::{format_duration, parse_duration};
-    use serde::{de, Deserialize, Deserializer, Serializer};
+    use serde::{de, Deserializer, Serializer};
     use std::time::Duration;
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Repr {
-        Text(String),
-        Millis(u64),
+    struct HumanVisitor;
+
+    impl de::Visitor<'_> for HumanVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "a duration string with a unit, such as \"10s\" or \"1m30s\""
+            )
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
+            parse_duration(v).map_err(E::custom)
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
+            Err(E::custom(format!(
+                "{v} is a number; write a duration string with a unit, such as \"{v}s\" or \"{v}ms\""
+            )))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
+            Err(E::custom(format!(
+                "{v} is a number; write a duration string with a unit, such as \"10s\""
+            )))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Duration, E> {
+            Err(E::custom(format!(
+                "{v} is a number; write a duration string with a unit, such as \"10s\""
+            )))
+        }
     }
 
     /// Serializes as `"1m30s"`.
@@ -105,12 +133,9 @@ pub mod serde_human {
         s.serialize_str(&format_duration(*d))
     }
 
-    /// Reads `"1m30s"` or a number of milliseconds.
+    /// Reads `"1m30s"`. A bare number is refused: its unit would be a guess.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        match Repr::deserialize(d)? {
-            Repr::Text(t) => parse_duration(&t).map_err(de::Error::custom),
-            Repr::Millis(ms) => Ok(Duration::from_millis(ms)),
-        }
+        d.deserialize_any(HumanVisitor)
     }
 
     /// The same for `Option<Duration>`.
@@ -125,13 +150,25 @@ pub mod serde_human {
             }
         }
 
-        /// Reads null, `"1m30s"` or milliseconds.
+        /// Reads null or `"1m30s"`.
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-            match Option::<Repr>::deserialize(d)? {
-                None => Ok(None),
-                Some(Repr::Text(t)) => parse_duration(&t).map(Some).map_err(de::Error::custom),
-                Some(Repr::Millis(ms)) => Ok(Some(Duration::from_millis(ms))),
+            struct OptVisitor;
+            impl<'de> de::Visitor<'de> for OptVisitor {
+                type Value = Option<Duration>;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    write!(f, "a duration string with a unit, or null")
+                }
+                fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                    Ok(None)
+                }
+                fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                    Ok(None)
+                }
+                fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                    super::deserialize(d).map(Some)
+                }
             }
+            d.deserialize_option(OptVisitor)
         }
     }
 }

@@ -78,6 +78,16 @@ pub enum Error {
         /// The run.
         run_id: RunId,
     },
+    /// The run succeeded, but its output was larger than what is stored
+    /// ([`MAX_OUTPUT_BYTES`](crate::limits::MAX_OUTPUT_BYTES)): only a truncated preview was kept,
+    /// so the typed output can't be returned.
+    #[error("the output of run {run_id} was {bytes} bytes of JSON, more than the {} bytes stored; only a truncated preview was kept (see the run's snapshot)", crate::limits::MAX_OUTPUT_BYTES)]
+    OutputTruncated {
+        /// The run.
+        run_id: RunId,
+        /// The size of the output the task returned.
+        bytes: u64,
+    },
     /// A durable step failed: its body's own error.
     #[error("step {step:?} failed: {message}")]
     Step {
@@ -137,6 +147,7 @@ impl Error {
             Error::Timeout(_) => "timeout",
             Error::Task { .. } => "task_failed",
             Error::Cancelled { .. } => "cancelled",
+            Error::OutputTruncated { .. } => "output_truncated",
             Error::Step { .. } => "step_failed",
             Error::NonDeterministic(_) => "non_deterministic",
             Error::Internal(_) => "internal",

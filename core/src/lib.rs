@@ -8,6 +8,8 @@
 pub mod cron;
 pub mod duration;
 mod error;
+pub mod int;
+pub mod limits;
 mod orchestrator;
 pub mod retry;
 mod status;

@@ -8,12 +8,14 @@ use std::time::Duration;
 /// that many runs failing together do not retry in lock-step, while the delay still grows.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Backoff {
     /// Delay after the first failed attempt (before jitter).
     #[serde(with = "crate::duration::serde_human")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     pub initial: Duration,
-    /// Growth factor per attempt, at least 1.
+    /// Growth factor per attempt, 1 to 100.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub factor: f64,
     /// Upper bound of the delay.
     #[serde(with = "crate::duration::serde_human")]

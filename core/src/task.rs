@@ -24,16 +24,22 @@ pub const MAX_TASK_NAME_LEN: usize = 128;
 /// What the engine knows about a task: its name and policies. Workers register these.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TaskDef {
     /// Unique name within a tenant (namespace prefix included).
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_\-.:/]{1,128}$"))]
     pub name: String,
-    /// Retries after the first attempt: `max_attempts = retries + 1`.
+    /// Retries after the first attempt: `max_attempts = retries + 1`; 0..=100.
+    #[serde(deserialize_with = "crate::int::de")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub retries: u32,
     /// Timeout of one attempt.
     #[serde(with = "crate::duration::serde_human")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
     pub timeout: Duration,
     /// 1 (lowest) to 10 (highest).
+    #[serde(deserialize_with = "crate::int::de")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub priority: u8,
     /// Delay between attempts.
     pub backoff: Backoff,

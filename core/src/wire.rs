@@ -16,8 +16,9 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct ScheduleRequest {
     /// The task's name.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_\-.:/]{1,128}$"))]
     pub task: String,
-    /// Its input (JSON).
+    /// Its input (JSON, at most 1 MiB; no NUL in its strings).
     #[serde(default)]
     pub input: Value,
     /// Start after this delay (`"10s"`). Exclusive with `run_at`.
@@ -26,18 +27,32 @@ pub struct ScheduleRequest {
         with = "crate::duration::serde_human::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = r"^([0-9]{1,9}(ms|s|m|h|d)){1,4}$", example = "10s"))]
     pub delay: Option<Duration>,
     /// Start at this time. Exclusive with `delay`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_at: Option<DateTime<Utc>>,
-    /// 1..=10; the task's default when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// 1..=10; the task's default when absent. An integer (`7.0` is read as 7).
+    #[serde(
+        default,
+        deserialize_with = "crate::int::de_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub priority: Option<i64>,
     /// Same key and input: the same run is returned; same key, other input: a conflict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]*$")
+    )]
     pub idempotency_key: Option<String>,
-    /// The user that owns the run.
+    /// The user that owns the run. Acting as a user (`OwlClaw-User`), it must be that user.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]*$")
+    )]
     pub owner: Option<String>,
     /// Free-form JSON kept with the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,19 +60,47 @@ pub struct ScheduleRequest {
     /// The run that scheduled this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<RunId>,
-    /// Overrides the task's retries.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Overrides the task's retries: 0..=100.
+    #[serde(
+        default,
+        deserialize_with = "crate::int::de_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub retries: Option<i64>,
-    /// Overrides the task's timeout.
+    /// Overrides the task's timeout: more than zero, at most `7d`.
     #[serde(
         default,
         with = "crate::duration::serde_human::option",
         skip_serializing_if = "Option::is_none"
     )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30s"))]
     pub timeout: Option<Duration>,
     /// Overrides the task's backoff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
+}
+
+impl ScheduleRequest {
+    /// Makes the request one made by `user` (when acting as a user): the run is that user's, and
+    /// naming another owner is refused with [`Error::Forbidden`](crate::Error::Forbidden).
+    pub fn act_as(&mut self, user: Option<&str>) -> crate::Result<()> {
+        act_as(&mut self.owner, user, "schedule runs for")
+    }
+}
+
+/// Fills `owner` with the acting user, refusing another owner.
+fn act_as(owner: &mut Option<String>, user: Option<&str>, what: &str) -> crate::Result<()> {
+    let Some(user) = user else { return Ok(()) };
+    match owner.as_deref() {
+        Some(o) if o != user => Err(crate::Error::Forbidden(format!(
+            "acting as user {user:?}, you may not {what} another user ({o:?})"
+        ))),
+        _ => {
+            *owner = Some(user.to_string());
+            Ok(())
+        }
+    }
 }
 
 /// The answer to a schedule request.
@@ -117,8 +160,10 @@ pub struct StepCheckpoint {
     /// The run.
     pub run_id: RunId,
     /// The attempt executing it (a stale attempt's checkpoints are refused).
+    #[serde(deserialize_with = "crate::int::de")]
     pub attempt: u32,
     /// The step's position.
+    #[serde(deserialize_with = "crate::int::de")]
     pub position: u32,
     /// The step's name.
     pub name: String,
@@ -237,6 +282,42 @@ pub struct ListFilter {
     pub cursor: Option<String>,
 }
 
+impl ListFilter {
+    /// Restricts the listing to `user`'s runs (when acting as a user); naming another owner is
+    /// refused with [`Error::Forbidden`](crate::Error::Forbidden).
+    pub fn act_as(&mut self, user: Option<&str>) -> crate::Result<()> {
+        act_as(&mut self.owner, user, "list the runs of")
+    }
+
+    /// Checks the page size (1 to [`MAX_LIST_LIMIT`]), the cursor (a positive integer, as `list`
+    /// returns) and the text filters; the error names the field and quotes the value.
+    pub fn validate(&self) -> crate::Result<()> {
+        use crate::Error;
+        if let Some(l) = self.limit {
+            if !(1..=MAX_LIST_LIMIT).contains(&l) {
+                return Err(Error::invalid_input(
+                    "limit",
+                    format!("{l} is out of range; a page holds 1 to {MAX_LIST_LIMIT} runs"),
+                ));
+            }
+        }
+        if let Some(c) = &self.cursor {
+            if !c.parse::<i64>().is_ok_and(|n| n > 0) {
+                return Err(Error::invalid_input(
+                    "cursor",
+                    format!("{c:?} is not a cursor returned by list"),
+                ));
+            }
+        }
+        for (field, value) in [("task", &self.task), ("owner", &self.owner)] {
+            if let Some(v) = value {
+                crate::limits::check_text(field, v)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Default page size.
 pub const DEFAULT_LIST_LIMIT: u32 = 50;
 /// Largest page size.
@@ -255,12 +336,16 @@ pub struct RunPage {
 /// A worker announcing itself.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct WorkerRegistration {
-    /// Its name.
+    /// Its name: 1 to 128 letters, digits and `_ - . : /`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_\-.:/]{1,128}$"))]
     pub name: String,
     /// The tasks it serves (their crons are stored by the engine).
     pub tasks: Vec<TaskDef>,
-    /// How many runs it executes at once.
+    /// How many runs it executes at once: 1..=10000.
+    #[serde(deserialize_with = "crate::int::de")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
     pub slots: u32,
     /// Free-form labels.
     #[serde(default)]
@@ -320,6 +405,7 @@ pub struct Completion {
     /// The run.
     pub run_id: RunId,
     /// The attempt that ended (stale attempts are ignored).
+    #[serde(deserialize_with = "crate::int::de")]
     pub attempt: u32,
     /// How it ended.
     #[serde(flatten)]
@@ -329,6 +415,7 @@ pub struct Completion {
 /// One round trip of the worker loop.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExchangeRequest {
     /// Attempts finished since the last exchange.
     #[serde(default)]
@@ -337,11 +424,14 @@ pub struct ExchangeRequest {
     /// (cancelled, or lost to an expired lease) come back in `cancellations`.
     #[serde(default)]
     pub held: Vec<RunId>,
-    /// How many new runs it can take.
-    #[serde(default)]
+    /// How many new runs it can take: at most 10000.
+    #[serde(default, deserialize_with = "crate::int::de")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 10000))]
     pub want: u32,
-    /// How long to wait for new runs when none is ready (long poll), in milliseconds.
-    #[serde(default)]
+    /// How long to wait for new runs when none is ready (long poll), in milliseconds: at most
+    /// 60000.
+    #[serde(default, deserialize_with = "crate::int::de")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 60000))]
     pub wait_ms: u64,
     /// Renew every lease of this worker and record that it is alive.
     #[serde(default)]
@@ -396,6 +486,9 @@ pub struct WorkerInfo {
     pub last_heartbeat: DateTime<Utc>,
     /// The runs it holds now.
     pub held_runs: Vec<RunId>,
+    /// Its labels (`WorkerBuilder::label`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A cron schedule.
@@ -425,9 +518,10 @@ pub struct CronSchedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CronRequest {
-    /// The task to schedule.
+    /// The task to schedule: one a worker has registered.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_\-.:/]{1,128}$"))]
     pub task: String,
-    /// The expression.
+    /// The expression: 5 fields, 6 with seconds first, or `@hourly`, `@daily`, ...; it must fire.
     pub expr: String,
     /// Its time zone (UTC when absent).
     #[serde(default)]

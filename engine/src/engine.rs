@@ -19,6 +19,8 @@ pub const LITE_TENANT: &str = "default";
 
 /// The longest long poll an exchange may ask for.
 const MAX_WAIT: Duration = Duration::from_secs(60);
+/// Most slots a worker may register with (and most runs one exchange may ask for).
+pub const MAX_SLOTS: u32 = 10_000;
 
 /// How the engine runs.
 #[derive(Debug, Clone)]
@@ -278,6 +280,10 @@ impl Engine {
     ) -> Result<NewRun> {
         taskdef::validate_task_name(&req.task).map_err(|e| Error::invalid_input("task", e))?;
         limits::check_input(&req.input)?;
+        limits::check_json("input", &req.input)?;
+        if let Some(m) = &req.metadata {
+            limits::check_json("metadata", m)?;
+        }
         if req.delay.is_some() && req.run_at.is_some() {
             return Err(Error::invalid_input(
                 "delay",
@@ -310,7 +316,12 @@ impl Engine {
                         format!("{v:?} must be 1 to 255 characters long"),
                     ));
                 }
+                limits::check_text(field, v)?;
             }
+        }
+        if let Some(parent) = req.parent_id {
+            self.check_parent(tenant, parent, req.owner.as_deref())
+                .await?;
         }
         let complete = req.retries.is_some()
             && req.timeout.is_some()
@@ -490,6 +501,20 @@ impl Engine {
         ))
     }
 
+    /// A parent must be a run of the same tenant and, when the new run has an owner, of that
+    /// owner (or of none).
+    async fn check_parent(&self, tenant: &str, parent: RunId, owner: Option<&str>) -> Result<()> {
+        let run = self
+            .inner
+            .store
+            .get_run(tenant, parent)
+            .await?
+            .ok_or_else(|| {
+                Error::invalid_input("parent_id", format!("no run {parent} to be the parent"))
+            })?;
+        Self::check_owner(&run, owner)
+    }
+
     fn check_owner(run: &RunSnapshot, user: Option<&str>) -> Result<()> {
         match (user, run.owner.as_deref()) {
             (Some(u), Some(owner)) if u != owner => Err(Error::Forbidden(format!(
@@ -526,6 +551,7 @@ impl Engine {
 
     /// Runs, newest first.
     pub async fn list_runs(&self, tenant: &str, filter: ListFilter) -> Result<RunPage> {
+        filter.validate()?;
         self.inner.store.list_runs(tenant, &filter).await
     }
 
@@ -620,9 +646,22 @@ impl Engine {
     /// Creates a cron schedule.
     pub async fn create_cron(&self, tenant: &str, req: CronRequest) -> Result<CronSchedule> {
         taskdef::validate_task_name(&req.task).map_err(|e| Error::invalid_input("task", e))?;
-        CronExpr::parse(&req.expr).map_err(|e| Error::invalid_input("expr", e))?;
+        limits::check_text("expr", &req.expr)?;
+        limits::check_json("input", &req.input)?;
+        limits::check_input(&req.input)?;
         let tz = req.timezone.unwrap_or_else(|| "UTC".into());
+        limits::check_text("timezone", &tz)?;
         owlclaw_core::cron::parse_timezone(&tz).map_err(|e| Error::invalid_input("timezone", e))?;
+        CronExpr::parse_in(&req.expr, Some(&tz)).map_err(|e| Error::invalid_input("expr", e))?;
+        if self.task_def(tenant, &req.task).await?.is_none() {
+            return Err(Error::NotFound {
+                what: "task",
+                id: format!(
+                    "{} (no worker serving it has registered yet; a cron of it would fire runs no worker takes)",
+                    req.task
+                ),
+            });
+        }
         let rec = CronRecord {
             tenant: tenant.to_string(),
             schedule: CronSchedule {
@@ -667,11 +706,25 @@ impl Engine {
         tenant: &str,
         reg: WorkerRegistration,
     ) -> Result<WorkerSession> {
-        if reg.slots == 0 {
+        taskdef::validate_task_name(&reg.name)
+            .map_err(|e| Error::invalid_input("name", e.replace("task name", "worker name")))?;
+        if !(1..=MAX_SLOTS).contains(&reg.slots) {
             return Err(Error::invalid_input(
                 "slots",
-                "a worker needs at least one slot",
+                format!("{}: a worker has 1 to {MAX_SLOTS} slots", reg.slots),
             ));
+        }
+        for (k, v) in &reg.labels {
+            if k.is_empty() || k.len() > 128 || v.len() > 255 {
+                return Err(Error::invalid_input(
+                    "labels",
+                    format!(
+                        "{k:?}: a label's key has 1 to 128 characters and its value at most 255"
+                    ),
+                ));
+            }
+            limits::check_text("labels", k)?;
+            limits::check_text("labels", v)?;
         }
         for def in &reg.tasks {
             def.validate()?;
@@ -752,6 +805,18 @@ impl Engine {
         req: ExchangeRequest,
     ) -> Result<ExchangeResponse> {
         let worker = self.worker(tenant, worker_id).await?;
+        if req.want > MAX_SLOTS {
+            return Err(Error::invalid_input(
+                "want",
+                format!("{}: at most {MAX_SLOTS} runs per exchange", req.want),
+            ));
+        }
+        if req.wait_ms > MAX_WAIT.as_millis() as u64 {
+            return Err(Error::invalid_input(
+                "wait_ms",
+                format!("{}: at most {} ms", req.wait_ms, MAX_WAIT.as_millis()),
+            ));
+        }
         let store = &self.inner.store;
         let lease = self.inner.cfg.lease;
         let mut assignments = Vec::new();
@@ -860,6 +925,7 @@ impl Engine {
                 "a step name must be 1 to 200 characters long",
             ));
         }
+        limits::check_text("name", &cp.name)?;
         cp.output = cp.output.map(limits::bound_output);
         cp.error = cp.error.map(|e| limits::bound_error(&e));
         self.inner

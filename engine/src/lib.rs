@@ -7,12 +7,12 @@
 mod engine;
 #[cfg(feature = "server")]
 pub mod http;
-pub mod limits;
+pub use owlclaw_core::limits;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use engine::{Embedded, Engine, EngineConfig, LITE_TENANT};
+pub use engine::{Embedded, Engine, EngineConfig, LITE_TENANT, MAX_SLOTS};
 
 pub use owlclaw_core::redact_url;
 

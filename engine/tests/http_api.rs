@@ -890,6 +890,8 @@ async fn invalid_cron_expression_is_refused_naming_expr() {
 #[tokio::test]
 async fn unknown_time_zone_is_refused() {
     let h = harness().await;
+    // A cron needs a task some worker serves.
+    h.register_worker(&["cleanup"]).await;
     let r = h
         .call(
             Method::POST,
@@ -1345,11 +1347,21 @@ async fn schedule_with_a_delay_or_a_future_run_at_is_scheduled() {
         .await;
     assert_eq!(run["status"], "scheduled");
     assert_eq!(at(&run["run_at"]), at(&json!("2099-01-01T00:00:00Z")));
-    // A delay in milliseconds is accepted too.
-    let run = h
-        .schedule(json!({"task": "send-email", "delay": 3_600_000}))
+    // A bare number is not a delay: its unit would be a guess (it used to be read as
+    // milliseconds). Refused, naming the field; see
+    // `a_number_where_a_duration_is_expected_is_refused_naming_the_field`.
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"task": "send-email", "delay": 3_600_000})),
+        )
         .await;
-    assert_eq!(run["status"], "scheduled");
+    assert_eq!(
+        r.error(StatusCode::BAD_REQUEST, "invalid_input")["field"],
+        "delay"
+    );
+    assert_eq!(h.list_ids("").await.len(), 2);
 }
 
 #[tokio::test]
@@ -1607,7 +1619,8 @@ async fn owner_header_sets_the_owner_and_other_users_are_forbidden() {
     assert_eq!(r.json()["status"], "queued");
     assert_eq!(h.get_run(&id).await["owner"], "alice");
     assert_eq!(h.list_ids("owner=alice").await, vec![id.clone()]);
-    // An explicit owner in the body wins over the header.
+    // Acting as alice, a body naming another owner is refused (it used to win over the header,
+    // which let any user create runs in another's name), and nothing is stored.
     let r = h
         .call_as(
             Some(&h.token),
@@ -1617,7 +1630,20 @@ async fn owner_header_sets_the_owner_and_other_users_are_forbidden() {
             Some(json!({"task": "send-email", "owner": "carol"})),
         )
         .await;
-    assert_eq!(r.json()["owner"], "carol");
+    r.error(StatusCode::FORBIDDEN, "forbidden");
+    assert!(h.list_ids("owner=carol").await.is_empty());
+    // Naming oneself is fine.
+    let r = h
+        .call_as(
+            Some(&h.token),
+            Some("alice"),
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"task": "send-email", "owner": "alice"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["owner"], "alice");
     // Bulk takes the header too.
     let r = h
         .call_as(
@@ -1887,4 +1913,404 @@ async fn readyz_answers_ok_when_the_database_answers() {
     let r = h.call_as(None, None, Method::GET, "/readyz", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json(), json!({"status": "ok"}));
+}
+
+// =============================================================================================
+// Hardening: ownership through every path, strict input, opaque internal errors
+
+#[tokio::test]
+async fn acting_as_a_user_lists_only_that_users_runs() {
+    let h = harness().await;
+    h.register_worker(&["send-email"]).await;
+    let mut by_user = Vec::new();
+    for user in ["alice", "bob"] {
+        let r = h
+            .call_as(
+                Some(&h.token),
+                Some(user),
+                Method::POST,
+                "/v1/runs",
+                Some(json!({"task": "send-email", "input": {"secret": user}})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+        by_user.push(id_of(&r.json()));
+    }
+    // Bob naming alice as the owner filter is refused; bob's own listing holds only his run.
+    let r = h
+        .call_as(
+            Some(&h.token),
+            Some("bob"),
+            Method::GET,
+            "/v1/runs?owner=alice",
+            None,
+        )
+        .await;
+    let err = r.error(StatusCode::FORBIDDEN, "forbidden");
+    assert!(!r.text.contains("\"secret\""), "{err}");
+    for query in ["", "?owner=bob", "?status=queued", "?task=send-email"] {
+        let r = h
+            .call_as(
+                Some(&h.token),
+                Some("bob"),
+                Method::GET,
+                &format!("/v1/runs{query}"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert_eq!(ids(&r.json()["runs"]), vec![by_user[1].clone()], "{query}");
+    }
+    // A caller naming no user sees the tenant's runs.
+    assert_eq!(h.list_ids("").await.len(), 2);
+    // Bulk: one item naming another owner refuses the whole request, naming the item.
+    let r = h
+        .call_as(
+            Some(&h.token),
+            Some("bob"),
+            Method::POST,
+            "/v1/runs/bulk",
+            Some(
+                json!({"runs": [{"task": "send-email"}, {"task": "send-email", "owner": "alice"}]}),
+            ),
+        )
+        .await;
+    let err = r.error(StatusCode::FORBIDDEN, "forbidden");
+    assert!(
+        err["message"].as_str().unwrap().contains("runs[1]"),
+        "{err}"
+    );
+    assert_eq!(
+        h.list_ids("").await.len(),
+        2,
+        "the refused bulk stored nothing"
+    );
+}
+
+#[tokio::test]
+async fn acting_as_a_user_crons_can_be_listed_but_not_changed() {
+    let h = harness().await;
+    h.register_worker(&["report"]).await;
+    let r = h
+        .call_as(
+            Some(&h.token),
+            Some("bob"),
+            Method::POST,
+            "/v1/crons",
+            Some(json!({"task": "report", "expr": "0 * * * *"})),
+        )
+        .await;
+    r.error(StatusCode::FORBIDDEN, "forbidden");
+    let r = h
+        .call_as(Some(&h.token), Some("bob"), Method::GET, "/v1/crons", None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json(), json!([]), "the refused cron was not stored");
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/crons",
+            Some(json!({"task": "report", "expr": "0 * * * *"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let r = h
+        .call_as(
+            Some(&h.token),
+            Some("bob"),
+            Method::DELETE,
+            &format!("/v1/crons/{id}"),
+            None,
+        )
+        .await;
+    r.error(StatusCode::FORBIDDEN, "forbidden");
+    let r = h.call(Method::GET, "/v1/crons", None).await;
+    assert_eq!(r.json().as_array().unwrap().len(), 1, "still there");
+}
+
+#[tokio::test]
+async fn parent_must_be_a_run_of_the_same_tenant_and_owner() {
+    let h = harness().await;
+    h.register_worker(&["send-email"]).await;
+    let other = h.engine.create_token("globex").await.unwrap();
+    h.register_worker_as(&other, "g", &["send-email"]).await;
+    let r = h
+        .call_as(
+            Some(&other),
+            None,
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"task": "send-email"})),
+        )
+        .await;
+    let foreign = id_of(&r.json());
+    for parent in [foreign.as_str(), NO_SUCH_RUN] {
+        let r = h
+            .call(
+                Method::POST,
+                "/v1/runs",
+                Some(json!({"task": "send-email", "parent_id": parent})),
+            )
+            .await;
+        let err = r.error(StatusCode::BAD_REQUEST, "invalid_input");
+        assert_eq!(err["field"], "parent_id", "{err}");
+    }
+    h.assert_nothing_stored().await;
+    // A parent of another user is forbidden to a caller acting as a user; its own works.
+    let alices = h
+        .call_as(
+            Some(&h.token),
+            Some("alice"),
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"task": "send-email"})),
+        )
+        .await
+        .json();
+    let r = h
+        .call_as(
+            Some(&h.token),
+            Some("bob"),
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"task": "send-email", "parent_id": id_of(&alices)})),
+        )
+        .await;
+    r.error(StatusCode::FORBIDDEN, "forbidden");
+    let r = h
+        .call_as(
+            Some(&h.token),
+            Some("alice"),
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"task": "send-email", "parent_id": id_of(&alices)})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.json()["parent_id"], alices["id"]);
+}
+
+#[tokio::test]
+async fn a_number_where_a_duration_is_expected_is_refused_naming_the_field() {
+    let h = harness().await;
+    h.register_worker(&["send-email"]).await;
+    for (body, field) in [
+        (json!({"task": "send-email", "delay": 10}), "delay"),
+        (json!({"task": "send-email", "timeout": 30}), "timeout"),
+        (json!({"task": "send-email", "delay": 1.5}), "delay"),
+    ] {
+        let r = h.call(Method::POST, "/v1/runs", Some(body)).await;
+        let err = r.error(StatusCode::BAD_REQUEST, "invalid_input");
+        assert_eq!(err["field"], field, "{err}");
+        assert!(
+            err["message"].as_str().unwrap().contains("unit"),
+            "says why: {err}"
+        );
+    }
+    h.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn list_limits_and_cursors_out_of_range_are_refused() {
+    let h = harness().await;
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("cursor=0", "cursor"),
+        ("cursor=-4", "cursor"),
+        ("cursor=abc", "cursor"),
+    ] {
+        let r = h
+            .call(Method::GET, &format!("/v1/runs?{query}"), None)
+            .await;
+        let err = r.error(StatusCode::BAD_REQUEST, "invalid_input");
+        assert_eq!(err["field"], field, "{query}: {err}");
+    }
+    assert_eq!(h.list("limit=1000").await["runs"], json!([]));
+}
+
+#[tokio::test]
+async fn integers_written_as_floats_are_read_when_whole_and_refused_otherwise() {
+    let h = harness().await;
+    h.register_worker(&["send-email"]).await;
+    let run = h
+        .schedule(json!({"task": "send-email", "priority": 7.0, "retries": 2.0}))
+        .await;
+    assert_eq!(run["priority"], 7);
+    assert_eq!(run["max_attempts"], 3);
+    for (body, field) in [
+        (json!({"task": "send-email", "priority": 7.5}), "priority"),
+        (json!({"task": "send-email", "retries": 0.5}), "retries"),
+    ] {
+        let r = h.call(Method::POST, "/v1/runs", Some(body)).await;
+        let err = r.error(StatusCode::BAD_REQUEST, "invalid_input");
+        assert_eq!(err["field"], field, "{err}");
+    }
+    assert_eq!(h.list_ids("").await.len(), 1);
+    // The document says integers are integers, and how floats are read.
+    let doc = openapi_doc(&h).await;
+    let description = doc["info"]["description"].as_str().unwrap();
+    assert!(
+        description.contains("5.0") && description.contains("5.5"),
+        "{description}"
+    );
+}
+
+#[tokio::test]
+async fn worker_names_and_slots_out_of_range_are_refused() {
+    let h = harness().await;
+    for (body, field) in [
+        (
+            json!({"name": "", "slots": 1, "tasks": [task_def("t")]}),
+            "name",
+        ),
+        (
+            json!({"name": "a b", "slots": 1, "tasks": [task_def("t")]}),
+            "name",
+        ),
+        (
+            json!({"name": "w", "slots": 10001, "tasks": [task_def("t")]}),
+            "slots",
+        ),
+        (
+            json!({"name": "w", "slots": 0, "tasks": [task_def("t")]}),
+            "slots",
+        ),
+    ] {
+        let r = h.call(Method::POST, "/v1/workers", Some(body)).await;
+        let err = r.error(StatusCode::BAD_REQUEST, "invalid_input");
+        assert_eq!(err["field"], field, "{err}");
+    }
+    let r = h.call(Method::GET, "/v1/workers", None).await;
+    assert_eq!(r.json(), json!([]), "no worker was registered");
+}
+
+#[tokio::test]
+async fn crons_of_unregistered_tasks_or_that_never_fire_are_refused() {
+    let h = harness().await;
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/crons",
+            Some(json!({"task": "nobody-serves-this", "expr": "* * * * *"})),
+        )
+        .await;
+    let err = r.error(StatusCode::NOT_FOUND, "not_found");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("nobody-serves-this"),
+        "{err}"
+    );
+    h.register_worker(&["report"]).await;
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/crons",
+            Some(json!({"task": "report", "expr": "0 0 30 2 *"})),
+        )
+        .await;
+    let err = r.error(StatusCode::BAD_REQUEST, "invalid_input");
+    assert_eq!(err["field"], "expr", "{err}");
+    assert!(
+        err["message"].as_str().unwrap().contains("never fires"),
+        "{err}"
+    );
+    let r = h.call(Method::GET, "/v1/crons", None).await;
+    assert_eq!(r.json(), json!([]), "nothing stored");
+}
+
+#[tokio::test]
+async fn text_with_nul_is_refused_as_bad_input() {
+    let h = harness().await;
+    h.register_worker(&["send-email"]).await;
+    for (query, field) in [("task=a%00b", "task"), ("owner=a%00b", "owner")] {
+        let r = h
+            .call(Method::GET, &format!("/v1/runs?{query}"), None)
+            .await;
+        let err = r.error(StatusCode::BAD_REQUEST, "invalid_input");
+        assert_eq!(err["field"], field, "{err}");
+    }
+    for (body, field) in [
+        (
+            json!({"task": "send-email", "input": {"k": "a\u{0}b"}}),
+            "input",
+        ),
+        (json!({"task": "send-email", "owner": "a\u{0}"}), "owner"),
+        (
+            json!({"task": "send-email", "idempotency_key": "k\u{0}"}),
+            "idempotency_key",
+        ),
+        (
+            json!({"task": "send-email", "metadata": {"\u{0}": 1}}),
+            "metadata",
+        ),
+    ] {
+        let r = h.call(Method::POST, "/v1/runs", Some(body)).await;
+        let err = r.error(StatusCode::BAD_REQUEST, "invalid_input");
+        assert_eq!(err["field"], field, "{err}");
+    }
+    h.assert_nothing_stored().await;
+}
+
+#[tokio::test]
+async fn listed_workers_show_their_labels() {
+    let h = harness().await;
+    h.register_worker(&["send-email"]).await;
+    let r = h.call(Method::GET, "/v1/workers", None).await;
+    assert_eq!(r.json()[0]["labels"], json!({"zone": "test"}), "{}", r.text);
+}
+
+#[tokio::test]
+async fn every_status_the_server_answers_is_documented_for_its_operation() {
+    let h = harness().await;
+    let doc = openapi_doc(&h).await;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let codes: BTreeSet<&str> = op["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert!(codes.contains("405"), "{method} {path}: {codes:?}");
+            if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
+                continue;
+            }
+            for code in ["400", "401", "500", "503"] {
+                assert!(
+                    codes.contains(code),
+                    "{method} {path} lacks {code}: {codes:?}"
+                );
+            }
+            if op.get("requestBody").is_some() {
+                for code in ["408", "413", "415"] {
+                    assert!(
+                        codes.contains(code),
+                        "{method} {path} lacks {code}: {codes:?}"
+                    );
+                }
+            }
+        }
+    }
+    // Request bodies that refuse unknown fields say so.
+    for name in [
+        "ScheduleRequest",
+        "BulkRequest",
+        "CronRequest",
+        "WorkerRegistration",
+        "ExchangeRequest",
+        "StepCheckpoint",
+        "TaskDef",
+        "Backoff",
+    ] {
+        let schema = &doc["components"]["schemas"][name];
+        assert_eq!(
+            schema["additionalProperties"],
+            json!(false),
+            "{name}: {schema}"
+        );
+    }
 }

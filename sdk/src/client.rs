@@ -141,18 +141,14 @@ impl Client {
     /// Schedules a run by task name with a JSON input (untyped; prefer the typed handles that
     /// `#[task]` generates). `req.task` is the full name, namespace included.
     pub async fn submit(&self, mut req: ScheduleRequest) -> Result<Scheduled> {
-        if req.owner.is_none() {
-            req.owner = self.user.as_deref().map(str::to_owned);
-        }
+        req.act_as(self.user())?;
         self.inner.orch.schedule(req).await
     }
 
     /// Schedules many runs in one transaction.
     pub async fn submit_bulk(&self, mut reqs: Vec<ScheduleRequest>) -> Result<Vec<Scheduled>> {
         for r in &mut reqs {
-            if r.owner.is_none() {
-                r.owner = self.user.as_deref().map(str::to_owned);
-            }
+            r.act_as(self.user())?;
         }
         self.inner.orch.schedule_bulk(reqs).await
     }
@@ -166,7 +162,7 @@ impl Client {
             .into_iter()
             .map(|input| typed_request::<T>(self, None, &input))
             .collect::<Result<Vec<_>>>()?;
-        let done = self.inner.orch.schedule_bulk(reqs).await?;
+        let done = self.submit_bulk(reqs).await?;
         Ok(done
             .into_iter()
             .map(|s| RunHandle::new(self.clone(), s.run.id, s.created))
@@ -178,8 +174,10 @@ impl Client {
         self.inner.orch.get_run(id, self.user()).await
     }
 
-    /// Runs, newest first, filtered by status, task and owner, a page at a time.
-    pub async fn list(&self, filter: ListFilter) -> Result<RunPage> {
+    /// Runs, newest first, filtered by status, task and owner, a page at a time. Acting as a
+    /// user, only that user's runs.
+    pub async fn list(&self, mut filter: ListFilter) -> Result<RunPage> {
+        filter.act_as(self.user())?;
         self.inner.orch.list_runs(filter).await
     }
 
@@ -201,6 +199,9 @@ impl Client {
     /// Waits until the run is terminal (or `timeout` passes) and returns its snapshot. Transient
     /// connection errors (a restarting server) are retried until the timeout.
     pub async fn wait(&self, id: RunId, timeout: Duration) -> Result<RunSnapshot> {
+        if self.user.is_some() {
+            self.status(id).await?; // the ownership check
+        }
         let deadline = tokio::time::Instant::now() + timeout;
         let mut backoff = Duration::from_millis(100);
         loop {
@@ -263,7 +264,11 @@ async fn server_connection(config: &Config) -> Result<Arc<dyn Orchestrator>> {
         .server_url
         .as_deref()
         .ok_or_else(|| Error::config("server_url", "server mode needs a server_url"))?;
-    let orch = crate::http::HttpOrchestrator::new(url, config.api_token.clone())?;
+    let orch = crate::http::HttpOrchestrator::new(
+        url,
+        config.api_token.clone(),
+        config.tls_ca_file.as_deref(),
+    )?;
     // Check that the server answers and that the token is valid.
     orch.list_workers().await?;
     Ok(Arc::new(orch))
@@ -444,7 +449,8 @@ impl<T: Task> ScheduleBuilder<T> {
     }
 
     async fn send(self) -> Result<RunHandle<T::Output>> {
-        let req = self.req?;
+        let mut req = self.req?;
+        req.act_as(self.client.user())?;
         let s = self.client.inner.orch.schedule(req).await?;
         Ok(RunHandle::new(self.client, s.run.id, s.created))
     }
@@ -557,7 +563,14 @@ impl<O: DeserializeOwned> RunHandle<O> {
 fn output_of<O: DeserializeOwned>(run: RunSnapshot) -> Result<O> {
     match run.status {
         RunStatus::Succeeded => {
-            serde_json::from_value(run.output.unwrap_or(serde_json::Value::Null)).map_err(|e| {
+            let output = run.output.unwrap_or(serde_json::Value::Null);
+            if let Some(bytes) = owlclaw_core::limits::truncated_bytes(&output) {
+                return Err(Error::OutputTruncated {
+                    run_id: run.id,
+                    bytes,
+                });
+            }
+            serde_json::from_value(output).map_err(|e| {
                 Error::Internal(format!(
                     "the output of run {} does not match the task's output type: {e}",
                     run.id

@@ -34,6 +34,7 @@
 //! | `worker.shutdown_grace` | `OWLCLAW_WORKER_SHUTDOWN_GRACE` | `30s` | On shutdown, how long a worker waits for in-flight runs to finish before it gives them up (they are retried elsewhere). `0s` gives them up at once. |
 //! | `worker.heartbeat` | `OWLCLAW_WORKER_HEARTBEAT` | `1s` | How often a worker tells the engine it is alive. Greater than zero. |
 //! | `worker.suspend_threshold` | `OWLCLAW_WORKER_SUSPEND_THRESHOLD` | `30s` | Durable sleeps (`ctx.sleep_for`) longer than this suspend their run and free the worker slot until the wake-up time; shorter ones sleep in place. |
+//! | `tls.ca_file` | `OWLCLAW_TLS_CA_FILE` | none | A PEM file of CA certificates trusted, beside the system's and the bundled web roots, for `https://` server URLs (an engine with a private CA or a self-signed certificate). Must exist. |
 //! | `worker.lease` | `OWLCLAW_WORKER_LEASE` | `15s` | How long the engine waits without a heartbeat before it declares a worker dead and hands its runs to another. Must be more than twice `worker.heartbeat`. |
 //!
 //! Durations are written as one or more `<number><unit>` parts with units `ms`, `s`, `m`, `h`,
@@ -249,6 +250,9 @@ pub struct Config {
     /// How long finished runs are kept. YAML `retention`, env `OWLCLAW_RETENTION`, default `7d`;
     /// greater than zero.
     pub retention: Duration,
+    /// A PEM file of CA certificates to trust for `https://` server URLs, beside the system's and
+    /// the bundled web roots. YAML `tls.ca_file`, env `OWLCLAW_TLS_CA_FILE`, no default.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 /// How workers run: concurrency, shutdown and liveness. The YAML `worker:` map.
@@ -303,6 +307,7 @@ impl Default for Config {
             database_url: DEFAULT_DATABASE_URL.to_owned(),
             worker: WorkerConfig::default(),
             retention: DEFAULT_RETENTION,
+            tls_ca_file: None,
         }
     }
 }
@@ -317,6 +322,7 @@ impl fmt::Debug for Config {
             .field("database_url", &redact_url(&self.database_url))
             .field("worker", &self.worker)
             .field("retention", &self.retention)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -468,6 +474,9 @@ impl Config {
         check_positive(self.retention).map_err(|m| Error::config("retention", m))?;
         check_slots(self.worker.slots).map_err(|m| Error::config("worker.slots", m))?;
         check_positive(self.worker.heartbeat).map_err(|m| Error::config("worker.heartbeat", m))?;
+        if let Some(path) = &self.tls_ca_file {
+            check_ca_file(path).map_err(|m| Error::config("tls.ca_file", m))?;
+        }
         if self.mode == Mode::Server && self.server_url.is_none() {
             return Err(Error::config(
                 "server_url",
@@ -514,10 +523,11 @@ enum Key {
     Heartbeat,
     Lease,
     SuspendThreshold,
+    TlsCaFile,
 }
 
 /// (key, YAML path, environment variable).
-const KEYS: [(Key, &str, &str); 11] = [
+const KEYS: [(Key, &str, &str); 12] = [
     (Key::Mode, "mode", "OWLCLAW_MODE"),
     (Key::ServerUrl, "server_url", "OWLCLAW_SERVER_URL"),
     (Key::ApiToken, "api_token", "OWLCLAW_API_TOKEN"),
@@ -541,6 +551,7 @@ const KEYS: [(Key, &str, &str); 11] = [
         "worker.suspend_threshold",
         "OWLCLAW_WORKER_SUSPEND_THRESHOLD",
     ),
+    (Key::TlsCaFile, "tls.ca_file", "OWLCLAW_TLS_CA_FILE"),
 ];
 
 const TOP_LEVEL_KEYS: &[&str] = &[
@@ -551,6 +562,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "database_url",
     "retention",
     "worker",
+    "tls",
 ];
 const WORKER_KEYS: &[&str] = &[
     "slots",
@@ -559,6 +571,7 @@ const WORKER_KEYS: &[&str] = &[
     "lease",
     "suspend_threshold",
 ];
+const TLS_KEYS: &[&str] = &["ca_file"];
 
 /// The settings read so far; `None` keeps the default. Each value is parsed and checked on its
 /// own when it is read, so that an error names where it came from (YAML path or variable).
@@ -575,6 +588,7 @@ struct Settings {
     heartbeat: Option<Duration>,
     lease: Option<Duration>,
     suspend_threshold: Option<Duration>,
+    tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -594,23 +608,27 @@ impl Settings {
         };
         for (name, value) in top {
             let name = key_name(name);
-            if name == "worker" {
+            let section = match name.as_str() {
+                "worker" => Some(WORKER_KEYS),
+                "tls" => Some(TLS_KEYS),
+                _ => None,
+            };
+            if let Some(keys) = section {
                 match value {
                     Value::Null => {}
-                    Value::Mapping(worker) => {
-                        for (name, value) in worker {
-                            let name = key_name(name);
-                            let path = format!("worker.{name}");
-                            self.read_yaml_value(&path, value, WORKER_KEYS, "worker.")?;
+                    Value::Mapping(map) => {
+                        for (key, value) in map {
+                            let path = format!("{name}.{}", key_name(key));
+                            self.read_yaml_value(&path, value, keys, &format!("{name}."))?;
                         }
                     }
                     other => {
                         return Err(Error::config(
-                            "worker",
+                            name.as_str(),
                             format!(
                                 "invalid type: {}, expected a mapping with {}",
                                 describe(other),
-                                WORKER_KEYS.join(", ")
+                                keys.join(", ")
                             ),
                         ))
                     }
@@ -715,6 +733,11 @@ impl Settings {
             Key::SuspendThreshold => {
                 self.suspend_threshold = Some(parse_duration(text).map_err(err)?)
             }
+            Key::TlsCaFile => {
+                let path = std::path::PathBuf::from(text);
+                check_ca_file(&path).map_err(err)?;
+                self.tls_ca_file = Some(path);
+            }
         }
         Ok(())
     }
@@ -739,6 +762,7 @@ impl Settings {
                     .unwrap_or(defaults.worker.suspend_threshold),
             },
             retention: self.retention.unwrap_or(defaults.retention),
+            tls_ca_file: self.tls_ca_file,
         };
         config.validate()?;
         Ok(config)
@@ -907,6 +931,19 @@ fn check_api_token(token: &str) -> std::result::Result<(), String> {
              HTTP header cannot carry"
                 .to_owned(),
         );
+    }
+    Ok(())
+}
+
+/// The CA file must exist and hold at least one PEM certificate.
+fn check_ca_file(path: &std::path::Path) -> std::result::Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("can't read {:?}: {e}", path.display().to_string()))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!(
+            "{:?} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display().to_string()
+        ));
     }
     Ok(())
 }

@@ -215,8 +215,9 @@ impl Context {
             position,
             name: name.to_string(),
             status,
-            output,
-            error,
+            // The engine's own rule, applied before sending so no checkpoint outgrows its limit.
+            output: output.map(owlclaw_core::limits::bound_output),
+            error: error.map(|e| owlclaw_core::limits::bound_error(&e)),
         };
         self.inner
             .client

@@ -77,10 +77,30 @@ fn what_of(message: &str) -> &'static str {
 
 impl HttpOrchestrator {
     /// A connection to `base_url` (e.g. `http://127.0.0.1:7070`), not checked yet.
-    pub(crate) fn new(base_url: &str, token: Option<Secret>) -> Result<HttpOrchestrator> {
-        let http = reqwest::Client::builder()
+    /// `ca_file`: a PEM file of CA certificates trusted beside the system's and the bundled web
+    /// roots (`tls.ca_file`).
+    pub(crate) fn new(
+        base_url: &str,
+        token: Option<Secret>,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<HttpOrchestrator> {
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("owlclaw-sdk/", env!("CARGO_PKG_VERSION")))
+            .use_rustls_tls();
+        if let Some(path) = ca_file {
+            let bad = |m: String| Error::config("tls.ca_file", format!("{}: {m}", path.display()));
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no PEM certificate in the file".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| Error::Internal(format!("building the HTTP client: {e}")))?;
         let bases: Vec<String> = base_url
@@ -202,7 +222,7 @@ impl HttpOrchestrator {
                 },
                 _ => Error::Internal(d.message),
             },
-            "timeout" => Error::Timeout(d.message),
+            "timeout" | "request_timeout" => Error::Timeout(d.message),
             "connection" | "unavailable" => Error::Connection {
                 url: self.base().to_string(),
                 message: d.message,

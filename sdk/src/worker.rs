@@ -393,6 +393,45 @@ impl Shared {
         result
     }
 
+    /// Reports completions one per exchange. A completion the engine refuses on its own is
+    /// reported instead as a failure that says so (not retried: its result can't be stored);
+    /// if even that is refused, it is dropped (its lease expires). Returns the completions to
+    /// report again later (the engine could not be reached).
+    async fn report_singly(&self, completions: Vec<Completion>) -> Vec<Completion> {
+        let mut again = Vec::new();
+        for c in completions {
+            let one = |c: Completion| ExchangeRequest {
+                completions: vec![c],
+                ..ExchangeRequest::default()
+            };
+            match self.exchange(one(c.clone())).await {
+                Ok(_) => {}
+                Err(refused @ Error::InvalidInput { .. }) => {
+                    tracing::error!(run_id = %c.run_id, error = %refused, "the engine refused this run's report; reporting it as failed");
+                    let failed = Completion {
+                        outcome: Outcome::Failed {
+                            error: format!(
+                                "the engine refused the report of this attempt, so its result could not be stored: {refused}"
+                            ),
+                            retryable: false,
+                        },
+                        ..c
+                    };
+                    let run_id = failed.run_id;
+                    match self.exchange(one(failed.clone())).await {
+                        Ok(_) => {}
+                        Err(e @ Error::InvalidInput { .. }) => {
+                            tracing::error!(%run_id, error = %e, "the engine refused the failure report too; the run's lease will expire")
+                        }
+                        Err(_) => again.push(failed),
+                    }
+                }
+                Err(_) => again.push(c),
+            }
+        }
+        again
+    }
+
     fn take_free_slots(&self) -> Option<OwnedSemaphorePermit> {
         let n = self.sem.available_permits();
         if n == 0 {
@@ -525,6 +564,15 @@ impl Shared {
                     Outcome::Failed { .. } | Outcome::TimedOut if cancel.is_cancelled() => {
                         Outcome::Cancelled
                     }
+                    // The engine's own limits, applied before sending: an oversized output is
+                    // stored truncated, and never makes the report larger than the server takes.
+                    Outcome::Succeeded { output } => Outcome::Succeeded {
+                        output: owlclaw_core::limits::bound_output(output),
+                    },
+                    Outcome::Failed { error, retryable } => Outcome::Failed {
+                        error: owlclaw_core::limits::bound_error(&error),
+                        retryable,
+                    },
                     o => o,
                 };
                 log_outcome(&outcome, a.attempt, a.max_attempts, started.elapsed());
@@ -702,6 +750,13 @@ async fn reporter(
             Ok(resp) => {
                 failures = 0;
                 shared.handle(resp, permits);
+            }
+            Err(e @ Error::InvalidInput { .. }) if !sent.is_empty() => {
+                // The engine refused the report itself: sending it again would be refused again
+                // and hold back every result behind it. Report them one by one instead.
+                drop(permits);
+                tracing::warn!(error = %e, runs = sent.len(), "the engine refused a report; reporting its runs one by one");
+                pending = shared.report_singly(sent).await;
             }
             Err(e) => {
                 drop(permits);

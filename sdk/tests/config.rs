@@ -83,6 +83,7 @@ worker:
                 suspend_threshold: secs(120),
             },
             retention: secs(36 * 3600),
+            tls_ca_file: None,
         }
     );
 }

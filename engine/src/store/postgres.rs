@@ -643,6 +643,8 @@ struct Change {
     event_attempt: u32,
     worker: Option<String>,
     reason: String,
+    /// Forget the attempt's worker and start time (a hand-back: no attempt is under way).
+    clear_start: bool,
 }
 
 impl Change {
@@ -664,6 +666,7 @@ impl Change {
             event_attempt: st.attempt,
             worker: st.worker.clone(),
             reason,
+            clear_start: false,
         }
     }
 
@@ -753,6 +756,7 @@ fn hand_back(st: &RunState, reason: &str, now: DateTime<Utc>) -> Change {
     c.event_attempt = c.attempt;
     c.worker_id = None;
     c.run_at = micros(now);
+    c.clear_start = true;
     c
 }
 
@@ -813,6 +817,7 @@ async fn apply(
     let mut worker_id = Vec::with_capacity(n);
     let mut run_at = Vec::with_capacity(n);
     let mut finished_at = Vec::with_capacity(n);
+    let mut clear_start = Vec::with_capacity(n);
     let (mut from_running, mut from_queued, mut from_scheduled) = (vec![], vec![], vec![]);
     let (mut q_seq, mut q_tenant, mut q_task, mut q_prio) = (vec![], vec![], vec![], vec![]);
     let (mut t_seq, mut t_due) = (vec![], vec![]);
@@ -827,6 +832,7 @@ async fn apply(
         worker_id.push(c.worker_id.clone());
         run_at.push(c.run_at);
         finished_at.push(c.finished_at);
+        clear_start.push(c.clear_start);
         match c.from {
             RunStatus::Running => from_running.push(c.seq),
             RunStatus::Queued => from_queued.push(c.seq),
@@ -856,9 +862,12 @@ async fn apply(
     }
     sqlx::query(
         "UPDATE runs SET status = c.status, attempt = c.attempt, error = c.error, errors = c.errors, \
-         worker_id = c.worker_id, run_at = c.run_at, finished_at = c.finished_at \
+         worker_id = c.worker_id, run_at = c.run_at, finished_at = c.finished_at, \
+         worker = CASE WHEN c.clear_start THEN NULL ELSE runs.worker END, \
+         started_at = CASE WHEN c.clear_start THEN NULL ELSE runs.started_at END \
          FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
-         $7::bigint[], $8::bigint[]) AS c(seq, status, attempt, error, errors, worker_id, run_at, finished_at) \
+         $7::bigint[], $8::bigint[], $9::bool[]) \
+         AS c(seq, status, attempt, error, errors, worker_id, run_at, finished_at, clear_start) \
          WHERE runs.seq = c.seq",
     )
     .bind(&seq)
@@ -869,6 +878,7 @@ async fn apply(
     .bind(&worker_id)
     .bind(&run_at)
     .bind(&finished_at)
+    .bind(&clear_start)
     .execute(&mut *conn)
     .await?;
     sqlx::query(
@@ -1785,11 +1795,11 @@ impl PostgresStore {
     }
 
     async fn list_workers_tx(&self, tenant: &str, since: DateTime<Utc>) -> R<Vec<WorkerInfo>> {
-        type WorkerRow = (String, String, i64, String, i64, i64, Vec<String>);
+        type WorkerRow = (String, String, i64, String, i64, i64, Vec<String>, String);
         let rows: Vec<WorkerRow> = sqlx::query_as(
             "SELECT w.id, w.name, w.slots, w.tasks, w.started_at, w.last_heartbeat, \
                COALESCE((SELECT array_agg(r.id ORDER BY r.seq) FROM leases l \
-                 JOIN runs r ON r.seq = l.run_seq WHERE l.worker_id = w.id), '{}') \
+                 JOIN runs r ON r.seq = l.run_seq WHERE l.worker_id = w.id), '{}'), w.labels \
              FROM workers w WHERE w.tenant = $1 AND w.last_heartbeat >= $2 ORDER BY w.started_at",
         )
         .bind(tenant)
@@ -1798,15 +1808,18 @@ impl PostgresStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, name, slots, tasks, started, beat, held)| WorkerInfo {
-                id,
-                name,
-                slots: slots as u32,
-                tasks: serde_json::from_str(&tasks).unwrap_or_default(),
-                started_at: from_micros(started),
-                last_heartbeat: from_micros(beat),
-                held_runs: held.iter().filter_map(|h| h.parse().ok()).collect(),
-            })
+            .map(
+                |(id, name, slots, tasks, started, beat, held, labels)| WorkerInfo {
+                    id,
+                    name,
+                    slots: slots as u32,
+                    tasks: serde_json::from_str(&tasks).unwrap_or_default(),
+                    started_at: from_micros(started),
+                    last_heartbeat: from_micros(beat),
+                    held_runs: held.iter().filter_map(|h| h.parse().ok()).collect(),
+                    labels: serde_json::from_str(&labels).unwrap_or_default(),
+                },
+            )
             .collect())
     }
 

@@ -447,7 +447,8 @@ async fn hand_back(
     now: DateTime<Utc>,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE runs SET status = 'queued', attempt = MAX(attempt - 1, 0), worker_id = NULL, run_at = ? WHERE seq = ?",
+        "UPDATE runs SET status = 'queued', attempt = MAX(attempt - 1, 0), worker_id = NULL, \
+         worker = NULL, started_at = NULL, run_at = ? WHERE seq = ?",
     )
     .bind(micros(now))
     .bind(st.seq)
@@ -1345,8 +1346,9 @@ impl Store for SqliteStore {
     }
 
     async fn list_workers(&self, tenant: &str, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>> {
-        let rows: Vec<(String, String, i64, String, i64, i64)> = sqlx::query_as(
-            "SELECT id, name, slots, tasks, started_at, last_heartbeat FROM workers \
+        type WorkerRow = (String, String, i64, String, i64, i64, String);
+        let rows: Vec<WorkerRow> = sqlx::query_as(
+            "SELECT id, name, slots, tasks, started_at, last_heartbeat, labels FROM workers \
              WHERE tenant = ? AND last_heartbeat >= ? ORDER BY started_at",
         )
         .bind(tenant)
@@ -1355,7 +1357,7 @@ impl Store for SqliteStore {
         .await
         .map_err(db)?;
         let mut out = Vec::with_capacity(rows.len());
-        for (id, name, slots, tasks, started, beat) in rows {
+        for (id, name, slots, tasks, started, beat, labels) in rows {
             let held: Vec<String> = sqlx::query_scalar(
                 "SELECT r.id FROM leases l JOIN runs r ON r.seq = l.run_seq WHERE l.worker_id = ? ORDER BY r.seq",
             )
@@ -1371,6 +1373,7 @@ impl Store for SqliteStore {
                 started_at: from_micros(started),
                 last_heartbeat: from_micros(beat),
                 held_runs: held.iter().filter_map(|h| h.parse().ok()).collect(),
+                labels: serde_json::from_str(&labels).unwrap_or_default(),
             });
         }
         Ok(out)

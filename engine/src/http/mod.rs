@@ -7,6 +7,8 @@
 //! header names the acting user for ownership checks. Every failure answers
 //! `{"error": {"code": "...", "message": "..."}}` with one status code per code.
 
+mod listen;
+
 use crate::Engine;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -44,13 +47,39 @@ pub enum AuthMode {
     InsecureDev,
 }
 
+/// Default time a client has to send a whole request (headers, then body): 30 s.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time a keep-alive connection may stay open with no request: 60 s.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default bound on open connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
 /// The server's settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// How callers authenticate.
     pub auth: AuthMode,
-    /// Largest accepted request body, in bytes.
+    /// Largest accepted request body, in bytes. The worker routes (exchange, steps) accept at least
+    /// one stored output's worth ([`MIN_WORKER_BODY_LIMIT`]).
     pub body_limit: usize,
+    /// Time a client has to send a request's headers, and then its body: past it the connection is
+    /// closed (headers) or the request is answered `408` (body).
+    pub read_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    /// Most connections open at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// Serve HTTPS with this certificate chain and private key (PEM files).
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files of an HTTPS server.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -58,9 +87,18 @@ impl Default for ServerConfig {
         ServerConfig {
             auth: AuthMode::Tokens,
             body_limit: DEFAULT_BODY_LIMIT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            tls: None,
         }
     }
 }
+
+/// The smallest body limit of the worker routes: a report carrying one output of the largest
+/// stored size, with room for its envelope and error.
+pub const MIN_WORKER_BODY_LIMIT: usize =
+    owlclaw_core::limits::MAX_OUTPUT_BYTES + owlclaw_core::limits::MAX_ERROR_BYTES + 64 * 1024;
 
 #[derive(Clone)]
 struct AppState {
@@ -131,6 +169,7 @@ pub fn status_of(code: &str) -> StatusCode {
         "not_found" => StatusCode::NOT_FOUND,
         "idempotency_conflict" | "invalid_transition" => StatusCode::CONFLICT,
         "payload_too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "request_timeout" => StatusCode::REQUEST_TIMEOUT,
         "unsupported_media_type" => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "method_not_allowed" => StatusCode::METHOD_NOT_ALLOWED,
         "timeout" => StatusCode::GATEWAY_TIMEOUT,
@@ -141,6 +180,28 @@ pub fn status_of(code: &str) -> StatusCode {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
+        match &e {
+            // Never show a client what the database said, or where it is: log it under an id.
+            Error::Internal(_) => {
+                let id = incident_id();
+                tracing::error!(incident = %id, error = %e, "request failed");
+                return ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("internal error; the server's log has the details under incident {id}"),
+                );
+            }
+            Error::Connection { .. } => {
+                let id = incident_id();
+                tracing::error!(incident = %id, error = %e, "the database is unavailable");
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!("the engine's database is unavailable; try again (incident {id})"),
+                );
+            }
+            _ => {}
+        }
         let mut api = ApiError::new(status_of(e.code()), e.code(), e.to_string());
         match &e {
             Error::InvalidInput { field, .. } | Error::Config { field, .. } => {
@@ -159,7 +220,6 @@ impl From<Error> for ApiError {
                 api.detail.status = Some(*status);
                 api.detail.detail = Some((*action).to_string());
             }
-            Error::Internal(msg) => tracing::error!(error = %msg, "request failed"),
             _ => {}
         }
         api
@@ -203,6 +263,11 @@ fn field_of_data_error(text: &str) -> Option<String> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
     plausible.then(|| path.to_string())
+}
+
+/// A short id that ties an error answered to a client to its line in the server's log.
+fn incident_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..12].to_string()
 }
 
 impl From<QueryRejection> for ApiError {
@@ -314,6 +379,19 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+impl Caller {
+    /// Crons belong to the tenant, not to a user: acting as a user, changing them is refused.
+    fn tenant_wide(&self, what: &str) -> ApiResult<()> {
+        match &self.user {
+            Some(u) => Err(Error::Forbidden(format!(
+                "acting as user {u:?}, you may not {what}: crons belong to the tenant (send no {USER_HEADER} header)"
+            ))
+            .into()),
+            None => Ok(()),
+        }
+    }
+}
+
 fn run_id(raw: &str) -> ApiResult<RunId> {
     Ok(raw.parse::<RunId>()?)
 }
@@ -339,6 +417,7 @@ struct ListParams {
 
 /// Many runs to schedule.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BulkRequest {
     /// The runs, scheduled in one transaction: all or none.
     pub runs: Vec<ScheduleRequest>,
@@ -374,9 +453,7 @@ async fn schedule_run(
     caller: Caller,
     ApiJson(mut req): ApiJson<ScheduleRequest>,
 ) -> ApiResult<(StatusCode, Json<RunSnapshot>)> {
-    if req.owner.is_none() {
-        req.owner = caller.user;
-    }
+    req.act_as(caller.user.as_deref())?;
     let done = s.engine.schedule(&caller.tenant, req).await?;
     let code = if done.created {
         StatusCode::CREATED
@@ -395,10 +472,11 @@ async fn schedule_bulk(
     caller: Caller,
     ApiJson(mut req): ApiJson<BulkRequest>,
 ) -> ApiResult<(StatusCode, Json<BulkResponse>)> {
-    for r in &mut req.runs {
-        if r.owner.is_none() {
-            r.owner = caller.user.clone();
-        }
+    for (i, r) in req.runs.iter_mut().enumerate() {
+        r.act_as(caller.user.as_deref()).map_err(|e| match e {
+            Error::Forbidden(m) => Error::Forbidden(format!("runs[{i}]: {m}")),
+            e => e,
+        })?;
     }
     let done = s.engine.schedule_bulk(&caller.tenant, req.runs).await?;
     Ok((
@@ -423,13 +501,14 @@ async fn list_runs(
         .as_deref()
         .map(str::parse::<RunStatus>)
         .transpose()?;
-    let filter = ListFilter {
+    let mut filter = ListFilter {
         status,
         task: q.task,
         owner: q.owner,
         limit: q.limit,
         cursor: q.cursor,
     };
+    filter.act_as(caller.user.as_deref())?;
     Ok(Json(s.engine.list_runs(&caller.tenant, filter).await?))
 }
 
@@ -545,6 +624,7 @@ async fn create_cron(
     caller: Caller,
     ApiJson(req): ApiJson<CronRequest>,
 ) -> ApiResult<(StatusCode, Json<CronSchedule>)> {
+    caller.tenant_wide("create crons")?;
     Ok((
         StatusCode::CREATED,
         Json(s.engine.create_cron(&caller.tenant, req).await?),
@@ -560,6 +640,7 @@ async fn delete_cron(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    caller.tenant_wide("delete crons")?;
     s.engine.delete_cron(&caller.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -705,11 +786,89 @@ async fn openapi_json(State(doc): State<Arc<String>>) -> Response {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "OwlClaw Tasks engine API", description = "Durable task orchestration: runs, crons and the worker protocol."),
+    info(title = "OwlClaw Tasks engine API", description = "Durable task orchestration: runs, crons and the worker protocol. Integers may be written as floats with no fractional part (`5.0`); `5.5` is refused. Durations are strings with a unit (`\"10s\"`); numbers are refused."),
     modifiers(&BearerAuth),
     components(schemas(ErrorBody, ErrorDetail))
 )]
 struct ApiDoc;
+
+/// Adds to every operation the answers that any of them can give, so the document lists every
+/// status code the server sends: `400` (a bad `OwlClaw-User` header, path id or query), `401`
+/// (secured operations), `405` (another method on the path), `408`/`413`/`415` (operations with a
+/// body), `500` and `503`. Also documents the `OwlClaw-User` header.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{
+            ContentBuilder, ObjectBuilder, Ref, Required, ResponseBuilder, Type,
+        };
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        let user_header = ParameterBuilder::new()
+            .name("OwlClaw-User")
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some("The acting user, for ownership checks: runs it schedules are its own, and it sees and acts on its own runs only."))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(255))
+                    .pattern(Some("^[!-~]+$")),
+            ))
+            .build();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let api = path.starts_with("/v1/") && path != "/v1/openapi.json";
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let mut add = |code: &str, description: &str| {
+                    op.responses
+                        .responses
+                        .entry(code.to_string())
+                        .or_insert_with(|| error(description).into());
+                };
+                add("405", "This path does not accept that method.");
+                if !api {
+                    continue;
+                }
+                add("400", "Invalid request: a bad OwlClaw-User header, path id, query parameter or body field (the error names it). Nothing was stored.");
+                add("401", "Missing or invalid API token.");
+                add("500", "Internal error: the answer carries an incident id to find in the server's log.");
+                add("503", "The engine's database is unavailable; try again.");
+                if op.request_body.is_some() {
+                    add(
+                        "408",
+                        "The request body did not arrive within the server's read timeout.",
+                    );
+                    add("413", "The request body is larger than the server's limit.");
+                    add("415", "The body is not `Content-Type: application/json`.");
+                }
+                op.parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(user_header.clone());
+            }
+        }
+    }
+}
 
 struct BearerAuth;
 
@@ -750,7 +909,68 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
         .routes(routes!(openapi_json))
         .split_for_parts();
     doc.merge(extra);
+    CommonResponses.modify(&mut doc);
     doc
+}
+
+/// The body limits and read timeout applied before any handler runs.
+#[derive(Debug, Clone, Copy)]
+struct BodyRules {
+    limit: usize,
+    worker_limit: usize,
+    read_timeout: Duration,
+}
+
+/// The worker protocol's report routes, whose bodies may carry a stored output's worth.
+fn is_worker_report(path: &str) -> bool {
+    path.starts_with("/v1/workers/") && (path.ends_with("/exchange") || path.ends_with("/steps"))
+}
+
+/// Reads the whole request body within the read timeout and under its route's limit, before any
+/// handler runs: a client that sends half a body is answered `408`, one that sends too much `413`.
+async fn read_body_in_time(
+    State(rules): State<BodyRules>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    use http_body_util::{BodyExt, LengthLimitError, Limited};
+    let limit = if is_worker_report(req.uri().path()) {
+        rules.worker_limit
+    } else {
+        rules.limit
+    };
+    let (parts, body) = req.into_parts();
+    let read = Limited::new(body, limit).collect();
+    match tokio::time::timeout(rules.read_timeout, read).await {
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {}",
+                owlclaw_core::duration::format_duration(rules.read_timeout)
+            ),
+        )
+        .into_response(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than the server's limit ({limit} bytes)"),
+        )
+        .into_response(),
+        Ok(Err(e)) => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+            format!("the request body could not be read: {e}"),
+        )
+        .into_response(),
+        Ok(Ok(body)) => {
+            next.run(Request::from_parts(
+                parts,
+                axum::body::Body::from(body.to_bytes()),
+            ))
+            .await
+        }
+    }
 }
 
 /// The whole API as a router: what `owlclaw serve` serves, and what tests call in-process.
@@ -760,6 +980,11 @@ pub fn router(engine: Engine, cfg: &ServerConfig) -> Router {
         engine,
         auth: cfg.auth,
         tokens: Arc::new(Mutex::new(HashMap::new())),
+    };
+    let rules = BodyRules {
+        limit: cfg.body_limit,
+        worker_limit: cfg.body_limit.max(MIN_WORKER_BODY_LIMIT),
+        read_timeout: cfg.read_timeout,
     };
     let (api, _) = api_routes().split_for_parts();
     let doc_router = Router::new()
@@ -777,7 +1002,16 @@ pub fn router(engine: Engine, cfg: &ServerConfig) -> Router {
                 "this endpoint does not accept that method",
             )
         })
-        .layer(DefaultBodyLimit::max(cfg.body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            rules,
+            read_body_in_time,
+        ))
+        .layer(DefaultBodyLimit::max(rules.limit.max(rules.worker_limit)))
+}
+
+/// Checks that the certificate and key of `files` load, as [`serve`] will load them.
+pub fn check_tls_files(files: &TlsFiles) -> owlclaw_core::Result<()> {
+    listen::tls_acceptor(&files.cert, &files.key).map(|_| ())
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then shuts down gracefully: long polls
@@ -789,17 +1023,23 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> owlclaw_core::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
+    let tls = match &cfg.tls {
+        Some(files) => Some(listen::tls_acceptor(&files.cert, &files.key)?),
+        None => None,
+    };
     let app = router(engine.clone(), &cfg);
     let token = engine.shutdown_token();
-    tracing::info!(addr = ?addr, auth = ?cfg.auth, "engine server listening");
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            token.cancel();
-        })
-        .await;
+    tracing::info!(addr = ?addr, auth = ?cfg.auth, https = tls.is_some(), "engine server listening");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stopper = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        token.cancel(); // long polls end at once
+        stopper.cancel();
+    });
+    listen::accept_loop(listener, app, &cfg, tls, stop).await;
     engine.shutdown().await;
-    result.map_err(|e| Error::Internal(format!("server: {e}")))
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
