@@ -744,7 +744,11 @@ fn serve_answers_health_and_openapi_and_stops_on_sigterm() {
     let (status, _) = http_get(&server.addr, "/v1/runs");
     assert_eq!(status, 401);
 
-    // Logs at info by default.
+    // Logs at info by default (read from the pipe by another thread: give it time).
+    let start = Instant::now();
+    while !server.stderr().contains("INFO") && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(server.stderr().contains("INFO"), "{}", server.stderr());
 
     // The port is taken: a second server fails, naming the address.

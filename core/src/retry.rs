@@ -12,14 +12,14 @@ use std::time::Duration;
 pub struct Backoff {
     /// Delay after the first failed attempt (before jitter).
     #[serde(with = "crate::duration::serde_human")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = r"^([0-9]{1,6}(ms|s|m|h|d)){1,4}$", example = "30s"))]
     pub initial: Duration,
     /// Growth factor per attempt, 1 to 100.
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 100))]
     pub factor: f64,
     /// Upper bound of the delay.
     #[serde(with = "crate::duration::serde_human")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = r"^([0-9]{1,6}(ms|s|m|h|d)){1,4}$", example = "30s"))]
     pub max: Duration,
 }
 

@@ -35,7 +35,7 @@ pub struct TaskDef {
     pub retries: u32,
     /// Timeout of one attempt.
     #[serde(with = "crate::duration::serde_human")]
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "30s"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, pattern = r"^([0-9]{1,6}(ms|s|m|h|d)){1,4}$", example = "30s"))]
     pub timeout: Duration,
     /// 1 (lowest) to 10 (highest).
     #[serde(deserialize_with = "crate::int::de")]

@@ -27,7 +27,7 @@ pub struct ScheduleRequest {
         with = "crate::duration::serde_human::option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = r"^([0-9]{1,9}(ms|s|m|h|d)){1,4}$", example = "10s"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = r"^([0-9]{1,6}(ms|s|m|h|d)){1,4}$", example = "10s"))]
     pub delay: Option<Duration>,
     /// Start at this time. Exclusive with `delay`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -74,7 +74,7 @@ pub struct ScheduleRequest {
         with = "crate::duration::serde_human::option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "30s"))]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, pattern = r"^([0-9]{1,6}(ms|s|m|h|d)){1,4}$", example = "30s"))]
     pub timeout: Option<Duration>,
     /// Overrides the task's backoff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -165,7 +165,8 @@ pub struct StepCheckpoint {
     /// The step's position.
     #[serde(deserialize_with = "crate::int::de")]
     pub position: u32,
-    /// The step's name.
+    /// The step's name: 1 to 200 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 200))]
     pub name: String,
     /// The new status.
     pub status: StepStatus,
@@ -312,6 +313,17 @@ impl ListFilter {
         for (field, value) in [("task", &self.task), ("owner", &self.owner)] {
             if let Some(v) = value {
                 crate::limits::check_text(field, v)?;
+            }
+        }
+        if let Some(t) = &self.task {
+            crate::task::validate_task_name(t).map_err(|e| Error::invalid_input("task", e))?;
+        }
+        if let Some(o) = &self.owner {
+            if o.is_empty() || o.len() > 255 {
+                return Err(Error::invalid_input(
+                    "owner",
+                    format!("{o:?} must be 1 to 255 characters long"),
+                ));
             }
         }
         Ok(())

@@ -329,11 +329,13 @@ impl FromRequestParts<AppState> for Caller {
             Some(v) => Some(
                 v.to_str()
                     .ok()
-                    .filter(|u| !u.is_empty() && u.len() <= 255)
+                    .filter(|u| {
+                        !u.is_empty() && u.len() <= 255 && u.bytes().all(|b| b.is_ascii_graphic())
+                    })
                     .ok_or_else(|| {
                         ApiError::from(Error::invalid_input(
                             USER_HEADER,
-                            "must be 1 to 255 visible ASCII characters",
+                            "must be 1 to 255 visible ASCII characters, without spaces",
                         ))
                     })?
                     .to_string(),
@@ -404,14 +406,19 @@ fn run_id(raw: &str) -> ApiResult<RunId> {
 #[into_params(parameter_in = Query)]
 struct ListParams {
     /// Only runs in this status.
+    #[param(value_type = Option<RunStatus>)]
     status: Option<String>,
     /// Only runs of this task.
+    #[param(pattern = r"^[A-Za-z0-9_\-.:/]{1,128}$")]
     task: Option<String>,
-    /// Only runs owned by this user.
+    /// Only runs owned by this user (acting as a user: that user).
+    #[param(min_length = 1, max_length = 255, pattern = "^[^\\x00]*$")]
     owner: Option<String>,
     /// Page size (default 50, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     cursor: Option<String>,
 }
 
@@ -435,6 +442,7 @@ pub struct BulkResponse {
 #[into_params(parameter_in = Query)]
 struct WaitParams {
     /// How long to wait for the run to finish (default 30s, at most 5m), e.g. `30s`.
+    #[param(pattern = "^([0-9]{1,5}ms|[0-9]{1,2}s|[0-4]m|5m)$")]
     timeout: Option<String>,
 }
 
@@ -513,7 +521,7 @@ async fn list_runs(
 }
 
 /// A run's snapshot.
-#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, description = "Run id")),
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, format = Uuid, description = "Run id (a UUID)")),
     responses((status = 200, body = RunSnapshot), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn get_run(
@@ -529,7 +537,7 @@ async fn get_run(
 }
 
 /// A run's transition log, oldest first.
-#[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path, description = "Run id")),
+#[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path, format = Uuid, description = "Run id (a UUID)")),
     responses((status = 200, body = Vec<RunEvent>), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn run_events(
@@ -546,7 +554,7 @@ async fn run_events(
 
 /// Wait until the run is terminal (long poll); answers its snapshot, terminal or not.
 #[utoipa::path(get, path = "/v1/runs/{id}/result", tag = "runs",
-    params(("id" = String, Path, description = "Run id"), WaitParams),
+    params(("id" = String, Path, format = Uuid, description = "Run id (a UUID)"), WaitParams),
     responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn run_result(
@@ -571,7 +579,7 @@ async fn run_result(
 }
 
 /// Cancel a run.
-#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, description = "Run id")),
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, format = Uuid, description = "Run id (a UUID)")),
     responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn cancel_run(
@@ -587,7 +595,7 @@ async fn cancel_run(
 }
 
 /// Re-queue a failed or cancelled run as a new attempt.
-#[utoipa::path(post, path = "/v1/runs/{id}/retry", tag = "runs", params(("id" = String, Path, description = "Run id")),
+#[utoipa::path(post, path = "/v1/runs/{id}/retry", tag = "runs", params(("id" = String, Path, format = Uuid, description = "Run id (a UUID)")),
     responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 409, description = "Not failed or cancelled", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn retry_run(
@@ -617,7 +625,8 @@ async fn list_crons(
 
 /// Create a cron schedule.
 #[utoipa::path(post, path = "/v1/crons", tag = "crons", request_body = CronRequest,
-    responses((status = 201, body = CronSchedule), (status = 400, body = ErrorBody)),
+    responses((status = 201, body = CronSchedule), (status = 400, body = ErrorBody),
+        (status = 404, description = "No worker has registered the task", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn create_cron(
     State(s): State<AppState>,
@@ -849,6 +858,9 @@ impl Modify for CommonResponses {
                 add("405", "This path does not accept that method.");
                 if !api {
                     continue;
+                }
+                if path.starts_with("/v1/runs") || path.starts_with("/v1/crons") {
+                    add("403", "Acting as a user (OwlClaw-User): another user's run, another owner named, or a change to the tenant's crons.");
                 }
                 add("400", "Invalid request: a bad OwlClaw-User header, path id, query parameter or body field (the error names it). Nothing was stored.");
                 add("401", "Missing or invalid API token.");

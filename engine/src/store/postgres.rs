@@ -1283,12 +1283,15 @@ impl PostgresStore {
             RunStatus::Queued => "cancelled while queued",
             RunStatus::Running => "cancelled while running; the worker is told to stop",
             status => {
+                // Roll back now: a dropped transaction is rolled back only when its connection
+                // is next used, and until then its lock makes claims skip this run.
+                tx.rollback().await?;
                 return Err(Error::InvalidTransition {
                     run_id: id,
                     status,
                     action: "cancel",
                 }
-                .into())
+                .into());
             }
         };
         let mut change = Change::to(&st, RunStatus::Cancelled, reason.into());
@@ -1309,6 +1312,8 @@ impl PostgresStore {
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
         if !st.status.can_retry() {
+            // Roll back now, or the lock stays until the connection is next used (see cancel).
+            tx.rollback().await?;
             return Err(Error::InvalidTransition {
                 run_id: id,
                 status: st.status,
