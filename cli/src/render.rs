@@ -137,7 +137,7 @@ pub(crate) fn crons(crons: &[CronSchedule]) -> String {
     )
 }
 
-/// `workers`: ID, NAME, SLOTS, HELD, STARTED, LAST HEARTBEAT, TASKS.
+/// `workers`: ID, NAME, SLOTS, HELD, STARTED, LAST HEARTBEAT, TASKS, LABELS (`key=value,...`).
 pub(crate) fn workers(workers: &[WorkerInfo]) -> String {
     let rows: Vec<Vec<String>> = workers
         .iter()
@@ -150,6 +150,11 @@ pub(crate) fn workers(workers: &[WorkerInfo]) -> String {
                 time(w.started_at),
                 time(w.last_heartbeat),
                 w.tasks.join(","),
+                w.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
             ]
         })
         .collect();
@@ -162,6 +167,7 @@ pub(crate) fn workers(workers: &[WorkerInfo]) -> String {
             "STARTED",
             "LAST HEARTBEAT",
             "TASKS",
+            "LABELS",
         ],
         &rows,
     )
@@ -268,5 +274,35 @@ mod tests {
             ],
         );
         assert_eq!(out, "ID  NAME       X\n1   long name  a\n22  n\\nl\n");
+    }
+
+    #[test]
+    fn workers_table_lists_labels() {
+        let now = chrono::Utc::now();
+        let w = WorkerInfo {
+            id: "w-1".into(),
+            name: "w".into(),
+            slots: 2,
+            tasks: vec!["t".into()],
+            started_at: now,
+            last_heartbeat: now,
+            held_runs: Vec::new(),
+            labels: [
+                ("gpu".to_string(), "a100".to_string()),
+                ("region".to_string(), "eu".to_string()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let out = workers(&[w]);
+        let header = out.lines().next().unwrap();
+        assert!(header.ends_with("TASKS  LABELS"), "{out}");
+        assert!(
+            out.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("t      gpu=a100,region=eu"),
+            "{out}"
+        );
     }
 }
