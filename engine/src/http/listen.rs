@@ -36,7 +36,7 @@ pub(super) fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
         return Err(bad("tls_cert", cert, &"no PEM certificate in the file"));
     }
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("tls_key", key, &e))?;
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -44,7 +44,6 @@ pub(super) fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
     .with_no_client_auth()
     .with_single_cert(certs, key_der)
     .map_err(|e| bad("tls_key", key, &e))?;
-    let mut config = config;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
