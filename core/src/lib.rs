@@ -9,6 +9,7 @@ pub mod cron;
 pub mod duration;
 mod error;
 pub mod int;
+pub mod lifecycle;
 pub mod limits;
 mod orchestrator;
 pub mod retry;
