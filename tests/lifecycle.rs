@@ -862,7 +862,69 @@ async fn a_namespace_prefixes_the_task_names_of_a_client_and_its_workers(env: Te
     worker.shutdown().await.unwrap();
 }
 
+async fn a_non_retryable_error_fails_the_run_at_once_and_its_event_says_so(env: TestEnv) {
+    #[derive(Debug)]
+    struct CardDeclined;
+    impl std::fmt::Display for CardDeclined {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("card declined")
+        }
+    }
+    impl std::error::Error for CardDeclined {}
+
+    #[task(retries = 3, backoff_initial = "10ms")]
+    async fn charge(_ctx: Context, how: String) -> anyhow::Result<()> {
+        use anyhow::Context as _;
+        match how.as_str() {
+            "fatal" => Err(owlclaw::fatal("no card number").into()),
+            "context" => Err(owlclaw::NonRetryable::from_error(CardDeclined)).context("charging"),
+            _ => anyhow::bail!("gateway busy"),
+        }
+    }
+    #[task(retries = 2)]
+    async fn typed(_ctx: Context) -> Result<(), owlclaw::NonRetryable> {
+        Err(owlclaw::NonRetryable::new("bad input"))
+    }
+    let client = env.client().await;
+    let worker = client
+        .worker("w")
+        .task::<charge>()
+        .task::<typed>()
+        .start()
+        .await
+        .unwrap();
+    for (how, error) in [
+        ("fatal", "no card number"),
+        ("context", "charging: card declined"),
+    ] {
+        let run = charge::enqueue(&client, how.to_string()).await.unwrap();
+        let snap = finished(&client, run.id()).await;
+        assert_eq!(snap.status, RunStatus::Failed, "{how}");
+        assert_eq!(
+            (snap.attempt, snap.max_attempts),
+            (1, 4),
+            "{how}: one attempt only"
+        );
+        assert_eq!(snap.error.as_deref(), Some(error));
+        let events = run.events().await.unwrap();
+        let last = events.last().unwrap();
+        assert_eq!(
+            last.reason,
+            format!("attempt 1 failed and is not retryable: {error}")
+        );
+    }
+    let run = typed::enqueue(&client).await.unwrap();
+    let snap = finished(&client, run.id()).await;
+    assert_eq!((snap.status, snap.attempt), (RunStatus::Failed, 1));
+    // Any other error is retried as before.
+    let run = charge::enqueue(&client, "busy".to_string()).await.unwrap();
+    let snap = finished(&client, run.id()).await;
+    assert_eq!((snap.status, snap.attempt), (RunStatus::Failed, 4));
+    worker.shutdown().await.unwrap();
+}
+
 both_backends!(
+    a_non_retryable_error_fails_the_run_at_once_and_its_event_says_so,
     a_namespace_prefixes_the_task_names_of_a_client_and_its_workers,
     a_run_goes_queued_running_succeeded_with_one_event_per_transition,
     illegal_transitions_are_refused_and_change_nothing,

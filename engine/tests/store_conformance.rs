@@ -9,6 +9,7 @@
 //! without sleeping.
 
 use chrono::{DateTime, SubsecRound, Utc};
+use owlclaw_core::lifecycle::{self, Happening};
 use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::TaskDef;
 use owlclaw_core::wire::{
@@ -154,6 +155,7 @@ conformance!(
     engine_end_to_end,
     durable_steps_and_suspension,
     delete_and_purge,
+    fast_paths_write_the_life_cycle_rows,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2130,4 +2132,109 @@ async fn postgres_concurrent_migrations() {
             .unwrap();
     assert_eq!(versions, vec![1, 2, 3]);
     let _ = conn.close().await;
+}
+
+/// The life-cycle state of a stored run, as the pure module sees it.
+fn state_of(
+    snap: &owlclaw_core::wire::RunSnapshot,
+    worker_id: Option<&str>,
+) -> lifecycle::RunState {
+    lifecycle::RunState {
+        id: snap.id,
+        status: snap.status,
+        attempt: snap.attempt,
+        max_attempts: snap.max_attempts,
+        retries: snap.max_attempts - 1,
+        backoff: Backoff::default(),
+        timeout: Duration::from_millis(snap.timeout_ms),
+        worker: snap.worker.clone(),
+        worker_id: worker_id.map(str::to_string),
+        error: snap.error.clone(),
+        errors: None,
+        run_at: snap.run_at,
+        finished_at: snap.finished_at,
+    }
+}
+
+/// A timer coming due, a claim and a success are written by bulk SQL in both stores (the hot
+/// path), not through `lifecycle::decide`: they must write the rows the pure module decides.
+async fn fast_paths_write_the_life_cycle_rows(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let w = h.worker("w-fast", &["t.fast"], t).await;
+    let id = insert(s, vec![new_run("t.fast", t + secs(1.0))], t).await[0];
+    let mut expected = Vec::new();
+
+    let due_at = t + secs(2.0);
+    let before = get(s, id).await;
+    let change = lifecycle::decide(&state_of(&before, None), Happening::Due, due_at)
+        .unwrap()
+        .expect("a scheduled run comes due");
+    expected.push(change.event.clone());
+    assert_eq!(s.maintain(due_at, 100).await.unwrap().promoted, 1);
+    let after = get(s, id).await;
+    assert_eq!(after.status, change.status);
+    assert_eq!(after.attempt, change.attempt);
+
+    let claim_at = t + secs(3.0);
+    let change = lifecycle::decide(
+        &state_of(&after, None),
+        Happening::Claimed {
+            worker_id: &w.id,
+            worker: &w.name,
+        },
+        claim_at,
+    )
+    .unwrap()
+    .expect("a queued run is claimed");
+    expected.push(change.event.clone());
+    assert_eq!(claim_ids(s, &w, 1, claim_at).await, vec![id]);
+    let after = get(s, id).await;
+    assert_eq!(
+        (after.status, after.attempt),
+        (change.status, change.attempt)
+    );
+    assert_eq!(after.worker, change.worker);
+    assert_eq!(after.started_at, Some(claim_at));
+
+    let done_at = t + secs(4.0);
+    let out = Outcome::Succeeded {
+        output: json!({"ok": true}),
+    };
+    let change = lifecycle::decide(
+        &state_of(&after, Some(&w.id)),
+        Happening::Reported {
+            worker_id: &w.id,
+            attempt: after.attempt,
+            outcome: &out,
+        },
+        done_at,
+    )
+    .unwrap()
+    .expect("the holder's success applies");
+    expected.push(change.event.clone());
+    assert_eq!(
+        s.complete(&w, &[ok(id, after.attempt, json!({"ok": true}))], done_at)
+            .await
+            .unwrap(),
+        1
+    );
+    let after = get(s, id).await;
+    assert_eq!(after.status, change.status);
+    assert_eq!(after.finished_at, change.finished_at);
+    assert_eq!(after.error, change.error);
+
+    let stored: Vec<lifecycle::EventRow> = events(s, id)
+        .await
+        .iter()
+        .skip(1) // the insert's own event
+        .map(|e| lifecycle::EventRow {
+            from: e.from,
+            to: e.to,
+            attempt: e.attempt,
+            worker: e.worker.clone(),
+            reason: e.reason.clone(),
+        })
+        .collect();
+    assert_eq!(stored, expected);
 }

@@ -46,7 +46,7 @@ pub use owlclaw_core::wire::{
 };
 pub use owlclaw_core::{Error, Orchestrator, Result, RunId, RunStatus};
 pub use owlclaw_macros::task;
-pub use task::{Task, TaskFailure, TaskSpec};
+pub use task::{fatal, NonRetryable, Task, TaskFailure, TaskSpec};
 pub use worker::{Worker, WorkerBuilder};
 
 #[doc(hidden)]

@@ -179,12 +179,14 @@ pub mod __private {
         })
     }
 
-    /// Encodes what the task function returned.
+    /// Encodes what the task function returned. An error is retried unless it says it is not
+    /// worth it ([`NonRetryable`](crate::NonRetryable), also inside an `anyhow::Error` or a
+    /// `Box<dyn Error>`).
     pub fn encode_result<R>(result: R) -> Result<Value, TaskFailure>
     where
         R: TaskReturn,
         R::Output: Serialize,
-        R::Error: Display,
+        R::Error: Display + 'static,
     {
         match result.into_result() {
             Ok(out) => serde_json::to_value(out).map_err(|e| {
@@ -192,7 +194,96 @@ pub mod __private {
                     "the task's output can't be serialized to JSON: {e}"
                 ))
             }),
-            Err(e) => Err(TaskFailure::retryable(format!("{e:#}"))),
+            Err(e) if super::is_retryable(&e) => Err(TaskFailure::retryable(format!("{e:#}"))),
+            Err(e) => Err(TaskFailure::fatal(format!("{e:#}"))),
         }
     }
+}
+
+/// An error not worth retrying: a task that returns it (directly, as the source of an
+/// `anyhow::Error`, with or without `.context(..)`, or in a `Box<dyn Error>`) fails at once, whatever
+/// retries are left, and the run's event says that the error is not retryable.
+///
+/// ```
+/// # use owlclaw::{task, Context, NonRetryable};
+/// #[task(retries = 5)]
+/// async fn charge(_ctx: Context, card: String) -> anyhow::Result<()> {
+///     if card.is_empty() {
+///         // Retrying can't make an empty card number valid.
+///         return Err(owlclaw::fatal("no card number").into());
+///     }
+///     Ok(())
+/// }
+/// ```
+#[derive(Debug)]
+pub struct NonRetryable {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl NonRetryable {
+    /// Marks an error as not worth retrying; its message is kept (use
+    /// [`NonRetryable::from_error`] to keep an error's `source()` chain).
+    pub fn new(message: impl std::fmt::Display) -> NonRetryable {
+        NonRetryable {
+            message: message.to_string(),
+            source: None,
+        }
+    }
+
+    /// Marks an error as not worth retrying, transparently: its message is the error's, and its
+    /// `source()` is the error's own source, so a chain printed with `{:#}` says each cause once.
+    pub fn from_error(error: impl std::error::Error + Send + Sync + 'static) -> NonRetryable {
+        NonRetryable {
+            message: error.to_string(),
+            source: Some(Box::new(error)),
+        }
+    }
+}
+
+impl std::fmt::Display for NonRetryable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for NonRetryable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().and_then(|e| e.source())
+    }
+}
+
+/// Shorthand for [`NonRetryable::new`]: `return Err(owlclaw::fatal("card declined").into())`.
+pub fn fatal(message: impl std::fmt::Display) -> NonRetryable {
+    NonRetryable::new(message)
+}
+
+/// Whether a task's error is worth another attempt: false for a [`NonRetryable`], found by type
+/// (never by message), directly or in the chain of an `anyhow::Error` or a boxed error.
+fn is_retryable<E: 'static>(error: &E) -> bool {
+    use std::any::Any;
+    fn in_chain(mut e: Option<&(dyn std::error::Error + 'static)>) -> bool {
+        while let Some(err) = e {
+            if err.is::<NonRetryable>() {
+                return true;
+            }
+            e = err.source();
+        }
+        false
+    }
+    let any = error as &dyn Any;
+    if any.is::<NonRetryable>() {
+        return false;
+    }
+    if let Some(b) = any.downcast_ref::<Box<dyn std::error::Error + Send + Sync + 'static>>() {
+        return !in_chain(Some(b.as_ref()));
+    }
+    if let Some(b) = any.downcast_ref::<Box<dyn std::error::Error + 'static>>() {
+        return !in_chain(Some(b.as_ref()));
+    }
+    #[cfg(feature = "anyhow")]
+    if let Some(a) = any.downcast_ref::<anyhow::Error>() {
+        return !a.chain().any(|e| e.is::<NonRetryable>());
+    }
+    true
 }

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 pub mod postgres;
 pub mod sqlite;
+mod state;
 
 /// A run to insert, fully resolved (policy, status, due time).
 #[derive(Debug, Clone)]

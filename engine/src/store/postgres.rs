@@ -22,17 +22,18 @@
 //! Hot path: a claim is one statement; a batch of successful completions plus the claim for the
 //! freed slots is one statement too (`complete_and_claim`).
 
+use super::state::{ExpiredRow, Locked, Planned, StateRow, STATE_COLS};
 use super::{
     cron_of, from_micros, list_query, micros, page_of, CronRecord, CronRow, Inserted, Maintenance,
     NewRun, Store, Wake, WorkerRecord,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use owlclaw_core::retry::Backoff;
+use owlclaw_core::lifecycle::{Happening, Start};
 use owlclaw_core::task::TaskDef;
 use owlclaw_core::wire::{
-    Assignment, AttemptError, Completion, CronSchedule, ListFilter, Outcome, RunEvent, RunPage,
-    RunSnapshot, StepCheckpoint, StepSnapshot, StepStatus, WorkerInfo, WorkerRegistration,
+    Assignment, Completion, CronSchedule, ListFilter, Outcome, RunEvent, RunPage, RunSnapshot,
+    StepCheckpoint, StepSnapshot, StepStatus, WorkerInfo, WorkerRegistration,
 };
 use owlclaw_core::{Error, Result, RunId, RunStatus};
 use serde_json::Value;
@@ -561,219 +562,15 @@ async fn load(conn: &mut PgConnection, tenant: &str, id: RunId) -> R<Option<RunS
     row.as_ref().map(snapshot).transpose()
 }
 
-/// The columns a state change needs, read under the run's row lock.
-#[derive(Debug, Clone)]
-struct RunState {
-    seq: i64,
-    id: String,
-    tenant: String,
-    task: String,
-    status: RunStatus,
-    attempt: u32,
-    max_attempts: u32,
-    retries: u32,
-    priority: i64,
-    backoff: Backoff,
-    worker: Option<String>,
-    worker_id: Option<String>,
-    error: Option<String>,
-    errors: Option<String>,
-    timeout_ms: i64,
-    run_at: i64,
-    finished_at: Option<i64>,
-}
-
-const STATE_COLS: &str =
-    "seq, id, tenant, task, status, attempt, max_attempts, retries, priority, \
-     backoff, worker, worker_id, error, errors, timeout_ms, run_at, finished_at";
-
-fn run_state(row: &PgRow) -> R<RunState> {
-    Ok(RunState {
-        seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
-        tenant: row.try_get("tenant")?,
-        task: row.try_get("task")?,
-        status: status_of(&row.try_get::<String, _>("status")?),
-        attempt: row.try_get::<i64, _>("attempt")? as u32,
-        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
-        retries: row.try_get::<i64, _>("retries")? as u32,
-        priority: row.try_get("priority")?,
-        backoff: serde_json::from_str(&row.try_get::<String, _>("backoff")?).unwrap_or_default(),
-        worker: row.try_get("worker")?,
-        worker_id: row.try_get("worker_id")?,
-        error: row.try_get("error")?,
-        errors: row.try_get("errors")?,
-        timeout_ms: row.try_get("timeout_ms")?,
-        run_at: row.try_get("run_at")?,
-        finished_at: row.try_get("finished_at")?,
-    })
-}
-
 /// Locks one run (by public id, in a tenant) and reads its state.
-async fn lock_run(conn: &mut PgConnection, tenant: &str, id: RunId) -> R<Option<RunState>> {
+async fn lock_run(conn: &mut PgConnection, tenant: &str, id: RunId) -> R<Option<Locked>> {
     let sql = format!("SELECT {STATE_COLS} FROM runs WHERE id = $1 AND tenant = $2 FOR UPDATE");
-    let row = sqlx::query(&sql)
+    let row: Option<StateRow> = sqlx::query_as(&sql)
         .bind(id.to_string())
         .bind(tenant)
         .fetch_optional(conn)
         .await?;
-    row.as_ref().map(run_state).transpose()
-}
-
-// ---------------------------------------------------------------------------------------------
-// State changes
-
-/// One transition of a locked run, computed in Rust from its state and applied with the others
-/// of its transaction in a few array statements ([`apply`]).
-#[derive(Debug)]
-struct Change {
-    seq: i64,
-    tenant: String,
-    task: String,
-    priority: i64,
-    from: RunStatus,
-    status: RunStatus,
-    attempt: u32,
-    error: Option<String>,
-    errors: Option<String>,
-    worker_id: Option<String>,
-    run_at: i64,
-    finished_at: Option<i64>,
-    /// The attempt number recorded in the event.
-    event_attempt: u32,
-    worker: Option<String>,
-    reason: String,
-    /// Forget the attempt's worker and start time (a hand-back: no attempt is under way).
-    clear_start: bool,
-}
-
-impl Change {
-    /// A change that keeps every column but the status.
-    fn to(st: &RunState, status: RunStatus, reason: String) -> Change {
-        Change {
-            seq: st.seq,
-            tenant: st.tenant.clone(),
-            task: st.task.clone(),
-            priority: st.priority,
-            from: st.status,
-            status,
-            attempt: st.attempt,
-            error: st.error.clone(),
-            errors: st.errors.clone(),
-            worker_id: st.worker_id.clone(),
-            run_at: st.run_at,
-            finished_at: st.finished_at,
-            event_attempt: st.attempt,
-            worker: st.worker.clone(),
-            reason,
-            clear_start: false,
-        }
-    }
-
-    /// Makes the in-memory state follow the change (a second completion of the same run in
-    /// one batch is then seen as stale).
-    fn follow(&self, st: &mut RunState) {
-        st.status = self.status;
-        st.attempt = self.attempt;
-        st.error = self.error.clone();
-        st.errors = self.errors.clone();
-        st.worker_id = self.worker_id.clone();
-        st.run_at = self.run_at;
-        st.finished_at = self.finished_at;
-    }
-}
-
-fn push_error(errors: Option<&str>, attempt: u32, at: DateTime<Utc>, error: &str) -> String {
-    let mut list: Vec<AttemptError> = errors
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_default();
-    list.push(AttemptError {
-        attempt,
-        at,
-        error: error.to_string(),
-    });
-    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
-}
-
-/// Ends the current attempt of a running run with an error: back to `scheduled` after the
-/// backoff when attempts are left (or to `queued` at once when `requeue_now`), else `failed`.
-fn fail_attempt(
-    st: &RunState,
-    error: &str,
-    retryable: bool,
-    requeue_now: bool,
-    now: DateTime<Utc>,
-) -> Change {
-    let error = clean(error);
-    let errors = push_error(st.errors.as_deref(), st.attempt, now, &error);
-    let mut c = Change::to(st, RunStatus::Failed, String::new());
-    c.error = Some(error.clone());
-    c.errors = Some(errors);
-    c.worker_id = None;
-    if retryable && st.attempt < st.max_attempts {
-        if requeue_now {
-            c.status = RunStatus::Queued;
-            c.run_at = micros(now);
-            c.reason = format!(
-                "attempt {} of {}: {error}; re-queued",
-                st.attempt, st.max_attempts
-            );
-        } else {
-            let delay = st.backoff.delay(st.attempt);
-            let due = now + chrono::Duration::from_std(delay).unwrap_or_default();
-            c.status = RunStatus::Scheduled;
-            c.run_at = micros(due);
-            c.reason = format!(
-                "attempt {} of {} failed: {error}; retrying in {}",
-                st.attempt,
-                st.max_attempts,
-                owlclaw_core::duration::format_duration(Duration::from_millis(
-                    delay.as_millis() as u64
-                ))
-            );
-        }
-    } else {
-        c.finished_at = Some(micros(now));
-        c.reason = if retryable {
-            format!(
-                "attempt {} of {} failed: {error}; no attempt left",
-                st.attempt, st.max_attempts
-            )
-        } else {
-            format!(
-                "attempt {} failed and is not retryable: {error}",
-                st.attempt
-            )
-        };
-    }
-    c
-}
-
-/// Puts a running run back in the queue without counting its attempt.
-fn hand_back(st: &RunState, reason: &str, now: DateTime<Utc>) -> Change {
-    let mut c = Change::to(st, RunStatus::Queued, reason.to_string());
-    c.attempt = st.attempt.saturating_sub(1);
-    c.event_attempt = c.attempt;
-    c.worker_id = None;
-    c.run_at = micros(now);
-    c.clear_start = true;
-    c
-}
-
-/// Parks a running run until `until` (a long durable sleep): back to `scheduled` with a timer,
-/// its slot freed, not counted as an attempt.
-fn suspend(st: &RunState, until: DateTime<Utc>, now: DateTime<Utc>) -> Change {
-    let due = until.max(now);
-    let reason = format!(
-        "suspended: sleeping until {}; its worker slot is free",
-        due.to_rfc3339()
-    );
-    let mut c = Change::to(st, RunStatus::Scheduled, reason);
-    c.attempt = st.attempt.saturating_sub(1);
-    c.event_attempt = c.attempt;
-    c.worker_id = None;
-    c.run_at = micros(due);
-    c
+    Ok(row.map(Locked::try_from).transpose()?)
 }
 
 /// Deletes locked runs with everything that refers to them, in one statement.
@@ -801,7 +598,7 @@ async fn delete_seqs(conn: &mut PgConnection, seqs: &[i64]) -> R<usize> {
 /// `scheduled`), and their events, in three statements whatever their number.
 async fn apply(
     conn: &mut PgConnection,
-    changes: &[Change],
+    changes: &[Planned],
     now: DateTime<Utc>,
     wakes: &mut Wakes,
 ) -> R<()> {
@@ -812,85 +609,108 @@ async fn apply(
     let mut seq = Vec::with_capacity(n);
     let mut status = Vec::with_capacity(n);
     let mut attempt = Vec::with_capacity(n);
+    let mut max_attempts = Vec::with_capacity(n);
     let mut error = Vec::with_capacity(n);
     let mut errors = Vec::with_capacity(n);
     let mut worker_id = Vec::with_capacity(n);
+    let mut worker = Vec::with_capacity(n);
     let mut run_at = Vec::with_capacity(n);
     let mut finished_at = Vec::with_capacity(n);
-    let mut clear_start = Vec::with_capacity(n);
+    let mut start = Vec::with_capacity(n);
+    let mut clear_output = Vec::with_capacity(n);
     let (mut from_running, mut from_queued, mut from_scheduled) = (vec![], vec![], vec![]);
     let (mut q_seq, mut q_tenant, mut q_task, mut q_prio) = (vec![], vec![], vec![], vec![]);
     let (mut t_seq, mut t_due) = (vec![], vec![]);
     let (mut e_seq, mut e_from, mut e_to, mut e_attempt, mut e_worker, mut e_reason) =
         (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for c in changes {
-        seq.push(c.seq);
+    for p in changes {
+        let c = &p.change;
+        e_seq.push(p.seq);
+        e_from.push(c.event.from.map(|s| s.as_str()));
+        e_to.push(c.event.to.as_str());
+        e_attempt.push(i64::from(c.event.attempt));
+        e_worker.push(c.event.worker.as_deref().map(clean));
+        e_reason.push(clean(&c.event.reason));
+        if !p.moves() {
+            continue;
+        }
+        seq.push(p.seq);
         status.push(c.status.as_str());
         attempt.push(i64::from(c.attempt));
+        max_attempts.push(i64::from(c.max_attempts));
         error.push(c.error.clone());
         errors.push(c.errors.clone());
         worker_id.push(c.worker_id.clone());
-        run_at.push(c.run_at);
-        finished_at.push(c.finished_at);
-        clear_start.push(c.clear_start);
+        worker.push(c.worker.as_deref().map(clean));
+        run_at.push(p.run_at());
+        finished_at.push(p.finished_at());
+        start.push(match c.start {
+            Start::Keep => "keep",
+            Start::Now => "now",
+            Start::Clear => "clear",
+        });
+        clear_output.push(c.clear_output);
         match c.from {
-            RunStatus::Running => from_running.push(c.seq),
-            RunStatus::Queued => from_queued.push(c.seq),
-            RunStatus::Scheduled => from_scheduled.push(c.seq),
+            RunStatus::Running => from_running.push(p.seq),
+            RunStatus::Queued => from_queued.push(p.seq),
+            RunStatus::Scheduled => from_scheduled.push(p.seq),
             _ => {}
         }
         match c.status {
             RunStatus::Queued => {
-                q_seq.push(c.seq);
-                q_tenant.push(c.tenant.clone());
-                q_task.push(c.task.clone());
-                q_prio.push(c.priority);
+                q_seq.push(p.seq);
+                q_tenant.push(p.tenant.clone());
+                q_task.push(p.task.clone());
+                q_prio.push(p.priority);
             }
             RunStatus::Scheduled => {
-                t_seq.push(c.seq);
-                t_due.push(c.run_at);
+                t_seq.push(p.seq);
+                t_due.push(p.run_at());
             }
             _ => {}
         }
-        e_seq.push(c.seq);
-        e_from.push(c.from.as_str());
-        e_to.push(c.status.as_str());
-        e_attempt.push(i64::from(c.event_attempt));
-        e_worker.push(c.worker.clone());
-        e_reason.push(clean(&c.reason));
         wakes.reached(c.status);
     }
-    sqlx::query(
-        "UPDATE runs SET status = c.status, attempt = c.attempt, error = c.error, errors = c.errors, \
-         worker_id = c.worker_id, run_at = c.run_at, finished_at = c.finished_at, \
-         worker = CASE WHEN c.clear_start THEN NULL ELSE runs.worker END, \
-         started_at = CASE WHEN c.clear_start THEN NULL ELSE runs.started_at END \
-         FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], \
-         $7::bigint[], $8::bigint[], $9::bool[]) \
-         AS c(seq, status, attempt, error, errors, worker_id, run_at, finished_at, clear_start) \
-         WHERE runs.seq = c.seq",
-    )
-    .bind(&seq)
-    .bind(&status)
-    .bind(&attempt)
-    .bind(&error)
-    .bind(&errors)
-    .bind(&worker_id)
-    .bind(&run_at)
-    .bind(&finished_at)
-    .bind(&clear_start)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "WITH l AS (DELETE FROM leases WHERE run_seq = ANY($1)), \
-         q AS (DELETE FROM queue WHERE run_seq = ANY($2)) \
-         DELETE FROM timers WHERE run_seq = ANY($3)",
-    )
-    .bind(&from_running)
-    .bind(&from_queued)
-    .bind(&from_scheduled)
-    .execute(&mut *conn)
-    .await?;
+    if !seq.is_empty() {
+        sqlx::query(
+            "UPDATE runs SET status = c.status, attempt = c.attempt, max_attempts = c.max_attempts, \
+             error = c.error, errors = c.errors, worker_id = c.worker_id, run_at = c.run_at, \
+             finished_at = c.finished_at, \
+             worker = CASE c.start WHEN 'clear' THEN NULL WHEN 'now' THEN c.worker ELSE runs.worker END, \
+             started_at = CASE c.start WHEN 'clear' THEN NULL WHEN 'now' THEN $13 ELSE runs.started_at END, \
+             output = CASE WHEN c.clear_output THEN NULL ELSE runs.output END \
+             FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], \
+             $7::text[], $8::text[], $9::bigint[], $10::bigint[], $11::text[], $12::bool[]) \
+             AS c(seq, status, attempt, max_attempts, error, errors, worker_id, worker, run_at, \
+             finished_at, start, clear_output) \
+             WHERE runs.seq = c.seq",
+        )
+        .bind(&seq)
+        .bind(&status)
+        .bind(&attempt)
+        .bind(&max_attempts)
+        .bind(&error)
+        .bind(&errors)
+        .bind(&worker_id)
+        .bind(&worker)
+        .bind(&run_at)
+        .bind(&finished_at)
+        .bind(&start)
+        .bind(&clear_output)
+        .bind(micros(now))
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "WITH l AS (DELETE FROM leases WHERE run_seq = ANY($1)), \
+             q AS (DELETE FROM queue WHERE run_seq = ANY($2)) \
+             DELETE FROM timers WHERE run_seq = ANY($3)",
+        )
+        .bind(&from_running)
+        .bind(&from_queued)
+        .bind(&from_scheduled)
+        .execute(&mut *conn)
+        .await?;
+    }
     sqlx::query(
         "WITH q AS (INSERT INTO queue (run_seq, tenant, task, priority) \
            SELECT s, te, ta, p FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[]) \
@@ -1054,53 +874,28 @@ async fn complete_others(
     let sql = format!(
         "SELECT {STATE_COLS} FROM runs WHERE id = ANY($1) AND tenant = $2 ORDER BY seq FOR UPDATE"
     );
-    let rows = sqlx::query(&sql)
+    let rows: Vec<StateRow> = sqlx::query_as(&sql)
         .bind(&ids)
         .bind(&worker.tenant)
         .fetch_all(&mut *conn)
         .await?;
-    let mut states: HashMap<String, RunState> = HashMap::with_capacity(rows.len());
-    for row in &rows {
-        let st = run_state(row)?;
-        states.insert(st.id.clone(), st);
+    let mut states: HashMap<RunId, Locked> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let st = Locked::try_from(row)?;
+        states.insert(st.run.id, st);
     }
     let mut changes = Vec::with_capacity(others.len());
     for c in others {
-        let Some(st) = states.get_mut(&c.run_id.to_string()) else {
+        let Some(st) = states.get_mut(&c.run_id) else {
             continue;
         };
-        if st.status != RunStatus::Running
-            || st.attempt != c.attempt
-            || st.worker_id.as_deref() != Some(worker.id.as_str())
-        {
-            continue; // stale: cancelled, re-queued after a lost lease, or another attempt
-        }
-        let change = match &c.outcome {
-            Outcome::Succeeded { .. } => continue,
-            Outcome::Failed { error, retryable } => fail_attempt(st, error, *retryable, false, now),
-            Outcome::TimedOut => {
-                let msg = format!(
-                    "timed out after {}",
-                    owlclaw_core::duration::format_duration(Duration::from_millis(
-                        st.timeout_ms as u64
-                    ))
-                );
-                fail_attempt(st, &msg, true, false, now)
-            }
-            Outcome::Cancelled => {
-                let mut ch = Change::to(st, RunStatus::Cancelled, "stopped by its worker".into());
-                ch.finished_at = Some(micros(now));
-                ch
-            }
-            Outcome::HandedBack => hand_back(
-                st,
-                "handed back by its worker at shutdown; not counted as an attempt",
-                now,
-            ),
-            Outcome::Suspended { until } => suspend(st, *until, now),
+        let happened = Happening::Reported {
+            worker_id: &worker.id,
+            attempt: c.attempt,
+            outcome: &c.outcome,
         };
-        change.follow(st);
-        changes.push(change);
+        // `None`: stale (cancelled, re-queued after a lost lease, or another attempt).
+        changes.extend(st.plan(happened, now)?);
     }
     apply(conn, &changes, now, wakes).await?;
     Ok(changes.len())
@@ -1278,26 +1073,18 @@ impl PostgresStore {
         let st = lock_run(&mut tx, tenant, id)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
-        let reason = match st.status {
-            RunStatus::Scheduled => "cancelled before it was due",
-            RunStatus::Queued => "cancelled while queued",
-            RunStatus::Running => "cancelled while running; the worker is told to stop",
-            status => {
+        let mut st = st;
+        let change = match st.plan(Happening::Cancel, now) {
+            Ok(change) => change,
+            Err(e) => {
                 // Roll back now: a dropped transaction is rolled back only when its connection
                 // is next used, and until then its lock makes claims skip this run.
                 tx.rollback().await?;
-                return Err(Error::InvalidTransition {
-                    run_id: id,
-                    status,
-                    action: "cancel",
-                }
-                .into());
+                return Err(e.into());
             }
         };
-        let mut change = Change::to(&st, RunStatus::Cancelled, reason.into());
-        change.finished_at = Some(micros(now));
         let mut wakes = Wakes::default();
-        apply(&mut tx, &[change], now, &mut wakes).await?;
+        apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
         let snap = load(&mut tx, tenant, id)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
@@ -1311,41 +1098,18 @@ impl PostgresStore {
         let st = lock_run(&mut tx, tenant, id)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
-        if !st.status.can_retry() {
-            // Roll back now, or the lock stays until the connection is next used (see cancel).
-            tx.rollback().await?;
-            return Err(Error::InvalidTransition {
-                run_id: id,
-                status: st.status,
-                action: "retry",
+        let mut st = st;
+        let change = match st.plan(Happening::Retry, now) {
+            Ok(change) => change,
+            Err(e) => {
+                // Roll back now, or the lock stays until the connection is next used (see cancel).
+                tx.rollback().await?;
+                return Err(e.into());
             }
-            .into());
-        }
-        sqlx::query(
-            "UPDATE runs SET status = 'queued', max_attempts = attempt + retries + 1, finished_at = NULL, \
-             output = NULL, error = NULL, worker_id = NULL, run_at = $1 WHERE seq = $2",
-        )
-        .bind(micros(now))
-        .bind(st.seq)
-        .execute(&mut *tx)
-        .await?;
-        let reason = format!("manual retry: {} more attempt(s)", st.retries + 1);
-        sqlx::query(
-            "WITH q AS (INSERT INTO queue (run_seq, tenant, task, priority) VALUES ($1, $2, $3, $4)), \
-             e AS (INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
-               VALUES ($1, $5, $6, 'queued', $7, NULL, $8)) \
-             SELECT pg_notify('owlclaw', 'work')",
-        )
-        .bind(st.seq)
-        .bind(&st.tenant)
-        .bind(&st.task)
-        .bind(st.priority)
-        .bind(micros(now))
-        .bind(st.status.as_str())
-        .bind(i64::from(st.attempt))
-        .bind(&reason)
-        .execute(&mut *tx)
-        .await?;
+        };
+        let mut wakes = Wakes::default();
+        apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
+        notify(&mut tx, wakes).await?;
         let snap = load(&mut tx, tenant, id)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
@@ -1468,29 +1232,20 @@ impl PostgresStore {
                  WHERE runs.seq = ANY(ARRAY(SELECT run_seq FROM picked)) \
                  ORDER BY runs.seq FOR UPDATE OF runs SKIP LOCKED"
             );
-            let rows = sqlx::query(&sql)
+            let rows: Vec<ExpiredRow> = sqlx::query_as(&sql)
                 .bind(now_us)
                 .bind(i64::from(limit))
                 .fetch_all(&mut *tx)
                 .await?;
             let mut changes = Vec::with_capacity(rows.len());
             let mut orphans = Vec::new();
-            for row in &rows {
-                let st = run_state(row)?;
-                let deadline: i64 = row.try_get("deadline")?;
-                if st.status != RunStatus::Running {
-                    orphans.push(st.seq);
-                    continue;
+            for row in rows {
+                let deadline_passed = row.deadline <= now_us;
+                let mut st = Locked::try_from(row.state)?;
+                match st.plan(Happening::LeaseExpired { deadline_passed }, now)? {
+                    Some(change) => changes.push(change),
+                    None => orphans.push(st.seq),
                 }
-                let why = if deadline <= now_us {
-                    "timed out: the worker did not report within the task's timeout".to_string()
-                } else {
-                    format!(
-                        "lease expired: worker {} stopped heartbeating",
-                        st.worker.as_deref().unwrap_or("?")
-                    )
-                };
-                changes.push(fail_attempt(&st, &why, true, true, now));
             }
             if !orphans.is_empty() {
                 sqlx::query("DELETE FROM leases WHERE run_seq = ANY($1)")
@@ -1580,16 +1335,12 @@ impl PostgresStore {
             "SELECT {STATE_COLS} FROM runs WHERE seq = ANY(ARRAY( \
                SELECT run_seq FROM leases WHERE worker_id = $1)) ORDER BY seq FOR UPDATE"
         );
-        let rows = sqlx::query(&sql).bind(id).fetch_all(&mut *tx).await?;
+        let rows: Vec<StateRow> = sqlx::query_as(&sql).bind(id).fetch_all(&mut *tx).await?;
         let mut changes = Vec::new();
-        for row in &rows {
-            let st = run_state(row)?;
-            if st.status == RunStatus::Running && st.worker_id.as_deref() == Some(id) {
-                changes.push(hand_back(
-                    &st,
-                    "handed back: its worker stopped; not counted as an attempt",
-                    now,
-                ));
+        for row in rows {
+            let mut st = Locked::try_from(row)?;
+            if st.run.worker_id.as_deref() == Some(id) {
+                changes.extend(st.plan(Happening::WorkerStopped, now)?);
             }
         }
         let mut wakes = Wakes::default();
@@ -1648,27 +1399,20 @@ impl PostgresStore {
         let st = lock_run(&mut tx, &worker.tenant, cp.run_id)
             .await?
             .ok_or_else(|| Error::run_not_found(cp.run_id))?;
-        if st.status != RunStatus::Running
-            || st.attempt != cp.attempt
-            || st.worker_id.as_deref() != Some(worker.id.as_str())
-        {
-            return Err(Error::InvalidTransition {
-                run_id: cp.run_id,
-                status: st.status,
-                action: "checkpoint",
-            }
-            .into());
-        }
+        let mut st = st;
+        let happened = Happening::Checkpoint {
+            worker_id: &worker.id,
+            worker: &worker.name,
+            step: cp,
+        };
+        let Some(planned) = st.plan(happened, now)? else {
+            return Ok(());
+        };
+        let event = &planned.change.event;
         let (status, finished) = match cp.status {
             StepStatus::Running => ("running", None),
             StepStatus::Succeeded => ("succeeded", Some(micros(now))),
             StepStatus::Failed => ("failed", Some(micros(now))),
-        };
-        let reason = match (&cp.status, &cp.error) {
-            (StepStatus::Failed, Some(e)) => {
-                format!("step {} {:?} failed: {e}", cp.position, cp.name)
-            }
-            _ => format!("step {} {:?} {status}", cp.position, cp.name),
         };
         sqlx::query(
             "WITH s AS (INSERT INTO steps (run_seq, position, name, status, output, error, attempt, \
@@ -1687,11 +1431,11 @@ impl PostgresStore {
         .bind(status)
         .bind(cp.output.as_ref().map(|o| o.to_string()))
         .bind(cp.error.as_deref().map(clean))
-        .bind(i64::from(cp.attempt))
+        .bind(i64::from(event.attempt))
         .bind(micros(now))
         .bind(finished)
-        .bind(clean(&worker.name))
-        .bind(clean(&reason))
+        .bind(event.worker.as_deref().map(clean))
+        .bind(clean(&event.reason))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -6,17 +6,18 @@
 //! crash of the process (what lite mode promises) but may lose the last transactions on power
 //! loss.
 
+use super::state::{state_cols_of_r, ExpiredRow, Locked, Planned, StateRow, STATE_COLS};
 use super::{
     cron_of, from_micros, list_query, micros, page_of, CronRecord, CronRow, Inserted, Maintenance,
     NewRun, Store, WorkerRecord,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use owlclaw_core::retry::Backoff;
+use owlclaw_core::lifecycle::{Happening, Start};
 use owlclaw_core::task::TaskDef;
 use owlclaw_core::wire::{
-    Assignment, AttemptError, Completion, CronSchedule, ListFilter, Outcome, RunEvent, RunPage,
-    RunSnapshot, StepCheckpoint, StepSnapshot, StepStatus, WorkerInfo, WorkerRegistration,
+    Assignment, Completion, CronSchedule, ListFilter, Outcome, RunEvent, RunPage, RunSnapshot,
+    StepCheckpoint, StepSnapshot, StepStatus, WorkerInfo, WorkerRegistration,
 };
 use owlclaw_core::{Error, Result, RunId, RunStatus};
 use serde_json::{json, Value};
@@ -213,304 +214,143 @@ async fn load(conn: &mut SqliteConnection, tenant: &str, id: RunId) -> Result<Op
     row.as_ref().map(snapshot).transpose()
 }
 
-/// The few columns a state change needs.
-struct RunState {
-    seq: i64,
-    tenant: String,
-    task: String,
-    status: RunStatus,
-    attempt: u32,
-    max_attempts: u32,
-    retries: u32,
-    priority: i64,
-    backoff: Backoff,
-    worker: Option<String>,
-    worker_id: Option<String>,
-    errors: Option<String>,
-}
-
-const STATE_COLS: &str =
-    "seq, tenant, task, status, attempt, max_attempts, retries, priority, backoff, worker, worker_id, errors";
-
-fn prefixed_state_cols() -> String {
-    STATE_COLS
-        .split(", ")
-        .map(|c| format!("r.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-fn run_state(row: &SqliteRow) -> Result<RunState> {
-    Ok(RunState {
-        seq: row.try_get("seq").map_err(db)?,
-        tenant: row.try_get("tenant").map_err(db)?,
-        task: row.try_get("task").map_err(db)?,
-        status: status_of(&row.try_get::<String, _>("status").map_err(db)?),
-        attempt: row.try_get::<i64, _>("attempt").map_err(db)? as u32,
-        max_attempts: row.try_get::<i64, _>("max_attempts").map_err(db)? as u32,
-        retries: row.try_get::<i64, _>("retries").map_err(db)? as u32,
-        priority: row.try_get("priority").map_err(db)?,
-        backoff: serde_json::from_str(&row.try_get::<String, _>("backoff").map_err(db)?)
-            .unwrap_or_default(),
-        worker: row.try_get("worker").map_err(db)?,
-        worker_id: row.try_get("worker_id").map_err(db)?,
-        errors: row.try_get("errors").map_err(db)?,
-    })
-}
-
+/// Reads one run's state (in a tenant, when given) inside a write transaction.
 async fn state_by_id(
     conn: &mut SqliteConnection,
     tenant: Option<&str>,
     id: RunId,
-) -> Result<Option<RunState>> {
+) -> Result<Option<Locked>> {
     let sql =
         format!("SELECT {STATE_COLS} FROM runs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)");
-    let row = sqlx::query(&sql)
+    let row: Option<StateRow> = sqlx::query_as(&sql)
         .bind(id.to_string())
         .bind(tenant)
         .fetch_optional(conn)
         .await
         .map_err(db)?;
-    row.as_ref().map(run_state).transpose()
+    row.map(Locked::try_from).transpose()
 }
 
-// ---------------------------------------------------------------------------------------------
-// Shared statements
-
-async fn event(
-    conn: &mut SqliteConnection,
-    seq: i64,
-    now: DateTime<Utc>,
-    (from, to): (Option<RunStatus>, RunStatus),
-    attempt: u32,
-    worker: Option<&str>,
-    reason: &str,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(seq)
-    .bind(micros(now))
-    .bind(from.map(|s| s.as_str()))
-    .bind(to.as_str())
-    .bind(attempt as i64)
-    .bind(worker)
-    .bind(reason)
-    .execute(conn)
-    .await
-    .map_err(db)?;
-    Ok(())
-}
-
-async fn enqueue(conn: &mut SqliteConnection, st: &RunState) -> Result<()> {
-    sqlx::query("INSERT INTO queue (run_seq, tenant, task, priority) VALUES (?, ?, ?, ?)")
-        .bind(st.seq)
-        .bind(&st.tenant)
-        .bind(&st.task)
-        .bind(st.priority)
-        .execute(conn)
+/// Applies life-cycle changes: the runs' rows, the narrow tables they leave and enter (`leases`
+/// when leaving `running`, `queue` and `timers` when leaving or entering `queued` and
+/// `scheduled`), and their events, a few statements per batch whatever its size.
+async fn apply(conn: &mut SqliteConnection, changes: &[Planned], now: DateTime<Utc>) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    let (mut from_running, mut from_queued, mut from_scheduled) = (vec![], vec![], vec![]);
+    let (mut queue, mut timers, mut events) = (vec![], vec![], vec![]);
+    for p in changes {
+        let c = &p.change;
+        events.push(json!([
+            p.seq,
+            c.event.from.map(|s| s.as_str()),
+            c.event.to.as_str(),
+            c.event.attempt,
+            c.event.worker,
+            c.event.reason,
+        ]));
+        if !p.moves() {
+            continue;
+        }
+        let start = match c.start {
+            Start::Keep => "keep",
+            Start::Now => "now",
+            Start::Clear => "clear",
+        };
+        rows.push(json!([
+            p.seq,
+            c.status.as_str(),
+            c.attempt,
+            c.max_attempts,
+            c.error,
+            c.errors,
+            c.worker_id,
+            c.worker,
+            p.run_at(),
+            p.finished_at(),
+            start,
+            c.clear_output,
+        ]));
+        match c.from {
+            RunStatus::Running => from_running.push(p.seq),
+            RunStatus::Queued => from_queued.push(p.seq),
+            RunStatus::Scheduled => from_scheduled.push(p.seq),
+            _ => {}
+        }
+        match c.status {
+            RunStatus::Queued => queue.push(json!([p.seq, p.tenant, p.task, p.priority])),
+            RunStatus::Scheduled => timers.push(json!([p.seq, p.run_at()])),
+            _ => {}
+        }
+    }
+    if !rows.is_empty() {
+        sqlx::query(
+            "UPDATE runs SET status = c.status, attempt = c.attempt, max_attempts = c.max_attempts, \
+             error = c.error, errors = c.errors, worker_id = c.worker_id, run_at = c.run_at, \
+             finished_at = c.finished_at, \
+             worker = CASE c.start WHEN 'clear' THEN NULL WHEN 'now' THEN c.worker ELSE runs.worker END, \
+             started_at = CASE c.start WHEN 'clear' THEN NULL WHEN 'now' THEN ?2 ELSE runs.started_at END, \
+             output = CASE WHEN c.clear_output THEN NULL ELSE runs.output END \
+             FROM (SELECT value->>0 AS seq, value->>1 AS status, value->>2 AS attempt, \
+               value->>3 AS max_attempts, value->>4 AS error, value->>5 AS errors, \
+               value->>6 AS worker_id, value->>7 AS worker, value->>8 AS run_at, \
+               value->>9 AS finished_at, value->>10 AS start, value->>11 AS clear_output \
+               FROM json_each(?1)) AS c \
+             WHERE runs.seq = c.seq",
+        )
+        .bind(Value::Array(rows).to_string())
+        .bind(micros(now))
+        .execute(&mut *conn)
         .await
         .map_err(db)?;
-    Ok(())
-}
-
-fn push_error(errors: Option<&str>, attempt: u32, at: DateTime<Utc>, error: &str) -> String {
-    let mut list: Vec<AttemptError> = errors
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_default();
-    list.push(AttemptError {
-        attempt,
-        at,
-        error: error.to_string(),
-    });
-    serde_json::to_string(&list).unwrap_or_else(|_| "[]".into())
-}
-
-/// Ends the current attempt of a running run with an error: back to `scheduled` after the
-/// backoff when attempts are left (or to `queued` at once when `requeue_now`), else `failed`.
-async fn fail_attempt(
-    conn: &mut SqliteConnection,
-    st: &RunState,
-    error: &str,
-    retryable: bool,
-    requeue_now: bool,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let errors = push_error(st.errors.as_deref(), st.attempt, now, error);
-    let worker = st.worker.as_deref();
-    if retryable && st.attempt < st.max_attempts {
-        if requeue_now {
-            sqlx::query(
-                "UPDATE runs SET status = 'queued', error = ?, errors = ?, worker_id = NULL, run_at = ? WHERE seq = ?",
-            )
-            .bind(error)
-            .bind(&errors)
-            .bind(micros(now))
-            .bind(st.seq)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-            enqueue(&mut *conn, st).await?;
-            let reason = format!(
-                "attempt {} of {}: {error}; re-queued",
-                st.attempt, st.max_attempts
-            );
-            event(
-                conn,
-                st.seq,
-                now,
-                (Some(RunStatus::Running), RunStatus::Queued),
-                st.attempt,
-                worker,
-                &reason,
-            )
-            .await
-        } else {
-            let delay = st.backoff.delay(st.attempt);
-            let due = now + chrono::Duration::from_std(delay).unwrap_or_default();
-            sqlx::query(
-                "UPDATE runs SET status = 'scheduled', error = ?, errors = ?, worker_id = NULL, run_at = ? WHERE seq = ?",
-            )
-            .bind(error)
-            .bind(&errors)
-            .bind(micros(due))
-            .bind(st.seq)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-            sqlx::query("INSERT OR REPLACE INTO timers (run_seq, due_at) VALUES (?, ?)")
-                .bind(st.seq)
-                .bind(micros(due))
+        for (table, seqs) in [
+            ("leases", &from_running),
+            ("queue", &from_queued),
+            ("timers", &from_scheduled),
+        ] {
+            if !seqs.is_empty() {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE run_seq IN (SELECT value FROM json_each(?))"
+                ))
+                .bind(seqs_json(seqs))
                 .execute(&mut *conn)
                 .await
                 .map_err(db)?;
-            let reason = format!(
-                "attempt {} of {} failed: {error}; retrying in {}",
-                st.attempt,
-                st.max_attempts,
-                owlclaw_core::duration::format_duration(Duration::from_millis(
-                    delay.as_millis() as u64
-                ))
-            );
-            event(
-                conn,
-                st.seq,
-                now,
-                (Some(RunStatus::Running), RunStatus::Scheduled),
-                st.attempt,
-                worker,
-                &reason,
-            )
-            .await
+            }
         }
-    } else {
-        sqlx::query(
-            "UPDATE runs SET status = 'failed', error = ?, errors = ?, worker_id = NULL, finished_at = ? WHERE seq = ?",
-        )
-        .bind(error)
-        .bind(&errors)
-        .bind(micros(now))
-        .bind(st.seq)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-        let reason = if retryable {
-            format!(
-                "attempt {} of {} failed: {error}; no attempt left",
-                st.attempt, st.max_attempts
+        if !queue.is_empty() {
+            sqlx::query(
+                "INSERT INTO queue (run_seq, tenant, task, priority) \
+                 SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)",
             )
-        } else {
-            format!(
-                "attempt {} failed and is not retryable: {error}",
-                st.attempt
+            .bind(Value::Array(queue).to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        }
+        if !timers.is_empty() {
+            sqlx::query(
+                "INSERT OR REPLACE INTO timers (run_seq, due_at) \
+                 SELECT value->>0, value->>1 FROM json_each(?)",
             )
-        };
-        event(
-            conn,
-            st.seq,
-            now,
-            (Some(RunStatus::Running), RunStatus::Failed),
-            st.attempt,
-            worker,
-            &reason,
-        )
-        .await
+            .bind(Value::Array(timers).to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+        }
     }
-}
-
-/// Puts a running run back in the queue without counting its attempt.
-async fn hand_back(
-    conn: &mut SqliteConnection,
-    st: &RunState,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> Result<()> {
     sqlx::query(
-        "UPDATE runs SET status = 'queued', attempt = MAX(attempt - 1, 0), worker_id = NULL, \
-         worker = NULL, started_at = NULL, run_at = ? WHERE seq = ?",
+        "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
+         SELECT value->>0, ?2, value->>1, value->>2, value->>3, value->>4, value->>5 FROM json_each(?1)",
     )
+    .bind(Value::Array(events).to_string())
     .bind(micros(now))
-    .bind(st.seq)
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    sqlx::query("DELETE FROM leases WHERE run_seq = ?")
-        .bind(st.seq)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-    enqueue(&mut *conn, st).await?;
-    let attempt = st.attempt.saturating_sub(1);
-    event(
-        conn,
-        st.seq,
-        now,
-        (Some(RunStatus::Running), RunStatus::Queued),
-        attempt,
-        st.worker.as_deref(),
-        reason,
-    )
-    .await
-}
-
-/// Parks a running run until `until` (a long durable sleep): back to `scheduled` with a timer,
-/// its slot freed, not counted as an attempt.
-async fn suspend(
-    conn: &mut SqliteConnection,
-    st: &RunState,
-    until: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let due = until.max(now);
-    sqlx::query(
-        "UPDATE runs SET status = 'scheduled', attempt = MAX(attempt - 1, 0), worker_id = NULL, run_at = ? WHERE seq = ?",
-    )
-    .bind(micros(due))
-    .bind(st.seq)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    sqlx::query("INSERT OR REPLACE INTO timers (run_seq, due_at) VALUES (?, ?)")
-        .bind(st.seq)
-        .bind(micros(due))
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-    let reason = format!(
-        "suspended: sleeping until {}; its worker slot is free",
-        due.to_rfc3339()
-    );
-    event(
-        conn,
-        st.seq,
-        now,
-        (Some(RunStatus::Running), RunStatus::Scheduled),
-        st.attempt.saturating_sub(1),
-        st.worker.as_deref(),
-        &reason,
-    )
-    .await
+    Ok(())
 }
 
 /// Inserts runs; see [`Store::insert_runs`]. With `ignore_conflicts`, an existing id is skipped
@@ -771,75 +611,31 @@ async fn complete_tx(
             .map_err(db)?;
         }
     }
+    let mut states: HashMap<RunId, Locked> = HashMap::new();
+    let mut changes = Vec::new();
     for c in completions {
         if matches!(c.outcome, Outcome::Succeeded { .. }) {
             continue;
         }
-        let Some(st) = state_by_id(&mut *conn, Some(&worker.tenant), c.run_id).await? else {
-            continue;
+        let st = match states.entry(c.run_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                match state_by_id(&mut *conn, Some(&worker.tenant), c.run_id).await? {
+                    Some(st) => e.insert(st),
+                    None => continue,
+                }
+            }
         };
-        if st.status != RunStatus::Running
-            || st.attempt != c.attempt
-            || st.worker_id.as_deref() != Some(worker.id.as_str())
-        {
-            continue; // stale: cancelled, re-queued after a lost lease, or another attempt
-        }
-        changed += 1;
-        if !matches!(c.outcome, Outcome::HandedBack) {
-            sqlx::query("DELETE FROM leases WHERE run_seq = ?")
-                .bind(st.seq)
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
-        }
-        match &c.outcome {
-            Outcome::Succeeded { .. } => {}
-            Outcome::Failed { error, retryable } => {
-                fail_attempt(&mut *conn, &st, error, *retryable, false, now).await?
-            }
-            Outcome::TimedOut => {
-                // Look up the timeout for the message.
-                let ms: i64 = sqlx::query_scalar("SELECT timeout_ms FROM runs WHERE seq = ?")
-                    .bind(st.seq)
-                    .fetch_one(&mut *conn)
-                    .await
-                    .map_err(db)?;
-                let msg = format!(
-                    "timed out after {}",
-                    owlclaw_core::duration::format_duration(Duration::from_millis(ms as u64))
-                );
-                fail_attempt(&mut *conn, &st, &msg, true, false, now).await?
-            }
-            Outcome::Cancelled => {
-                sqlx::query("UPDATE runs SET status = 'cancelled', finished_at = ? WHERE seq = ?")
-                    .bind(micros(now))
-                    .bind(st.seq)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db)?;
-                event(
-                    &mut *conn,
-                    st.seq,
-                    now,
-                    (Some(RunStatus::Running), RunStatus::Cancelled),
-                    st.attempt,
-                    st.worker.as_deref(),
-                    "stopped by its worker",
-                )
-                .await?;
-            }
-            Outcome::HandedBack => {
-                hand_back(
-                    &mut *conn,
-                    &st,
-                    "handed back by its worker at shutdown; not counted as an attempt",
-                    now,
-                )
-                .await?
-            }
-            Outcome::Suspended { until } => suspend(&mut *conn, &st, *until, now).await?,
-        }
+        let happened = Happening::Reported {
+            worker_id: &worker.id,
+            attempt: c.attempt,
+            outcome: &c.outcome,
+        };
+        // `None`: stale (cancelled, re-queued after a lost lease, or another attempt).
+        changes.extend(st.plan(happened, now)?);
     }
+    apply(&mut *conn, &changes, now).await?;
+    changed += changes.len();
     Ok(changed)
 }
 
@@ -937,42 +733,9 @@ impl Store for SqliteStore {
         let st = state_by_id(&mut tx, Some(tenant), id)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
-        let (table, reason) = match st.status {
-            RunStatus::Scheduled => ("timers", "cancelled before it was due"),
-            RunStatus::Queued => ("queue", "cancelled while queued"),
-            RunStatus::Running => (
-                "leases",
-                "cancelled while running; the worker is told to stop",
-            ),
-            status => {
-                return Err(Error::InvalidTransition {
-                    run_id: id,
-                    status,
-                    action: "cancel",
-                })
-            }
-        };
-        sqlx::query(&format!("DELETE FROM {table} WHERE run_seq = ?"))
-            .bind(st.seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query("UPDATE runs SET status = 'cancelled', finished_at = ? WHERE seq = ?")
-            .bind(micros(now))
-            .bind(st.seq)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        event(
-            &mut tx,
-            st.seq,
-            now,
-            (Some(st.status), RunStatus::Cancelled),
-            st.attempt,
-            st.worker.as_deref(),
-            reason,
-        )
-        .await?;
+        let mut st = st;
+        let change = st.plan(Happening::Cancel, now)?;
+        apply(&mut tx, change.as_slice(), now).await?;
         let snap = load(&mut tx, tenant, id)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
@@ -985,34 +748,9 @@ impl Store for SqliteStore {
         let st = state_by_id(&mut tx, Some(tenant), id)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
-        if !st.status.can_retry() {
-            return Err(Error::InvalidTransition {
-                run_id: id,
-                status: st.status,
-                action: "retry",
-            });
-        }
-        sqlx::query(
-            "UPDATE runs SET status = 'queued', max_attempts = attempt + retries + 1, finished_at = NULL, \
-             output = NULL, error = NULL, worker_id = NULL, run_at = ? WHERE seq = ?",
-        )
-        .bind(micros(now))
-        .bind(st.seq)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        enqueue(&mut tx, &st).await?;
-        let reason = format!("manual retry: {} more attempt(s)", st.retries + 1);
-        event(
-            &mut tx,
-            st.seq,
-            now,
-            (Some(st.status), RunStatus::Queued),
-            st.attempt,
-            None,
-            &reason,
-        )
-        .await?;
+        let mut st = st;
+        let change = st.plan(Happening::Retry, now)?;
+        apply(&mut tx, change.as_slice(), now).await?;
         let snap = load(&mut tx, tenant, id)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
@@ -1196,36 +934,30 @@ impl Store for SqliteStore {
             let sql = format!(
                 "SELECT {}, l.deadline FROM leases l JOIN runs r ON r.seq = l.run_seq \
                  WHERE l.expires_at <= ?1 LIMIT ?2",
-                prefixed_state_cols()
+                state_cols_of_r()
             );
-            let rows = sqlx::query(&sql)
+            let rows: Vec<ExpiredRow> = sqlx::query_as(&sql)
                 .bind(now_us)
                 .bind(i64::from(limit))
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(db)?;
-            for row in &rows {
-                let st = run_state(row)?;
-                let deadline: i64 = row.try_get("deadline").map_err(db)?;
-                sqlx::query("DELETE FROM leases WHERE run_seq = ?")
-                    .bind(st.seq)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                if st.status != RunStatus::Running {
-                    continue;
-                }
-                let why = if deadline <= now_us {
-                    "timed out: the worker did not report within the task's timeout".to_string()
-                } else {
-                    format!(
-                        "lease expired: worker {} stopped heartbeating",
-                        st.worker.as_deref().unwrap_or("?")
-                    )
-                };
-                fail_attempt(&mut tx, &st, &why, true, true, now).await?;
-                m.expired += 1;
+            let mut seqs = Vec::with_capacity(rows.len());
+            let mut changes = Vec::with_capacity(rows.len());
+            for row in rows {
+                let deadline_passed = row.deadline <= now_us;
+                let mut st = Locked::try_from(row.state)?;
+                seqs.push(st.seq);
+                changes.extend(st.plan(Happening::LeaseExpired { deadline_passed }, now)?);
             }
+            // Leases of runs no longer running go too.
+            sqlx::query("DELETE FROM leases WHERE run_seq IN (SELECT value FROM json_each(?))")
+                .bind(seqs_json(&seqs))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            apply(&mut tx, &changes, now).await?;
+            m.expired = changes.len();
         }
         let next: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM timers")
             .fetch_one(&mut *tx)
@@ -1310,27 +1042,22 @@ impl Store for SqliteStore {
         let mut tx = self.begin().await?;
         let sql = format!(
             "SELECT {} FROM leases l JOIN runs r ON r.seq = l.run_seq WHERE l.worker_id = ?",
-            prefixed_state_cols()
+            state_cols_of_r()
         );
-        let rows = sqlx::query(&sql)
+        let rows: Vec<StateRow> = sqlx::query_as(&sql)
             .bind(id)
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
-        let mut handed = 0;
-        for row in &rows {
-            let st = run_state(row)?;
-            if st.status == RunStatus::Running && st.worker_id.as_deref() == Some(id) {
-                hand_back(
-                    &mut tx,
-                    &st,
-                    "handed back: its worker stopped; not counted as an attempt",
-                    now,
-                )
-                .await?;
-                handed += 1;
+        let mut changes = Vec::new();
+        for row in rows {
+            let mut st = Locked::try_from(row)?;
+            if st.run.worker_id.as_deref() == Some(id) {
+                changes.extend(st.plan(Happening::WorkerStopped, now)?);
             }
         }
+        apply(&mut tx, &changes, now).await?;
+        let handed = changes.len();
         sqlx::query("DELETE FROM leases WHERE worker_id = ?")
             .bind(id)
             .execute(&mut *tx)
@@ -1473,16 +1200,13 @@ impl Store for SqliteStore {
         let st = state_by_id(&mut tx, Some(&worker.tenant), cp.run_id)
             .await?
             .ok_or_else(|| Error::run_not_found(cp.run_id))?;
-        if st.status != RunStatus::Running
-            || st.attempt != cp.attempt
-            || st.worker_id.as_deref() != Some(worker.id.as_str())
-        {
-            return Err(Error::InvalidTransition {
-                run_id: cp.run_id,
-                status: st.status,
-                action: "checkpoint",
-            });
-        }
+        let mut st = st;
+        let happened = Happening::Checkpoint {
+            worker_id: &worker.id,
+            worker: &worker.name,
+            step: cp,
+        };
+        let planned = st.plan(happened, now)?;
         let (status, finished) = match cp.status {
             StepStatus::Running => ("running", None),
             StepStatus::Succeeded => ("succeeded", Some(micros(now))),
@@ -1507,22 +1231,7 @@ impl Store for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let reason = match (&cp.status, &cp.error) {
-            (StepStatus::Failed, Some(e)) => {
-                format!("step {} {:?} failed: {e}", cp.position, cp.name)
-            }
-            _ => format!("step {} {:?} {status}", cp.position, cp.name),
-        };
-        event(
-            &mut tx,
-            st.seq,
-            now,
-            (Some(RunStatus::Running), RunStatus::Running),
-            st.attempt,
-            Some(worker.name.as_str()),
-            &reason,
-        )
-        .await?;
+        apply(&mut tx, planned.as_slice(), now).await?;
         tx.commit().await.map_err(db)?;
         Ok(())
     }
