@@ -18,6 +18,7 @@ use serde_json::Value;
 use std::time::Duration;
 
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 mod state;
 
@@ -297,7 +298,7 @@ pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
 /// The query of one page of `filter`: `SELECT * FROM runs` for the tenant, newest first, with one
 /// row more than the page so the caller knows whether another page follows. Returns the query
 /// and the page size. Shared by every store; `seq` is the cursor.
-pub(crate) fn list_query<'a, DB>(
+fn list_query<'a, DB>(
     tenant: &'a str,
     filter: &'a owlclaw_core::wire::ListFilter,
 ) -> Result<(sqlx::QueryBuilder<'a, DB>, usize)>
@@ -339,55 +340,20 @@ where
 
 /// A page from the rows of [`list_query`]: at most `limit` runs, and the cursor of the next page
 /// when there was one row more.
-pub(crate) fn page_of<R, E>(
-    rows: &[R],
-    limit: usize,
-    mut snapshot: impl FnMut(&R) -> std::result::Result<(RunSnapshot, i64), E>,
-) -> std::result::Result<RunPage, E> {
+fn page_of(rows: Vec<rows::RunRow>, limit: usize) -> Result<RunPage> {
+    let more = rows.len() > limit;
     let mut runs = Vec::with_capacity(rows.len().min(limit));
     let mut last_seq = None;
-    for row in rows.iter().take(limit) {
-        let (run, seq) = snapshot(row)?;
-        runs.push(run);
-        last_seq = Some(seq);
+    for row in rows.into_iter().take(limit) {
+        last_seq = Some(row.seq);
+        runs.push(row.snapshot()?);
     }
-    let next_cursor = if rows.len() > limit {
+    let next_cursor = if more {
         last_seq.map(|s| s.to_string())
     } else {
         None
     };
     Ok(RunPage { runs, next_cursor })
-}
-
-/// A `crons` row as both stores select it:
-/// `tenant, id, task, expr, timezone, input, last_tick, created_at`.
-pub(crate) type CronRow = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-    i64,
-);
-
-/// The record of a `crons` row.
-pub(crate) fn cron_of(row: CronRow) -> CronRecord {
-    let (tenant, id, task, expr, timezone, input, last, created) = row;
-    CronRecord {
-        tenant,
-        schedule: CronSchedule {
-            id,
-            task,
-            expr,
-            timezone,
-            input: serde_json::from_str(&input).unwrap_or(Value::Null),
-            last_tick: last.map(from_micros),
-            next_tick: None,
-            created_at: from_micros(created),
-        },
-    }
 }
 
 pub(crate) fn micros(t: DateTime<Utc>) -> i64 {

@@ -22,10 +22,14 @@
 //! Hot path: a claim is one statement; a batch of successful completions plus the claim for the
 //! freed slots is one statement too (`complete_and_claim`).
 
+use super::rows::{
+    json_text, CronRow, EventRow, RunRow, StepRow, WorkerRow, CRON_COLS, EVENT_COLS, STEP_COLS,
+    WORKER_COLS,
+};
 use super::state::{ExpiredRow, Locked, Planned, StateRow, STATE_COLS};
 use super::{
-    cron_of, from_micros, list_query, micros, page_of, CronRecord, CronRow, Inserted, Maintenance,
-    NewRun, Store, Wake, WorkerRecord,
+    from_micros, list_query, micros, page_of, CronRecord, Inserted, Maintenance, NewRun, Store,
+    Wake, WorkerRecord,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -37,7 +41,7 @@ use owlclaw_core::wire::{
 };
 use owlclaw_core::{Error, Result, RunId, RunStatus};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
 use sqlx::{Connection, Row};
 use std::collections::HashMap;
 use std::future::Future;
@@ -241,10 +245,6 @@ fn no_nul(field: &str, value: Option<&str>) -> Result<()> {
         )),
         _ => Ok(()),
     }
-}
-
-fn status_of(s: &str) -> RunStatus {
-    RunStatus::from_str(s).unwrap_or(RunStatus::Failed)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -516,50 +516,13 @@ async fn forward_wakes(
 // ---------------------------------------------------------------------------------------------
 // Row mapping
 
-fn json_text(t: String) -> Value {
-    serde_json::from_str(&t).unwrap_or(Value::String(t))
-}
-
-fn snapshot(row: &PgRow) -> R<RunSnapshot> {
-    let text = |c: &str| -> R<Option<String>> { Ok(row.try_get::<Option<String>, _>(c)?) };
-    let time = |c: &str| -> R<Option<DateTime<Utc>>> {
-        Ok(row.try_get::<Option<i64>, _>(c)?.map(from_micros))
-    };
-    let id: String = row.try_get("id")?;
-    Ok(RunSnapshot {
-        id: id.parse()?,
-        task: row.try_get("task")?,
-        status: status_of(&row.try_get::<String, _>("status")?),
-        attempt: row.try_get::<i64, _>("attempt")? as u32,
-        max_attempts: row.try_get::<i64, _>("max_attempts")? as u32,
-        priority: row.try_get::<i64, _>("priority")? as u8,
-        input: text("input")?.map(json_text).unwrap_or(Value::Null),
-        output: text("output")?.map(json_text),
-        error: text("error")?,
-        errors: text("errors")?
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default(),
-        owner: text("owner")?,
-        idempotency_key: text("idempotency_key")?,
-        parent_id: text("parent_id")?.and_then(|p| p.parse().ok()),
-        metadata: text("metadata")?.map(json_text),
-        worker: text("worker")?,
-        timeout_ms: row.try_get::<i64, _>("timeout_ms")? as u64,
-        run_at: time("run_at")?.unwrap_or_default(),
-        created_at: time("created_at")?.unwrap_or_default(),
-        started_at: time("started_at")?,
-        finished_at: time("finished_at")?,
-        steps: Vec::new(),
-    })
-}
-
 async fn load(conn: &mut PgConnection, tenant: &str, id: RunId) -> R<Option<RunSnapshot>> {
-    let row = sqlx::query("SELECT * FROM runs WHERE id = $1 AND tenant = $2")
+    let row: Option<RunRow> = sqlx::query_as("SELECT * FROM runs WHERE id = $1 AND tenant = $2")
         .bind(id.to_string())
         .bind(tenant)
         .fetch_optional(conn)
         .await?;
-    row.as_ref().map(snapshot).transpose()
+    Ok(row.map(RunRow::snapshot).transpose()?)
 }
 
 /// Locks one run (by public id, in a tenant) and reads its state.
@@ -1443,34 +1406,15 @@ impl PostgresStore {
     }
 
     async fn steps_tx(&self, tenant: &str, id: RunId) -> R<Vec<StepSnapshot>> {
-        let rows = sqlx::query(
-            "SELECT s.position, s.name, s.status, s.output, s.error, s.attempt, s.started_at, \
-             s.finished_at FROM steps s JOIN runs r ON r.seq = s.run_seq \
-             WHERE r.id = $1 AND r.tenant = $2 ORDER BY s.position",
-        )
+        let rows: Vec<StepRow> = sqlx::query_as(&format!(
+            "SELECT {STEP_COLS} FROM steps s JOIN runs r ON r.seq = s.run_seq \
+             WHERE r.id = $1 AND r.tenant = $2 ORDER BY s.position"
+        ))
         .bind(id.to_string())
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                let status: String = r.try_get("status")?;
-                Ok(StepSnapshot {
-                    position: r.try_get::<i64, _>("position")? as u32,
-                    name: r.try_get("name")?,
-                    status: match status.as_str() {
-                        "succeeded" => StepStatus::Succeeded,
-                        "failed" => StepStatus::Failed,
-                        _ => StepStatus::Running,
-                    },
-                    output: r.try_get::<Option<String>, _>("output")?.map(json_text),
-                    error: r.try_get("error")?,
-                    attempt: r.try_get::<i64, _>("attempt")? as u32,
-                    started_at: from_micros(r.try_get("started_at")?),
-                    finished_at: r.try_get::<Option<i64>, _>("finished_at")?.map(from_micros),
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(StepSnapshot::from).collect())
     }
 
     async fn delete_tx(&self, tenant: &str, ids: &[RunId]) -> R<usize> {
@@ -1506,10 +1450,8 @@ impl PostgresStore {
 
     async fn list_tx(&self, tenant: &str, filter: &ListFilter) -> R<RunPage> {
         let (mut q, limit) = list_query(tenant, filter)?;
-        let rows = q.build().fetch_all(&self.pool).await?;
-        page_of(&rows, limit, |row| {
-            Ok((snapshot(row)?, row.try_get::<i64, _>("seq")?))
-        })
+        let rows: Vec<RunRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        Ok(page_of(rows, limit)?)
     }
 
     async fn events_tx(&self, tenant: &str, id: RunId) -> R<Vec<RunEvent>> {
@@ -1519,68 +1461,46 @@ impl PostgresStore {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
-        let rows = sqlx::query(
-            "SELECT at, from_status, to_status, attempt, worker, reason FROM events \
-             WHERE run_seq = $1 ORDER BY id",
-        )
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLS} FROM events WHERE run_seq = $1 ORDER BY id"
+        ))
         .bind(seq)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunEvent {
-                    run_id: id,
-                    at: from_micros(r.try_get("at")?),
-                    from: r
-                        .try_get::<Option<String>, _>("from_status")?
-                        .map(|s| status_of(&s)),
-                    to: status_of(&r.try_get::<String, _>("to_status")?),
-                    attempt: r.try_get::<i64, _>("attempt")? as u32,
-                    worker: r.try_get("worker")?,
-                    reason: r.try_get("reason")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn list_workers_tx(&self, tenant: &str, since: DateTime<Utc>) -> R<Vec<WorkerInfo>> {
-        type WorkerRow = (String, String, i64, String, i64, i64, Vec<String>, String);
-        let rows: Vec<WorkerRow> = sqlx::query_as(
-            "SELECT w.id, w.name, w.slots, w.tasks, w.started_at, w.last_heartbeat, \
-               COALESCE((SELECT array_agg(r.id ORDER BY r.seq) FROM leases l \
-                 JOIN runs r ON r.seq = l.run_seq WHERE l.worker_id = w.id), '{}'), w.labels \
-             FROM workers w WHERE w.tenant = $1 AND w.last_heartbeat >= $2 ORDER BY w.started_at",
-        )
-        .bind(tenant)
-        .bind(micros(since))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(id, name, slots, tasks, started, beat, held, labels)| WorkerInfo {
-                    id,
-                    name,
-                    slots: slots as u32,
-                    tasks: serde_json::from_str(&tasks).unwrap_or_default(),
-                    started_at: from_micros(started),
-                    last_heartbeat: from_micros(beat),
-                    held_runs: held.iter().filter_map(|h| h.parse().ok()).collect(),
-                    labels: serde_json::from_str(&labels).unwrap_or_default(),
-                },
-            )
-            .collect())
+            .map(|r| r.event(id))
+            .collect::<Result<Vec<_>>>()?)
+    }
+
+    async fn list_workers_tx(&self, tenant: &str, since: DateTime<Utc>) -> R<Vec<WorkerInfo>> {
+        #[derive(sqlx::FromRow)]
+        struct Held {
+            #[sqlx(flatten)]
+            worker: WorkerRow,
+            held: Vec<String>,
+        }
+        let rows: Vec<Held> = sqlx::query_as(&format!(
+            "SELECT {WORKER_COLS}, \
+               COALESCE((SELECT array_agg(r.id ORDER BY r.seq) FROM leases l \
+                 JOIN runs r ON r.seq = l.run_seq WHERE l.worker_id = w.id), '{{}}') AS held \
+             FROM workers w WHERE w.tenant = $1 AND w.last_heartbeat >= $2 ORDER BY w.started_at"
+        ))
+        .bind(tenant)
+        .bind(micros(since))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.worker.info(&r.held)).collect())
     }
 
     async fn all_crons_tx(&self, tenant: Option<&str>) -> R<Vec<CronRecord>> {
-        let rows: Vec<CronRow> = sqlx::query_as(
-            "SELECT tenant, id, task, expr, timezone, input, last_tick, created_at FROM crons \
-             WHERE $1::text IS NULL OR tenant = $1 ORDER BY tenant, id",
-        )
+        let rows: Vec<CronRow> = sqlx::query_as(&format!(
+            "SELECT {CRON_COLS} FROM crons WHERE $1::text IS NULL OR tenant = $1 ORDER BY tenant, id"
+        ))
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().map(cron_of).collect())
+        Ok(rows.into_iter().map(CronRecord::from).collect())
     }
 }
 
@@ -1702,18 +1622,14 @@ impl Store for PostgresStore {
     }
 
     async fn get_worker(&self, id: &str) -> Result<Option<WorkerRecord>> {
-        let row: Option<(String, String, String, String)> =
-            sqlx::query_as("SELECT id, tenant, name, tasks FROM workers WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| self.place.db(e))?;
-        Ok(row.map(|(id, tenant, name, tasks)| WorkerRecord {
-            id,
-            tenant,
-            name,
-            tasks: serde_json::from_str(&tasks).unwrap_or_default(),
-        }))
+        let row: Option<WorkerRow> = sqlx::query_as(&format!(
+            "SELECT {WORKER_COLS} FROM workers w WHERE w.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.place.db(e))?;
+        Ok(row.map(WorkerRow::record))
     }
 
     async fn deregister_worker(&self, id: &str, now: DateTime<Utc>) -> Result<usize> {

@@ -6,10 +6,13 @@
 //! crash of the process (what lite mode promises) but may lose the last transactions on power
 //! loss.
 
+use super::rows::{
+    CronRow, EventRow, RunRow, StepRow, WorkerRow, CRON_COLS, EVENT_COLS, STEP_COLS, WORKER_COLS,
+};
 use super::state::{state_cols_of_r, ExpiredRow, Locked, Planned, StateRow, STATE_COLS};
 use super::{
-    cron_of, from_micros, list_query, micros, page_of, CronRecord, CronRow, Inserted, Maintenance,
-    NewRun, Store, WorkerRecord,
+    from_micros, list_query, micros, page_of, CronRecord, Inserted, Maintenance, NewRun, Store,
+    WorkerRecord,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -22,8 +25,7 @@ use owlclaw_core::wire::{
 use owlclaw_core::{Error, Result, RunId, RunStatus};
 use serde_json::{json, Value};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 use sqlx::{Row, Sqlite, SqliteConnection};
 use std::collections::HashMap;
@@ -37,10 +39,6 @@ const CHUNK: usize = 500;
 
 fn db(e: sqlx::Error) -> Error {
     Error::Internal(format!("sqlite: {e}"))
-}
-
-fn status_of(s: &str) -> RunStatus {
-    RunStatus::from_str(s).unwrap_or(RunStatus::Failed)
 }
 
 /// A SQLite database holding every table of the engine.
@@ -164,54 +162,14 @@ async fn checkpoint_loop(pool: SqlitePool) {
 // ---------------------------------------------------------------------------------------------
 // Row mapping
 
-fn snapshot(row: &SqliteRow) -> Result<RunSnapshot> {
-    let text =
-        |c: &str| -> Result<Option<String>> { row.try_get::<Option<String>, _>(c).map_err(db) };
-    let json_col = |c: &str| -> Result<Option<Value>> {
-        Ok(text(c)?.map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t))))
-    };
-    let time = |c: &str| -> Result<Option<DateTime<Utc>>> {
-        Ok(row
-            .try_get::<Option<i64>, _>(c)
-            .map_err(db)?
-            .map(from_micros))
-    };
-    let id: String = row.try_get("id").map_err(db)?;
-    Ok(RunSnapshot {
-        id: id.parse()?,
-        task: row.try_get("task").map_err(db)?,
-        status: status_of(&row.try_get::<String, _>("status").map_err(db)?),
-        attempt: row.try_get::<i64, _>("attempt").map_err(db)? as u32,
-        max_attempts: row.try_get::<i64, _>("max_attempts").map_err(db)? as u32,
-        priority: row.try_get::<i64, _>("priority").map_err(db)? as u8,
-        input: json_col("input")?.unwrap_or(Value::Null),
-        output: json_col("output")?,
-        error: text("error")?,
-        errors: text("errors")?
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default(),
-        owner: text("owner")?,
-        idempotency_key: text("idempotency_key")?,
-        parent_id: text("parent_id")?.and_then(|p| p.parse().ok()),
-        metadata: json_col("metadata")?,
-        worker: text("worker")?,
-        timeout_ms: row.try_get::<i64, _>("timeout_ms").map_err(db)? as u64,
-        run_at: time("run_at")?.unwrap_or_default(),
-        created_at: time("created_at")?.unwrap_or_default(),
-        started_at: time("started_at")?,
-        finished_at: time("finished_at")?,
-        steps: Vec::new(),
-    })
-}
-
 async fn load(conn: &mut SqliteConnection, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>> {
-    let row = sqlx::query("SELECT * FROM runs WHERE id = ? AND tenant = ?")
+    let row: Option<RunRow> = sqlx::query_as("SELECT * FROM runs WHERE id = ? AND tenant = ?")
         .bind(id.to_string())
         .bind(tenant)
         .fetch_optional(conn)
         .await
         .map_err(db)?;
-    row.as_ref().map(snapshot).transpose()
+    row.map(RunRow::snapshot).transpose()
 }
 
 /// Reads one run's state (in a tenant, when given) inside a write transaction.
@@ -692,40 +650,27 @@ impl Store for SqliteStore {
 
     async fn list_runs(&self, tenant: &str, filter: &ListFilter) -> Result<RunPage> {
         let (mut q, limit) = list_query(tenant, filter)?;
-        let rows = q.build().fetch_all(&self.read).await.map_err(db)?;
-        page_of(&rows, limit, |row| {
-            Ok((snapshot(row)?, row.try_get::<i64, _>("seq").map_err(db)?))
-        })
+        let rows: Vec<RunRow> = q.build_query_as().fetch_all(&self.read).await.map_err(db)?;
+        page_of(rows, limit)
     }
 
     async fn run_events(&self, tenant: &str, id: RunId) -> Result<Vec<RunEvent>> {
         let mut conn = self.read.acquire().await.map_err(db)?;
-        let st = state_by_id(&mut conn, Some(tenant), id)
-            .await?
+        let seq: i64 = sqlx::query_scalar("SELECT seq FROM runs WHERE id = ? AND tenant = ?")
+            .bind(id.to_string())
+            .bind(tenant)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?
             .ok_or_else(|| Error::run_not_found(id))?;
-        let rows = sqlx::query(
-            "SELECT at, from_status, to_status, attempt, worker, reason FROM events WHERE run_seq = ? ORDER BY id",
-        )
-        .bind(st.seq)
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLS} FROM events WHERE run_seq = ? ORDER BY id"
+        ))
+        .bind(seq)
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(RunEvent {
-                    run_id: id,
-                    at: from_micros(r.try_get("at").map_err(db)?),
-                    from: r
-                        .try_get::<Option<String>, _>("from_status")
-                        .map_err(db)?
-                        .map(|s| status_of(&s)),
-                    to: status_of(&r.try_get::<String, _>("to_status").map_err(db)?),
-                    attempt: r.try_get::<i64, _>("attempt").map_err(db)? as u32,
-                    worker: r.try_get("worker").map_err(db)?,
-                    reason: r.try_get("reason").map_err(db)?,
-                })
-            })
-            .collect()
+        rows.into_iter().map(|r| r.event(id)).collect()
     }
 
     async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
@@ -1024,18 +969,14 @@ impl Store for SqliteStore {
     }
 
     async fn get_worker(&self, id: &str) -> Result<Option<WorkerRecord>> {
-        let row: Option<(String, String, String, String)> =
-            sqlx::query_as("SELECT id, tenant, name, tasks FROM workers WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.read)
-                .await
-                .map_err(db)?;
-        Ok(row.map(|(id, tenant, name, tasks)| WorkerRecord {
-            id,
-            tenant,
-            name,
-            tasks: serde_json::from_str(&tasks).unwrap_or_default(),
-        }))
+        let row: Option<WorkerRow> = sqlx::query_as(&format!(
+            "SELECT {WORKER_COLS} FROM workers w WHERE w.id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db)?;
+        Ok(row.map(WorkerRow::record))
     }
 
     async fn deregister_worker(&self, id: &str, now: DateTime<Utc>) -> Result<usize> {
@@ -1073,35 +1014,25 @@ impl Store for SqliteStore {
     }
 
     async fn list_workers(&self, tenant: &str, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>> {
-        type WorkerRow = (String, String, i64, String, i64, i64, String);
-        let rows: Vec<WorkerRow> = sqlx::query_as(
-            "SELECT id, name, slots, tasks, started_at, last_heartbeat, labels FROM workers \
-             WHERE tenant = ? AND last_heartbeat >= ? ORDER BY started_at",
-        )
+        let rows: Vec<WorkerRow> = sqlx::query_as(&format!(
+            "SELECT {WORKER_COLS} FROM workers w WHERE w.tenant = ? AND w.last_heartbeat >= ? \
+             ORDER BY w.started_at"
+        ))
         .bind(tenant)
         .bind(micros(since))
         .fetch_all(&self.read)
         .await
         .map_err(db)?;
         let mut out = Vec::with_capacity(rows.len());
-        for (id, name, slots, tasks, started, beat, labels) in rows {
+        for row in rows {
             let held: Vec<String> = sqlx::query_scalar(
                 "SELECT r.id FROM leases l JOIN runs r ON r.seq = l.run_seq WHERE l.worker_id = ? ORDER BY r.seq",
             )
-            .bind(&id)
+            .bind(&row.id)
             .fetch_all(&self.read)
             .await
             .map_err(db)?;
-            out.push(WorkerInfo {
-                id,
-                name,
-                slots: slots as u32,
-                tasks: serde_json::from_str(&tasks).unwrap_or_default(),
-                started_at: from_micros(started),
-                last_heartbeat: from_micros(beat),
-                held_runs: held.iter().filter_map(|h| h.parse().ok()).collect(),
-                labels: serde_json::from_str(&labels).unwrap_or_default(),
-            });
+            out.push(row.info(&held));
         }
         Ok(out)
     }
@@ -1128,13 +1059,13 @@ impl Store for SqliteStore {
     }
 
     async fn all_crons(&self) -> Result<Vec<CronRecord>> {
-        let rows: Vec<CronRow> = sqlx::query_as(
-            "SELECT tenant, id, task, expr, timezone, input, last_tick, created_at FROM crons ORDER BY tenant, id",
-        )
+        let rows: Vec<CronRow> = sqlx::query_as(&format!(
+            "SELECT {CRON_COLS} FROM crons ORDER BY tenant, id"
+        ))
         .fetch_all(&self.read)
         .await
         .map_err(db)?;
-        Ok(rows.into_iter().map(cron_of).collect())
+        Ok(rows.into_iter().map(CronRecord::from).collect())
     }
 
     async fn upsert_cron(&self, cron: &CronRecord) -> Result<()> {
@@ -1237,40 +1168,16 @@ impl Store for SqliteStore {
     }
 
     async fn run_steps(&self, tenant: &str, id: RunId) -> Result<Vec<StepSnapshot>> {
-        let rows = sqlx::query(
-            "SELECT s.position, s.name, s.status, s.output, s.error, s.attempt, s.started_at, s.finished_at \
-             FROM steps s JOIN runs r ON r.seq = s.run_seq WHERE r.id = ? AND r.tenant = ? ORDER BY s.position",
-        )
+        let rows: Vec<StepRow> = sqlx::query_as(&format!(
+            "SELECT {STEP_COLS} FROM steps s JOIN runs r ON r.seq = s.run_seq \
+             WHERE r.id = ? AND r.tenant = ? ORDER BY s.position"
+        ))
         .bind(id.to_string())
         .bind(tenant)
         .fetch_all(&self.read)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                let status: String = r.try_get("status").map_err(db)?;
-                Ok(StepSnapshot {
-                    position: r.try_get::<i64, _>("position").map_err(db)? as u32,
-                    name: r.try_get("name").map_err(db)?,
-                    status: match status.as_str() {
-                        "succeeded" => StepStatus::Succeeded,
-                        "failed" => StepStatus::Failed,
-                        _ => StepStatus::Running,
-                    },
-                    output: r
-                        .try_get::<Option<String>, _>("output")
-                        .map_err(db)?
-                        .map(|t| serde_json::from_str(&t).unwrap_or(Value::String(t))),
-                    error: r.try_get("error").map_err(db)?,
-                    attempt: r.try_get::<i64, _>("attempt").map_err(db)? as u32,
-                    started_at: from_micros(r.try_get("started_at").map_err(db)?),
-                    finished_at: r
-                        .try_get::<Option<i64>, _>("finished_at")
-                        .map_err(db)?
-                        .map(from_micros),
-                })
-            })
-            .collect()
+        Ok(rows.into_iter().map(StepSnapshot::from).collect())
     }
 
     async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize> {
