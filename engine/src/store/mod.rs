@@ -144,11 +144,9 @@ pub enum Wake {
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Wake-ups caused by other engines on the same database; called once when the engine
-    /// starts. `None` (the default) where the store has no such channel: other processes are
-    /// then noticed by polling.
-    async fn subscribe(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<Wake>>> {
-        Ok(None)
-    }
+    /// starts. `None` where the store has no such channel: other processes are then noticed by
+    /// polling.
+    async fn subscribe(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<Wake>>>;
     /// Inserts runs in one transaction, all or none. A run whose id exists already is returned as
     /// [`Inserted::Existing`] when its input is the same, and refused with
     /// `IdempotencyConflict` when not.
@@ -189,11 +187,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
-    ) -> Result<(usize, Vec<Assignment>)> {
-        let changed = self.complete(worker, completions, now).await?;
-        let claimed = self.claim(worker, n, now, lease).await?;
-        Ok((changed, claimed))
-    }
+    ) -> Result<(usize, Vec<Assignment>)>;
     /// Renews the worker's leases and returns the held runs it must stop (cancelled, or no longer
     /// its own).
     async fn heartbeat(
@@ -239,29 +233,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         worker: &WorkerRecord,
         checkpoint: &StepCheckpoint,
         now: DateTime<Utc>,
-    ) -> Result<()> {
-        let _ = (worker, checkpoint, now);
-        Err(owlclaw_core::Error::Internal(
-            "durable steps are not supported by this store".into(),
-        ))
-    }
+    ) -> Result<()>;
     /// The durable steps of a run, by position.
-    async fn run_steps(&self, tenant: &str, id: RunId) -> Result<Vec<StepSnapshot>> {
-        let _ = (tenant, id);
-        Ok(Vec::new())
-    }
+    async fn run_steps(&self, tenant: &str, id: RunId) -> Result<Vec<StepSnapshot>>;
     /// Deletes runs with their events and steps; returns how many were deleted.
-    async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize> {
-        let _ = (tenant, ids);
-        Err(owlclaw_core::Error::Internal(
-            "deleting runs is not supported by this store".into(),
-        ))
-    }
+    async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize>;
     /// Deletes up to `limit` runs that finished before `before`, with their events and steps.
-    async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<usize> {
-        let _ = (before, limit);
-        Ok(0)
-    }
+    async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<usize>;
     /// Stores an API token's hash for a tenant.
     async fn create_token(&self, hash: &str, tenant: &str, now: DateTime<Utc>) -> Result<()>;
     /// The tenant of an API token's hash.

@@ -636,6 +636,11 @@ fn seqs_json(items: &[i64]) -> String {
 
 #[async_trait]
 impl Store for SqliteStore {
+    async fn subscribe(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<super::Wake>>> {
+        // One process per file in practice; other writers are noticed by polling.
+        Ok(None)
+    }
+
     async fn insert_runs(&self, runs: Vec<NewRun>, now: DateTime<Utc>) -> Result<Vec<Inserted>> {
         let mut tx = self.begin().await?;
         let out = insert_runs_tx(&mut tx, &runs, now, false).await?;
