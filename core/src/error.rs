@@ -100,7 +100,20 @@ pub enum Error {
     /// rather than mixing results of two paths.
     #[error("non-deterministic run: {0}")]
     NonDeterministic(String),
-    /// A storage or internal failure.
+    /// The engine's database failed; [`source`](std::error::Error::source) is the driver's own
+    /// error, kept with its type.
+    #[error("database error: {message}")]
+    Database {
+        /// True when the database could not be reached (connection lost, pool closed or timed
+        /// out): worth trying again later; the HTTP API answers 503 `unavailable`.
+        unavailable: bool,
+        /// What the driver said, with passwords scrubbed.
+        message: String,
+        /// The driver's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+    /// An internal failure.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -150,12 +163,23 @@ impl Error {
             Error::OutputTruncated { .. } => "output_truncated",
             Error::Step { .. } => "step_failed",
             Error::NonDeterministic(_) => "non_deterministic",
-            Error::Internal(_) => "internal",
+            Error::Database {
+                unavailable: true, ..
+            } => "unavailable",
+            Error::Database { .. } | Error::Internal(_) => "internal",
         }
     }
 
     /// Whether trying the same call again later may succeed (connection trouble, time-outs).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Connection { .. } | Error::Timeout(_))
+        matches!(
+            self,
+            Error::Connection { .. }
+                | Error::Timeout(_)
+                | Error::Database {
+                    unavailable: true,
+                    ..
+                }
+        )
     }
 }

@@ -156,6 +156,7 @@ conformance!(
     durable_steps_and_suspension,
     delete_and_purge,
     fast_paths_write_the_life_cycle_rows,
+    errors_keep_their_cause,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2237,4 +2238,32 @@ async fn fast_paths_write_the_life_cycle_rows(h: &Harness) {
         })
         .collect();
     assert_eq!(stored, expected);
+}
+
+/// A database error keeps the driver's error as its `source()`, with its type, and says whether
+/// the database was unreachable (what the API answers 503 `unavailable` for).
+async fn errors_keep_their_cause(h: &Harness) {
+    let other = h.reopen().await;
+    other.close().await;
+    let err = other.get_run(TENANT, RunId::new()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Database {
+                unavailable: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.code(), "unavailable");
+    assert!(err.is_transient());
+    let source = std::error::Error::source(&err).expect("the driver's error is kept");
+    assert!(
+        matches!(
+            source.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolClosed)
+        ),
+        "{source:?}"
+    );
 }

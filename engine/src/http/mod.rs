@@ -182,7 +182,10 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         match &e {
             // Never show a client what the database said, or where it is: log it under an id.
-            Error::Internal(_) => {
+            Error::Internal(_)
+            | Error::Database {
+                unavailable: false, ..
+            } => {
                 let id = incident_id();
                 tracing::error!(incident = %id, error = %e, "request failed");
                 return ApiError::new(
@@ -191,7 +194,10 @@ impl From<Error> for ApiError {
                     format!("internal error; the server's log has the details under incident {id}"),
                 );
             }
-            Error::Connection { .. } => {
+            Error::Connection { .. }
+            | Error::Database {
+                unavailable: true, ..
+            } => {
                 let id = incident_id();
                 tracing::error!(incident = %id, error = %e, "the database is unavailable");
                 return ApiError::new(

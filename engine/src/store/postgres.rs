@@ -114,16 +114,13 @@ impl Place {
             .fold(message, |m, s| m.replace(s.as_str(), "***"))
     }
 
-    /// The one mapping of database errors: connection failures to `Error::Connection` (with the
-    /// redacted URL), everything else to `Error::Internal`.
+    /// The one mapping of database errors: `Error::Database` with the driver's error as its
+    /// source, unavailable when it is a connection failure.
     fn db(&self, e: sqlx::Error) -> Error {
-        if is_connection_error(&e) {
-            Error::Connection {
-                url: self.shown.clone(),
-                message: self.scrub(e.to_string()),
-            }
-        } else {
-            Error::Internal(self.scrub(format!("postgres: {e}")))
+        Error::Database {
+            unavailable: is_connection_error(&e),
+            message: self.scrub(format!("postgres: {e}")),
+            source: Box::new(e),
         }
     }
 }
@@ -343,12 +340,9 @@ impl PostgresStore {
 /// Any connection failure while opening is a connection error (pool time-outs included: the
 /// pool retries refused connections until then).
 fn connection_error(place: &Place, e: sqlx::Error) -> Error {
-    match place.db(e) {
-        Error::Internal(message) => Error::Connection {
-            url: place.shown.clone(),
-            message,
-        },
-        other => other,
+    Error::Connection {
+        url: place.shown.clone(),
+        message: place.scrub(e.to_string()),
     }
 }
 

@@ -37,8 +37,16 @@ type Tx = sqlx::Transaction<'static, Sqlite>;
 /// Rows per multi-row statement.
 const CHUNK: usize = 500;
 
+/// A database error, with its cause kept.
 fn db(e: sqlx::Error) -> Error {
-    Error::Internal(format!("sqlite: {e}"))
+    Error::Database {
+        unavailable: matches!(
+            e,
+            sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed
+        ),
+        message: format!("sqlite: {e}"),
+        source: Box::new(e),
+    }
 }
 
 /// A SQLite database holding every table of the engine.
