@@ -140,13 +140,26 @@ pub enum Wake {
     Finished,
 }
 
-/// A database behind the engine.
+/// A database behind the engine: one trait per concern, each method one transaction. Its
+/// methods are storage primitives; the rules of a run's life come from
+/// [`owlclaw_core::lifecycle`], which the stores call under their lock.
 #[async_trait]
-pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+pub trait Store:
+    Runs + Queue + Workers + Crons + Steps + Tokens + Send + Sync + std::fmt::Debug + 'static
+{
     /// Wake-ups caused by other engines on the same database; called once when the engine
     /// starts. `None` where the store has no such channel: other processes are then noticed by
     /// polling.
     async fn subscribe(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<Wake>>>;
+    /// Checks that the database answers.
+    async fn ping(&self) -> Result<()>;
+    /// Closes the connections.
+    async fn close(&self);
+}
+
+/// Runs: insert, read, list, cancel, retry, delete.
+#[async_trait]
+pub trait Runs: Send + Sync {
     /// Inserts runs in one transaction, all or none. A run whose id exists already is returned as
     /// [`Inserted::Existing`] when its input is the same, and refused with
     /// `IdempotencyConflict` when not.
@@ -161,6 +174,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot>;
     /// Re-queues a failed or cancelled run (`InvalidTransition` otherwise).
     async fn retry_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot>;
+    /// Deletes runs with their events and steps; returns how many were deleted.
+    async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize>;
+    /// Deletes up to `limit` runs that finished before `before`, with their events and steps.
+    async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<usize>;
+}
+
+/// The queue and its claims: the worker's hot path, heartbeats, and maintenance (timers coming due, expired leases).
+#[async_trait]
+pub trait Queue: Send + Sync {
     /// Claims up to `n` queued runs of the given tasks, highest priority first, FIFO within one
     /// priority, and gives the worker a lease on each.
     async fn claim(
@@ -200,6 +222,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Moves due timers to the queue and handles expired leases (re-queue, or fail when no
     /// attempt is left).
     async fn maintain(&self, now: DateTime<Utc>, limit: u32) -> Result<Maintenance>;
+    /// Ready runs per (tenant, task, priority).
+    async fn queue_depth(&self) -> Result<Vec<(String, String, u8, u64)>>;
+}
+
+/// Workers and the task definitions they register.
+#[async_trait]
+pub trait Workers: Send + Sync {
     /// Stores a worker, its task definitions and their crons.
     async fn register_worker(
         &self,
@@ -215,6 +244,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_workers(&self, tenant: &str, since: DateTime<Utc>) -> Result<Vec<WorkerInfo>>;
     /// A task definition registered by a worker.
     async fn get_task(&self, tenant: &str, name: &str) -> Result<Option<TaskDef>>;
+}
+
+/// Cron schedules and their ticks.
+#[async_trait]
+pub trait Crons: Send + Sync {
     /// Cron schedules of a tenant.
     async fn list_crons(&self, tenant: &str) -> Result<Vec<CronSchedule>>;
     /// Cron schedules of every tenant, for the firing loop.
@@ -226,6 +260,11 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Fires one tick: inserts its run unless the tick was fired already (by this or another
     /// engine) and advances `last_tick`. Returns whether a run was created.
     async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool>;
+}
+
+/// Durable steps.
+#[async_trait]
+pub trait Steps: Send + Sync {
     /// Commits a durable step's state change for a run the worker holds in the given attempt
     /// (`InvalidTransition` when that attempt no longer holds it), with an event.
     async fn checkpoint_step(
@@ -236,20 +275,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<()>;
     /// The durable steps of a run, by position.
     async fn run_steps(&self, tenant: &str, id: RunId) -> Result<Vec<StepSnapshot>>;
-    /// Deletes runs with their events and steps; returns how many were deleted.
-    async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize>;
-    /// Deletes up to `limit` runs that finished before `before`, with their events and steps.
-    async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<usize>;
+}
+
+/// API tokens.
+#[async_trait]
+pub trait Tokens: Send + Sync {
     /// Stores an API token's hash for a tenant.
     async fn create_token(&self, hash: &str, tenant: &str, now: DateTime<Utc>) -> Result<()>;
     /// The tenant of an API token's hash.
     async fn token_tenant(&self, hash: &str) -> Result<Option<String>>;
-    /// Ready runs per (tenant, task, priority).
-    async fn queue_depth(&self) -> Result<Vec<(String, String, u8, u64)>>;
-    /// Checks that the database answers.
-    async fn ping(&self) -> Result<()>;
-    /// Closes the connections.
-    async fn close(&self);
 }
 
 /// Opens the store named by `url` (`sqlite://path`, `sqlite::memory:`,

@@ -1,0 +1,106 @@
+//! Cron schedules and their ticks.
+
+use super::*;
+
+impl PostgresStore {
+    pub(super) async fn fire_cron_tx(
+        &self,
+        cron: &CronRecord,
+        tick: DateTime<Utc>,
+        run: &NewRun,
+    ) -> R<bool> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock serialises engines firing the same tick; the loser sees `last_tick`
+        // already there once the winner commits, and changes nothing.
+        let advanced = sqlx::query(
+            "UPDATE crons SET last_tick = $1 WHERE tenant = $2 AND id = $3 \
+             AND (last_tick IS NULL OR last_tick < $1)",
+        )
+        .bind(micros(tick))
+        .bind(&cron.tenant)
+        .bind(&cron.schedule.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let mut wakes = Wakes::default();
+        let created = if advanced > 0 {
+            !insert_runs_tx(
+                &mut tx,
+                std::slice::from_ref(run),
+                Utc::now(),
+                true,
+                &mut wakes,
+            )
+            .await?
+            .is_empty()
+        } else {
+            false
+        };
+        notify(&mut tx, wakes).await?;
+        tx.commit().await?;
+        Ok(created)
+    }
+
+    pub(super) async fn all_crons_tx(&self, tenant: Option<&str>) -> R<Vec<CronRecord>> {
+        let rows: Vec<CronRow> = sqlx::query_as(&format!(
+            "SELECT {CRON_COLS} FROM crons WHERE $1::text IS NULL OR tenant = $1 ORDER BY tenant, id"
+        ))
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(CronRecord::from).collect())
+    }
+}
+
+#[async_trait]
+impl Crons for PostgresStore {
+    async fn list_crons(&self, tenant: &str) -> Result<Vec<CronSchedule>> {
+        let all = self.retry(|| self.all_crons_tx(Some(tenant))).await?;
+        Ok(all.into_iter().map(|c| c.schedule).collect())
+    }
+
+    async fn all_crons(&self) -> Result<Vec<CronRecord>> {
+        self.retry(|| self.all_crons_tx(None)).await
+    }
+
+    async fn upsert_cron(&self, cron: &CronRecord) -> Result<()> {
+        let s = &cron.schedule;
+        sqlx::query(
+            "WITH up AS (INSERT INTO crons (tenant, id, task, expr, timezone, input, last_tick, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7) ON CONFLICT (tenant, id) DO UPDATE SET \
+             task = excluded.task, expr = excluded.expr, timezone = excluded.timezone, input = excluded.input \
+             RETURNING 1) \
+             SELECT pg_notify('owlclaw', 'crons') FROM up",
+        )
+        .bind(&cron.tenant)
+        .bind(&s.id)
+        .bind(&s.task)
+        .bind(&s.expr)
+        .bind(&s.timezone)
+        .bind(s.input.to_string())
+        .bind(micros(s.created_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.place.db(e))?;
+        Ok(())
+    }
+
+    async fn delete_cron(&self, tenant: &str, id: &str) -> Result<bool> {
+        let deleted: i64 = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM crons WHERE tenant = $1 AND id = $2 RETURNING 1), \
+             note AS (SELECT pg_notify('owlclaw', 'crons') FROM (SELECT 1 FROM gone LIMIT 1) AS g) \
+             SELECT (SELECT count(*) FROM gone) + 0 * (SELECT count(*) FROM note)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.place.db(e))?;
+        Ok(deleted > 0)
+    }
+
+    async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool> {
+        let run = &run;
+        self.retry(|| self.fire_cron_tx(cron, tick, run)).await
+    }
+}

@@ -1,0 +1,387 @@
+//! The queue and its claims: claim, complete, heartbeats, maintenance (timers coming due, expired leases).
+
+use super::*;
+
+/// Applies the successful completions (`$8` ids, `$9` attempts, `$10` outputs) of worker `$6`
+/// (named `$5`), then claims up to `$3` queued runs of tenant `$1` and tasks `$2` for it with a
+/// lease of `$7` µs, at `$4`. Either half may be empty. One row per claimed run (in claim
+/// order), or a single row with NULL run columns when none was; `changed` counts the successes
+/// applied.
+///
+/// Claims skip queue rows, and runs, locked by others (another replica's claim, a cancel in
+/// progress): they never wait, and never hand out a run twice.
+pub(super) const REPORT_AND_CLAIM: &str = "\
+WITH c AS (
+    SELECT * FROM UNNEST($8::text[], $9::bigint[], $10::text[]) AS c(id, attempt, output)
+), done AS (
+    UPDATE runs r SET status = 'succeeded', output = c.output, error = NULL, finished_at = $4
+    FROM c WHERE r.id = c.id AND r.status = 'running' AND r.attempt = c.attempt AND r.worker_id = $6
+    RETURNING r.seq, r.attempt
+), released AS (
+    DELETE FROM leases WHERE run_seq = ANY(ARRAY(SELECT seq FROM done))
+), finished AS (
+    INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason)
+    SELECT seq, $4, 'running', 'succeeded', attempt, $5, 'succeeded' FROM done ORDER BY seq
+), note AS (
+    SELECT pg_notify('owlclaw', 'finished') FROM (SELECT 1 FROM done LIMIT 1) AS any_done
+), picked AS (
+    SELECT qid, run_seq FROM queue WHERE tenant = $1 AND task = ANY($2)
+    ORDER BY priority DESC, qid LIMIT $3 FOR UPDATE SKIP LOCKED
+), locked AS (
+    SELECT seq FROM runs WHERE seq = ANY(ARRAY(SELECT run_seq FROM picked)) FOR UPDATE SKIP LOCKED
+), taken AS (
+    DELETE FROM queue WHERE qid = ANY(ARRAY(
+        SELECT p.qid FROM picked p JOIN locked l ON l.seq = p.run_seq))
+    RETURNING qid, run_seq
+), started AS (
+    UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = GREATEST($4, run_at), worker = $5, worker_id = $6
+    WHERE seq = ANY(ARRAY(SELECT run_seq FROM taken)) AND status = 'queued'
+    RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, priority
+), claimed AS (
+    SELECT s.*, t.qid FROM started s JOIN taken t ON t.run_seq = s.seq
+), leased AS (
+    INSERT INTO leases (run_seq, worker_id, expires_at, deadline)
+    SELECT seq, $6, LEAST($4 + $7, $4 + timeout_ms * 1000 + $7), $4 + timeout_ms * 1000 + $7 FROM claimed
+    ON CONFLICT (run_seq) DO UPDATE SET worker_id = excluded.worker_id,
+        expires_at = excluded.expires_at, deadline = excluded.deadline
+), logged AS (
+    INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason)
+    SELECT seq, $4, 'queued', 'running', attempt, $5, 'claimed' FROM claimed ORDER BY priority DESC, qid
+)
+SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM note) AS noted,
+       k.id, k.task, k.input, k.attempt, k.max_attempts, k.timeout_ms, k.parent_id
+FROM (SELECT 1) AS one LEFT JOIN claimed k ON true
+ORDER BY k.priority DESC, k.qid";
+
+/// Runs [`REPORT_AND_CLAIM`] for the successes among `completions` and up to `n` claims.
+pub(super) async fn report_and_claim(
+    conn: &mut PgConnection,
+    worker: &WorkerRecord,
+    completions: &[Completion],
+    n: u32,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> R<(usize, Vec<Assignment>)> {
+    let (mut ids, mut attempts, mut outputs) = (vec![], vec![], vec![]);
+    for c in completions {
+        if let Outcome::Succeeded { output } = &c.outcome {
+            ids.push(c.run_id.to_string());
+            attempts.push(i64::from(c.attempt));
+            outputs.push(output.to_string());
+        }
+    }
+    let n = if worker.tasks.is_empty() { 0 } else { n };
+    if ids.is_empty() && n == 0 {
+        return Ok((0, Vec::new()));
+    }
+    let rows = sqlx::query(REPORT_AND_CLAIM)
+        .bind(&worker.tenant)
+        .bind(&worker.tasks)
+        .bind(i64::from(n))
+        .bind(micros(now))
+        .bind(clean(&worker.name))
+        .bind(&worker.id)
+        .bind(lease.as_micros() as i64)
+        .bind(&ids)
+        .bind(&attempts)
+        .bind(&outputs)
+        .fetch_all(conn)
+        .await?;
+    let mut changed = 0;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        changed = row.try_get::<i64, _>("changed")? as usize;
+        let Some(id) = row.try_get::<Option<String>, _>("id")? else {
+            continue;
+        };
+        out.push(Assignment {
+            run_id: id.parse()?,
+            task: row
+                .try_get::<Option<String>, _>("task")?
+                .unwrap_or_default(),
+            input: row
+                .try_get::<Option<String>, _>("input")?
+                .map(json_text)
+                .unwrap_or(Value::Null),
+            attempt: row.try_get::<Option<i64>, _>("attempt")?.unwrap_or(0) as u32,
+            max_attempts: row.try_get::<Option<i64>, _>("max_attempts")?.unwrap_or(0) as u32,
+            timeout_ms: row.try_get::<Option<i64>, _>("timeout_ms")?.unwrap_or(0) as u64,
+            parent_id: row
+                .try_get::<Option<String>, _>("parent_id")?
+                .and_then(|p| p.parse().ok()),
+        });
+    }
+    Ok((changed, out))
+}
+
+/// Applies the completions that are not successes (failures, time-outs, stops, hand-backs) of
+/// locked runs.
+pub(super) async fn complete_others(
+    conn: &mut PgConnection,
+    worker: &WorkerRecord,
+    completions: &[Completion],
+    now: DateTime<Utc>,
+    wakes: &mut Wakes,
+) -> R<usize> {
+    let others: Vec<&Completion> = completions
+        .iter()
+        .filter(|c| !matches!(c.outcome, Outcome::Succeeded { .. }))
+        .collect();
+    if others.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<String> = others.iter().map(|c| c.run_id.to_string()).collect();
+    let sql = format!(
+        "SELECT {STATE_COLS} FROM runs WHERE id = ANY($1) AND tenant = $2 ORDER BY seq FOR UPDATE"
+    );
+    let rows: Vec<StateRow> = sqlx::query_as(&sql)
+        .bind(&ids)
+        .bind(&worker.tenant)
+        .fetch_all(&mut *conn)
+        .await?;
+    let mut states: HashMap<RunId, Locked> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let st = Locked::try_from(row)?;
+        states.insert(st.run.id, st);
+    }
+    let mut changes = Vec::with_capacity(others.len());
+    for c in others {
+        let Some(st) = states.get_mut(&c.run_id) else {
+            continue;
+        };
+        let happened = Happening::Reported {
+            worker_id: &worker.id,
+            attempt: c.attempt,
+            outcome: &c.outcome,
+        };
+        // `None`: stale (cancelled, re-queued after a lost lease, or another attempt).
+        changes.extend(st.plan(happened, now)?);
+    }
+    apply(conn, &changes, now, wakes).await?;
+    Ok(changes.len())
+}
+
+impl PostgresStore {
+    pub(super) async fn complete_tx(
+        &self,
+        worker: &WorkerRecord,
+        completions: &[Completion],
+        n: u32,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> R<(usize, Vec<Assignment>)> {
+        let all_ok = completions
+            .iter()
+            .all(|c| matches!(c.outcome, Outcome::Succeeded { .. }));
+        if all_ok {
+            // The hot path: one statement, committed on its own.
+            let mut conn = self.pool.acquire().await?;
+            return report_and_claim(&mut conn, worker, completions, n, now, lease).await;
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut wakes = Wakes::default();
+        let (mut changed, _) =
+            report_and_claim(&mut tx, worker, completions, 0, now, lease).await?;
+        changed += complete_others(&mut tx, worker, completions, now, &mut wakes).await?;
+        let (_, claimed) = report_and_claim(&mut tx, worker, &[], n, now, lease).await?;
+        notify(&mut tx, wakes).await?;
+        tx.commit().await?;
+        Ok((changed, claimed))
+    }
+
+    pub(super) async fn heartbeat_tx(
+        &self,
+        worker: &WorkerRecord,
+        held: &[RunId],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> R<Vec<RunId>> {
+        // Leases locked by someone else (a completion, an expiry in progress) are skipped: they
+        // are about to go, and a heartbeat never waits.
+        let held: Vec<String> = held.iter().map(|h| h.to_string()).collect();
+        let lost: Vec<String> = sqlx::query_scalar(
+            "WITH mine AS (SELECT run_seq FROM leases WHERE worker_id = $2 ORDER BY run_seq \
+               FOR UPDATE SKIP LOCKED), \
+             renewed AS (UPDATE leases SET expires_at = LEAST($1, deadline) \
+               WHERE run_seq = ANY(ARRAY(SELECT run_seq FROM mine)) \
+               AND run_seq IN (SELECT seq FROM runs WHERE id = ANY($4::text[]))), \
+             seen AS (UPDATE workers SET last_heartbeat = $3 WHERE id = $2) \
+             SELECT h FROM UNNEST($4::text[]) AS h WHERE NOT EXISTS (SELECT 1 FROM runs r \
+               JOIN leases l ON l.run_seq = r.seq WHERE r.id = h AND l.worker_id = $2)",
+        )
+        .bind(micros(now) + lease.as_micros() as i64)
+        .bind(&worker.id)
+        .bind(micros(now))
+        .bind(&held)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(lost
+            .iter()
+            .map(|s| s.parse())
+            .collect::<Result<Vec<RunId>>>()?)
+    }
+
+    pub(super) async fn maintain_tx(&self, now: DateTime<Utc>, limit: u32) -> R<Maintenance> {
+        let now_us = micros(now);
+        let (next_due, next_expiry): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MIN(due_at) FROM timers), (SELECT MIN(expires_at) FROM leases)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let mut m = Maintenance {
+            next_due: next_due.map(from_micros),
+            ..Maintenance::default()
+        };
+        let due = next_due.is_some_and(|t| t <= now_us);
+        let expired = next_expiry.is_some_and(|t| t <= now_us);
+        if !due && !expired {
+            return Ok(m);
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut wakes = Wakes::default();
+        if due {
+            // Due timers whose run another transaction holds (a cancel) wait for the next pass.
+            let promoted: i64 = sqlx::query_scalar(
+                "WITH picked AS (SELECT run_seq, due_at FROM timers WHERE due_at <= $1 \
+                   ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
+                 locked AS (SELECT seq FROM runs WHERE seq = ANY(ARRAY(SELECT run_seq FROM picked)) \
+                   FOR UPDATE SKIP LOCKED), \
+                 fired AS (DELETE FROM timers WHERE run_seq = ANY(ARRAY(SELECT seq FROM locked)) \
+                   RETURNING run_seq, due_at), \
+                 ready AS (UPDATE runs SET status = 'queued' \
+                   WHERE seq = ANY(ARRAY(SELECT run_seq FROM fired)) AND status = 'scheduled' \
+                   RETURNING seq, tenant, task, priority, attempt), \
+                 ordered AS (SELECT r.*, f.due_at FROM ready r JOIN fired f ON f.run_seq = r.seq), \
+                 q AS (INSERT INTO queue (run_seq, tenant, task, priority) \
+                   SELECT seq, tenant, task, priority FROM ordered ORDER BY due_at, seq), \
+                 e AS (INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
+                   SELECT seq, $1, 'scheduled', 'queued', attempt, NULL, 'due' FROM ordered \
+                   ORDER BY due_at, seq) \
+                 SELECT count(*) FROM ordered",
+            )
+            .bind(now_us)
+            .bind(i64::from(limit))
+            .fetch_one(&mut *tx)
+            .await?;
+            m.promoted = promoted as usize;
+            if promoted > 0 {
+                wakes.work = true;
+            }
+        }
+        if expired {
+            // Two replicas never expire the same lease: each skips what the other holds.
+            let sql = format!(
+                "WITH picked AS (SELECT run_seq, deadline FROM leases WHERE expires_at <= $1 \
+                   ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+                 SELECT {STATE_COLS}, p.deadline FROM runs JOIN picked p ON p.run_seq = runs.seq \
+                 WHERE runs.seq = ANY(ARRAY(SELECT run_seq FROM picked)) \
+                 ORDER BY runs.seq FOR UPDATE OF runs SKIP LOCKED"
+            );
+            let rows: Vec<ExpiredRow> = sqlx::query_as(&sql)
+                .bind(now_us)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?;
+            let mut changes = Vec::with_capacity(rows.len());
+            let mut orphans = Vec::new();
+            for row in rows {
+                let deadline_passed = row.deadline <= now_us;
+                let mut st = Locked::try_from(row.state)?;
+                match st.plan(Happening::LeaseExpired { deadline_passed }, now)? {
+                    Some(change) => changes.push(change),
+                    None => orphans.push(st.seq),
+                }
+            }
+            if !orphans.is_empty() {
+                sqlx::query("DELETE FROM leases WHERE run_seq = ANY($1)")
+                    .bind(&orphans)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            apply(&mut tx, &changes, now, &mut wakes).await?;
+            m.expired = changes.len();
+        }
+        let next: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM timers")
+            .fetch_one(&mut *tx)
+            .await?;
+        m.next_due = next.map(from_micros);
+        notify(&mut tx, wakes).await?;
+        tx.commit().await?;
+        Ok(m)
+    }
+}
+
+#[async_trait]
+impl Queue for PostgresStore {
+    async fn claim(
+        &self,
+        worker: &WorkerRecord,
+        n: u32,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Vec<Assignment>> {
+        if n == 0 || worker.tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (_, claimed) = self
+            .retry(|| self.complete_tx(worker, &[], n, now, lease))
+            .await?;
+        Ok(claimed)
+    }
+
+    async fn complete(
+        &self,
+        worker: &WorkerRecord,
+        completions: &[Completion],
+        now: DateTime<Utc>,
+    ) -> Result<usize> {
+        if completions.is_empty() {
+            return Ok(0);
+        }
+        let (changed, _) = self
+            .retry(|| self.complete_tx(worker, completions, 0, now, Duration::ZERO))
+            .await?;
+        Ok(changed)
+    }
+
+    async fn complete_and_claim(
+        &self,
+        worker: &WorkerRecord,
+        completions: &[Completion],
+        n: u32,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<(usize, Vec<Assignment>)> {
+        self.retry(|| self.complete_tx(worker, completions, n, now, lease))
+            .await
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &WorkerRecord,
+        held: &[RunId],
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Vec<RunId>> {
+        self.retry(|| self.heartbeat_tx(worker, held, now, lease))
+            .await
+    }
+
+    async fn maintain(&self, now: DateTime<Utc>, limit: u32) -> Result<Maintenance> {
+        self.retry(|| self.maintain_tx(now, limit)).await
+    }
+
+    async fn queue_depth(&self) -> Result<Vec<(String, String, u8, u64)>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT tenant, task, priority, COUNT(*) FROM queue GROUP BY tenant, task, priority \
+             ORDER BY 1, 2, 3",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.place.db(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(t, k, p, n)| (t, k, p as u8, n as u64))
+            .collect())
+    }
+}

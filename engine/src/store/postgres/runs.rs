@@ -1,0 +1,353 @@
+//! Runs: insert, read, list, cancel, retry, delete.
+
+use super::*;
+
+pub(super) async fn load(
+    conn: &mut PgConnection,
+    tenant: &str,
+    id: RunId,
+) -> R<Option<RunSnapshot>> {
+    let row: Option<RunRow> = sqlx::query_as("SELECT * FROM runs WHERE id = $1 AND tenant = $2")
+        .bind(id.to_string())
+        .bind(tenant)
+        .fetch_optional(conn)
+        .await?;
+    Ok(row.map(RunRow::snapshot).transpose()?)
+}
+
+/// Deletes locked runs with everything that refers to them, in one statement.
+pub(super) async fn delete_seqs(conn: &mut PgConnection, seqs: &[i64]) -> R<usize> {
+    if seqs.is_empty() {
+        return Ok(0);
+    }
+    let n: i64 = sqlx::query_scalar(
+        "WITH e AS (DELETE FROM events WHERE run_seq = ANY($1)), \
+         s AS (DELETE FROM steps WHERE run_seq = ANY($1)), \
+         q AS (DELETE FROM queue WHERE run_seq = ANY($1)), \
+         t AS (DELETE FROM timers WHERE run_seq = ANY($1)), \
+         l AS (DELETE FROM leases WHERE run_seq = ANY($1)), \
+         r AS (DELETE FROM runs WHERE seq = ANY($1) RETURNING 1) \
+         SELECT count(*) FROM r",
+    )
+    .bind(seqs)
+    .fetch_one(conn)
+    .await?;
+    Ok(n as usize)
+}
+
+/// Inserts runs; see [`Store::insert_runs`]. With `ignore_conflicts`, an existing id is skipped
+/// silently (cron ticks).
+pub(super) async fn insert_runs_tx(
+    conn: &mut PgConnection,
+    runs: &[NewRun],
+    now: DateTime<Utc>,
+    ignore_conflicts: bool,
+    wakes: &mut Wakes,
+) -> R<Vec<Inserted>> {
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    for r in runs {
+        no_nul("idempotency_key", r.idempotency_key.as_deref())?;
+        no_nul("owner", r.owner.as_deref())?;
+    }
+    let n = runs.len();
+    let mut id = Vec::with_capacity(n);
+    let mut tenant = Vec::with_capacity(n);
+    let mut task = Vec::with_capacity(n);
+    let mut status = Vec::with_capacity(n);
+    let mut max_attempts = Vec::with_capacity(n);
+    let mut retries = Vec::with_capacity(n);
+    let mut priority = Vec::with_capacity(n);
+    let mut input = Vec::with_capacity(n);
+    let mut owner = Vec::with_capacity(n);
+    let mut key = Vec::with_capacity(n);
+    let mut parent = Vec::with_capacity(n);
+    let mut metadata = Vec::with_capacity(n);
+    let mut timeout_ms = Vec::with_capacity(n);
+    let mut backoff = Vec::with_capacity(n);
+    let mut run_at = Vec::with_capacity(n);
+    for r in runs {
+        id.push(r.id.to_string());
+        tenant.push(r.tenant.as_str());
+        task.push(r.task.as_str());
+        status.push(if r.run_at > now {
+            "scheduled"
+        } else {
+            "queued"
+        });
+        max_attempts.push(i64::from(r.retries) + 1);
+        retries.push(i64::from(r.retries));
+        priority.push(i64::from(r.priority));
+        input.push(r.input.to_string());
+        owner.push(r.owner.as_deref());
+        key.push(r.idempotency_key.as_deref());
+        parent.push(r.parent_id.map(|p| p.to_string()));
+        metadata.push(r.metadata.as_ref().map(|m| m.to_string()));
+        timeout_ms.push(r.timeout.as_millis() as i64);
+        backoff.push(serde_json::to_string(&r.backoff).unwrap_or_default());
+        run_at.push(micros(r.run_at.max(now)));
+    }
+    let inserted: Vec<(i64, String)> = sqlx::query_as(
+        "INSERT INTO runs (id, tenant, task, status, attempt, max_attempts, retries, priority, input, \
+         owner, idempotency_key, parent_id, metadata, timeout_ms, backoff, run_at, created_at) \
+         SELECT id, te, ta, st, 0, ma, re, pr, inp, ow, ik, pa, me, tm, bo, ra, $16 \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
+           $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], \
+           $14::text[], $15::bigint[]) \
+           WITH ORDINALITY AS u(id, te, ta, st, ma, re, pr, inp, ow, ik, pa, me, tm, bo, ra, o) \
+         ORDER BY o \
+         ON CONFLICT (id) DO NOTHING RETURNING seq, id",
+    )
+    .bind(&id)
+    .bind(&tenant)
+    .bind(&task)
+    .bind(&status)
+    .bind(&max_attempts)
+    .bind(&retries)
+    .bind(&priority)
+    .bind(&input)
+    .bind(&owner)
+    .bind(&key)
+    .bind(&parent)
+    .bind(&metadata)
+    .bind(&timeout_ms)
+    .bind(&backoff)
+    .bind(&run_at)
+    .bind(micros(now))
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut seqs: HashMap<String, i64> = inserted.into_iter().map(|(s, id)| (id, s)).collect();
+    let mut out = Vec::with_capacity(n);
+    let (mut q_seq, mut q_tenant, mut q_task, mut q_prio) = (vec![], vec![], vec![], vec![]);
+    let (mut t_seq, mut t_due) = (vec![], vec![]);
+    let (mut e_seq, mut e_status, mut e_reason) = (vec![], vec![], vec![]);
+    for r in runs {
+        // `remove`: the same id twice in one batch is created once, then found existing.
+        match seqs.remove(&r.id.to_string()) {
+            Some(seq) => {
+                let status = if r.run_at > now {
+                    t_seq.push(seq);
+                    t_due.push(micros(r.run_at));
+                    RunStatus::Scheduled
+                } else {
+                    q_seq.push(seq);
+                    q_tenant.push(r.tenant.as_str());
+                    q_task.push(r.task.as_str());
+                    q_prio.push(i64::from(r.priority));
+                    RunStatus::Queued
+                };
+                wakes.reached(status);
+                e_seq.push(seq);
+                e_status.push(status.as_str());
+                e_reason.push(clean(&r.reason));
+                out.push(Inserted::Created(r.snapshot(status, now)));
+            }
+            None if ignore_conflicts => {}
+            None => {
+                let conflict = || Error::IdempotencyConflict {
+                    key: r.idempotency_key.clone().unwrap_or_default(),
+                    existing: r.id,
+                };
+                let existing = load(&mut *conn, &r.tenant, r.id)
+                    .await?
+                    .ok_or_else(conflict)?;
+                if existing.input != r.input || existing.task != r.task {
+                    return Err(conflict().into());
+                }
+                out.push(Inserted::Existing(existing));
+            }
+        }
+    }
+    if !e_seq.is_empty() {
+        sqlx::query(
+            "WITH q AS (INSERT INTO queue (run_seq, tenant, task, priority) \
+               SELECT s, te, ta, p FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[]) \
+               WITH ORDINALITY AS u(s, te, ta, p, o) ORDER BY o), \
+             t AS (INSERT INTO timers (run_seq, due_at) SELECT * FROM UNNEST($5::bigint[], $6::bigint[]) \
+               ON CONFLICT (run_seq) DO UPDATE SET due_at = excluded.due_at) \
+             INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
+             SELECT s, $7, NULL, st, 0, NULL, r FROM UNNEST($8::bigint[], $9::text[], $10::text[]) \
+               WITH ORDINALITY AS u(s, st, r, o) ORDER BY o",
+        )
+        .bind(&q_seq)
+        .bind(&q_tenant)
+        .bind(&q_task)
+        .bind(&q_prio)
+        .bind(&t_seq)
+        .bind(&t_due)
+        .bind(micros(now))
+        .bind(&e_seq)
+        .bind(&e_status)
+        .bind(&e_reason)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(out)
+}
+
+impl PostgresStore {
+    pub(super) async fn insert_tx(&self, runs: &[NewRun], now: DateTime<Utc>) -> R<Vec<Inserted>> {
+        let mut tx = self.pool.begin().await?;
+        let mut wakes = Wakes::default();
+        let out = insert_runs_tx(&mut tx, runs, now, false, &mut wakes).await?;
+        notify(&mut tx, wakes).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    pub(super) async fn cancel_tx(
+        &self,
+        tenant: &str,
+        id: RunId,
+        now: DateTime<Utc>,
+    ) -> R<RunSnapshot> {
+        let mut tx = self.pool.begin().await?;
+        let st = lock_run(&mut tx, tenant, id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
+        let mut st = st;
+        let change = match st.plan(Happening::Cancel, now) {
+            Ok(change) => change,
+            Err(e) => {
+                // Roll back now: a dropped transaction is rolled back only when its connection
+                // is next used, and until then its lock makes claims skip this run.
+                tx.rollback().await?;
+                return Err(e.into());
+            }
+        };
+        let mut wakes = Wakes::default();
+        apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
+        let snap = load(&mut tx, tenant, id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
+        notify(&mut tx, wakes).await?;
+        tx.commit().await?;
+        Ok(snap)
+    }
+
+    pub(super) async fn retry_tx(
+        &self,
+        tenant: &str,
+        id: RunId,
+        now: DateTime<Utc>,
+    ) -> R<RunSnapshot> {
+        let mut tx = self.pool.begin().await?;
+        let st = lock_run(&mut tx, tenant, id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
+        let mut st = st;
+        let change = match st.plan(Happening::Retry, now) {
+            Ok(change) => change,
+            Err(e) => {
+                // Roll back now, or the lock stays until the connection is next used (see cancel).
+                tx.rollback().await?;
+                return Err(e.into());
+            }
+        };
+        let mut wakes = Wakes::default();
+        apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
+        notify(&mut tx, wakes).await?;
+        let snap = load(&mut tx, tenant, id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
+        tx.commit().await?;
+        Ok(snap)
+    }
+
+    pub(super) async fn delete_tx(&self, tenant: &str, ids: &[RunId]) -> R<usize> {
+        let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        let mut tx = self.pool.begin().await?;
+        let seqs: Vec<i64> = sqlx::query_scalar(
+            "SELECT seq FROM runs WHERE tenant = $1 AND id = ANY($2) ORDER BY seq FOR UPDATE",
+        )
+        .bind(tenant)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = delete_seqs(&mut tx, &seqs).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub(super) async fn purge_tx(&self, before: DateTime<Utc>, limit: u32) -> R<usize> {
+        let mut tx = self.pool.begin().await?;
+        // Runs being retried right now are left for the next purge.
+        let seqs: Vec<i64> = sqlx::query_scalar(
+            "SELECT seq FROM runs WHERE finished_at IS NOT NULL AND finished_at < $1 \
+             LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(micros(before))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = delete_seqs(&mut tx, &seqs).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub(super) async fn list_tx(&self, tenant: &str, filter: &ListFilter) -> R<RunPage> {
+        let (mut q, limit) = list_query(tenant, filter)?;
+        let rows: Vec<RunRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        Ok(page_of(rows, limit)?)
+    }
+
+    pub(super) async fn events_tx(&self, tenant: &str, id: RunId) -> R<Vec<RunEvent>> {
+        let seq: i64 = sqlx::query_scalar("SELECT seq FROM runs WHERE id = $1 AND tenant = $2")
+            .bind(id.to_string())
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLS} FROM events WHERE run_seq = $1 ORDER BY id"
+        ))
+        .bind(seq)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| r.event(id))
+            .collect::<Result<Vec<_>>>()?)
+    }
+}
+
+#[async_trait]
+impl Runs for PostgresStore {
+    async fn insert_runs(&self, runs: Vec<NewRun>, now: DateTime<Utc>) -> Result<Vec<Inserted>> {
+        let runs = &runs;
+        self.retry(|| self.insert_tx(runs, now)).await
+    }
+
+    async fn get_run(&self, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>> {
+        self.retry(|| async move {
+            let mut conn = self.pool.acquire().await?;
+            load(&mut conn, tenant, id).await
+        })
+        .await
+    }
+
+    async fn list_runs(&self, tenant: &str, filter: &ListFilter) -> Result<RunPage> {
+        self.retry(|| self.list_tx(tenant, filter)).await
+    }
+
+    async fn run_events(&self, tenant: &str, id: RunId) -> Result<Vec<RunEvent>> {
+        self.retry(|| self.events_tx(tenant, id)).await
+    }
+
+    async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
+        self.retry(|| self.cancel_tx(tenant, id, now)).await
+    }
+
+    async fn retry_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
+        self.retry(|| self.retry_tx(tenant, id, now)).await
+    }
+
+    async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize> {
+        self.retry(|| self.delete_tx(tenant, ids)).await
+    }
+
+    async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<usize> {
+        self.retry(|| self.purge_tx(before, limit)).await
+    }
+}
