@@ -196,18 +196,20 @@ impl PostgresStore {
         Ok(out)
     }
 
-    pub(super) async fn cancel_tx(
+    /// An operator's command on one run (cancel, retry): the run is locked, the life cycle
+    /// decides, the change is applied; returns the run as it is after.
+    pub(super) async fn command_tx(
         &self,
         tenant: &str,
         id: RunId,
+        command: Happening<'static>,
         now: DateTime<Utc>,
     ) -> R<RunSnapshot> {
         let mut tx = self.pool.begin().await?;
-        let st = lock_run(&mut tx, tenant, id)
+        let mut st = lock_run(&mut tx, tenant, id)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
-        let mut st = st;
-        let change = match st.plan(Happening::Cancel, now) {
+        let change = match st.plan(command, now) {
             Ok(change) => change,
             Err(e) => {
                 // Roll back now: a dropped transaction is rolled back only when its connection
@@ -222,35 +224,6 @@ impl PostgresStore {
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
         notify(&mut tx, wakes).await?;
-        tx.commit().await?;
-        Ok(snap)
-    }
-
-    pub(super) async fn retry_tx(
-        &self,
-        tenant: &str,
-        id: RunId,
-        now: DateTime<Utc>,
-    ) -> R<RunSnapshot> {
-        let mut tx = self.pool.begin().await?;
-        let st = lock_run(&mut tx, tenant, id)
-            .await?
-            .ok_or_else(|| Error::run_not_found(id))?;
-        let mut st = st;
-        let change = match st.plan(Happening::Retry, now) {
-            Ok(change) => change,
-            Err(e) => {
-                // Roll back now, or the lock stays until the connection is next used (see cancel).
-                tx.rollback().await?;
-                return Err(e.into());
-            }
-        };
-        let mut wakes = Wakes::default();
-        apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
-        notify(&mut tx, wakes).await?;
-        let snap = load(&mut tx, tenant, id)
-            .await?
-            .ok_or_else(|| Error::run_not_found(id))?;
         tx.commit().await?;
         Ok(snap)
     }
@@ -336,11 +309,13 @@ impl Runs for PostgresStore {
     }
 
     async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
-        self.retry(|| self.cancel_tx(tenant, id, now)).await
+        self.retry(|| self.command_tx(tenant, id, Happening::Cancel, now))
+            .await
     }
 
     async fn retry_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
-        self.retry(|| self.retry_tx(tenant, id, now)).await
+        self.retry(|| self.command_tx(tenant, id, Happening::Retry, now))
+            .await
     }
 
     async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize> {

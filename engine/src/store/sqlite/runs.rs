@@ -197,33 +197,11 @@ impl Runs for SqliteStore {
     }
 
     async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
-        let mut tx = self.begin().await?;
-        let st = state_by_id(&mut tx, Some(tenant), id)
-            .await?
-            .ok_or_else(|| Error::run_not_found(id))?;
-        let mut st = st;
-        let change = st.plan(Happening::Cancel, now)?;
-        apply(&mut tx, change.as_slice(), now).await?;
-        let snap = load(&mut tx, tenant, id)
-            .await?
-            .ok_or_else(|| Error::run_not_found(id))?;
-        tx.commit().await.map_err(db)?;
-        Ok(snap)
+        command(self, tenant, id, Happening::Cancel, now).await
     }
 
     async fn retry_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
-        let mut tx = self.begin().await?;
-        let st = state_by_id(&mut tx, Some(tenant), id)
-            .await?
-            .ok_or_else(|| Error::run_not_found(id))?;
-        let mut st = st;
-        let change = st.plan(Happening::Retry, now)?;
-        apply(&mut tx, change.as_slice(), now).await?;
-        let snap = load(&mut tx, tenant, id)
-            .await?
-            .ok_or_else(|| Error::run_not_found(id))?;
-        tx.commit().await.map_err(db)?;
-        Ok(snap)
+        command(self, tenant, id, Happening::Retry, now).await
     }
 
     async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize> {
@@ -255,4 +233,26 @@ impl Runs for SqliteStore {
         tx.commit().await.map_err(db)?;
         Ok(n)
     }
+}
+
+/// An operator's command on one run (cancel, retry): the life cycle decides on the run's state
+/// read in a write transaction; returns the run as it is after.
+async fn command(
+    store: &SqliteStore,
+    tenant: &str,
+    id: RunId,
+    command: Happening<'_>,
+    now: DateTime<Utc>,
+) -> Result<RunSnapshot> {
+    let mut tx = store.begin().await?;
+    let mut st = state_by_id(&mut tx, Some(tenant), id)
+        .await?
+        .ok_or_else(|| Error::run_not_found(id))?;
+    let change = st.plan(command, now)?;
+    apply(&mut tx, change.as_slice(), now).await?;
+    let snap = load(&mut tx, tenant, id)
+        .await?
+        .ok_or_else(|| Error::run_not_found(id))?;
+    tx.commit().await.map_err(db)?;
+    Ok(snap)
 }
