@@ -94,7 +94,9 @@
 mod checks;
 mod load;
 mod mode;
+mod providers;
 mod secret;
+mod shape;
 mod substitute;
 
 pub use mode::Mode;
@@ -102,8 +104,8 @@ pub use owlclaw_core::redact_url;
 pub use secret::Secret;
 
 use figment::Figment;
-use load::{EnvVars, YamlFile};
 use owlclaw_core::{Error, Result};
+use providers::{EnvVars, YamlFile};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;

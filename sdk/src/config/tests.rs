@@ -2,7 +2,7 @@
 //! in `sdk/tests/config.rs`.
 
 use super::checks::check_server_url;
-use super::load::{env_var, SETTINGS};
+use super::providers::{env_var, YamlFile, SETTINGS};
 use super::*;
 
 fn no_env(_: &str) -> Option<String> {
@@ -21,7 +21,7 @@ fn substitution_skips_comments_and_keeps_values_literal() {
     let text = "namespace: \"${QUOTE}\" # ${UNSET}\n# ${UNSET}\napi_token: '${APOS}'\n\
                 database_url: sqlite:$${X} $$ $x\nserver_url: http://h/${HASH}\n";
     // The values are read literally; the namespace and the URL are then refused, quoting them.
-    let file = load::YamlFile::parse(text, &env).unwrap();
+    let file = YamlFile::parse(text, &env).unwrap();
     let err = load::read(&Figment::from(&file)).unwrap_err();
     assert!(
         matches!(&err, Error::Config { field, message }
@@ -172,4 +172,35 @@ fn every_setting_has_a_yaml_path_and_a_variable() {
     assert_eq!(from_env.worker.slots, 7);
     assert_eq!(from_env.retention, Duration::from_secs(2));
     assert_eq!(env_var("tls.ca_file"), "OWLCLAW_TLS_CA_FILE");
+}
+
+/// The keys the serde structs accept, found through their unknown-field errors, are the paths of
+/// [`SETTINGS`]: a setting added to one and not the other fails here.
+#[test]
+fn the_settings_list_matches_the_file_shape() {
+    let fields = |yaml: &str| -> Vec<&'static str> {
+        let file = YamlFile::parse(yaml, &no_env).unwrap();
+        match Figment::from(file).extract::<shape::FileConfig>() {
+            Err(err) => match err.kind {
+                figment::error::Kind::UnknownField(_, expected) => expected.to_vec(),
+                other => panic!("{other}"),
+            },
+            Ok(file) => panic!("{file:?}"),
+        }
+    };
+    let mut paths: Vec<String> = Vec::new();
+    for top in fields("unknown: 1\n") {
+        match top {
+            "worker" | "tls" => paths.extend(
+                fields(&format!("{top}:\n  unknown: 1\n"))
+                    .iter()
+                    .map(|key| format!("{top}.{key}")),
+            ),
+            key => paths.push(key.to_owned()),
+        }
+    }
+    let mut settings: Vec<String> = SETTINGS.iter().map(|s| s.to_string()).collect();
+    paths.sort();
+    settings.sort();
+    assert_eq!(paths, settings);
 }
