@@ -11,11 +11,10 @@
 //!    defaults and the environment).
 //!
 //! The file's shape is checked by serde (an unknown key is an error), the file and the environment
-//! are layered by `figment`, and every value is checked when it is read ([`Config::validate`]); an
-//! error is an
-//! [`Error::Config`] whose `field` is the YAML path of the setting (`worker.slots`) or the
-//! environment variable it came from (`OWLCLAW_WORKER_SLOTS`), and whose message quotes the bad
-//! value (except secrets):
+//! are layered by `figment`, and every value is checked when it is read ([`Config::validate`]),
+//! a value of the file even when a variable overrides it. An error is an [`Error::Config`] whose
+//! `field` is the YAML path of the setting (`worker.slots`) or the environment variable it came
+//! from (`OWLCLAW_WORKER_SLOTS`), and whose message quotes the bad value (except secrets):
 //!
 //! ```text
 //! invalid configuration: worker.slots: invalid value "0": a worker needs at least 1 slot (1 to 10000)
@@ -48,7 +47,8 @@
 //! (`namespace:`, `namespace: ""`): the setting keeps its default.
 //!
 //! Unknown YAML keys are errors naming the key (`worker.sloots: unknown field "sloots"; expected
-//! one of slots, shutdown_grace, heartbeat, lease, suspend_threshold (did you mean "slots"?)`).
+//! one of slots, shutdown_grace, heartbeat, lease, suspend_threshold (did you mean "worker.slots"?)`),
+//! and so is a key given twice.
 //!
 //! # Substitution
 //!

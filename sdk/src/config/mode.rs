@@ -7,12 +7,12 @@ use std::str::FromStr;
 /// How a program reaches the engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Mode {
-    /// The engine runs inside the process, on [`Config::database_url`]. The default: no
+    /// The engine runs inside the process, on [`Config::database_url`](super::Config::database_url). The default: no
     /// infrastructure to run.
     #[default]
     Lite,
-    /// The program talks over HTTP to an `owlclaw serve` engine at [`Config::server_url`],
-    /// authenticated by [`Config::api_token`].
+    /// The program talks over HTTP to an `owlclaw serve` engine at [`Config::server_url`](super::Config::server_url),
+    /// authenticated by [`Config::api_token`](super::Config::api_token).
     Server,
 }
 
