@@ -52,11 +52,11 @@ pub(super) fn substitute(value: &str, env: Env<'_>) -> Result<String, SubstError
     // about, hence whether it has a default.
     let index = Cell::new(0);
     let expanded = shellexpand::env_with_context(&escaped, |name: &str| {
-        let reference = &references[index.get()];
+        let has_default = references.get(index.get()).is_some_and(|r| r.has_default);
         index.set(index.get() + 1);
         match env(name) {
             // Set but empty: the default if there is one, else the empty value.
-            Some(value) if value.is_empty() && reference.has_default => Ok(None),
+            Some(value) if value.is_empty() && has_default => Ok(None),
             Some(value) => Ok(Some(value)),
             None => Err(()),
         }
@@ -64,7 +64,11 @@ pub(super) fn substitute(value: &str, env: Env<'_>) -> Result<String, SubstError
     match expanded {
         Ok(text) => Ok(text.into_owned()),
         Err(err) => Err(SubstError::Unset {
-            reference: references[index.get() - 1].text.to_owned(),
+            reference: index
+                .get()
+                .checked_sub(1)
+                .and_then(|i| references.get(i))
+                .map_or_else(|| format!("${{{}}}", err.var_name), |r| r.text.to_owned()),
             name: err.var_name,
         }),
     }
