@@ -633,3 +633,116 @@ fn example_file_server_block_works_when_uncommented() {
     let (field, _) = config_error(load(&server, &[("OWLCLAW_MODE", "server")]));
     assert_eq!(field, "OWLCLAW_TOKEN");
 }
+
+#[test]
+fn a_key_given_twice_is_refused() {
+    let (field, message) = config_error(load("mode: lite\nmode: server\n", &[]));
+    assert_eq!(field, "yaml");
+    assert!(
+        message.contains("duplicate") && message.contains("\"mode\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_bad_file_value_is_refused_even_when_a_variable_overrides_it() {
+    let (field, message) = config_error(load(
+        "worker:\n  slots: 0\n",
+        &[("OWLCLAW_WORKER_SLOTS", "5")],
+    ));
+    assert_eq!(field, "worker.slots");
+    assert!(message.contains("\"0\""), "{message}");
+}
+
+#[test]
+fn substituted_values_are_literal_quoted_or_not() {
+    let config = load(
+        "database_url: sqlite:${P}\napi_token: ${T}\nnamespace: ${NS}\n",
+        &[("P", "a: b # c"), ("T", "it's#1"), ("NS", "007")],
+    )
+    .unwrap();
+    assert_eq!(config.database_url, "sqlite:a: b # c");
+    assert_eq!(config.api_token.unwrap().expose(), "it's#1");
+    assert_eq!(config.namespace.as_deref(), Some("007"));
+}
+
+#[test]
+fn only_braced_references_are_substituted() {
+    let config = load(
+        "database_url: \"sqlite:$HOME/$$x/$${HOME}/${HOME}\"\n",
+        &[("HOME", "home"), ("x", "no")],
+    )
+    .unwrap();
+    assert_eq!(config.database_url, "sqlite:$HOME/$$x/${HOME}/home");
+}
+
+#[test]
+fn references_in_multi_line_strings_are_substituted() {
+    let config = load(
+        "namespace: >-\n  ${NS}\ndatabase_url: \"sqlite:x\n  ${P}\"\n",
+        &[("NS", "team-b"), ("P", "x")],
+    )
+    .unwrap();
+    assert_eq!(config.namespace.as_deref(), Some("team-b"));
+    assert_eq!(config.database_url, "sqlite:x x");
+
+    let (field, message) = config_error(load("namespace: >-\n  a\n  ${NS}\n", &[]));
+    assert_eq!(field, "NS");
+    assert!(message.contains("line 3"), "{message}");
+}
+
+#[test]
+fn env_values_are_text_not_yaml() {
+    let config = Config::from_env_with(&env(&[
+        ("OWLCLAW_NAMESPACE", "007"),
+        ("OWLCLAW_API_TOKEN", "true"),
+    ]))
+    .unwrap();
+    assert_eq!(config.namespace.as_deref(), Some("007"));
+    assert_eq!(config.api_token.unwrap().expose(), "true");
+    // Not substituted either.
+    let config = Config::from_env_with(&env(&[("OWLCLAW_API_TOKEN", "${T}"), ("T", "x")])).unwrap();
+    assert_eq!(config.api_token.unwrap().expose(), "${T}");
+}
+
+#[test]
+fn unknown_tls_key_and_bad_sections_are_named() {
+    let (field, message) = config_error(load("tls:\n  cafile: x\n", &[]));
+    assert_eq!(field, "tls.cafile");
+    assert!(
+        message.contains("did you mean \"tls.ca_file\""),
+        "{message}"
+    );
+
+    for yaml in ["tls: [x]\n", "worker: [4, 30s]\n"] {
+        let (field, message) = config_error(load(yaml, &[]));
+        assert_eq!(field, yaml.split(':').next().unwrap());
+        assert!(message.starts_with("invalid type: sequence"), "{message}");
+    }
+
+    let (field, message) = config_error(load("mode: true\n", &[]));
+    assert_eq!(field, "mode");
+    assert!(
+        message.starts_with("invalid type: boolean `true`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn server_url_refuses_credentials_query_and_port_zero() {
+    for (url, why) in [
+        ("http://u@h", "credentials"),
+        ("http://h/?q", "query"),
+        ("http://h/#f", "fragment"),
+        ("http://h:0", "port"),
+        ("http://[::1", "IPv6"),
+    ] {
+        let (field, message) =
+            config_error(Config::from_env_with(&env(&[("OWLCLAW_SERVER_URL", url)])));
+        assert_eq!(field, "OWLCLAW_SERVER_URL", "{url}");
+        assert!(
+            message.contains(&format!("{url:?}")) && message.contains(why),
+            "{message}"
+        );
+    }
+}
