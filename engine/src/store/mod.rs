@@ -17,8 +17,10 @@ use owlclaw_core::{Result, RunId};
 use serde_json::Value;
 use std::time::Duration;
 
+#[cfg(feature = "postgres")]
 pub mod postgres;
 mod rows;
+#[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod state;
 
@@ -290,21 +292,40 @@ pub trait Tokens: Send + Sync {
 /// `postgres://user:password@host/database`) and migrates it.
 pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(
-            postgres::PostgresStore::open(url).await?,
-        ))
-    } else {
-        Err(owlclaw_core::Error::config(
-            "database_url",
-            format!(
-                "unsupported database URL {:?}: use sqlite://path, sqlite::memory: or \
-                 postgres://user:password@host/database",
-                crate::redact_url(url)
-            ),
-        ))
+        #[cfg(feature = "sqlite")]
+        return Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?));
+        #[cfg(not(feature = "sqlite"))]
+        return Err(not_built(url, "sqlite"));
     }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        #[cfg(feature = "postgres")]
+        return Ok(std::sync::Arc::new(
+            postgres::PostgresStore::open(url).await?,
+        ));
+        #[cfg(not(feature = "postgres"))]
+        return Err(not_built(url, "postgres"));
+    }
+    Err(owlclaw_core::Error::config(
+        "database_url",
+        format!(
+            "unsupported database URL {:?}: use sqlite://path, sqlite::memory: or \
+             postgres://user:password@host/database",
+            crate::redact_url(url)
+        ),
+    ))
+}
+
+/// The error for a database this build left out.
+#[allow(dead_code)] // used by builds without one of the backends
+fn not_built(url: &str, feature: &str) -> owlclaw_core::Error {
+    owlclaw_core::Error::config(
+        "database_url",
+        format!(
+            "{:?} needs the {feature} store, which this build does not include: enable the \
+             `{feature}` feature of owlclaw (lite mode) or owlclaw-engine",
+            crate::redact_url(url)
+        ),
+    )
 }
 
 /// The query of one page of `filter`: `SELECT * FROM runs` for the tenant, newest first, with one

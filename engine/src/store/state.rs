@@ -15,6 +15,7 @@ pub(super) const STATE_COLS: &str = "seq, id, tenant, task, status, attempt, max
      retries, priority, backoff, worker, worker_id, error, errors, timeout_ms, run_at, finished_at";
 
 /// [`STATE_COLS`] of the table aliased `r`.
+#[cfg(feature = "sqlite")]
 pub(super) fn state_cols_of_r() -> String {
     STATE_COLS
         .split(", ")
