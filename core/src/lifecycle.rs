@@ -117,6 +117,9 @@ pub enum Happening<'a> {
     },
     /// The worker holding it deregistered.
     WorkerStopped,
+    /// The answer that gave it to its worker was lost, and the retried request has no slot left
+    /// for it.
+    AnswerLost,
     /// Its due time came.
     Due,
     /// Someone asked to cancel it.
@@ -314,6 +317,16 @@ pub fn decide(
                 return Ok(None);
             }
             hand_back(st, reason::WORKER_STOPPED, now)
+        }
+        Happening::AnswerLost => {
+            if st.status != RunStatus::Running {
+                return Ok(None);
+            }
+            let why = format!(
+                "handed back: the answer to its claim never reached worker {}; not counted as an attempt",
+                st.worker.as_deref().unwrap_or("?")
+            );
+            hand_back(st, &why, now)
         }
         Happening::Due => {
             if st.status != RunStatus::Scheduled {

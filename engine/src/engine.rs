@@ -836,7 +836,14 @@ impl Engine {
             // The hot path: report and claim for the freed slots in one transaction.
             let changed = if req.want > 0 {
                 let (changed, got) = store
-                    .complete_and_claim(&worker, &req.completions, req.want, Utc::now(), lease)
+                    .complete_and_claim(
+                        &worker,
+                        &req.completions,
+                        req.want,
+                        Utc::now(),
+                        lease,
+                        None,
+                    )
                     .await?;
                 assignments = got;
                 claimed = true;
@@ -873,7 +880,9 @@ impl Engine {
                 let notified = self.inner.work.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                assignments = store.claim(&worker, req.want, Utc::now(), lease).await?;
+                assignments = store
+                    .claim(&worker, req.want, Utc::now(), lease, None)
+                    .await?;
                 let now = Instant::now();
                 if !assignments.is_empty() || now >= deadline {
                     break;

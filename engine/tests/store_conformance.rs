@@ -157,6 +157,7 @@ conformance!(
     delete_and_purge,
     fast_paths_write_the_life_cycle_rows,
     errors_keep_their_cause,
+    a_retried_request_gets_its_claims_back,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -256,7 +257,7 @@ const LEASE: Duration = Duration::from_secs(10);
 
 async fn claim_ids(store: &dyn Store, w: &WorkerRecord, n: u32, now: DateTime<Utc>) -> Vec<RunId> {
     store
-        .claim(w, n, now, LEASE)
+        .claim(w, n, now, LEASE, None)
         .await
         .unwrap()
         .iter()
@@ -295,7 +296,7 @@ async fn life_cycle_with_events(h: &Harness) {
     assert_eq!((got.started_at, got.finished_at), (None, None));
     assert_eq!(got, snap, "the insert's snapshot is what is stored");
 
-    let a = s.claim(&w, 10, t + secs(1.0), LEASE).await.unwrap();
+    let a = s.claim(&w, 10, t + secs(1.0), LEASE, None).await.unwrap();
     assert_eq!(a.len(), 1);
     assert_eq!(a[0].run_id, id);
     assert_eq!(
@@ -589,7 +590,7 @@ async fn retries_with_backoff(h: &Harness) {
     let id = insert(s, vec![run], t).await[0];
     let mut now = t;
     for attempt in 1..=3u32 {
-        let a = s.claim(&w, 1, now, LEASE).await.unwrap();
+        let a = s.claim(&w, 1, now, LEASE, None).await.unwrap();
         assert_eq!(a.len(), 1, "attempt {attempt} is claimed");
         assert_eq!((a[0].attempt, a[0].max_attempts), (attempt, 3));
         now += secs(1.0);
@@ -779,7 +780,7 @@ async fn leases_heartbeats_and_expiry(h: &Harness) {
     );
     assert_eq!(get(s, id).await.status, RunStatus::Queued);
 
-    let a = s.claim(&w, 1, t + secs(20.0), LEASE).await.unwrap();
+    let a = s.claim(&w, 1, t + secs(20.0), LEASE, None).await.unwrap();
     assert_eq!(a[0].attempt, 2);
     assert_eq!(s.maintain(t + secs(29.0), 100).await.unwrap().expired, 0);
     assert_eq!(s.maintain(t + secs(30.0), 100).await.unwrap().expired, 1);
@@ -865,7 +866,7 @@ async fn deregister_and_hand_back(h: &Harness) {
         ev(events(s, ids[2]).await.last().unwrap()).4,
         "handed back by its worker at shutdown; not counted as an attempt"
     );
-    let a = s.claim(&w2, 10, t + secs(3.0), LEASE).await.unwrap();
+    let a = s.claim(&w2, 10, t + secs(3.0), LEASE, None).await.unwrap();
     assert_eq!(a.len(), 3);
     assert!(a.iter().all(|a| a.attempt == 1), "hand-backs did not count");
     assert_eq!(
@@ -1016,7 +1017,7 @@ async fn manual_retry(h: &Harness) {
             "manual retry: 2 more attempt(s)".into()
         )
     );
-    let a = s.claim(&w, 1, t + secs(5.0), LEASE).await.unwrap();
+    let a = s.claim(&w, 1, t + secs(5.0), LEASE, None).await.unwrap();
     assert_eq!((a[0].attempt, a[0].max_attempts), (3, 4));
     s.complete(&w, &[ok(id, 3, json!("yes"))], t + secs(6.0))
         .await
@@ -1460,7 +1461,7 @@ async fn concurrent_claims_never_share_a_run(h: &Harness) {
         tokio::spawn(async move {
             let mut got = Vec::new();
             loop {
-                let a = store.claim(&w, 50, Utc::now(), LEASE).await.unwrap();
+                let a = store.claim(&w, 50, Utc::now(), LEASE, None).await.unwrap();
                 if a.is_empty() {
                     let left: u64 = store.queue_depth().await.unwrap().iter().map(|d| d.3).sum();
                     if left == 0 {
@@ -1538,7 +1539,11 @@ async fn concurrent_maintenance_acts_once(h: &Harness) {
     let timed: Vec<NewRun> = (0..N).map(|_| new_run("t.timer", t + secs(5.0))).collect();
     let timed = insert(&*h.store, timed, t).await;
     assert_eq!(
-        h.store.claim(&w, N as u32, t, LEASE).await.unwrap().len(),
+        h.store
+            .claim(&w, N as u32, t, LEASE, None)
+            .await
+            .unwrap()
+            .len(),
         N
     );
 
@@ -1605,7 +1610,7 @@ async fn wake_ups(h: &Harness) {
     expect(&mut rx, Wake::Finished, "cancelling a run").await;
     let w = worker_on(&*other, TENANT, "w1", &["t.w"], t).await;
     let id = insert(&*other, vec![new_run("t.w", t)], t).await[0];
-    other.claim(&w, 1, t, LEASE).await.unwrap();
+    other.claim(&w, 1, t, LEASE, None).await.unwrap();
     drain(&mut rx);
     other.complete(&w, &[ok(id, 1, json!(1))], t).await.unwrap();
     expect(&mut rx, Wake::Finished, "completing a run").await;
@@ -1984,7 +1989,7 @@ async fn durable_steps_and_suspension(h: &Harness) {
     let m = s.maintain(t + secs(99.0), 10).await.unwrap();
     assert_eq!((m.promoted, m.next_due), (0, Some(until)));
     assert_eq!(s.maintain(until, 10).await.unwrap().promoted, 1);
-    let a = s.claim(&w, 1, until, LEASE).await.unwrap();
+    let a = s.claim(&w, 1, until, LEASE, None).await.unwrap();
     assert_eq!(a[0].attempt, 1, "the sleep did not count as an attempt");
     assert_eq!(
         s.run_steps(TENANT, id).await.unwrap().len(),
@@ -2131,7 +2136,7 @@ async fn postgres_concurrent_migrations() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4], "every migration, once");
     let _ = conn.close().await;
 }
 
@@ -2265,5 +2270,86 @@ async fn errors_keep_their_cause(h: &Harness) {
             Some(sqlx::Error::PoolClosed)
         ),
         "{source:?}"
+    );
+}
+
+/// A worker's exchange request whose answer was lost (the engine died after committing the
+/// claim) is retried with the same id: it gets the same runs back, without another attempt or
+/// another claim, and new ones only for its other slots; with fewer slots, the rest go back to
+/// the queue at once, not counted as an attempt, and their event says why.
+async fn a_retried_request_gets_its_claims_back(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let w = h.worker("w-retry", &["t.r"], t).await;
+    let ids = insert(s, (0..4).map(|_| new_run("t.r", t)).collect(), t).await;
+    let first = s
+        .claim(&w, 2, t + secs(1.0), LEASE, Some("req-1"))
+        .await
+        .unwrap();
+    let got: Vec<RunId> = first.iter().map(|a| a.run_id).collect();
+    assert_eq!(got, ids[..2].to_vec());
+
+    // The retry: the same two runs, same attempt, and one more for the third slot.
+    let again = s
+        .claim(&w, 3, t + secs(2.0), LEASE, Some("req-1"))
+        .await
+        .unwrap();
+    let got: Vec<(RunId, u32)> = again.iter().map(|a| (a.run_id, a.attempt)).collect();
+    assert_eq!(got, vec![(ids[0], 1), (ids[1], 1), (ids[2], 1)]);
+    for id in &ids[..3] {
+        let claims = events(s, *id)
+            .await
+            .iter()
+            .filter(|e| e.to == RunStatus::Running)
+            .count();
+        assert_eq!(claims, 1, "claimed once: {id}");
+    }
+    // The lease was renewed from the retry's time.
+    assert_eq!(s.maintain(t + secs(11.5), 100).await.unwrap().expired, 0);
+
+    // Another request id gets new runs only; a retry with one slot keeps one and hands back the
+    // others at once.
+    let other = s
+        .claim(&w, 5, t + secs(3.0), LEASE, Some("req-2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.iter().map(|a| a.run_id).collect::<Vec<_>>(),
+        vec![ids[3]]
+    );
+    let one = s
+        .claim(&w, 1, t + secs(4.0), LEASE, Some("req-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        one.iter().map(|a| a.run_id).collect::<Vec<_>>(),
+        vec![ids[0]]
+    );
+    for id in &ids[1..3] {
+        let run = get(s, *id).await;
+        assert_eq!((run.status, run.attempt), (RunStatus::Queued, 0));
+        let last = events(s, *id).await.pop().unwrap();
+        assert_eq!(
+            ev(&last),
+            (
+                Some(RunStatus::Running),
+                RunStatus::Queued,
+                0,
+                Some("w-retry".into()),
+                "handed back: the answer to its claim never reached worker w-retry; not counted as an attempt".into()
+            )
+        );
+    }
+    // Another worker with the same request id gets nothing of the first worker's.
+    let w2 = h.worker("w-other", &["t.r"], t).await;
+    let theirs = s
+        .claim(&w2, 5, t + secs(5.0), LEASE, Some("req-1"))
+        .await
+        .unwrap();
+    let got: Vec<RunId> = theirs.iter().map(|a| a.run_id).collect();
+    assert_eq!(
+        got,
+        vec![ids[1], ids[2]],
+        "only the handed-back runs, claimed anew"
     );
 }

@@ -35,6 +35,7 @@ enum Op {
     Checkpoint(usize, i64),
     LeaseExpired(bool),
     WorkerStopped,
+    AnswerLost,
     Due,
     Cancel,
     Retry,
@@ -47,6 +48,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0..2usize, -1..=1i64).prop_map(|(w, d)| Op::Checkpoint(w, d)),
         1 => any::<bool>().prop_map(Op::LeaseExpired),
         1 => Just(Op::WorkerStopped),
+        1 => Just(Op::AnswerLost),
         2 => Just(Op::Due),
         1 => Just(Op::Cancel),
         1 => Just(Op::Retry),
@@ -106,6 +108,7 @@ proptest! {
                 }
                 Op::LeaseExpired(deadline) => Happening::LeaseExpired { deadline_passed: deadline },
                 Op::WorkerStopped => Happening::WorkerStopped,
+                Op::AnswerLost => Happening::AnswerLost,
                 Op::Due => Happening::Due,
                 Op::Cancel => Happening::Cancel,
                 Op::Retry => Happening::Retry,
@@ -151,7 +154,9 @@ proptest! {
                     let applies = match *op {
                         Op::Claim(_) => before.status == RunStatus::Queued,
                         Op::Due => before.status == RunStatus::Scheduled,
-                        Op::LeaseExpired(_) | Op::WorkerStopped => before.status == RunStatus::Running,
+                        Op::LeaseExpired(_) | Op::WorkerStopped | Op::AnswerLost => {
+                            before.status == RunStatus::Running
+                        }
                         Op::Report(w, d, _, _) => before.status == RunStatus::Running
                             && before.worker_id.as_deref() == Some(WORKERS[w])
                             && before.attempt == attempt_of(d),

@@ -186,13 +186,16 @@ pub trait Runs: Send + Sync {
 #[async_trait]
 pub trait Queue: Send + Sync {
     /// Claims up to `n` queued runs of the given tasks, highest priority first, FIFO within one
-    /// priority, and gives the worker a lease on each.
+    /// priority, and gives the worker a lease on each. `request` names the worker's exchange
+    /// request: a retry of a request whose answer was lost (same id, same worker) first gets back
+    /// the runs still leased for it, then new ones up to `n`; those beyond `n` are handed back.
     async fn claim(
         &self,
         worker: &WorkerRecord,
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
+        request: Option<&str>,
     ) -> Result<Vec<Assignment>>;
     /// Applies finished attempts. Stale ones (another attempt, another worker, no longer running)
     /// are ignored. Returns how many runs changed state.
@@ -211,6 +214,7 @@ pub trait Queue: Send + Sync {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
+        request: Option<&str>,
     ) -> Result<(usize, Vec<Assignment>)>;
     /// Renews the worker's leases and returns the held runs it must stop (cancelled, or no longer
     /// its own).

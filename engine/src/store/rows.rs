@@ -3,7 +3,7 @@
 
 use super::{from_micros, CronRecord, WorkerRecord};
 use owlclaw_core::wire::{
-    CronSchedule, RunEvent, RunSnapshot, StepSnapshot, StepStatus, WorkerInfo,
+    Assignment, CronSchedule, RunEvent, RunSnapshot, StepSnapshot, StepStatus, WorkerInfo,
 };
 use owlclaw_core::{Error, Result, RunId, RunStatus};
 use serde_json::Value;
@@ -216,5 +216,38 @@ impl From<CronRow> for CronRecord {
                 created_at: from_micros(r.created_at),
             },
         }
+    }
+}
+
+/// The columns of [`AssignmentRow`] of the table aliased `r`.
+pub(super) const ASSIGNMENT_COLS: &str =
+    "r.seq, r.id, r.task, r.input, r.attempt, r.max_attempts, \
+     r.timeout_ms, r.parent_id";
+
+/// A running run as its worker receives it.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct AssignmentRow {
+    pub(super) seq: i64,
+    id: String,
+    task: String,
+    input: String,
+    attempt: i64,
+    max_attempts: i64,
+    timeout_ms: i64,
+    parent_id: Option<String>,
+}
+
+impl AssignmentRow {
+    /// What the worker receives.
+    pub(super) fn assignment(self) -> Result<Assignment> {
+        Ok(Assignment {
+            run_id: self.id.parse()?,
+            task: self.task,
+            input: json_text(self.input),
+            attempt: self.attempt as u32,
+            max_attempts: self.max_attempts as u32,
+            timeout_ms: self.timeout_ms as u64,
+            parent_id: self.parent_id.and_then(|p| p.parse().ok()),
+        })
     }
 }

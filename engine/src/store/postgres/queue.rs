@@ -1,6 +1,7 @@
 //! The queue and its claims: claim, complete, heartbeats, maintenance (timers coming due, expired leases).
 
 use super::*;
+use owlclaw_core::lifecycle;
 
 /// Applies the successful completions (`$8` ids, `$9` attempts, `$10` outputs) of worker `$6`
 /// (named `$5`), then claims up to `$3` queued runs of tenant `$1` and tasks `$2` for it with a
@@ -24,9 +25,19 @@ WITH c AS (
     SELECT seq, $4, 'running', 'succeeded', attempt, $5, 'succeeded' FROM done ORDER BY seq
 ), note AS (
     SELECT pg_notify('owlclaw', 'finished') FROM (SELECT 1 FROM done LIMIT 1) AS any_done
+), again AS (
+    SELECT r.seq, r.id, r.task, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.parent_id,
+        r.priority
+    FROM leases l JOIN runs r ON r.seq = l.run_seq
+    WHERE $11::text IS NOT NULL AND l.worker_id = $6 AND l.claim_id = $11
+        AND r.status = 'running' AND r.worker_id = $6
+), renewed AS (
+    UPDATE leases SET expires_at = LEAST($4 + $7, deadline)
+    WHERE run_seq = ANY(ARRAY(SELECT seq FROM again))
 ), picked AS (
     SELECT qid, run_seq FROM queue WHERE tenant = $1 AND task = ANY($2)
-    ORDER BY priority DESC, qid LIMIT $3 FOR UPDATE SKIP LOCKED
+    ORDER BY priority DESC, qid LIMIT GREATEST($3 - (SELECT count(*) FROM again), 0)
+    FOR UPDATE SKIP LOCKED
 ), locked AS (
     SELECT seq FROM runs WHERE seq = ANY(ARRAY(SELECT run_seq FROM picked)) FOR UPDATE SKIP LOCKED
 ), taken AS (
@@ -40,20 +51,29 @@ WITH c AS (
 ), claimed AS (
     SELECT s.*, t.qid FROM started s JOIN taken t ON t.run_seq = s.seq
 ), leased AS (
-    INSERT INTO leases (run_seq, worker_id, expires_at, deadline)
-    SELECT seq, $6, LEAST($4 + $7, $4 + timeout_ms * 1000 + $7), $4 + timeout_ms * 1000 + $7 FROM claimed
+    INSERT INTO leases (run_seq, worker_id, expires_at, deadline, claim_id)
+    SELECT seq, $6, LEAST($4 + $7, $4 + timeout_ms * 1000 + $7), $4 + timeout_ms * 1000 + $7, $11
+    FROM claimed
     ON CONFLICT (run_seq) DO UPDATE SET worker_id = excluded.worker_id,
-        expires_at = excluded.expires_at, deadline = excluded.deadline
+        expires_at = excluded.expires_at, deadline = excluded.deadline, claim_id = excluded.claim_id
 ), logged AS (
     INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason)
-    SELECT seq, $4, 'queued', 'running', attempt, $5, 'claimed' FROM claimed ORDER BY priority DESC, qid
+    SELECT seq, $4, 'queued', 'running', attempt, $5, $12 FROM claimed ORDER BY priority DESC, qid
 )
 SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM note) AS noted,
-       k.id, k.task, k.input, k.attempt, k.max_attempts, k.timeout_ms, k.parent_id
-FROM (SELECT 1) AS one LEFT JOIN claimed k ON true
-ORDER BY k.priority DESC, k.qid";
+       k.seq, k.id, k.task, k.input, k.attempt, k.max_attempts, k.timeout_ms, k.parent_id
+FROM (SELECT 1) AS one LEFT JOIN (
+    SELECT 0 AS part, priority, seq AS ord, seq, id, task, input, attempt, max_attempts,
+        timeout_ms, parent_id FROM again
+    UNION ALL
+    SELECT 1, priority, qid, seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id
+    FROM claimed
+) k ON true
+ORDER BY k.part, k.priority DESC, k.ord";
 
-/// Runs [`REPORT_AND_CLAIM`] for the successes among `completions` and up to `n` claims.
+/// Runs [`REPORT_AND_CLAIM`] for the successes among `completions` and up to `n` claims (the runs
+/// still leased for `request` first). Returns the changed count, the assignments and the rows
+/// of reclaimed runs beyond `n`, for the caller to hand back.
 pub(super) async fn report_and_claim(
     conn: &mut PgConnection,
     worker: &WorkerRecord,
@@ -61,7 +81,8 @@ pub(super) async fn report_and_claim(
     n: u32,
     now: DateTime<Utc>,
     lease: Duration,
-) -> R<(usize, Vec<Assignment>)> {
+    request: Option<&str>,
+) -> R<(usize, Vec<Assignment>, Vec<i64>)> {
     let (mut ids, mut attempts, mut outputs) = (vec![], vec![], vec![]);
     for c in completions {
         if let Outcome::Succeeded { output } = &c.outcome {
@@ -72,7 +93,7 @@ pub(super) async fn report_and_claim(
     }
     let n = if worker.tasks.is_empty() { 0 } else { n };
     if ids.is_empty() && n == 0 {
-        return Ok((0, Vec::new()));
+        return Ok((0, Vec::new(), Vec::new()));
     }
     let rows = sqlx::query(REPORT_AND_CLAIM)
         .bind(&worker.tenant)
@@ -85,15 +106,22 @@ pub(super) async fn report_and_claim(
         .bind(&ids)
         .bind(&attempts)
         .bind(&outputs)
+        .bind(request)
+        .bind(lifecycle::reason::CLAIMED)
         .fetch_all(conn)
         .await?;
     let mut changed = 0;
     let mut out = Vec::with_capacity(rows.len());
+    let mut extra = Vec::new();
     for row in &rows {
         changed = row.try_get::<i64, _>("changed")? as usize;
         let Some(id) = row.try_get::<Option<String>, _>("id")? else {
             continue;
         };
+        if out.len() == n as usize {
+            extra.push(row.try_get::<i64, _>("seq")?);
+            continue;
+        }
         out.push(Assignment {
             run_id: id.parse()?,
             task: row
@@ -111,7 +139,7 @@ pub(super) async fn report_and_claim(
                 .and_then(|p| p.parse().ok()),
         });
     }
-    Ok((changed, out))
+    Ok((changed, out, extra))
 }
 
 /// Applies the completions that are not successes (failures, time-outs, stops, hand-backs) of
@@ -169,23 +197,46 @@ impl PostgresStore {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
+        request: Option<&str>,
     ) -> R<(usize, Vec<Assignment>)> {
         let all_ok = completions
             .iter()
             .all(|c| matches!(c.outcome, Outcome::Succeeded { .. }));
-        if all_ok {
+        let mut wakes = Wakes::default();
+        let (changed, claimed, extra) = if all_ok {
             // The hot path: one statement, committed on its own.
             let mut conn = self.pool.acquire().await?;
-            return report_and_claim(&mut conn, worker, completions, n, now, lease).await;
+            report_and_claim(&mut conn, worker, completions, n, now, lease, request).await?
+        } else {
+            let mut tx = self.pool.begin().await?;
+            let (mut changed, _, _) =
+                report_and_claim(&mut tx, worker, completions, 0, now, lease, None).await?;
+            changed += complete_others(&mut tx, worker, completions, now, &mut wakes).await?;
+            let (_, claimed, extra) =
+                report_and_claim(&mut tx, worker, &[], n, now, lease, request).await?;
+            notify(&mut tx, wakes).await?;
+            tx.commit().await?;
+            (changed, claimed, extra)
+        };
+        if !extra.is_empty() {
+            // A retried request with fewer free slots than the runs claimed for it: the rest go
+            // back to the queue at once.
+            let mut tx = self.pool.begin().await?;
+            let rows: Vec<StateRow> = sqlx::query_as(&format!(
+                "SELECT {STATE_COLS} FROM runs WHERE seq = ANY($1) ORDER BY seq FOR UPDATE"
+            ))
+            .bind(&extra)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut changes = Vec::with_capacity(rows.len());
+            for row in rows {
+                changes.extend(Locked::try_from(row)?.plan(Happening::AnswerLost, now)?);
+            }
+            let mut wakes = Wakes::default();
+            apply(&mut tx, &changes, now, &mut wakes).await?;
+            notify(&mut tx, wakes).await?;
+            tx.commit().await?;
         }
-        let mut tx = self.pool.begin().await?;
-        let mut wakes = Wakes::default();
-        let (mut changed, _) =
-            report_and_claim(&mut tx, worker, completions, 0, now, lease).await?;
-        changed += complete_others(&mut tx, worker, completions, now, &mut wakes).await?;
-        let (_, claimed) = report_and_claim(&mut tx, worker, &[], n, now, lease).await?;
-        notify(&mut tx, wakes).await?;
-        tx.commit().await?;
         Ok((changed, claimed))
     }
 
@@ -319,12 +370,13 @@ impl Queue for PostgresStore {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
+        request: Option<&str>,
     ) -> Result<Vec<Assignment>> {
         if n == 0 || worker.tasks.is_empty() {
             return Ok(Vec::new());
         }
         let (_, claimed) = self
-            .retry(|| self.complete_tx(worker, &[], n, now, lease))
+            .retry(|| self.complete_tx(worker, &[], n, now, lease, request))
             .await?;
         Ok(claimed)
     }
@@ -339,7 +391,7 @@ impl Queue for PostgresStore {
             return Ok(0);
         }
         let (changed, _) = self
-            .retry(|| self.complete_tx(worker, completions, 0, now, Duration::ZERO))
+            .retry(|| self.complete_tx(worker, completions, 0, now, Duration::ZERO, None))
             .await?;
         Ok(changed)
     }
@@ -351,8 +403,9 @@ impl Queue for PostgresStore {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
+        request: Option<&str>,
     ) -> Result<(usize, Vec<Assignment>)> {
-        self.retry(|| self.complete_tx(worker, completions, n, now, lease))
+        self.retry(|| self.complete_tx(worker, completions, n, now, lease, request))
             .await
     }
 

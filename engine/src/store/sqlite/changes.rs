@@ -19,6 +19,17 @@ pub(super) async fn state_by_id(
     row.map(Locked::try_from).transpose()
 }
 
+/// Reads one run's state by its row inside a write transaction.
+pub(super) async fn state_by_seq(conn: &mut SqliteConnection, seq: i64) -> Result<Option<Locked>> {
+    let row: Option<StateRow> =
+        sqlx::query_as(&format!("SELECT {STATE_COLS} FROM runs WHERE seq = ?"))
+            .bind(seq)
+            .fetch_optional(conn)
+            .await
+            .map_err(db)?;
+    row.map(Locked::try_from).transpose()
+}
+
 /// Applies life-cycle changes: the runs' rows, the narrow tables they leave and enter (`leases`
 /// when leaving `running`, `queue` and `timers` when leaving or entering `queued` and
 /// `scheduled`), and their events, a few statements per batch whatever its size.

@@ -1,6 +1,8 @@
 //! The queue and its claims: claim, complete, heartbeats, maintenance (timers coming due, expired leases).
 
 use super::*;
+use crate::store::rows::{AssignmentRow, ASSIGNMENT_COLS};
+use owlclaw_core::lifecycle;
 
 /// Claims up to `n` queued runs of the worker's tasks inside the caller's transaction.
 pub(super) async fn claim_tx(
@@ -10,6 +12,73 @@ pub(super) async fn claim_tx(
     n: u32,
     now: DateTime<Utc>,
     lease: Duration,
+    request: Option<&str>,
+) -> Result<Vec<Assignment>> {
+    let mut out = match request {
+        Some(request) => reclaim_tx(conn, worker, request, n, now, lease).await?,
+        None => Vec::new(),
+    };
+    let n = n.saturating_sub(out.len() as u32);
+    if n == 0 {
+        return Ok(out);
+    }
+    out.extend(claim_new(conn, worker, tasks, n, now, lease, request).await?);
+    Ok(out)
+}
+
+/// The runs still leased to `worker` for its exchange request `request` (a retry of a request
+/// whose answer was lost), their leases renewed: at most `n`; the others are handed back.
+async fn reclaim_tx(
+    conn: &mut SqliteConnection,
+    worker: &WorkerRecord,
+    request: &str,
+    n: u32,
+    now: DateTime<Utc>,
+    lease: Duration,
+) -> Result<Vec<Assignment>> {
+    let mut rows: Vec<AssignmentRow> = sqlx::query_as(&format!(
+        "SELECT {ASSIGNMENT_COLS} FROM leases l JOIN runs r ON r.seq = l.run_seq \
+         WHERE l.worker_id = ?1 AND l.claim_id = ?2 AND r.status = 'running' AND r.worker_id = ?1 \
+         ORDER BY r.priority DESC, r.seq"
+    ))
+    .bind(&worker.id)
+    .bind(request)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let extra = rows.split_off(rows.len().min(n as usize));
+    let kept: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    sqlx::query(
+        "UPDATE leases SET expires_at = MIN(?1, deadline) \
+         WHERE run_seq IN (SELECT value FROM json_each(?2))",
+    )
+    .bind(micros(now) + lease.as_micros() as i64)
+    .bind(seqs_json(&kept))
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    let mut changes = Vec::with_capacity(extra.len());
+    for seq in extra.iter().map(|r| r.seq) {
+        if let Some(mut st) = state_by_seq(&mut *conn, seq).await? {
+            changes.extend(st.plan(Happening::AnswerLost, now)?);
+        }
+    }
+    apply(&mut *conn, &changes, now).await?;
+    rows.into_iter().map(AssignmentRow::assignment).collect()
+}
+
+/// Claims up to `n` queued runs.
+async fn claim_new(
+    conn: &mut SqliteConnection,
+    worker: &WorkerRecord,
+    tasks: &str,
+    n: u32,
+    now: DateTime<Utc>,
+    lease: Duration,
+    request: Option<&str>,
 ) -> Result<Vec<Assignment>> {
     let seqs: Vec<i64> = sqlx::query_scalar(
         "DELETE FROM queue WHERE qid IN (SELECT qid FROM queue WHERE tenant = ?1 AND task IN \
@@ -69,21 +138,23 @@ pub(super) async fn claim_tx(
         ));
     }
     sqlx::query(
-        "INSERT OR REPLACE INTO leases (run_seq, worker_id, expires_at, deadline) \
-         SELECT value->>0, ?2, value->>1, value->>2 FROM json_each(?1)",
+        "INSERT OR REPLACE INTO leases (run_seq, worker_id, expires_at, deadline, claim_id) \
+         SELECT value->>0, ?2, value->>1, value->>2, ?3 FROM json_each(?1)",
     )
     .bind(Value::Array(leases).to_string())
     .bind(&worker.id)
+    .bind(request)
     .execute(&mut *conn)
     .await
     .map_err(db)?;
     sqlx::query(
         "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
-         SELECT value->>0, ?2, 'queued', 'running', value->>1, ?3, 'claimed' FROM json_each(?1)",
+         SELECT value->>0, ?2, 'queued', 'running', value->>1, ?3, ?4 FROM json_each(?1)",
     )
     .bind(Value::Array(events).to_string())
     .bind(now_us)
     .bind(&worker.name)
+    .bind(lifecycle::reason::CLAIMED)
     .execute(&mut *conn)
     .await
     .map_err(db)?;
@@ -178,17 +249,22 @@ impl Queue for SqliteStore {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
+        request: Option<&str>,
     ) -> Result<Vec<Assignment>> {
-        if n == 0 || worker.tasks.is_empty() {
+        if worker.tasks.is_empty() || (n == 0 && request.is_none()) {
             return Ok(Vec::new());
         }
         let tasks = ids_json(&worker.tasks);
         // Cheap read first, so an idle poll does not take the write lock.
         let any: Option<i64> = sqlx::query_scalar(
-            "SELECT qid FROM queue WHERE tenant = ?1 AND task IN (SELECT value FROM json_each(?2)) LIMIT 1",
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM queue WHERE tenant = ?1 \
+               AND task IN (SELECT value FROM json_each(?2))) \
+             OR EXISTS (SELECT 1 FROM leases WHERE ?3 IS NOT NULL AND worker_id = ?4 AND claim_id = ?3)",
         )
         .bind(&worker.tenant)
         .bind(&tasks)
+        .bind(request)
+        .bind(&worker.id)
         .fetch_optional(&self.read)
         .await
         .map_err(db)?;
@@ -196,7 +272,7 @@ impl Queue for SqliteStore {
             return Ok(Vec::new());
         }
         let mut tx = self.begin().await?;
-        let out = claim_tx(&mut tx, worker, &tasks, n, now, lease).await?;
+        let out = claim_tx(&mut tx, worker, &tasks, n, now, lease, request).await?;
         tx.commit().await.map_err(db)?;
         Ok(out)
     }
@@ -223,11 +299,21 @@ impl Queue for SqliteStore {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
+        request: Option<&str>,
     ) -> Result<(usize, Vec<Assignment>)> {
         let mut tx = self.begin().await?;
         let changed = complete_tx(&mut tx, worker, completions, now).await?;
-        let claimed = if n > 0 && !worker.tasks.is_empty() {
-            claim_tx(&mut tx, worker, &ids_json(&worker.tasks), n, now, lease).await?
+        let claimed = if (n > 0 || request.is_some()) && !worker.tasks.is_empty() {
+            claim_tx(
+                &mut tx,
+                worker,
+                &ids_json(&worker.tasks),
+                n,
+                now,
+                lease,
+                request,
+            )
+            .await?
         } else {
             Vec::new()
         };
