@@ -1046,6 +1046,57 @@ async fn cancel_of_a_finished_run_is_invalid_transition() {
     assert_eq!(h.get_run(&run).await["status"], "cancelled");
 }
 
+/// Error bodies carry the fields of their error (core's `ErrorBody`), so that a client rebuilds
+/// the error without reading its message.
+#[tokio::test]
+async fn error_bodies_carry_the_fields_of_their_error() {
+    let h = harness().await;
+    let r = h
+        .call(Method::GET, &format!("/v1/runs/{NO_SUCH_RUN}"), None)
+        .await;
+    let err = r.error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(err["what"], "run", "{err}");
+    assert_eq!(err["id"], NO_SUCH_RUN, "{err}");
+    h.register_worker(&["send-email"]).await;
+    let run = id_of(&h.schedule(json!({"task": "send-email"})).await);
+    let r = h
+        .call(Method::POST, &format!("/v1/runs/{run}/retry"), None)
+        .await;
+    let err = r.error(StatusCode::CONFLICT, "invalid_transition");
+    assert_eq!(err["action"], "retry", "{err}");
+    assert_eq!(err["status"], "queued", "{err}");
+    assert_eq!(err["run_id"], run.as_str(), "{err}");
+    let body = json!({"task": "send-email", "input": 1, "idempotency_key": "k-1"});
+    let first = h.schedule(body).await;
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"task": "send-email", "input": 2, "idempotency_key": "k-1"})),
+        )
+        .await;
+    let err = r.error(StatusCode::CONFLICT, "idempotency_conflict");
+    assert_eq!(err["key"], "k-1", "{err}");
+    assert_eq!(err["existing"], first["id"], "{err}");
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"task": "send-email", "priority": 11})),
+        )
+        .await;
+    let err = r.error(StatusCode::BAD_REQUEST, "invalid_input");
+    assert_eq!(err["field"], "priority", "{err}");
+    assert!(err["reason"].as_str().unwrap().contains("11"), "{err}");
+    // The whole body decodes into core's type, and back into the error it was written from.
+    let body: owlclaw_core::wire::ErrorBody = serde_json::from_str(&r.text).unwrap();
+    assert!(
+        matches!(body.error.into_error(), owlclaw_core::Error::InvalidInput { field, .. } if field == "priority"),
+        "{}",
+        r.text
+    );
+}
+
 #[tokio::test]
 async fn retry_of_a_queued_run_is_invalid_transition() {
     let h = harness().await;

@@ -1,9 +1,9 @@
 //! `/v1/crons`: the tenant's cron schedules.
 
 use super::errors::{ApiResult, ErrorBody};
-use super::extract::{ApiJson, Caller};
+use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use owlclaw_core::wire::*;
@@ -42,7 +42,7 @@ pub(super) async fn create_cron(
 pub(super) async fn delete_cron(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     caller.tenant_wide("delete crons")?;
     s.engine.delete_cron(&caller.tenant, &id).await?;

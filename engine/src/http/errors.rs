@@ -1,41 +1,14 @@
-//! The API's error answer: one JSON shape, one status code per error code.
+//! The API's error answer: the JSON body of core's wire types ([`ErrorBody`]), one status code
+//! per error code, and the conversions from every rejection, so that handlers and extractors have
+//! one error type, [`ApiError`].
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use owlclaw_core::{Error, RunId, RunStatus};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
-/// The JSON body of every error.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable machine-readable code: `invalid_json`, `invalid_input`, `unauthorized`, `forbidden`,
-    /// `not_found`, `idempotency_conflict`, `invalid_transition`, `payload_too_large`, ...
-    pub code: String,
-    /// Human-readable message.
-    pub message: String,
-    /// The field at fault (`invalid_input`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-    /// The run concerned (`idempotency_conflict`, `invalid_transition`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_id: Option<RunId>,
-    /// The run's status (`invalid_transition`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<RunStatus>,
-    /// The refused command (`invalid_transition`) or the idempotency key (`idempotency_conflict`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-}
+pub use owlclaw_core::wire::{ErrorBody, ErrorDetail};
+use owlclaw_core::Error;
+use std::convert::Infallible;
 
 /// An error as the API answers it.
 #[derive(Debug)]
@@ -48,14 +21,7 @@ impl ApiError {
     pub(super) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             status,
-            detail: Box::new(ErrorDetail {
-                code: code.into(),
-                message: message.into(),
-                field: None,
-                run_id: None,
-                status: None,
-                detail: None,
-            }),
+            detail: Box::new(ErrorDetail::new(code, message)),
         }
     }
 }
@@ -81,48 +47,31 @@ pub fn status_of(code: &str) -> StatusCode {
 impl From<Error> for ApiError {
     fn from(e: Error) -> ApiError {
         match &e {
-            // Never show a client what the database said, or where it is: log it under an id.
+            // Never show a client what the database said, or where it is: log it under an id,
+            // and answer the code and an opaque message only (no `reason`, no `url`).
             Error::Internal(_) => {
                 let id = incident_id();
                 tracing::error!(incident = %id, error = %e, "request failed");
-                return ApiError::new(
+                ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
                     format!("internal error; the server's log has the details under incident {id}"),
-                );
+                )
             }
             Error::Connection { .. } => {
                 let id = incident_id();
                 tracing::error!(incident = %id, error = %e, "the database is unavailable");
-                return ApiError::new(
+                ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     format!("the engine's database is unavailable; try again (incident {id})"),
-                );
+                )
             }
-            _ => {}
+            _ => ApiError {
+                status: status_of(e.code()),
+                detail: Box::new(ErrorDetail::from(&e)),
+            },
         }
-        let mut api = ApiError::new(status_of(e.code()), e.code(), e.to_string());
-        match &e {
-            Error::InvalidInput { field, .. } | Error::Config { field, .. } => {
-                api.detail.field = Some(field.clone())
-            }
-            Error::IdempotencyConflict { key, existing } => {
-                api.detail.run_id = Some(*existing);
-                api.detail.detail = Some(key.clone());
-            }
-            Error::InvalidTransition {
-                run_id,
-                status,
-                action,
-            } => {
-                api.detail.run_id = Some(*run_id);
-                api.detail.status = Some(*status);
-                api.detail.detail = Some((*action).to_string());
-            }
-            _ => {}
-        }
-        api
     }
 }
 
@@ -130,9 +79,9 @@ impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> ApiError {
         match r {
             JsonRejection::JsonDataError(e) => {
-                let text = e.body_text();
-                let mut api = ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", &text);
-                api.detail.field = field_of_data_error(&text);
+                let mut api =
+                    ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", e.body_text());
+                api.detail.field = field_of_data_error(&e);
                 api
             }
             JsonRejection::JsonSyntaxError(e) => {
@@ -153,16 +102,23 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-/// The field path that axum puts first in a JSON data error ("...target type: delay: invalid
-/// duration ..."), when there is one.
-fn field_of_data_error(text: &str) -> Option<String> {
-    let rest = text.split_once("target type: ")?.1;
-    let (path, _) = rest.split_once(": ")?;
-    let plausible = !path.is_empty()
-        && path
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
-    plausible.then(|| path.to_string())
+/// The path of the field at fault in a JSON data error (`delay`, `runs[1].priority`), from the
+/// error serde reported, when it names one made of plain field names and indexes.
+fn field_of_data_error(e: &axum::extract::rejection::JsonDataError) -> Option<String> {
+    use std::error::Error as _;
+    // JsonDataError → axum's Error → the deserializer's error, with the path it failed at.
+    let err = e
+        .source()?
+        .source()?
+        .downcast_ref::<serde_path_to_error::Error<serde_json::Error>>()?;
+    if err.path().iter().next().is_none() {
+        return None;
+    }
+    let path = err.path().to_string();
+    let plain = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']'));
+    plain.then_some(path)
 }
 
 /// A short id that ties an error answered to a client to its line in the server's log.
@@ -173,6 +129,23 @@ fn incident_id() -> String {
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "invalid_input", r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> ApiError {
+        let code = if r.status().is_client_error() {
+            "invalid_input"
+        } else {
+            "internal"
+        };
+        ApiError::new(r.status(), code, r.body_text())
+    }
+}
+
+impl From<Infallible> for ApiError {
+    fn from(never: Infallible) -> ApiError {
+        match never {}
     }
 }
 
@@ -189,3 +162,57 @@ impl IntoResponse for ApiError {
 }
 
 pub(super) type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(e: Error) -> (StatusCode, serde_json::Value) {
+        let api = ApiError::from(e);
+        (api.status, serde_json::to_value(&*api.detail).unwrap())
+    }
+
+    #[test]
+    fn internal_and_unavailable_answers_are_opaque() {
+        let secret = "postgres://owl:hunter2@db.internal.example:5432/owlclaw";
+        let (status, body) = body_of(Error::Internal(format!("query failed on {secret}")));
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["code"], "internal");
+        let (status2, body2) = body_of(Error::Connection {
+            url: secret.into(),
+            message: "password authentication failed for user \"owl\"".into(),
+        });
+        assert_eq!(status2, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body2["code"], "unavailable");
+        for body in [body, body2] {
+            let keys: Vec<&str> = body
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(|k| k.as_str())
+                .collect();
+            assert_eq!(keys, ["code", "message"], "{body}");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.contains("incident "), "{message}");
+            for leak in ["db.internal", "owl", "hunter2", "5432", "postgres"] {
+                assert!(!message.contains(leak), "{leak} in {message}");
+            }
+        }
+    }
+
+    #[test]
+    fn other_errors_answer_core_error_body_with_their_fields() {
+        let (status, body) = body_of(Error::NotFound {
+            what: "worker",
+            id: "w-1".into(),
+        });
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(body["what"], "worker");
+        assert_eq!(body["id"], "w-1");
+        assert_eq!(body["message"], "worker not found: w-1");
+        let (status, body) = body_of(Error::invalid_input("priority", "\"11\": at most 10"));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["field"], "priority");
+        assert_eq!(body["reason"], "\"11\": at most 10");
+    }
+}

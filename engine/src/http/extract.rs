@@ -3,34 +3,41 @@
 
 use super::errors::{ApiError, ApiResult};
 use super::{AppState, AuthMode, USER_HEADER};
-use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query};
 use axum::http::header;
 use axum::http::request::Parts;
 use axum::Json;
-use owlclaw_core::{Error, RunId};
-use serde::de::DeserializeOwned;
+use owlclaw_core::Error;
+#[cfg(doc)]
+use owlclaw_core::RunId;
+use std::str::FromStr;
 
-/// `Json<T>` whose rejections answer in the API's error shape.
+/// A JSON request body, whose rejections (syntax, a bad field, no JSON content type, too large)
+/// answer in the API's error shape, naming the field at fault.
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
 pub(super) struct ApiJson<T>(pub(super) T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let Json(v) = Json::<T>::from_request(req, state).await?;
-        Ok(ApiJson(v))
-    }
-}
-
-/// `Query<T>` whose rejections answer in the API's error shape.
+/// A query string, whose rejections answer in the API's error shape.
+#[derive(FromRequestParts)]
+#[from_request(via(Query), rejection(ApiError))]
 pub(super) struct ApiQuery<T>(pub(super) T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+/// A path id, parsed once before the handler runs: `ApiPath<RunId>` hands the handler a
+/// [`RunId`], and a malformed one is answered `400 invalid_input` quoting the value.
+pub(super) struct ApiPath<T>(pub(super) T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: FromStr,
+    ApiError: From<T::Err>,
+    S: Send + Sync,
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Query(v) = Query::<T>::from_request_parts(parts, state).await?;
-        Ok(ApiQuery(v))
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(raw.parse()?))
     }
 }
 
@@ -112,8 +119,4 @@ impl Caller {
             None => Ok(()),
         }
     }
-}
-
-pub(super) fn run_id(raw: &str) -> ApiResult<RunId> {
-    Ok(raw.parse::<RunId>()?)
 }

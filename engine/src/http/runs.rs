@@ -1,13 +1,13 @@
 //! `/v1/runs`: schedule, list, inspect, wait for, cancel and retry runs.
 
 use super::errors::{ApiResult, ErrorBody};
-use super::extract::{run_id, ApiJson, ApiQuery, Caller};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
 use super::{AppState, MAX_RESULT_WAIT};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use owlclaw_core::wire::*;
-use owlclaw_core::{Error, RunStatus};
+use owlclaw_core::{Error, RunId, RunStatus};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -138,11 +138,11 @@ pub(super) async fn list_runs(
 pub(super) async fn get_run(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<RunId>,
 ) -> ApiResult<Json<RunSnapshot>> {
     Ok(Json(
         s.engine
-            .get_run(&caller.tenant, run_id(&id)?, caller.user.as_deref())
+            .get_run(&caller.tenant, id, caller.user.as_deref())
             .await?,
     ))
 }
@@ -154,11 +154,11 @@ pub(super) async fn get_run(
 pub(super) async fn run_events(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<RunId>,
 ) -> ApiResult<Json<Vec<RunEvent>>> {
     Ok(Json(
         s.engine
-            .run_events(&caller.tenant, run_id(&id)?, caller.user.as_deref())
+            .run_events(&caller.tenant, id, caller.user.as_deref())
             .await?,
     ))
 }
@@ -171,10 +171,9 @@ pub(super) async fn run_events(
 pub(super) async fn run_result(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<RunId>,
     ApiQuery(q): ApiQuery<WaitParams>,
 ) -> ApiResult<Json<RunSnapshot>> {
-    let id = run_id(&id)?;
     let timeout = match q.timeout.as_deref() {
         None => Duration::from_secs(30),
         Some(t) => owlclaw_core::duration::parse_duration(t)
@@ -196,11 +195,11 @@ pub(super) async fn run_result(
 pub(super) async fn cancel_run(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<RunId>,
 ) -> ApiResult<Json<RunSnapshot>> {
     Ok(Json(
         s.engine
-            .cancel_run(&caller.tenant, run_id(&id)?, caller.user.as_deref())
+            .cancel_run(&caller.tenant, id, caller.user.as_deref())
             .await?,
     ))
 }
@@ -212,11 +211,11 @@ pub(super) async fn cancel_run(
 pub(super) async fn retry_run(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<RunId>,
 ) -> ApiResult<Json<RunSnapshot>> {
     Ok(Json(
         s.engine
-            .retry_run(&caller.tenant, run_id(&id)?, caller.user.as_deref())
+            .retry_run(&caller.tenant, id, caller.user.as_deref())
             .await?,
     ))
 }

@@ -1,9 +1,9 @@
 //! `/v1/workers`: the worker protocol (register, exchange, steps, deregister) and the live list.
 
 use super::errors::{ApiResult, ErrorBody};
-use super::extract::{ApiJson, Caller};
+use super::extract::{ApiJson, ApiPath, Caller};
 use super::AppState;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use owlclaw_core::wire::*;
@@ -42,7 +42,7 @@ pub(super) async fn list_workers(
 pub(super) async fn exchange(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<ExchangeRequest>,
 ) -> ApiResult<Json<ExchangeResponse>> {
     Ok(Json(s.engine.exchange(&caller.tenant, &id, req).await?))
@@ -56,7 +56,7 @@ pub(super) async fn exchange(
 pub(super) async fn checkpoint_step(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(cp): ApiJson<StepCheckpoint>,
 ) -> ApiResult<StatusCode> {
     s.engine.checkpoint_step(&caller.tenant, &id, cp).await?;
@@ -70,7 +70,7 @@ pub(super) async fn checkpoint_step(
 pub(super) async fn deregister_worker(
     State(s): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     s.engine.deregister_worker(&caller.tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
