@@ -40,10 +40,7 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
                     inner.work.notify_waiters();
                 }
                 if m.expired > 0 {
-                    inner
-                        .counters
-                        .lease_expiries
-                        .fetch_add(m.expired as u64, Ordering::Relaxed);
+                    inner.metrics.lease_expiries.inc_by(m.expired as u64);
                     tracing::warn!(
                         count = m.expired,
                         "leases expired; runs re-queued or failed"
@@ -70,6 +67,7 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
         // Retention: purge finished runs once a minute.
         if last_purge.elapsed() > Duration::from_secs(60) {
             last_purge = Instant::now();
+            inner.metrics.forget_lost_claims();
             let before =
                 Utc::now() - chrono::Duration::from_std(inner.cfg.retention).unwrap_or_default();
             match store.purge(before, 1000).await {
@@ -140,7 +138,7 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
                 Ok(created) => {
                     rec.schedule.last_tick = Some(tick);
                     if created {
-                        inner.counters.cron_ticks.fetch_add(1, Ordering::Relaxed);
+                        inner.metrics.cron_ticks.inc();
                         tracing::info!(task = %rec.schedule.task, tick = %tick, "cron tick fired");
                         inner.work.notify_waiters();
                     }

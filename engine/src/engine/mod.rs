@@ -15,7 +15,7 @@ use crate::store::{self, Store, WorkerRecord};
 use owlclaw_core::task::TaskDef;
 use owlclaw_core::Result;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -83,21 +83,7 @@ struct Inner {
     tasks: Mutex<HashMap<(String, String), TaskDef>>,
     shutdown: CancellationToken,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    counters: Counters,
-}
-
-/// Counters exported by `/metrics`.
-#[derive(Debug, Default)]
-struct Counters {
-    scheduled: AtomicU64,
-    claimed: AtomicU64,
-    succeeded: AtomicU64,
-    failed_attempts: AtomicU64,
-    timed_out_attempts: AtomicU64,
-    handed_back: AtomicU64,
-    suspended: AtomicU64,
-    lease_expiries: AtomicU64,
-    cron_ticks: AtomicU64,
+    metrics: metrics::Metrics,
 }
 
 impl Engine {
@@ -121,7 +107,7 @@ impl Engine {
             tasks: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             maintenance: Mutex::new(None),
-            counters: Counters::default(),
+            metrics: metrics::Metrics::default(),
         });
         let handle = tokio::spawn(maintenance::maintenance_loop(inner.clone()));
         *inner.maintenance.lock().unwrap() = Some(handle);

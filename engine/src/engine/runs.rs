@@ -5,7 +5,6 @@ use chrono::{DateTime, SubsecRound, Utc};
 use owlclaw_core::task::{self as taskdef, TaskDef};
 use owlclaw_core::wire::*;
 use owlclaw_core::{Error, Result, RunId};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -190,10 +189,7 @@ impl Engine {
             .iter()
             .filter(|i| matches!(i, Inserted::Created(_)))
             .count();
-        self.inner
-            .counters
-            .scheduled
-            .fetch_add(created as u64, Ordering::Relaxed);
+        self.inner.metrics.scheduled.inc_by(created as u64);
         self.after_insert(&inserted);
         Ok(inserted
             .into_iter()

@@ -5,7 +5,6 @@ use chrono::Utc;
 use owlclaw_core::task::{self as taskdef};
 use owlclaw_core::wire::*;
 use owlclaw_core::{Error, Result};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -142,7 +141,9 @@ impl Engine {
             }
         }
         if !req.completions.is_empty() {
-            self.count_outcomes(&req.completions);
+            self.inner
+                .metrics
+                .reported(&worker.tenant, &req.completions);
             // The hot path: report and claim for the freed slots in one transaction.
             let changed = if req.want > 0 {
                 let (changed, got) = store
@@ -196,29 +197,11 @@ impl Engine {
                 }
             }
         }
-        self.inner
-            .counters
-            .claimed
-            .fetch_add(assignments.len() as u64, Ordering::Relaxed);
+        self.observe_claims(&worker.tenant, &assignments);
         Ok(ExchangeResponse {
             assignments,
             cancellations,
         })
-    }
-
-    fn count_outcomes(&self, completions: &[Completion]) {
-        let c = &self.inner.counters;
-        for done in completions {
-            let counter = match done.outcome {
-                Outcome::Succeeded { .. } => &c.succeeded,
-                Outcome::Failed { .. } => &c.failed_attempts,
-                Outcome::TimedOut => &c.timed_out_attempts,
-                Outcome::HandedBack => &c.handed_back,
-                Outcome::Suspended { .. } => &c.suspended,
-                Outcome::Cancelled => continue,
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
     }
 
     /// Commits a durable step of a run that the worker holds.

@@ -111,9 +111,8 @@ fn field_of_data_error(e: &axum::extract::rejection::JsonDataError) -> Option<St
         .source()?
         .source()?
         .downcast_ref::<serde_path_to_error::Error<serde_json::Error>>()?;
-    if err.path().iter().next().is_none() {
-        return None;
-    }
+    // An empty path: the body as a whole (a missing field, a wrong type of body).
+    err.path().iter().next()?;
     let path = err.path().to_string();
     let plain = path
         .chars()
