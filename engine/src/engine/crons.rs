@@ -1,3 +1,5 @@
+//! Cron schedules: list, create and delete them (the maintenance loop fires them).
+
 use super::Engine;
 use crate::limits;
 use crate::store::CronRecord;

@@ -1,3 +1,5 @@
+//! The engine seen by one tenant as an `Orchestrator`: what a lite-mode client talks to.
+
 use super::Engine;
 use async_trait::async_trait;
 use owlclaw_core::wire::*;

@@ -1,3 +1,5 @@
+//! The background loop: due timers, expired leases, cron ticks and retention purges.
+
 use super::{Engine, Inner};
 use crate::store::{CronRecord, NewRun};
 use chrono::Utc;

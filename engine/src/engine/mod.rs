@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
 /// The tenant of lite mode (one process, no API tokens).
 pub const LITE_TENANT: &str = "default";
 

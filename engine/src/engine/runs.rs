@@ -1,3 +1,6 @@
+//! Runs: validate and schedule them (one or in bulk, with idempotency keys), read, wait for,
+//! cancel and retry them, with the ownership checks of acting users.
+
 use super::Engine;
 use crate::limits;
 use crate::store::{Inserted, NewRun};

@@ -1,3 +1,5 @@
+//! API tokens: created for a tenant, stored as their SHA-256 only.
+
 use super::Engine;
 use chrono::Utc;
 use owlclaw_core::task as taskdef;

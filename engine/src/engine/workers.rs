@@ -1,3 +1,6 @@
+//! Workers: registration, the exchange round trip (reports, leases, claims by long poll), durable
+//! step checkpoints, deregistration and the list of live workers.
+
 use super::{Engine, MAX_SLOTS, MAX_WAIT};
 use crate::limits;
 use crate::store::WorkerRecord;

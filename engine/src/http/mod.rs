@@ -5,11 +5,13 @@
 //! Every `/v1` request needs `Authorization: Bearer <token>`; each token belongs to a tenant, and a
 //! tenant never sees another's runs (they answer 404, as if absent). An optional `OwlClaw-User`
 //! header names the acting user for ownership checks. Every failure answers
-//! `{"error": {"code": "...", "message": "..."}}` with one status code per code.
+//! `{"error": {"code": "...", "message": "..."}}` ([`ErrorBody`], with the fields of its error)
+//! with one status code per code.
 //!
-//! Split by concern: [`errors`](self) (the error answer and its status codes), the extractors
-//! (caller, JSON bodies, queries, path ids), one module per resource (runs, crons, workers,
-//! health), the OpenAPI document, and the router with its body rules.
+//! Split by concern: `errors` (the error answer and its status codes), `extract` (the caller,
+//! JSON bodies, queries and path ids, all rejected with [`ApiError`]), one module per resource
+//! (`runs`, `crons`, `workers`, `health`), `openapi` (the document), `router` (the routes and the
+//! body rules) and `listen` (connections, timeouts, TLS).
 
 mod crons;
 mod errors;
@@ -37,8 +39,6 @@ use std::time::Duration;
 
 /// Default largest request body: 1 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 1024 * 1024;
-/// Longest wait of `GET /v1/runs/{id}/result`.
-const MAX_RESULT_WAIT: Duration = Duration::from_secs(300);
 /// The header naming the acting user.
 pub const USER_HEADER: &str = "owlclaw-user";
 

@@ -2,7 +2,7 @@
 
 use super::errors::{ApiResult, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
-use super::{AppState, MAX_RESULT_WAIT};
+use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -11,6 +11,9 @@ use owlclaw_core::{Error, RunId, RunStatus};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use utoipa::ToSchema;
+
+/// Longest wait of `GET /v1/runs/{id}/result`.
+const MAX_RESULT_WAIT: Duration = Duration::from_secs(300);
 
 /// A page of runs.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
