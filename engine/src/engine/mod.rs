@@ -126,7 +126,7 @@ impl Engine {
         &self.inner.cfg
     }
 
-    /// An [`Orchestrator`] for one tenant, over this engine.
+    /// An [`Orchestrator`](owlclaw_core::Orchestrator) for one tenant, over this engine.
     pub fn embedded(&self, tenant: &str) -> Embedded {
         Embedded {
             engine: self.clone(),
