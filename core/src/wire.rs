@@ -448,6 +448,12 @@ pub struct ExchangeRequest {
     /// Renew every lease of this worker and record that it is alive.
     #[serde(default)]
     pub heartbeat: bool,
+    /// The worker's id for this request, 1 to 100 characters. A request sent again because its
+    /// answer never arrived (a lost connection, a replica that died) carries the same id: the
+    /// runs claimed for it come back, rather than staying leased to a worker that never got them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
+    pub request_id: Option<String>,
 }
 
 /// A run handed to a worker.
@@ -468,6 +474,9 @@ pub struct Assignment {
     pub timeout_ms: u64,
     /// The run that scheduled it.
     pub parent_id: Option<RunId>,
+    /// When it was due: its wait in the queue runs from here to its claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<DateTime<Utc>>,
 }
 
 /// The engine's half of an exchange.
@@ -541,4 +550,80 @@ pub struct CronRequest {
     /// The input of each run.
     #[serde(default)]
     pub input: Value,
+}
+
+/// The JSON body of every error answer of the HTTP API: `{"error": {"code": ..., "message": ...}}`.
+/// Built from an [`Error`](crate::Error) (`ErrorBody::from(&error)`) and turned back into the same
+/// variant, with the same fields, by [`ErrorDetail::into_error`].
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong: a stable code, a message for people, and the fields of the error's variant
+/// (absent when the variant has none), so that a client rebuilds the error without reading the
+/// message.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code: `invalid_json`, `invalid_input`, `unauthorized`, `forbidden`,
+    /// `not_found`, `idempotency_conflict`, `invalid_transition`, `payload_too_large`, ...
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// What the error says beyond its code: the message without its prefix (`invalid_input`,
+    /// `config`, `unauthorized`, `forbidden`, `timeout`, `task_failed`, `step_failed`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The field at fault (`invalid_input`, `config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What was looked up (`not_found`): `run`, `cron`, `worker`, `task`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub what: Option<String>,
+    /// The id that was looked up (`not_found`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The run concerned (`idempotency_conflict`, `invalid_transition`, `task_failed`,
+    /// `cancelled`, `output_truncated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
+    /// The run's status (`invalid_transition`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunStatus>,
+    /// The refused command (`invalid_transition`): `cancel`, `retry`, `checkpoint`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// The idempotency key (`idempotency_conflict`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The run that holds the key (`idempotency_conflict`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existing: Option<RunId>,
+    /// The refused command (`invalid_transition`) or the idempotency key (`idempotency_conflict`),
+    /// as `action` and `key` say (kept for older clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The engine that could not be reached (`connection`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The step that failed (`step_failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// The size of the output that was too large (`output_truncated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+impl ErrorDetail {
+    /// An error with a code and a message only.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> ErrorDetail {
+        ErrorDetail {
+            code: code.into(),
+            message: message.into(),
+            ..ErrorDetail::default()
+        }
+    }
 }

@@ -1046,6 +1046,57 @@ async fn cancel_of_a_finished_run_is_invalid_transition() {
     assert_eq!(h.get_run(&run).await["status"], "cancelled");
 }
 
+/// Error bodies carry the fields of their error (core's `ErrorBody`), so that a client rebuilds
+/// the error without reading its message.
+#[tokio::test]
+async fn error_bodies_carry_the_fields_of_their_error() {
+    let h = harness().await;
+    let r = h
+        .call(Method::GET, &format!("/v1/runs/{NO_SUCH_RUN}"), None)
+        .await;
+    let err = r.error(StatusCode::NOT_FOUND, "not_found");
+    assert_eq!(err["what"], "run", "{err}");
+    assert_eq!(err["id"], NO_SUCH_RUN, "{err}");
+    h.register_worker(&["send-email"]).await;
+    let run = id_of(&h.schedule(json!({"task": "send-email"})).await);
+    let r = h
+        .call(Method::POST, &format!("/v1/runs/{run}/retry"), None)
+        .await;
+    let err = r.error(StatusCode::CONFLICT, "invalid_transition");
+    assert_eq!(err["action"], "retry", "{err}");
+    assert_eq!(err["status"], "queued", "{err}");
+    assert_eq!(err["run_id"], run.as_str(), "{err}");
+    let body = json!({"task": "send-email", "input": 1, "idempotency_key": "k-1"});
+    let first = h.schedule(body).await;
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"task": "send-email", "input": 2, "idempotency_key": "k-1"})),
+        )
+        .await;
+    let err = r.error(StatusCode::CONFLICT, "idempotency_conflict");
+    assert_eq!(err["key"], "k-1", "{err}");
+    assert_eq!(err["existing"], first["id"], "{err}");
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/runs",
+            Some(json!({"task": "send-email", "priority": 11})),
+        )
+        .await;
+    let err = r.error(StatusCode::BAD_REQUEST, "invalid_input");
+    assert_eq!(err["field"], "priority", "{err}");
+    assert!(err["reason"].as_str().unwrap().contains("11"), "{err}");
+    // The whole body decodes into core's type, and back into the error it was written from.
+    let body: owlclaw_core::wire::ErrorBody = serde_json::from_str(&r.text).unwrap();
+    assert!(
+        matches!(body.error.into_error(), owlclaw_core::Error::InvalidInput { field, .. } if field == "priority"),
+        "{}",
+        r.text
+    );
+}
+
 #[tokio::test]
 async fn retry_of_a_queued_run_is_invalid_transition() {
     let h = harness().await;
@@ -1904,6 +1955,72 @@ async fn metrics_are_prometheus_text_with_queue_depth_and_scheduled_total() {
             .any(|l| l == "owlclaw_runs_scheduled_total 2"),
         "{}",
         r.text
+    );
+}
+
+/// The value of the sample `name` (the whole name with its labels) in a metrics text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().expect("a sample value"))
+}
+
+#[tokio::test]
+async fn metrics_have_per_task_queue_wait_and_run_duration_histograms_and_outcome_counters() {
+    let h = harness().await;
+    let worker = h.register_worker(&["send-email"]).await;
+    let id = id_of(&h.schedule(json!({"task": "send-email"})).await);
+    let got = h.exchange(&worker, json!({"want": 1, "wait_ms": 0})).await;
+    assert_eq!(got["assignments"][0]["run_id"], id.as_str(), "{got}");
+    h.exchange(
+        &worker,
+        json!({"completions": [{"run_id": id, "attempt": 1, "outcome": "failed", "error": "smtp down", "retryable": false}]}),
+    )
+    .await;
+    let labels = r#"{tenant="acme",task="send-email"}"#;
+    // The queue wait is read from the store after the claim: wait for it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let text = loop {
+        let r = h.call_as(None, None, Method::GET, "/metrics", None).await;
+        assert_eq!(r.status, StatusCode::OK);
+        let name = format!("owlclaw_queue_wait_seconds_count{labels}");
+        if sample(&r.text, &name) == Some(1.0) || std::time::Instant::now() > deadline {
+            break r.text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    for (name, value) in [
+        (format!("owlclaw_queue_wait_seconds_count{labels}"), 1.0),
+        (format!("owlclaw_run_duration_seconds_count{labels}"), 1.0),
+        (
+            r#"owlclaw_attempt_outcomes_total{tenant="acme",task="send-email",outcome="failed"}"#
+                .to_string(),
+            1.0,
+        ),
+        ("owlclaw_runs_claimed_total".to_string(), 1.0),
+        ("owlclaw_attempts_failed_total".to_string(), 1.0),
+        ("owlclaw_runs_succeeded_total".to_string(), 0.0),
+        ("owlclaw_lease_expiries_total".to_string(), 0.0),
+        ("owlclaw_cron_ticks_total".to_string(), 0.0),
+        ("owlclaw_runs_handed_back_total".to_string(), 0.0),
+        ("owlclaw_attempts_timed_out_total".to_string(), 0.0),
+    ] {
+        assert_eq!(sample(&text, &name), Some(value), "{name} in:\n{text}");
+    }
+    for kind in [
+        "# TYPE owlclaw_queue_wait_seconds histogram",
+        "# TYPE owlclaw_run_duration_seconds histogram",
+        "# TYPE owlclaw_attempt_outcomes_total counter",
+        "# TYPE owlclaw_lease_expiries_total counter",
+    ] {
+        assert!(text.contains(kind), "{kind} in:\n{text}");
+    }
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("owlclaw_queue_wait_seconds_bucket{")
+                && l.contains(r#"task="send-email""#)
+                && l.contains(r#"le="+Inf""#)),
+        "{text}"
     );
 }
 

@@ -4,7 +4,7 @@ use crate::config::Secret;
 use async_trait::async_trait;
 use owlclaw_core::duration::format_duration;
 use owlclaw_core::wire::*;
-use owlclaw_core::{Error, Orchestrator, Result, RunId, RunStatus};
+use owlclaw_core::{Error, Orchestrator, Result, RunId};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -36,25 +36,6 @@ impl fmt::Debug for HttpOrchestrator {
     }
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
-    #[serde(default)]
-    field: Option<String>,
-    #[serde(default)]
-    run_id: Option<RunId>,
-    #[serde(default)]
-    status: Option<RunStatus>,
-    #[serde(default)]
-    detail: Option<String>,
-}
-
 #[derive(Serialize)]
 struct BulkRequest {
     runs: Vec<ScheduleRequest>,
@@ -63,16 +44,6 @@ struct BulkRequest {
 #[derive(Deserialize)]
 struct BulkResponse {
     runs: Vec<RunSnapshot>,
-}
-
-fn what_of(message: &str) -> &'static str {
-    match message.split(" not found").next().unwrap_or("") {
-        "run" => "run",
-        "cron" => "cron",
-        "worker" => "worker",
-        "task" => "task",
-        _ => "resource",
-    }
 }
 
 impl HttpOrchestrator {
@@ -181,53 +152,13 @@ impl HttpOrchestrator {
                 )),
             };
         };
-        let strip = |prefix: String, m: &str| m.strip_prefix(&prefix).unwrap_or(m).to_string();
-        match d.code.as_str() {
-            "unauthorized" => Error::Unauthorized(strip("unauthorized: ".into(), &d.message)),
-            "forbidden" => Error::Forbidden(strip("forbidden: ".into(), &d.message)),
-            "not_found" => {
-                let what = what_of(&d.message);
-                Error::NotFound {
-                    what,
-                    id: strip(format!("{what} not found: "), &d.message),
-                }
-            }
-            "invalid_input"
-            | "invalid_json"
-            | "payload_too_large"
-            | "unsupported_media_type"
-            | "config" => {
-                let field = d.field.unwrap_or_else(|| "body".into());
-                Error::InvalidInput {
-                    message: strip(format!("invalid {field}: "), &d.message),
-                    field,
-                }
-            }
-            "idempotency_conflict" => match d.run_id {
-                Some(existing) => Error::IdempotencyConflict {
-                    key: d.detail.unwrap_or_default(),
-                    existing,
-                },
-                None => Error::Internal(d.message),
-            },
-            "invalid_transition" => match (d.run_id, d.status) {
-                (Some(run_id), Some(status)) => Error::InvalidTransition {
-                    run_id,
-                    status,
-                    action: if d.detail.as_deref() == Some("retry") {
-                        "retry"
-                    } else {
-                        "cancel"
-                    },
-                },
-                _ => Error::Internal(d.message),
-            },
-            "timeout" | "request_timeout" => Error::Timeout(d.message),
-            "connection" | "unavailable" => Error::Connection {
+        // The body names the variant and its fields: no message text is read.
+        match d.into_error() {
+            Error::Connection { url, message } if url.is_empty() => Error::Connection {
                 url: self.base().to_string(),
-                message: d.message,
+                message,
             },
-            _ => Error::Internal(d.message),
+            e => e,
         }
     }
 
@@ -407,17 +338,5 @@ impl Orchestrator for HttpOrchestrator {
 
     async fn close(&self) -> Result<()> {
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::what_of;
-
-    #[test]
-    fn not_found_messages_name_what_is_missing() {
-        assert_eq!(what_of("run not found: 1234"), "run");
-        assert_eq!(what_of("worker not found: w-1"), "worker");
-        assert_eq!(what_of("no such endpoint"), "resource");
     }
 }

@@ -744,6 +744,7 @@ async fn reporter(
             want: permits.as_ref().map_or(0, |p| p.num_permits() as u32),
             wait_ms: 0,
             heartbeat: beat,
+            request_id: None,
         };
         let sent = req.completions.clone();
         match shared.exchange(req).await {

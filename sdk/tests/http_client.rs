@@ -61,7 +61,7 @@ async fn connect_with_a_rejected_token_is_unauthorized() {
         .respond_with(ResponseTemplate::new(401).set_body_json(error_body(
             "unauthorized",
             "unauthorized: invalid API token",
-            json!({}),
+            json!({ "reason": "invalid API token" }),
         )))
         .mount(&server)
         .await;
@@ -81,7 +81,7 @@ async fn api_errors_map_back_to_the_same_error_variants() {
         .respond_with(ResponseTemplate::new(404).set_body_json(error_body(
             "not_found",
             &format!("run not found: {id}"),
-            json!({}),
+            json!({ "what": "run", "id": id }),
         )))
         .mount(&server)
         .await;
@@ -90,7 +90,7 @@ async fn api_errors_map_back_to_the_same_error_variants() {
         .respond_with(ResponseTemplate::new(409).set_body_json(error_body(
             "invalid_transition",
             &format!("cannot cancel run {id}: it is succeeded"),
-            json!({ "run_id": id, "status": "succeeded", "detail": "cancel" }),
+            json!({ "run_id": id, "status": "succeeded", "action": "cancel", "detail": "cancel" }),
         )))
         .mount(&server)
         .await;
@@ -99,7 +99,7 @@ async fn api_errors_map_back_to_the_same_error_variants() {
         .respond_with(ResponseTemplate::new(409).set_body_json(error_body(
             "idempotency_conflict",
             "idempotency key \"k\" was already used",
-            json!({ "run_id": id, "detail": "k" }),
+            json!({ "run_id": id, "key": "k", "existing": id, "detail": "k" }),
         )))
         .mount(&server)
         .await;
@@ -108,7 +108,10 @@ async fn api_errors_map_back_to_the_same_error_variants() {
         .respond_with(ResponseTemplate::new(400).set_body_json(error_body(
             "invalid_input",
             "invalid priority: priority must be between 1 and 10 (higher runs first), got 11",
-            json!({ "field": "priority" }),
+            json!({
+                "field": "priority",
+                "reason": "priority must be between 1 and 10 (higher runs first), got 11"
+            }),
         )))
         .mount(&server)
         .await;
@@ -145,6 +148,109 @@ async fn api_errors_map_back_to_the_same_error_variants() {
         Err(Error::InvalidInput { field, message }) => {
             assert_eq!(field, "priority");
             assert!(message.starts_with("priority must be"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Every error variant, as the engine writes it (core's `ErrorBody`), comes back from the HTTP
+/// connection as the same variant with the same fields.
+#[tokio::test]
+async fn every_error_body_decodes_to_the_variant_it_was_written_from() {
+    let server = MockServer::start().await;
+    let client = connected(&server).await;
+    let run = RunId::new();
+    let errors = vec![
+        Error::config("worker.slots", "\"0\": at least 1"),
+        Error::Connection {
+            url: "http://10.0.0.9:7070".into(),
+            message: "connection refused".into(),
+        },
+        Error::Unauthorized("invalid API token".into()),
+        Error::Forbidden("run belongs to another user than \"bob\"".into()),
+        Error::NotFound {
+            what: "worker",
+            id: "w-1".into(),
+        },
+        Error::NotFound {
+            what: "task",
+            id: "send-email (no worker serving it has registered yet)".into(),
+        },
+        Error::invalid_input("runs[1].priority", "11: at most 10"),
+        Error::IdempotencyConflict {
+            key: "order-7".into(),
+            existing: run,
+        },
+        Error::InvalidTransition {
+            run_id: run,
+            status: RunStatus::Queued,
+            action: "retry",
+        },
+        Error::InvalidTransition {
+            run_id: run,
+            status: RunStatus::Cancelled,
+            action: "checkpoint",
+        },
+        Error::Timeout("no answer within 2s".into()),
+        Error::Task {
+            run_id: run,
+            message: "invalid priority: not mine".into(),
+        },
+        Error::Cancelled { run_id: run },
+        Error::OutputTruncated {
+            run_id: run,
+            bytes: 2_000_000,
+        },
+        Error::Step {
+            step: "charge".into(),
+            message: "card declined".into(),
+        },
+        Error::NonDeterministic("step \"a\" where \"b\" ran before".into()),
+        Error::Internal("disk full".into()),
+    ];
+    for e in errors {
+        let id = RunId::new();
+        let body = owlclaw_core::wire::ErrorBody::from(&e);
+        Mock::given(method("GET"))
+            .and(path(format!("/v1/runs/{id}")))
+            .respond_with(ResponseTemplate::new(409).set_body_json(&body))
+            .mount(&server)
+            .await;
+        let got = client.status(id).await.unwrap_err();
+        assert_eq!(format!("{got:?}"), format!("{e:?}"), "{body:?}");
+    }
+    // The engine's opaque answers: `unavailable` is a connection error naming this server.
+    let id = RunId::new();
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/runs/{id}")))
+        .respond_with(ResponseTemplate::new(503).set_body_json(error_body(
+            "unavailable",
+            "the engine's database is unavailable; try again (incident 0123456789ab)",
+            json!({}),
+        )))
+        .mount(&server)
+        .await;
+    match client.status(id).await {
+        Err(Error::Connection { url, message }) => {
+            assert_eq!(url, server.uri());
+            assert!(message.contains("incident 0123456789ab"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // A 404 of no resource (an unknown endpoint) names no `what`.
+    let id = RunId::new();
+    Mock::given(method("GET"))
+        .and(path(format!("/v1/runs/{id}")))
+        .respond_with(ResponseTemplate::new(404).set_body_json(error_body(
+            "not_found",
+            "no such endpoint",
+            json!({}),
+        )))
+        .mount(&server)
+        .await;
+    match client.status(id).await {
+        Err(Error::NotFound { what, id }) => {
+            assert_eq!((what, id.as_str()), ("resource", "no such endpoint"))
         }
         other => panic!("{other:?}"),
     }

@@ -1,7 +1,7 @@
 //! The accept loop of `owlclaw serve`: plain HTTP or HTTPS (rustls), a bound on open connections,
 //! and the timeouts that keep slow or broken clients from holding the server: request headers
 //! must arrive within the read timeout (hyper closes the connection otherwise), a request body
-//! too (`408`, see [`super::read_body_in_time`]), and a keep-alive connection with no request for
+//! too (`408`, see [`super::router`]), and a keep-alive connection with no request for
 //! the idle timeout is closed.
 
 use super::ServerConfig;

@@ -222,7 +222,7 @@ impl From<CronRow> for CronRecord {
 /// The columns of [`AssignmentRow`] of the table aliased `r`.
 pub(super) const ASSIGNMENT_COLS: &str =
     "r.seq, r.id, r.task, r.input, r.attempt, r.max_attempts, \
-     r.timeout_ms, r.parent_id";
+     r.timeout_ms, r.parent_id, r.run_at";
 
 /// A running run as its worker receives it.
 #[derive(Debug, sqlx::FromRow)]
@@ -235,6 +235,7 @@ pub(super) struct AssignmentRow {
     max_attempts: i64,
     timeout_ms: i64,
     parent_id: Option<String>,
+    run_at: i64,
 }
 
 impl AssignmentRow {
@@ -248,6 +249,7 @@ impl AssignmentRow {
             max_attempts: self.max_attempts as u32,
             timeout_ms: self.timeout_ms as u64,
             parent_id: self.parent_id.and_then(|p| p.parse().ok()),
+            due_at: Some(from_micros(self.run_at)),
         })
     }
 }

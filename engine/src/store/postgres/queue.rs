@@ -27,7 +27,7 @@ WITH c AS (
     SELECT pg_notify('owlclaw', 'finished') FROM (SELECT 1 FROM done LIMIT 1) AS any_done
 ), again AS (
     SELECT r.seq, r.id, r.task, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.parent_id,
-        r.priority
+        r.priority, r.run_at
     FROM leases l JOIN runs r ON r.seq = l.run_seq
     WHERE $11::text IS NOT NULL AND l.worker_id = $6 AND l.claim_id = $11
         AND r.status = 'running' AND r.worker_id = $6
@@ -47,7 +47,7 @@ WITH c AS (
 ), started AS (
     UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = GREATEST($4, run_at), worker = $5, worker_id = $6
     WHERE seq = ANY(ARRAY(SELECT run_seq FROM taken)) AND status = 'queued'
-    RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, priority
+    RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, priority, run_at
 ), claimed AS (
     SELECT s.*, t.qid FROM started s JOIN taken t ON t.run_seq = s.seq
 ), leased AS (
@@ -61,12 +61,14 @@ WITH c AS (
     SELECT seq, $4, 'queued', 'running', attempt, $5, $12 FROM claimed ORDER BY priority DESC, qid
 )
 SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM note) AS noted,
-       k.seq, k.id, k.task, k.input, k.attempt, k.max_attempts, k.timeout_ms, k.parent_id
+       k.seq, k.id, k.task, k.input, k.attempt, k.max_attempts, k.timeout_ms, k.parent_id,
+       k.run_at
 FROM (SELECT 1) AS one LEFT JOIN (
     SELECT 0 AS part, priority, seq AS ord, seq, id, task, input, attempt, max_attempts,
-        timeout_ms, parent_id FROM again
+        timeout_ms, parent_id, run_at FROM again
     UNION ALL
-    SELECT 1, priority, qid, seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id
+    SELECT 1, priority, qid, seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id,
+        run_at
     FROM claimed
 ) k ON true
 ORDER BY k.part, k.priority DESC, k.ord";
@@ -137,6 +139,7 @@ pub(super) async fn report_and_claim(
             parent_id: row
                 .try_get::<Option<String>, _>("parent_id")?
                 .and_then(|p| p.parse().ok()),
+            due_at: row.try_get::<Option<i64>, _>("run_at")?.map(from_micros),
         });
     }
     Ok((changed, out, extra))

@@ -96,7 +96,7 @@ async fn claim_new(
     let rows = sqlx::query(
         "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = MAX(?1, run_at), worker = ?2, worker_id = ?3 \
          WHERE seq IN (SELECT value FROM json_each(?4)) AND status = 'queued' \
-         RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, priority",
+         RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, priority, run_at",
     )
     .bind(micros(now))
     .bind(&worker.name)
@@ -134,6 +134,7 @@ async fn claim_new(
                     .try_get::<Option<String>, _>("parent_id")
                     .map_err(db)?
                     .and_then(|p| p.parse().ok()),
+                due_at: Some(from_micros(row.try_get("run_at").map_err(db)?)),
             },
         ));
     }

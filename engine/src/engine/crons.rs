@@ -1,0 +1,86 @@
+//! Cron schedules: list, create and delete them (the maintenance loop fires them).
+
+use super::Engine;
+use crate::limits;
+use crate::store::CronRecord;
+use chrono::Utc;
+use owlclaw_core::cron::CronExpr;
+use owlclaw_core::task::{self as taskdef};
+use owlclaw_core::wire::*;
+use owlclaw_core::{Error, Result};
+use std::sync::atomic::Ordering;
+
+impl Engine {
+    fn with_next_tick(mut s: CronSchedule) -> CronSchedule {
+        if let Ok(expr) = CronExpr::parse_in(&s.expr, Some(&s.timezone)) {
+            s.next_tick = expr.next_after(s.last_tick.unwrap_or(s.created_at).max(Utc::now()));
+        }
+        s
+    }
+
+    /// Cron schedules of a tenant, with their next tick.
+    pub async fn list_crons(&self, tenant: &str) -> Result<Vec<CronSchedule>> {
+        Ok(self
+            .inner
+            .store
+            .list_crons(tenant)
+            .await?
+            .into_iter()
+            .map(Self::with_next_tick)
+            .collect())
+    }
+
+    /// Creates a cron schedule.
+    pub async fn create_cron(&self, tenant: &str, req: CronRequest) -> Result<CronSchedule> {
+        taskdef::validate_task_name(&req.task).map_err(|e| Error::invalid_input("task", e))?;
+        limits::check_text("expr", &req.expr)?;
+        limits::check_json("input", &req.input)?;
+        limits::check_input(&req.input)?;
+        let tz = req.timezone.unwrap_or_else(|| "UTC".into());
+        limits::check_text("timezone", &tz)?;
+        owlclaw_core::cron::parse_timezone(&tz).map_err(|e| Error::invalid_input("timezone", e))?;
+        CronExpr::parse_in(&req.expr, Some(&tz)).map_err(|e| Error::invalid_input("expr", e))?;
+        if self.task_def(tenant, &req.task).await?.is_none() {
+            return Err(Error::NotFound {
+                what: "task",
+                id: format!(
+                    "{} (no worker serving it has registered yet; a cron of it would fire runs no worker takes)",
+                    req.task
+                ),
+            });
+        }
+        let rec = CronRecord {
+            tenant: tenant.to_string(),
+            schedule: CronSchedule {
+                id: uuid::Uuid::new_v4().to_string(),
+                task: req.task,
+                expr: req.expr,
+                timezone: tz,
+                input: req.input,
+                last_tick: None,
+                next_tick: None,
+                created_at: Utc::now(),
+            },
+        };
+        self.inner.store.upsert_cron(&rec).await?;
+        self.crons_changed();
+        Ok(Self::with_next_tick(rec.schedule))
+    }
+
+    /// Deletes a cron schedule.
+    pub async fn delete_cron(&self, tenant: &str, id: &str) -> Result<()> {
+        if !self.inner.store.delete_cron(tenant, id).await? {
+            return Err(Error::NotFound {
+                what: "cron",
+                id: id.to_string(),
+            });
+        }
+        self.crons_changed();
+        Ok(())
+    }
+
+    pub(super) fn crons_changed(&self) {
+        self.inner.crons_changed.store(true, Ordering::SeqCst);
+        self.inner.wake_maintenance.notify_one();
+    }
+}

@@ -1,0 +1,79 @@
+//! The engine seen by one tenant as an `Orchestrator`: what a lite-mode client talks to.
+
+use super::Engine;
+use async_trait::async_trait;
+use owlclaw_core::wire::*;
+use owlclaw_core::{Orchestrator, Result, RunId};
+use std::time::Duration;
+
+/// The engine seen by one tenant, as an [`Orchestrator`]: what a lite-mode client talks to.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    pub(super) engine: Engine,
+    pub(super) tenant: String,
+}
+
+impl Embedded {
+    /// The engine behind it.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+#[async_trait]
+impl Orchestrator for Embedded {
+    async fn schedule(&self, req: ScheduleRequest) -> Result<Scheduled> {
+        self.engine.schedule(&self.tenant, req).await
+    }
+    async fn schedule_bulk(&self, reqs: Vec<ScheduleRequest>) -> Result<Vec<Scheduled>> {
+        self.engine.schedule_bulk(&self.tenant, reqs).await
+    }
+    async fn get_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
+        self.engine.get_run(&self.tenant, id, user).await
+    }
+    async fn list_runs(&self, filter: ListFilter) -> Result<RunPage> {
+        self.engine.list_runs(&self.tenant, filter).await
+    }
+    async fn run_events(&self, id: RunId, user: Option<&str>) -> Result<Vec<RunEvent>> {
+        self.engine.run_events(&self.tenant, id, user).await
+    }
+    async fn cancel_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
+        self.engine.cancel_run(&self.tenant, id, user).await
+    }
+    async fn retry_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
+        self.engine.retry_run(&self.tenant, id, user).await
+    }
+    async fn wait_run(&self, id: RunId, timeout: Duration) -> Result<RunSnapshot> {
+        self.engine.wait_run(&self.tenant, id, timeout).await
+    }
+    async fn list_crons(&self) -> Result<Vec<CronSchedule>> {
+        self.engine.list_crons(&self.tenant).await
+    }
+    async fn create_cron(&self, req: CronRequest) -> Result<CronSchedule> {
+        self.engine.create_cron(&self.tenant, req).await
+    }
+    async fn delete_cron(&self, id: &str) -> Result<()> {
+        self.engine.delete_cron(&self.tenant, id).await
+    }
+    async fn register_worker(&self, reg: WorkerRegistration) -> Result<WorkerSession> {
+        self.engine.register_worker(&self.tenant, reg).await
+    }
+    async fn exchange(&self, worker_id: &str, req: ExchangeRequest) -> Result<ExchangeResponse> {
+        self.engine.exchange(&self.tenant, worker_id, req).await
+    }
+    async fn checkpoint_step(&self, worker_id: &str, checkpoint: StepCheckpoint) -> Result<()> {
+        self.engine
+            .checkpoint_step(&self.tenant, worker_id, checkpoint)
+            .await
+    }
+    async fn deregister_worker(&self, worker_id: &str) -> Result<()> {
+        self.engine.deregister_worker(&self.tenant, worker_id).await
+    }
+    async fn list_workers(&self) -> Result<Vec<WorkerInfo>> {
+        self.engine.list_workers(&self.tenant).await
+    }
+    async fn close(&self) -> Result<()> {
+        self.engine.shutdown().await;
+        Ok(())
+    }
+}

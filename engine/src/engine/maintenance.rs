@@ -1,0 +1,163 @@
+//! The background loop: due timers, expired leases, cron ticks and retention purges.
+
+use super::{Engine, Inner};
+use crate::store::{CronRecord, NewRun};
+use chrono::Utc;
+use owlclaw_core::cron::CronExpr;
+use owlclaw_core::task::TaskDef;
+use owlclaw_core::{Result, RunId};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl Engine {
+    /// Deletes finished runs older than `older_than` (with their events and steps); returns how
+    /// many were deleted.
+    pub async fn purge(&self, older_than: Duration) -> Result<usize> {
+        let before = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
+        let mut total = 0;
+        loop {
+            let n = self.inner.store.purge(before, 1000).await?;
+            total += n;
+            if n < 1000 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
+    let store = inner.store.clone();
+    let mut crons: Vec<(CronRecord, CronExpr)> = Vec::new();
+    let mut crons_loaded = Instant::now();
+    let mut last_purge = Instant::now();
+    loop {
+        let now = Utc::now();
+        let mut wake =
+            now + chrono::Duration::from_std(inner.cfg.poll_interval).unwrap_or_default();
+        match store.maintain(now, inner.cfg.maintenance_batch).await {
+            Ok(m) => {
+                if m.promoted > 0 || m.expired > 0 {
+                    inner.work.notify_waiters();
+                }
+                if m.expired > 0 {
+                    inner.metrics.lease_expiries.inc_by(m.expired as u64);
+                    tracing::warn!(
+                        count = m.expired,
+                        "leases expired; runs re-queued or failed"
+                    );
+                    inner.finished.notify_waiters();
+                }
+                if let Some(due) = m.next_due {
+                    // A due timer locked by another replica stays due until that replica is
+                    // done: don't spin on it.
+                    // A timer not due yet is slept to exactly.
+                    let at = if due <= now {
+                        now + chrono::Duration::milliseconds(10)
+                    } else {
+                        due
+                    };
+                    wake = wake.min(at);
+                }
+                if m.promoted as u32 >= inner.cfg.maintenance_batch {
+                    wake = now; // more are due: go again at once
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "maintenance pass failed; will retry"),
+        }
+        // Retention: purge finished runs once a minute.
+        if last_purge.elapsed() > Duration::from_secs(60) {
+            last_purge = Instant::now();
+            inner.metrics.forget_lost_claims();
+            let before =
+                Utc::now() - chrono::Duration::from_std(inner.cfg.retention).unwrap_or_default();
+            match store.purge(before, 1000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(runs = n, "purged finished runs past their retention"),
+                Err(e) => tracing::warn!(error = %e, "purging finished runs failed"),
+            }
+        }
+        // Crons: reload when changed (or every few seconds, for other engines' changes).
+        if inner.crons_changed.swap(false, Ordering::SeqCst)
+            || crons_loaded.elapsed() > Duration::from_secs(5)
+        {
+            match store.all_crons().await {
+                Ok(list) => {
+                    crons = list
+                        .into_iter()
+                        .filter_map(|c| {
+                            match CronExpr::parse_in(&c.schedule.expr, Some(&c.schedule.timezone)) {
+                                Ok(e) => Some((c, e)),
+                                Err(err) => {
+                                    tracing::warn!(cron = %c.schedule.id, error = %err, "skipping invalid cron");
+                                    None
+                                }
+                            }
+                        })
+                        .collect();
+                    crons_loaded = Instant::now();
+                }
+                Err(e) => tracing::warn!(error = %e, "loading crons failed"),
+            }
+        }
+        let now = Utc::now();
+        for (rec, expr) in crons.iter_mut() {
+            let base = rec.schedule.last_tick.unwrap_or(rec.schedule.created_at);
+            let Some(next) = expr.next_after(base) else {
+                continue;
+            };
+            if next > now {
+                wake = wake.min(next);
+                continue;
+            }
+            // Due. After downtime, only the latest missed tick fires (no burst of catch-up runs).
+            let tick = expr.last_at_or_before(now).unwrap_or(next).max(next);
+            let key = format!("cron:{}:{}", rec.schedule.id, tick.timestamp_micros());
+            let def = store
+                .get_task(&rec.tenant, &rec.schedule.task)
+                .await
+                .ok()
+                .flatten();
+            let def = def.unwrap_or_else(|| TaskDef::new(&rec.schedule.task));
+            let run = NewRun {
+                id: RunId::for_idempotency_key(&rec.tenant, &rec.schedule.task, &key),
+                tenant: rec.tenant.clone(),
+                task: rec.schedule.task.clone(),
+                input: rec.schedule.input.clone(),
+                priority: def.priority,
+                retries: def.retries,
+                timeout: def.timeout,
+                backoff: def.backoff,
+                run_at: tick,
+                idempotency_key: Some(key),
+                owner: None,
+                metadata: None,
+                parent_id: None,
+                reason: format!("cron {} tick {}", rec.schedule.expr, tick.to_rfc3339()),
+            };
+            match store.fire_cron(rec, tick, run).await {
+                Ok(created) => {
+                    rec.schedule.last_tick = Some(tick);
+                    if created {
+                        inner.metrics.cron_ticks.inc();
+                        tracing::info!(task = %rec.schedule.task, tick = %tick, "cron tick fired");
+                        inner.work.notify_waiters();
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(cron = %rec.schedule.id, error = %e, "firing cron tick failed")
+                }
+            }
+            if let Some(n) = expr.next_after(tick) {
+                wake = wake.min(n);
+            }
+        }
+        let sleep_for = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        tokio::select! {
+            _ = tokio::time::sleep(sleep_for) => {}
+            _ = inner.wake_maintenance.notified() => {}
+            _ = inner.shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! Runs: validate and schedule them (one or in bulk, with idempotency keys), read, wait for,
+//! cancel and retry them, with the ownership checks of acting users.
+
+use super::Engine;
+use crate::limits;
+use crate::store::{Inserted, NewRun};
+use chrono::{DateTime, SubsecRound, Utc};
+use owlclaw_core::task::{self as taskdef, TaskDef};
+use owlclaw_core::wire::*;
+use owlclaw_core::{Error, Result, RunId};
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl Engine {
+    pub(super) async fn task_def(&self, tenant: &str, name: &str) -> Result<Option<TaskDef>> {
+        let key = (tenant.to_string(), name.to_string());
+        if let Some(d) = self.inner.tasks.lock().unwrap().get(&key) {
+            return Ok(Some(d.clone()));
+        }
+        let def = self.inner.store.get_task(tenant, name).await?;
+        if let Some(d) = &def {
+            self.inner.tasks.lock().unwrap().insert(key, d.clone());
+        }
+        Ok(def)
+    }
+
+    /// Validates a request and resolves it into a run to insert. Nothing is stored.
+    async fn resolve(
+        &self,
+        tenant: &str,
+        req: ScheduleRequest,
+        now: DateTime<Utc>,
+    ) -> Result<NewRun> {
+        taskdef::validate_task_name(&req.task).map_err(|e| Error::invalid_input("task", e))?;
+        limits::check_input(&req.input)?;
+        limits::check_json("input", &req.input)?;
+        if let Some(m) = &req.metadata {
+            limits::check_json("metadata", m)?;
+        }
+        if req.delay.is_some() && req.run_at.is_some() {
+            return Err(Error::invalid_input(
+                "delay",
+                "give either delay or run_at, not both",
+            ));
+        }
+        if let Some(p) = req.priority {
+            taskdef::validate_priority(i128::from(p))
+                .map_err(|e| Error::invalid_input("priority", e))?;
+        }
+        if let Some(r) = req.retries {
+            taskdef::validate_retries(i128::from(r))
+                .map_err(|e| Error::invalid_input("retries", e))?;
+        }
+        if let Some(t) = req.timeout {
+            taskdef::validate_timeout(t).map_err(|e| Error::invalid_input("timeout", e))?;
+        }
+        if let Some(b) = &req.backoff {
+            b.validate()
+                .map_err(|e| Error::invalid_input("backoff", e))?;
+        }
+        for (field, value) in [
+            ("idempotency_key", &req.idempotency_key),
+            ("owner", &req.owner),
+        ] {
+            if let Some(v) = value {
+                if v.is_empty() || v.len() > 255 {
+                    return Err(Error::invalid_input(
+                        field,
+                        format!("{v:?} must be 1 to 255 characters long"),
+                    ));
+                }
+                limits::check_text(field, v)?;
+            }
+        }
+        if let Some(parent) = req.parent_id {
+            self.check_parent(tenant, parent, req.owner.as_deref())
+                .await?;
+        }
+        let complete = req.retries.is_some()
+            && req.timeout.is_some()
+            && req.priority.is_some()
+            && req.backoff.is_some();
+        let def = if complete {
+            // Every policy field is given (typed handles do): nothing to look up.
+            TaskDef::new(&req.task)
+        } else if req.retries.is_some() && req.timeout.is_some() {
+            self.task_def(tenant, &req.task)
+                .await?
+                .unwrap_or_else(|| TaskDef::new(&req.task))
+        } else {
+            self.task_def(tenant, &req.task).await?.ok_or_else(|| Error::NotFound {
+                what: "task",
+                id: format!(
+                    "{} (no worker serving it has registered yet, so its retries and timeout are unknown)",
+                    req.task
+                ),
+            })?
+        };
+        let run_at = match (req.run_at, req.delay) {
+            (Some(at), _) => at.trunc_subsecs(6),
+            (None, Some(d)) => chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| now.checked_add_signed(d))
+                .ok_or_else(|| Error::invalid_input("delay", "delay is too large"))?,
+            (None, None) => now,
+        };
+        let id = match &req.idempotency_key {
+            Some(k) => RunId::for_idempotency_key(tenant, &req.task, k),
+            None => RunId::new(),
+        };
+        Ok(NewRun {
+            id,
+            tenant: tenant.to_string(),
+            task: req.task,
+            input: req.input,
+            priority: req.priority.map(|p| p as u8).unwrap_or(def.priority),
+            retries: req.retries.map(|r| r as u32).unwrap_or(def.retries),
+            timeout: req.timeout.unwrap_or(def.timeout),
+            backoff: req.backoff.unwrap_or(def.backoff),
+            run_at,
+            idempotency_key: req.idempotency_key,
+            owner: req.owner,
+            metadata: req.metadata,
+            parent_id: req.parent_id,
+            reason: match req.parent_id {
+                Some(p) => format!("scheduled by run {p}"),
+                None => "scheduled".into(),
+            },
+        })
+    }
+
+    fn after_insert(&self, inserted: &[Inserted]) {
+        let mut queued = false;
+        let mut timed = false;
+        for i in inserted {
+            if let Inserted::Created(r) = i {
+                match r.status {
+                    owlclaw_core::RunStatus::Queued => queued = true,
+                    _ => timed = true,
+                }
+            }
+        }
+        if queued {
+            self.inner.work.notify_waiters();
+        }
+        if timed {
+            self.inner.wake_maintenance.notify_one();
+        }
+    }
+
+    /// Schedules one run for `tenant`.
+    pub async fn schedule(&self, tenant: &str, req: ScheduleRequest) -> Result<Scheduled> {
+        let mut all = self.schedule_many(tenant, vec![req], false).await?;
+        Ok(all.remove(0))
+    }
+
+    /// Schedules runs in one transaction, all or none.
+    pub async fn schedule_bulk(
+        &self,
+        tenant: &str,
+        reqs: Vec<ScheduleRequest>,
+    ) -> Result<Vec<Scheduled>> {
+        self.schedule_many(tenant, reqs, true).await
+    }
+
+    /// Validates every request (an invalid field of a bulk request is named `runs[i].field`),
+    /// then inserts them all in one transaction.
+    async fn schedule_many(
+        &self,
+        tenant: &str,
+        reqs: Vec<ScheduleRequest>,
+        bulk: bool,
+    ) -> Result<Vec<Scheduled>> {
+        if reqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Stored times have microsecond precision: answer with the same.
+        let now = Utc::now().trunc_subsecs(6);
+        let mut runs = Vec::with_capacity(reqs.len());
+        for (i, req) in reqs.into_iter().enumerate() {
+            let run = self.resolve(tenant, req, now).await.map_err(|e| match e {
+                Error::InvalidInput { field, message } if bulk => Error::InvalidInput {
+                    field: format!("runs[{i}].{field}"),
+                    message,
+                },
+                e => e,
+            })?;
+            runs.push(run);
+        }
+        let inserted = self.insert_with_key_ttl(tenant, runs, now).await?;
+        let created = inserted
+            .iter()
+            .filter(|i| matches!(i, Inserted::Created(_)))
+            .count();
+        self.inner.metrics.scheduled.inc_by(created as u64);
+        self.after_insert(&inserted);
+        Ok(inserted
+            .into_iter()
+            .map(|i| match i {
+                Inserted::Created(run) => Scheduled { run, created: true },
+                Inserted::Existing(run) => Scheduled {
+                    run,
+                    created: false,
+                },
+            })
+            .collect())
+    }
+
+    /// Inserts runs; a run holding one of their idempotency keys that finished more than the key
+    /// TTL ago is deleted first, so the key (and the id derived from it) starts a new run.
+    async fn insert_with_key_ttl(
+        &self,
+        tenant: &str,
+        runs: Vec<NewRun>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Inserted>> {
+        let ttl = chrono::Duration::from_std(self.inner.cfg.idempotency_ttl).unwrap_or_default();
+        let expired = |r: &RunSnapshot| r.finished_at.is_some_and(|f| f + ttl <= now);
+        for _ in 0..3 {
+            let stale: Vec<RunId> = match self.inner.store.insert_runs(runs.clone(), now).await {
+                Ok(inserted) => {
+                    let stale: Vec<RunId> = inserted
+                        .iter()
+                        .filter_map(|i| match i {
+                            Inserted::Existing(r) if expired(r) => Some(r.id),
+                            _ => None,
+                        })
+                        .collect();
+                    if stale.is_empty() {
+                        return Ok(inserted);
+                    }
+                    stale
+                }
+                Err(Error::IdempotencyConflict { key, existing }) => {
+                    match self.inner.store.get_run(tenant, existing).await? {
+                        Some(r) if expired(&r) => vec![existing],
+                        _ => return Err(Error::IdempotencyConflict { key, existing }),
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            // Nothing was stored by that attempt: it was all or none. Free the expired keys.
+            tracing::info!(
+                runs = stale.len(),
+                "idempotency keys expired; replacing their finished runs"
+            );
+            self.inner.store.delete_runs(tenant, &stale).await?;
+        }
+        Err(Error::Internal(
+            "idempotency keys kept conflicting; try again".into(),
+        ))
+    }
+
+    /// A parent must be a run of the same tenant and, when the new run has an owner, of that
+    /// owner (or of none).
+    async fn check_parent(&self, tenant: &str, parent: RunId, owner: Option<&str>) -> Result<()> {
+        let run = self
+            .inner
+            .store
+            .get_run(tenant, parent)
+            .await?
+            .ok_or_else(|| {
+                Error::invalid_input("parent_id", format!("no run {parent} to be the parent"))
+            })?;
+        Self::check_owner(&run, owner)
+    }
+
+    fn check_owner(run: &RunSnapshot, user: Option<&str>) -> Result<()> {
+        match (user, run.owner.as_deref()) {
+            (Some(u), Some(owner)) if u != owner => Err(Error::Forbidden(format!(
+                "run {} belongs to another user than {u:?}",
+                run.id
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// A run's snapshot, with its durable steps.
+    pub async fn get_run(
+        &self,
+        tenant: &str,
+        id: RunId,
+        user: Option<&str>,
+    ) -> Result<RunSnapshot> {
+        let mut run = self.run_owned(tenant, id, user).await?;
+        run.steps = self.inner.store.run_steps(tenant, id).await?;
+        Ok(run)
+    }
+
+    /// A run's snapshot without its steps, after the ownership check.
+    async fn run_owned(&self, tenant: &str, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
+        let run = self
+            .inner
+            .store
+            .get_run(tenant, id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
+        Self::check_owner(&run, user)?;
+        Ok(run)
+    }
+
+    /// Runs, newest first.
+    pub async fn list_runs(&self, tenant: &str, filter: ListFilter) -> Result<RunPage> {
+        filter.validate()?;
+        self.inner.store.list_runs(tenant, &filter).await
+    }
+
+    /// A run's transition log.
+    pub async fn run_events(
+        &self,
+        tenant: &str,
+        id: RunId,
+        user: Option<&str>,
+    ) -> Result<Vec<RunEvent>> {
+        self.run_owned(tenant, id, user).await?;
+        self.inner.store.run_events(tenant, id).await
+    }
+
+    /// Cancels a run. A running run's worker learns it at its next heartbeat.
+    pub async fn cancel_run(
+        &self,
+        tenant: &str,
+        id: RunId,
+        user: Option<&str>,
+    ) -> Result<RunSnapshot> {
+        self.run_owned(tenant, id, user).await?;
+        let run = self.inner.store.cancel_run(tenant, id, Utc::now()).await?;
+        tracing::info!(run_id = %id, task = %run.task, "run cancelled");
+        self.inner.finished.notify_waiters();
+        Ok(run)
+    }
+
+    /// Re-queues a failed or cancelled run.
+    pub async fn retry_run(
+        &self,
+        tenant: &str,
+        id: RunId,
+        user: Option<&str>,
+    ) -> Result<RunSnapshot> {
+        self.run_owned(tenant, id, user).await?;
+        let run = self.inner.store.retry_run(tenant, id, Utc::now()).await?;
+        tracing::info!(run_id = %id, task = %run.task, "run retried by request");
+        self.inner.work.notify_waiters();
+        Ok(run)
+    }
+
+    /// Waits until the run is terminal or `timeout` passes; returns its latest snapshot.
+    pub async fn wait_run(
+        &self,
+        tenant: &str,
+        id: RunId,
+        timeout: Duration,
+    ) -> Result<RunSnapshot> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.inner.finished.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let mut run = self.run_owned(tenant, id, None).await?;
+            let now = Instant::now();
+            if run.status.is_terminal() || now >= deadline {
+                run.steps = self.inner.store.run_steps(tenant, id).await?;
+                return Ok(run);
+            }
+            let nap = (deadline - now).min(self.inner.cfg.poll_interval);
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(nap) => {}
+                _ = self.inner.shutdown.cancelled() => return Ok(run),
+            }
+        }
+    }
+}

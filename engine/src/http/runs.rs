@@ -1,0 +1,224 @@
+//! `/v1/runs`: schedule, list, inspect, wait for, cancel and retry runs.
+
+use super::errors::{ApiResult, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use super::AppState;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use owlclaw_core::wire::*;
+use owlclaw_core::{Error, RunId, RunStatus};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use utoipa::ToSchema;
+
+/// Longest wait of `GET /v1/runs/{id}/result`.
+const MAX_RESULT_WAIT: Duration = Duration::from_secs(300);
+
+/// A page of runs.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct ListParams {
+    /// Only runs in this status.
+    #[param(value_type = Option<RunStatus>)]
+    status: Option<String>,
+    /// Only runs of this task.
+    #[param(pattern = r"^[A-Za-z0-9_\-.:/]{1,128}$")]
+    task: Option<String>,
+    /// Only runs owned by this user (acting as a user: that user).
+    #[param(min_length = 1, max_length = 255, pattern = "^[^\\x00]*$")]
+    owner: Option<String>,
+    /// Page size (default 50, at most 1000).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
+    cursor: Option<String>,
+}
+
+/// Many runs to schedule.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BulkRequest {
+    /// The runs, scheduled in one transaction: all or none.
+    pub runs: Vec<ScheduleRequest>,
+}
+
+/// Runs scheduled in bulk.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct BulkResponse {
+    /// Their snapshots, in the order of the request.
+    pub runs: Vec<RunSnapshot>,
+}
+
+/// How long to wait.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(super) struct WaitParams {
+    /// How long to wait for the run to finish (default 30s, at most 5m), e.g. `30s`.
+    #[param(pattern = "^([0-9]{1,5}ms|[0-9]{1,2}s|[0-4]m|5m)$")]
+    timeout: Option<String>,
+}
+
+/// Schedule one run.
+#[utoipa::path(post, path = "/v1/runs", tag = "runs", request_body = ScheduleRequest,
+    responses(
+        (status = 201, description = "Scheduled", body = RunSnapshot),
+        (status = 200, description = "The existing run of a repeated idempotency key", body = RunSnapshot),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 404, description = "Unknown task", body = ErrorBody),
+        (status = 409, description = "Idempotency key used with another input", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn schedule_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(mut req): ApiJson<ScheduleRequest>,
+) -> ApiResult<(StatusCode, Json<RunSnapshot>)> {
+    req.act_as(caller.user.as_deref())?;
+    let done = s.engine.schedule(&caller.tenant, req).await?;
+    let code = if done.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((code, Json(done.run)))
+}
+
+/// Schedule many runs in one transaction.
+#[utoipa::path(post, path = "/v1/runs/bulk", tag = "runs", request_body = BulkRequest,
+    responses((status = 201, body = BulkResponse), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn schedule_bulk(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(mut req): ApiJson<BulkRequest>,
+) -> ApiResult<(StatusCode, Json<BulkResponse>)> {
+    for (i, r) in req.runs.iter_mut().enumerate() {
+        r.act_as(caller.user.as_deref()).map_err(|e| match e {
+            Error::Forbidden(m) => Error::Forbidden(format!("runs[{i}]: {m}")),
+            e => e,
+        })?;
+    }
+    let done = s.engine.schedule_bulk(&caller.tenant, req.runs).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BulkResponse {
+            runs: done.into_iter().map(|d| d.run).collect(),
+        }),
+    ))
+}
+
+/// List runs, newest first.
+#[utoipa::path(get, path = "/v1/runs", tag = "runs", params(ListParams),
+    responses((status = 200, body = RunPage), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn list_runs(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<RunPage>> {
+    let status = q
+        .status
+        .as_deref()
+        .map(str::parse::<RunStatus>)
+        .transpose()?;
+    let mut filter = ListFilter {
+        status,
+        task: q.task,
+        owner: q.owner,
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    filter.act_as(caller.user.as_deref())?;
+    Ok(Json(s.engine.list_runs(&caller.tenant, filter).await?))
+}
+
+/// A run's snapshot.
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", params(("id" = String, Path, format = Uuid, description = "Run id (a UUID)")),
+    responses((status = 200, body = RunSnapshot), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn get_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<RunId>,
+) -> ApiResult<Json<RunSnapshot>> {
+    Ok(Json(
+        s.engine
+            .get_run(&caller.tenant, id, caller.user.as_deref())
+            .await?,
+    ))
+}
+
+/// A run's transition log, oldest first.
+#[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs", params(("id" = String, Path, format = Uuid, description = "Run id (a UUID)")),
+    responses((status = 200, body = Vec<RunEvent>), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn run_events(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<RunId>,
+) -> ApiResult<Json<Vec<RunEvent>>> {
+    Ok(Json(
+        s.engine
+            .run_events(&caller.tenant, id, caller.user.as_deref())
+            .await?,
+    ))
+}
+
+/// Wait until the run is terminal (long poll); answers its snapshot, terminal or not.
+#[utoipa::path(get, path = "/v1/runs/{id}/result", tag = "runs",
+    params(("id" = String, Path, format = Uuid, description = "Run id (a UUID)"), WaitParams),
+    responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn run_result(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<RunId>,
+    ApiQuery(q): ApiQuery<WaitParams>,
+) -> ApiResult<Json<RunSnapshot>> {
+    let timeout = match q.timeout.as_deref() {
+        None => Duration::from_secs(30),
+        Some(t) => owlclaw_core::duration::parse_duration(t)
+            .map_err(|e| Error::invalid_input("timeout", e))?,
+    };
+    if timeout > MAX_RESULT_WAIT {
+        return Err(Error::invalid_input("timeout", "at most 5m").into());
+    }
+    s.engine
+        .get_run(&caller.tenant, id, caller.user.as_deref())
+        .await?;
+    Ok(Json(s.engine.wait_run(&caller.tenant, id, timeout).await?))
+}
+
+/// Cancel a run.
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", params(("id" = String, Path, format = Uuid, description = "Run id (a UUID)")),
+    responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn cancel_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<RunId>,
+) -> ApiResult<Json<RunSnapshot>> {
+    Ok(Json(
+        s.engine
+            .cancel_run(&caller.tenant, id, caller.user.as_deref())
+            .await?,
+    ))
+}
+
+/// Re-queue a failed or cancelled run as a new attempt.
+#[utoipa::path(post, path = "/v1/runs/{id}/retry", tag = "runs", params(("id" = String, Path, format = Uuid, description = "Run id (a UUID)")),
+    responses((status = 200, body = RunSnapshot), (status = 404, body = ErrorBody), (status = 409, description = "Not failed or cancelled", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn retry_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<RunId>,
+) -> ApiResult<Json<RunSnapshot>> {
+    Ok(Json(
+        s.engine
+            .retry_run(&caller.tenant, id, caller.user.as_deref())
+            .await?,
+    ))
+}
