@@ -163,6 +163,15 @@ conformance!(
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
+fn queued(tenant: impl Into<String>, task: &str, priority: u8, ready: u64) -> store::QueueDepth {
+    store::QueueDepth {
+        tenant: tenant.into(),
+        task: task.into(),
+        priority,
+        ready,
+    }
+}
+
 fn t0() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
@@ -489,8 +498,8 @@ async fn priority_then_fifo(h: &Harness) {
     assert_eq!(
         s.queue_depth().await.unwrap(),
         vec![
-            (TENANT.to_string(), "t.c".to_string(), 10, 1),
-            ("other-tenant".to_string(), "t.a".to_string(), 10, 1)
+            queued(TENANT.to_string(), "t.c", 10, 1),
+            queued("other-tenant".to_string(), "t.a", 10, 1)
         ]
     );
 }
@@ -1441,8 +1450,8 @@ async fn queue_depth(h: &Harness) {
     assert_eq!(
         s.queue_depth().await.unwrap(),
         vec![
-            (TENANT.to_string(), "t.a".to_string(), 5, 2),
-            (TENANT.to_string(), "t.b".to_string(), 9, 1)
+            queued(TENANT.to_string(), "t.a", 5, 2),
+            queued(TENANT.to_string(), "t.b", 9, 1)
         ]
     );
 }
@@ -1463,7 +1472,13 @@ async fn concurrent_claims_never_share_a_run(h: &Harness) {
             loop {
                 let a = store.claim(&w, 50, Utc::now(), LEASE, None).await.unwrap();
                 if a.is_empty() {
-                    let left: u64 = store.queue_depth().await.unwrap().iter().map(|d| d.3).sum();
+                    let left: u64 = store
+                        .queue_depth()
+                        .await
+                        .unwrap()
+                        .iter()
+                        .map(|d| d.ready)
+                        .sum();
                     if left == 0 {
                         return got;
                     }
@@ -1559,8 +1574,8 @@ async fn concurrent_maintenance_acts_once(h: &Harness) {
     assert_eq!(
         depth,
         vec![
-            (TENANT.to_string(), "t.lease".to_string(), 5, N as u64),
-            (TENANT.to_string(), "t.timer".to_string(), 5, N as u64)
+            queued(TENANT.to_string(), "t.lease", 5, N as u64),
+            queued(TENANT.to_string(), "t.timer", 5, N as u64)
         ]
     );
     for id in leased.iter().step_by(37) {

@@ -3,6 +3,7 @@
 //! attempt durations.
 
 use super::Engine;
+use crate::store::QueueDepth;
 use owlclaw_core::wire::{Assignment, Completion, Outcome};
 use owlclaw_core::RunId;
 use prometheus_client::encoding::{prometheus_text, EncodeLabelSet};
@@ -164,16 +165,16 @@ impl Metrics {
     }
 
     /// The Prometheus text of every metric, with `depth` as the queue depth.
-    fn encode(&self, depth: Vec<(String, String, u8, u64)>) -> String {
+    fn encode(&self, depth: Vec<QueueDepth>) -> String {
         let queue_depth = Family::<QueueLabels, Gauge>::default();
-        for (tenant, task, priority, n) in depth {
+        for d in depth {
             queue_depth
                 .get_or_create(&QueueLabels {
-                    tenant,
-                    task,
-                    priority,
+                    tenant: d.tenant,
+                    task: d.task,
+                    priority: d.priority,
                 })
-                .set(i64::try_from(n).unwrap_or(i64::MAX));
+                .set(i64::try_from(d.ready).unwrap_or(i64::MAX));
         }
         // The registry appends a period to each help text. Counters get the `_total` suffix.
         let mut r = Registry::default();
@@ -300,7 +301,12 @@ mod tests {
         // (The families by task appear once they have a sample: see the next test.)
         let m = Metrics::default();
         m.scheduled.inc_by(2);
-        let text = m.encode(vec![("acme".into(), "send-email".into(), 5, 2)]);
+        let text = m.encode(vec![QueueDepth {
+            tenant: "acme".into(),
+            task: "send-email".into(),
+            priority: 5,
+            ready: 2,
+        }]);
         for line in [
             "# HELP owlclaw_queue_depth Runs ready to start.",
             "# TYPE owlclaw_queue_depth gauge",

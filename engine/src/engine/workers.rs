@@ -158,7 +158,7 @@ impl Engine {
                 .reported(&worker.tenant, &req.completions);
             // The hot path: report and claim for the freed slots in one transaction.
             let changed = if req.want > 0 {
-                let (changed, got) = store
+                let done = store
                     .complete_and_claim(
                         &worker,
                         &req.completions,
@@ -168,9 +168,9 @@ impl Engine {
                         req.request_id.as_deref(),
                     )
                     .await?;
-                assignments = got;
+                assignments = done.claimed;
                 claimed = true;
-                changed
+                done.changed
             } else {
                 store
                     .complete(&worker, &req.completions, Utc::now())

@@ -117,6 +117,28 @@ pub struct CronRecord {
     pub schedule: CronSchedule,
 }
 
+/// Runs ready to start, of one task and priority in one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct QueueDepth {
+    /// The tenant.
+    pub tenant: String,
+    /// The task.
+    pub task: String,
+    /// The priority, 1..=10.
+    pub priority: u8,
+    /// How many runs are queued.
+    pub ready: u64,
+}
+
+/// What reporting finished attempts and claiming new runs did, in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Exchanged {
+    /// How many runs changed state through the reports (stale reports are not counted).
+    pub changed: usize,
+    /// The runs claimed.
+    pub claimed: Vec<Assignment>,
+}
+
 /// What a maintenance pass did.
 #[derive(Debug, Clone, Default)]
 pub struct Maintenance {
@@ -215,7 +237,7 @@ pub trait Queue: Send + Sync {
         now: DateTime<Utc>,
         lease: Duration,
         request: Option<&str>,
-    ) -> Result<(usize, Vec<Assignment>)>;
+    ) -> Result<Exchanged>;
     /// Renews the worker's leases and returns the held runs it must stop (cancelled, or no longer
     /// its own).
     async fn heartbeat(
@@ -229,7 +251,7 @@ pub trait Queue: Send + Sync {
     /// attempt is left).
     async fn maintain(&self, now: DateTime<Utc>, limit: u32) -> Result<Maintenance>;
     /// Ready runs per (tenant, task, priority).
-    async fn queue_depth(&self) -> Result<Vec<(String, String, u8, u64)>>;
+    async fn queue_depth(&self) -> Result<Vec<QueueDepth>>;
 }
 
 /// Workers and the task definitions they register.

@@ -1,7 +1,7 @@
 //! Rows of the tables both stores share, mapped once with `#[derive(sqlx::FromRow)]`: the two
 //! schemas give every column the same type (times in µs as 64-bit integers, JSON as text).
 
-use super::{from_micros, CronRecord, WorkerRecord};
+use super::{from_micros, CronRecord, QueueDepth, WorkerRecord};
 use owlclaw_core::wire::{
     Assignment, CronSchedule, RunEvent, RunSnapshot, StepSnapshot, StepStatus, WorkerInfo,
 };
@@ -251,5 +251,30 @@ impl AssignmentRow {
             parent_id: self.parent_id.and_then(|p| p.parse().ok()),
             due_at: Some(from_micros(self.run_at)),
         })
+    }
+}
+
+/// The queue's depth by tenant, task and priority.
+pub(super) const QUEUE_DEPTH_SQL: &str =
+    "SELECT tenant, task, priority, COUNT(*) AS ready FROM queue \
+     GROUP BY tenant, task, priority ORDER BY 1, 2, 3";
+
+/// A row of [`QUEUE_DEPTH_SQL`].
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct QueueDepthRow {
+    tenant: String,
+    task: String,
+    priority: i64,
+    ready: i64,
+}
+
+impl From<QueueDepthRow> for QueueDepth {
+    fn from(r: QueueDepthRow) -> QueueDepth {
+        QueueDepth {
+            tenant: r.tenant,
+            task: r.task,
+            priority: r.priority as u8,
+            ready: r.ready as u64,
+        }
     }
 }

@@ -1,6 +1,8 @@
 //! The queue and its claims: claim, complete, heartbeats, maintenance (timers coming due, expired leases).
 
 use super::*;
+use crate::store::rows::{QueueDepthRow, QUEUE_DEPTH_SQL};
+use crate::store::{Exchanged, QueueDepth};
 use owlclaw_core::lifecycle;
 
 /// Applies the successful completions (`$8` ids, `$9` attempts, `$10` outputs) of worker `$6`
@@ -407,9 +409,11 @@ impl Queue for PostgresStore {
         now: DateTime<Utc>,
         lease: Duration,
         request: Option<&str>,
-    ) -> Result<(usize, Vec<Assignment>)> {
-        self.retry(|| self.complete_tx(worker, completions, n, now, lease, request))
-            .await
+    ) -> Result<Exchanged> {
+        let (changed, claimed) = self
+            .retry(|| self.complete_tx(worker, completions, n, now, lease, request))
+            .await?;
+        Ok(Exchanged { changed, claimed })
     }
 
     async fn heartbeat(
@@ -427,17 +431,11 @@ impl Queue for PostgresStore {
         self.retry(|| self.maintain_tx(now, limit)).await
     }
 
-    async fn queue_depth(&self) -> Result<Vec<(String, String, u8, u64)>> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT tenant, task, priority, COUNT(*) FROM queue GROUP BY tenant, task, priority \
-             ORDER BY 1, 2, 3",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.place.db(e))?;
-        Ok(rows
-            .into_iter()
-            .map(|(t, k, p, n)| (t, k, p as u8, n as u64))
-            .collect())
+    async fn queue_depth(&self) -> Result<Vec<QueueDepth>> {
+        let rows: Vec<QueueDepthRow> = sqlx::query_as(QUEUE_DEPTH_SQL)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.place.db(e))?;
+        Ok(rows.into_iter().map(QueueDepth::from).collect())
     }
 }

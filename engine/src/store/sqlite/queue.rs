@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::store::rows::{AssignmentRow, ASSIGNMENT_COLS};
+use crate::store::rows::{QueueDepthRow, QUEUE_DEPTH_SQL};
+use crate::store::{Exchanged, QueueDepth};
 use owlclaw_core::lifecycle;
 
 /// Claims up to `n` queued runs of the worker's tasks inside the caller's transaction.
@@ -301,7 +303,7 @@ impl Queue for SqliteStore {
         now: DateTime<Utc>,
         lease: Duration,
         request: Option<&str>,
-    ) -> Result<(usize, Vec<Assignment>)> {
+    ) -> Result<Exchanged> {
         let mut tx = self.begin().await?;
         let changed = complete_tx(&mut tx, worker, completions, now).await?;
         let claimed = if (n > 0 || request.is_some()) && !worker.tasks.is_empty() {
@@ -319,7 +321,7 @@ impl Queue for SqliteStore {
             Vec::new()
         };
         tx.commit().await.map_err(db)?;
-        Ok((changed, claimed))
+        Ok(Exchanged { changed, claimed })
     }
 
     async fn heartbeat(
@@ -469,16 +471,11 @@ impl Queue for SqliteStore {
         Ok(m)
     }
 
-    async fn queue_depth(&self) -> Result<Vec<(String, String, u8, u64)>> {
-        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
-            "SELECT tenant, task, priority, COUNT(*) FROM queue GROUP BY tenant, task, priority ORDER BY 1, 2, 3",
-        )
-        .fetch_all(&self.read)
-        .await
-        .map_err(db)?;
-        Ok(rows
-            .into_iter()
-            .map(|(t, k, p, n)| (t, k, p as u8, n as u64))
-            .collect())
+    async fn queue_depth(&self) -> Result<Vec<QueueDepth>> {
+        let rows: Vec<QueueDepthRow> = sqlx::query_as(QUEUE_DEPTH_SQL)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().map(QueueDepth::from).collect())
     }
 }
