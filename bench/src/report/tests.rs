@@ -1,0 +1,92 @@
+use super::*;
+
+#[test]
+fn medians() {
+    assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+    assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+}
+
+fn summary(drain: f64, timers: Option<TimerSummary>) -> Summary {
+    Summary {
+        enqueue_bulk: 30000.4,
+        enqueue_single: 7000.0,
+        drain,
+        latency: Some((0.5, 1.0, 4.0)),
+        rss: Some((49.44, 30.0)),
+        drain_cpu: None,
+        drain_cpu_postgres: None,
+        timers,
+        durations: Value::Null,
+    }
+}
+
+fn late(p50: f64, p99: f64) -> Option<Late> {
+    Some(Late {
+        p50,
+        p99,
+        n: 10,
+        runs: 1,
+        missed: 0,
+    })
+}
+
+#[test]
+fn protocol_lines_are_prefixed_per_mode() {
+    let s = summary(12000.0, None);
+    assert_eq!(
+        protocol_lines(&s, "[server] "),
+        [
+            "[server] enqueue_bulk: 30000/s",
+            "[server] enqueue_single: 7000/s",
+            "[server] drain: 12000/s",
+            "[server] latency_ms p50=0.50 p95=1.00 p99=4.00",
+            "[server] peak_rss_mb worker=49.4 engine=30.0",
+        ]
+    );
+    assert_eq!(protocol_lines(&s, "")[2], "drain: 12000/s");
+}
+
+#[test]
+fn timer_lines_follow_the_protocol_lines() {
+    let t = TimerSummary {
+        delayed: late(1.0, 2.5),
+        sleep: late(1.1, 1.9),
+        suspended_sleep: late(3.0, 7.0),
+        cron: late(2.0, 4.0),
+        load_delayed: late(5.0, 30.0),
+        load_cron: None,
+        load_drain: 9000.0,
+    };
+    let lines = protocol_lines(&summary(12000.0, Some(t)), "[postgres] ");
+    assert_eq!(lines.len(), 7);
+    assert_eq!(
+        lines[5],
+        "[postgres] timer_lateness_ms delayed p50=1.00 p99=2.50 | sleep p50=1.10 p99=1.90 \
+         | suspended_sleep p50=3.00 p99=7.00 | cron p50=2.00 p99=4.00"
+    );
+    assert_eq!(
+        lines[6],
+        "[postgres] timer_lateness_under_load_ms delayed p50=5.00 p99=30.00 | cron p50=n/a p99=n/a"
+    );
+    assert_eq!(t.worst_p99_at_rest(), Some(7.0));
+}
+
+#[test]
+fn aims_are_checked() {
+    let a = aims(&[
+        (Mode::Lite, summary(21000.0, None)),
+        (Mode::Server, summary(9000.0, None)),
+        (Mode::Postgres, summary(4000.0, None)),
+    ]);
+    let met: Vec<(Mode, bool)> = a.iter().map(|a| (a.mode, a.met)).collect();
+    assert_eq!(
+        met,
+        [
+            (Mode::Lite, true),
+            (Mode::Lite, true),
+            (Mode::Server, false),
+            (Mode::Postgres, false),
+            (Mode::Postgres, true),
+        ]
+    );
+}
