@@ -2431,3 +2431,49 @@ async fn every_status_the_server_answers_is_documented_for_its_operation() {
         );
     }
 }
+
+/// A database that went away (dropped with its connections) makes the engine answer 503
+/// `unavailable` with an incident id, and nothing of the database: no URL, host, port, user or
+/// database name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_went_away_answers_503_unavailable_naming_nothing_of_it() {
+    let Some(db) = owlclaw_engine::testing::PgDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let name = url
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string();
+    let engine = Engine::start(EngineConfig {
+        database_url: url.clone(),
+        ..EngineConfig::default()
+    })
+    .await
+    .unwrap();
+    let token = engine.create_token("acme").await.unwrap();
+    let app = router(engine.clone(), &ServerConfig::default());
+    let ok = send_to(
+        app.clone(),
+        request(Method::GET, "/v1/runs", Some(&token), None, None),
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    drop(db); // DROP DATABASE ... WITH (FORCE): connections closed, reconnecting fails
+    let gone = send_to(
+        app,
+        request(Method::GET, "/v1/runs", Some(&token), None, None),
+    )
+    .await;
+    let err = gone.error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("incident "), "{message}");
+    for leak in [name.as_str(), "postgres", "127.0.0.1", "5432", "owlclaw_t_"] {
+        assert!(!gone.text.contains(leak), "{leak:?} in {}", gone.text);
+    }
+    engine.shutdown().await;
+}
