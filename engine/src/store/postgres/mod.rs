@@ -328,25 +328,30 @@ impl PostgresStore {
 
     /// Runs one transaction (built by `f`) until it commits, retrying it on a deadlock or a
     /// serialization failure.
-    async fn retry<T, F, Fut>(&self, mut f: F) -> Result<T>
+    async fn retry<T, F, Fut>(&self, f: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = R<T>>,
     {
-        let mut attempt = 1;
-        loop {
-            match f().await {
-                Ok(v) => return Ok(v),
-                Err(Fail::Owl(e)) => return Err(e),
-                Err(Fail::Db(e)) if is_retryable(&e) && attempt < TX_ATTEMPTS => {
-                    tracing::debug!(error = %e, attempt, "transaction rolled back; retrying");
-                    let ms = 5 * u64::from(attempt) + jitter_ms();
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    attempt += 1;
+        use backon::Retryable;
+        let policy = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(5))
+            .with_max_delay(Duration::from_millis(100))
+            .with_max_times(TX_ATTEMPTS as usize - 1)
+            .with_jitter();
+        f.retry(policy)
+            .when(|e| matches!(e, Fail::Db(e) if is_retryable(e)))
+            .notify(|e, after| {
+                if let Fail::Db(e) = e {
+                    tracing::debug!(error = %e, retry_in_ms = after.as_millis() as u64,
+                        "transaction rolled back; retrying");
                 }
-                Err(Fail::Db(e)) => return Err(self.place.db(e)),
-            }
-        }
+            })
+            .await
+            .map_err(|e| match e {
+                Fail::Owl(e) => e,
+                Fail::Db(e) => self.place.db(e),
+            })
     }
 }
 
@@ -357,17 +362,6 @@ fn connection_error(place: &Place, e: sqlx::Error) -> Error {
         url: place.shown.clone(),
         message: place.scrub(e.to_string()),
     }
-}
-
-/// 0 to 9 ms, so that two transactions that deadlocked do not retry in lock-step.
-fn jitter_ms() -> u64 {
-    u64::from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos()
-            % 10,
-    )
 }
 
 // ---------------------------------------------------------------------------------------------

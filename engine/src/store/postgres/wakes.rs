@@ -78,7 +78,16 @@ pub(super) async fn forward_wakes(
 ) {
     const ALL: [Wake; 4] = [Wake::Work, Wake::Timers, Wake::Crons, Wake::Finished];
     let mut listener = Some(listener);
-    let mut pause = Duration::from_millis(100);
+    // Reconnection pauses: 100 ms doubling to 5 s, started afresh once reconnected.
+    let pauses = || {
+        backon::BackoffBuilder::build(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(5))
+                .without_max_times(),
+        )
+    };
+    let mut backoff = pauses();
     loop {
         if pool.is_closed() {
             return;
@@ -92,7 +101,7 @@ pub(super) async fn forward_wakes(
                 Ok(l) => {
                     tracing::info!(url = %place.shown, "PostgreSQL wake-up channel re-established");
                     listener = Some(l);
-                    pause = Duration::from_millis(100);
+                    backoff = pauses();
                     if ALL.into_iter().any(|w| tx.send(w).is_err()) {
                         return;
                     }
@@ -101,6 +110,7 @@ pub(super) async fn forward_wakes(
                     if pool.is_closed() {
                         return;
                     }
+                    let pause = backoff.next().unwrap_or(Duration::from_secs(5));
                     tracing::warn!(url = %place.shown, error = %place.scrub(e.to_string()),
                         retry_in_ms = pause.as_millis() as u64,
                         "PostgreSQL wake-up channel: cannot reconnect; polling meanwhile");
@@ -108,7 +118,6 @@ pub(super) async fn forward_wakes(
                         _ = tokio::time::sleep(pause) => {}
                         _ = tx.closed() => return,
                     }
-                    pause = (pause * 2).min(Duration::from_secs(5));
                 }
             }
             continue;
@@ -140,6 +149,7 @@ pub(super) async fn forward_wakes(
                 tracing::warn!(url = %place.shown, error = %place.scrub(e.to_string()),
                     "PostgreSQL wake-up channel failed; reconnecting");
                 listener = None; // drops the connection
+                let pause = backoff.next().unwrap_or(Duration::from_secs(5));
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = tx.closed() => return,

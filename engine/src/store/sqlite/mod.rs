@@ -133,22 +133,16 @@ impl SqliteStore {
     }
 
     async fn migrate(&self) -> Result<()> {
+        use backon::Retryable;
         // Two processes opening a new file at once may race on the first migration; the loser
         // sees the tables already there on its next try.
-        let mut last = None;
-        for _ in 0..10 {
-            match sqlx::migrate!("./migrations/sqlite").run(&self.write).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    last = Some(e);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-        Err(Error::Internal(format!(
-            "migrating the SQLite database failed: {}",
-            last.unwrap()
-        )))
+        let policy = backon::ConstantBuilder::default()
+            .with_delay(Duration::from_millis(50))
+            .with_max_times(9);
+        (|| sqlx::migrate!("./migrations/sqlite").run(&self.write))
+            .retry(policy)
+            .await
+            .map_err(|e| Error::Internal(format!("migrating the SQLite database failed: {e}")))
     }
 
     async fn begin(&self) -> Result<Tx> {
