@@ -28,6 +28,7 @@
 //! }
 //! ```
 
+mod backoff;
 mod client;
 pub mod config;
 mod context;

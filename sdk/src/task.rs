@@ -56,7 +56,7 @@ impl TaskSpec {
     /// The definition the engine stores, with the client's namespace prefixed to the name.
     pub fn to_def(&self, namespace: Option<&str>) -> TaskDef {
         TaskDef {
-            name: crate::client::qualified_name(namespace, self.name),
+            name: qualified_name(namespace, self.name),
             retries: self.retries,
             timeout: Duration::from_millis(self.timeout_ms),
             priority: self.priority,
@@ -64,6 +64,14 @@ impl TaskSpec {
             cron: self.cron.map(str::to_owned),
             timezone: self.timezone.map(str::to_owned),
         }
+    }
+}
+
+/// `namespace.name`, or `name` without a namespace.
+pub(crate) fn qualified_name(namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if !ns.is_empty() => format!("{ns}.{name}"),
+        _ => name.to_string(),
     }
 }
 
