@@ -3,8 +3,10 @@
 //!
 //! - `mod.rs`: the [`WorkerBuilder`] and the [`Worker`] handle;
 //! - `runtime.rs`: the worker's one loop, which owns the runs in flight and talks to the engine;
+//! - `link.rs`: the worker's identity at the engine and its exchange;
 //! - `run.rs`: one attempt of one run, from its assignment to its outcome.
 
+mod link;
 mod run;
 mod runtime;
 
