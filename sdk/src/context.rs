@@ -38,8 +38,10 @@ struct Inner {
 }
 
 /// What durable execution needs: present when the context comes from a worker. It talks to the
-/// engine through the transport itself, resending what failed in transit: a checkpoint is keyed
-/// by run, attempt and position, so the engine stores a repeated one once.
+/// engine through the transport itself and sends a call again while the engine can't be reached
+/// or is restarting: reads are safe to repeat, and a checkpoint is keyed by run, attempt and
+/// position, so a repeated one overwrites the step's row with the same values (the engine may
+/// log the step's event twice when the first answer was lost).
 pub(crate) struct Durable {
     /// The engine.
     orch: Arc<dyn Orchestrator>,
