@@ -167,6 +167,12 @@ impl Runtime {
         let mut hand_back_end: Option<Instant> = None;
         loop {
             let stopping = grace_end.is_some();
+            if report.is_none() {
+                // Every run that has finished goes in the next report.
+                while let Some(joined) = self.runs.try_join_next() {
+                    self.finished(joined);
+                }
+            }
             if report.is_none() && report_after.is_none() && (beat || !self.pending.is_empty()) {
                 report = Some(self.report(std::mem::take(&mut beat), stopping));
             }
@@ -175,7 +181,9 @@ impl Runtime {
             }
             let may_poll = poll.is_none() && poll_after.is_none() && !stopping;
             tokio::select! {
-                Some(joined) = self.runs.join_next(), if !self.runs.is_empty() => {
+                // While a report is in flight, runs that finish wait in the set (they go in the
+                // next report anyway): the loop is not woken for each of them.
+                Some(joined) = self.runs.join_next(), if report.is_none() && !self.runs.is_empty() => {
                     self.finished(joined);
                 }
                 (polled, slots) = in_flight(&mut poll) => {
