@@ -109,6 +109,9 @@ pub enum Happening<'a> {
         worker: &'a str,
         /// The step.
         step: &'a StepCheckpoint,
+        /// What the store already records for this step (its status and attempt), if anything:
+        /// a checkpoint that repeats it (a resend after a lost answer) writes no event.
+        recorded: Option<(StepStatus, u32)>,
     },
     /// Its lease ran out: the worker stopped heartbeating, or the attempt passed its deadline.
     LeaseExpired {
@@ -290,9 +293,13 @@ pub fn decide(
             worker_id,
             worker,
             step,
+            recorded,
         } => {
             if !holds(worker_id, step.attempt) {
                 return Err(refuse("checkpoint"));
+            }
+            if recorded == Some((step.status, step.attempt)) {
+                return Ok(None);
             }
             let mut c = Change::to(st, RunStatus::Running, checkpoint_reason(step));
             c.event.worker = Some(worker.to_string());

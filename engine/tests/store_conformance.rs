@@ -158,6 +158,7 @@ conformance!(
     fast_paths_write_the_life_cycle_rows,
     errors_keep_their_cause,
     a_retried_request_gets_its_claims_back,
+    a_resent_checkpoint_writes_one_event,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2367,4 +2368,36 @@ async fn a_retried_request_gets_its_claims_back(h: &Harness) {
         vec![ids[1], ids[2]],
         "only the handed-back runs, claimed anew"
     );
+}
+
+/// A checkpoint sent again because its answer was lost (same step, status and attempt) is
+/// accepted and writes nothing more: one event per step change.
+async fn a_resent_checkpoint_writes_one_event(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let w = h.worker("w-resend", &["t.cp"], t).await;
+    let id = insert(s, vec![new_run("t.cp", t)], t).await[0];
+    claim_ids(s, &w, 1, t).await;
+    let done = StepCheckpoint {
+        run_id: id,
+        attempt: 1,
+        position: 0,
+        name: "charge".into(),
+        status: StepStatus::Succeeded,
+        output: Some(json!(7)),
+        error: None,
+    };
+    for at in [1.0, 2.0] {
+        s.checkpoint_step(&w, &done, t + secs(at)).await.unwrap();
+    }
+    let steps: Vec<String> = events(s, id)
+        .await
+        .into_iter()
+        .filter(|e| e.reason.starts_with("step "))
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(steps, ["step 0 \"charge\" succeeded"]);
+    let recorded = s.run_steps(TENANT, id).await.unwrap();
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].output, Some(json!(7)));
 }

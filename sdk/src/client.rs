@@ -1,9 +1,8 @@
 //! The [`Client`]: one API over the embedded engine (lite mode) or an engine server.
 
+use crate::backoff::{retry_transient, Backoff};
 use crate::config::{Config, Mode};
-use crate::task::Task;
-use crate::worker::WorkerBuilder;
-use crate::Context;
+use crate::task::{qualified_name, Task};
 use chrono::{DateTime, Utc};
 use owlclaw_core::wire::*;
 use owlclaw_core::{Error, Orchestrator, Result, RunId, RunStatus};
@@ -15,14 +14,6 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// `namespace.name`, or `name` without a namespace.
-pub(crate) fn qualified_name(namespace: Option<&str>, name: &str) -> String {
-    match namespace {
-        Some(ns) if !ns.is_empty() => format!("{ns}.{name}"),
-        _ => name.to_string(),
-    }
-}
 
 /// A connection to an OwlClaw engine: embedded in this process (lite mode, the default) or an
 /// `owlclaw serve` server. Cheap to clone; clones share the connection.
@@ -128,16 +119,6 @@ impl Client {
         self.user.as_deref()
     }
 
-    /// Starts building a worker that serves every `#[task]` in this binary (or a chosen subset).
-    pub fn worker(&self, name: impl Into<String>) -> WorkerBuilder {
-        WorkerBuilder::new(self.clone(), Some(name.into()))
-    }
-
-    /// A worker with a generated name (`host-pid-xxxx`).
-    pub fn default_worker(&self) -> WorkerBuilder {
-        WorkerBuilder::new(self.clone(), None)
-    }
-
     /// Schedules a run by task name with a JSON input (untyped; prefer the typed handles that
     /// `#[task]` generates). `req.task` is the full name, namespace included.
     pub async fn submit(&self, mut req: ScheduleRequest) -> Result<Scheduled> {
@@ -203,7 +184,7 @@ impl Client {
             self.status(id).await?; // the ownership check
         }
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(crate::backoff::MAX);
         loop {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match self
@@ -213,12 +194,11 @@ impl Client {
                 .await
             {
                 Ok(run) if run.status.is_terminal() || left.is_zero() => return Ok(run),
-                Ok(_) => backoff = Duration::from_millis(100),
+                Ok(_) => backoff.reset(),
                 // A long wait rides out a restarting server.
                 Err(e) if e.is_transient() && !left.is_zero() => {
                     tracing::debug!(error = %e, "waiting for a run: engine unreachable, retrying");
-                    tokio::time::sleep(backoff.min(left)).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    tokio::time::sleep(backoff.next_delay().min(left)).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -290,10 +270,9 @@ async fn lite_engine(_config: &Config) -> Result<Arc<dyn Orchestrator>> {
     ))
 }
 
-mod sealed {
+pub(crate) mod sealed {
     pub trait Sealed {}
     impl Sealed for crate::Client {}
-    impl Sealed for crate::Context {}
 }
 
 /// What can schedule runs: a [`Client`], or a task's [`Context`] (the new run then records the
@@ -311,15 +290,6 @@ impl Scheduler for Client {
     }
     fn parent_run(&self) -> Option<RunId> {
         None
-    }
-}
-
-impl Scheduler for Context {
-    fn client(&self) -> &Client {
-        Context::client(self)
-    }
-    fn parent_run(&self) -> Option<RunId> {
-        Some(self.run_id())
     }
 }
 
@@ -452,6 +422,17 @@ impl<T: Task> ScheduleBuilder<T> {
         let mut req = self.req?;
         req.act_as(self.client.user())?;
         let s = self.client.inner.orch.schedule(req).await?;
+        Ok(RunHandle::new(self.client, s.run.id, s.created))
+    }
+
+    /// Like awaiting it, but sent again while the engine can't be reached (or is restarting):
+    /// only for requests with an idempotency key, which the engine schedules once.
+    pub(crate) async fn send_resending(self) -> Result<RunHandle<T::Output>> {
+        let mut req = self.req?;
+        debug_assert!(req.idempotency_key.is_some());
+        req.act_as(self.client.user())?;
+        let orch = &self.client.inner.orch;
+        let s = retry_transient("scheduling a run", None, || orch.schedule(req.clone())).await?;
         Ok(RunHandle::new(self.client, s.run.id, s.created))
     }
 }

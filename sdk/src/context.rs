@@ -1,11 +1,12 @@
 //! The [`Context`] a task function receives: run metadata, cancellation, and durable execution
 //! (steps, sleeps, child runs).
 
-use crate::client::{RunHandle, ScheduleBuilder};
+use crate::backoff::retry_transient;
+use crate::client::{sealed, RunHandle, ScheduleBuilder, Scheduler};
 use crate::{Client, Task};
 use chrono::{DateTime, Utc};
 use owlclaw_core::wire::{StepCheckpoint, StepSnapshot, StepStatus};
-use owlclaw_core::{Error, Result, RunId};
+use owlclaw_core::{Error, Orchestrator, Result, RunId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -36,8 +37,14 @@ struct Inner {
     durable: Option<Durable>,
 }
 
-/// What durable execution needs: present when the context comes from a worker.
+/// What durable execution needs: present when the context comes from a worker. It talks to the
+/// engine through the transport itself and sends a call again while the engine can't be reached
+/// or is restarting: reads are safe to repeat, and a checkpoint is keyed by run, attempt and
+/// position, so a repeated one overwrites the step's row with the same values (the engine may
+/// log the step's event twice when the first answer was lost).
 pub(crate) struct Durable {
+    /// The engine.
+    orch: Arc<dyn Orchestrator>,
     /// The worker's current id (it changes if the worker registers again).
     pub(crate) worker_id: Arc<Mutex<String>>,
     /// Sleeps longer than this suspend the run instead of holding the slot.
@@ -54,11 +61,13 @@ pub(crate) struct Durable {
 
 impl Durable {
     pub(crate) fn new(
+        orch: Arc<dyn Orchestrator>,
         worker_id: Arc<Mutex<String>>,
         suspend_threshold: Duration,
         suspend: oneshot::Sender<DateTime<Utc>>,
     ) -> Durable {
         Durable {
+            orch,
             worker_id,
             suspend_threshold,
             suspend: Mutex::new(Some(suspend)),
@@ -173,15 +182,14 @@ impl Context {
     async fn begin(&self, name: &str) -> Result<(u32, Option<StepSnapshot>)> {
         let d = self.durable()?;
         let position = d.next.fetch_add(1, Ordering::SeqCst);
+        let run_id = self.inner.run_id;
         let earlier = d
             .earlier
             .get_or_try_init(|| async {
-                let run = self
-                    .inner
-                    .client
-                    .orchestrator()
-                    .get_run(self.inner.run_id, None)
-                    .await?;
+                let run = retry_transient("reading the run's steps", None, || {
+                    d.orch.get_run(run_id, None)
+                })
+                .await?;
                 Ok::<_, Error>(run.steps)
             })
             .await?;
@@ -208,7 +216,6 @@ impl Context {
         error: Option<String>,
     ) -> Result<()> {
         let d = self.durable()?;
-        let worker_id = d.worker_id.lock().unwrap().clone();
         let cp = StepCheckpoint {
             run_id: self.inner.run_id,
             attempt: self.inner.attempt,
@@ -219,11 +226,13 @@ impl Context {
             output: output.map(owlclaw_core::limits::bound_output),
             error: error.map(|e| owlclaw_core::limits::bound_error(&e)),
         };
-        self.inner
-            .client
-            .orchestrator()
-            .checkpoint_step(&worker_id, cp)
-            .await
+        retry_transient("committing a step", None, || {
+            // The worker's id changes if it registers again.
+            let worker_id = d.worker_id.lock().unwrap().clone();
+            let cp = cp.clone();
+            async move { d.orch.checkpoint_step(&worker_id, cp).await }
+        })
+        .await
     }
 
     async fn finish<T: Serialize, E: Display>(
@@ -393,8 +402,10 @@ impl Context {
         let name = format!("spawn:{}", T::SPEC.name);
         let (position, prior) = self.begin(&name).await?;
         let key = format!("child:{}:{position}", self.inner.run_id);
+        // Keyed, so sending it again after a failure in transit finds the same child.
         let child = ScheduleBuilder::<T>::new(self, input)
             .idempotency_key(key)
+            .send_resending()
             .await?;
         if prior.is_none_or(|p| p.status != StepStatus::Succeeded) {
             let out = json!({ "run_id": child.id() });
@@ -402,5 +413,16 @@ impl Context {
                 .await?;
         }
         Ok(child)
+    }
+}
+
+impl sealed::Sealed for Context {}
+
+impl Scheduler for Context {
+    fn client(&self) -> &Client {
+        Context::client(self)
+    }
+    fn parent_run(&self) -> Option<RunId> {
+        Some(self.run_id())
     }
 }

@@ -162,15 +162,33 @@ impl HttpOrchestrator {
         }
     }
 
+    /// After a failure at server `from` that another server may not have (its connection was
+    /// reset or closed, it timed out, or it answered `503`): later requests go to the next
+    /// server. The failed request itself is not sent again here: only its caller knows whether
+    /// it is safe to send twice.
+    fn fail_over(&self, from: usize) {
+        if self.bases.len() > 1
+            && self
+                .current
+                .compare_exchange(from, from + 1, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(next = %self.base(), "engine server failing; the next requests go to another one");
+        }
+    }
+
     /// Sends the request built by `build`; when it can't connect and another server is
     /// configured, moves to the next server and sends it there (the request never reached the
-    /// first one, so this can't duplicate it).
-    async fn dispatch(&self, build: impl Fn() -> RequestBuilder) -> Result<reqwest::Response> {
+    /// first one, so this can't duplicate it). Returns the answer and the server it came from.
+    async fn dispatch(
+        &self,
+        build: impl Fn() -> RequestBuilder,
+    ) -> Result<(reqwest::Response, usize)> {
         let mut tries = 0;
         loop {
             let from = self.current.load(Ordering::Relaxed);
             match build().send().await {
-                Ok(resp) => return Ok(resp),
+                Ok(resp) => return Ok((resp, from)),
                 Err(e) if e.is_connect() && tries + 1 < self.bases.len() => {
                     tries += 1;
                     let err = self.transport_error(e);
@@ -182,19 +200,43 @@ impl HttpOrchestrator {
                     );
                     tracing::warn!(error = %err, next = %self.base(), "engine server unreachable; failing over");
                 }
-                Err(e) => return Err(self.transport_error(e)),
+                Err(e) => {
+                    let err = self.transport_error(e);
+                    self.fail_over(from);
+                    return Err(err);
+                }
             }
         }
     }
 
-    async fn send<T: DeserializeOwned>(&self, build: impl Fn() -> RequestBuilder) -> Result<T> {
-        let resp = self.dispatch(build).await?;
+    /// The body of an answer from server `from`, or the error it stands for.
+    async fn body(&self, resp: reqwest::Response, from: usize) -> Result<impl AsRef<[u8]>> {
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
+        let body = match resp.bytes().await {
+            Ok(body) => body,
+            Err(e) => {
+                let err = self.transport_error(e);
+                self.fail_over(from);
+                return Err(err);
+            }
+        };
         if !status.is_success() {
-            return Err(self.api_error(status, &body));
+            let err = self.api_error(status, &body);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                self.fail_over(from);
+            }
+            return Err(err);
         }
-        let body: &[u8] = if body.is_empty() { b"null" } else { &body };
+        Ok(body)
+    }
+
+    async fn send<T: DeserializeOwned>(&self, build: impl Fn() -> RequestBuilder) -> Result<T> {
+        let (resp, from) = self.dispatch(build).await?;
+        let body = self.body(resp, from).await?;
+        let body: &[u8] = match body.as_ref() {
+            b"" => b"null",
+            b => b,
+        };
         serde_json::from_slice(body)
             .map_err(|e| Error::Internal(format!("unexpected answer from {}: {e}", self.base())))
     }
@@ -216,14 +258,10 @@ impl HttpOrchestrator {
 #[async_trait]
 impl Orchestrator for HttpOrchestrator {
     async fn schedule(&self, req: ScheduleRequest) -> Result<Scheduled> {
-        let resp = self.dispatch(|| self.post("/v1/runs", &req, None)).await?;
+        let (resp, from) = self.dispatch(|| self.post("/v1/runs", &req, None)).await?;
         let created = resp.status() == StatusCode::CREATED;
-        let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| self.transport_error(e))?;
-        if !status.is_success() {
-            return Err(self.api_error(status, &body));
-        }
-        let run = serde_json::from_slice(&body)
+        let body = self.body(resp, from).await?;
+        let run = serde_json::from_slice(body.as_ref())
             .map_err(|e| Error::Internal(format!("unexpected answer from {}: {e}", self.base())))?;
         Ok(Scheduled { run, created })
     }

@@ -3,10 +3,10 @@
 //! PostgreSQL database and kill them with SIGKILL. (The tests crate can't run the cli crate's
 //! `owlclaw` binary.)
 //!
-//! Usage: `owlclaw-test-engine DATABASE_URL [--listen 127.0.0.1:0] [--token-tenant TENANT]`.
-//! Starts the engine with the test lease (1 s), creates an API token for TENANT when asked,
-//! prints one line `ready http://ADDR [TOKEN]` on stdout, and serves until SIGTERM/SIGINT (or
-//! SIGKILL). Logs go to stderr when `RUST_LOG` is set.
+//! Usage: `owlclaw-test-engine DATABASE_URL [--listen 127.0.0.1:0] [--token-tenant TENANT]
+//! [--lease-ms MS]`. Starts the engine with the test lease (1 s, or MS milliseconds), creates an
+//! API token for TENANT when asked, prints one line `ready http://ADDR [TOKEN]` on stdout, and
+//! serves until SIGTERM/SIGINT (or SIGKILL). Logs go to stderr when `RUST_LOG` is set.
 
 use std::io::Write;
 
@@ -18,23 +18,28 @@ async fn main() -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .try_init();
     }
-    let usage = "usage: owlclaw-test-engine DATABASE_URL [--listen ADDR] [--token-tenant TENANT]";
+    let usage = "usage: owlclaw-test-engine DATABASE_URL [--listen ADDR] [--token-tenant TENANT] [--lease-ms MS]";
     let mut args = std::env::args().skip(1);
     let database_url = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
     let mut listen = "127.0.0.1:0".to_string();
     let mut token_tenant = None;
+    let mut lease = owlclaw_tests::LEASE;
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--listen" => listen = args.next().ok_or_else(|| anyhow::anyhow!(usage))?,
             "--token-tenant" => {
                 token_tenant = Some(args.next().ok_or_else(|| anyhow::anyhow!(usage))?)
             }
+            "--lease-ms" => {
+                let ms = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
+                lease = std::time::Duration::from_millis(ms.parse()?);
+            }
             other => anyhow::bail!("unexpected argument {other:?}; {usage}"),
         }
     }
     let engine = owlclaw_engine::Engine::start(owlclaw_engine::EngineConfig {
         database_url,
-        lease: owlclaw_tests::LEASE,
+        lease,
         ..Default::default()
     })
     .await?;

@@ -104,7 +104,7 @@ proptest! {
                         output: None,
                         error: None,
                     };
-                    Happening::Checkpoint { worker_id: WORKERS[w], worker: WORKERS[w], step: &step }
+                    Happening::Checkpoint { worker_id: WORKERS[w], worker: WORKERS[w], step: &step, recorded: None }
                 }
                 Op::LeaseExpired(deadline) => Happening::LeaseExpired { deadline_passed: deadline },
                 Op::WorkerStopped => Happening::WorkerStopped,
@@ -296,6 +296,7 @@ fn stale_reports_are_ignored_and_stale_checkpoints_refused() {
         worker_id: "w",
         worker: "worker-a",
         step: &step,
+        recorded: None,
     };
     assert!(matches!(
         decide(&st, h, at(2)),
@@ -304,6 +305,24 @@ fn stale_reports_are_ignored_and_stale_checkpoints_refused() {
             ..
         })
     ));
+    // The holder's checkpoint writes an event once; its resend (same status, same attempt)
+    // writes none.
+    let step = StepCheckpoint { attempt: 1, ..step };
+    let first = Happening::Checkpoint {
+        worker_id: "w",
+        worker: "worker-a",
+        step: &step,
+        recorded: None,
+    };
+    let c = decide(&st, first, at(2)).unwrap().unwrap();
+    assert_eq!(c.event.reason, "step 0 \"charge\" running");
+    let again = Happening::Checkpoint {
+        worker_id: "w",
+        worker: "worker-a",
+        step: &step,
+        recorded: Some((StepStatus::Running, 1)),
+    };
+    assert_eq!(decide(&st, again, at(3)).unwrap(), None);
 }
 
 #[test]

@@ -123,16 +123,35 @@ pub(super) struct StepRow {
     finished_at: Option<i64>,
 }
 
+/// A step status as stored.
+pub(super) fn step_status(s: &str) -> StepStatus {
+    match s {
+        "succeeded" => StepStatus::Succeeded,
+        "failed" => StepStatus::Failed,
+        _ => StepStatus::Running,
+    }
+}
+
+/// What a store records of one step: its status and the attempt that wrote it.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct RecordedStep {
+    status: String,
+    attempt: i64,
+}
+
+impl RecordedStep {
+    /// As [`owlclaw_core::lifecycle::Happening::Checkpoint`] takes it.
+    pub(super) fn pair(&self) -> (StepStatus, u32) {
+        (step_status(&self.status), self.attempt as u32)
+    }
+}
+
 impl From<StepRow> for StepSnapshot {
     fn from(r: StepRow) -> StepSnapshot {
         StepSnapshot {
             position: r.position as u32,
             name: r.name,
-            status: match r.status.as_str() {
-                "succeeded" => StepStatus::Succeeded,
-                "failed" => StepStatus::Failed,
-                _ => StepStatus::Running,
-            },
+            status: step_status(&r.status),
             output: r.output.map(json_text),
             error: r.error,
             attempt: r.attempt as u32,

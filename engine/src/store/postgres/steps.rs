@@ -1,6 +1,7 @@
 //! Durable steps: checkpoints and their reads.
 
 use super::*;
+use crate::store::rows::RecordedStep;
 
 impl PostgresStore {
     pub(super) async fn checkpoint_tx(
@@ -14,13 +15,31 @@ impl PostgresStore {
             .await?
             .ok_or_else(|| Error::run_not_found(cp.run_id))?;
         let mut st = st;
+        let recorded: Option<RecordedStep> = sqlx::query_as(
+            "SELECT status, attempt FROM steps WHERE run_seq = $1 AND position = $2",
+        )
+        .bind(st.seq)
+        .bind(i64::from(cp.position))
+        .fetch_optional(&mut *tx)
+        .await?;
         let happened = Happening::Checkpoint {
             worker_id: &worker.id,
             worker: &worker.name,
             step: cp,
+            recorded: recorded.as_ref().map(RecordedStep::pair),
         };
-        let Some(planned) = st.plan(happened, now)? else {
-            return Ok(());
+        let planned = match st.plan(happened, now) {
+            Ok(Some(planned)) => planned,
+            // A resend of what is recorded (its first answer was lost): nothing to write.
+            Ok(None) => {
+                tx.rollback().await?;
+                return Ok(());
+            }
+            Err(e) => {
+                // Roll back now, or the run's lock stays until the connection is next used.
+                tx.rollback().await?;
+                return Err(e.into());
+            }
         };
         let event = &planned.change.event;
         let (status, finished) = match cp.status {

@@ -1,6 +1,7 @@
 //! Durable steps: checkpoints and their reads.
 
 use super::*;
+use crate::store::rows::RecordedStep;
 
 #[async_trait]
 impl Steps for SqliteStore {
@@ -15,12 +16,23 @@ impl Steps for SqliteStore {
             .await?
             .ok_or_else(|| Error::run_not_found(cp.run_id))?;
         let mut st = st;
+        let recorded: Option<RecordedStep> =
+            sqlx::query_as("SELECT status, attempt FROM steps WHERE run_seq = ? AND position = ?")
+                .bind(st.seq)
+                .bind(i64::from(cp.position))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         let happened = Happening::Checkpoint {
             worker_id: &worker.id,
             worker: &worker.name,
             step: cp,
+            recorded: recorded.as_ref().map(RecordedStep::pair),
         };
-        let planned = st.plan(happened, now)?;
+        let Some(planned) = st.plan(happened, now)? else {
+            // A resend of what is recorded (its first answer was lost): nothing to write.
+            return Ok(());
+        };
         let (status, finished) = match cp.status {
             StepStatus::Running => ("running", None),
             StepStatus::Succeeded => ("succeeded", Some(micros(now))),
@@ -45,7 +57,7 @@ impl Steps for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        apply(&mut tx, planned.as_slice(), now).await?;
+        apply(&mut tx, std::slice::from_ref(&planned), now).await?;
         tx.commit().await.map_err(db)?;
         Ok(())
     }

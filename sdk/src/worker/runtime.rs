@@ -1,0 +1,482 @@
+//! The worker's loop: one `select!` that owns the runs in flight (a `JoinSet`, each run holding an
+//! owned permit of the slots' semaphore) and the two exchanges with the engine that may be in
+//! flight at once:
+//! - the *poll* holds the free slots in a long poll, so an idle worker starts new work as soon as
+//!   it is scheduled (no poll interval);
+//! - the *report* sends finished runs as soon as they finish, batched (what finishes while one
+//!   report is in flight goes in the next), and in the same round trip claims work for the slots
+//!   they freed; every heartbeat it also renews the leases of the runs in flight and learns which
+//!   of them to stop (cancelled, or lost).
+//!
+//! Shutdown (the stop token): stop claiming, let the runs finish within the grace period, then
+//! hand back the rest, report, and deregister.
+
+use super::link::Link;
+use super::run::{attempt, Finished, Limits};
+use crate::backoff::{self, retry_transient, Backoff};
+use crate::context::Durable;
+use crate::registry::InvokeFn;
+use crate::{Client, Context};
+use owlclaw_core::wire::{
+    Assignment, Completion, ExchangeRequest, ExchangeResponse, Outcome, WorkerRegistration,
+};
+use owlclaw_core::{Error, Result, RunId};
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// How long the poll lasts before it is renewed.
+const POLL_WAIT: Duration = Duration::from_secs(10);
+/// How long the runs handed back at the end of the grace period get to stop.
+const HAND_BACK_WAIT: Duration = Duration::from_secs(5);
+/// Tries of the last report, at shutdown.
+const FINAL_TRIES: usize = 5;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What the loop needs from the builder.
+pub(super) struct Settings {
+    pub(super) client: Client,
+    pub(super) worker_id: String,
+    pub(super) registration: WorkerRegistration,
+    pub(super) registry: HashMap<String, InvokeFn>,
+    pub(super) slots: u32,
+    pub(super) heartbeat: Duration,
+    pub(super) shutdown_grace: Duration,
+    pub(super) cancel_grace: Duration,
+    pub(super) suspend_threshold: Duration,
+    pub(super) stop: CancellationToken,
+}
+
+/// How a report went.
+enum Reported {
+    /// The engine took it; new work for the slots it carried.
+    Answered(ExchangeResponse, Option<OwnedSemaphorePermit>),
+    /// The engine refused the batch; its runs were reported one by one, these could not be.
+    Singly(Vec<Completion>),
+    /// The engine could not be reached: report these again later.
+    Failed(Vec<Completion>, Error),
+}
+
+/// A run in flight.
+struct RunEntry {
+    cancel: CancellationToken,
+    /// The task that runs it.
+    task: tokio::task::Id,
+}
+
+/// The worker's loop and everything it owns.
+pub(super) struct Runtime {
+    link: Arc<Link>,
+    client: Client,
+    registry: HashMap<String, InvokeFn>,
+    sem: Arc<Semaphore>,
+    heartbeat: Duration,
+    shutdown_grace: Duration,
+    cancel_grace: Duration,
+    suspend_threshold: Duration,
+    stop: CancellationToken,
+    /// End of the shutdown grace: stop what still runs and hand it back.
+    kill: CancellationToken,
+    runs: JoinSet<Finished>,
+    running: HashMap<RunId, RunEntry>,
+    /// Finished runs not reported yet.
+    pending: Vec<Completion>,
+    /// Slots freed by the pending completions: new work for them is claimed in the same round
+    /// trip that reports them.
+    freed: Option<OwnedSemaphorePermit>,
+    /// The id of the long poll to send, kept after a transient failure so that the retry gets
+    /// back what the engine claimed for it if the answer was lost.
+    poll_id: Option<String>,
+    /// The same for the next report.
+    report_id: Option<String>,
+}
+
+/// A fresh id for an exchange request.
+fn request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// After an exchange: a request that failed for a reason that may have hidden its answer (a lost
+/// connection, a time-out, a 503) is sent again with the same id; otherwise the next one gets a
+/// new id.
+fn after_exchange<T>(id: &mut Option<String>, result: &Result<T>) {
+    if !matches!(result, Err(e) if e.is_transient()) {
+        *id = None;
+    }
+}
+
+/// Resolves with the future's output, or never when there is none.
+async fn in_flight<T>(f: &mut Option<BoxFuture<T>>) -> T {
+    match f {
+        Some(f) => f.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves at `at`, or never.
+async fn at(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn merge_slots(
+    a: Option<OwnedSemaphorePermit>,
+    b: Option<OwnedSemaphorePermit>,
+) -> Option<OwnedSemaphorePermit> {
+    match (a, b) {
+        (Some(mut a), Some(b)) => {
+            a.merge(b);
+            Some(a)
+        }
+        (a, b) => a.or(b),
+    }
+}
+
+impl Runtime {
+    pub(super) fn new(s: Settings) -> Runtime {
+        Runtime {
+            link: Arc::new(Link {
+                orch: s.client.orchestrator().clone(),
+                worker_id: Arc::new(Mutex::new(s.worker_id)),
+                name: s.registration.name.clone(),
+                registration: s.registration,
+                reregister: tokio::sync::Mutex::new(()),
+            }),
+            client: s.client,
+            registry: s.registry,
+            sem: Arc::new(Semaphore::new(s.slots as usize)),
+            heartbeat: s.heartbeat,
+            shutdown_grace: s.shutdown_grace,
+            cancel_grace: s.cancel_grace,
+            suspend_threshold: s.suspend_threshold,
+            stop: s.stop,
+            kill: CancellationToken::new(),
+            runs: JoinSet::new(),
+            running: HashMap::new(),
+            pending: Vec::new(),
+            freed: None,
+            poll_id: None,
+            report_id: None,
+        }
+    }
+
+    /// Runs the worker until it has shut down and deregistered.
+    pub(super) async fn run(mut self) -> Result<()> {
+        let mut tick = tokio::time::interval(self.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut poll: Option<BoxFuture<(Result<ExchangeResponse>, OwnedSemaphorePermit)>> = None;
+        let mut report: Option<BoxFuture<Reported>> = None;
+        // After a failure, no poll (report) before this time.
+        let mut poll_after: Option<Instant> = None;
+        let mut report_after: Option<Instant> = None;
+        let mut poll_backoff = Backoff::new(backoff::MAX);
+        // A report carries the heartbeat: retried well within a heartbeat.
+        let mut report_backoff = Backoff::new(self.heartbeat / 2);
+        let mut beat = false;
+        // Set at shutdown: the end of the grace period, then the end of the hand-back.
+        let mut grace_end: Option<Instant> = None;
+        let mut hand_back_end: Option<Instant> = None;
+        loop {
+            let stopping = grace_end.is_some();
+            if report.is_none() {
+                // Every run that has finished goes in the next report.
+                while let Some(joined) = self.runs.try_join_next() {
+                    self.finished(joined);
+                }
+            }
+            if report.is_none() && report_after.is_none() && (beat || !self.pending.is_empty()) {
+                report = Some(self.report(std::mem::take(&mut beat), stopping));
+            }
+            if stopping && self.running.is_empty() && report.is_none() {
+                break;
+            }
+            let may_poll = poll.is_none() && poll_after.is_none() && !stopping;
+            tokio::select! {
+                // While a report is in flight, runs that finish wait in the set (they go in the
+                // next report anyway): the loop is not woken for each of them.
+                Some(joined) = self.runs.join_next(), if report.is_none() && !self.runs.is_empty() => {
+                    self.finished(joined);
+                }
+                (polled, slots) = in_flight(&mut poll) => {
+                    poll = None;
+                    after_exchange(&mut self.poll_id, &polled);
+                    match polled {
+                        Ok(resp) => {
+                            poll_backoff.reset();
+                            self.handle(resp, Some(slots));
+                        }
+                        Err(e) => {
+                            drop(slots);
+                            let wait = poll_backoff.next_delay();
+                            tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "polling the engine failed");
+                            poll_after = Some(Instant::now() + wait);
+                        }
+                    }
+                }
+                reported = in_flight(&mut report) => {
+                    report = None;
+                    match &reported {
+                        Reported::Failed(_, e) if e.is_transient() => {}
+                        _ => self.report_id = None,
+                    }
+                    match reported {
+                        Reported::Answered(resp, slots) => {
+                            report_backoff.reset();
+                            self.handle(resp, slots);
+                        }
+                        Reported::Singly(again) => self.requeue(again),
+                        Reported::Failed(sent, e) => {
+                            self.requeue(sent);
+                            let wait = report_backoff.next_delay();
+                            tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "reporting to the engine failed; will retry");
+                            report_after = Some(Instant::now() + wait);
+                        }
+                    }
+                }
+                Ok(first) = self.sem.clone().acquire_owned(), if may_poll => {
+                    poll = Some(self.poll(first));
+                }
+                _ = at(poll_after) => poll_after = None,
+                _ = at(report_after) => report_after = None,
+                _ = tick.tick() => beat = true,
+                _ = self.stop.cancelled(), if !stopping => {
+                    tracing::info!(worker = %self.link.name, "shutting down: no new runs will be claimed");
+                    // A long poll in flight is dropped with the slots it holds.
+                    poll = None;
+                    poll_after = None;
+                    grace_end = Some(Instant::now() + self.shutdown_grace);
+                }
+                _ = at(grace_end), if hand_back_end.is_none() => {
+                    tracing::warn!(worker = %self.link.name, runs = self.running.len(), "grace period over; handing back unfinished runs");
+                    self.kill.cancel();
+                    hand_back_end = Some(Instant::now() + HAND_BACK_WAIT);
+                }
+                _ = at(hand_back_end) => {
+                    tracing::warn!(worker = %self.link.name, runs = self.running.len(), "runs still running after they were handed back; leaving them");
+                    break;
+                }
+            }
+        }
+        if let Some(r) = report {
+            match r.await {
+                Reported::Answered(..) => {}
+                Reported::Singly(again) | Reported::Failed(again, _) => self.requeue(again),
+            }
+        }
+        self.runs.abort_all();
+        self.final_report().await;
+        let link = self.link.clone();
+        retry_transient("deregistering the worker", Some(FINAL_TRIES), || {
+            let id = link.worker_id();
+            let link = link.clone();
+            async move { link.orch.deregister_worker(&id).await }
+        })
+        .await?;
+        tracing::info!(worker = %self.link.name, "worker stopped");
+        Ok(())
+    }
+
+    /// Puts completions that were not reported back in front of those that finished since.
+    fn requeue(&mut self, mut again: Vec<Completion>) {
+        again.append(&mut self.pending);
+        self.pending = again;
+    }
+
+    /// Takes every free slot.
+    fn take_free_slots(&self) -> Option<OwnedSemaphorePermit> {
+        let n = self.sem.available_permits();
+        if n == 0 {
+            return None;
+        }
+        self.sem.clone().try_acquire_many_owned(n as u32).ok()
+    }
+
+    /// A long poll for work for `first` and every other free slot.
+    fn poll(
+        &mut self,
+        mut slots: OwnedSemaphorePermit,
+    ) -> BoxFuture<(Result<ExchangeResponse>, OwnedSemaphorePermit)> {
+        if let Some(more) = self.take_free_slots() {
+            slots.merge(more);
+        }
+        let req = ExchangeRequest {
+            want: slots.num_permits() as u32,
+            wait_ms: POLL_WAIT.as_millis() as u64,
+            request_id: Some(self.poll_id.get_or_insert_with(request_id).clone()),
+            ..ExchangeRequest::default()
+        };
+        let link = self.link.clone();
+        Box::pin(async move { (link.exchange(req).await, slots) })
+    }
+
+    /// Reports the finished runs, claims work for the slots they freed (and any other free one)
+    /// unless the worker is stopping, and with `beat`, renews the leases of the runs in flight.
+    fn report(&mut self, beat: bool, stopping: bool) -> BoxFuture<Reported> {
+        let slots = if stopping {
+            drop(self.freed.take());
+            None
+        } else {
+            merge_slots(self.freed.take(), self.take_free_slots())
+        };
+        let req = ExchangeRequest {
+            completions: std::mem::take(&mut self.pending),
+            held: if beat {
+                self.running.keys().copied().collect()
+            } else {
+                Vec::new()
+            },
+            want: slots.as_ref().map_or(0, |p| p.num_permits() as u32),
+            wait_ms: 0,
+            heartbeat: beat,
+            request_id: Some(self.report_id.get_or_insert_with(request_id).clone()),
+        };
+        let link = self.link.clone();
+        Box::pin(async move {
+            let sent = req.completions.clone();
+            match link.exchange(req).await {
+                Ok(resp) => Reported::Answered(resp, slots),
+                Err(e @ Error::InvalidInput { .. }) if !sent.is_empty() => {
+                    // The engine refused the report itself: sending it again would be refused
+                    // again and hold back every result behind it. Report them one by one instead.
+                    drop(slots);
+                    tracing::warn!(error = %e, runs = sent.len(), "the engine refused a report; reporting its runs one by one");
+                    Reported::Singly(link.report_singly(sent).await)
+                }
+                // Report them again: stale completions are ignored by the engine.
+                Err(e) => Reported::Failed(sent, e),
+            }
+        })
+    }
+
+    /// A run's task ended.
+    fn finished(&mut self, joined: std::result::Result<Finished, JoinError>) {
+        match joined {
+            Ok(Finished { completion, slot }) => {
+                self.running.remove(&completion.run_id);
+                self.pending.push(completion);
+                self.freed = merge_slots(self.freed.take(), Some(slot));
+            }
+            Err(e) => {
+                // Only a bug of the worker itself gets here (the task's own panics are caught):
+                // the run's lease expires and the engine retries it.
+                tracing::error!(error = %e, "a run's supervising task failed");
+                self.running.retain(|_, r| r.task != e.id());
+            }
+        }
+    }
+
+    /// Stops the runs the engine cancelled and starts the runs it assigned, one slot each.
+    fn handle(&mut self, resp: ExchangeResponse, mut slots: Option<OwnedSemaphorePermit>) {
+        for id in resp.cancellations {
+            if let Some(entry) = self.running.get(&id) {
+                tracing::info!(run_id = %id, "run cancelled by the engine; stopping it");
+                entry.cancel.cancel();
+            }
+        }
+        for a in resp.assignments {
+            let slot = slots.as_mut().and_then(|p| {
+                if p.num_permits() > 1 {
+                    p.split(1)
+                } else {
+                    None
+                }
+            });
+            match slot.or_else(|| slots.take()) {
+                Some(slot) => self.start(a, slot),
+                None => {
+                    // More runs than slots asked for: never expected; give it back.
+                    self.pending.push(Completion {
+                        run_id: a.run_id,
+                        attempt: a.attempt,
+                        outcome: Outcome::HandedBack,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Starts an attempt in its own task, holding `slot` until it ends.
+    fn start(&mut self, a: Assignment, slot: OwnedSemaphorePermit) {
+        let Some(invoke) = self.registry.get(&a.task).copied() else {
+            self.pending.push(Completion {
+                run_id: a.run_id,
+                attempt: a.attempt,
+                outcome: Outcome::Failed {
+                    error: format!("worker {} does not serve task {:?}", self.link.name, a.task),
+                    retryable: true,
+                },
+            });
+            self.freed = merge_slots(self.freed.take(), Some(slot));
+            return;
+        };
+        let cancel = CancellationToken::new();
+        let (suspend_tx, suspend_rx) = tokio::sync::oneshot::channel();
+        let ctx = Context::new(
+            self.client.clone(),
+            a.run_id,
+            a.task.clone(),
+            a.attempt,
+            a.max_attempts,
+            a.parent_id,
+            cancel.clone(),
+            Some(Durable::new(
+                self.link.orch.clone(),
+                self.link.worker_id.clone(),
+                self.suspend_threshold,
+                suspend_tx,
+            )),
+        );
+        let limits = Limits {
+            cancel: cancel.clone(),
+            cancel_grace: self.cancel_grace,
+            kill: self.kill.clone(),
+            suspend: suspend_rx,
+        };
+        let span =
+            tracing::info_span!("run", task = %a.task, run_id = %a.run_id, attempt = a.attempt);
+        let run_id = a.run_id;
+        let task = self
+            .runs
+            .spawn(attempt(invoke, ctx, a, limits, slot).instrument(span))
+            .id();
+        self.running.insert(run_id, RunEntry { cancel, task });
+    }
+
+    /// The last report, at shutdown: a few tries.
+    async fn final_report(&mut self) {
+        let mut backoff = Backoff::new(backoff::MAX);
+        for attempt in 1..=FINAL_TRIES {
+            if self.pending.is_empty() {
+                return;
+            }
+            let req = ExchangeRequest {
+                completions: self.pending.clone(),
+                ..ExchangeRequest::default()
+            };
+            match self.link.exchange(req).await {
+                Ok(_) => self.pending.clear(),
+                Err(Error::InvalidInput { .. }) => {
+                    let sent = std::mem::take(&mut self.pending);
+                    self.pending = self.link.report_singly(sent).await;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "reporting final results failed");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+        if !self.pending.is_empty() {
+            tracing::error!(worker = %self.link.name, runs = self.pending.len(), "could not report these runs' results; their leases will expire");
+        }
+    }
+}
