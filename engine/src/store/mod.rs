@@ -293,14 +293,16 @@ pub trait Crons: Send + Sync {
 /// Durable steps.
 #[async_trait]
 pub trait Steps: Send + Sync {
-    /// Commits a durable step's state change for a run the worker holds in the given attempt
-    /// (`InvalidTransition` when that attempt no longer holds it), with an event.
-    async fn checkpoint_step(
+    /// Commits durable steps' state changes in one transaction, each for a run the worker holds in
+    /// the checkpoint's attempt, with an event; a checkpoint that repeats what is recorded (a
+    /// resend) writes nothing. One result per checkpoint, in order: `InvalidTransition` when that
+    /// attempt no longer holds the run (the others are committed all the same).
+    async fn checkpoint_steps(
         &self,
         worker: &WorkerRecord,
-        checkpoint: &StepCheckpoint,
+        checkpoints: &[StepCheckpoint],
         now: DateTime<Utc>,
-    ) -> Result<()>;
+    ) -> Result<Vec<Result<()>>>;
     /// The durable steps of a run, by position.
     async fn run_steps(&self, tenant: &str, id: RunId) -> Result<Vec<StepSnapshot>>;
 }
@@ -312,6 +314,21 @@ pub trait Tokens: Send + Sync {
     async fn create_token(&self, hash: &str, tenant: &str, now: DateTime<Utc>) -> Result<()>;
     /// The tenant of an API token's hash.
     async fn token_tenant(&self, hash: &str) -> Result<Option<String>>;
+}
+
+impl dyn Store {
+    /// One checkpoint: [`Steps::checkpoint_steps`] with a batch of one.
+    pub async fn checkpoint_step(
+        &self,
+        worker: &WorkerRecord,
+        checkpoint: &StepCheckpoint,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut results = self
+            .checkpoint_steps(worker, std::slice::from_ref(checkpoint), now)
+            .await?;
+        results.pop().unwrap_or(Ok(()))
+    }
 }
 
 /// Opens the store named by `url` (`sqlite://path`, `sqlite::memory:`,

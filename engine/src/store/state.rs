@@ -5,7 +5,7 @@
 
 use super::{from_micros, micros};
 use chrono::{DateTime, Utc};
-use owlclaw_core::lifecycle::{self, Change, Happening, RunState};
+use owlclaw_core::lifecycle::{self, Change, Happening, RunState, Start};
 use owlclaw_core::{Error, Result, RunStatus};
 use std::str::FromStr;
 use std::time::Duration;
@@ -122,6 +122,15 @@ impl Planned {
     pub(super) fn moves(&self) -> bool {
         self.change.from != self.change.status
     }
+
+    /// What happens to `started_at` and `worker`, as the stores' update statements spell it.
+    pub(super) fn start(&self) -> &'static str {
+        match self.change.start {
+            Start::Keep => "keep",
+            Start::Now => "now",
+            Start::Clear => "clear",
+        }
+    }
 }
 
 impl Locked {
@@ -154,4 +163,45 @@ pub(super) struct ExpiredRow {
     pub(super) state: StateRow,
     /// When its attempt's timeout ends (µs).
     pub(super) deadline: i64,
+}
+
+/// How a batch of changes moves its runs between the narrow tables: the rows each leaves
+/// (`leases` when leaving `running`, `queue` and `timers` when leaving `queued` and `scheduled`)
+/// and the changes that enter the queue or a timer. Stores write these with their own SQL.
+#[derive(Debug, Default)]
+pub(super) struct Moves<'a> {
+    /// Changes that rewrite the run's row (all but step checkpoints).
+    pub(super) moved: Vec<&'a Planned>,
+    /// Runs leaving `running`: their leases go.
+    pub(super) left_leases: Vec<i64>,
+    /// Runs leaving `queued`: their queue rows go.
+    pub(super) left_queue: Vec<i64>,
+    /// Runs leaving `scheduled`: their timers go.
+    pub(super) left_timers: Vec<i64>,
+    /// Changes entering `queued`: a queue row each, in this order.
+    pub(super) queued: Vec<&'a Planned>,
+    /// Changes entering `scheduled`: a timer each, due at the change's `run_at`.
+    pub(super) timed: Vec<&'a Planned>,
+}
+
+impl<'a> Moves<'a> {
+    /// The moves of `changes`.
+    pub(super) fn of(changes: &'a [Planned]) -> Moves<'a> {
+        let mut m = Moves::default();
+        for p in changes.iter().filter(|p| p.moves()) {
+            m.moved.push(p);
+            match p.change.from {
+                RunStatus::Running => m.left_leases.push(p.seq),
+                RunStatus::Queued => m.left_queue.push(p.seq),
+                RunStatus::Scheduled => m.left_timers.push(p.seq),
+                _ => {}
+            }
+            match p.change.status {
+                RunStatus::Queued => m.queued.push(p),
+                RunStatus::Scheduled => m.timed.push(p),
+                _ => {}
+            }
+        }
+        m
+    }
 }

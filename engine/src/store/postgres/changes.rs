@@ -29,72 +29,52 @@ pub(super) async fn apply(
     if changes.is_empty() {
         return Ok(());
     }
-    let n = changes.len();
-    let mut seq = Vec::with_capacity(n);
-    let mut status = Vec::with_capacity(n);
-    let mut attempt = Vec::with_capacity(n);
-    let mut max_attempts = Vec::with_capacity(n);
-    let mut error = Vec::with_capacity(n);
-    let mut errors = Vec::with_capacity(n);
-    let mut worker_id = Vec::with_capacity(n);
-    let mut worker = Vec::with_capacity(n);
-    let mut run_at = Vec::with_capacity(n);
-    let mut finished_at = Vec::with_capacity(n);
-    let mut start = Vec::with_capacity(n);
-    let mut clear_output = Vec::with_capacity(n);
-    let (mut from_running, mut from_queued, mut from_scheduled) = (vec![], vec![], vec![]);
-    let (mut q_seq, mut q_tenant, mut q_task, mut q_prio) = (vec![], vec![], vec![], vec![]);
-    let (mut t_seq, mut t_due) = (vec![], vec![]);
-    let (mut e_seq, mut e_from, mut e_to, mut e_attempt, mut e_worker, mut e_reason) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    for p in changes {
-        let c = &p.change;
-        e_seq.push(p.seq);
-        e_from.push(c.event.from.map(|s| s.as_str()));
-        e_to.push(c.event.to.as_str());
-        e_attempt.push(i64::from(c.event.attempt));
-        e_worker.push(c.event.worker.as_deref().map(clean));
-        e_reason.push(clean(&c.event.reason));
-        if !p.moves() {
-            continue;
-        }
-        seq.push(p.seq);
-        status.push(c.status.as_str());
-        attempt.push(i64::from(c.attempt));
-        max_attempts.push(i64::from(c.max_attempts));
-        error.push(c.error.clone());
-        errors.push(c.errors.clone());
-        worker_id.push(c.worker_id.clone());
-        worker.push(c.worker.as_deref().map(clean));
-        run_at.push(p.run_at());
-        finished_at.push(p.finished_at());
-        start.push(match c.start {
-            Start::Keep => "keep",
-            Start::Now => "now",
-            Start::Clear => "clear",
-        });
-        clear_output.push(c.clear_output);
-        match c.from {
-            RunStatus::Running => from_running.push(p.seq),
-            RunStatus::Queued => from_queued.push(p.seq),
-            RunStatus::Scheduled => from_scheduled.push(p.seq),
-            _ => {}
-        }
-        match c.status {
-            RunStatus::Queued => {
-                q_seq.push(p.seq);
-                q_tenant.push(p.tenant.clone());
-                q_task.push(p.task.clone());
-                q_prio.push(p.priority);
-            }
-            RunStatus::Scheduled => {
-                t_seq.push(p.seq);
-                t_due.push(p.run_at());
-            }
-            _ => {}
-        }
-        wakes.reached(c.status);
+    let moves = Moves::of(changes);
+    let e_seq: Vec<i64> = changes.iter().map(|p| p.seq).collect();
+    let e_from: Vec<Option<&str>> = changes
+        .iter()
+        .map(|p| p.change.event.from.map(|s| s.as_str()))
+        .collect();
+    let e_to: Vec<&str> = changes.iter().map(|p| p.change.event.to.as_str()).collect();
+    let e_attempt: Vec<i64> = changes
+        .iter()
+        .map(|p| i64::from(p.change.event.attempt))
+        .collect();
+    let e_worker: Vec<Option<String>> = changes
+        .iter()
+        .map(|p| p.change.event.worker.as_deref().map(clean))
+        .collect();
+    let e_reason: Vec<String> = changes
+        .iter()
+        .map(|p| clean(&p.change.event.reason))
+        .collect();
+    let m = &moves.moved;
+    let seq: Vec<i64> = m.iter().map(|p| p.seq).collect();
+    let status: Vec<&str> = m.iter().map(|p| p.change.status.as_str()).collect();
+    let attempt: Vec<i64> = m.iter().map(|p| i64::from(p.change.attempt)).collect();
+    let max_attempts: Vec<i64> = m.iter().map(|p| i64::from(p.change.max_attempts)).collect();
+    let error: Vec<Option<String>> = m.iter().map(|p| p.change.error.clone()).collect();
+    let errors: Vec<Option<String>> = m.iter().map(|p| p.change.errors.clone()).collect();
+    let worker_id: Vec<Option<String>> = m.iter().map(|p| p.change.worker_id.clone()).collect();
+    let worker: Vec<Option<String>> = m
+        .iter()
+        .map(|p| p.change.worker.as_deref().map(clean))
+        .collect();
+    let run_at: Vec<i64> = m.iter().map(|p| p.run_at()).collect();
+    let finished_at: Vec<Option<i64>> = m.iter().map(|p| p.finished_at()).collect();
+    let start: Vec<&str> = m.iter().map(|p| p.start()).collect();
+    let clear_output: Vec<bool> = m.iter().map(|p| p.change.clear_output).collect();
+    for p in m {
+        wakes.reached(p.change.status);
     }
+    let (from_running, from_queued, from_scheduled) =
+        (&moves.left_leases, &moves.left_queue, &moves.left_timers);
+    let q_seq: Vec<i64> = moves.queued.iter().map(|p| p.seq).collect();
+    let q_tenant: Vec<&str> = moves.queued.iter().map(|p| p.tenant.as_str()).collect();
+    let q_task: Vec<&str> = moves.queued.iter().map(|p| p.task.as_str()).collect();
+    let q_prio: Vec<i64> = moves.queued.iter().map(|p| p.priority).collect();
+    let t_seq: Vec<i64> = moves.timed.iter().map(|p| p.seq).collect();
+    let t_due: Vec<i64> = moves.timed.iter().map(|p| p.run_at()).collect();
     if !seq.is_empty() {
         sqlx::query(
             "UPDATE runs SET status = c.status, attempt = c.attempt, max_attempts = c.max_attempts, \
@@ -129,9 +109,9 @@ pub(super) async fn apply(
              q AS (DELETE FROM queue WHERE run_seq = ANY($2)) \
              DELETE FROM timers WHERE run_seq = ANY($3)",
         )
-        .bind(&from_running)
-        .bind(&from_queued)
-        .bind(&from_scheduled)
+        .bind(from_running)
+        .bind(from_queued)
+        .bind(from_scheduled)
         .execute(&mut *conn)
         .await?;
     }

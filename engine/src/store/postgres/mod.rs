@@ -26,14 +26,14 @@ use super::rows::{
     json_text, CronRow, EventRow, RunRow, StepRow, WorkerRow, CRON_COLS, EVENT_COLS, STEP_COLS,
     WORKER_COLS,
 };
-use super::state::{ExpiredRow, Locked, Planned, StateRow, STATE_COLS};
+use super::state::{ExpiredRow, Locked, Moves, Planned, StateRow, STATE_COLS};
 use super::{
     from_micros, list_query, micros, page_of, CronRecord, Crons, Inserted, Maintenance, NewRun,
     Queue, Runs, Steps, Store, Tokens, Wake, WorkerRecord, Workers,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use owlclaw_core::lifecycle::{Happening, Start};
+use owlclaw_core::lifecycle::Happening;
 use owlclaw_core::task::TaskDef;
 use owlclaw_core::wire::{
     Assignment, Completion, CronSchedule, ListFilter, Outcome, RunEvent, RunPage, RunSnapshot,

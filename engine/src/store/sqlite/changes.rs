@@ -41,53 +41,52 @@ pub(super) async fn apply(
     if changes.is_empty() {
         return Ok(());
     }
-    let mut rows = Vec::new();
-    let (mut from_running, mut from_queued, mut from_scheduled) = (vec![], vec![], vec![]);
-    let (mut queue, mut timers, mut events) = (vec![], vec![], vec![]);
-    for p in changes {
-        let c = &p.change;
-        events.push(json!([
-            p.seq,
-            c.event.from.map(|s| s.as_str()),
-            c.event.to.as_str(),
-            c.event.attempt,
-            c.event.worker,
-            c.event.reason,
-        ]));
-        if !p.moves() {
-            continue;
-        }
-        let start = match c.start {
-            Start::Keep => "keep",
-            Start::Now => "now",
-            Start::Clear => "clear",
-        };
-        rows.push(json!([
-            p.seq,
-            c.status.as_str(),
-            c.attempt,
-            c.max_attempts,
-            c.error,
-            c.errors,
-            c.worker_id,
-            c.worker,
-            p.run_at(),
-            p.finished_at(),
-            start,
-            c.clear_output,
-        ]));
-        match c.from {
-            RunStatus::Running => from_running.push(p.seq),
-            RunStatus::Queued => from_queued.push(p.seq),
-            RunStatus::Scheduled => from_scheduled.push(p.seq),
-            _ => {}
-        }
-        match c.status {
-            RunStatus::Queued => queue.push(json!([p.seq, p.tenant, p.task, p.priority])),
-            RunStatus::Scheduled => timers.push(json!([p.seq, p.run_at()])),
-            _ => {}
-        }
-    }
+    let moves = Moves::of(changes);
+    let events: Vec<Value> = changes
+        .iter()
+        .map(|p| {
+            let e = &p.change.event;
+            json!([
+                p.seq,
+                e.from.map(|s| s.as_str()),
+                e.to.as_str(),
+                e.attempt,
+                e.worker,
+                e.reason
+            ])
+        })
+        .collect();
+    let rows: Vec<Value> = moves
+        .moved
+        .iter()
+        .map(|p| {
+            let c = &p.change;
+            json!([
+                p.seq,
+                c.status.as_str(),
+                c.attempt,
+                c.max_attempts,
+                c.error,
+                c.errors,
+                c.worker_id,
+                c.worker,
+                p.run_at(),
+                p.finished_at(),
+                p.start(),
+                c.clear_output,
+            ])
+        })
+        .collect();
+    let queue: Vec<Value> = moves
+        .queued
+        .iter()
+        .map(|p| json!([p.seq, p.tenant, p.task, p.priority]))
+        .collect();
+    let timers: Vec<Value> = moves
+        .timed
+        .iter()
+        .map(|p| json!([p.seq, p.run_at()]))
+        .collect();
     if !rows.is_empty() {
         sqlx::query(
             "UPDATE runs SET status = c.status, attempt = c.attempt, max_attempts = c.max_attempts, \
@@ -109,9 +108,9 @@ pub(super) async fn apply(
         .await
         .map_err(db)?;
         for (table, seqs) in [
-            ("leases", &from_running),
-            ("queue", &from_queued),
-            ("timers", &from_scheduled),
+            ("leases", &moves.left_leases),
+            ("queue", &moves.left_queue),
+            ("timers", &moves.left_timers),
         ] {
             if !seqs.is_empty() {
                 sqlx::query(&format!(

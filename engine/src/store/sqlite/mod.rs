@@ -9,14 +9,14 @@
 use super::rows::{
     CronRow, EventRow, RunRow, StepRow, WorkerRow, CRON_COLS, EVENT_COLS, STEP_COLS, WORKER_COLS,
 };
-use super::state::{state_cols_of_r, ExpiredRow, Locked, Planned, StateRow, STATE_COLS};
+use super::state::{state_cols_of_r, ExpiredRow, Locked, Moves, Planned, StateRow, STATE_COLS};
 use super::{
     from_micros, list_query, micros, page_of, CronRecord, Crons, Inserted, Maintenance, NewRun,
     Queue, Runs, Steps, Store, Tokens, WorkerRecord, Workers,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use owlclaw_core::lifecycle::{Happening, Start};
+use owlclaw_core::lifecycle::Happening;
 use owlclaw_core::task::TaskDef;
 use owlclaw_core::wire::{
     Assignment, Completion, CronSchedule, ListFilter, Outcome, RunEvent, RunPage, RunSnapshot,

@@ -5,61 +5,38 @@ use crate::store::rows::RecordedStep;
 
 #[async_trait]
 impl Steps for SqliteStore {
-    async fn checkpoint_step(
+    async fn checkpoint_steps(
         &self,
         worker: &WorkerRecord,
-        cp: &StepCheckpoint,
+        checkpoints: &[StepCheckpoint],
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<Vec<Result<()>>> {
         let mut tx = self.begin().await?;
-        let st = state_by_id(&mut tx, Some(&worker.tenant), cp.run_id)
-            .await?
-            .ok_or_else(|| Error::run_not_found(cp.run_id))?;
-        let mut st = st;
-        let recorded: Option<RecordedStep> =
-            sqlx::query_as("SELECT status, attempt FROM steps WHERE run_seq = ? AND position = ?")
-                .bind(st.seq)
-                .bind(i64::from(cp.position))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        let happened = Happening::Checkpoint {
-            worker_id: &worker.id,
-            worker: &worker.name,
-            step: cp,
-            recorded: recorded.as_ref().map(RecordedStep::pair),
-        };
-        let Some(planned) = st.plan(happened, now)? else {
-            // A resend of what is recorded (its first answer was lost): nothing to write.
-            return Ok(());
-        };
-        let (status, finished) = match cp.status {
-            StepStatus::Running => ("running", None),
-            StepStatus::Succeeded => ("succeeded", Some(micros(now))),
-            StepStatus::Failed => ("failed", Some(micros(now))),
-        };
-        sqlx::query(
-            "INSERT INTO steps (run_seq, position, name, status, output, error, attempt, started_at, finished_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(run_seq, position) DO UPDATE SET \
-             name = excluded.name, status = excluded.status, output = excluded.output, error = excluded.error, \
-             attempt = excluded.attempt, finished_at = excluded.finished_at, \
-             started_at = CASE WHEN excluded.status = 'running' THEN excluded.started_at ELSE steps.started_at END",
-        )
-        .bind(st.seq)
-        .bind(i64::from(cp.position))
-        .bind(&cp.name)
-        .bind(status)
-        .bind(cp.output.as_ref().map(|o| o.to_string()))
-        .bind(&cp.error)
-        .bind(i64::from(cp.attempt))
-        .bind(micros(now))
-        .bind(finished)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        apply(&mut tx, std::slice::from_ref(&planned), now).await?;
+        let mut runs: HashMap<RunId, Option<Locked>> = HashMap::new();
+        let mut out = Vec::with_capacity(checkpoints.len());
+        let mut events = Vec::new();
+        for cp in checkpoints {
+            let st = match runs.entry(cp.run_id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(state_by_id(&mut tx, Some(&worker.tenant), cp.run_id).await?)
+                }
+            };
+            let Some(st) = st else {
+                out.push(Err(Error::run_not_found(cp.run_id)));
+                continue;
+            };
+            match checkpoint(&mut tx, worker, st, cp, now).await? {
+                Ok(planned) => {
+                    events.extend(planned);
+                    out.push(Ok(()));
+                }
+                Err(refused) => out.push(Err(refused)),
+            }
+        }
+        apply(&mut tx, &events, now).await?;
         tx.commit().await.map_err(db)?;
-        Ok(())
+        Ok(out)
     }
 
     async fn run_steps(&self, tenant: &str, id: RunId) -> Result<Vec<StepSnapshot>> {
@@ -74,4 +51,59 @@ impl Steps for SqliteStore {
         .map_err(db)?;
         Ok(rows.into_iter().map(StepSnapshot::from).collect())
     }
+}
+
+/// One checkpoint of a run read in the transaction: the step's row written (unless the
+/// checkpoint repeats it), and the change to apply (its event); the inner error is a refusal.
+async fn checkpoint(
+    conn: &mut SqliteConnection,
+    worker: &WorkerRecord,
+    st: &mut Locked,
+    cp: &StepCheckpoint,
+    now: DateTime<Utc>,
+) -> Result<Result<Option<Planned>>> {
+    let recorded: Option<RecordedStep> =
+        sqlx::query_as("SELECT status, attempt FROM steps WHERE run_seq = ? AND position = ?")
+            .bind(st.seq)
+            .bind(i64::from(cp.position))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+    let happened = Happening::Checkpoint {
+        worker_id: &worker.id,
+        worker: &worker.name,
+        step: cp,
+        recorded: recorded.as_ref().map(RecordedStep::pair),
+    };
+    let planned = match st.plan(happened, now) {
+        Ok(Some(planned)) => planned,
+        // A resend of what is recorded (its first answer was lost): nothing to write.
+        Ok(None) => return Ok(Ok(None)),
+        Err(refused) => return Ok(Err(refused)),
+    };
+    let (status, finished) = match cp.status {
+        StepStatus::Running => ("running", None),
+        StepStatus::Succeeded => ("succeeded", Some(micros(now))),
+        StepStatus::Failed => ("failed", Some(micros(now))),
+    };
+    sqlx::query(
+        "INSERT INTO steps (run_seq, position, name, status, output, error, attempt, started_at, finished_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(run_seq, position) DO UPDATE SET \
+         name = excluded.name, status = excluded.status, output = excluded.output, error = excluded.error, \
+         attempt = excluded.attempt, finished_at = excluded.finished_at, \
+         started_at = CASE WHEN excluded.status = 'running' THEN excluded.started_at ELSE steps.started_at END",
+    )
+    .bind(st.seq)
+    .bind(i64::from(cp.position))
+    .bind(&cp.name)
+    .bind(status)
+    .bind(cp.output.as_ref().map(|o| o.to_string()))
+    .bind(&cp.error)
+    .bind(i64::from(cp.attempt))
+    .bind(micros(now))
+    .bind(finished)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(Ok(Some(planned)))
 }
