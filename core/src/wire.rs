@@ -448,12 +448,17 @@ pub struct ExchangeRequest {
     /// Renew every lease of this worker and record that it is alive.
     #[serde(default)]
     pub heartbeat: bool,
-    /// The worker's id for this request, 1 to 100 characters. A request sent again because its
-    /// answer never arrived (a lost connection, a replica that died) carries the same id: the
-    /// runs claimed for it come back, rather than staying leased to a worker that never got them.
+    /// The worker's id for this request, 1 to 100 characters, which tags what is claimed for it.
+    /// A request sent again because its answer never arrived (a lost connection, a replica that
+    /// died) carries the same id and `resent`: the runs claimed for it come back, rather than
+    /// staying leased to a worker that never got them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub request_id: Option<String>,
+    /// This request (same `request_id`) was sent before and its answer never arrived: the runs
+    /// claimed for it come first in this answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resent: bool,
 }
 
 /// A run handed to a worker.

@@ -2289,6 +2289,10 @@ async fn errors_keep_their_cause(h: &Harness) {
     );
 }
 
+fn req(id: &str, resent: bool) -> Option<store::ClaimRequest<'_>> {
+    Some(store::ClaimRequest { id, resent })
+}
+
 /// A worker's exchange request whose answer was lost (the engine died after committing the
 /// claim) is retried with the same id: it gets the same runs back, without another attempt or
 /// another claim, and new ones only for its other slots; with fewer slots, the rest go back to
@@ -2299,7 +2303,7 @@ async fn a_retried_request_gets_its_claims_back(h: &Harness) {
     let w = h.worker("w-retry", &["t.r"], t).await;
     let ids = insert(s, (0..4).map(|_| new_run("t.r", t)).collect(), t).await;
     let first = s
-        .claim(&w, 2, t + secs(1.0), LEASE, Some("req-1"))
+        .claim(&w, 2, t + secs(1.0), LEASE, req("req-1", false))
         .await
         .unwrap();
     let got: Vec<RunId> = first.iter().map(|a| a.run_id).collect();
@@ -2307,7 +2311,7 @@ async fn a_retried_request_gets_its_claims_back(h: &Harness) {
 
     // The retry: the same two runs, same attempt, and one more for the third slot.
     let again = s
-        .claim(&w, 3, t + secs(2.0), LEASE, Some("req-1"))
+        .claim(&w, 3, t + secs(2.0), LEASE, req("req-1", true))
         .await
         .unwrap();
     let got: Vec<(RunId, u32)> = again.iter().map(|a| (a.run_id, a.attempt)).collect();
@@ -2326,7 +2330,7 @@ async fn a_retried_request_gets_its_claims_back(h: &Harness) {
     // Another request id gets new runs only; a retry with one slot keeps one and hands back the
     // others at once.
     let other = s
-        .claim(&w, 5, t + secs(3.0), LEASE, Some("req-2"))
+        .claim(&w, 5, t + secs(3.0), LEASE, req("req-2", false))
         .await
         .unwrap();
     assert_eq!(
@@ -2334,7 +2338,7 @@ async fn a_retried_request_gets_its_claims_back(h: &Harness) {
         vec![ids[3]]
     );
     let one = s
-        .claim(&w, 1, t + secs(4.0), LEASE, Some("req-1"))
+        .claim(&w, 1, t + secs(4.0), LEASE, req("req-1", true))
         .await
         .unwrap();
     assert_eq!(
@@ -2359,7 +2363,7 @@ async fn a_retried_request_gets_its_claims_back(h: &Harness) {
     // Another worker with the same request id gets nothing of the first worker's.
     let w2 = h.worker("w-other", &["t.r"], t).await;
     let theirs = s
-        .claim(&w2, 5, t + secs(5.0), LEASE, Some("req-1"))
+        .claim(&w2, 5, t + secs(5.0), LEASE, req("req-1", true))
         .await
         .unwrap();
     let got: Vec<RunId> = theirs.iter().map(|a| a.run_id).collect();

@@ -3,7 +3,7 @@
 
 use super::{Engine, MAX_SLOTS, MAX_WAIT};
 use crate::limits;
-use crate::store::WorkerRecord;
+use crate::store::{ClaimRequest, WorkerRecord};
 use chrono::Utc;
 use owlclaw_core::task::{self as taskdef};
 use owlclaw_core::wire::*;
@@ -138,7 +138,18 @@ impl Engine {
             }
             limits::check_text("request_id", id)?;
         }
+        if req.resent && req.request_id.is_none() {
+            return Err(Error::invalid_input(
+                "resent",
+                "true without a request_id: name the request that is sent again",
+            ));
+        }
         let store = &self.inner.store;
+        let request_id = req.request_id.clone();
+        let claim_request = request_id.as_deref().map(|id| ClaimRequest {
+            id,
+            resent: req.resent,
+        });
         let lease = self.inner.cfg.lease;
         let mut assignments = Vec::new();
         let mut claimed = false;
@@ -165,7 +176,7 @@ impl Engine {
                         req.want,
                         Utc::now(),
                         lease,
-                        req.request_id.as_deref(),
+                        claim_request,
                     )
                     .await?;
                 assignments = done.claimed;
@@ -204,13 +215,7 @@ impl Engine {
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 assignments = store
-                    .claim(
-                        &worker,
-                        req.want,
-                        Utc::now(),
-                        lease,
-                        req.request_id.as_deref(),
-                    )
+                    .claim(&worker, req.want, Utc::now(), lease, claim_request)
                     .await?;
                 let now = Instant::now();
                 if !assignments.is_empty() || now >= deadline {

@@ -130,6 +130,17 @@ pub struct QueueDepth {
     pub ready: u64,
 }
 
+/// The worker's exchange request a claim is made for: its claims are tagged with its id, and a
+/// request sent again after its answer was lost (`resent`) first gets back what was claimed
+/// for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimRequest<'a> {
+    /// The worker's id for the request.
+    pub id: &'a str,
+    /// The request was sent before and its answer never arrived.
+    pub resent: bool,
+}
+
 /// What reporting finished attempts and claiming new runs did, in one transaction.
 #[derive(Debug, Clone, Default)]
 pub struct Exchanged {
@@ -209,15 +220,15 @@ pub trait Runs: Send + Sync {
 pub trait Queue: Send + Sync {
     /// Claims up to `n` queued runs of the given tasks, highest priority first, FIFO within one
     /// priority, and gives the worker a lease on each. `request` names the worker's exchange
-    /// request: a retry of a request whose answer was lost (same id, same worker) first gets back
-    /// the runs still leased for it, then new ones up to `n`; those beyond `n` are handed back.
+    /// request: a resent request (same id, same worker) first gets back the runs still leased for
+    /// it, then new ones up to `n`; those beyond `n` are handed back.
     async fn claim(
         &self,
         worker: &WorkerRecord,
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
-        request: Option<&str>,
+        request: Option<ClaimRequest<'_>>,
     ) -> Result<Vec<Assignment>>;
     /// Applies finished attempts. Stale ones (another attempt, another worker, no longer running)
     /// are ignored. Returns how many runs changed state.
@@ -236,7 +247,7 @@ pub trait Queue: Send + Sync {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
-        request: Option<&str>,
+        request: Option<ClaimRequest<'_>>,
     ) -> Result<Exchanged>;
     /// Renews the worker's leases and returns the held runs it must stop (cancelled, or no longer
     /// its own).

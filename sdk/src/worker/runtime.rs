@@ -94,20 +94,34 @@ pub(super) struct Runtime {
     freed: Option<OwnedSemaphorePermit>,
     /// The id of the long poll to send, kept after a transient failure so that the retry gets
     /// back what the engine claimed for it if the answer was lost.
-    poll_id: Option<String>,
+    poll_id: Option<RequestId>,
     /// The same for the next report.
-    report_id: Option<String>,
+    report_id: Option<RequestId>,
 }
 
-/// A fresh id for an exchange request.
-fn request_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+/// The id of an exchange request, and whether it was sent already.
+#[derive(Debug)]
+struct RequestId {
+    id: String,
+    sent: bool,
+}
+
+impl RequestId {
+    /// The id and `resent` of the next request: the kept id, or a fresh one.
+    fn next(slot: &mut Option<RequestId>) -> (Option<String>, bool) {
+        let r = slot.get_or_insert_with(|| RequestId {
+            id: uuid::Uuid::new_v4().simple().to_string(),
+            sent: false,
+        });
+        let resent = std::mem::replace(&mut r.sent, true);
+        (Some(r.id.clone()), resent)
+    }
 }
 
 /// After an exchange: a request that failed for a reason that may have hidden its answer (a lost
 /// connection, a time-out, a 503) is sent again with the same id; otherwise the next one gets a
 /// new id.
-fn after_exchange<T>(id: &mut Option<String>, result: &Result<T>) {
+fn after_exchange<T>(id: &mut Option<RequestId>, result: &Result<T>) {
     if !matches!(result, Err(e) if e.is_transient()) {
         *id = None;
     }
@@ -309,10 +323,12 @@ impl Runtime {
         if let Some(more) = self.take_free_slots() {
             slots.merge(more);
         }
+        let (request_id, resent) = RequestId::next(&mut self.poll_id);
         let req = ExchangeRequest {
             want: slots.num_permits() as u32,
             wait_ms: POLL_WAIT.as_millis() as u64,
-            request_id: Some(self.poll_id.get_or_insert_with(request_id).clone()),
+            request_id,
+            resent,
             ..ExchangeRequest::default()
         };
         let link = self.link.clone();
@@ -338,7 +354,14 @@ impl Runtime {
             want: slots.as_ref().map_or(0, |p| p.num_permits() as u32),
             wait_ms: 0,
             heartbeat: beat,
-            request_id: Some(self.report_id.get_or_insert_with(request_id).clone()),
+            request_id: None,
+            resent: false,
+        };
+        let (request_id, resent) = RequestId::next(&mut self.report_id);
+        let req = ExchangeRequest {
+            request_id,
+            resent,
+            ..req
         };
         let link = self.link.clone();
         Box::pin(async move {

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::store::rows::{QueueDepthRow, QUEUE_DEPTH_SQL};
-use crate::store::{Exchanged, QueueDepth};
+use crate::store::{ClaimRequest, Exchanged, QueueDepth};
 use owlclaw_core::lifecycle;
 
 /// Applies the successful completions (`$8` ids, `$9` attempts, `$10` outputs) of worker `$6`
@@ -30,8 +30,9 @@ WITH c AS (
 ), again AS (
     SELECT r.seq, r.id, r.task, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.parent_id,
         r.priority, r.run_at
-    FROM leases l JOIN runs r ON r.seq = l.run_seq
-    WHERE $11::text IS NOT NULL AND l.worker_id = $6 AND l.claim_id = $11
+    FROM runs r
+    WHERE $13::bool AND r.seq = ANY(ARRAY(SELECT run_seq FROM leases
+            WHERE worker_id = $6 AND claim_id = $11))
         AND r.status = 'running' AND r.worker_id = $6
 ), renewed AS (
     UPDATE leases SET expires_at = LEAST($4 + $7, deadline)
@@ -85,7 +86,7 @@ pub(super) async fn report_and_claim(
     n: u32,
     now: DateTime<Utc>,
     lease: Duration,
-    request: Option<&str>,
+    request: Option<ClaimRequest<'_>>,
 ) -> R<(usize, Vec<Assignment>, Vec<i64>)> {
     let (mut ids, mut attempts, mut outputs) = (vec![], vec![], vec![]);
     for c in completions {
@@ -110,8 +111,9 @@ pub(super) async fn report_and_claim(
         .bind(&ids)
         .bind(&attempts)
         .bind(&outputs)
-        .bind(request)
+        .bind(request.map(|r| r.id))
         .bind(lifecycle::reason::CLAIMED)
+        .bind(request.is_some_and(|r| r.resent))
         .fetch_all(conn)
         .await?;
     let mut changed = 0;
@@ -202,7 +204,7 @@ impl PostgresStore {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
-        request: Option<&str>,
+        request: Option<ClaimRequest<'_>>,
     ) -> R<(usize, Vec<Assignment>)> {
         let all_ok = completions
             .iter()
@@ -375,7 +377,7 @@ impl Queue for PostgresStore {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
-        request: Option<&str>,
+        request: Option<ClaimRequest<'_>>,
     ) -> Result<Vec<Assignment>> {
         if n == 0 || worker.tasks.is_empty() {
             return Ok(Vec::new());
@@ -408,7 +410,7 @@ impl Queue for PostgresStore {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
-        request: Option<&str>,
+        request: Option<ClaimRequest<'_>>,
     ) -> Result<Exchanged> {
         let (changed, claimed) = self
             .retry(|| self.complete_tx(worker, completions, n, now, lease, request))

@@ -3,7 +3,7 @@
 use super::*;
 use crate::store::rows::{AssignmentRow, ASSIGNMENT_COLS};
 use crate::store::rows::{QueueDepthRow, QUEUE_DEPTH_SQL};
-use crate::store::{Exchanged, QueueDepth};
+use crate::store::{ClaimRequest, Exchanged, QueueDepth};
 use owlclaw_core::lifecycle;
 
 /// Claims up to `n` queued runs of the worker's tasks inside the caller's transaction.
@@ -14,17 +14,17 @@ pub(super) async fn claim_tx(
     n: u32,
     now: DateTime<Utc>,
     lease: Duration,
-    request: Option<&str>,
+    request: Option<ClaimRequest<'_>>,
 ) -> Result<Vec<Assignment>> {
     let mut out = match request {
-        Some(request) => reclaim_tx(conn, worker, request, n, now, lease).await?,
-        None => Vec::new(),
+        Some(r) if r.resent => reclaim_tx(conn, worker, r.id, n, now, lease).await?,
+        _ => Vec::new(),
     };
     let n = n.saturating_sub(out.len() as u32);
     if n == 0 {
         return Ok(out);
     }
-    out.extend(claim_new(conn, worker, tasks, n, now, lease, request).await?);
+    out.extend(claim_new(conn, worker, tasks, n, now, lease, request.map(|r| r.id)).await?);
     Ok(out)
 }
 
@@ -39,9 +39,9 @@ async fn reclaim_tx(
     lease: Duration,
 ) -> Result<Vec<Assignment>> {
     let mut rows: Vec<AssignmentRow> = sqlx::query_as(&format!(
-        "SELECT {ASSIGNMENT_COLS} FROM leases l JOIN runs r ON r.seq = l.run_seq \
-         WHERE l.worker_id = ?1 AND l.claim_id = ?2 AND r.status = 'running' AND r.worker_id = ?1 \
-         ORDER BY r.priority DESC, r.seq"
+        "SELECT {ASSIGNMENT_COLS} FROM runs r \
+         WHERE r.seq IN (SELECT run_seq FROM leases WHERE worker_id = ?1 AND claim_id = ?2) \
+         AND r.status = 'running' AND r.worker_id = ?1 ORDER BY r.priority DESC, r.seq"
     ))
     .bind(&worker.id)
     .bind(request)
@@ -252,9 +252,10 @@ impl Queue for SqliteStore {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
-        request: Option<&str>,
+        request: Option<ClaimRequest<'_>>,
     ) -> Result<Vec<Assignment>> {
-        if worker.tasks.is_empty() || (n == 0 && request.is_none()) {
+        let resent = request.filter(|r| r.resent).map(|r| r.id);
+        if worker.tasks.is_empty() || (n == 0 && resent.is_none()) {
             return Ok(Vec::new());
         }
         let tasks = ids_json(&worker.tasks);
@@ -266,7 +267,7 @@ impl Queue for SqliteStore {
         )
         .bind(&worker.tenant)
         .bind(&tasks)
-        .bind(request)
+        .bind(resent)
         .bind(&worker.id)
         .fetch_optional(&self.read)
         .await
@@ -302,11 +303,11 @@ impl Queue for SqliteStore {
         n: u32,
         now: DateTime<Utc>,
         lease: Duration,
-        request: Option<&str>,
+        request: Option<ClaimRequest<'_>>,
     ) -> Result<Exchanged> {
         let mut tx = self.begin().await?;
         let changed = complete_tx(&mut tx, worker, completions, now).await?;
-        let claimed = if (n > 0 || request.is_some()) && !worker.tasks.is_empty() {
+        let claimed = if (n > 0 || request.is_some_and(|r| r.resent)) && !worker.tasks.is_empty() {
             claim_tx(
                 &mut tx,
                 worker,
