@@ -20,6 +20,7 @@ use std::time::Duration;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod rows;
+mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod state;

@@ -64,24 +64,12 @@ impl Crons for PostgresStore {
     }
 
     async fn upsert_cron(&self, cron: &CronRecord) -> Result<()> {
-        let s = &cron.schedule;
-        sqlx::query(
-            "WITH up AS (INSERT INTO crons (tenant, id, task, expr, timezone, input, last_tick, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7) ON CONFLICT (tenant, id) DO UPDATE SET \
-             task = excluded.task, expr = excluded.expr, timezone = excluded.timezone, input = excluded.input \
-             RETURNING 1) \
-             SELECT pg_notify('owlclaw', 'crons') FROM up",
-        )
-        .bind(&cron.tenant)
-        .bind(&s.id)
-        .bind(&s.task)
-        .bind(&s.expr)
-        .bind(&s.timezone)
-        .bind(s.input.to_string())
-        .bind(micros(s.created_at))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.place.db(e))?;
+        let mut q = sql::upsert_cron::<Postgres>("WITH up AS (", cron);
+        q.push(" RETURNING 1) SELECT pg_notify('owlclaw', 'crons') FROM up");
+        q.build()
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.place.db(e))?;
         Ok(())
     }
 

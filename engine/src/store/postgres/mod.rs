@@ -26,6 +26,7 @@ use super::rows::{
     json_text, CronRow, EventRow, RunRow, StepRow, WorkerRow, CRON_COLS, EVENT_COLS, STEP_COLS,
     WORKER_COLS,
 };
+use super::sql;
 use super::state::{ExpiredRow, Locked, Moves, Planned, StateRow, STATE_COLS};
 use super::{
     from_micros, list_query, micros, page_of, CronRecord, Crons, Inserted, Maintenance, NewRun,
@@ -42,7 +43,7 @@ use owlclaw_core::wire::{
 use owlclaw_core::{Error, Result, RunId, RunStatus};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions};
-use sqlx::{Connection, Row};
+use sqlx::{Connection, Postgres, Row};
 use std::collections::HashMap;
 use std::future::Future;
 use std::str::FromStr;

@@ -5,16 +5,12 @@ use crate::store::rows::{QueueDepthRow, QUEUE_DEPTH_SQL};
 use crate::store::{ClaimRequest, Exchanged, QueueDepth};
 use owlclaw_core::lifecycle;
 
-/// Applies the successful completions (`$8` ids, `$9` attempts, `$10` outputs) of worker `$6`
-/// (named `$5`), then claims up to `$3` queued runs of tenant `$1` and tasks `$2` for it with a
-/// lease of `$7` µs, at `$4`. Either half may be empty. One row per claimed run (in claim
-/// order), or a single row with NULL run columns when none was; `changed` counts the successes
-/// applied.
-///
-/// Claims skip queue rows, and runs, locked by others (another replica's claim, a cancel in
-/// progress): they never wait, and never hand out a run twice.
-pub(super) const REPORT_AND_CLAIM: &str = "\
-WITH c AS (
+/// The statement of [`REPORT_AND_CLAIM`] and [`REPORT_AND_RECLAIM`]: `$again` adds CTEs before
+/// the claim, `$limit` is how many new runs it claims, `$rows` the runs it returns.
+macro_rules! report_and_claim {
+    ($again:literal, $limit:literal, $rows:literal) => {
+        concat!(
+            "WITH c AS (
     SELECT * FROM UNNEST($8::text[], $9::bigint[], $10::text[]) AS c(id, attempt, output)
 ), done AS (
     UPDATE runs r SET status = 'succeeded', output = c.output, error = NULL, finished_at = $4
@@ -27,19 +23,13 @@ WITH c AS (
     SELECT seq, $4, 'running', 'succeeded', attempt, $5, 'succeeded' FROM done ORDER BY seq
 ), note AS (
     SELECT pg_notify('owlclaw', 'finished') FROM (SELECT 1 FROM done LIMIT 1) AS any_done
-), again AS (
-    SELECT r.seq, r.id, r.task, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.parent_id,
-        r.priority, r.run_at
-    FROM runs r
-    WHERE $13::bool AND r.seq = ANY(ARRAY(SELECT run_seq FROM leases
-            WHERE worker_id = $6 AND claim_id = $11))
-        AND r.status = 'running' AND r.worker_id = $6
-), renewed AS (
-    UPDATE leases SET expires_at = LEAST($4 + $7, deadline)
-    WHERE run_seq = ANY(ARRAY(SELECT seq FROM again))
-), picked AS (
+)",
+            $again,
+            ", picked AS (
     SELECT qid, run_seq FROM queue WHERE tenant = $1 AND task = ANY($2)
-    ORDER BY priority DESC, qid LIMIT GREATEST($3 - (SELECT count(*) FROM again), 0)
+    ORDER BY priority DESC, qid LIMIT ",
+            $limit,
+            "
     FOR UPDATE SKIP LOCKED
 ), locked AS (
     SELECT seq FROM runs WHERE seq = ANY(ARRAY(SELECT run_seq FROM picked)) FOR UPDATE SKIP LOCKED
@@ -66,15 +56,50 @@ WITH c AS (
 SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM note) AS noted,
        k.seq, k.id, k.task, k.input, k.attempt, k.max_attempts, k.timeout_ms, k.parent_id,
        k.run_at
-FROM (SELECT 1) AS one LEFT JOIN (
-    SELECT 0 AS part, priority, seq AS ord, seq, id, task, input, attempt, max_attempts,
+FROM (SELECT 1) AS one LEFT JOIN (",
+            $rows,
+            ") k ON true
+ORDER BY k.part, k.priority DESC, k.ord"
+        )
+    };
+}
+
+/// Applies the successful completions (`$8` ids, `$9` attempts, `$10` outputs) of worker `$6`
+/// (named `$5`), then claims up to `$3` queued runs of tenant `$1` and tasks `$2` for it with a
+/// lease of `$7` µs, at `$4`, tagged with the exchange request `$11` (may be NULL), with the event
+/// reason `$12`. Either half may be empty. One row per claimed run (in claim order), or a single
+/// row with NULL run columns when none was; `changed` counts the successes applied.
+///
+/// Claims skip queue rows, and runs, locked by others (another replica's claim, a cancel in
+/// progress): they never wait, and never hand out a run twice.
+pub(super) const REPORT_AND_CLAIM: &str = report_and_claim!(
+    "",
+    "$3",
+    "SELECT 1 AS part, priority, qid AS ord, seq, id, task, input, attempt, max_attempts,
+        timeout_ms, parent_id, run_at FROM claimed"
+);
+
+/// [`REPORT_AND_CLAIM`] for a resent request `$11`: the runs still leased to the worker for it
+/// come first (their leases renewed), then new claims for the other slots.
+pub(super) const REPORT_AND_RECLAIM: &str = report_and_claim!(
+    ", again AS (
+    SELECT r.seq, r.id, r.task, r.input, r.attempt, r.max_attempts, r.timeout_ms, r.parent_id,
+        r.priority, r.run_at
+    FROM runs r
+    WHERE r.seq = ANY(ARRAY(SELECT run_seq FROM leases WHERE worker_id = $6 AND claim_id = $11))
+        AND r.status = 'running' AND r.worker_id = $6
+), renewed AS (
+    UPDATE leases SET expires_at = LEAST($4 + $7, deadline)
+    WHERE run_seq = ANY(ARRAY(SELECT seq FROM again))
+)",
+    "GREATEST($3 - (SELECT count(*) FROM again), 0)",
+    "SELECT 0 AS part, priority, seq AS ord, seq, id, task, input, attempt, max_attempts,
         timeout_ms, parent_id, run_at FROM again
     UNION ALL
     SELECT 1, priority, qid, seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id,
         run_at
-    FROM claimed
-) k ON true
-ORDER BY k.part, k.priority DESC, k.ord";
+    FROM claimed"
+);
 
 /// Runs [`REPORT_AND_CLAIM`] for the successes among `completions` and up to `n` claims (the runs
 /// still leased for `request` first). Returns the changed count, the assignments and the rows
@@ -100,7 +125,12 @@ pub(super) async fn report_and_claim(
     if ids.is_empty() && n == 0 {
         return Ok((0, Vec::new(), Vec::new()));
     }
-    let rows = sqlx::query(REPORT_AND_CLAIM)
+    let sql = if request.is_some_and(|r| r.resent) {
+        REPORT_AND_RECLAIM
+    } else {
+        REPORT_AND_CLAIM
+    };
+    let rows = sqlx::query(sql)
         .bind(&worker.tenant)
         .bind(&worker.tasks)
         .bind(i64::from(n))
@@ -113,7 +143,6 @@ pub(super) async fn report_and_claim(
         .bind(&outputs)
         .bind(request.map(|r| r.id))
         .bind(lifecycle::reason::CLAIMED)
-        .bind(request.is_some_and(|r| r.resent))
         .fetch_all(conn)
         .await?;
     let mut changed = 0;

@@ -31,31 +31,16 @@ impl PostgresStore {
         defs.sort_by(|a, b| a.name.cmp(&b.name));
         let mut crons = false;
         for def in defs {
-            sqlx::query(
-                "INSERT INTO tasks (tenant, name, def, updated_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (tenant, name) DO UPDATE SET def = excluded.def, updated_at = excluded.updated_at",
-            )
-            .bind(&worker.tenant)
-            .bind(&def.name)
-            .bind(serde_json::to_string(def).unwrap_or_default())
-            .bind(micros(now))
-            .execute(&mut *tx)
-            .await?;
-            if let Some(expr) = &def.cron {
-                crons = true;
-                sqlx::query(
-                    "INSERT INTO crons (tenant, id, task, expr, timezone, input, last_tick, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, 'null', NULL, $6) ON CONFLICT (tenant, id) DO UPDATE SET \
-                     expr = excluded.expr, timezone = excluded.timezone",
-                )
-                .bind(&worker.tenant)
-                .bind(format!("task:{}", def.name))
-                .bind(&def.name)
-                .bind(expr)
-                .bind(def.timezone.as_deref().unwrap_or("UTC"))
-                .bind(micros(now))
+            sql::upsert_task::<Postgres>(worker, def, now)
+                .build()
                 .execute(&mut *tx)
                 .await?;
+            if let Some(expr) = &def.cron {
+                crons = true;
+                sql::upsert_task_cron::<Postgres>(worker, def, expr, now)
+                    .build()
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         let wakes = Wakes {

@@ -25,22 +25,11 @@ impl Crons for SqliteStore {
     }
 
     async fn upsert_cron(&self, cron: &CronRecord) -> Result<()> {
-        let s = &cron.schedule;
-        sqlx::query(
-            "INSERT INTO crons (tenant, id, task, expr, timezone, input, last_tick, created_at) \
-             VALUES (?, ?, ?, ?, ?, ?, NULL, ?) ON CONFLICT(tenant, id) DO UPDATE SET task = excluded.task, \
-             expr = excluded.expr, timezone = excluded.timezone, input = excluded.input",
-        )
-        .bind(&cron.tenant)
-        .bind(&s.id)
-        .bind(&s.task)
-        .bind(&s.expr)
-        .bind(&s.timezone)
-        .bind(s.input.to_string())
-        .bind(micros(s.created_at))
-        .execute(&self.write)
-        .await
-        .map_err(db)?;
+        sql::upsert_cron::<Sqlite>("", cron)
+            .build()
+            .execute(&self.write)
+            .await
+            .map_err(db)?;
         Ok(())
     }
 

@@ -9,6 +9,7 @@
 use super::rows::{
     CronRow, EventRow, RunRow, StepRow, WorkerRow, CRON_COLS, EVENT_COLS, STEP_COLS, WORKER_COLS,
 };
+use super::sql;
 use super::state::{state_cols_of_r, ExpiredRow, Locked, Moves, Planned, StateRow, STATE_COLS};
 use super::{
     from_micros, list_query, micros, page_of, CronRecord, Crons, Inserted, Maintenance, NewRun,

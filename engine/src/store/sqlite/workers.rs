@@ -27,32 +27,17 @@ impl Workers for SqliteStore {
         .await
         .map_err(db)?;
         for def in &reg.tasks {
-            sqlx::query(
-                "INSERT INTO tasks (tenant, name, def, updated_at) VALUES (?, ?, ?, ?) \
-                 ON CONFLICT(tenant, name) DO UPDATE SET def = excluded.def, updated_at = excluded.updated_at",
-            )
-            .bind(&worker.tenant)
-            .bind(&def.name)
-            .bind(serde_json::to_string(def).unwrap_or_default())
-            .bind(micros(now))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            if let Some(expr) = &def.cron {
-                sqlx::query(
-                    "INSERT INTO crons (tenant, id, task, expr, timezone, input, last_tick, created_at) \
-                     VALUES (?, ?, ?, ?, ?, 'null', NULL, ?) ON CONFLICT(tenant, id) DO UPDATE SET \
-                     expr = excluded.expr, timezone = excluded.timezone",
-                )
-                .bind(&worker.tenant)
-                .bind(format!("task:{}", def.name))
-                .bind(&def.name)
-                .bind(expr)
-                .bind(def.timezone.as_deref().unwrap_or("UTC"))
-                .bind(micros(now))
+            sql::upsert_task::<Sqlite>(worker, def, now)
+                .build()
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
+            if let Some(expr) = &def.cron {
+                sql::upsert_task_cron::<Sqlite>(worker, def, expr, now)
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
             }
         }
         tx.commit().await.map_err(db)?;
