@@ -166,7 +166,7 @@ fn unknown_argument(input: ParseStream<'_>) -> syn::Error {
 fn closest_key(key: &str) -> Option<&'static str> {
     VALID_KEYS
         .iter()
-        .map(|valid| (edit_distance(key, valid), *valid))
+        .map(|valid| (strsim::levenshtein(key, valid), *valid))
         .filter(|(distance, valid)| {
             let common_prefix = key
                 .chars()
@@ -177,21 +177,6 @@ fn closest_key(key: &str) -> Option<&'static str> {
         })
         .min()
         .map(|(_, valid)| valid)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut diagonal = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = diagonal + usize::from(ca != *cb);
-            diagonal = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
-        }
-    }
-    row[b.len()]
 }
 
 /// The checked policies. `None` is "not given": the generated `TaskSpec` takes
