@@ -124,7 +124,7 @@ impl Engine {
             parent_id: req.parent_id,
             reason: match req.parent_id {
                 Some(p) => format!("scheduled by run {p}"),
-                None => "scheduled".into(),
+                None => owlclaw_core::lifecycle::reason::SCHEDULED.into(),
             },
         })
     }

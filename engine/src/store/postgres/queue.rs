@@ -20,7 +20,7 @@ macro_rules! report_and_claim {
     DELETE FROM leases WHERE run_seq = ANY(ARRAY(SELECT seq FROM done))
 ), finished AS (
     INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason)
-    SELECT seq, $4, 'running', 'succeeded', attempt, $5, 'succeeded' FROM done ORDER BY seq
+    SELECT seq, $4, 'running', 'succeeded', attempt, $5, $13 FROM done ORDER BY seq
 ), note AS (
     SELECT pg_notify('owlclaw', 'finished') FROM (SELECT 1 FROM done LIMIT 1) AS any_done
 )",
@@ -66,9 +66,10 @@ ORDER BY k.part, k.priority DESC, k.ord"
 
 /// Applies the successful completions (`$8` ids, `$9` attempts, `$10` outputs) of worker `$6`
 /// (named `$5`), then claims up to `$3` queued runs of tenant `$1` and tasks `$2` for it with a
-/// lease of `$7` µs, at `$4`, tagged with the exchange request `$11` (may be NULL), with the event
-/// reason `$12`. Either half may be empty. One row per claimed run (in claim order), or a single
-/// row with NULL run columns when none was; `changed` counts the successes applied.
+/// lease of `$7` µs, at `$4`, tagged with the exchange request `$11` (may be NULL). The events'
+/// reasons are `$12` (claimed) and `$13` (succeeded), from `lifecycle::reason`. Either half may
+/// be empty. One row per claimed run (in claim order), or a single row with NULL run columns when
+/// none was; `changed` counts the successes applied.
 ///
 /// Claims skip queue rows, and runs, locked by others (another replica's claim, a cancel in
 /// progress): they never wait, and never hand out a run twice.
@@ -143,6 +144,7 @@ pub(super) async fn report_and_claim(
         .bind(&outputs)
         .bind(request.map(|r| r.id))
         .bind(lifecycle::reason::CLAIMED)
+        .bind(lifecycle::reason::SUCCEEDED)
         .fetch_all(conn)
         .await?;
     let mut changed = 0;
@@ -342,12 +344,13 @@ impl PostgresStore {
                  q AS (INSERT INTO queue (run_seq, tenant, task, priority) \
                    SELECT seq, tenant, task, priority FROM ordered ORDER BY due_at, seq), \
                  e AS (INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
-                   SELECT seq, $1, 'scheduled', 'queued', attempt, NULL, 'due' FROM ordered \
+                   SELECT seq, $1, 'scheduled', 'queued', attempt, NULL, $3 FROM ordered \
                    ORDER BY due_at, seq) \
                  SELECT count(*) FROM ordered",
             )
             .bind(now_us)
             .bind(i64::from(limit))
+            .bind(lifecycle::reason::DUE)
             .fetch_one(&mut *tx)
             .await?;
             m.promoted = promoted as usize;

@@ -2,14 +2,13 @@
 
 use super::*;
 
-/// Reads one run's state (in a tenant, when given) inside a write transaction.
+/// Reads the state of a run of `tenant` inside a write transaction.
 pub(super) async fn state_by_id(
     conn: &mut SqliteConnection,
-    tenant: Option<&str>,
+    tenant: &str,
     id: RunId,
 ) -> Result<Option<Locked>> {
-    let sql =
-        format!("SELECT {STATE_COLS} FROM runs WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)");
+    let sql = format!("SELECT {STATE_COLS} FROM runs WHERE id = ? AND tenant = ?");
     let row: Option<StateRow> = sqlx::query_as(&sql)
         .bind(id.to_string())
         .bind(tenant)

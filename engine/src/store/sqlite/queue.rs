@@ -206,11 +206,12 @@ pub(super) async fn complete_tx(
             let events: Vec<Value> = done.iter().map(|(s, a)| json!([s, a])).collect();
             sqlx::query(
                 "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
-                 SELECT value->>0, ?2, 'running', 'succeeded', value->>1, ?3, 'succeeded' FROM json_each(?1)",
+                 SELECT value->>0, ?2, 'running', 'succeeded', value->>1, ?3, ?4 FROM json_each(?1)",
             )
             .bind(Value::Array(events).to_string())
             .bind(micros(now))
             .bind(&worker.name)
+            .bind(lifecycle::reason::SUCCEEDED)
             .execute(&mut *conn)
             .await
             .map_err(db)?;
@@ -225,7 +226,7 @@ pub(super) async fn complete_tx(
         let st = match states.entry(c.run_id) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => {
-                match state_by_id(&mut *conn, Some(&worker.tenant), c.run_id).await? {
+                match state_by_id(&mut *conn, &worker.tenant, c.run_id).await? {
                     Some(st) => e.insert(st),
                     None => continue,
                 }
@@ -424,10 +425,11 @@ impl Queue for SqliteStore {
                 .map_err(db)?;
                 sqlx::query(
                     "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
-                     SELECT value->>0, ?2, 'scheduled', 'queued', value->>1, NULL, 'due' FROM json_each(?1)",
+                     SELECT value->>0, ?2, 'scheduled', 'queued', value->>1, NULL, ?3 FROM json_each(?1)",
                 )
                 .bind(Value::Array(events).to_string())
                 .bind(now_us)
+                .bind(lifecycle::reason::DUE)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;

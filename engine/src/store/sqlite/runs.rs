@@ -245,7 +245,7 @@ async fn command(
     now: DateTime<Utc>,
 ) -> Result<RunSnapshot> {
     let mut tx = store.begin().await?;
-    let mut st = state_by_id(&mut tx, Some(tenant), id)
+    let mut st = state_by_id(&mut tx, tenant, id)
         .await?
         .ok_or_else(|| Error::run_not_found(id))?;
     let change = st.plan(command, now)?;

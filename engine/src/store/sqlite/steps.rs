@@ -19,7 +19,7 @@ impl Steps for SqliteStore {
             let st = match runs.entry(cp.run_id) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(state_by_id(&mut tx, Some(&worker.tenant), cp.run_id).await?)
+                    e.insert(state_by_id(&mut tx, &worker.tenant, cp.run_id).await?)
                 }
             };
             let Some(st) = st else {
