@@ -17,6 +17,20 @@ use owlclaw_core::{Result, RunId};
 use serde_json::Value;
 use std::time::Duration;
 
+/// `from_sqlite` for row types: each field read from the column of its name, as
+/// `#[derive(sqlx::FromRow)]` does for PostgreSQL.
+#[cfg(feature = "sqlite")]
+macro_rules! sqlite_rows {
+    ($($t:ident { $($f:ident),* $(,)? })*) => {$(
+        impl $t {
+            /// The row, by column name.
+            pub(super) fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+                Ok($t { $($f: row.get(stringify!($f))?),* })
+            }
+        }
+    )*};
+}
+
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod rows;
@@ -386,31 +400,22 @@ fn not_built(url: &str, feature: &str) -> owlclaw_core::Error {
 /// The query of one page of `filter`: `SELECT * FROM runs` for the tenant, newest first, with one
 /// row more than the page so the caller knows whether another page follows. Returns the query
 /// and the page size. Shared by every store; `seq` is the cursor.
-fn list_query<'a, DB>(
-    tenant: &'a str,
-    filter: &'a owlclaw_core::wire::ListFilter,
-) -> Result<(sqlx::QueryBuilder<'a, DB>, usize)>
-where
-    DB: sqlx::Database,
-    <DB as sqlx::Database>::Arguments<'a>: Default,
-    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
+fn list_query(tenant: &str, filter: &owlclaw_core::wire::ListFilter) -> Result<(sql::Stmt, usize)> {
     use owlclaw_core::wire::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
     let limit = filter
         .limit
         .unwrap_or(DEFAULT_LIST_LIMIT)
         .clamp(1, MAX_LIST_LIMIT);
-    let mut q = sqlx::QueryBuilder::<DB>::new("SELECT * FROM runs WHERE tenant = ");
-    q.push_bind(tenant);
+    let mut q = sql::Stmt::new("SELECT * FROM runs WHERE tenant = ");
+    q.bind(tenant);
     if let Some(s) = filter.status {
-        q.push(" AND status = ").push_bind(s.as_str());
+        q.push(" AND status = ").bind(s.as_str());
     }
     if let Some(t) = &filter.task {
-        q.push(" AND task = ").push_bind(t.as_str());
+        q.push(" AND task = ").bind(t.as_str());
     }
     if let Some(o) = &filter.owner {
-        q.push(" AND owner = ").push_bind(o.as_str());
+        q.push(" AND owner = ").bind(o.as_str());
     }
     if let Some(c) = &filter.cursor {
         let seq: i64 = c.parse().map_err(|_| {
@@ -419,10 +424,10 @@ where
                 format!("{c:?} is not a cursor returned by list"),
             )
         })?;
-        q.push(" AND seq < ").push_bind(seq);
+        q.push(" AND seq < ").bind(seq);
     }
     q.push(" ORDER BY seq DESC LIMIT ")
-        .push_bind(i64::from(limit) + 1);
+        .bind(i64::from(limit) + 1);
     Ok((q, limit as usize))
 }
 

@@ -1,5 +1,6 @@
-//! Rows of the tables both stores share, mapped once with `#[derive(sqlx::FromRow)]`: the two
-//! schemas give every column the same type (times in µs as 64-bit integers, JSON as text).
+//! Rows of the tables both stores share, mapped once: `#[derive(sqlx::FromRow)]` for PostgreSQL,
+//! `sqlite_rows!` for SQLite; the two schemas give every column the same type (times in µs as
+//! 64-bit integers, JSON as text).
 
 use super::{from_micros, CronRecord, QueueDepth, WorkerRecord};
 use owlclaw_core::wire::{
@@ -296,4 +297,20 @@ impl From<QueueDepthRow> for QueueDepth {
             ready: r.ready as u64,
         }
     }
+}
+
+#[cfg(feature = "sqlite")]
+sqlite_rows! {
+    RunRow {
+        seq, id, task, status, attempt, max_attempts, priority, input, output, error, errors,
+        owner, idempotency_key, parent_id, metadata, worker, timeout_ms, run_at, created_at,
+        started_at, finished_at,
+    }
+    EventRow { at, from_status, to_status, attempt, worker, reason }
+    StepRow { position, name, status, output, error, attempt, started_at, finished_at }
+    RecordedStep { status, attempt }
+    WorkerRow { id, tenant, name, slots, tasks, labels, started_at, last_heartbeat }
+    CronRow { tenant, id, task, expr, timezone, input, last_tick, created_at }
+    AssignmentRow { seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, run_at }
+    QueueDepthRow { tenant, task, priority, ready }
 }

@@ -205,3 +205,22 @@ impl<'a> Moves<'a> {
         m
     }
 }
+
+#[cfg(feature = "sqlite")]
+sqlite_rows! {
+    StateRow {
+        seq, id, tenant, task, status, attempt, max_attempts, retries, priority, backoff, worker,
+        worker_id, error, errors, timeout_ms, run_at, finished_at,
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl ExpiredRow {
+    /// The row, by column name.
+    pub(super) fn from_sqlite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(ExpiredRow {
+            state: StateRow::from_sqlite(row)?,
+            deadline: row.get("deadline")?,
+        })
+    }
+}

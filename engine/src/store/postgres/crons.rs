@@ -64,9 +64,9 @@ impl Crons for PostgresStore {
     }
 
     async fn upsert_cron(&self, cron: &CronRecord) -> Result<()> {
-        let mut q = sql::upsert_cron::<Postgres>("WITH up AS (", cron);
+        let mut q = sql::upsert_cron("WITH up AS (", cron);
         q.push(" RETURNING 1) SELECT pg_notify('owlclaw', 'crons') FROM up");
-        q.build()
+        stmt(&q)
             .execute(&self.pool)
             .await
             .map_err(|e| self.place.db(e))?;

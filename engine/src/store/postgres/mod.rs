@@ -258,6 +258,32 @@ fn no_nul(field: &str, value: Option<&str>) -> Result<()> {
     }
 }
 
+/// A shared statement ([`sql::Stmt`]) as a query with its parameters bound.
+fn stmt(q: &sql::Stmt) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
+    let mut query = sqlx::query(&q.sql);
+    for p in &q.params {
+        query = match p {
+            sql::Param::Text(t) => query.bind(t.as_str()),
+            sql::Param::Int(i) => query.bind(*i),
+        };
+    }
+    query
+}
+
+/// Binds a shared statement's parameters to a `query_as` of its SQL.
+fn bind_all<'q, T>(
+    mut query: sqlx::query::QueryAs<'q, Postgres, T, sqlx::postgres::PgArguments>,
+    params: &'q [sql::Param],
+) -> sqlx::query::QueryAs<'q, Postgres, T, sqlx::postgres::PgArguments> {
+    for p in params {
+        query = match p {
+            sql::Param::Text(t) => query.bind(t.as_str()),
+            sql::Param::Int(i) => query.bind(*i),
+        };
+    }
+    query
+}
+
 // ---------------------------------------------------------------------------------------------
 // The store
 

@@ -260,8 +260,10 @@ impl PostgresStore {
     }
 
     pub(super) async fn list_tx(&self, tenant: &str, filter: &ListFilter) -> R<RunPage> {
-        let (mut q, limit) = list_query(tenant, filter)?;
-        let rows: Vec<RunRow> = q.build_query_as().fetch_all(&self.pool).await?;
+        let (q, limit) = list_query(tenant, filter)?;
+        let rows: Vec<RunRow> = bind_all(sqlx::query_as(&q.sql), &q.params)
+            .fetch_all(&self.pool)
+            .await?;
         Ok(page_of(rows, limit)?)
     }
 

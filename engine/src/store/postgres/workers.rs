@@ -31,14 +31,12 @@ impl PostgresStore {
         defs.sort_by(|a, b| a.name.cmp(&b.name));
         let mut crons = false;
         for def in defs {
-            sql::upsert_task::<Postgres>(worker, def, now)
-                .build()
+            stmt(&sql::upsert_task(worker, def, now))
                 .execute(&mut *tx)
                 .await?;
             if let Some(expr) = &def.cron {
                 crons = true;
-                sql::upsert_task_cron::<Postgres>(worker, def, expr, now)
-                    .build()
+                stmt(&sql::upsert_task_cron(worker, def, expr, now))
                     .execute(&mut *tx)
                     .await?;
             }

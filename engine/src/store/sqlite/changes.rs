@@ -3,40 +3,54 @@
 use super::*;
 
 /// Reads the state of a run of `tenant` inside a write transaction.
-pub(super) async fn state_by_id(
-    conn: &mut SqliteConnection,
-    tenant: &str,
-    id: RunId,
-) -> Result<Option<Locked>> {
-    let sql = format!("SELECT {STATE_COLS} FROM runs WHERE id = ? AND tenant = ?");
-    let row: Option<StateRow> = sqlx::query_as(&sql)
-        .bind(id.to_string())
-        .bind(tenant)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?;
+pub(super) fn state_by_id(conn: &Connection, tenant: &str, id: RunId) -> Result<Option<Locked>> {
+    let sql = format!("SELECT {STATE_COLS} FROM runs WHERE id = ?1 AND tenant = ?2");
+    let row = one(
+        conn,
+        &sql,
+        params![id.to_string(), tenant],
+        StateRow::from_sqlite,
+    )?;
     row.map(Locked::try_from).transpose()
 }
 
 /// Reads one run's state by its row inside a write transaction.
-pub(super) async fn state_by_seq(conn: &mut SqliteConnection, seq: i64) -> Result<Option<Locked>> {
-    let row: Option<StateRow> =
-        sqlx::query_as(&format!("SELECT {STATE_COLS} FROM runs WHERE seq = ?"))
-            .bind(seq)
-            .fetch_optional(conn)
-            .await
-            .map_err(db)?;
+pub(super) fn state_by_seq(conn: &Connection, seq: i64) -> Result<Option<Locked>> {
+    let sql = format!("SELECT {STATE_COLS} FROM runs WHERE seq = ?1");
+    let row = one(conn, &sql, params![seq], StateRow::from_sqlite)?;
     row.map(Locked::try_from).transpose()
+}
+
+/// Deletes the rows of `table` of the runs `seqs`.
+pub(super) fn delete_from(conn: &Connection, table: &str, seqs: &[i64]) -> Result<usize> {
+    if seqs.is_empty() {
+        return Ok(0);
+    }
+    exec(
+        conn,
+        &format!("DELETE FROM {table} WHERE run_seq IN (SELECT value FROM json_each(?1))"),
+        params![seqs_json(seqs)],
+    )
+}
+
+/// Inserts queue rows, `[seq, tenant, task, priority]` each, in this order.
+pub(super) fn enqueue(conn: &Connection, rows: Vec<Value>) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    exec(
+        conn,
+        "INSERT INTO queue (run_seq, tenant, task, priority) \
+         SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?1)",
+        params![Value::Array(rows).to_string()],
+    )?;
+    Ok(())
 }
 
 /// Applies life-cycle changes: the runs' rows, the narrow tables they leave and enter (`leases`
 /// when leaving `running`, `queue` and `timers` when leaving or entering `queued` and
 /// `scheduled`), and their events, a few statements per batch whatever its size.
-pub(super) async fn apply(
-    conn: &mut SqliteConnection,
-    changes: &[Planned],
-    now: DateTime<Utc>,
-) -> Result<()> {
+pub(super) fn apply(conn: &Connection, changes: &[Planned], now: DateTime<Utc>) -> Result<()> {
     if changes.is_empty() {
         return Ok(());
     }
@@ -87,7 +101,8 @@ pub(super) async fn apply(
         .map(|p| json!([p.seq, p.run_at()]))
         .collect();
     if !rows.is_empty() {
-        sqlx::query(
+        exec(
+            conn,
             "UPDATE runs SET status = c.status, attempt = c.attempt, max_attempts = c.max_attempts, \
              error = c.error, errors = c.errors, worker_id = c.worker_id, run_at = c.run_at, \
              finished_at = c.finished_at, \
@@ -100,56 +115,26 @@ pub(super) async fn apply(
                value->>9 AS finished_at, value->>10 AS start, value->>11 AS clear_output \
                FROM json_each(?1)) AS c \
              WHERE runs.seq = c.seq",
-        )
-        .bind(Value::Array(rows).to_string())
-        .bind(micros(now))
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-        for (table, seqs) in [
-            ("leases", &moves.left_leases),
-            ("queue", &moves.left_queue),
-            ("timers", &moves.left_timers),
-        ] {
-            if !seqs.is_empty() {
-                sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE run_seq IN (SELECT value FROM json_each(?))"
-                ))
-                .bind(seqs_json(seqs))
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
-            }
-        }
-        if !queue.is_empty() {
-            sqlx::query(
-                "INSERT INTO queue (run_seq, tenant, task, priority) \
-                 SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)",
-            )
-            .bind(Value::Array(queue).to_string())
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-        }
+            params![Value::Array(rows).to_string(), micros(now)],
+        )?;
+        delete_from(conn, "leases", &moves.left_leases)?;
+        delete_from(conn, "queue", &moves.left_queue)?;
+        delete_from(conn, "timers", &moves.left_timers)?;
+        enqueue(conn, queue)?;
         if !timers.is_empty() {
-            sqlx::query(
+            exec(
+                conn,
                 "INSERT OR REPLACE INTO timers (run_seq, due_at) \
-                 SELECT value->>0, value->>1 FROM json_each(?)",
-            )
-            .bind(Value::Array(timers).to_string())
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+                 SELECT value->>0, value->>1 FROM json_each(?1)",
+                params![Value::Array(timers).to_string()],
+            )?;
         }
     }
-    sqlx::query(
+    exec(
+        conn,
         "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
          SELECT value->>0, ?2, value->>1, value->>2, value->>3, value->>4, value->>5 FROM json_each(?1)",
-    )
-    .bind(Value::Array(events).to_string())
-    .bind(micros(now))
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+        params![Value::Array(events).to_string(), micros(now)],
+    )?;
     Ok(())
 }

@@ -15,54 +15,51 @@ impl Crons for SqliteStore {
     }
 
     async fn all_crons(&self) -> Result<Vec<CronRecord>> {
-        let rows: Vec<CronRow> = sqlx::query_as(&format!(
-            "SELECT {CRON_COLS} FROM crons ORDER BY tenant, id"
-        ))
-        .fetch_all(&self.read)
+        self.read(|c| {
+            let rows = all(
+                c,
+                &format!("SELECT {CRON_COLS} FROM crons ORDER BY tenant, id"),
+                [],
+                CronRow::from_sqlite,
+            )?;
+            Ok(rows.into_iter().map(CronRecord::from).collect())
+        })
         .await
-        .map_err(db)?;
-        Ok(rows.into_iter().map(CronRecord::from).collect())
     }
 
     async fn upsert_cron(&self, cron: &CronRecord) -> Result<()> {
-        sql::upsert_cron::<Sqlite>("", cron)
-            .build()
-            .execute(&self.write)
-            .await
-            .map_err(db)?;
-        Ok(())
+        let q = sql::upsert_cron("", cron);
+        self.write(move |c| exec_stmt(c, &q).map(|_| ())).await
     }
 
     async fn delete_cron(&self, tenant: &str, id: &str) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM crons WHERE tenant = ? AND id = ?")
-            .bind(tenant)
-            .bind(id)
-            .execute(&self.write)
-            .await
-            .map_err(db)?;
-        Ok(r.rows_affected() > 0)
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.write(move |c| {
+            let n = exec(
+                c,
+                "DELETE FROM crons WHERE tenant = ?1 AND id = ?2",
+                params![tenant, id],
+            )?;
+            Ok(n > 0)
+        })
+        .await
     }
 
     async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool> {
-        let mut tx = self.begin().await?;
-        let advanced = sqlx::query(
-            "UPDATE crons SET last_tick = ?1 WHERE tenant = ?2 AND id = ?3 AND (last_tick IS NULL OR last_tick < ?1)",
-        )
-        .bind(micros(tick))
-        .bind(&cron.tenant)
-        .bind(&cron.schedule.id)
-        .execute(&mut *tx)
+        let tenant = cron.tenant.clone();
+        let id = cron.schedule.id.clone();
+        self.write(move |c| {
+            let advanced = exec(
+                c,
+                "UPDATE crons SET last_tick = ?1 WHERE tenant = ?2 AND id = ?3 \
+                 AND (last_tick IS NULL OR last_tick < ?1)",
+                params![micros(tick), tenant, id],
+            )?;
+            if advanced == 0 {
+                return Ok(false);
+            }
+            Ok(!insert_runs_tx(c, std::slice::from_ref(&run), Utc::now(), true)?.is_empty())
+        })
         .await
-        .map_err(db)?
-        .rows_affected();
-        let created = if advanced > 0 {
-            !insert_runs_tx(&mut tx, std::slice::from_ref(&run), Utc::now(), true)
-                .await?
-                .is_empty()
-        } else {
-            false
-        };
-        tx.commit().await.map_err(db)?;
-        Ok(created)
     }
 }

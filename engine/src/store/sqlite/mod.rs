@@ -1,10 +1,11 @@
-//! The SQLite store: WAL journal, one writer connection per process (writers from other processes
-//! wait on SQLite's lock), a small pool of readers, and batched statements on the hot path.
+//! The SQLite store: WAL journal, one writer thread per process that owns the write connection
+//! and commits the operations waiting for it in one transaction (group commit; see [`db`]), two
+//! reader threads, and batched statements on the hot path.
 //!
 //! Write transactions start with `BEGIN IMMEDIATE`, so two processes sharing a file never
 //! deadlock on a lock upgrade. Durability: `synchronous = NORMAL` in WAL mode, which survives a
 //! crash of the process (what lite mode promises) but may lose the last transactions on power
-//! loss.
+//! loss. An operation's caller is answered only after the transaction holding it has committed.
 
 use super::rows::{
     CronRow, EventRow, RunRow, StepRow, WorkerRow, CRON_COLS, EVENT_COLS, STEP_COLS, WORKER_COLS,
@@ -24,17 +25,15 @@ use owlclaw_core::wire::{
     StepCheckpoint, StepSnapshot, StepStatus, WorkerInfo, WorkerRegistration,
 };
 use owlclaw_core::{Error, Result, RunId, RunStatus};
+use rusqlite::{params, Connection, OptionalExtension, Params, Row};
 use serde_json::{json, Value};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::{Row, Sqlite, SqliteConnection};
 use std::collections::HashMap;
-use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 mod changes;
 mod crons;
+mod db;
 mod queue;
 mod runs;
 mod steps;
@@ -42,55 +41,33 @@ mod tokens;
 mod workers;
 
 use changes::*;
+pub use db::StoreClosed;
+use db::{Db, Location, OrDb};
 use runs::*;
-
-type Tx = sqlx::Transaction<'static, Sqlite>;
 
 /// Rows per multi-row statement.
 const CHUNK: usize = 500;
 
-/// A database error, with its cause kept.
-fn db(e: sqlx::Error) -> Error {
-    Error::Database {
-        unavailable: matches!(
-            e,
-            sqlx::Error::PoolClosed | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed
-        ),
-        message: format!("sqlite: {e}"),
-        source: Box::new(e),
-    }
-}
+/// The migrations, in order: `PRAGMA user_version` is the last one applied.
+const MIGRATIONS: [&str; 4] = [
+    include_str!("../../../migrations/sqlite/0001_init.sql"),
+    include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
+    include_str!("../../../migrations/sqlite/0003_steps.sql"),
+    include_str!("../../../migrations/sqlite/0004_claim_requests.sql"),
+];
 
 /// A SQLite database holding every table of the engine.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    write: SqlitePool,
-    read: SqlitePool,
+    db: Arc<Db>,
 }
 
 impl SqliteStore {
     /// Opens (creating it if needed) and migrates the database at `url`: `sqlite://path/to/file.db`,
     /// `sqlite:relative.db` or `sqlite::memory:`.
     pub async fn open(url: &str) -> Result<SqliteStore> {
-        let memory = url.contains(":memory:") || url.contains("mode=memory");
-        let opts = SqliteConnectOptions::from_str(url)
-            .map_err(|e| Error::config("database_url", format!("{url:?}: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(if memory {
-                SqliteJournalMode::Memory
-            } else {
-                SqliteJournalMode::Wal
-            })
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-32000")
-            // Checkpoints run in the background (below), not inside a commit: an automatic
-            // checkpoint fsyncs and made one commit in a few hundred take several milliseconds.
-            .pragma("wal_autocheckpoint", if memory { "1000" } else { "0" })
-            .pragma("journal_size_limit", "67108864");
-        if !memory {
-            let path = opts.get_filename().to_path_buf();
+        let at = location(url)?;
+        if let Location::File(path) = &at {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     Error::config(
@@ -100,77 +77,176 @@ impl SqliteStore {
                 })?;
             }
         }
-        let connect = |max: u32| {
-            SqlitePoolOptions::new()
-                // A connection to a local file does not go stale: checking it with a query on
-                // every acquire cost a round trip to the connection's thread per transaction.
-                .test_before_acquire(false)
-                .max_connections(max)
-                .min_connections(if memory { 1 } else { 0 })
-                .idle_timeout(if memory {
-                    None
-                } else {
-                    Some(Duration::from_secs(600))
-                })
-                .max_lifetime(None)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts.clone())
-        };
-        let write = connect(1).await.map_err(|e| Error::Connection {
-            url: url.to_string(),
-            message: e.to_string(),
-        })?;
-        let read = if memory {
-            write.clone()
-        } else {
-            connect(4).await.map_err(db)?
-        };
-        let store = SqliteStore { write, read };
-        store.migrate().await?;
-        if !memory {
-            tokio::spawn(checkpoint_loop(store.read.clone()));
-        }
-        Ok(store)
+        let opened = at.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            let conn = db::connect(&opened, false).map_err(|e| Error::Connection {
+                url: url_of(&opened),
+                message: e.to_string(),
+            })?;
+            migrate(&conn)?;
+            Ok::<_, Error>(conn)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("opening the SQLite database failed: {e}")))??;
+        Ok(SqliteStore {
+            db: Arc::new(Db::start(&at, writer)?),
+        })
     }
 
-    async fn migrate(&self) -> Result<()> {
-        use backon::Retryable;
-        // Two processes opening a new file at once may race on the first migration; the loser
-        // sees the tables already there on its next try.
-        let policy = backon::ConstantBuilder::default()
-            .with_delay(Duration::from_millis(50))
-            .with_max_times(9);
-        (|| sqlx::migrate!("./migrations/sqlite").run(&self.write))
-            .retry(policy)
-            .await
-            .map_err(|e| Error::Internal(format!("migrating the SQLite database failed: {e}")))
+    /// Runs `f` in the writer's transaction (see [`Db::write`]).
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.db.write(f).await
     }
 
-    async fn begin(&self) -> Result<Tx> {
-        self.write.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+    /// Runs `f` on a read connection.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.db.read(f).await
     }
 }
 
-/// Copies the WAL back into the database every second, off the commit path, until the store
-/// closes. PASSIVE never blocks readers or the writer.
-async fn checkpoint_loop(pool: SqlitePool) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if pool.is_closed() {
-            return;
-        }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            if pool.is_closed() {
-                return;
-            }
-            tracing::debug!(error = %e, "WAL checkpoint failed; will retry");
+/// The database a `sqlite:` URL names.
+fn location(url: &str) -> Result<Location> {
+    let bad = |why: &str| Error::config("database_url", format!("{url:?}: {why}"));
+    let rest = url
+        .strip_prefix("sqlite:")
+        .ok_or_else(|| bad("a SQLite URL starts with sqlite:"))?;
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    let mut memory = path == ":memory:";
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        match pair.split_once('=') {
+            Some(("mode", "memory")) => memory = true,
+            Some(("mode", "rwc" | "rw")) | Some(("cache", _)) => {}
+            _ => return Err(bad(&format!("unsupported option {pair:?}"))),
         }
     }
+    if memory {
+        return Ok(Location::Memory);
+    }
+    let path = path.strip_prefix("//").unwrap_or(path);
+    if path.is_empty() {
+        return Err(bad("no file named"));
+    }
+    Ok(Location::File(path.into()))
+}
+
+fn url_of(at: &Location) -> String {
+    match at {
+        Location::Memory => "sqlite::memory:".into(),
+        Location::File(p) => format!("sqlite://{}", p.display()),
+    }
+}
+
+/// Applies the migrations not applied yet, each in its own transaction. A database created by
+/// an earlier version (migrated by sqlx, which records them in `_sqlx_migrations`) continues
+/// from the last one it recorded.
+fn migrate(conn: &Connection) -> Result<()> {
+    let mut version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .db()?;
+    if version == 0 {
+        let sqlx_table: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = '_sqlx_migrations')",
+                [],
+                |r| r.get(0),
+            )
+            .db()?;
+        if sqlx_table {
+            version = conn
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+                    [],
+                    |r| r.get(0),
+                )
+                .db()?;
+        }
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let v = i as i64 + 1;
+        if v <= version {
+            continue;
+        }
+        // Another process may be migrating the same new file: the lock serializes the two, and
+        // the version read under it tells the second that there is nothing left to do.
+        conn.execute_batch("BEGIN IMMEDIATE").db()?;
+        let done = (|| {
+            let now: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if now < v {
+                conn.execute_batch(sql)?;
+                conn.pragma_update(None, "user_version", v)?;
+            }
+            conn.execute_batch("COMMIT")
+        })();
+        if let Err(e) = done {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(Error::Internal(format!(
+                "migrating the SQLite database to version {v} failed: {e}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statements
+
+/// Runs a (cached) statement; returns the rows it changed.
+fn exec(conn: &Connection, sql: &str, p: impl Params) -> Result<usize> {
+    conn.prepare_cached(sql).db()?.execute(p).db()
+}
+
+/// Every row of a (cached) query.
+fn all<T>(
+    conn: &Connection,
+    sql: &str,
+    p: impl Params,
+    f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).db()?;
+    let rows = stmt.query_map(p, f).db()?;
+    rows.collect::<rusqlite::Result<Vec<T>>>().db()
+}
+
+/// The first row of a (cached) query, if any.
+fn one<T>(
+    conn: &Connection,
+    sql: &str,
+    p: impl Params,
+    f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Option<T>> {
+    conn.prepare_cached(sql)
+        .db()?
+        .query_row(p, f)
+        .optional()
+        .db()
+}
+
+/// A parameter of a shared statement, for SQLite.
+fn sql_value(p: &sql::Param) -> rusqlite::types::Value {
+    match p {
+        sql::Param::Text(t) => rusqlite::types::Value::Text(t.clone()),
+        sql::Param::Int(i) => rusqlite::types::Value::Integer(*i),
+    }
+}
+
+/// A shared statement ([`sql::Stmt`]) run on SQLite: its `$n` placeholders are bound in order.
+fn exec_stmt(conn: &Connection, stmt: &sql::Stmt) -> Result<usize> {
+    exec(
+        conn,
+        &stmt.sql,
+        rusqlite::params_from_iter(stmt.params.iter().map(sql_value)),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -198,15 +274,11 @@ impl Store for SqliteStore {
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.read)
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).db())
             .await
-            .map_err(db)?;
-        Ok(())
     }
 
     async fn close(&self) {
-        self.write.close().await;
-        self.read.close().await;
+        self.db.close().await;
     }
 }

@@ -2,24 +2,20 @@
 
 use super::*;
 
-pub(super) async fn load(
-    conn: &mut SqliteConnection,
-    tenant: &str,
-    id: RunId,
-) -> Result<Option<RunSnapshot>> {
-    let row: Option<RunRow> = sqlx::query_as("SELECT * FROM runs WHERE id = ? AND tenant = ?")
-        .bind(id.to_string())
-        .bind(tenant)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?;
+pub(super) fn load(conn: &Connection, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>> {
+    let row = one(
+        conn,
+        "SELECT * FROM runs WHERE id = ?1 AND tenant = ?2",
+        params![id.to_string(), tenant],
+        RunRow::from_sqlite,
+    )?;
     row.map(RunRow::snapshot).transpose()
 }
 
 /// Inserts runs; see [`Store::insert_runs`]. With `ignore_conflicts`, an existing id is skipped
 /// silently (cron ticks).
-pub(super) async fn insert_runs_tx(
-    conn: &mut SqliteConnection,
+pub(super) fn insert_runs_tx(
+    conn: &Connection,
     runs: &[NewRun],
     now: DateTime<Utc>,
     ignore_conflicts: bool,
@@ -53,18 +49,16 @@ pub(super) async fn insert_runs_tx(
                 ])
             })
             .collect();
-        let inserted: Vec<(i64, String)> = sqlx::query_as(
+        let inserted: Vec<(i64, String)> = all(
+            conn,
             "INSERT INTO runs (id, tenant, task, status, attempt, max_attempts, retries, priority, input, owner, \
              idempotency_key, parent_id, metadata, timeout_ms, backoff, run_at, created_at) \
              SELECT value->>0, value->>1, value->>2, value->>3, 0, value->>4, value->>5, value->>6, value->>7, \
              value->>8, value->>9, value->>10, value->>11, value->>12, value->>13, value->>14, ?2 \
              FROM json_each(?1) WHERE true ON CONFLICT(id) DO NOTHING RETURNING seq, id",
-        )
-        .bind(Value::Array(rows).to_string())
-        .bind(micros(now))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
+            params![Value::Array(rows).to_string(), micros(now)],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
         let mut seqs: HashMap<String, i64> = inserted.into_iter().map(|(s, id)| (id, s)).collect();
         let mut queue = Vec::new();
         let mut timers = Vec::new();
@@ -86,12 +80,11 @@ pub(super) async fn insert_runs_tx(
                 }
                 None if ignore_conflicts => {}
                 None => {
-                    let existing = load(&mut *conn, &r.tenant, r.id).await?.ok_or_else(|| {
-                        Error::IdempotencyConflict {
+                    let existing =
+                        load(conn, &r.tenant, r.id)?.ok_or_else(|| Error::IdempotencyConflict {
                             key: r.idempotency_key.clone().unwrap_or_default(),
                             existing: r.id,
-                        }
-                    })?;
+                        })?;
                     if existing.input != r.input || existing.task != r.task {
                         return Err(Error::IdempotencyConflict {
                             key: r.idempotency_key.clone().unwrap_or_default(),
@@ -102,137 +95,130 @@ pub(super) async fn insert_runs_tx(
                 }
             }
         }
-        if !queue.is_empty() {
-            sqlx::query(
-                "INSERT INTO queue (run_seq, tenant, task, priority) \
-                 SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?)",
-            )
-            .bind(Value::Array(queue).to_string())
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-        }
+        enqueue(conn, queue)?;
         if !timers.is_empty() {
-            sqlx::query("INSERT INTO timers (run_seq, due_at) SELECT value->>0, value->>1 FROM json_each(?)")
-                .bind(Value::Array(timers).to_string())
-                .execute(&mut *conn)
-                .await
-                .map_err(db)?;
+            exec(
+                conn,
+                "INSERT INTO timers (run_seq, due_at) SELECT value->>0, value->>1 FROM json_each(?1)",
+                params![Value::Array(timers).to_string()],
+            )?;
         }
         if !events.is_empty() {
-            sqlx::query(
+            exec(
+                conn,
                 "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
                  SELECT value->>0, ?2, NULL, value->>1, 0, NULL, value->>2 FROM json_each(?1)",
-            )
-            .bind(Value::Array(events).to_string())
-            .bind(micros(now))
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
+                params![Value::Array(events).to_string(), micros(now)],
+            )?;
         }
     }
     Ok(out)
 }
 
 /// Deletes runs by seq with everything that refers to them.
-pub(super) async fn delete_seqs(conn: &mut SqliteConnection, seqs: &[i64]) -> Result<usize> {
+pub(super) fn delete_seqs(conn: &Connection, seqs: &[i64]) -> Result<usize> {
     if seqs.is_empty() {
         return Ok(0);
     }
-    let list = seqs_json(seqs);
     for table in ["events", "steps", "queue", "timers", "leases"] {
-        sqlx::query(&format!(
-            "DELETE FROM {table} WHERE run_seq IN (SELECT value FROM json_each(?))"
-        ))
-        .bind(&list)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+        delete_from(conn, table, seqs)?;
     }
-    let r = sqlx::query("DELETE FROM runs WHERE seq IN (SELECT value FROM json_each(?))")
-        .bind(&list)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-    Ok(r.rows_affected() as usize)
+    exec(
+        conn,
+        "DELETE FROM runs WHERE seq IN (SELECT value FROM json_each(?1))",
+        params![seqs_json(seqs)],
+    )
 }
 
 #[async_trait]
 impl Runs for SqliteStore {
     async fn insert_runs(&self, runs: Vec<NewRun>, now: DateTime<Utc>) -> Result<Vec<Inserted>> {
-        let mut tx = self.begin().await?;
-        let out = insert_runs_tx(&mut tx, &runs, now, false).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(out)
+        self.write(move |c| insert_runs_tx(c, &runs, now, false))
+            .await
     }
 
     async fn get_run(&self, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>> {
-        let mut conn = self.read.acquire().await.map_err(db)?;
-        load(&mut conn, tenant, id).await
+        let tenant = tenant.to_string();
+        self.read(move |c| load(c, &tenant, id)).await
     }
 
     async fn list_runs(&self, tenant: &str, filter: &ListFilter) -> Result<RunPage> {
-        let (mut q, limit) = list_query(tenant, filter)?;
-        let rows: Vec<RunRow> = q.build_query_as().fetch_all(&self.read).await.map_err(db)?;
-        page_of(rows, limit)
+        let (q, limit) = list_query(tenant, filter)?;
+        self.read(move |c| {
+            let rows = all(
+                c,
+                &q.sql,
+                rusqlite::params_from_iter(q.params.iter().map(sql_value)),
+                RunRow::from_sqlite,
+            )?;
+            page_of(rows, limit)
+        })
+        .await
     }
 
     async fn run_events(&self, tenant: &str, id: RunId) -> Result<Vec<RunEvent>> {
-        let mut conn = self.read.acquire().await.map_err(db)?;
-        let seq: i64 = sqlx::query_scalar("SELECT seq FROM runs WHERE id = ? AND tenant = ?")
-            .bind(id.to_string())
-            .bind(tenant)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?
+        let tenant = tenant.to_string();
+        self.read(move |c| {
+            let seq: i64 = one(
+                c,
+                "SELECT seq FROM runs WHERE id = ?1 AND tenant = ?2",
+                params![id.to_string(), tenant],
+                |r| r.get(0),
+            )?
             .ok_or_else(|| Error::run_not_found(id))?;
-        let rows: Vec<EventRow> = sqlx::query_as(&format!(
-            "SELECT {EVENT_COLS} FROM events WHERE run_seq = ? ORDER BY id"
-        ))
-        .bind(seq)
-        .fetch_all(&mut *conn)
+            let rows = all(
+                c,
+                &format!("SELECT {EVENT_COLS} FROM events WHERE run_seq = ?1 ORDER BY id"),
+                params![seq],
+                EventRow::from_sqlite,
+            )?;
+            rows.into_iter().map(|r| r.event(id)).collect()
+        })
         .await
-        .map_err(db)?;
-        rows.into_iter().map(|r| r.event(id)).collect()
     }
 
     async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
-        command(self, tenant, id, Happening::Cancel, now).await
+        command(self, tenant, id, Command::Cancel, now).await
     }
 
     async fn retry_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
-        command(self, tenant, id, Happening::Retry, now).await
+        command(self, tenant, id, Command::Retry, now).await
     }
 
     async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize> {
-        let mut tx = self.begin().await?;
-        let seqs: Vec<i64> = sqlx::query_scalar(
-            "SELECT seq FROM runs WHERE tenant = ?1 AND id IN (SELECT value FROM json_each(?2))",
-        )
-        .bind(tenant)
-        .bind(ids_json(ids))
-        .fetch_all(&mut *tx)
+        let tenant = tenant.to_string();
+        let ids = ids_json(ids);
+        self.write(move |c| {
+            let seqs: Vec<i64> = all(
+                c,
+                "SELECT seq FROM runs WHERE tenant = ?1 AND id IN (SELECT value FROM json_each(?2))",
+                params![tenant, ids],
+                |r| r.get(0),
+            )?;
+            delete_seqs(c, &seqs)
+        })
         .await
-        .map_err(db)?;
-        let n = delete_seqs(&mut tx, &seqs).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(n)
     }
 
     async fn purge(&self, before: DateTime<Utc>, limit: u32) -> Result<usize> {
-        let mut tx = self.begin().await?;
-        let seqs: Vec<i64> = sqlx::query_scalar(
-            "SELECT seq FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2",
-        )
-        .bind(micros(before))
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
+        self.write(move |c| {
+            let seqs: Vec<i64> = all(
+                c,
+                "SELECT seq FROM runs WHERE finished_at IS NOT NULL AND finished_at < ?1 LIMIT ?2",
+                params![micros(before), i64::from(limit)],
+                |r| r.get(0),
+            )?;
+            delete_seqs(c, &seqs)
+        })
         .await
-        .map_err(db)?;
-        let n = delete_seqs(&mut tx, &seqs).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(n)
     }
+}
+
+/// An operator's command on one run.
+#[derive(Debug, Clone, Copy)]
+enum Command {
+    Cancel,
+    Retry,
 }
 
 /// An operator's command on one run (cancel, retry): the life cycle decides on the run's state
@@ -241,18 +227,20 @@ async fn command(
     store: &SqliteStore,
     tenant: &str,
     id: RunId,
-    command: Happening<'_>,
+    command: Command,
     now: DateTime<Utc>,
 ) -> Result<RunSnapshot> {
-    let mut tx = store.begin().await?;
-    let mut st = state_by_id(&mut tx, tenant, id)
-        .await?
-        .ok_or_else(|| Error::run_not_found(id))?;
-    let change = st.plan(command, now)?;
-    apply(&mut tx, change.as_slice(), now).await?;
-    let snap = load(&mut tx, tenant, id)
-        .await?
-        .ok_or_else(|| Error::run_not_found(id))?;
-    tx.commit().await.map_err(db)?;
-    Ok(snap)
+    let tenant = tenant.to_string();
+    store
+        .write(move |c| {
+            let mut st = state_by_id(c, &tenant, id)?.ok_or_else(|| Error::run_not_found(id))?;
+            let happened = match command {
+                Command::Cancel => Happening::Cancel,
+                Command::Retry => Happening::Retry,
+            };
+            let change = st.plan(happened, now)?;
+            apply(c, change.as_slice(), now)?;
+            load(c, &tenant, id)?.ok_or_else(|| Error::run_not_found(id))
+        })
+        .await
 }

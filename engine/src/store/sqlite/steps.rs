@@ -11,64 +11,70 @@ impl Steps for SqliteStore {
         checkpoints: &[StepCheckpoint],
         now: DateTime<Utc>,
     ) -> Result<Vec<Result<()>>> {
-        let mut tx = self.begin().await?;
-        let mut runs: HashMap<RunId, Option<Locked>> = HashMap::new();
-        let mut out = Vec::with_capacity(checkpoints.len());
-        let mut events = Vec::new();
-        for cp in checkpoints {
-            let st = match runs.entry(cp.run_id) {
-                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                std::collections::hash_map::Entry::Vacant(e) => {
-                    e.insert(state_by_id(&mut tx, &worker.tenant, cp.run_id).await?)
+        let worker = worker.clone();
+        let checkpoints = checkpoints.to_vec();
+        self.write(move |c| {
+            let mut runs: HashMap<RunId, Option<Locked>> = HashMap::new();
+            let mut out = Vec::with_capacity(checkpoints.len());
+            let mut events = Vec::new();
+            for cp in &checkpoints {
+                let st = match runs.entry(cp.run_id) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(state_by_id(c, &worker.tenant, cp.run_id)?)
+                    }
+                };
+                let Some(st) = st else {
+                    out.push(Err(Error::run_not_found(cp.run_id)));
+                    continue;
+                };
+                match checkpoint(c, &worker, st, cp, now)? {
+                    Ok(planned) => {
+                        events.extend(planned);
+                        out.push(Ok(()));
+                    }
+                    Err(refused) => out.push(Err(refused)),
                 }
-            };
-            let Some(st) = st else {
-                out.push(Err(Error::run_not_found(cp.run_id)));
-                continue;
-            };
-            match checkpoint(&mut tx, worker, st, cp, now).await? {
-                Ok(planned) => {
-                    events.extend(planned);
-                    out.push(Ok(()));
-                }
-                Err(refused) => out.push(Err(refused)),
             }
-        }
-        apply(&mut tx, &events, now).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(out)
+            apply(c, &events, now)?;
+            Ok(out)
+        })
+        .await
     }
 
     async fn run_steps(&self, tenant: &str, id: RunId) -> Result<Vec<StepSnapshot>> {
-        let rows: Vec<StepRow> = sqlx::query_as(&format!(
-            "SELECT {STEP_COLS} FROM steps s JOIN runs r ON r.seq = s.run_seq \
-             WHERE r.id = ? AND r.tenant = ? ORDER BY s.position"
-        ))
-        .bind(id.to_string())
-        .bind(tenant)
-        .fetch_all(&self.read)
+        let tenant = tenant.to_string();
+        self.read(move |c| {
+            let rows = all(
+                c,
+                &format!(
+                    "SELECT {STEP_COLS} FROM steps s JOIN runs r ON r.seq = s.run_seq \
+                     WHERE r.id = ?1 AND r.tenant = ?2 ORDER BY s.position"
+                ),
+                params![id.to_string(), tenant],
+                StepRow::from_sqlite,
+            )?;
+            Ok(rows.into_iter().map(StepSnapshot::from).collect())
+        })
         .await
-        .map_err(db)?;
-        Ok(rows.into_iter().map(StepSnapshot::from).collect())
     }
 }
 
 /// One checkpoint of a run read in the transaction: the step's row written (unless the
 /// checkpoint repeats it), and the change to apply (its event); the inner error is a refusal.
-async fn checkpoint(
-    conn: &mut SqliteConnection,
+fn checkpoint(
+    conn: &Connection,
     worker: &WorkerRecord,
     st: &mut Locked,
     cp: &StepCheckpoint,
     now: DateTime<Utc>,
 ) -> Result<Result<Option<Planned>>> {
-    let recorded: Option<RecordedStep> =
-        sqlx::query_as("SELECT status, attempt FROM steps WHERE run_seq = ? AND position = ?")
-            .bind(st.seq)
-            .bind(i64::from(cp.position))
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(db)?;
+    let recorded = one(
+        conn,
+        "SELECT status, attempt FROM steps WHERE run_seq = ?1 AND position = ?2",
+        params![st.seq, i64::from(cp.position)],
+        RecordedStep::from_sqlite,
+    )?;
     let happened = Happening::Checkpoint {
         worker_id: &worker.id,
         worker: &worker.name,
@@ -86,24 +92,24 @@ async fn checkpoint(
         StepStatus::Succeeded => ("succeeded", Some(micros(now))),
         StepStatus::Failed => ("failed", Some(micros(now))),
     };
-    sqlx::query(
+    exec(
+        conn,
         "INSERT INTO steps (run_seq, position, name, status, output, error, attempt, started_at, finished_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(run_seq, position) DO UPDATE SET \
          name = excluded.name, status = excluded.status, output = excluded.output, error = excluded.error, \
          attempt = excluded.attempt, finished_at = excluded.finished_at, \
          started_at = CASE WHEN excluded.status = 'running' THEN excluded.started_at ELSE steps.started_at END",
-    )
-    .bind(st.seq)
-    .bind(i64::from(cp.position))
-    .bind(&cp.name)
-    .bind(status)
-    .bind(cp.output.as_ref().map(|o| o.to_string()))
-    .bind(&cp.error)
-    .bind(i64::from(cp.attempt))
-    .bind(micros(now))
-    .bind(finished)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+        params![
+            st.seq,
+            i64::from(cp.position),
+            cp.name,
+            status,
+            cp.output.as_ref().map(|o| o.to_string()),
+            cp.error,
+            i64::from(cp.attempt),
+            micros(now),
+            finished
+        ],
+    )?;
     Ok(Ok(Some(planned)))
 }

@@ -5,21 +5,28 @@ use super::*;
 #[async_trait]
 impl Tokens for SqliteStore {
     async fn create_token(&self, hash: &str, tenant: &str, now: DateTime<Utc>) -> Result<()> {
-        sqlx::query("INSERT INTO api_tokens (hash, tenant, created_at) VALUES (?, ?, ?)")
-            .bind(hash)
-            .bind(tenant)
-            .bind(micros(now))
-            .execute(&self.write)
-            .await
-            .map_err(db)?;
-        Ok(())
+        let (hash, tenant) = (hash.to_string(), tenant.to_string());
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO api_tokens (hash, tenant, created_at) VALUES (?1, ?2, ?3)",
+                params![hash, tenant, micros(now)],
+            )
+            .map(|_| ())
+        })
+        .await
     }
 
     async fn token_tenant(&self, hash: &str) -> Result<Option<String>> {
-        sqlx::query_scalar("SELECT tenant FROM api_tokens WHERE hash = ?")
-            .bind(hash)
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db)
+        let hash = hash.to_string();
+        self.read(move |c| {
+            one(
+                c,
+                "SELECT tenant FROM api_tokens WHERE hash = ?1",
+                params![hash],
+                |r| r.get(0),
+            )
+        })
+        .await
     }
 }

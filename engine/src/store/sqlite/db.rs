@@ -1,0 +1,382 @@
+//! The threads that own the SQLite connections.
+//!
+//! - **The writer**: one thread owns the only write connection. Callers send it closures through
+//!   one channel; it takes every closure waiting (up to [`MAX_BATCH`]) and runs them in ONE
+//!   transaction (group commit), each inside a savepoint so that one failing rolls back only its
+//!   own writes, then answers each caller after the commit. A batch costs one wake-up of the
+//!   writer and one of each caller, however many statements it runs: the hot path (a worker's
+//!   report and claim) no longer hops between threads once per statement.
+//! - **Readers** (files only): two threads with a read connection each take reads from a shared
+//!   channel, so a long list does not hold up the writer. An in-memory database is one connection:
+//!   its reads go to the writer.
+//! - **The checkpointer** (files only): copies the WAL back into the database every second
+//!   (`PASSIVE`, never blocking readers or the writer), off the commit path.
+
+use owlclaw_core::{Error, Result};
+use rusqlite::{Connection, OpenFlags};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Closures per transaction at most.
+const MAX_BATCH: usize = 256;
+/// Read threads of a file database.
+const READERS: usize = 2;
+/// How long a connection waits for another process's lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A closure run by the writer inside the batch's transaction: returns whether it succeeded (its
+/// savepoint is released or rolled back) and how to answer its caller once the batch commits.
+/// Given no connection (the transaction could not start), it runs nothing and only gives its
+/// answer's channel.
+type WriteJob = Box<dyn FnOnce(Option<&Connection>) -> (bool, Deliver) + Send>;
+/// Answers a caller with the commit's outcome.
+type Deliver = Box<dyn FnOnce(std::result::Result<(), Arc<rusqlite::Error>>) + Send>;
+/// A closure run on a read connection.
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
+/// The store was closed: what calls made after [`Db::close`] fail with, as their error's source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreClosed;
+
+impl std::fmt::Display for StoreClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the SQLite store is closed")
+    }
+}
+
+impl std::error::Error for StoreClosed {}
+
+/// A driver error shared by every caller of a batch whose commit failed.
+#[derive(Debug)]
+struct Shared(Arc<rusqlite::Error>);
+
+impl std::fmt::Display for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Shared {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// Whether SQLite's error means the database could not be reached (locked by another process
+/// beyond the busy timeout, unopenable, or gone) rather than a bad statement.
+fn is_unavailable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode::*;
+    matches!(
+        e.sqlite_error_code(),
+        Some(
+            DatabaseBusy | DatabaseLocked | CannotOpen | SystemIoFailure | DiskFull | NotADatabase
+        )
+    )
+}
+
+/// A database error, with its cause kept.
+pub(super) fn db(e: rusqlite::Error) -> Error {
+    Error::Database {
+        unavailable: is_unavailable(&e),
+        message: format!("sqlite: {e}"),
+        source: Box::new(e),
+    }
+}
+
+fn shared(e: Arc<rusqlite::Error>) -> Error {
+    Error::Database {
+        unavailable: is_unavailable(&e),
+        message: format!("sqlite: {e}"),
+        source: Box::new(Shared(e)),
+    }
+}
+
+fn closed() -> Error {
+    Error::Database {
+        unavailable: true,
+        message: "sqlite: the store is closed".into(),
+        source: Box::new(StoreClosed),
+    }
+}
+
+/// `rusqlite` results into the engine's errors.
+pub(super) trait OrDb<T> {
+    fn db(self) -> Result<T>;
+}
+
+impl<T> OrDb<T> for rusqlite::Result<T> {
+    fn db(self) -> Result<T> {
+        self.map_err(db)
+    }
+}
+
+/// Where the database is.
+#[derive(Debug, Clone)]
+pub(super) enum Location {
+    File(PathBuf),
+    Memory,
+}
+
+/// Opens a connection with the engine's settings.
+pub(super) fn connect(at: &Location, read_only: bool) -> rusqlite::Result<Connection> {
+    let conn = match at {
+        Location::Memory => Connection::open_in_memory()?,
+        Location::File(path) => {
+            let flags = if read_only {
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            } else {
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            };
+            Connection::open_with_flags(path, flags)?
+        }
+    };
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(128);
+    if !read_only {
+        if matches!(at, Location::File(_)) {
+            conn.pragma_update(None, "journal_mode", "wal")?;
+            // Checkpoints run in the checkpointer, not inside a commit: an automatic checkpoint
+            // fsyncs and made one commit in a few hundred take several milliseconds.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+            conn.pragma_update(None, "journal_size_limit", 67_108_864)?;
+        }
+        // Survives a crash of the process (what lite mode promises); may lose the last
+        // transactions on power loss.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    conn.pragma_update(None, "temp_store", "memory")?;
+    conn.pragma_update(None, "cache_size", -32_000)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+/// The channels to the connections' threads.
+#[derive(Debug)]
+struct Channels {
+    writer: Sender<WriteJob>,
+    readers: Option<Sender<ReadJob>>,
+    /// Dropped to stop the checkpointer.
+    _checkpoints: Option<Sender<()>>,
+}
+
+/// The handle every clone of the store shares.
+#[derive(Debug)]
+pub(super) struct Db {
+    channels: Mutex<Option<Channels>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Db {
+    /// Starts the threads on `writer`, an open and migrated connection.
+    pub(super) fn start(at: &Location, writer: Connection) -> Result<Db> {
+        let mut threads = Vec::new();
+        let (wtx, wrx) = mpsc::channel::<WriteJob>();
+        threads.push(spawn("owlclaw-sqlite-writer", move || {
+            write_loop(writer, wrx)
+        })?);
+        let (readers, checkpoints) = match at {
+            Location::Memory => (None, None),
+            Location::File(_) => {
+                let (rtx, rrx) = mpsc::channel::<ReadJob>();
+                let rrx = Arc::new(Mutex::new(rrx));
+                for i in 0..READERS {
+                    let conn = connect(at, true).map_err(db)?;
+                    let rrx = rrx.clone();
+                    threads.push(spawn(&format!("owlclaw-sqlite-read-{i}"), move || {
+                        read_loop(conn, rrx)
+                    })?);
+                }
+                let (ctx, crx) = mpsc::channel::<()>();
+                let conn = connect(at, false).map_err(db)?;
+                threads.push(spawn("owlclaw-sqlite-checkpoint", move || {
+                    checkpoint_loop(conn, crx)
+                })?);
+                (Some(rtx), Some(ctx))
+            }
+        };
+        Ok(Db {
+            channels: Mutex::new(Some(Channels {
+                writer: wtx,
+                readers,
+                _checkpoints: checkpoints,
+            })),
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Runs `f` in the writer's transaction; answers once that transaction has committed. An
+    /// error from `f` rolls back its own writes only.
+    pub(super) async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T>>();
+        let job: WriteJob = Box::new(move |conn| {
+            let result = match conn {
+                None => Err(closed()),
+                Some(conn) => match std::panic::catch_unwind(AssertUnwindSafe(|| f(conn))) {
+                    Ok(r) => r,
+                    Err(_) => Err(Error::Internal(
+                        "a SQLite store operation panicked; its writes were rolled back".into(),
+                    )),
+                },
+            };
+            let ok = result.is_ok();
+            let deliver: Deliver = Box::new(move |committed| {
+                let _ = tx.send(match committed {
+                    Ok(()) => result,
+                    Err(e) => Err(shared(e)),
+                });
+            });
+            (ok, deliver)
+        });
+        {
+            let channels = self.channels.lock().unwrap();
+            let sender = channels.as_ref().ok_or_else(closed)?;
+            sender.writer.send(job).map_err(|_| closed())?;
+        }
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Runs `f` on a read connection (the writer's, for an in-memory database).
+    pub(super) async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = {
+            let channels = self.channels.lock().unwrap();
+            let channels = channels.as_ref().ok_or_else(closed)?;
+            channels.readers.clone()
+        };
+        let Some(readers) = readers else {
+            return self.write(f).await;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T>>();
+        let job: ReadJob = Box::new(move |conn| {
+            let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(conn))) {
+                Ok(r) => r,
+                Err(_) => Err(Error::Internal("a SQLite read panicked".into())),
+            };
+            let _ = tx.send(result);
+        });
+        readers.send(job).map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Stops taking work, lets the threads finish what they hold, and waits for them.
+    pub(super) async fn close(&self) {
+        drop(self.channels.lock().unwrap().take());
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap());
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(f)
+        .map_err(|e| Error::Internal(format!("cannot start the thread {name}: {e}")))
+}
+
+/// The writer: one transaction per batch of the closures waiting.
+fn write_loop(conn: Connection, jobs: Receiver<WriteJob>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut delivers: Vec<Deliver> = Vec::with_capacity(MAX_BATCH);
+    while let Ok(first) = jobs.recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let e = Arc::new(e);
+            for job in batch.drain(..) {
+                // Not run: answer with the error, through the job's own channel.
+                let (_, deliver) = job(None);
+                deliver(Err(e.clone()));
+            }
+            continue;
+        }
+        let alone = batch.len() == 1;
+        let mut failed_alone = false;
+        for job in batch.drain(..) {
+            if alone {
+                let (ok, deliver) = job(Some(&conn));
+                failed_alone = !ok;
+                delivers.push(deliver);
+                continue;
+            }
+            if let Err(e) = savepoint(&conn, "SAVEPOINT job") {
+                let (_, deliver) = job(None);
+                deliver(Err(Arc::new(e)));
+                continue;
+            }
+            let (ok, deliver) = job(Some(&conn));
+            let end = if ok {
+                savepoint(&conn, "RELEASE job")
+            } else {
+                savepoint(&conn, "ROLLBACK TO job").and_then(|()| savepoint(&conn, "RELEASE job"))
+            };
+            if let Err(e) = end {
+                tracing::error!(error = %e, "closing a savepoint failed");
+            }
+            delivers.push(deliver);
+        }
+        let end = if failed_alone {
+            conn.execute_batch("ROLLBACK")
+        } else {
+            conn.execute_batch("COMMIT")
+        };
+        let committed = match end {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(Arc::new(e))
+            }
+        };
+        for deliver in delivers.drain(..) {
+            deliver(committed.clone());
+        }
+    }
+}
+
+fn savepoint(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+fn read_loop(conn: Connection, jobs: Arc<Mutex<Receiver<ReadJob>>>) {
+    loop {
+        let job = match jobs.lock().unwrap().recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        job(&conn);
+    }
+}
+
+fn checkpoint_loop(conn: Connection, stop: Receiver<()>) {
+    loop {
+        match stop.recv_timeout(Duration::from_secs(1)) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "WAL checkpoint failed; will retry");
+        }
+    }
+}
