@@ -10,6 +10,7 @@
 //!
 //! See `bench/README.md` for what each figure means.
 
+mod cost;
 mod mode;
 mod pg;
 mod phases;
@@ -242,6 +243,9 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
         drain.bodies.as_secs_f64(),
         before + args.tasks
     ));
+    if let Some(cost) = &drain.cost {
+        say(cost.per_run().line(mode == Mode::Lite));
+    }
     let latency = if args.skip_latency {
         None
     } else {

@@ -45,6 +45,30 @@ pub(super) fn late_json(l: Option<Late>) -> Value {
     })
 }
 
+fn per_run_json(p: Option<crate::cost::PerRun>) -> Value {
+    p.map_or(Value::Null, |p| {
+        json!({
+            "cs": round3(Some(p.cs)),
+            "cs_voluntary": round3(Some(p.cs_voluntary)),
+            "cs_involuntary": round3(Some(p.cs_involuntary)),
+            "cpu_us": round2(p.cpu_us),
+        })
+    })
+}
+
+/// Cost per run: `worker`, `engines` (one per engine process), `postgres` (`{cs, cs_voluntary,
+/// cs_involuntary, cpu_us}` each) and `postgres_xact`.
+pub(super) fn cost_json(c: Option<&CostPerRun>) -> Value {
+    c.map_or(Value::Null, |c| {
+        json!({
+            "worker": per_run_json(c.worker),
+            "engines": c.engines.iter().map(|&e| per_run_json(Some(e))).collect::<Vec<_>>(),
+            "postgres": per_run_json(c.postgres),
+            "postgres_xact": c.xact.map_or(Value::Null, |x| round3(Some(x))),
+        })
+    })
+}
+
 pub(super) fn run_json(r: &Figures) -> Value {
     json!({
         "enqueue_bulk": r.enqueue_bulk.per_s().round() as u64,
@@ -64,6 +88,7 @@ pub(super) fn run_json(r: &Figures) -> Value {
             "engine": r.drain.cpu_engine_s.map_or(Value::Null, round2),
             "postgres": r.drain.cpu_postgres_s.map_or(Value::Null, round2),
         },
+        "cost_per_run": cost_json(r.drain.cost.as_ref().map(|c| c.per_run()).as_ref()),
         "timer_lateness_ms": r.timers.as_ref().map_or(Value::Null, timers_run_json),
         "durations_s": {
             "enqueue_bulk": round3(Some(r.enqueue_bulk.elapsed.as_secs_f64())),
@@ -103,6 +128,7 @@ pub(super) fn mode_json(args: &Args, mode: Mode, runs: &[Figures]) -> Value {
         })),
         "drain_cpu_s": s.drain_cpu.map_or(Value::Null, round2),
         "drain_cpu_postgres_s": s.drain_cpu_postgres.map_or(Value::Null, round2),
+        "cost_per_run": cost_json(s.cost.as_ref()),
         "timer_lateness_ms": s.timers.map_or(Value::Null, |t| json!({
             "delayed": late_json(t.delayed),
             "sleep": late_json(t.sleep),

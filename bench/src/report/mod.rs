@@ -2,6 +2,7 @@
 //! mode when several modes were measured, the aims, the protocol's last lines (BENCH.md), and the
 //! `--json` object.
 
+use crate::cost::CostPerRun;
 use crate::mode::Mode;
 use crate::timers::{self, Lateness, Timers};
 use crate::{phases, Args, Figures};
@@ -101,6 +102,9 @@ fn human_block(args: &Args, mode: Mode, runs: &[Figures], s: &Summary) {
         "drain: {:.0} tasks/s (one worker process, {} slots)",
         s.drain, args.slots
     );
+    if let Some(cost) = &s.cost {
+        println!("{}", cost.line(mode == Mode::Lite));
+    }
     match s.latency {
         Some((p50, p95, p99)) => println!(
             "latency p50/p95/p99: {p50:.2} / {p95:.2} / {p99:.2} ms (queue-to-start, one job every {} ms)",
@@ -136,6 +140,16 @@ fn human_block(args: &Args, mode: Mode, runs: &[Figures], s: &Summary) {
             );
         }
         None => println!("timer lateness: skipped"),
+    }
+}
+
+/// A cost-per-run cell: 3 decimals below 1 (transactions), else 2 (switches) or 1 (µs).
+fn cost_cell(s: &Summary, f: impl Fn(&CostPerRun) -> Option<f64>) -> String {
+    match s.cost.as_ref().and_then(f) {
+        Some(v) if v < 1.0 => format!("{v:.3}"),
+        Some(v) if v < 100.0 => format!("{v:.2}"),
+        Some(v) => format!("{v:.1}"),
+        None => "n/a".to_string(),
     }
 }
 
@@ -337,6 +351,48 @@ pub(crate) fn report(args: &Args, results: &[(Mode, Vec<Figures>)]) {
             ratio_cols,
         ),
         row(
+            "cost/run: worker cs",
+            &cells(&|s| cost_cell(s, |c| c.worker.map(|p| p.cs))),
+            None,
+            ratio_cols,
+        ),
+        row(
+            "cost/run: worker cpu µs",
+            &cells(&|s| cost_cell(s, |c| c.worker.map(|p| p.cpu_us))),
+            None,
+            ratio_cols,
+        ),
+        row(
+            "cost/run: engine(s) cs",
+            &cells(&|s| cost_cell(s, |c| c.engines_total().map(|p| p.cs))),
+            None,
+            ratio_cols,
+        ),
+        row(
+            "cost/run: engine(s) cpu µs",
+            &cells(&|s| cost_cell(s, |c| c.engines_total().map(|p| p.cpu_us))),
+            None,
+            ratio_cols,
+        ),
+        row(
+            "cost/run: pg xact",
+            &cells(&|s| cost_cell(s, |c| c.xact)),
+            None,
+            ratio_cols,
+        ),
+        row(
+            "cost/run: pg cs",
+            &cells(&|s| cost_cell(s, |c| c.postgres.map(|p| p.cs))),
+            None,
+            ratio_cols,
+        ),
+        row(
+            "cost/run: pg cpu µs",
+            &cells(&|s| cost_cell(s, |c| c.postgres.map(|p| p.cpu_us))),
+            None,
+            ratio_cols,
+        ),
+        row(
             "peak rss worker (MiB)",
             &cells(&rss(0)),
             ratio_of(&|s| s.rss.map(|r| r.0)),
@@ -419,6 +475,11 @@ pub(crate) fn report(args: &Args, results: &[(Mode, Vec<Figures>)]) {
                 r.drain,
                 per_run.join(", ")
             );
+        }
+    }
+    for (mode, s) in &summaries {
+        if let Some(cost) = &s.cost {
+            println!("[{mode}] {}", cost.line(*mode == Mode::Lite));
         }
     }
     println!();

@@ -82,6 +82,8 @@ pub(super) struct Summary {
     pub(super) drain_cpu: Option<f64>,
     /// Of which PostgreSQL's (postgres modes).
     pub(super) drain_cpu_postgres: Option<f64>,
+    /// Cost per run of the drain, each figure the median over the runs (`cost.rs`).
+    pub(super) cost: Option<CostPerRun>,
     pub(super) timers: Option<TimerSummary>,
     pub(super) durations: Value,
 }
@@ -94,6 +96,18 @@ pub(super) fn drain_cpu(r: &Figures) -> Option<f64> {
             + r.drain.cpu_engine_s.unwrap_or(0.0)
             + r.drain.cpu_postgres_s.unwrap_or(0.0),
     )
+}
+
+/// The medians of the cost per run of one drain of each run (`None` when no run measured it).
+pub(super) fn cost_medians(
+    runs: &[Figures],
+    drain: impl Fn(&Figures) -> Option<&phases::Drain>,
+) -> Option<CostPerRun> {
+    let all: Vec<CostPerRun> = runs
+        .iter()
+        .filter_map(|r| Some(drain(r)?.cost.as_ref()?.per_run()))
+        .collect();
+    (!all.is_empty()).then(|| CostPerRun::median(&all, median))
 }
 
 pub(super) fn summarize(runs: &[Figures]) -> Summary {
@@ -124,14 +138,16 @@ pub(super) fn summarize(runs: &[Figures]) -> Summary {
             load_cron: late(runs, |t| t.load_cron),
             load_drain,
         });
+    let drain = med(runs, |r| Some(r.drain.rate.per_s())).unwrap_or(f64::NAN);
     Summary {
         enqueue_bulk: med(runs, |r| Some(r.enqueue_bulk.per_s())).unwrap_or(f64::NAN),
         enqueue_single: med(runs, |r| Some(r.enqueue_single.per_s())).unwrap_or(f64::NAN),
-        drain: med(runs, |r| Some(r.drain.rate.per_s())).unwrap_or(f64::NAN),
+        drain,
         latency,
         rss,
         drain_cpu: med(runs, drain_cpu),
         drain_cpu_postgres: med(runs, |r| r.drain.cpu_postgres_s),
+        cost: cost_medians(runs, |r| Some(&r.drain)),
         timers,
         durations: json!({
             "enqueue_bulk": round3(secs(&|r| Some(r.enqueue_bulk.elapsed))),

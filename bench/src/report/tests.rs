@@ -15,6 +15,7 @@ fn summary(drain: f64, timers: Option<TimerSummary>) -> Summary {
         rss: Some((49.44, 30.0)),
         drain_cpu: None,
         drain_cpu_postgres: None,
+        cost: None,
         timers,
         durations: Value::Null,
     }
