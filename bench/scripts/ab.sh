@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Compares two builds of the benchmark in one invocation, rounds interleaved (A, B, A, B, ...), so
 # that both see the same drift of a shared machine. Each round runs every mode once in each build
-# (`--runs 1 --json`); the summary gives the median of each figure per build and mode, and B/A.
+# (`--runs 1 --json`); the summary gives the median of each figure per build and mode, and B/A:
+# drain, enqueue_bulk, latency p50/p99, the drain's cost per run (context switches and CPU µs of
+# the worker, engine and PostgreSQL processes, PostgreSQL transactions) when the build measures it,
+# and with `--backlog N` / `--history N` among the flags their drain rates and ratios.
 #
 #   bench/scripts/ab.sh A_BINARY B_BINARY [ROUNDS] [-- extra benchmark flags]
 #
@@ -41,14 +44,29 @@ for side in "AB":
             lat = d.get("latency_ms") or {}
             row = {"drain/s": d["drain"], "enqueue_bulk/s": d["enqueue_bulk"],
                    "latency_p50_ms": lat.get("p50"), "latency_p99_ms": lat.get("p99")}
+            # Cost per run of the drain (absent from builds before it was measured).
+            cost = d.get("cost_per_run") or {}
+            worker, pg, engines = cost.get("worker") or {}, cost.get("postgres") or {}, cost.get("engines") or []
+            total = lambda k: sum(e[k] for e in engines) if engines else None
+            row.update({"cs/run worker": worker.get("cs"), "cpu_us/run worker": worker.get("cpu_us"),
+                        "cs/run engine": total("cs"), "cpu_us/run engine": total("cpu_us"),
+                        "xact/run pg": cost.get("postgres_xact"), "cs/run pg": pg.get("cs"),
+                        "cpu_us/run pg": pg.get("cpu_us")})
+            # --backlog N / --history N, when given.
+            for scale in ("backlog", "history"):
+                if d.get(scale):
+                    row[f"{scale} drain/s"] = d[scale]["drain"]
+                    row[f"{scale}/plain"] = d[scale]["ratio_to_drain"]
             for k, v in row.items():
                 if v is not None:
                     figs.setdefault((mode, k), {}).setdefault(side, []).append(v)
 print(f"A = {a}\nB = {b}\nmedians of {rounds} interleaved rounds")
-print(f"{'mode':<10}{'figure':<17}{'A':>12}{'B':>12}{'B/A':>8}   A runs | B runs")
+print(f"{'mode':<10}{'figure':<19}{'A':>12}{'B':>12}{'B/A':>8}   A runs | B runs")
 for (mode, k), sides in figs.items():
-    ma, mb = statistics.median(sides.get("A", [0])), statistics.median(sides.get("B", [0]))
-    ratio = f"{mb / ma:.3f}" if ma else "-"
+    # A figure one build does not measure (an older build: no cost per run) shows as "-".
+    ma, mb = (statistics.median(sides[s]) if s in sides else None for s in "AB")
+    ratio = f"{mb / ma:.3f}" if ma and mb is not None else "-"
+    cell = lambda v: "-" if v is None else f"{v:g}"
     runs = lambda s: " ".join(f"{v:g}" for v in sides.get(s, []))
-    print(f"{mode:<10}{k:<17}{ma:>12g}{mb:>12g}{ratio:>8}   {runs('A')} | {runs('B')}")
+    print(f"{mode:<10}{k:<19}{cell(ma):>12}{cell(mb):>12}{ratio:>8}   {runs('A')} | {runs('B')}")
 PY

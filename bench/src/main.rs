@@ -5,15 +5,17 @@
 //! ```text
 //! cargo run --release -p owlclaw-bench -- [--mode lite|server|postgres|postgres2|both|all]
 //!     [--tasks N] [--runs K] [--json] [--database URL] [--pg-url URL] [--skip-latency]
-//!     [--skip-timers] [--slots S]
+//!     [--skip-timers] [--slots S] [--backlog N] [--history N]
 //! ```
 //!
 //! See `bench/README.md` for what each figure means.
 
+mod cost;
 mod mode;
 mod pg;
 mod phases;
 mod report;
+mod scale;
 mod server;
 mod timers;
 
@@ -25,7 +27,7 @@ use timers::Timers;
 
 const USAGE: &str = "\
 usage: owlclaw-bench [--mode M] [--tasks N] [--runs K] [--json] [--database URL] [--pg-url URL]
-                     [--skip-latency] [--skip-timers] [--slots S]
+                     [--skip-latency] [--skip-timers] [--slots S] [--backlog N] [--history N]
 
   --mode M         where the engine runs: `lite` (embedded, SQLite; the default), `server` (an engine server
                    in its own process on loopback, SQLite; worker and client in this process), `postgres`
@@ -44,6 +46,11 @@ usage: owlclaw-bench [--mode M] [--tasks N] [--runs K] [--json] [--database URL]
   --skip-timers    skip the timer-lateness phase (about 25 s per run and mode)
   --slots S        slots of the draining worker (default 10, the protocol's concurrency; any other value
                    is a tuned configuration and is labelled as such)
+  --backlog N      also drain a backlog of N runs (e.g. 1000000), enqueued in bulk before the worker
+                   starts, in a fresh store; reported beside the plain drain, with the ratio
+  --history N      also drain the --tasks runs in a fresh store already holding N finished runs
+                   (put there by a bulk enqueue and a worker of 100 slots, not measured); reported
+                   against the plain drain (empty store), with the ratio
 ";
 
 /// Command-line options.
@@ -58,6 +65,10 @@ pub(crate) struct Args {
     pub(crate) skip_latency: bool,
     pub(crate) skip_timers: bool,
     pub(crate) slots: u32,
+    /// `--backlog N`: also drain a backlog of N runs (`scale.rs`).
+    pub(crate) backlog: Option<u64>,
+    /// `--history N`: also drain `tasks` runs with N finished runs in the store (`scale.rs`).
+    pub(crate) history: Option<u64>,
     /// Hidden `--child-run K`: this process is one run (run K of `runs`) of one mode for a parent
     /// measuring several modes; it reports its figures on stdout after [`FIGURES`].
     pub(crate) child_run: Option<u32>,
@@ -78,6 +89,18 @@ impl Args {
     }
 }
 
+/// A count of runs: digits, optionally grouped with `_` or `,` (`1_000_000`); at least 1.
+fn count(flag: &str, v: &str) -> Result<u64> {
+    let n: u64 = v
+        .replace(['_', ','], "")
+        .parse()
+        .with_context(|| format!("{flag} {v:?}"))?;
+    if n == 0 {
+        bail!("{flag} must be at least 1");
+    }
+    Ok(n)
+}
+
 fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
     let mut args = Args {
         modes: Modes(vec![Mode::Lite]),
@@ -89,6 +112,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
         skip_latency: false,
         skip_timers: false,
         slots: phases::DEFAULT_SLOTS,
+        backlog: None,
+        history: None,
         child_run: None,
     };
     while let Some(arg) = argv.next() {
@@ -110,16 +135,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
             "--pg-url" => args.pg_url = value("--pg-url")?,
             "--mode" => args.modes = value("--mode")?.parse()?,
             "--database" => args.database = Some(value("--database")?),
-            "--tasks" => {
-                let v = value("--tasks")?;
-                args.tasks = v
-                    .replace(['_', ','], "")
-                    .parse()
-                    .with_context(|| format!("--tasks {v:?}"))?;
-                if args.tasks == 0 {
-                    bail!("--tasks must be at least 1");
-                }
-            }
+            "--tasks" => args.tasks = count("--tasks", &value("--tasks")?)?,
+            "--backlog" => args.backlog = Some(count("--backlog", &value("--backlog")?)?),
+            "--history" => args.history = Some(count("--history", &value("--history")?)?),
             "--slots" => {
                 let v = value("--slots")?;
                 args.slots = v.parse().with_context(|| format!("--slots {v:?}"))?;
@@ -163,6 +181,12 @@ pub(crate) struct Figures {
     pub(crate) engine_rss_mb: Vec<f64>,
     #[serde(default)]
     pub(crate) timers: Option<Timers>,
+    /// `--backlog N`.
+    #[serde(default)]
+    pub(crate) backlog: Option<scale::Backlog>,
+    /// `--history N`.
+    #[serde(default)]
+    pub(crate) history: Option<scale::History>,
 }
 
 /// Where progress goes: stdout, or stderr under `--json` (stdout then holds the JSON only).
@@ -242,6 +266,9 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
         drain.bodies.as_secs_f64(),
         before + args.tasks
     ));
+    if let Some(cost) = &drain.cost {
+        say(cost.per_run().line(mode == Mode::Lite));
+    }
     let latency = if args.skip_latency {
         None
     } else {
@@ -303,6 +330,51 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
         ));
     }
 
+    let lite = mode == Mode::Lite;
+    let plain = drain.rate.per_s();
+    let backlog = match args.backlog {
+        None => None,
+        Some(n) => {
+            let b = scale::backlog(mode, pg_url, n, args.slots).await?;
+            say(format!(
+                "backlog: {n} jobs enqueued in bulk in {:.1}s ({:.0}/s), then drained in {:.3}s = \
+                 {:.0}/s ({:.2} x the plain drain; {n} succeeded runs verified in the store)",
+                b.enqueue.elapsed.as_secs_f64(),
+                b.enqueue.per_s(),
+                b.drain.rate.elapsed.as_secs_f64(),
+                b.drain.rate.per_s(),
+                b.drain.rate.per_s() / plain,
+            ));
+            if let Some(cost) = &b.drain.cost {
+                say(format!("backlog {}", cost.per_run().line(lite)));
+            }
+            Some(b)
+        }
+    };
+    let history = match args.history {
+        None => None,
+        Some(n) => {
+            let h = scale::history(mode, pg_url, n, args.tasks, args.slots).await?;
+            say(format!(
+                "history: {n} finished runs put in a fresh store in {:.1}s (not measured); then \
+                 enqueue_bulk {} jobs at {:.0}/s; drain: {} jobs in {:.3}s = {:.0}/s ({:.2} x the \
+                 plain drain on an empty store; {} succeeded runs verified in the store)",
+                h.fill.as_secs_f64(),
+                h.enqueue_bulk.count,
+                h.enqueue_bulk.per_s(),
+                h.drain.rate.count,
+                h.drain.rate.elapsed.as_secs_f64(),
+                h.drain.rate.per_s(),
+                h.drain.rate.per_s() / plain,
+                n + args.tasks,
+            ));
+            if let Some(cost) = &h.drain.cost {
+                say(format!("history {}", cost.per_run().line(lite)));
+            }
+            Some(h)
+        }
+    };
+
     let timers = if args.skip_timers {
         None
     } else {
@@ -316,6 +388,8 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
         peak_rss_mb,
         engine_rss_mb,
         timers,
+        backlog,
+        history,
     })
 }
 
@@ -348,6 +422,12 @@ async fn run_in_child(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
     }
     if let Some(db) = &args.database {
         cmd.arg("--database").arg(db);
+    }
+    if let Some(n) = args.backlog {
+        cmd.arg("--backlog").arg(n.to_string());
+    }
+    if let Some(n) = args.history {
+        cmd.arg("--history").arg(n.to_string());
     }
     let mut child = cmd
         .stdin(std::process::Stdio::null())
@@ -499,6 +579,16 @@ mod tests {
         assert!(parse(&["--mode", "all", "--database", "sqlite://x.db"]).is_err());
         assert!(parse(&["--mode", "server", "--database", "sqlite://x.db"]).is_ok());
         assert!(parse(&["--mode", "bogus"]).is_err());
+        let scale = parse(&["--backlog", "1,000,000", "--history=1_000_000"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (scale.backlog, scale.history),
+            (Some(1_000_000), Some(1_000_000))
+        );
+        assert_eq!((a.backlog, a.history), (None, None));
+        assert!(parse(&["--backlog", "0"]).is_err());
+        assert!(parse(&["--history", "many"]).is_err());
         assert!(parse(&["--tasks"]).is_err());
         assert!(parse(&["--bogus"]).is_err());
     }

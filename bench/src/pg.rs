@@ -1,9 +1,10 @@
 //! PostgreSQL for the `postgres` and `postgres2` modes: a fresh database per phase (created on
-//! the server of `--pg-url`, dropped afterwards), and the server's CPU time for the drain line.
+//! the server of `--pg-url`, dropped afterwards), and what the server spends
+//! over the drain (CPU, context switches, transactions).
 
+use crate::cost;
 use anyhow::{bail, Context as _, Result};
 use sqlx::{Connection as _, PgConnection, Row as _};
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// `--pg-url` when neither the flag nor `OWLCLAW_TEST_DATABASE_URL` gives one.
@@ -152,21 +153,30 @@ async fn drop_database(admin_url: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Reads the CPU time of the PostgreSQL server's processes that work for one database: its
-/// backends, and the server's WAL writer, checkpointer and background writer (shared with
-/// other databases of the server, idle otherwise). Only for a server on this machine (it reads
-/// `/proc/<pid>/stat` of the pids that `pg_stat_activity` shows).
+/// Reads what the PostgreSQL server spends for one database: the CPU time and context switches
+/// of its processes that work for it — its backends, and the server's WAL writer, checkpointer
+/// and background writer (shared with other databases of the server, idle otherwise) — read from
+/// `/proc/<pid>/stat` and `/proc/<pid>/status` of the pids that `pg_stat_activity` shows (so only
+/// for a server on this machine); and the database's committed transactions
+/// (`pg_stat_database.xact_commit`). Each reading opens a connection of its own to `admin_url`.
 #[derive(Debug, Clone)]
 pub(crate) struct PgProbe {
     pub(crate) admin_url: String,
     pub(crate) database: String,
 }
 
-/// CPU seconds per process id.
-pub(crate) type CpuSample = HashMap<u32, f64>;
+/// How long after a transaction PostgreSQL 15 has surely published it in `pg_stat_database`.
+/// A backend publishes its counters when it goes idle at least 1 s after its last publication
+/// (and only if it gets the statistics entry's lock at once: busy backends often don't); else it
+/// arms a timer that publishes them, waiting for the lock, at most 10 s later
+/// (`PGSTAT_MIN_INTERVAL`, `PGSTAT_IDLE_INTERVAL`); and at exit. PostgreSQL 15 has no
+/// `pg_stat_force_next_flush()`.
+pub(crate) const STATS_PUBLISHED_WITHIN: std::time::Duration =
+    std::time::Duration::from_millis(11_000);
 
 impl PgProbe {
-    pub(crate) async fn sample(&self) -> Option<CpuSample> {
+    /// CPU time and context switches of the server's processes of the database, per pid.
+    pub(crate) async fn processes(&self) -> Option<cost::Sample> {
         let mut conn = PgConnection::connect(&self.admin_url).await.ok()?;
         let rows = sqlx::query(
             "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid() \
@@ -176,25 +186,30 @@ impl PgProbe {
         .fetch_all(&mut conn)
         .await;
         let _ = conn.close().await;
-        let sample: CpuSample = rows
+        let sample: cost::Sample = rows
             .ok()?
             .iter()
             .filter_map(|r| {
                 let pid = u32::try_from(r.try_get::<i32, _>(0).ok()?).ok()?;
-                Some((pid, crate::phases::cpu_seconds(Some(pid))?))
+                Some((pid, cost::single_threaded(pid)?))
             })
             .collect();
         (!sample.is_empty()).then_some(sample)
     }
-}
 
-/// CPU seconds spent between two samples: processes that appeared in between count from zero
-/// (connections opened during the interval); those that ended in between are not counted.
-pub(crate) fn cpu_spent(before: &CpuSample, after: &CpuSample) -> f64 {
-    after
-        .iter()
-        .map(|(pid, t)| (t - before.get(pid).copied().unwrap_or(0.0)).max(0.0))
-        .sum()
+    /// The database's `xact_commit` as published so far (a new connection: a fresh snapshot of
+    /// the statistics, which a connection otherwise caches for the rest of its transaction).
+    /// A `LISTEN`ing backend's transactions (one per batch of notifications it reads) are
+    /// published only when it exits, so they are not in it while the engine runs.
+    pub(crate) async fn xact_commit(&self) -> Option<u64> {
+        let mut conn = PgConnection::connect(&self.admin_url).await.ok()?;
+        let row = sqlx::query("SELECT xact_commit FROM pg_stat_database WHERE datname = $1")
+            .bind(&self.database)
+            .fetch_one(&mut conn)
+            .await;
+        let _ = conn.close().await;
+        u64::try_from(row.ok()?.try_get::<i64, _>(0).ok()?).ok()
+    }
 }
 
 #[cfg(test)]
@@ -228,12 +243,5 @@ mod tests {
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert!(is_postgres_url("postgresql://h/db"));
         assert!(!is_postgres_url("sqlite://x.db"));
-    }
-
-    #[test]
-    fn cpu_of_new_processes_counts_from_zero() {
-        let before: CpuSample = [(1, 1.0), (2, 5.0)].into();
-        let after: CpuSample = [(1, 1.5), (3, 0.25)].into();
-        assert_eq!(cpu_spent(&before, &after), 0.75);
     }
 }

@@ -1,5 +1,6 @@
 //! The measured phases of one benchmark run (BENCH.md), over any [`Client`].
 
+use crate::cost;
 use crate::mode::Target;
 use crate::pg;
 use anyhow::{bail, Context as _, Result};
@@ -171,6 +172,22 @@ async fn all_terminal(client: &Client) -> Result<bool> {
     Ok(true)
 }
 
+/// Polls the store every 2 ms until it shows no unfinished run (once every task body started);
+/// fails after [`STALL`].
+pub(crate) async fn wait_terminal(client: &Client, what: &str) -> Result<()> {
+    let poll_since = Instant::now();
+    while !all_terminal(client).await? {
+        if poll_since.elapsed() > STALL {
+            bail!(
+                "{what}: every task body ran, but the store still shows unfinished runs after {}s",
+                STALL.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    Ok(())
+}
+
 /// Fails unless the store holds no queued, running or scheduled run (a `--database` left with
 /// pending work would distort the drain).
 pub(crate) async fn ensure_idle(client: &Client, url: &str) -> Result<()> {
@@ -181,14 +198,15 @@ pub(crate) async fn ensure_idle(client: &Client, url: &str) -> Result<()> {
 }
 
 /// What the drain measured.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Drain {
     /// N / (worker start → the store shows every run terminal).
     pub(crate) rate: Rate,
     /// Worker start → the N-th task body started (in-process counter).
     pub(crate) bodies: Duration,
     /// CPU time (user + system, s) used during the measured drain by this process (the worker;
-    /// in lite mode the engine too) and by the engine process (server mode). A diagnostic.
+    /// in lite mode the engine too) and by the engine process (server mode). A diagnostic; the
+    /// same as `cost`, in seconds.
     pub(crate) cpu_worker_s: Option<f64>,
     /// The engine processes' together (server modes).
     pub(crate) cpu_engine_s: Option<f64>,
@@ -196,6 +214,10 @@ pub(crate) struct Drain {
     /// [`pg::PgProbe`]).
     #[serde(default)]
     pub(crate) cpu_postgres_s: Option<f64>,
+    /// CPU and context switches per process, and PostgreSQL's transactions, over the same
+    /// interval (`cost.rs`).
+    #[serde(default)]
+    pub(crate) cost: Option<cost::Cost>,
 }
 
 /// Waits until `STARTED` reaches `target`; fails when it stops moving for `STALL`.
@@ -257,29 +279,48 @@ pub(crate) async fn start_drain_workers(
     Ok(workers)
 }
 
-/// CPU seconds of (this process, the engine processes together, the PostgreSQL processes).
-struct CpuMark(Option<f64>, Option<f64>, Option<pg::CpuSample>);
+/// What this process, the engine processes and PostgreSQL's processes had spent at one moment.
+struct Mark {
+    worker: Option<cost::Usage>,
+    engines: Vec<Option<cost::ProcSample>>,
+    postgres: Option<cost::Sample>,
+}
 
-async fn cpu_mark(target: &Target) -> CpuMark {
-    let pids = target.engine_pids();
-    let engines = if pids.is_empty() {
-        None
-    } else {
-        pids.iter()
-            .map(|&p| cpu_seconds(Some(p)))
-            .sum::<Option<f64>>()
-    };
+/// Reads a [`Mark`]. This process is read nearest to the clock: last when `before` the drain,
+/// first after it (reading PostgreSQL opens a TLS connection, which costs this process CPU).
+async fn mark(target: &Target, before: bool) -> Mark {
+    let worker = (!before).then(cost::this_process).flatten();
+    let engines = target
+        .engine_pids()
+        .into_iter()
+        .map(cost::ProcSample::read)
+        .collect();
     let postgres = match &target.probe {
-        Some(p) => p.sample().await,
+        Some(p) => p.processes().await,
         None => None,
     };
-    CpuMark(cpu_seconds(None), engines, postgres)
+    Mark {
+        worker: if before { cost::this_process() } else { worker },
+        engines,
+        postgres,
+    }
+}
+
+/// The database's `xact_commit` once PostgreSQL has published every transaction that ended
+/// before `since` (postgres modes; `None` otherwise): it waits until
+/// [`pg::STATS_PUBLISHED_WITHIN`] has passed since `since`, then reads.
+async fn published_xact_commit(target: &Target, since: Instant) -> Option<u64> {
+    let probe = target.probe.as_ref()?;
+    tokio::time::sleep(pg::STATS_PUBLISHED_WITHIN.saturating_sub(since.elapsed())).await;
+    probe.xact_commit().await
 }
 
 /// `drain`: with `jobs` runs queued, starts the worker(s) with `slots` slots in all and measures
 /// until the store shows every run terminal; then checks that `expect_succeeded` runs are
-/// `succeeded`. Returns the running worker(s) (warm, for the latency phase). The CPU time of
-/// this process, of the engine processes (server modes) and of PostgreSQL is also taken.
+/// `succeeded`. Returns the running worker(s) (warm, for the latency phase). What this process,
+/// the engine processes (server modes) and PostgreSQL (postgres modes) spent over the measured
+/// interval is also taken (see `cost.rs`); in the postgres modes the database's transactions
+/// are read before the clock starts and [`pg::STATS_PUBLISHED_WITHIN`] after the verification.
 pub(crate) async fn drain(
     target: &Target,
     jobs: u64,
@@ -288,30 +329,20 @@ pub(crate) async fn drain(
 ) -> Result<(Drain, Vec<owlclaw::Worker>)> {
     let client = &target.client;
     let base = STARTED.load(Ordering::Relaxed);
-    let before = cpu_mark(target).await;
+    let xact_before = match &target.probe {
+        Some(p) => p.xact_commit().await,
+        None => None,
+    };
+    let before = mark(target, true).await;
     let t0 = Instant::now();
     let workers = start_drain_workers(target, slots).await?;
     wait_started(base + jobs as usize, "drain").await?;
     let bodies = t0.elapsed();
     // The N-th body start is not the N-th completion: the last completions are still being
     // reported. Poll the store until it shows every run finished.
-    let poll_since = Instant::now();
-    while !all_terminal(client).await? {
-        if poll_since.elapsed() > STALL {
-            bail!(
-                "drain: every task body ran, but the store still shows unfinished runs after {}s",
-                STALL.as_secs()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_terminal(client, "drain").await?;
     let elapsed = t0.elapsed();
-    let after = cpu_mark(target).await;
-    let spent = |before: Option<f64>, after: Option<f64>| Some(after? - before?);
-    let cpu_postgres_s = match (&before.2, &after.2) {
-        (Some(b), Some(a)) => Some(pg::cpu_spent(b, a)),
-        _ => None,
-    };
+    let after = mark(target, false).await;
     let succeeded = count_runs(client, RunStatus::Succeeded).await?;
     if succeeded != expect_succeeded {
         let failed = count_runs(client, RunStatus::Failed).await?;
@@ -321,6 +352,20 @@ pub(crate) async fn drain(
              ({failed} failed, {cancelled} cancelled)"
         );
     }
+    // After the verification: its listings are the last transactions of some connections.
+    let xact_after = published_xact_commit(target, Instant::now()).await;
+    let worker = before.worker.zip(after.worker).map(|(b, a)| a.since(b));
+    let engines: Vec<cost::Usage> = before
+        .engines
+        .iter()
+        .zip(&after.engines)
+        .filter_map(|(b, a)| Some(a.as_ref()?.since(b.as_ref()?)))
+        .collect();
+    let postgres = match (&before.postgres, &after.postgres) {
+        (Some(b), Some(a)) => Some(cost::spent(b, a)),
+        _ => None,
+    };
+    let seconds = |u: cost::Usage| u.cpu_us as f64 / 1e6;
     Ok((
         Drain {
             rate: Rate {
@@ -328,27 +373,22 @@ pub(crate) async fn drain(
                 elapsed,
             },
             bodies,
-            cpu_worker_s: spent(before.0, after.0),
-            cpu_engine_s: spent(before.1, after.1),
-            cpu_postgres_s,
+            cpu_worker_s: worker.map(seconds),
+            cpu_engine_s: (!engines.is_empty() && engines.len() == before.engines.len())
+                .then(|| engines.iter().copied().map(seconds).sum()),
+            cpu_postgres_s: postgres.map(seconds),
+            cost: Some(cost::Cost {
+                runs: jobs,
+                worker,
+                engines,
+                postgres,
+                xact_commit: xact_before
+                    .zip(xact_after)
+                    .map(|(b, a)| a.saturating_sub(b)),
+            }),
         },
         workers,
     ))
-}
-
-/// CPU time (user + system, every thread) of this process or of process `pid`, in seconds, from
-/// `/proc/<pid>/stat` (in clock ticks of 1/100 s, Linux's `USER_HZ`).
-pub(crate) fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
-    let path = match pid {
-        Some(p) => format!("/proc/{p}/stat"),
-        None => "/proc/self/stat".to_string(),
-    };
-    let text = std::fs::read_to_string(path).ok()?;
-    // After the command name (in parentheses, possibly with spaces): state is field 3, utime 14
-    // and stime 15.
-    let fields: Vec<&str> = text.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
-    Some((ticks(11)? + ticks(12)?) as f64 / 100.0)
 }
 
 /// Queue-to-start latency percentiles, in milliseconds.

@@ -45,8 +45,67 @@ pub(super) fn late_json(l: Option<Late>) -> Value {
     })
 }
 
-pub(super) fn run_json(r: &Figures) -> Value {
+fn per_run_json(p: Option<crate::cost::PerRun>) -> Value {
+    p.map_or(Value::Null, |p| {
+        json!({
+            "cs": round3(Some(p.cs)),
+            "cs_voluntary": round3(Some(p.cs_voluntary)),
+            "cs_involuntary": round3(Some(p.cs_involuntary)),
+            "cpu_us": round2(p.cpu_us),
+        })
+    })
+}
+
+/// Cost per run: `worker`, `engines` (one per engine process), `postgres` (`{cs, cs_voluntary,
+/// cs_involuntary, cpu_us}` each) and `postgres_xact`.
+pub(super) fn cost_json(c: Option<&CostPerRun>) -> Value {
+    c.map_or(Value::Null, |c| {
+        json!({
+            "worker": per_run_json(c.worker),
+            "engines": c.engines.iter().map(|&e| per_run_json(Some(e))).collect::<Vec<_>>(),
+            "postgres": per_run_json(c.postgres),
+            "postgres_xact": c.xact.map_or(Value::Null, |x| round3(Some(x))),
+        })
+    })
+}
+
+/// A scale phase in the summary: `{n, drain, enqueue_bulk, ratio_to_drain,
+/// ratio_to_drain_per_run, cost_per_run}`.
+fn scale_json(s: &ScaleSummary) -> Value {
     json!({
+        "n": s.n,
+        "drain": s.drain.round() as u64,
+        "enqueue_bulk": s.enqueue_bulk.round() as u64,
+        "ratio_to_drain": round3(Some(s.ratio)),
+        "ratio_to_drain_per_run": s.ratio_per_run.iter().map(|&x| round3(Some(x))).collect::<Vec<_>>(),
+        "cost_per_run": cost_json(s.cost.as_ref()),
+    })
+}
+
+/// A scale phase of one run.
+fn scale_run_json(n: u64, enqueue: &crate::phases::Rate, drain: &crate::phases::Drain) -> Value {
+    json!({
+        "n": n,
+        "enqueue_bulk": enqueue.per_s().round() as u64,
+        "drain": drain.rate.per_s().round() as u64,
+        "drain_s": round3(Some(drain.rate.elapsed.as_secs_f64())),
+        "cost_per_run": cost_json(drain.cost.as_ref().map(|c| c.per_run()).as_ref()),
+    })
+}
+
+/// Adds `backlog` and `history` to `out` when they were measured (the keys are absent
+/// otherwise, so the default output is unchanged).
+fn add_scale(out: &mut Value, backlog: Option<Value>, history: Option<Value>) {
+    if let Some(b) = backlog {
+        out["backlog"] = b;
+    }
+    if let Some(h) = history {
+        out["history"] = h;
+    }
+}
+
+pub(super) fn run_json(r: &Figures) -> Value {
+    let mut out = json!({
         "enqueue_bulk": r.enqueue_bulk.per_s().round() as u64,
         "enqueue_single": r.enqueue_single.per_s().round() as u64,
         "drain": r.drain.rate.per_s().round() as u64,
@@ -64,6 +123,7 @@ pub(super) fn run_json(r: &Figures) -> Value {
             "engine": r.drain.cpu_engine_s.map_or(Value::Null, round2),
             "postgres": r.drain.cpu_postgres_s.map_or(Value::Null, round2),
         },
+        "cost_per_run": cost_json(r.drain.cost.as_ref().map(|c| c.per_run()).as_ref()),
         "timer_lateness_ms": r.timers.as_ref().map_or(Value::Null, timers_run_json),
         "durations_s": {
             "enqueue_bulk": round3(Some(r.enqueue_bulk.elapsed.as_secs_f64())),
@@ -72,13 +132,25 @@ pub(super) fn run_json(r: &Figures) -> Value {
             "drain_last_body_start": round3(Some(r.drain.bodies.as_secs_f64())),
             "latency_phase": round3(r.latency.map(|l| l.span.as_secs_f64())),
         },
-    })
+    });
+    add_scale(
+        &mut out,
+        r.backlog
+            .as_ref()
+            .map(|b| scale_run_json(b.drain.rate.count, &b.enqueue, &b.drain)),
+        r.history.as_ref().map(|h| {
+            let mut v = scale_run_json(h.finished, &h.enqueue_bulk, &h.drain);
+            v["fill_s"] = round3(Some(h.fill.as_secs_f64()));
+            v
+        }),
+    );
+    out
 }
 
 /// The JSON object of one mode (with a single `--mode`, the whole output but for `aims`).
 pub(super) fn mode_json(args: &Args, mode: Mode, runs: &[Figures]) -> Value {
     let s = summarize(runs);
-    json!({
+    let mut out = json!({
         "mode": mode.to_string(),
         "mode_description": mode.describe(),
         "tasks": args.tasks,
@@ -103,6 +175,7 @@ pub(super) fn mode_json(args: &Args, mode: Mode, runs: &[Figures]) -> Value {
         })),
         "drain_cpu_s": s.drain_cpu.map_or(Value::Null, round2),
         "drain_cpu_postgres_s": s.drain_cpu_postgres.map_or(Value::Null, round2),
+        "cost_per_run": cost_json(s.cost.as_ref()),
         "timer_lateness_ms": s.timers.map_or(Value::Null, |t| json!({
             "delayed": late_json(t.delayed),
             "sleep": late_json(t.sleep),
@@ -117,5 +190,11 @@ pub(super) fn mode_json(args: &Args, mode: Mode, runs: &[Figures]) -> Value {
         })),
         "durations_s": s.durations,
         "per_run": runs.iter().map(run_json).collect::<Vec<_>>(),
-    })
+    });
+    add_scale(
+        &mut out,
+        s.backlog.as_ref().map(scale_json),
+        s.history.as_ref().map(scale_json),
+    );
+    out
 }

@@ -2,6 +2,7 @@
 //! mode when several modes were measured, the aims, the protocol's last lines (BENCH.md), and the
 //! `--json` object.
 
+use crate::cost::CostPerRun;
 use crate::mode::Mode;
 use crate::timers::{self, Lateness, Timers};
 use crate::{phases, Args, Figures};
@@ -82,6 +83,47 @@ fn late_line(name: &str, l: Option<Late>) -> String {
     }
 }
 
+/// The scale lines of one mode (none without `--backlog` and `--history`).
+fn scale_lines(args: &Args, mode: Mode, s: &Summary) -> Vec<String> {
+    let per_run = |r: &[f64]| {
+        r.iter()
+            .map(|x| format!("{x:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut lines = Vec::new();
+    if let Some(b) = &s.backlog {
+        lines.push(format!(
+            "backlog: {} runs (enqueued in bulk at {:.0}/s) drained at {:.0} tasks/s: {:.2} x the \
+             plain {}-run drain (ratio of the medians; per run: {})",
+            b.n,
+            b.enqueue_bulk,
+            b.drain,
+            b.ratio,
+            args.tasks,
+            per_run(&b.ratio_per_run)
+        ));
+        if let Some(c) = &b.cost {
+            lines.push(format!("backlog {}", c.line(mode == Mode::Lite)));
+        }
+    }
+    if let Some(h) = &s.history {
+        lines.push(format!(
+            "history: drain of {} runs with {} finished runs in the store: {:.0} tasks/s: {:.2} x \
+             the plain drain on an empty store (ratio of the medians; per run: {})",
+            args.tasks,
+            h.n,
+            h.drain,
+            h.ratio,
+            per_run(&h.ratio_per_run)
+        ));
+        if let Some(c) = &h.cost {
+            lines.push(format!("history {}", c.line(mode == Mode::Lite)));
+        }
+    }
+    lines
+}
+
 /// The human-readable block of one mode.
 fn human_block(args: &Args, mode: Mode, runs: &[Figures], s: &Summary) {
     println!(
@@ -101,6 +143,12 @@ fn human_block(args: &Args, mode: Mode, runs: &[Figures], s: &Summary) {
         "drain: {:.0} tasks/s (one worker process, {} slots)",
         s.drain, args.slots
     );
+    if let Some(cost) = &s.cost {
+        println!("{}", cost.line(mode == Mode::Lite));
+    }
+    for line in scale_lines(args, mode, s) {
+        println!("{line}");
+    }
     match s.latency {
         Some((p50, p95, p99)) => println!(
             "latency p50/p95/p99: {p50:.2} / {p95:.2} / {p99:.2} ms (queue-to-start, one job every {} ms)",
@@ -136,6 +184,16 @@ fn human_block(args: &Args, mode: Mode, runs: &[Figures], s: &Summary) {
             );
         }
         None => println!("timer lateness: skipped"),
+    }
+}
+
+/// A cost-per-run cell: 3 decimals below 1 (transactions), else 2 (switches) or 1 (µs).
+fn cost_cell(s: &Summary, f: impl Fn(&CostPerRun) -> Option<f64>) -> String {
+    match s.cost.as_ref().and_then(f) {
+        Some(v) if v < 1.0 => format!("{v:.3}"),
+        Some(v) if v < 100.0 => format!("{v:.2}"),
+        Some(v) => format!("{v:.1}"),
+        None => "n/a".to_string(),
     }
 }
 
@@ -337,6 +395,48 @@ pub(crate) fn report(args: &Args, results: &[(Mode, Vec<Figures>)]) {
             ratio_cols,
         ),
         row(
+            "cost/run: worker cs",
+            &cells(&|s| cost_cell(s, |c| c.worker.map(|p| p.cs))),
+            None,
+            ratio_cols,
+        ),
+        row(
+            "cost/run: worker cpu µs",
+            &cells(&|s| cost_cell(s, |c| c.worker.map(|p| p.cpu_us))),
+            None,
+            ratio_cols,
+        ),
+        row(
+            "cost/run: engine(s) cs",
+            &cells(&|s| cost_cell(s, |c| c.engines_total().map(|p| p.cs))),
+            None,
+            ratio_cols,
+        ),
+        row(
+            "cost/run: engine(s) cpu µs",
+            &cells(&|s| cost_cell(s, |c| c.engines_total().map(|p| p.cpu_us))),
+            None,
+            ratio_cols,
+        ),
+        row(
+            "cost/run: pg xact",
+            &cells(&|s| cost_cell(s, |c| c.xact)),
+            None,
+            ratio_cols,
+        ),
+        row(
+            "cost/run: pg cs",
+            &cells(&|s| cost_cell(s, |c| c.postgres.map(|p| p.cs))),
+            None,
+            ratio_cols,
+        ),
+        row(
+            "cost/run: pg cpu µs",
+            &cells(&|s| cost_cell(s, |c| c.postgres.map(|p| p.cpu_us))),
+            None,
+            ratio_cols,
+        ),
+        row(
             "peak rss worker (MiB)",
             &cells(&rss(0)),
             ratio_of(&|s| s.rss.map(|r| r.0)),
@@ -349,6 +449,62 @@ pub(crate) fn report(args: &Args, results: &[(Mode, Vec<Figures>)]) {
             ratio_cols,
         ),
     ];
+    if summaries.iter().any(|(_, s)| s.backlog.is_some()) {
+        let n = summaries
+            .iter()
+            .find_map(|(_, s)| s.backlog.as_ref().map(|b| b.n))
+            .unwrap_or_default();
+        lines.extend([
+            row(
+                &format!("backlog {n} (jobs/s)"),
+                &cells(&|s| {
+                    s.backlog
+                        .as_ref()
+                        .map_or(na(), |b| format!("{:.0}", b.drain))
+                }),
+                ratio_of(&|s| s.backlog.as_ref().map(|b| b.drain)),
+                ratio_cols,
+            ),
+            row(
+                "  backlog / plain drain",
+                &cells(&|s| {
+                    s.backlog
+                        .as_ref()
+                        .map_or(na(), |b| format!("{:.2}", b.ratio))
+                }),
+                None,
+                ratio_cols,
+            ),
+        ]);
+    }
+    if summaries.iter().any(|(_, s)| s.history.is_some()) {
+        let n = summaries
+            .iter()
+            .find_map(|(_, s)| s.history.as_ref().map(|h| h.n))
+            .unwrap_or_default();
+        lines.extend([
+            row(
+                &format!("drain, {n} done (jobs/s)"),
+                &cells(&|s| {
+                    s.history
+                        .as_ref()
+                        .map_or(na(), |h| format!("{:.0}", h.drain))
+                }),
+                ratio_of(&|s| s.history.as_ref().map(|h| h.drain)),
+                ratio_cols,
+            ),
+            row(
+                "  with history / plain",
+                &cells(&|s| {
+                    s.history
+                        .as_ref()
+                        .map_or(na(), |h| format!("{:.2}", h.ratio))
+                }),
+                None,
+                ratio_cols,
+            ),
+        ]);
+    }
     if summaries.iter().any(|(_, s)| s.timers.is_some()) {
         lines.extend([
             row(
@@ -419,6 +575,14 @@ pub(crate) fn report(args: &Args, results: &[(Mode, Vec<Figures>)]) {
                 r.drain,
                 per_run.join(", ")
             );
+        }
+    }
+    for (mode, s) in &summaries {
+        if let Some(cost) = &s.cost {
+            println!("[{mode}] {}", cost.line(*mode == Mode::Lite));
+        }
+        for line in scale_lines(args, *mode, s) {
+            println!("[{mode}] {line}");
         }
     }
     println!();

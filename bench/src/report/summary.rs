@@ -1,6 +1,7 @@
 //! Medians over the runs of one mode.
 
 use super::*;
+use crate::phases::Rate;
 
 /// The median (mean of the two middle values for an even count).
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
@@ -82,8 +83,58 @@ pub(super) struct Summary {
     pub(super) drain_cpu: Option<f64>,
     /// Of which PostgreSQL's (postgres modes).
     pub(super) drain_cpu_postgres: Option<f64>,
+    /// Cost per run of the drain, each figure the median over the runs (`cost.rs`).
+    pub(super) cost: Option<CostPerRun>,
     pub(super) timers: Option<TimerSummary>,
     pub(super) durations: Value,
+    /// `--backlog N` (`n` = N).
+    pub(super) backlog: Option<ScaleSummary>,
+    /// `--history N` (`n` = N finished runs; the drain is of `--tasks` runs).
+    pub(super) history: Option<ScaleSummary>,
+}
+
+/// One scale phase of one mode, against the plain drain of the same runs.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct ScaleSummary {
+    pub(super) n: u64,
+    /// Median drain rate, jobs/s.
+    pub(super) drain: f64,
+    /// Median bulk-enqueue rate, jobs/s.
+    pub(super) enqueue_bulk: f64,
+    /// `drain` over the median plain drain.
+    pub(super) ratio: f64,
+    /// Each run's scale drain over the same run's plain drain.
+    pub(super) ratio_per_run: Vec<f64>,
+    pub(super) cost: Option<CostPerRun>,
+}
+
+/// The scale phase that `get` picks from each run: (N, its bulk enqueue, its drain).
+fn scale(
+    runs: &[Figures],
+    plain: f64,
+    get: impl Fn(&Figures) -> Option<(u64, Rate, &phases::Drain)>,
+) -> Option<ScaleSummary> {
+    let all: Vec<(u64, Rate, &phases::Drain, &Figures)> = runs
+        .iter()
+        .filter_map(|r| get(r).map(|(n, e, d)| (n, e, d, r)))
+        .collect();
+    let (n, _, _, _) = all.first()?;
+    let drain = median(all.iter().map(|a| a.2.rate.per_s()).collect());
+    let costs: Vec<CostPerRun> = all
+        .iter()
+        .filter_map(|a| Some(a.2.cost.as_ref()?.per_run()))
+        .collect();
+    Some(ScaleSummary {
+        n: *n,
+        drain,
+        enqueue_bulk: median(all.iter().map(|a| a.1.per_s()).collect()),
+        ratio: drain / plain,
+        ratio_per_run: all
+            .iter()
+            .map(|a| a.2.rate.per_s() / a.3.drain.rate.per_s())
+            .collect(),
+        cost: (!costs.is_empty()).then(|| CostPerRun::median(&costs, median)),
+    })
 }
 
 /// CPU seconds of the worker process plus the engine processes (if separate) plus PostgreSQL
@@ -94,6 +145,18 @@ pub(super) fn drain_cpu(r: &Figures) -> Option<f64> {
             + r.drain.cpu_engine_s.unwrap_or(0.0)
             + r.drain.cpu_postgres_s.unwrap_or(0.0),
     )
+}
+
+/// The medians of the cost per run of one drain of each run (`None` when no run measured it).
+pub(super) fn cost_medians(
+    runs: &[Figures],
+    drain: impl Fn(&Figures) -> Option<&phases::Drain>,
+) -> Option<CostPerRun> {
+    let all: Vec<CostPerRun> = runs
+        .iter()
+        .filter_map(|r| Some(drain(r)?.cost.as_ref()?.per_run()))
+        .collect();
+    (!all.is_empty()).then(|| CostPerRun::median(&all, median))
 }
 
 pub(super) fn summarize(runs: &[Figures]) -> Summary {
@@ -124,14 +187,16 @@ pub(super) fn summarize(runs: &[Figures]) -> Summary {
             load_cron: late(runs, |t| t.load_cron),
             load_drain,
         });
+    let drain = med(runs, |r| Some(r.drain.rate.per_s())).unwrap_or(f64::NAN);
     Summary {
         enqueue_bulk: med(runs, |r| Some(r.enqueue_bulk.per_s())).unwrap_or(f64::NAN),
         enqueue_single: med(runs, |r| Some(r.enqueue_single.per_s())).unwrap_or(f64::NAN),
-        drain: med(runs, |r| Some(r.drain.rate.per_s())).unwrap_or(f64::NAN),
+        drain,
         latency,
         rss,
         drain_cpu: med(runs, drain_cpu),
         drain_cpu_postgres: med(runs, |r| r.drain.cpu_postgres_s),
+        cost: cost_medians(runs, |r| Some(&r.drain)),
         timers,
         durations: json!({
             "enqueue_bulk": round3(secs(&|r| Some(r.enqueue_bulk.elapsed))),
@@ -139,6 +204,14 @@ pub(super) fn summarize(runs: &[Figures]) -> Summary {
             "drain": round3(secs(&|r| Some(r.drain.rate.elapsed))),
             "drain_last_body_start": round3(secs(&|r| Some(r.drain.bodies))),
             "latency_phase": round3(secs(&|r| r.latency.map(|l| l.span))),
+        }),
+        backlog: scale(runs, drain, |r| {
+            let b = r.backlog.as_ref()?;
+            Some((b.drain.rate.count, b.enqueue, &b.drain))
+        }),
+        history: scale(runs, drain, |r| {
+            let h = r.history.as_ref()?;
+            Some((h.finished, h.enqueue_bulk, &h.drain))
         }),
     }
 }

@@ -15,8 +15,11 @@ fn summary(drain: f64, timers: Option<TimerSummary>) -> Summary {
         rss: Some((49.44, 30.0)),
         drain_cpu: None,
         drain_cpu_postgres: None,
+        cost: None,
         timers,
         durations: Value::Null,
+        backlog: None,
+        history: None,
     }
 }
 
@@ -89,4 +92,77 @@ fn aims_are_checked() {
             (Mode::Postgres, true),
         ]
     );
+}
+
+fn drain(count: u64, secs: f64) -> phases::Drain {
+    phases::Drain {
+        rate: phases::Rate {
+            count,
+            elapsed: Duration::from_secs_f64(secs),
+        },
+        bodies: Duration::from_secs_f64(secs),
+        cpu_worker_s: None,
+        cpu_engine_s: None,
+        cpu_postgres_s: None,
+        cost: None,
+    }
+}
+
+fn figures(plain_s: f64, backlog_s: Option<f64>) -> Figures {
+    let rate = phases::Rate {
+        count: 20_000,
+        elapsed: Duration::from_secs(1),
+    };
+    Figures {
+        enqueue_bulk: rate,
+        enqueue_single: rate,
+        drain: drain(20_000, plain_s),
+        latency: None,
+        peak_rss_mb: None,
+        engine_rss_mb: Vec::new(),
+        timers: None,
+        backlog: backlog_s.map(|s| crate::scale::Backlog {
+            enqueue: rate,
+            drain: drain(100_000, s),
+        }),
+        history: None,
+    }
+}
+
+fn args(flags: &[&str]) -> Args {
+    crate::parse_args(flags.iter().map(|s| s.to_string()))
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn backlog_is_reported_against_the_plain_drain_of_the_same_runs() {
+    // Plain drains 10,000/s and 20,000/s (median 15,000); backlogs 5,000/s and 10,000/s.
+    let runs = [figures(2.0, Some(20.0)), figures(1.0, Some(10.0))];
+    let s = summarize(&runs);
+    let b = s.backlog.clone().unwrap();
+    assert_eq!((b.n, b.drain, b.ratio), (100_000, 7_500.0, 0.5));
+    assert_eq!(b.ratio_per_run, [0.5, 0.5]);
+    assert_eq!(s.history, None);
+    let a = args(&["--backlog", "100000"]);
+    assert_eq!(
+        scale_lines(&a, Mode::Lite, &s),
+        ["backlog: 100000 runs (enqueued in bulk at 20000/s) drained at 7500 tasks/s: 0.50 x the \
+          plain 20000-run drain (ratio of the medians; per run: 0.50, 0.50)"]
+    );
+    let out = mode_json(&a, Mode::Lite, &runs);
+    assert_eq!(out["backlog"]["ratio_to_drain"], json!(0.5));
+    assert_eq!(out["per_run"][1]["backlog"]["drain"], json!(10_000));
+}
+
+#[test]
+fn without_scale_flags_the_output_has_no_scale_lines_or_keys() {
+    let runs = [figures(2.0, None)];
+    let a = args(&[]);
+    let s = summarize(&runs);
+    assert!(scale_lines(&a, Mode::Lite, &s).is_empty());
+    let out = mode_json(&a, Mode::Lite, &runs);
+    assert!(out.get("backlog").is_none() && out.get("history").is_none());
+    assert!(out["per_run"][0].get("backlog").is_none());
+    assert_eq!(out["cost_per_run"], Value::Null);
 }

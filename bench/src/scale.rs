@@ -1,0 +1,99 @@
+//! The scale phases (BENCH.md "scale"), each in a fresh store of its own, after the protocol's
+//! phases and before the timers:
+//!
+//! - `--backlog N`: N runs enqueued in bulk (`BULK_CHUNK` per call) before the worker starts,
+//!   then drained exactly as the protocol's drain is (one worker, `--slots` slots);
+//! - `--history N`: N *finished* runs put in the store first — enqueued in bulk and drained by a
+//!   worker of [`FILL_SLOTS`] slots, not measured: every run is a real one that went through
+//!   the engine (events, leases, indexes) — then the protocol's drain of `--tasks` runs.
+//!
+//! Both are reported against the plain drain of the same run (a fresh, empty store).
+
+use crate::mode::Mode;
+use crate::phases::{self, Drain, Rate};
+use anyhow::{Context as _, Result};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// Slots of the worker that finishes the history runs (not measured: as fast as this machine
+/// goes, ~3× the protocol's 10 slots in lite mode).
+pub(crate) const FILL_SLOTS: u32 = 100;
+
+/// `--backlog N`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Backlog {
+    /// The bulk enqueue of the N runs.
+    pub(crate) enqueue: Rate,
+    /// Their drain (`drain.rate.count` = N).
+    pub(crate) drain: Drain,
+}
+
+/// `--history N`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct History {
+    /// Finished (succeeded) runs in the store before the drain.
+    pub(crate) finished: u64,
+    /// How long putting them there took (bulk enqueue and drain; not a figure).
+    pub(crate) fill: Duration,
+    /// The bulk enqueue of the `--tasks` runs, on top of the history.
+    pub(crate) enqueue_bulk: Rate,
+    /// Their drain.
+    pub(crate) drain: Drain,
+}
+
+/// `--backlog runs`: a fresh store, `runs` enqueued in bulk, then drained by one worker of
+/// `slots` slots (as the protocol's drain, verification included).
+pub(crate) async fn backlog(mode: Mode, pg_url: &str, runs: u64, slots: u32) -> Result<Backlog> {
+    let target = mode.open(None, "backlog", pg_url).await?;
+    let enqueue = phases::enqueue_bulk(&target.client, runs)
+        .await
+        .context("backlog")?;
+    let (drain, workers) = phases::drain(&target, runs, slots, runs)
+        .await
+        .context("backlog")?;
+    for worker in workers {
+        worker.shutdown().await.context("stopping the worker")?;
+    }
+    target.close().await?;
+    Ok(Backlog { enqueue, drain })
+}
+
+/// `--history finished`: a fresh store holding `finished` succeeded runs, then the protocol's
+/// bulk enqueue and drain of `tasks` runs by one worker of `slots` slots.
+pub(crate) async fn history(
+    mode: Mode,
+    pg_url: &str,
+    finished: u64,
+    tasks: u64,
+    slots: u32,
+) -> Result<History> {
+    let target = mode.open(None, "history", pg_url).await?;
+    let t0 = Instant::now();
+    phases::enqueue_bulk(&target.client, finished)
+        .await
+        .context("history")?;
+    let base = phases::started();
+    let workers = phases::start_drain_workers(&target, FILL_SLOTS).await?;
+    phases::wait_started(base + finished as usize, "history").await?;
+    phases::wait_terminal(&target.client, "history").await?;
+    for worker in workers {
+        worker.shutdown().await.context("stopping the worker")?;
+    }
+    let fill = t0.elapsed();
+    let enqueue_bulk = phases::enqueue_bulk(&target.client, tasks)
+        .await
+        .context("history")?;
+    let (drain, workers) = phases::drain(&target, tasks, slots, finished + tasks)
+        .await
+        .context("history")?;
+    for worker in workers {
+        worker.shutdown().await.context("stopping the worker")?;
+    }
+    target.close().await?;
+    Ok(History {
+        finished,
+        fill,
+        enqueue_bulk,
+        drain,
+    })
+}
