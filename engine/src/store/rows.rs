@@ -244,7 +244,8 @@ pub(super) const ASSIGNMENT_COLS: &str =
     "r.seq, r.id, r.task, r.input, r.attempt, r.max_attempts, \
      r.timeout_ms, r.parent_id, r.run_at";
 
-/// A running run as its worker receives it.
+/// A running run as its worker receives it; [`AssignmentRow::from_sqlite_at`] reads these
+/// columns by position, in this order.
 #[derive(Debug, sqlx::FromRow)]
 pub(super) struct AssignmentRow {
     pub(super) seq: i64,
@@ -313,4 +314,23 @@ sqlite_rows! {
     CronRow { tenant, id, task, expr, timezone, input, last_tick, created_at }
     AssignmentRow { seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, run_at }
     QueueDepthRow { tenant, task, priority, ready }
+}
+
+#[cfg(feature = "sqlite")]
+impl AssignmentRow {
+    /// The row from columns 0 to 8 in the order of [`ASSIGNMENT_COLS`] (the hot path: no lookup
+    /// of columns by name).
+    pub(super) fn from_sqlite_at(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(AssignmentRow {
+            seq: row.get(0)?,
+            id: row.get(1)?,
+            task: row.get(2)?,
+            input: row.get(3)?,
+            attempt: row.get(4)?,
+            max_attempts: row.get(5)?,
+            timeout_ms: row.get(6)?,
+            parent_id: row.get(7)?,
+            run_at: row.get(8)?,
+        })
+    }
 }

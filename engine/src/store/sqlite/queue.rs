@@ -91,7 +91,9 @@ fn reclaim_tx(
     rows.into_iter().map(AssignmentRow::assignment).collect()
 }
 
-/// Claims up to `n` queued runs.
+/// Claims up to `n` queued runs. The queue rows go in one statement; each run is then moved with
+/// cached single-row statements, which in SQLite (no round trip) cost less than encoding the
+/// batch as JSON and decoding it again.
 fn claim_new(
     conn: &Connection,
     worker: &WorkerRecord,
@@ -113,48 +115,59 @@ fn claim_new(
     }
     let lease_us = lease.as_micros() as i64;
     let now_us = micros(now);
-    let rows = all(
-        conn,
-        "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = MAX(?1, run_at), worker = ?2, worker_id = ?3 \
-         WHERE seq IN (SELECT value FROM json_each(?4)) AND status = 'queued' \
-         RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, priority, run_at",
-        params![now_us, worker.name, worker.id, seqs_json(&seqs)],
-        |r| {
-            Ok((
-                r.get::<_, i64>("priority")?,
-                AssignmentRow::from_sqlite(r)?,
-            ))
-        },
-    )?;
-    let mut leases = Vec::with_capacity(rows.len());
-    let mut events = Vec::with_capacity(rows.len());
-    let mut out = Vec::with_capacity(rows.len());
-    for (priority, row) in rows {
-        let seq = row.seq;
+    let mut start = conn
+        .prepare_cached(
+            "UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = MAX(?1, run_at), \
+             worker = ?2, worker_id = ?3 WHERE seq = ?4 AND status = 'queued' \
+             RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, run_at, priority",
+        )
+        .db()?;
+    let mut leased = conn
+        .prepare_cached(
+            "INSERT OR REPLACE INTO leases (run_seq, worker_id, expires_at, deadline, claim_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .db()?;
+    let mut event = conn
+        .prepare_cached(
+            "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
+             VALUES (?1, ?2, 'queued', 'running', ?3, ?4, ?5)",
+        )
+        .db()?;
+    let mut out = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        let started = start
+            .query_row(params![now_us, worker.name, worker.id, seq], |r| {
+                Ok((AssignmentRow::from_sqlite_at(r)?, r.get::<_, i64>(9)?))
+            })
+            .optional()
+            .db()?;
+        let Some((row, priority)) = started else {
+            continue;
+        };
         let a = row.assignment()?;
         // The engine's own deadline: the task's timeout plus one lease for the worker to report.
         let deadline = now_us + a.timeout_ms as i64 * 1000 + lease_us;
-        leases.push(json!([seq, (now_us + lease_us).min(deadline), deadline]));
-        events.push(json!([seq, a.attempt]));
+        leased
+            .execute(params![
+                seq,
+                worker.id,
+                (now_us + lease_us).min(deadline),
+                deadline,
+                request
+            ])
+            .db()?;
+        event
+            .execute(params![
+                seq,
+                now_us,
+                i64::from(a.attempt),
+                worker.name,
+                lifecycle::reason::CLAIMED
+            ])
+            .db()?;
         out.push((priority, seq, a));
     }
-    exec(
-        conn,
-        "INSERT OR REPLACE INTO leases (run_seq, worker_id, expires_at, deadline, claim_id) \
-         SELECT value->>0, ?2, value->>1, value->>2, ?3 FROM json_each(?1)",
-        params![Value::Array(leases).to_string(), worker.id, request],
-    )?;
-    exec(
-        conn,
-        "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
-         SELECT value->>0, ?2, 'queued', 'running', value->>1, ?3, ?4 FROM json_each(?1)",
-        params![
-            Value::Array(events).to_string(),
-            now_us,
-            worker.name,
-            lifecycle::reason::CLAIMED
-        ],
-    )?;
     out.sort_by_key(|(p, seq, _)| (-p, *seq));
     Ok(out.into_iter().map(|(_, _, a)| a).collect())
 }
@@ -167,41 +180,59 @@ fn complete_tx(
     now: DateTime<Utc>,
 ) -> Result<usize> {
     let mut changed = 0;
-    let ok: Vec<Value> = completions
+    if completions
         .iter()
-        .filter_map(|c| match &c.outcome {
-            Outcome::Succeeded { output } => {
-                Some(json!({"id": c.run_id.to_string(), "a": c.attempt, "o": output}))
-            }
-            _ => None,
-        })
-        .collect();
-    if !ok.is_empty() {
-        let done: Vec<(i64, i64)> = all(
-            conn,
-            "UPDATE runs SET status = 'succeeded', output = c.o, error = NULL, finished_at = ?1 \
-             FROM (SELECT value->>'id' AS id, value->>'a' AS a, value->'o' AS o FROM json_each(?2)) AS c \
-             WHERE runs.id = c.id AND runs.status = 'running' AND runs.attempt = c.a AND runs.worker_id = ?3 \
-             RETURNING runs.seq, runs.attempt",
-            params![micros(now), Value::Array(ok).to_string(), worker.id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        if !done.is_empty() {
-            changed += done.len();
-            let seqs: Vec<i64> = done.iter().map(|d| d.0).collect();
-            delete_from(conn, "leases", &seqs)?;
-            let events: Vec<Value> = done.iter().map(|(s, a)| json!([s, a])).collect();
-            exec(
-                conn,
+        .any(|c| matches!(c.outcome, Outcome::Succeeded { .. }))
+    {
+        // One cached statement per run (see `claim_new`).
+        let mut succeed = conn
+            .prepare_cached(
+                "UPDATE runs SET status = 'succeeded', output = ?1, error = NULL, finished_at = ?2 \
+                 WHERE id = ?3 AND status = 'running' AND attempt = ?4 AND worker_id = ?5 \
+                 RETURNING seq",
+            )
+            .db()?;
+        let mut unlease = conn
+            .prepare_cached("DELETE FROM leases WHERE run_seq = ?1")
+            .db()?;
+        let mut event = conn
+            .prepare_cached(
                 "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
-                 SELECT value->>0, ?2, 'running', 'succeeded', value->>1, ?3, ?4 FROM json_each(?1)",
-                params![
-                    Value::Array(events).to_string(),
-                    micros(now),
+                 VALUES (?1, ?2, 'running', 'succeeded', ?3, ?4, ?5)",
+            )
+            .db()?;
+        let now_us = micros(now);
+        for c in completions {
+            let Outcome::Succeeded { output } = &c.outcome else {
+                continue;
+            };
+            let seq: Option<i64> = succeed
+                .query_row(
+                    params![
+                        output.to_string(),
+                        now_us,
+                        c.run_id.to_string(),
+                        i64::from(c.attempt),
+                        worker.id
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()
+                .db()?;
+            let Some(seq) = seq else {
+                continue;
+            };
+            changed += 1;
+            unlease.execute(params![seq]).db()?;
+            event
+                .execute(params![
+                    seq,
+                    now_us,
+                    i64::from(c.attempt),
                     worker.name,
                     lifecycle::reason::SUCCEEDED
-                ],
-            )?;
+                ])
+                .db()?;
         }
     }
     let mut states: HashMap<RunId, Locked> = HashMap::new();
