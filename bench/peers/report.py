@@ -36,6 +36,10 @@ def load(raw, rounds):
     return data
 
 
+def ratio(x):
+    return f"{x:.2f}" if x >= 0.1 else f"{x:.2g}"
+
+
 def fmt(v):
     if v is None:
         return "–"
@@ -99,10 +103,10 @@ def main():
                 for r in rounds:
                     o = get(data[ours][r]) if ours in data and r in data[ours] else None
                     p = get(data[s][r]) if r in data[s] else None
-                    rs.append(f"{o / p:.2f}" if o is not None and p else "–")
+                    rs.append(ratio(o / p) if o is not None and p else "–")
                 ratio_cells = " ".join(rs) + f" (vs {PAIRING[s]})"
                 om = medians.get((ours, key))
-                ratio_med = f"{om / med:.2f}" if om is not None and med else "–"
+                ratio_med = ratio(om / med) if om is not None and med else "–"
             L.append(f"| {s} | " + " | ".join(fmt(v) for v in vals) + f" | **{fmt(med)}** | {ratio_cells} | {ratio_med} |")
         L.append("")
     L.append("Notes: ours' `peak_rss_mb.worker` is the benchmark's process (worker and client; in lite mode also "
