@@ -207,6 +207,15 @@ impl Runtime {
                 while let Some(joined) = self.runs.try_join_next() {
                     self.finished(joined);
                 }
+                if !self.pending.is_empty() && !self.runs.is_empty() {
+                    // Runs started together tend to finish together: let those ready to finish
+                    // do so before the report leaves, so that they share it (one round trip and
+                    // one commit) rather than split into two groups that alternate forever.
+                    tokio::task::yield_now().await;
+                    while let Some(joined) = self.runs.try_join_next() {
+                        self.finished(joined);
+                    }
+                }
             }
             if report.is_none() && report_after.is_none() && (beat || !self.pending.is_empty()) {
                 report = Some(self.report(std::mem::take(&mut beat), stopping));
