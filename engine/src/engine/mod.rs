@@ -82,6 +82,8 @@ struct Inner {
     crons_changed: AtomicBool,
     workers: Mutex<HashMap<String, WorkerRecord>>,
     tasks: Mutex<HashMap<(String, String), TaskDef>>,
+    /// Valid API tokens' hashes, with their tenant and when they were read from the store.
+    tokens: Mutex<HashMap<String, (String, std::time::Instant)>>,
     shutdown: CancellationToken,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: metrics::Metrics,
@@ -106,6 +108,7 @@ impl Engine {
             crons_changed: AtomicBool::new(true),
             workers: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
             maintenance: Mutex::new(None),
             metrics: metrics::Metrics::default(),

@@ -4,6 +4,11 @@ use super::Engine;
 use chrono::Utc;
 use owlclaw_core::task as taskdef;
 use owlclaw_core::{Error, Result};
+use std::time::{Duration, Instant};
+
+/// How long a valid API token is trusted without reading the store again: a token deleted from
+/// the database stops working within this time.
+const TOKEN_CACHE: Duration = Duration::from_secs(10);
 
 impl Engine {
     /// Creates an API token for `tenant`: returns the token (shown once); only its hash is stored.
@@ -22,9 +27,27 @@ impl Engine {
         Ok(raw)
     }
 
-    /// The tenant an API token belongs to, if it is valid.
+    /// The tenant an API token belongs to, if it is valid. A valid token is remembered for
+    /// [`TOKEN_CACHE`], so that a worker's requests do not each read the store; an unknown one is
+    /// looked up every time (nothing an unauthenticated caller sends is kept).
     pub async fn tenant_for_token(&self, token: &str) -> Result<Option<String>> {
-        self.inner.store.token_tenant(&hash_token(token)).await
+        let hash = hash_token(token);
+        if let Some((tenant, read)) = self.inner.tokens.lock().unwrap().get(&hash) {
+            if read.elapsed() < TOKEN_CACHE {
+                return Ok(Some(tenant.clone()));
+            }
+        }
+        let tenant = self.inner.store.token_tenant(&hash).await?;
+        let mut cache = self.inner.tokens.lock().unwrap();
+        match &tenant {
+            Some(t) => {
+                cache.insert(hash, (t.clone(), Instant::now()));
+            }
+            None => {
+                cache.remove(&hash);
+            }
+        }
+        Ok(tenant)
     }
 }
 
