@@ -282,3 +282,65 @@ impl Store for SqliteStore {
         self.db.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database created and migrated by an earlier version (sqlx, which records what it applied
+    /// in `_sqlx_migrations`) opens without applying a migration twice, and works.
+    #[tokio::test]
+    async fn a_database_migrated_by_sqlx_continues_from_what_it_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            for sql in MIGRATIONS {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
+                 installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, \
+                 checksum BLOB NOT NULL, execution_time BIGINT NOT NULL)",
+            )
+            .unwrap();
+            for v in 1..=MIGRATIONS.len() as i64 {
+                conn.execute(
+                    "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                     VALUES (?1, 'm', 1, x'00', 0)",
+                    params![v],
+                )
+                .unwrap();
+            }
+        }
+        let url = format!("sqlite://{}", path.display());
+        let store = SqliteStore::open(&url)
+            .await
+            .expect("an sqlx-migrated database opens");
+        store
+            .create_token("hash", "t", Utc::now())
+            .await
+            .expect("and takes writes");
+        assert_eq!(
+            store.token_tenant("hash").await.unwrap().as_deref(),
+            Some("t")
+        );
+        store.close().await;
+    }
+
+    #[test]
+    fn urls_name_a_file_or_memory_and_refuse_unknown_options() {
+        assert!(matches!(location("sqlite::memory:"), Ok(Location::Memory)));
+        assert!(matches!(
+            location("sqlite://a/b.db?mode=rwc"),
+            Ok(Location::File(p)) if p == std::path::Path::new("a/b.db")
+        ));
+        assert!(matches!(
+            location("sqlite:///abs/c.db"),
+            Ok(Location::File(p)) if p == std::path::Path::new("/abs/c.db")
+        ));
+        let err = location("sqlite://x.db?journal=off").unwrap_err();
+        assert!(err.to_string().contains("database_url"), "{err}");
+        assert!(err.to_string().contains("journal=off"), "{err}");
+    }
+}
