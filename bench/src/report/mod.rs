@@ -449,62 +449,40 @@ pub(crate) fn report(args: &Args, results: &[(Mode, Vec<Figures>)]) {
             ratio_cols,
         ),
     ];
-    if summaries.iter().any(|(_, s)| s.backlog.is_some()) {
-        let n = summaries
-            .iter()
-            .find_map(|(_, s)| s.backlog.as_ref().map(|b| b.n))
-            .unwrap_or_default();
-        lines.extend([
+    // The rows of a scale figure (`--backlog`, `--history`): its drain rate, and its ratio to the
+    // plain drain.
+    let scale_rows = |get: fn(&Summary) -> Option<&ScaleSummary>,
+                      rate: &dyn Fn(u64) -> String,
+                      ratio: &str|
+     -> Vec<String> {
+        let Some(n) = summaries.iter().find_map(|(_, s)| get(s).map(|x| x.n)) else {
+            return Vec::new();
+        };
+        vec![
             row(
-                &format!("backlog {n} (jobs/s)"),
-                &cells(&|s| {
-                    s.backlog
-                        .as_ref()
-                        .map_or(na(), |b| format!("{:.0}", b.drain))
-                }),
-                ratio_of(&|s| s.backlog.as_ref().map(|b| b.drain)),
+                &rate(n),
+                &cells(&|s| get(s).map_or(na(), |x| format!("{:.0}", x.drain))),
+                ratio_of(&|s| get(s).map(|x| x.drain)),
                 ratio_cols,
             ),
             row(
-                "  backlog / plain drain",
-                &cells(&|s| {
-                    s.backlog
-                        .as_ref()
-                        .map_or(na(), |b| format!("{:.2}", b.ratio))
-                }),
+                ratio,
+                &cells(&|s| get(s).map_or(na(), |x| format!("{:.2}", x.ratio))),
                 None,
                 ratio_cols,
             ),
-        ]);
-    }
-    if summaries.iter().any(|(_, s)| s.history.is_some()) {
-        let n = summaries
-            .iter()
-            .find_map(|(_, s)| s.history.as_ref().map(|h| h.n))
-            .unwrap_or_default();
-        lines.extend([
-            row(
-                &format!("drain, {n} done (jobs/s)"),
-                &cells(&|s| {
-                    s.history
-                        .as_ref()
-                        .map_or(na(), |h| format!("{:.0}", h.drain))
-                }),
-                ratio_of(&|s| s.history.as_ref().map(|h| h.drain)),
-                ratio_cols,
-            ),
-            row(
-                "  with history / plain",
-                &cells(&|s| {
-                    s.history
-                        .as_ref()
-                        .map_or(na(), |h| format!("{:.2}", h.ratio))
-                }),
-                None,
-                ratio_cols,
-            ),
-        ]);
-    }
+        ]
+    };
+    lines.extend(scale_rows(
+        |s| s.backlog.as_ref(),
+        &|n| format!("backlog {n} (jobs/s)"),
+        "  backlog / plain drain",
+    ));
+    lines.extend(scale_rows(
+        |s| s.history.as_ref(),
+        &|n| format!("drain, {n} done (jobs/s)"),
+        "  with history / plain",
+    ));
     if summaries.iter().any(|(_, s)| s.timers.is_some()) {
         lines.extend([
             row(
