@@ -67,6 +67,7 @@ impl Crons for PostgresStore {
         let mut q = sql::upsert_cron("WITH up AS (", cron);
         q.push(" RETURNING 1) SELECT pg_notify('owlclaw', 'crons') FROM up");
         stmt(&q)
+            .map_err(|e| self.place.db(e))?
             .execute(&self.pool)
             .await
             .map_err(|e| self.place.db(e))?;

@@ -258,30 +258,25 @@ fn no_nul(field: &str, value: Option<&str>) -> Result<()> {
     }
 }
 
-/// A shared statement ([`sql::Stmt`]) as a query with its parameters bound.
-fn stmt(q: &sql::Stmt) -> sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments> {
-    let mut query = sqlx::query(&q.sql);
-    for p in &q.params {
-        query = match p {
-            sql::Param::Text(t) => query.bind(t.as_str()),
-            sql::Param::Int(i) => query.bind(*i),
-        };
+/// The parameters of a shared statement ([`sql::Stmt`]), bound in order.
+fn args(params: &[sql::Param]) -> sqlx::Result<sqlx::postgres::PgArguments> {
+    use sqlx::Arguments;
+    let mut args = sqlx::postgres::PgArguments::default();
+    for p in params {
+        match p {
+            sql::Param::Text(t) => args.add(t.as_str()),
+            sql::Param::Int(i) => args.add(*i),
+        }
+        .map_err(sqlx::Error::Encode)?;
     }
-    query
+    Ok(args)
 }
 
-/// Binds a shared statement's parameters to a `query_as` of its SQL.
-fn bind_all<'q, T>(
-    mut query: sqlx::query::QueryAs<'q, Postgres, T, sqlx::postgres::PgArguments>,
-    params: &'q [sql::Param],
-) -> sqlx::query::QueryAs<'q, Postgres, T, sqlx::postgres::PgArguments> {
-    for p in params {
-        query = match p {
-            sql::Param::Text(t) => query.bind(t.as_str()),
-            sql::Param::Int(i) => query.bind(*i),
-        };
-    }
-    query
+/// A shared statement as a query with its parameters bound.
+fn stmt(
+    q: &sql::Stmt,
+) -> sqlx::Result<sqlx::query::Query<'_, Postgres, sqlx::postgres::PgArguments>> {
+    Ok(sqlx::query_with(&q.sql, args(&q.params)?))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -261,7 +261,7 @@ impl PostgresStore {
 
     pub(super) async fn list_tx(&self, tenant: &str, filter: &ListFilter) -> R<RunPage> {
         let (q, limit) = list_query(tenant, filter)?;
-        let rows: Vec<RunRow> = bind_all(sqlx::query_as(&q.sql), &q.params)
+        let rows: Vec<RunRow> = sqlx::query_as_with(&q.sql, args(&q.params)?)
             .fetch_all(&self.pool)
             .await?;
         Ok(page_of(rows, limit)?)

@@ -31,12 +31,12 @@ impl PostgresStore {
         defs.sort_by(|a, b| a.name.cmp(&b.name));
         let mut crons = false;
         for def in defs {
-            stmt(&sql::upsert_task(worker, def, now))
+            stmt(&sql::upsert_task(worker, def, now))?
                 .execute(&mut *tx)
                 .await?;
             if let Some(expr) = &def.cron {
                 crons = true;
-                stmt(&sql::upsert_task_cron(worker, def, expr, now))
+                stmt(&sql::upsert_task_cron(worker, def, expr, now))?
                     .execute(&mut *tx)
                     .await?;
             }

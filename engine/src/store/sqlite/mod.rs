@@ -232,21 +232,18 @@ fn one<T>(
         .db()
 }
 
-/// A parameter of a shared statement, for SQLite.
-fn sql_value(p: &sql::Param) -> rusqlite::types::Value {
-    match p {
-        sql::Param::Text(t) => rusqlite::types::Value::Text(t.clone()),
-        sql::Param::Int(i) => rusqlite::types::Value::Integer(*i),
+impl rusqlite::ToSql for sql::Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(match self {
+            sql::Param::Text(t) => t.as_str().into(),
+            sql::Param::Int(i) => (*i).into(),
+        })
     }
 }
 
 /// A shared statement ([`sql::Stmt`]) run on SQLite: its `$n` placeholders are bound in order.
 fn exec_stmt(conn: &Connection, stmt: &sql::Stmt) -> Result<usize> {
-    exec(
-        conn,
-        &stmt.sql,
-        rusqlite::params_from_iter(stmt.params.iter().map(sql_value)),
-    )
+    exec(conn, &stmt.sql, rusqlite::params_from_iter(&stmt.params))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -148,7 +148,7 @@ impl Runs for SqliteStore {
             let rows = all(
                 c,
                 &q.sql,
-                rusqlite::params_from_iter(q.params.iter().map(sql_value)),
+                rusqlite::params_from_iter(&q.params),
                 RunRow::from_sqlite,
             )?;
             page_of(rows, limit)
