@@ -312,14 +312,13 @@ sqlite_rows! {
     RecordedStep { status, attempt }
     WorkerRow { id, tenant, name, slots, tasks, labels, started_at, last_heartbeat }
     CronRow { tenant, id, task, expr, timezone, input, last_tick, created_at }
-    AssignmentRow { seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, run_at }
     QueueDepthRow { tenant, task, priority, ready }
 }
 
 #[cfg(feature = "sqlite")]
 impl AssignmentRow {
-    /// The row from columns 0 to 8 in the order of [`ASSIGNMENT_COLS`] (the hot path: no lookup
-    /// of columns by name).
+    /// The row from columns 0 to 8 in the order of [`ASSIGNMENT_COLS`] (read on the hot path:
+    /// no lookup of columns by name).
     pub(super) fn from_sqlite_at(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(AssignmentRow {
             seq: row.get(0)?,

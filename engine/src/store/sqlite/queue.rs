@@ -68,7 +68,7 @@ fn reclaim_tx(
              AND r.status = 'running' AND r.worker_id = ?1 ORDER BY r.priority DESC, r.seq"
         ),
         params![worker.id, request],
-        AssignmentRow::from_sqlite,
+        AssignmentRow::from_sqlite_at,
     )?;
     if rows.is_empty() {
         return Ok(Vec::new());
@@ -292,15 +292,15 @@ impl Queue for SqliteStore {
         lease: Duration,
         request: Option<ClaimRequest<'_>>,
     ) -> Result<Vec<Assignment>> {
-        let resent = request.filter(|r| r.resent).is_some();
-        if worker.tasks.is_empty() || (n == 0 && !resent) {
+        if worker.tasks.is_empty() || (n == 0 && !request.is_some_and(|r| r.resent)) {
             return Ok(Vec::new());
         }
         let worker = worker.clone();
         let request = owned(request);
         self.write(move |c| {
             let tasks = ids_json(&worker.tasks);
-            // A cheap read first: an idle poll writes nothing.
+            // A cheap read first: an idle poll changes nothing (it holds the write lock only for
+            // that read, inside the writer's transaction).
             let resent = request.as_ref().filter(|r| r.resent).map(|r| r.id.as_str());
             if !anything_to_claim(c, &worker, &tasks, resent)? {
                 return Ok(Vec::new());
