@@ -204,17 +204,13 @@ impl Runtime {
             let stopping = grace_end.is_some();
             if report.is_none() {
                 // Every run that has finished goes in the next report.
-                while let Some(joined) = self.runs.try_join_next() {
-                    self.finished(joined);
-                }
+                self.take_finished();
                 if !self.pending.is_empty() && !self.runs.is_empty() {
                     // Runs started together tend to finish together: let those ready to finish
                     // do so before the report leaves, so that they share it (one round trip and
                     // one commit) rather than split into two groups that alternate forever.
                     tokio::task::yield_now().await;
-                    while let Some(joined) = self.runs.try_join_next() {
-                        self.finished(joined);
-                    }
+                    self.take_finished();
                 }
             }
             if report.is_none() && report_after.is_none() && (beat || !self.pending.is_empty()) {
@@ -388,6 +384,13 @@ impl Runtime {
                 Err(e) => Reported::Failed(sent, e),
             }
         })
+    }
+
+    /// Takes every run that has finished, without waiting.
+    fn take_finished(&mut self) {
+        while let Some(joined) = self.runs.try_join_next() {
+            self.finished(joined);
+        }
     }
 
     /// A run's task ended.
