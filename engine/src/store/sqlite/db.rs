@@ -303,7 +303,7 @@ fn write_loop(conn: Connection, jobs: Receiver<WriteJob>) {
                 Err(_) => break,
             }
         }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        if let Err(e) = tx_statement(&conn, "BEGIN IMMEDIATE") {
             let e = Arc::new(e);
             for job in batch.drain(..) {
                 // Not run: answer with the error, through the job's own channel.
@@ -321,16 +321,17 @@ fn write_loop(conn: Connection, jobs: Receiver<WriteJob>) {
                 delivers.push(deliver);
                 continue;
             }
-            if let Err(e) = savepoint(&conn, "SAVEPOINT job") {
+            if let Err(e) = tx_statement(&conn, "SAVEPOINT job") {
                 let (_, deliver) = job(None);
                 deliver(Err(Arc::new(e)));
                 continue;
             }
             let (ok, deliver) = job(Some(&conn));
             let end = if ok {
-                savepoint(&conn, "RELEASE job")
+                tx_statement(&conn, "RELEASE job")
             } else {
-                savepoint(&conn, "ROLLBACK TO job").and_then(|()| savepoint(&conn, "RELEASE job"))
+                tx_statement(&conn, "ROLLBACK TO job")
+                    .and_then(|()| tx_statement(&conn, "RELEASE job"))
             };
             if let Err(e) = end {
                 tracing::error!(error = %e, "closing a savepoint failed");
@@ -338,9 +339,9 @@ fn write_loop(conn: Connection, jobs: Receiver<WriteJob>) {
             delivers.push(deliver);
         }
         let end = if failed_alone {
-            conn.execute_batch("ROLLBACK")
+            tx_statement(&conn, "ROLLBACK")
         } else {
-            conn.execute_batch("COMMIT")
+            tx_statement(&conn, "COMMIT")
         };
         let committed = match end {
             Ok(()) => Ok(()),
@@ -355,7 +356,9 @@ fn write_loop(conn: Connection, jobs: Receiver<WriteJob>) {
     }
 }
 
-fn savepoint(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+/// Runs one of the writer's transaction statements (`BEGIN`, `COMMIT`, savepoints), prepared
+/// once: `execute_batch` would parse it again on every batch.
+fn tx_statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
