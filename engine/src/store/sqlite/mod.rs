@@ -45,8 +45,6 @@ pub use db::StoreClosed;
 use db::{Db, Location, OrDb};
 use runs::*;
 
-/// Rows per multi-row statement.
-const CHUNK: usize = 500;
 
 /// The migrations, in order: `PRAGMA user_version` is the last one applied.
 const MIGRATIONS: [&str; 4] = [
