@@ -248,7 +248,9 @@ async fn a_long_durable_sleep_gives_the_slot_back_and_resumes_after_completed_st
         .start()
         .await
         .unwrap();
-    let run = naps::enqueue(&client, (k.clone(), 1500)).await.unwrap();
+    // Asleep long enough that the other run below finishes meanwhile, even on a loaded machine
+    // (1.5 s was not: the whole suite in parallel made it fail 2 times in 9).
+    let run = naps::enqueue(&client, (k.clone(), 4000)).await.unwrap();
     eventually("the run to be parked", Duration::from_secs(10), || async {
         (run.status().await.unwrap() == RunStatus::Scheduled).then_some(())
     })
