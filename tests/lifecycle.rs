@@ -516,6 +516,98 @@ async fn graceful_shutdown_finishes_short_runs_and_hands_back_the_rest_without_c
     worker.shutdown().await.unwrap();
 }
 
+/// How many runs of `task` the store shows as running (claimed by a worker, started or not).
+async fn running(client: &owlclaw::Client, task: &str) -> usize {
+    let page = client
+        .list(ListFilter {
+            status: Some(RunStatus::Running),
+            task: Some(task.into()),
+            limit: Some(500),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    page.runs.len()
+}
+
+async fn short_runs_are_claimed_ahead_and_handed_back_at_shutdown_without_an_attempt(env: TestEnv) {
+    let client = env.client().await;
+    let runs = client
+        .enqueue_bulk::<sleeps>(std::iter::repeat_n(2, 400))
+        .await
+        .unwrap();
+    let worker = client
+        .worker("ahead")
+        .task::<sleeps>()
+        .slots(2)
+        .prefetch(30)
+        .start()
+        .await
+        .unwrap();
+    // Runs of 2 ms: the worker holds more runs than it has slots.
+    eventually(
+        "runs claimed ahead of the slots",
+        Duration::from_secs(20),
+        || async { (running(&client, "sleeps").await > 2).then_some(()) },
+    )
+    .await;
+    worker.shutdown().await.unwrap();
+    // What it claimed ahead went back to the queue with the rest of its unfinished runs.
+    assert_eq!(running(&client, "sleeps").await, 0, "nothing left running");
+    let worker = client
+        .worker("after")
+        .task::<sleeps>()
+        .start()
+        .await
+        .unwrap();
+    for run in &runs {
+        let snap = finished(&client, run.id()).await;
+        assert_eq!(
+            (snap.status, snap.attempt),
+            (RunStatus::Succeeded, 1),
+            "a run claimed ahead and handed back ran once, as attempt 1: {snap:?}"
+        );
+    }
+    worker.shutdown().await.unwrap();
+}
+
+async fn long_runs_are_not_claimed_ahead(env: TestEnv) {
+    let client = env.client().await;
+    let runs = client
+        .enqueue_bulk::<sleeps>(std::iter::repeat_n(300, 4))
+        .await
+        .unwrap();
+    let worker = client
+        .worker("one-at-a-time")
+        .task::<sleeps>()
+        .slots(1)
+        .start()
+        .await
+        .unwrap();
+    // A run of 300 ms is past what one slot starts within the claim-ahead horizon (20 ms): the
+    // worker never holds more runs than its one slot, so the others stay queued for any worker.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let held = running(&client, "sleeps").await;
+        assert!(held <= 1, "{held} runs held by a worker with one slot");
+        let mut done = 0;
+        for run in &runs {
+            if run.status().await.unwrap() == RunStatus::Succeeded {
+                done += 1;
+            }
+        }
+        if done == runs.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done} of 4 runs done after 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.shutdown().await.unwrap();
+}
+
 async fn a_run_longer_than_its_lease_keeps_it_through_heartbeats(env: TestEnv) {
     let client = env.client().await;
     let worker = client.worker("w").task::<sleeps>().start().await.unwrap();
@@ -780,6 +872,15 @@ async fn a_worker_serves_only_its_chosen_tasks_and_refuses_unknown_ones(env: Tes
         matches!(zero, Err(Error::Config { ref field, .. }) if field == "worker.slots"),
         "{zero:?}"
     );
+    // Slots and runs claimed ahead go in one exchange: at most 10,000 together.
+    let ahead = client.worker("x").slots(10).prefetch(9_991).start().await;
+    match ahead {
+        Err(Error::Config { field, message }) => {
+            assert_eq!(field, "prefetch");
+            assert!(message.contains("9991"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
     worker.shutdown().await.unwrap();
 }
 
@@ -935,6 +1036,8 @@ both_backends!(
     cancelling_a_running_run_reaches_its_task_through_ctx_cancelled,
     a_task_ignoring_cancellation_is_dropped_after_the_grace_period_and_frees_its_slot,
     graceful_shutdown_finishes_short_runs_and_hands_back_the_rest_without_counting_an_attempt,
+    short_runs_are_claimed_ahead_and_handed_back_at_shutdown_without_an_attempt,
+    long_runs_are_not_claimed_ahead,
     a_run_longer_than_its_lease_keeps_it_through_heartbeats,
     a_delayed_run_is_woken_by_its_due_time_not_by_polling,
     a_task_can_schedule_another_run_which_records_its_parent,

@@ -115,8 +115,9 @@ const DEFAULT_DATABASE_URL: &str = "sqlite://.owlclaw/owlclaw.db";
 const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 /// Default of [`WorkerConfig::slots`].
 const DEFAULT_SLOTS: u32 = 10;
-/// Largest accepted [`WorkerConfig::slots`].
-const MAX_SLOTS: u32 = 10_000;
+/// Largest accepted [`WorkerConfig::slots`], and the most runs one exchange with the engine may
+/// ask for (the engine's own limit): slots and runs claimed ahead together.
+pub(crate) const MAX_SLOTS: u32 = 10_000;
 /// Default of [`WorkerConfig::shutdown_grace`].
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// Default of [`WorkerConfig::heartbeat`].

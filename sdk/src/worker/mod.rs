@@ -11,6 +11,7 @@ mod run;
 mod runtime;
 
 use crate::backoff::retry_transient;
+use crate::config::MAX_SLOTS;
 use crate::registry::registered;
 use crate::Client;
 use owlclaw_core::wire::WorkerRegistration;
@@ -34,6 +35,9 @@ impl Client {
     }
 }
 
+/// Runs claimed ahead per slot, at most, by default.
+const DEFAULT_PREFETCH_PER_SLOT: u32 = 8;
+
 /// Retries of a registration that could not reach the engine.
 const REGISTER_RETRIES: usize = 5;
 
@@ -44,6 +48,7 @@ pub struct WorkerBuilder {
     client: Client,
     name: Option<String>,
     slots: Option<u32>,
+    prefetch: Option<u32>,
     heartbeat: Option<Duration>,
     shutdown_grace: Option<Duration>,
     cancel_grace: Duration,
@@ -58,6 +63,7 @@ impl WorkerBuilder {
             client,
             name,
             slots: None,
+            prefetch: None,
             heartbeat: None,
             shutdown_grace: None,
             cancel_grace: Duration::from_secs(5),
@@ -70,6 +76,18 @@ impl WorkerBuilder {
     /// How many runs it executes at once (default: `worker.slots` of the config, 10).
     pub fn slots(mut self, slots: u32) -> Self {
         self.slots = Some(slots);
+        self
+    }
+
+    /// The most runs it may claim ahead of its free slots, so that the next run starts the moment
+    /// a slot frees instead of after a round trip to the engine. It claims ahead only what its
+    /// slots will start within 20 ms at the average duration of its recent runs: many runs of a
+    /// millisecond, none of a second or more. Default: 8 per slot; 0 turns claiming ahead off.
+    /// Runs claimed ahead are leased to the worker, renewed with its heartbeats, handed back at
+    /// shutdown, and their timeout's deadline at the engine counts from their claim. See the
+    /// README's "Choices".
+    pub fn prefetch(mut self, runs: u32) -> Self {
+        self.prefetch = Some(runs);
         self
     }
 
@@ -130,6 +148,21 @@ impl WorkerBuilder {
                 "0: a worker needs at least one slot",
             ));
         }
+        // The engine takes at most MAX_SLOTS runs per exchange.
+        let prefetch = match self.prefetch {
+            Some(n) if slots.saturating_add(n) > MAX_SLOTS => {
+                return Err(Error::config(
+                    "prefetch",
+                    format!(
+                        "{n}: slots ({slots}) and runs claimed ahead are at most {MAX_SLOTS} together"
+                    ),
+                ));
+            }
+            Some(n) => n,
+            None => slots
+                .saturating_mul(DEFAULT_PREFETCH_PER_SLOT)
+                .min(MAX_SLOTS.saturating_sub(slots)),
+        };
         let heartbeat = self.heartbeat.unwrap_or(cfg.heartbeat);
         if heartbeat.is_zero() {
             return Err(Error::config(
@@ -213,6 +246,7 @@ impl WorkerBuilder {
             registration,
             registry,
             slots,
+            prefetch,
             heartbeat,
             shutdown_grace: self.shutdown_grace.unwrap_or(cfg.shutdown_grace),
             cancel_grace: self.cancel_grace,

@@ -8,8 +8,15 @@
 //!   they freed; every heartbeat it also renews the leases of the runs in flight and learns which
 //!   of them to stop (cancelled, or lost).
 //!
-//! Shutdown (the stop token): stop claiming, let the runs finish within the grace period, then
-//! hand back the rest, report, and deregister.
+//! The worker also claims ahead: runs beyond its free slots wait in a buffer, leased to it, and
+//! start the moment a slot frees, while the report of the runs that freed it is in flight. The
+//! engine's work and the worker's then overlap, and each exchange carries more runs. It claims
+//! ahead only what its slots will start within [`AHEAD_HORIZON`], judged from the average
+//! duration of its recent runs (and at most `prefetch`): many runs of a millisecond, a few of
+//! 10 ms, none of a second or more. So no run waits long in one worker while another is idle.
+//!
+//! Shutdown (the stop token): stop claiming, hand back the runs claimed ahead, let the runs finish
+//! within the grace period, then hand back the rest, report, and deregister.
 
 use super::link::Link;
 use super::run::{attempt, Finished, Limits};
@@ -21,7 +28,7 @@ use owlclaw_core::wire::{
     Assignment, Completion, ExchangeRequest, ExchangeResponse, Outcome, WorkerRegistration,
 };
 use owlclaw_core::{Error, Result, RunId};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -38,6 +45,9 @@ const POLL_WAIT: Duration = Duration::from_secs(10);
 const HAND_BACK_WAIT: Duration = Duration::from_secs(5);
 /// Tries of the last report, at shutdown.
 const FINAL_TRIES: usize = 5;
+/// The worker claims ahead the runs its slots will start within this time (see the module's
+/// documentation).
+pub(super) const AHEAD_HORIZON: Duration = Duration::from_millis(20);
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -48,6 +58,8 @@ pub(super) struct Settings {
     pub(super) registration: WorkerRegistration,
     pub(super) registry: HashMap<String, InvokeFn>,
     pub(super) slots: u32,
+    /// Runs claimed ahead of free slots, at most (see the module's documentation).
+    pub(super) prefetch: u32,
     pub(super) heartbeat: Duration,
     pub(super) shutdown_grace: Duration,
     pub(super) cancel_grace: Duration,
@@ -70,6 +82,8 @@ struct RunEntry {
     cancel: CancellationToken,
     /// The task that runs it.
     task: tokio::task::Id,
+    /// When its body started.
+    started: Instant,
 }
 
 /// The worker's loop and everything it owns.
@@ -87,6 +101,15 @@ pub(super) struct Runtime {
     kill: CancellationToken,
     runs: JoinSet<Finished>,
     running: HashMap<RunId, RunEntry>,
+    /// Runs claimed ahead, waiting for a slot (leased to this worker like those running).
+    ahead: VecDeque<Assignment>,
+    /// At most this many in `ahead`.
+    prefetch: u32,
+    /// How many slots it has.
+    slots: u32,
+    /// The average duration of its recent runs' bodies (a moving average), in µs; `None` before
+    /// the first one finished.
+    average_us: Option<f64>,
     /// Finished runs not reported yet.
     pending: Vec<Completion>,
     /// Slots freed by the pending completions: new work for them is claimed in the same round
@@ -177,6 +200,10 @@ impl Runtime {
             kill: CancellationToken::new(),
             runs: JoinSet::new(),
             running: HashMap::new(),
+            ahead: VecDeque::new(),
+            prefetch: s.prefetch,
+            slots: s.slots,
+            average_us: None,
             pending: Vec::new(),
             freed: None,
             poll_id: None,
@@ -222,8 +249,9 @@ impl Runtime {
             let may_poll = poll.is_none() && poll_after.is_none() && !stopping;
             tokio::select! {
                 // While a report is in flight, runs that finish wait in the set (they go in the
-                // next report anyway): the loop is not woken for each of them.
-                Some(joined) = self.runs.join_next(), if report.is_none() && !self.runs.is_empty() => {
+                // next report anyway): the loop is not woken for each of them, unless runs claimed
+                // ahead wait for their slots.
+                Some(joined) = self.runs.join_next(), if (report.is_none() || !self.ahead.is_empty()) && !self.runs.is_empty() => {
                     self.finished(joined);
                 }
                 (polled, slots) = in_flight(&mut poll) => {
@@ -270,6 +298,7 @@ impl Runtime {
                 _ = tick.tick() => beat = true,
                 _ = self.stop.cancelled(), if !stopping => {
                     tracing::info!(worker = %self.link.name, "shutting down: no new runs will be claimed");
+                    self.hand_back_ahead();
                     // A long poll in flight is dropped with the slots it holds.
                     poll = None;
                     poll_after = None;
@@ -288,11 +317,14 @@ impl Runtime {
         }
         if let Some(r) = report {
             match r.await {
-                Reported::Answered(..) => {}
+                // Runs it claimed are not started now: handed back below, with the report.
+                Reported::Answered(resp, _) => self.ahead.extend(resp.assignments),
                 Reported::Singly(again) | Reported::Failed(again, _) => self.requeue(again),
             }
         }
         self.runs.abort_all();
+        // Runs claimed ahead, and those of the report answered just above, go back.
+        self.hand_back_ahead();
         self.final_report().await;
         let link = self.link.clone();
         retry_transient("deregistering the worker", Some(FINAL_TRIES), || {
@@ -349,14 +381,16 @@ impl Runtime {
         } else {
             merge_slots(self.freed.take(), self.take_free_slots())
         };
+        let free = slots.as_ref().map_or(0, |p| p.num_permits() as u32);
+        let ahead = if stopping {
+            0
+        } else {
+            self.ahead_target().saturating_sub(self.ahead.len() as u32)
+        };
         let req = ExchangeRequest {
             completions: std::mem::take(&mut self.pending),
-            held: if beat {
-                self.running.keys().copied().collect()
-            } else {
-                Vec::new()
-            },
-            want: slots.as_ref().map_or(0, |p| p.num_permits() as u32),
+            held: if beat { self.held() } else { Vec::new() },
+            want: free + ahead,
             wait_ms: 0,
             heartbeat: beat,
             request_id: None,
@@ -386,6 +420,34 @@ impl Runtime {
         })
     }
 
+    /// Runs claimed ahead have not started: back to the queue at once, not counted as an attempt.
+    fn hand_back_ahead(&mut self) {
+        for a in std::mem::take(&mut self.ahead) {
+            self.pending.push(Completion {
+                run_id: a.run_id,
+                attempt: a.attempt,
+                outcome: Outcome::HandedBack,
+            });
+        }
+    }
+
+    /// How many runs to hold claimed ahead: what the slots start within [`AHEAD_HORIZON`] at
+    /// the recent runs' average duration, at most `prefetch`; none before a run has finished.
+    fn ahead_target(&self) -> u32 {
+        let Some(average_us) = self.average_us else {
+            return 0;
+        };
+        let started =
+            f64::from(self.slots) * AHEAD_HORIZON.as_micros() as f64 / average_us.max(1.0);
+        (started as u32).min(self.prefetch)
+    }
+
+    /// The runs this worker holds: running, and claimed ahead.
+    fn held(&self) -> Vec<RunId> {
+        let running = self.running.keys().copied();
+        running.chain(self.ahead.iter().map(|a| a.run_id)).collect()
+    }
+
     /// Takes every run that has finished, without waiting.
     fn take_finished(&mut self) {
         while let Some(joined) = self.runs.try_join_next() {
@@ -397,9 +459,19 @@ impl Runtime {
     fn finished(&mut self, joined: std::result::Result<Finished, JoinError>) {
         match joined {
             Ok(Finished { completion, slot }) => {
-                self.running.remove(&completion.run_id);
+                if let Some(entry) = self.running.remove(&completion.run_id) {
+                    let took = entry.started.elapsed().as_micros() as f64;
+                    // A moving average over about the last eight runs.
+                    self.average_us = Some(match self.average_us {
+                        Some(average) => average + (took - average) / 8.0,
+                        None => took,
+                    });
+                }
                 self.pending.push(completion);
-                self.freed = merge_slots(self.freed.take(), Some(slot));
+                match self.ahead.pop_front() {
+                    Some(next) => self.start(next, slot),
+                    None => self.freed = merge_slots(self.freed.take(), Some(slot)),
+                }
             }
             Err(e) => {
                 // Only a bug of the worker itself gets here (the task's own panics are caught):
@@ -413,6 +485,15 @@ impl Runtime {
     /// Stops the runs the engine cancelled and starts the runs it assigned, one slot each.
     fn handle(&mut self, resp: ExchangeResponse, mut slots: Option<OwnedSemaphorePermit>) {
         for id in resp.cancellations {
+            if let Some(i) = self.ahead.iter().position(|a| a.run_id == id) {
+                let a = self.ahead.remove(i).expect("a position in the buffer");
+                self.pending.push(Completion {
+                    run_id: a.run_id,
+                    attempt: a.attempt,
+                    outcome: Outcome::Cancelled,
+                });
+                continue;
+            }
             if let Some(entry) = self.running.get(&id) {
                 tracing::info!(run_id = %id, "run cancelled by the engine; stopping it");
                 entry.cancel.cancel();
@@ -428,8 +509,11 @@ impl Runtime {
             });
             match slot.or_else(|| slots.take()) {
                 Some(slot) => self.start(a, slot),
+                None if self.ahead.len() < self.prefetch as usize && !self.stop.is_cancelled() => {
+                    self.ahead.push_back(a)
+                }
                 None => {
-                    // More runs than slots asked for: never expected; give it back.
+                    // More runs than were asked for: never expected; give it back.
                     self.pending.push(Completion {
                         run_id: a.run_id,
                         attempt: a.attempt,
@@ -484,7 +568,14 @@ impl Runtime {
             .runs
             .spawn(attempt(invoke, ctx, a, limits, slot).instrument(span))
             .id();
-        self.running.insert(run_id, RunEntry { cancel, task });
+        self.running.insert(
+            run_id,
+            RunEntry {
+                cancel,
+                task,
+                started: Instant::now(),
+            },
+        );
     }
 
     /// The last report, at shutdown: a few tries.

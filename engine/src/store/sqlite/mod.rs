@@ -45,7 +45,6 @@ pub use db::StoreClosed;
 use db::{Db, Location, OrDb};
 use runs::*;
 
-
 /// The migrations, in order: `PRAGMA user_version` is the last one applied.
 const MIGRATIONS: [&str; 4] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
