@@ -229,6 +229,15 @@ impl Runtime {
         let mut hand_back_end: Option<Instant> = None;
         loop {
             let stopping = grace_end.is_some();
+            // Runs claimed ahead take any slot that is free (returned by a poll that found
+            // nothing, say) before a poll may hold it.
+            while !self.ahead.is_empty() {
+                let Ok(slot) = self.sem.clone().try_acquire_owned() else {
+                    break;
+                };
+                let next = self.ahead.pop_front().expect("a run claimed ahead");
+                self.start(next, slot);
+            }
             if report.is_none() {
                 // Every run that has finished goes in the next report.
                 self.take_finished();
@@ -241,7 +250,10 @@ impl Runtime {
                 }
             }
             if report.is_none() && report_after.is_none() && (beat || !self.pending.is_empty()) {
-                report = Some(self.report(std::mem::take(&mut beat), stopping));
+                // While a long poll holds idle slots, the poll takes new work for them: claiming
+                // ahead then would leave runs waiting in the buffer behind idle slots.
+                let ahead = !stopping && poll.is_none();
+                report = Some(self.report(std::mem::take(&mut beat), stopping, ahead));
             }
             if stopping && self.running.is_empty() && report.is_none() {
                 break;
@@ -374,7 +386,7 @@ impl Runtime {
 
     /// Reports the finished runs, claims work for the slots they freed (and any other free one)
     /// unless the worker is stopping, and with `beat`, renews the leases of the runs in flight.
-    fn report(&mut self, beat: bool, stopping: bool) -> BoxFuture<Reported> {
+    fn report(&mut self, beat: bool, stopping: bool, claim_ahead: bool) -> BoxFuture<Reported> {
         let slots = if stopping {
             drop(self.freed.take());
             None
@@ -382,10 +394,10 @@ impl Runtime {
             merge_slots(self.freed.take(), self.take_free_slots())
         };
         let free = slots.as_ref().map_or(0, |p| p.num_permits() as u32);
-        let ahead = if stopping {
-            0
-        } else {
+        let ahead = if claim_ahead {
             self.ahead_target().saturating_sub(self.ahead.len() as u32)
+        } else {
+            0
         };
         let req = ExchangeRequest {
             completions: std::mem::take(&mut self.pending),
