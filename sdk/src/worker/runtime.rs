@@ -103,7 +103,7 @@ pub(super) struct Runtime {
     running: HashMap<RunId, RunEntry>,
     /// Runs claimed ahead, waiting for a slot (leased to this worker like those running).
     ahead: VecDeque<Assignment>,
-    /// At most this many in `ahead`.
+    /// The most runs a report claims ahead (a request sent again may bring back more).
     prefetch: u32,
     /// How many slots it has.
     slots: u32,
@@ -127,6 +127,9 @@ pub(super) struct Runtime {
 struct RequestId {
     id: String,
     sent: bool,
+    /// How many runs it asked for when first sent: sent again, it asks for at least as many, so
+    /// that the engine gives back every run it claimed for it rather than handing some back.
+    want: u32,
 }
 
 impl RequestId {
@@ -135,6 +138,7 @@ impl RequestId {
         let r = slot.get_or_insert_with(|| RequestId {
             id: uuid::Uuid::new_v4().simple().to_string(),
             sent: false,
+            want: 0,
         });
         let resent = std::mem::replace(&mut r.sent, true);
         (Some(r.id.clone()), resent)
@@ -258,7 +262,9 @@ impl Runtime {
             if stopping && self.running.is_empty() && report.is_none() {
                 break;
             }
-            let may_poll = poll.is_none() && poll_after.is_none() && !stopping;
+            // Runs waiting in the buffer take the slots that free: no poll holds them meanwhile.
+            let may_poll =
+                poll.is_none() && poll_after.is_none() && !stopping && self.ahead.is_empty();
             tokio::select! {
                 // While a report is in flight, runs that finish wait in the set (they go in the
                 // next report anyway): the loop is not woken for each of them, unless runs claimed
@@ -399,20 +405,22 @@ impl Runtime {
         } else {
             0
         };
+        let (request_id, resent) = RequestId::next(&mut self.report_id);
+        let want = match self.report_id.as_mut() {
+            Some(r) => {
+                r.want = r.want.max(free + ahead);
+                r.want
+            }
+            None => free + ahead,
+        };
         let req = ExchangeRequest {
             completions: std::mem::take(&mut self.pending),
             held: if beat { self.held() } else { Vec::new() },
-            want: free + ahead,
+            want,
             wait_ms: 0,
             heartbeat: beat,
-            request_id: None,
-            resent: false,
-        };
-        let (request_id, resent) = RequestId::next(&mut self.report_id);
-        let req = ExchangeRequest {
             request_id,
             resent,
-            ..req
         };
         let link = self.link.clone();
         Box::pin(async move {
@@ -521,11 +529,11 @@ impl Runtime {
             });
             match slot.or_else(|| slots.take()) {
                 Some(slot) => self.start(a, slot),
-                None if self.ahead.len() < self.prefetch as usize && !self.stop.is_cancelled() => {
-                    self.ahead.push_back(a)
-                }
+                // Beyond the slots it carried: claimed ahead (or claimed for a request sent again,
+                // when fewer slots are free than at its first sending), started as slots free.
+                None if !self.stop.is_cancelled() => self.ahead.push_back(a),
                 None => {
-                    // More runs than were asked for: never expected; give it back.
+                    // Shutting down: back to the queue at once.
                     self.pending.push(Completion {
                         run_id: a.run_id,
                         attempt: a.attempt,
