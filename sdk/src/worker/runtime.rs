@@ -127,21 +127,23 @@ pub(super) struct Runtime {
 struct RequestId {
     id: String,
     sent: bool,
-    /// How many runs it asked for when first sent: sent again, it asks for at least as many, so
-    /// that the engine gives back every run it claimed for it rather than handing some back.
+    /// The most runs it asked for: sent again, it asks for at least as many, so that the engine
+    /// gives back every run it claimed for it rather than handing some back.
     want: u32,
 }
 
 impl RequestId {
-    /// The id and `resent` of the next request: the kept id, or a fresh one.
-    fn next(slot: &mut Option<RequestId>) -> (Option<String>, bool) {
+    /// The id, `resent` and `want` of the next request asking for `want` runs: the kept id (and
+    /// at least the runs it asked for before), or a fresh one.
+    fn next(slot: &mut Option<RequestId>, want: u32) -> (Option<String>, bool, u32) {
         let r = slot.get_or_insert_with(|| RequestId {
             id: uuid::Uuid::new_v4().simple().to_string(),
             sent: false,
             want: 0,
         });
         let resent = std::mem::replace(&mut r.sent, true);
-        (Some(r.id.clone()), resent)
+        r.want = r.want.max(want);
+        (Some(r.id.clone()), resent, r.want)
     }
 }
 
@@ -378,9 +380,10 @@ impl Runtime {
         if let Some(more) = self.take_free_slots() {
             slots.merge(more);
         }
-        let (request_id, resent) = RequestId::next(&mut self.poll_id);
+        let (request_id, resent, want) =
+            RequestId::next(&mut self.poll_id, slots.num_permits() as u32);
         let req = ExchangeRequest {
-            want: slots.num_permits() as u32,
+            want,
             wait_ms: POLL_WAIT.as_millis() as u64,
             request_id,
             resent,
@@ -405,14 +408,7 @@ impl Runtime {
         } else {
             0
         };
-        let (request_id, resent) = RequestId::next(&mut self.report_id);
-        let want = match self.report_id.as_mut() {
-            Some(r) => {
-                r.want = r.want.max(free + ahead);
-                r.want
-            }
-            None => free + ahead,
-        };
+        let (request_id, resent, want) = RequestId::next(&mut self.report_id, free + ahead);
         let req = ExchangeRequest {
             completions: std::mem::take(&mut self.pending),
             held: if beat { self.held() } else { Vec::new() },
