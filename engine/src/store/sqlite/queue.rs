@@ -105,20 +105,13 @@ fn claim_new(
     lease: Duration,
     request: Option<&str>,
 ) -> Result<Vec<Assignment>> {
-    let picked: Vec<(i64, i64)> = {
-        let mut pick = conn
-            .prepare_cached(
-                "SELECT qid, run_seq FROM queue WHERE tenant = ?1 AND task IN \
-                 (SELECT value FROM json_each(?2)) ORDER BY priority DESC, qid LIMIT ?3",
-            )
-            .db()?;
-        let rows = pick
-            .query_map(params![worker.tenant, tasks, i64::from(n)], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .db()?;
-        rows.collect::<rusqlite::Result<_>>().db()?
-    };
+    let picked: Vec<(i64, i64)> = all(
+        conn,
+        "SELECT qid, run_seq FROM queue WHERE tenant = ?1 AND task IN \
+         (SELECT value FROM json_each(?2)) ORDER BY priority DESC, qid LIMIT ?3",
+        params![worker.tenant, tasks, i64::from(n)],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if picked.is_empty() {
         return Ok(Vec::new());
     }
