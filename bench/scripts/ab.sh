@@ -4,6 +4,7 @@
 # (`--runs 1 --json`); the summary gives the median of each figure per build and mode, and B/A:
 # drain, enqueue_bulk, latency p50/p99, the drain's cost per run (context switches and CPU µs of
 # the worker, engine and PostgreSQL processes, PostgreSQL transactions) when the build measures it,
+# peak RSS, timer lateness p99 (at rest: the worst kind; under load: delayed runs) when measured,
 # and with `--backlog N` / `--history N` among the flags their drain rates and ratios.
 #
 #   bench/scripts/ab.sh A_BINARY B_BINARY [ROUNDS] [-- extra benchmark flags]
@@ -52,6 +53,16 @@ for side in "AB":
                         "cs/run engine": total("cs"), "cpu_us/run engine": total("cpu_us"),
                         "xact/run pg": cost.get("postgres_xact"), "cs/run pg": pg.get("cs"),
                         "cpu_us/run pg": pg.get("cpu_us")})
+            # Peak RSS, and timer lateness p99 when the timers were measured.
+            rss = d.get("peak_rss_mb") or {}
+            row["rss_mb worker"] = rss.get("worker")
+            if not rss.get("same_process"):
+                row["rss_mb engine"] = rss.get("engine")
+            timers = d.get("timer_lateness_ms") or {}
+            rest = [t["p99"] for t in timers.values() if isinstance(t, dict) and t.get("n")]
+            row["timers_p99_ms rest"] = max(rest) if rest else None
+            load = (d.get("timer_lateness_under_load_ms") or {}).get("delayed") or {}
+            row["timers_p99_ms load"] = load.get("p99")
             # --backlog N / --history N, when given.
             for scale in ("backlog", "history"):
                 if d.get(scale):

@@ -76,7 +76,7 @@ impl SqliteStore {
         }
         let opened = at.clone();
         let writer = tokio::task::spawn_blocking(move || {
-            let conn = db::connect(&opened, false).map_err(|e| Error::Connection {
+            let conn = db::connect(&opened, db::Role::Writer).map_err(|e| Error::Connection {
                 url: url_of(&opened),
                 message: e.to_string(),
             })?;
