@@ -842,6 +842,90 @@ async fn commands_naming_another_user_than_the_owner_are_forbidden(env: TestEnv)
     );
 }
 
+/// Needs a worker labelled `gpu` (any value).
+#[task(requires = "gpu")]
+async fn render(_ctx: Context, key: String) -> anyhow::Result<String> {
+    record(&key, "render");
+    Ok(key)
+}
+
+/// Needs a worker labelled `region=eu`.
+#[task(requires = "region = eu")]
+async fn eu_only(_ctx: Context, key: String) -> anyhow::Result<String> {
+    record(&key, "eu_only");
+    Ok(key)
+}
+
+/// Runs of a task that requires labels go only to workers that have them; until one is live, the
+/// run's snapshot says which labels each live worker lacks.
+async fn only_workers_with_the_required_labels_claim_a_task(env: TestEnv) {
+    let client = env.client().await;
+    let eu = client
+        .worker("eu-cpu")
+        .task::<render>()
+        .task::<eu_only>()
+        .label("region", "eu")
+        .start()
+        .await
+        .unwrap();
+    let mut renders = Vec::new();
+    let mut eus = Vec::new();
+    for i in 0..5 {
+        renders.push(render::enqueue(&client, format!("r{i}")).await.unwrap());
+        eus.push(eu_only::enqueue(&client, format!("e{i}")).await.unwrap());
+    }
+    for run in &eus {
+        run.result().await.unwrap();
+    }
+    // The EU worker serves eu_only only, and says why render waits.
+    let waiting = eventually(
+        "the reason render runs wait",
+        Duration::from_secs(30),
+        || {
+            let client = client.clone();
+            let id = renders[0].id();
+            async move { client.status(id).await.unwrap().waiting }
+        },
+    )
+    .await;
+    assert!(waiting.contains("`render`"), "{waiting}");
+    assert!(waiting.contains("eu-cpu lacks gpu"), "{waiting}");
+    for run in &renders {
+        assert_eq!(run.status().await.unwrap(), RunStatus::Queued);
+    }
+    let workers = client.workers().await.unwrap();
+    let listed = workers.iter().find(|w| w.name == "eu-cpu").unwrap();
+    assert_eq!(listed.tasks, vec![eu_only::NAME.to_string()]);
+    assert_eq!(listed.labels.get("region").map(String::as_str), Some("eu"));
+
+    let gpu = client
+        .worker("us-gpu")
+        .task::<render>()
+        .task::<eu_only>()
+        .label("gpu", "a100")
+        .label("region", "us")
+        .start()
+        .await
+        .unwrap();
+    for run in &renders {
+        run.result().await.unwrap();
+        let snap = client.status(run.id()).await.unwrap();
+        assert_eq!(snap.worker.as_deref(), Some("us-gpu"));
+        assert_eq!(snap.waiting, None);
+    }
+    for run in &eus {
+        let snap = client.status(run.id()).await.unwrap();
+        assert_eq!(snap.worker.as_deref(), Some("eu-cpu"));
+    }
+    // A task no live worker serves at all says so.
+    let nobody = sleeps::enqueue(&client, 1).await.unwrap();
+    let waiting = client.status(nobody.id()).await.unwrap().waiting.unwrap();
+    assert!(waiting.contains("no live worker serves task"), "{waiting}");
+    client.cancel(nobody.id()).await.unwrap();
+    gpu.shutdown().await.unwrap();
+    eu.shutdown().await.unwrap();
+}
+
 async fn a_worker_serves_only_its_chosen_tasks_and_refuses_unknown_ones(env: TestEnv) {
     let client = env.client().await;
     let worker = client
@@ -1046,6 +1130,7 @@ both_backends!(
     an_idempotency_key_returns_the_same_run_and_refuses_another_input,
     commands_naming_another_user_than_the_owner_are_forbidden,
     a_worker_serves_only_its_chosen_tasks_and_refuses_unknown_ones,
+    only_workers_with_the_required_labels_claim_a_task,
     a_panicking_task_fails_its_attempt_without_killing_the_worker,
     runs_survive_a_restart_of_the_embedded_engine,
 );

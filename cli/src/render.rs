@@ -204,6 +204,9 @@ pub(crate) fn snapshot(run: &RunSnapshot) -> String {
     if let Some(metadata) = &run.metadata {
         fields.push(("metadata", compact(metadata)));
     }
+    if let Some(waiting) = &run.waiting {
+        fields.insert(3, ("waiting", waiting.clone()));
+    }
     let width = "idempotency_key:".len() + 2;
     let mut out = String::new();
     let mut line = |key: &str, value: &str| {
@@ -274,6 +277,38 @@ mod tests {
             ],
         );
         assert_eq!(out, "ID  NAME       X\n1   long name  a\n22  n\\nl\n");
+    }
+
+    #[test]
+    fn status_says_why_a_queued_run_waits() {
+        let run: RunSnapshot = serde_json::from_value(serde_json::json!({
+            "id": "0b8c5d1e-3f4a-4b6c-8d9e-0f1a2b3c4d5e",
+            "task": "render",
+            "status": "queued",
+            "attempt": 0,
+            "max_attempts": 1,
+            "priority": 5,
+            "input": null,
+            "output": null,
+            "error": null,
+            "owner": null,
+            "idempotency_key": null,
+            "parent_id": null,
+            "timeout_ms": 60000,
+            "run_at": "2026-12-04T05:00:00Z",
+            "created_at": "2026-12-04T05:00:00Z",
+            "started_at": null,
+            "finished_at": null,
+            "waiting": "no live worker has the labels task `render` requires (gpu): w lacks gpu",
+        }))
+        .unwrap();
+        let out = snapshot(&run);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[2].starts_with("status:"), "{out}");
+        assert!(
+            lines[3].starts_with("waiting:") && lines[3].ends_with("w lacks gpu"),
+            "{out}"
+        );
     }
 
     #[test]

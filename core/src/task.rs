@@ -2,6 +2,7 @@
 
 use crate::retry::Backoff;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Lowest priority.
@@ -49,6 +50,11 @@ pub struct TaskDef {
     /// Time zone of the cron expression (UTC when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// Worker labels a worker needs to run this task: `key` (a label of that key, any value) or
+    /// `key=value`. Only workers that have all of them claim its runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 16))]
+    pub requires: Vec<String>,
 }
 
 impl TaskDef {
@@ -62,6 +68,7 @@ impl TaskDef {
             backoff: Backoff::default(),
             cron: None,
             timezone: None,
+            requires: Vec::new(),
         }
     }
 
@@ -97,13 +104,77 @@ impl TaskDef {
         } else if self.timezone.is_some() {
             return bad("timezone", "a time zone needs a cron expression".into());
         }
+        if let Err(e) = validate_requires(&self.requires) {
+            return bad("requires", e);
+        }
         Ok(())
+    }
+
+    /// The requirements that `labels` do not meet, in order; empty when a worker with these
+    /// labels can run the task.
+    pub fn unmet<'a>(&'a self, labels: &BTreeMap<String, String>) -> Vec<&'a str> {
+        self.requires
+            .iter()
+            .map(String::as_str)
+            .filter(|r| !requirement_met(r, labels))
+            .collect()
     }
 
     /// `retries + 1`.
     pub fn max_attempts(&self) -> u32 {
         self.retries + 1
     }
+}
+
+/// Requirements a task may list at most.
+pub const MAX_REQUIREMENTS: usize = 16;
+
+/// Whether `labels` meet one requirement: `key` (any value) or `key=value`.
+fn requirement_met(requirement: &str, labels: &BTreeMap<String, String>) -> bool {
+    match requirement.split_once('=') {
+        Some((key, value)) => labels.get(key).is_some_and(|v| v == value),
+        None => labels.contains_key(requirement),
+    }
+}
+
+/// Parses `requires` as written in `#[task(requires = "gpu, region=eu")]`: requirements
+/// separated by commas, blanks around each and around `=` ignored.
+pub fn parse_requires(text: &str) -> Result<Vec<String>, String> {
+    let requires: Vec<String> = text
+        .split(',')
+        .map(|r| match r.split_once('=') {
+            Some((key, value)) => format!("{}={}", key.trim(), value.trim()),
+            None => r.trim().to_string(),
+        })
+        .collect();
+    validate_requires(&requires)?;
+    Ok(requires)
+}
+
+/// At most [`MAX_REQUIREMENTS`], each `key` or `key=value` with a key of 1 to 128 characters
+/// and a value of at most 255, without control characters, none given twice.
+pub fn validate_requires(requires: &[String]) -> Result<(), String> {
+    if requires.len() > MAX_REQUIREMENTS {
+        return Err(format!(
+            "{} requirements; a task requires at most {MAX_REQUIREMENTS} labels",
+            requires.len()
+        ));
+    }
+    for (i, r) in requires.iter().enumerate() {
+        let (key, value) = r.split_once('=').unwrap_or((r, ""));
+        let key_ok = !key.is_empty() && key.len() <= 128 && key.trim() == key;
+        let value_ok = value.len() <= 255 && value.trim() == value;
+        if !key_ok || !value_ok || r.chars().any(char::is_control) {
+            return Err(format!(
+                "{r:?} is not a requirement: write a label's key (\"gpu\") or key=value \
+                 (\"region=eu\"), a key of 1 to 128 characters and a value of at most 255"
+            ));
+        }
+        if requires[..i].contains(r) {
+            return Err(format!("{r:?} is required twice"));
+        }
+    }
+    Ok(())
 }
 
 /// Task names: 1 to 128 characters among letters, digits and `_ - . : /`.
@@ -183,5 +254,39 @@ mod tests {
         assert!(validate_retries(-1).is_err());
         assert!(validate_retries(101).is_err());
         assert!(validate_timeout(Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn requirements_parse_validate_and_match_labels() {
+        assert_eq!(
+            parse_requires(" gpu , region = eu ").unwrap(),
+            vec!["gpu".to_string(), "region=eu".to_string()]
+        );
+        for bad in ["gpu,,eu", "=eu", "gpu, gpu", "a\u{7}b"] {
+            let e = parse_requires(bad).unwrap_err();
+            assert!(e.contains("require"), "{bad}: {e}");
+        }
+        let mut d = TaskDef::new("render");
+        d.requires = vec!["gpu".into(), "region=eu".into()];
+        assert!(d.validate().is_ok());
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(d
+            .unmet(&labels(&[("gpu", "a100"), ("region", "eu")]))
+            .is_empty());
+        assert_eq!(
+            d.unmet(&labels(&[("region", "us")])),
+            vec!["gpu", "region=eu"]
+        );
+        assert_eq!(d.unmet(&labels(&[("gpu", "")])), vec!["region=eu"]);
+        d.requires = vec![" gpu".into()];
+        let e = d.validate().unwrap_err().to_string();
+        assert!(e.contains("requires") && e.contains("\" gpu\""), "{e}");
+        d.requires = (0..17).map(|i| format!("k{i}")).collect();
+        assert!(d.validate().unwrap_err().to_string().contains("17"));
     }
 }

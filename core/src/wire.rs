@@ -240,6 +240,10 @@ pub struct RunSnapshot {
     /// Its durable steps.
     #[serde(default)]
     pub steps: Vec<StepSnapshot>,
+    /// Why no worker takes it, for a queued run that no live worker can claim (none serves its
+    /// task, or none has the labels the task requires). Filled in by `get`, not by `list`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 /// One transition in a run's history.

@@ -6,7 +6,7 @@ use owlclaw_core::cron::{parse_timezone, CronExpr};
 use owlclaw_core::duration::parse_duration;
 use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::{
-    validate_priority, validate_retries, validate_task_name, validate_timeout,
+    parse_requires, validate_priority, validate_retries, validate_task_name, validate_timeout,
 };
 use proc_macro2::TokenTree;
 use quote::ToTokens;
@@ -23,6 +23,7 @@ mod kw {
     syn::custom_keyword!(backoff_initial);
     syn::custom_keyword!(backoff_factor);
     syn::custom_keyword!(backoff_max);
+    syn::custom_keyword!(requires);
 }
 
 /// Every argument `#[task]` accepts, in the order the docs list them.
@@ -36,6 +37,7 @@ pub(crate) const VALID_KEYS: &[&str] = &[
     "backoff_initial",
     "backoff_factor",
     "backoff_max",
+    "requires",
 ];
 
 /// The arguments as written. Strings are string literals; numbers are kept as expressions so that
@@ -51,6 +53,7 @@ pub(crate) struct TaskArgs {
     pub(crate) backoff_initial: Option<(kw::backoff_initial, LitStr)>,
     pub(crate) backoff_factor: Option<(kw::backoff_factor, Expr)>,
     pub(crate) backoff_max: Option<(kw::backoff_max, LitStr)>,
+    pub(crate) requires: Option<(kw::requires, LitStr)>,
 }
 
 impl Parse for TaskArgs {
@@ -86,6 +89,10 @@ impl Parse for TaskArgs {
             } else if input.peek(kw::backoff_max) {
                 parse_arg(input, &mut args.backoff_max, |input| {
                     parse_str(input, "a duration with a unit such as \"5m\"")
+                })?;
+            } else if input.peek(kw::requires) {
+                parse_arg(input, &mut args.requires, |input| {
+                    parse_str(input, "worker labels such as \"gpu\" or \"gpu, region=eu\"")
                 })?;
             } else {
                 return Err(unknown_argument(input));
@@ -192,6 +199,7 @@ pub(crate) struct Policies {
     pub(crate) backoff_initial_ms: Option<u64>,
     pub(crate) backoff_factor: Option<f64>,
     pub(crate) backoff_max_ms: Option<u64>,
+    pub(crate) requires: Option<Vec<String>>,
 }
 
 /// Collects every error, so that two wrong arguments are two errors, each on its own token.
@@ -247,6 +255,10 @@ impl TaskArgs {
                     .map(|_| timezone)
                     .map_err(|e| spanned(lit, e)));
             }
+        }
+        if let Some((_, lit)) = &self.requires {
+            policies.requires =
+                errors.ok(parse_requires(&lit.value()).map_err(|e| spanned(lit, e)));
         }
         if let Some((_, expr)) = &self.retries {
             policies.retries = errors.ok(integer(expr, "retries", validate_retries));
@@ -413,7 +425,7 @@ mod tests {
         let policies = check(
             r#"name = "send-email", cron = "*/5 * * * *", timezone = "Europe/Paris", retries = 3,
                timeout = "1m30s", priority = 7, backoff_initial = "500ms", backoff_factor = 1.5,
-               backoff_max = "1m","#,
+               backoff_max = "1m", requires = "gpu, region = eu","#,
         )
         .unwrap();
         assert_eq!(
@@ -428,6 +440,7 @@ mod tests {
                 backoff_initial_ms: Some(500),
                 backoff_factor: Some(1.5),
                 backoff_max_ms: Some(60_000),
+                requires: Some(vec!["gpu".into(), "region=eu".into()]),
             }
         );
         assert_eq!(check("").unwrap(), Policies::default());

@@ -380,6 +380,13 @@ fn spec(name: &str, policies: &Policies) -> TokenStream {
         ),
         ("cron", some(&policies.cron)),
         ("timezone", some(&policies.timezone)),
+        (
+            "requires",
+            policies
+                .requires
+                .as_ref()
+                .map(|requires| quote!(&[#(#requires),*])),
+        ),
     ]
     .into_iter()
     .filter_map(|(field, value)| {

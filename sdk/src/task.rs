@@ -28,6 +28,8 @@ pub struct TaskSpec {
     pub cron: Option<&'static str>,
     /// Time zone of the cron expression.
     pub timezone: Option<&'static str>,
+    /// Worker labels needed to run it (`"gpu"`, `"region=eu"`): see [`TaskDef::requires`].
+    pub requires: &'static [&'static str],
 }
 
 impl TaskSpec {
@@ -42,6 +44,7 @@ impl TaskSpec {
         backoff_max_ms: 300_000,
         cron: None,
         timezone: None,
+        requires: &[],
     };
 
     /// The backoff policy.
@@ -63,6 +66,7 @@ impl TaskSpec {
             backoff: self.backoff(),
             cron: self.cron.map(str::to_owned),
             timezone: self.timezone.map(str::to_owned),
+            requires: self.requires.iter().map(|r| r.to_string()).collect(),
         }
     }
 }

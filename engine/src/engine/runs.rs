@@ -7,7 +7,7 @@ use crate::store::{Inserted, NewRun};
 use chrono::{DateTime, SubsecRound, Utc};
 use owlclaw_core::task::{self as taskdef, TaskDef};
 use owlclaw_core::wire::*;
-use owlclaw_core::{Error, Result, RunId};
+use owlclaw_core::{Error, Result, RunId, RunStatus};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -284,7 +284,41 @@ impl Engine {
     ) -> Result<RunSnapshot> {
         let mut run = self.run_owned(tenant, id, user).await?;
         run.steps = self.inner.store.run_steps(tenant, id).await?;
+        if run.status == RunStatus::Queued {
+            run.waiting = self.why_waiting(tenant, &run.task).await?;
+        }
         Ok(run)
+    }
+
+    /// Why no live worker can claim a queued run of `task`, or `None` when one can.
+    async fn why_waiting(&self, tenant: &str, task: &str) -> Result<Option<String>> {
+        let workers = self.list_workers(tenant).await?;
+        if workers.iter().any(|w| w.tasks.iter().any(|t| t == task)) {
+            return Ok(None);
+        }
+        let requires = match self.task_def(tenant, task).await? {
+            Some(def) if !def.requires.is_empty() => def,
+            _ => return Ok(Some(format!("no live worker serves task `{task}`"))),
+        };
+        let lacking: Vec<String> = workers
+            .iter()
+            .map(|w| match requires.unmet(&w.labels).as_slice() {
+                [] => format!("{} does not serve it", w.name),
+                unmet => format!("{} lacks {}", w.name, unmet.join(", ")),
+            })
+            .collect();
+        Ok(Some(if lacking.is_empty() {
+            format!(
+                "no live worker serves task `{task}`, which requires the labels {}",
+                requires.requires.join(", ")
+            )
+        } else {
+            format!(
+                "no live worker has the labels task `{task}` requires ({}): {}",
+                requires.requires.join(", "),
+                lacking.join("; ")
+            )
+        }))
     }
 
     /// A run's snapshot without its steps, after the ownership check.

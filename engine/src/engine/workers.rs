@@ -46,11 +46,25 @@ impl Engine {
             reg.name,
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
+        // A worker claims only the tasks whose required labels it has; the others are still
+        // defined (another worker may serve them).
+        let (served, unserved): (Vec<_>, Vec<_>) = reg
+            .tasks
+            .iter()
+            .partition(|t| t.unmet(&reg.labels).is_empty());
+        for def in &unserved {
+            tracing::info!(
+                worker = %reg.name,
+                task = %def.name,
+                missing = %def.unmet(&reg.labels).join(", "),
+                "the worker lacks labels the task requires: it will not claim its runs"
+            );
+        }
         let record = WorkerRecord {
             id: id.clone(),
             tenant: tenant.to_string(),
             name: reg.name.clone(),
-            tasks: reg.tasks.iter().map(|t| t.name.clone()).collect(),
+            tasks: served.iter().map(|t| t.name.clone()).collect(),
         };
         self.inner
             .store

@@ -97,6 +97,7 @@ impl NewRun {
             started_at: None,
             finished_at: None,
             steps: Vec::new(),
+            waiting: None,
         }
     }
 }

@@ -74,6 +74,7 @@ impl RunRow {
             started_at: self.started_at.map(from_micros),
             finished_at: self.finished_at.map(from_micros),
             steps: Vec::new(),
+            waiting: None,
         })
     }
 }

@@ -17,6 +17,7 @@ pub struct Email {
     backoff_initial = "500ms",
     backoff_factor = 1.5,
     backoff_max = "1m",
+    requires = "smtp, region = eu",
 )]
 pub async fn send_email(_ctx: Context, input: Email) -> anyhow::Result<String> {
     Ok(format!("sent to {}", input.to))
@@ -64,6 +65,7 @@ fn main() {
             backoff_max_ms: 60_000,
             cron: None,
             timezone: None,
+            requires: &["smtp", "region=eu"],
         }
     );
     assert_eq!(fan_out::SPEC, TaskSpec { name: "fan_out", ..TaskSpec::DEFAULT });
