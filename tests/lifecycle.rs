@@ -842,6 +842,166 @@ async fn commands_naming_another_user_than_the_owner_are_forbidden(env: TestEnv)
     );
 }
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+struct Order {
+    key: String,
+    amount: u32,
+}
+
+/// Subscribed to `order.paid`.
+#[task(on_event = "order.paid")]
+async fn invoice(_ctx: Context, order: Order) -> anyhow::Result<u32> {
+    record(&order.key, "invoice");
+    Ok(order.amount)
+}
+
+/// Also subscribed to `order.paid`.
+#[task(on_event = "order.paid")]
+async fn ship(_ctx: Context, order: Order) -> anyhow::Result<String> {
+    record(&order.key, "ship");
+    Ok(order.key)
+}
+
+/// A pushed event starts one run of each subscribed task, with the payload as input; pushing
+/// its id again starts nothing, and with another payload is refused.
+async fn an_event_starts_one_run_of_each_subscribed_task_once(env: TestEnv) {
+    let client = env.client().await;
+    let worker = client
+        .worker("w")
+        .task::<invoice>()
+        .task::<ship>()
+        .task::<echo>()
+        .start()
+        .await
+        .unwrap();
+    // The log of bodies is shared by the tests of every backend in this process.
+    let key = format!("ev-order-{:?}", env.backend());
+    let order = Order {
+        key: key.clone(),
+        amount: 42,
+    };
+    let pushed = client
+        .push_event_with_id("ev-1", "order.paid", &order)
+        .await
+        .unwrap();
+    assert!(pushed.created);
+    assert_eq!(
+        (pushed.id.as_str(), pushed.key.as_str()),
+        ("ev-1", "order.paid")
+    );
+    assert_eq!(
+        pushed.payload,
+        serde_json::json!({"key": key, "amount": 42})
+    );
+    assert_eq!(pushed.runs.len(), 2, "{pushed:?}");
+    let mut tasks = Vec::new();
+    for id in &pushed.runs {
+        let snap = finished(&client, *id).await;
+        assert_eq!(snap.status, RunStatus::Succeeded, "{snap:?}");
+        assert_eq!(snap.input, pushed.payload);
+        let expected = if snap.task == invoice::NAME {
+            serde_json::json!(42)
+        } else {
+            serde_json::json!(key)
+        };
+        assert_eq!(snap.output, Some(expected));
+        let events = client.events(*id).await.unwrap();
+        assert_eq!(events[0].reason, "event order.paid (ev-1)");
+        tasks.push(snap.task);
+    }
+    tasks.sort();
+    assert_eq!(
+        tasks,
+        vec![invoice::NAME.to_string(), ship::NAME.to_string()]
+    );
+
+    let again = client
+        .push_event_with_id("ev-1", "order.paid", &order)
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(again.runs, pushed.runs);
+    let other = Order {
+        amount: 43,
+        ..order.clone()
+    };
+    match client
+        .push_event_with_id("ev-1", "order.paid", &other)
+        .await
+    {
+        Err(Error::InvalidInput { field, message }) => {
+            assert_eq!(field, "id");
+            assert!(message.contains("ev-1"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut ran = recorded(&key);
+    ran.sort();
+    assert_eq!(ran, vec!["invoice", "ship"]);
+
+    let lonely = client
+        .push_event("nobody.listens", serde_json::json!({"x": 1}))
+        .await
+        .unwrap();
+    assert!(lonely.created && lonely.runs.is_empty(), "{lonely:?}");
+    match client.push_event("order paid", ()).await {
+        Err(Error::InvalidInput { field, message }) => {
+            assert_eq!(field, "key");
+            assert!(message.contains("order paid"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    worker.shutdown().await.unwrap();
+}
+
+/// The same events pushed at once through two clients (in lite mode, two engines on one
+/// database) start each subscriber's run once.
+async fn the_same_event_pushed_twice_at_once_starts_its_runs_once(env: TestEnv) {
+    let a = env.client().await;
+    let b = env.client().await;
+    // Registers the subscribers without running anything.
+    let worker = a
+        .worker("registrar")
+        .task::<invoice>()
+        .task::<ship>()
+        .slots(1)
+        .start()
+        .await
+        .unwrap();
+    worker.shutdown().await.unwrap();
+    let order = Order {
+        key: format!("race-{:?}", env.backend()),
+        amount: 1,
+    };
+    let mut created = 0;
+    for i in 0..10 {
+        let id = format!("race-{i}");
+        let (x, y) = tokio::join!(
+            a.push_event_with_id(&id, "order.paid", &order),
+            b.push_event_with_id(&id, "order.paid", &order)
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!(x.runs, y.runs);
+        assert_eq!(x.runs.len(), 2);
+        created += usize::from(x.created) + usize::from(y.created);
+    }
+    assert_eq!(
+        created, 10,
+        "each id is stored by exactly one of the two pushes"
+    );
+    for task in [invoice::NAME, ship::NAME] {
+        let page = a
+            .list(ListFilter {
+                task: Some(task.to_string()),
+                limit: Some(100),
+                ..ListFilter::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(page.runs.len(), 10, "{task}: {:?}", page.runs);
+    }
+}
+
 /// Needs a worker labelled `gpu` (any value).
 #[task(requires = "gpu")]
 async fn render(_ctx: Context, key: String) -> anyhow::Result<String> {
@@ -1131,6 +1291,8 @@ both_backends!(
     commands_naming_another_user_than_the_owner_are_forbidden,
     a_worker_serves_only_its_chosen_tasks_and_refuses_unknown_ones,
     only_workers_with_the_required_labels_claim_a_task,
+    an_event_starts_one_run_of_each_subscribed_task_once,
+    the_same_event_pushed_twice_at_once_starts_its_runs_once,
     a_panicking_task_fails_its_attempt_without_killing_the_worker,
     runs_survive_a_restart_of_the_embedded_engine,
 );

@@ -102,6 +102,9 @@ pub(crate) enum Command {
     Crons,
     /// List live workers.
     Workers,
+    /// Push events: each starts one run of every task with `on_event` set to its key.
+    #[command(subcommand)]
+    Event(EventCommand),
     /// Create the database if needed and apply the migrations (a store only, not a server).
     Migrate,
     /// Run an engine server: the HTTP API of workers and clients, on a store.
@@ -162,6 +165,27 @@ pub(crate) struct Serve {
     /// Most connections open at once; more wait to be accepted (default 1024).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub(crate) max_connections: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EventCommand {
+    /// Push an event: each task with `on_event = KEY` gets one run, whose input is the payload.
+    Push(EventPush),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EventPush {
+    /// The event's key, e.g. `order.paid`.
+    #[arg(value_name = "KEY")]
+    pub(crate) key: String,
+
+    /// The payload, as JSON (default: null).
+    #[arg(long, value_name = "JSON", value_parser = parse_json)]
+    pub(crate) data: Option<Value>,
+
+    /// The event's id: a second push with the same id starts nothing (default: a new UUID).
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

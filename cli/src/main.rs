@@ -102,7 +102,7 @@ mod render;
 mod serve;
 mod target;
 
-use args::{Cli, Command, List, Submit, Token};
+use args::{Cli, Command, EventCommand, List, Submit, Token};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use failure::{Failure, EXIT_USAGE};
@@ -331,6 +331,19 @@ async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Fai
                 push_json(out, &workers)
             } else {
                 out.push_str(&render::workers(&workers));
+                Ok(())
+            }
+        }
+        Command::Event(EventCommand::Push(args)) => {
+            let data = args.data.clone().unwrap_or(serde_json::Value::Null);
+            let pushed = match &args.id {
+                Some(id) => acting.push_event_with_id(id, &args.key, data).await?,
+                None => acting.push_event(&args.key, data).await?,
+            };
+            if json {
+                push_json(out, &pushed)
+            } else {
+                out.push_str(&render::pushed_event(&pushed));
                 Ok(())
             }
         }

@@ -2,7 +2,7 @@
 //! second; a missing value is `-`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use owlclaw::{CronSchedule, RunEvent, RunPage, RunSnapshot, WorkerInfo};
+use owlclaw::{CronSchedule, PushedEvent, RunEvent, RunPage, RunSnapshot, WorkerInfo};
 use owlclaw_core::duration::format_duration;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -171,6 +171,21 @@ pub(crate) fn workers(workers: &[WorkerInfo]) -> String {
         ],
         &rows,
     )
+}
+
+/// `event push`: the event, and the runs it started, one id per line.
+pub(crate) fn pushed_event(event: &PushedEvent) -> String {
+    let mut out = String::new();
+    let what = if event.created {
+        format!("{} run(s) started", event.runs.len())
+    } else {
+        "pushed before: nothing new started".to_string()
+    };
+    let _ = writeln!(out, "event {} ({}): {what}", event.id, event.key);
+    for run in &event.runs {
+        let _ = writeln!(out, "{run}");
+    }
+    out
 }
 
 /// `status`: one `key: value` line per field of the snapshot (the JSON names), then the errors of

@@ -116,10 +116,14 @@ fn submit_then_status_prints_the_snapshot_as_json_and_as_a_block() {
     assert_eq!(status["output"], Value::Null);
     assert_eq!(status["steps"], json!([]));
     assert!(status["created_at"].as_str().unwrap().ends_with('Z'));
-    // The same snapshot, but for the precision of its times (stored to the microsecond).
+    // No worker runs: a read says so (the answer to submit does not look).
+    assert_eq!(status["waiting"], "no live worker serves task `resize`");
+    assert_eq!(submitted.get("waiting"), None);
+    // The same snapshot, but for the precision of its times (stored to the microsecond) and the
+    // reason it waits.
     let without_times = |v: &Value| {
         let mut v = v.clone();
-        for field in ["run_at", "created_at"] {
+        for field in ["run_at", "created_at", "waiting"] {
             v.as_object_mut().unwrap().remove(field);
         }
         v
@@ -131,6 +135,7 @@ fn submit_then_status_prints_the_snapshot_as_json_and_as_a_block() {
         format!("id:               {id}"),
         "task:             resize".into(),
         "status:           queued".into(),
+        "waiting:          no live worker serves task `resize`".into(),
         "attempt:          0/1".into(),
         "priority:         7".into(),
         r#"input:            {"w":640}"#.into(),
@@ -537,6 +542,49 @@ fn crons_and_workers_of_an_empty_database_are_empty() {
     let workers = db.run(&["workers"]).ok().stdout;
     assert_eq!(workers.lines().count(), 1);
     assert!(workers.starts_with("ID  NAME  SLOTS"), "{workers}");
+}
+
+#[test]
+fn event_push_stores_an_event_once_per_id() {
+    let db = Db::new();
+    db.run(&["migrate"]).ok();
+    let first = db
+        .run(&[
+            "--json",
+            "event",
+            "push",
+            "order.paid",
+            "--data",
+            r#"{"order":7}"#,
+            "--id",
+            "e-1",
+        ])
+        .ok()
+        .json();
+    assert_eq!(first["id"], "e-1");
+    assert_eq!(first["key"], "order.paid");
+    assert_eq!(first["payload"], json!({"order": 7}));
+    assert_eq!(first["created"], true);
+    assert_eq!(first["runs"], json!([]));
+    let again = db
+        .run(&[
+            "event",
+            "push",
+            "order.paid",
+            "--data",
+            r#"{"order":7}"#,
+            "--id",
+            "e-1",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(
+        again.trim(),
+        "event e-1 (order.paid): pushed before: nothing new started"
+    );
+    let other = db.run(&["event", "push", "order.paid", "--data", "8", "--id", "e-1"]);
+    assert_eq!(other.code, 1, "{other:?}");
+    assert!(other.stderr.contains("id"), "{other:?}");
 }
 
 /// `http://127.0.0.1:PORT` where nothing listens (a port just bound and released).

@@ -31,6 +31,8 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug + 'static {
     async fn create_cron(&self, req: CronRequest) -> Result<CronSchedule>;
     /// Deletes a cron schedule.
     async fn delete_cron(&self, id: &str) -> Result<()>;
+    /// Stores an event and starts one run of each task subscribed to its key.
+    async fn push_event(&self, event: PushEvent) -> Result<PushedEvent>;
     /// Registers a worker and the tasks it serves.
     async fn register_worker(&self, reg: WorkerRegistration) -> Result<WorkerSession>;
     /// One round trip of the worker loop.

@@ -55,6 +55,11 @@ pub struct TaskDef {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[cfg_attr(feature = "openapi", schema(max_items = 16))]
     pub requires: Vec<String>,
+    /// The event key that starts a run of this task (`order.paid`): one run per pushed event,
+    /// its input the event's payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_\-.:/]{1,128}$"))]
+    pub on_event: Option<String>,
 }
 
 impl TaskDef {
@@ -69,6 +74,7 @@ impl TaskDef {
             cron: None,
             timezone: None,
             requires: Vec::new(),
+            on_event: None,
         }
     }
 
@@ -106,6 +112,9 @@ impl TaskDef {
         }
         if let Err(e) = validate_requires(&self.requires) {
             return bad("requires", e);
+        }
+        if let Some(Err(e)) = self.on_event.as_deref().map(validate_event_key) {
+            return bad("on_event", e);
         }
         Ok(())
     }
@@ -179,12 +188,22 @@ pub fn validate_requires(requires: &[String]) -> Result<(), String> {
 
 /// Task names: 1 to 128 characters among letters, digits and `_ - . : /`.
 pub fn validate_task_name(name: &str) -> Result<(), String> {
+    validate_identifier("task name", name)
+}
+
+/// Event keys (`order.paid`): the same characters as task names.
+pub fn validate_event_key(key: &str) -> Result<(), String> {
+    validate_identifier("event key", key)
+}
+
+/// 1 to 128 characters among letters, digits and `_ - . : /`; errors start with `what`.
+fn validate_identifier(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
-        return Err("task name is empty".into());
+        return Err(format!("{what} is empty"));
     }
     if name.len() > MAX_TASK_NAME_LEN {
         return Err(format!(
-            "task name {name:?} is longer than {MAX_TASK_NAME_LEN} characters"
+            "{what} {name:?} is longer than {MAX_TASK_NAME_LEN} characters"
         ));
     }
     if let Some(c) = name
@@ -192,7 +211,7 @@ pub fn validate_task_name(name: &str) -> Result<(), String> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '/')))
     {
         return Err(format!(
-            "task name {name:?} contains {c:?}; use letters, digits and _ - . : /"
+            "{what} {name:?} contains {c:?}; use letters, digits and _ - . : /"
         ));
     }
     Ok(())

@@ -103,6 +103,61 @@ fn act_as(owner: &mut Option<String>, user: Option<&str>, what: &str) -> crate::
     }
 }
 
+/// An event pushed to the engine: every task with `on_event` set to its key gets one run, whose
+/// input is the payload.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushEvent {
+    /// Its key, such as `order.paid`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_\-.:/]{1,128}$"))]
+    pub key: String,
+    /// Its payload (JSON, at most 1 MiB; no NUL in its strings).
+    #[serde(default)]
+    pub payload: Value,
+    /// Its id: a second push with the same id stores nothing and starts nothing (same key and
+    /// payload), or is a conflict (another key or payload). A UUID is generated when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]*$")
+    )]
+    pub id: Option<String>,
+    /// The user that owns the runs it starts. Acting as a user (`OwlClaw-User`), that user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]*$")
+    )]
+    pub owner: Option<String>,
+}
+
+impl PushEvent {
+    /// Makes the push one made by `user` (when acting as a user): the runs it starts are that
+    /// user's, and naming another owner is refused.
+    pub fn act_as(&mut self, user: Option<&str>) -> crate::Result<()> {
+        act_as(&mut self.owner, user, "push events for")
+    }
+}
+
+/// A stored event and the runs it started.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PushedEvent {
+    /// Its id.
+    pub id: String,
+    /// Its key.
+    pub key: String,
+    /// Its payload.
+    pub payload: Value,
+    /// When it was first stored.
+    pub created_at: DateTime<Utc>,
+    /// The runs it started, one per task subscribed to its key when it was first pushed.
+    pub runs: Vec<RunId>,
+    /// False when an event with this id was stored already (this push changed nothing).
+    pub created: bool,
+}
+
 /// The answer to a schedule request.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -6,7 +6,8 @@ use owlclaw_core::cron::{parse_timezone, CronExpr};
 use owlclaw_core::duration::parse_duration;
 use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::{
-    parse_requires, validate_priority, validate_retries, validate_task_name, validate_timeout,
+    parse_requires, validate_event_key, validate_priority, validate_retries, validate_task_name,
+    validate_timeout,
 };
 use proc_macro2::TokenTree;
 use quote::ToTokens;
@@ -24,6 +25,7 @@ mod kw {
     syn::custom_keyword!(backoff_factor);
     syn::custom_keyword!(backoff_max);
     syn::custom_keyword!(requires);
+    syn::custom_keyword!(on_event);
 }
 
 /// Every argument `#[task]` accepts, in the order the docs list them.
@@ -38,6 +40,7 @@ pub(crate) const VALID_KEYS: &[&str] = &[
     "backoff_factor",
     "backoff_max",
     "requires",
+    "on_event",
 ];
 
 /// The arguments as written. Strings are string literals; numbers are kept as expressions so that
@@ -54,6 +57,7 @@ pub(crate) struct TaskArgs {
     pub(crate) backoff_factor: Option<(kw::backoff_factor, Expr)>,
     pub(crate) backoff_max: Option<(kw::backoff_max, LitStr)>,
     pub(crate) requires: Option<(kw::requires, LitStr)>,
+    pub(crate) on_event: Option<(kw::on_event, LitStr)>,
 }
 
 impl Parse for TaskArgs {
@@ -93,6 +97,10 @@ impl Parse for TaskArgs {
             } else if input.peek(kw::requires) {
                 parse_arg(input, &mut args.requires, |input| {
                     parse_str(input, "worker labels such as \"gpu\" or \"gpu, region=eu\"")
+                })?;
+            } else if input.peek(kw::on_event) {
+                parse_arg(input, &mut args.on_event, |input| {
+                    parse_str(input, "an event key such as \"order.paid\"")
                 })?;
             } else {
                 return Err(unknown_argument(input));
@@ -200,6 +208,7 @@ pub(crate) struct Policies {
     pub(crate) backoff_factor: Option<f64>,
     pub(crate) backoff_max_ms: Option<u64>,
     pub(crate) requires: Option<Vec<String>>,
+    pub(crate) on_event: Option<String>,
 }
 
 /// Collects every error, so that two wrong arguments are two errors, each on its own token.
@@ -259,6 +268,12 @@ impl TaskArgs {
         if let Some((_, lit)) = &self.requires {
             policies.requires =
                 errors.ok(parse_requires(&lit.value()).map_err(|e| spanned(lit, e)));
+        }
+        if let Some((_, lit)) = &self.on_event {
+            let key = lit.value();
+            policies.on_event = errors.ok(validate_event_key(&key)
+                .map(|()| key)
+                .map_err(|e| spanned(lit, e)));
         }
         if let Some((_, expr)) = &self.retries {
             policies.retries = errors.ok(integer(expr, "retries", validate_retries));
@@ -425,7 +440,7 @@ mod tests {
         let policies = check(
             r#"name = "send-email", cron = "*/5 * * * *", timezone = "Europe/Paris", retries = 3,
                timeout = "1m30s", priority = 7, backoff_initial = "500ms", backoff_factor = 1.5,
-               backoff_max = "1m", requires = "gpu, region = eu","#,
+               backoff_max = "1m", requires = "gpu, region = eu", on_event = "order.paid","#,
         )
         .unwrap();
         assert_eq!(
@@ -441,6 +456,7 @@ mod tests {
                 backoff_factor: Some(1.5),
                 backoff_max_ms: Some(60_000),
                 requires: Some(vec!["gpu".into(), "region=eu".into()]),
+                on_event: Some("order.paid".into()),
             }
         );
         assert_eq!(check("").unwrap(), Policies::default());
@@ -466,7 +482,7 @@ mod tests {
         assert_eq!(
             check("colour = 1").unwrap_err(),
             "unknown argument `colour`; valid arguments: name, cron, timezone, retries, timeout, \
-             priority, backoff_initial, backoff_factor, backoff_max"
+             priority, backoff_initial, backoff_factor, backoff_max, requires, on_event"
         );
         assert!(check("\"name\" = 1")
             .unwrap_err()

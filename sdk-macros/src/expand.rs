@@ -380,6 +380,7 @@ fn spec(name: &str, policies: &Policies) -> TokenStream {
         ),
         ("cron", some(&policies.cron)),
         ("timezone", some(&policies.timezone)),
+        ("on_event", some(&policies.on_event)),
         (
             "requires",
             policies

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use owlclaw_core::wire::*;
 use owlclaw_core::{Error, Orchestrator, Result, RunId, RunStatus};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
@@ -218,6 +219,35 @@ impl Client {
     /// Deletes a cron schedule.
     pub async fn delete_cron(&self, id: &str) -> Result<()> {
         self.inner.orch.delete_cron(id).await
+    }
+
+    /// Pushes an event: every task with `on_event = key` gets one run, whose input is `payload`.
+    /// The event gets a new id, so a retry inside the client never pushes it twice; to make a
+    /// push of yours idempotent, give the id with [`Client::push_event_with_id`].
+    pub async fn push_event(&self, key: &str, payload: impl Serialize) -> Result<PushedEvent> {
+        self.push_event_with_id(&uuid::Uuid::new_v4().to_string(), key, payload)
+            .await
+    }
+
+    /// [`Client::push_event`] with the event's id: a second push of the same id (same key and
+    /// payload) stores and starts nothing, and answers with the stored event (`created: false`).
+    pub async fn push_event_with_id(
+        &self,
+        id: &str,
+        key: &str,
+        payload: impl Serialize,
+    ) -> Result<PushedEvent> {
+        let payload = serde_json::to_value(payload).map_err(|e| {
+            Error::invalid_input("payload", format!("not serializable to JSON: {e}"))
+        })?;
+        let mut event = PushEvent {
+            key: key.to_string(),
+            payload,
+            id: Some(id.to_string()),
+            owner: None,
+        };
+        event.act_as(self.user())?;
+        self.inner.orch.push_event(event).await
     }
 
     /// Live workers.

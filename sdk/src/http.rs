@@ -342,6 +342,10 @@ impl Orchestrator for HttpOrchestrator {
             .await
     }
 
+    async fn push_event(&self, event: PushEvent) -> Result<PushedEvent> {
+        self.send(|| self.post("/v1/events", &event, None)).await
+    }
+
     async fn register_worker(&self, reg: WorkerRegistration) -> Result<WorkerSession> {
         self.send(|| self.post("/v1/workers", &reg, None)).await
     }

@@ -30,6 +30,8 @@ pub struct TaskSpec {
     pub timezone: Option<&'static str>,
     /// Worker labels needed to run it (`"gpu"`, `"region=eu"`): see [`TaskDef::requires`].
     pub requires: &'static [&'static str],
+    /// The event key that starts a run of it: see [`TaskDef::on_event`].
+    pub on_event: Option<&'static str>,
 }
 
 impl TaskSpec {
@@ -45,6 +47,7 @@ impl TaskSpec {
         cron: None,
         timezone: None,
         requires: &[],
+        on_event: None,
     };
 
     /// The backoff policy.
@@ -67,6 +70,7 @@ impl TaskSpec {
             cron: self.cron.map(str::to_owned),
             timezone: self.timezone.map(str::to_owned),
             requires: self.requires.iter().map(|r| r.to_string()).collect(),
+            on_event: self.on_event.map(str::to_owned),
         }
     }
 }

@@ -55,6 +55,9 @@ impl Orchestrator for Embedded {
     async fn delete_cron(&self, id: &str) -> Result<()> {
         self.engine.delete_cron(&self.tenant, id).await
     }
+    async fn push_event(&self, event: PushEvent) -> Result<PushedEvent> {
+        self.engine.push_event(&self.tenant, event).await
+    }
     async fn register_worker(&self, reg: WorkerRegistration) -> Result<WorkerSession> {
         self.engine.register_worker(&self.tenant, reg).await
     }

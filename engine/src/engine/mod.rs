@@ -3,6 +3,7 @@
 
 mod crons;
 mod embedded;
+mod events;
 mod maintenance;
 mod metrics;
 mod runs;

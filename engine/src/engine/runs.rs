@@ -25,7 +25,7 @@ impl Engine {
     }
 
     /// Validates a request and resolves it into a run to insert. Nothing is stored.
-    async fn resolve(
+    pub(super) async fn resolve(
         &self,
         tenant: &str,
         req: ScheduleRequest,
@@ -58,20 +58,8 @@ impl Engine {
             b.validate()
                 .map_err(|e| Error::invalid_input("backoff", e))?;
         }
-        for (field, value) in [
-            ("idempotency_key", &req.idempotency_key),
-            ("owner", &req.owner),
-        ] {
-            if let Some(v) = value {
-                if v.is_empty() || v.len() > 255 {
-                    return Err(Error::invalid_input(
-                        field,
-                        format!("{v:?} must be 1 to 255 characters long"),
-                    ));
-                }
-                limits::check_text(field, v)?;
-            }
-        }
+        check_short_text("idempotency_key", req.idempotency_key.as_deref())?;
+        check_short_text("owner", req.owner.as_deref())?;
         if let Some(parent) = req.parent_id {
             self.check_parent(tenant, parent, req.owner.as_deref())
                 .await?;
@@ -404,4 +392,16 @@ impl Engine {
             }
         }
     }
+}
+
+/// An optional text field of 1 to 255 characters without NUL (keys, ids, owners).
+pub(super) fn check_short_text(field: &str, value: Option<&str>) -> Result<()> {
+    let Some(v) = value else { return Ok(()) };
+    if v.is_empty() || v.len() > 255 {
+        return Err(Error::invalid_input(
+            field,
+            format!("{v:?} must be 1 to 255 characters long"),
+        ));
+    }
+    limits::check_text(field, v)
 }

@@ -15,6 +15,7 @@
 
 mod crons;
 mod errors;
+mod events;
 mod extract;
 mod health;
 mod listen;

@@ -2,7 +2,7 @@
 
 use super::errors::ApiError;
 use super::openapi::{openapi, openapi_json, ApiDoc};
-use super::{crons, health, runs, workers};
+use super::{crons, events, health, runs, workers};
 use super::{AppState, ServerConfig, MIN_WORKER_BODY_LIMIT};
 use crate::Engine;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -27,6 +27,7 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::retry_run))
         .routes(routes!(crons::list_crons, crons::create_cron))
         .routes(routes!(crons::delete_cron))
+        .routes(routes!(events::push_event))
         .routes(routes!(workers::register_worker, workers::list_workers))
         .routes(routes!(workers::exchange))
         .routes(routes!(workers::checkpoint_step))

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::TaskDef;
 use owlclaw_core::wire::{
-    Assignment, Completion, CronSchedule, ListFilter, RunEvent, RunPage, RunSnapshot,
+    Assignment, Completion, CronSchedule, ListFilter, PushedEvent, RunEvent, RunPage, RunSnapshot,
     StepCheckpoint, StepSnapshot, WorkerInfo, WorkerRegistration,
 };
 use owlclaw_core::{Result, RunId};
@@ -196,7 +196,7 @@ pub enum Wake {
 /// [`owlclaw_core::lifecycle`], which the stores call under their lock.
 #[async_trait]
 pub trait Store:
-    Runs + Queue + Workers + Crons + Steps + Tokens + Send + Sync + std::fmt::Debug + 'static
+    Runs + Queue + Workers + Crons + Steps + Tokens + Events + Send + Sync + std::fmt::Debug + 'static
 {
     /// Wake-ups caused by other engines on the same database; called once when the engine
     /// starts. `None` where the store has no such channel: other processes are then noticed by
@@ -206,6 +206,57 @@ pub trait Store:
     async fn ping(&self) -> Result<()>;
     /// Closes the connections.
     async fn close(&self);
+}
+
+/// An event to store, with the runs it starts.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Its tenant.
+    pub tenant: String,
+    /// Its id (given by the pusher, or a new UUID).
+    pub id: String,
+    /// Its key.
+    pub key: String,
+    /// Its payload.
+    pub payload: Value,
+    /// The runs it starts: one per subscribed task, each with an id derived from the event's.
+    pub runs: Vec<NewRun>,
+}
+
+/// Pushed events.
+#[async_trait]
+pub trait Events: Send + Sync {
+    /// Stores `event` and inserts its runs in one transaction. When the tenant has an event of
+    /// that id already, stores and starts nothing and returns that one (`created: false`), or
+    /// refuses the push (field `id`) when its key or payload differ.
+    async fn push_event(&self, event: NewEvent, now: DateTime<Utc>) -> Result<PushedEvent>;
+    /// The definitions of the tenant's tasks whose `on_event` is `key`.
+    async fn subscribers(&self, tenant: &str, key: &str) -> Result<Vec<TaskDef>>;
+}
+
+/// The answer to a push of `event` that found `existing` stored under its id.
+fn pushed_again(event: &NewEvent, existing: PushedEvent) -> Result<PushedEvent> {
+    if existing.key != event.key || existing.payload != event.payload {
+        return Err(owlclaw_core::Error::invalid_input(
+            "id",
+            format!(
+                "event {:?} was pushed before with another key or payload (key {:?})",
+                event.id, existing.key
+            ),
+        ));
+    }
+    Ok(PushedEvent {
+        created: false,
+        ..existing
+    })
+}
+
+/// The definitions among `defs` (as stored: JSON) whose `on_event` is `key`.
+fn subscribed(defs: Vec<String>, key: &str) -> Vec<TaskDef> {
+    defs.iter()
+        .filter_map(|d| serde_json::from_str::<TaskDef>(d).ok())
+        .filter(|d| d.on_event.as_deref() == Some(key))
+        .collect()
 }
 
 /// Runs: insert, read, list, cancel, retry, delete.

@@ -4,7 +4,8 @@
 
 use super::{from_micros, CronRecord, QueueDepth, WorkerRecord};
 use owlclaw_core::wire::{
-    Assignment, CronSchedule, RunEvent, RunSnapshot, StepSnapshot, StepStatus, WorkerInfo,
+    Assignment, CronSchedule, PushedEvent, RunEvent, RunSnapshot, StepSnapshot, StepStatus,
+    WorkerInfo,
 };
 use owlclaw_core::{Error, Result, RunId, RunStatus};
 use serde_json::Value;
@@ -301,6 +302,35 @@ impl From<QueueDepthRow> for QueueDepth {
     }
 }
 
+/// The columns of [`PushedEventRow`].
+pub(super) const PUSHED_EVENT_COLS: &str = "id, key, payload, runs, created_at";
+
+/// A row of `pushed_events`.
+#[derive(Debug, sqlx::FromRow)]
+pub(super) struct PushedEventRow {
+    id: String,
+    key: String,
+    payload: String,
+    runs: String,
+    created_at: i64,
+}
+
+impl PushedEventRow {
+    /// The public view, as stored (`created: false`).
+    pub(super) fn event(self) -> Result<PushedEvent> {
+        Ok(PushedEvent {
+            id: self.id,
+            key: self.key,
+            payload: json_text(self.payload),
+            created_at: from_micros(self.created_at),
+            runs: serde_json::from_str(&self.runs).map_err(|e| {
+                Error::Internal(format!("the runs of a stored event are not JSON: {e}"))
+            })?,
+            created: false,
+        })
+    }
+}
+
 #[cfg(feature = "sqlite")]
 sqlite_rows! {
     RunRow {
@@ -314,6 +344,7 @@ sqlite_rows! {
     WorkerRow { id, tenant, name, slots, tasks, labels, started_at, last_heartbeat }
     CronRow { tenant, id, task, expr, timezone, input, last_tick, created_at }
     QueueDepthRow { tenant, task, priority, ready }
+    PushedEventRow { id, key, payload, runs, created_at }
 }
 
 #[cfg(feature = "sqlite")]

@@ -53,6 +53,7 @@ use tokio::sync::mpsc;
 
 mod changes;
 mod crons;
+mod events;
 mod queue;
 mod runs;
 mod steps;

@@ -34,6 +34,7 @@ use std::time::Duration;
 mod changes;
 mod crons;
 mod db;
+mod events;
 mod queue;
 mod runs;
 mod steps;
@@ -46,11 +47,12 @@ use db::{Db, Location, OrDb};
 use runs::*;
 
 /// The migrations, in order: `PRAGMA user_version` is the last one applied.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
     include_str!("../../../migrations/sqlite/0003_steps.sql"),
     include_str!("../../../migrations/sqlite/0004_claim_requests.sql"),
+    include_str!("../../../migrations/sqlite/0005_pushed_events.sql"),
 ];
 
 /// A SQLite database holding every table of the engine.

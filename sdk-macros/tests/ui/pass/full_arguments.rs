@@ -18,6 +18,7 @@ pub struct Email {
     backoff_factor = 1.5,
     backoff_max = "1m",
     requires = "smtp, region = eu",
+    on_event = "user.signed-up",
 )]
 pub async fn send_email(_ctx: Context, input: Email) -> anyhow::Result<String> {
     Ok(format!("sent to {}", input.to))
@@ -66,6 +67,7 @@ fn main() {
             cron: None,
             timezone: None,
             requires: &["smtp", "region=eu"],
+            on_event: Some("user.signed-up"),
         }
     );
     assert_eq!(fan_out::SPEC, TaskSpec { name: "fan_out", ..TaskSpec::DEFAULT });
