@@ -135,11 +135,12 @@ pub(super) enum Role {
 }
 
 impl Role {
-    /// `PRAGMA cache_size`, in KiB when negative. The writer's 8 MiB drained as fast as 32 MiB
-    /// did, and kept the lite benchmark's peak RSS 5 MiB lower.
+    /// `PRAGMA cache_size`, in KiB when negative. The writer's hot pages (the queue, the tail of
+    /// each index) fit in 4 MiB: it drained as fast as with 32 MiB, also with 200,000 finished
+    /// runs in the store, and the lite benchmark's peak RSS fell from 39.6 to 28.5 MiB.
     fn cache_size(self) -> i64 {
         match self {
-            Role::Writer => -8_000,
+            Role::Writer => -4_000,
             Role::Reader | Role::Checkpointer => -2_000,
         }
     }
