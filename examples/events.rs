@@ -1,5 +1,7 @@
-//! Events, in lite mode: two tasks subscribe to `order.paid`; one push starts a run of each, and
-//! pushing the same event id again starts nothing.
+//! Events, in lite mode: three tasks subscribe to `order.paid`; one push starts a run of each,
+//! and pushing the same event id again starts nothing. One of them, `ship`, then waits durably
+//! for `order.packed` of its own order (its worker slot is free meanwhile): the packing event
+//! of another order does not end its wait, the one of its order does.
 //!
 //! ```text
 //! cargo run --example events
@@ -38,6 +40,29 @@ async fn reserve_stock(_ctx: Context, paid: OrderPaid) -> anyhow::Result<String>
     ))
 }
 
+/// The payload of `order.packed`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct OrderPacked {
+    order: u64,
+    boxes: u32,
+}
+
+#[task(on_event = "order.paid", retries = 3)]
+async fn ship(ctx: Context, paid: OrderPaid) -> anyhow::Result<String> {
+    // Durable: survives restarts, takes a packing event pushed since this run was created.
+    let filter = serde_json::json!({ "order": paid.order });
+    let packed = ctx
+        .wait_for_event("order.packed", filter, Duration::from_secs(3600))
+        .await?;
+    Ok(match packed {
+        Some(event) => {
+            let packed: OrderPacked = serde_json::from_value(event.payload)?;
+            format!("order {} shipped in {} box(es)", packed.order, packed.boxes)
+        }
+        None => format!("order {} not packed within an hour", paid.order),
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -69,6 +94,14 @@ async fn main() -> anyhow::Result<()> {
         pushed.key,
         pushed.runs.len()
     );
+    // The warehouse packs another order, then this one.
+    for (order, boxes) in [(999, 1), (1001, 2)] {
+        let packed = OrderPacked { order, boxes };
+        let id = format!("packed-{order}-{}", owlclaw::RunId::new());
+        client
+            .push_event_with_id(&id, "order.packed", &packed)
+            .await?;
+    }
     for run in &pushed.runs {
         let done = client.wait(*run, Duration::from_secs(30)).await?;
         if done.status != RunStatus::Succeeded {

@@ -121,6 +121,26 @@ async fn fan_out(ctx: Context, key: String) -> anyhow::Result<u32> {
     Ok(sum)
 }
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Awaiting {
+    key: String,
+    order: u64,
+    timeout_ms: u64,
+}
+
+/// A first step, then a durable wait for the payment of its order: the event's id and amount,
+/// or `None` when none came in time.
+#[task(timeout = "1m")]
+async fn awaits_payment(ctx: Context, a: Awaiting) -> anyhow::Result<Option<(String, u64)>> {
+    ctx.step("prepare", || async { anyhow::Ok(bump(&a.key, "prepare")) })
+        .await?;
+    let filter = serde_json::json!({ "order": a.order });
+    let timeout = Duration::from_millis(a.timeout_ms);
+    let paid = ctx.wait_for_event("payment.done", filter, timeout).await?;
+    bump(&a.key, "after");
+    Ok(paid.map(|e| (e.id, e.payload["amount"].as_u64().unwrap_or(0))))
+}
+
 fn key(env: &TestEnv, k: &str) -> String {
     format!("{:?}-{k}", env.backend())
 }
@@ -506,7 +526,227 @@ async fn a_manual_retry_keeps_the_completed_steps(env: TestEnv) {
     worker.shutdown().await.unwrap();
 }
 
+/// A run waiting for an event gives its slot back; an event of another order ends nothing; the
+/// matching one queues the run again, which resumes after its completed steps with the event.
+async fn a_wait_for_an_event_frees_the_slot_and_resumes_with_the_matching_event(env: TestEnv) {
+    let k = key(&env, "wait");
+    let client = env.client().await;
+    let worker = client
+        .worker("w")
+        .task::<awaits_payment>()
+        .task::<naps>()
+        .slots(1)
+        .start()
+        .await
+        .unwrap();
+    let wait = Awaiting {
+        key: k.clone(),
+        order: 7,
+        timeout_ms: 600_000,
+    };
+    let run = awaits_payment::enqueue(&client, wait).await.unwrap();
+    eventually("the run to be parked", Duration::from_secs(20), || async {
+        (run.status().await.unwrap() == RunStatus::Scheduled).then_some(())
+    })
+    .await;
+    let events = run.events().await.unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.reason.starts_with("waiting for event payment.done until")),
+        "{events:?}"
+    );
+    // Its only slot is free meanwhile.
+    let other = naps::enqueue(&client, (format!("{k}-other"), 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        other.result_timeout(Duration::from_secs(20)).await.unwrap(),
+        1
+    );
+    let payment = |order: u64, amount: u64| serde_json::json!({"order": order, "amount": amount});
+    let pushed = client
+        .push_event_with_id("pay-8", "payment.done", &payment(8, 5))
+        .await
+        .unwrap();
+    assert!(pushed.resumed.is_empty(), "another order: {pushed:?}");
+    assert_eq!(run.status().await.unwrap(), RunStatus::Scheduled);
+    let pushed = client
+        .push_event_with_id("pay-7", "payment.done", &payment(7, 30))
+        .await
+        .unwrap();
+    assert_eq!(pushed.resumed, vec![run.id()]);
+    assert_eq!(
+        run.result_timeout(Duration::from_secs(20)).await.unwrap(),
+        Some(("pay-7".to_string(), 30))
+    );
+    assert_eq!(
+        (count(&k, "prepare"), count(&k, "after")),
+        (1, 1),
+        "resumed after its completed step"
+    );
+    let snap = run.snapshot().await.unwrap();
+    assert_eq!(snap.attempt, 1, "a wait is not an attempt");
+    let step = &snap.steps[1];
+    assert_eq!(
+        (step.name.as_str(), step.status),
+        ("wait_for_event:payment.done", StepStatus::Succeeded)
+    );
+    let got = &step.output.as_ref().unwrap()["event"];
+    assert_eq!(
+        (&got["id"], &got["key"], &got["payload"]),
+        (
+            &serde_json::json!("pay-7"),
+            &serde_json::json!("payment.done"),
+            &payment(7, 30)
+        )
+    );
+    let events = run.events().await.unwrap();
+    let arrived = events
+        .iter()
+        .find(|e| e.reason == "event payment.done (pay-7) arrived: its wait is over")
+        .unwrap_or_else(|| panic!("no arrival event in {events:?}"));
+    assert_eq!(
+        (arrived.from, arrived.to),
+        (Some(RunStatus::Scheduled), RunStatus::Queued)
+    );
+    // The same event again ends nothing more.
+    let again = client
+        .push_event_with_id("pay-7", "payment.done", &payment(7, 30))
+        .await
+        .unwrap();
+    assert!(!again.created && again.resumed.is_empty(), "{again:?}");
+    worker.shutdown().await.unwrap();
+}
+
+/// The window of a wait opens when its run is created: an event pushed before that is not
+/// taken, the first one pushed after it is, even though no worker had started the run yet.
+async fn an_event_pushed_after_the_run_was_created_and_before_its_wait_is_taken(env: TestEnv) {
+    let k = key(&env, "window");
+    let client = env.client().await;
+    let payment = |order: u64, amount: u64| serde_json::json!({"order": order, "amount": amount});
+    client
+        .push_event_with_id("before-run", "payment.done", &payment(1, 1))
+        .await
+        .unwrap();
+    let wait = Awaiting {
+        key: k.clone(),
+        order: 1,
+        timeout_ms: 600_000,
+    };
+    let run = awaits_payment::enqueue(&client, wait).await.unwrap();
+    for (id, amount) in [("in-window", 2), ("later", 3)] {
+        let pushed = client
+            .push_event_with_id(id, "payment.done", &payment(1, amount))
+            .await
+            .unwrap();
+        assert!(pushed.resumed.is_empty(), "the run is not waiting yet");
+    }
+    let worker = client
+        .worker("w")
+        .task::<awaits_payment>()
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        run.result_timeout(Duration::from_secs(20)).await.unwrap(),
+        Some(("in-window".to_string(), 2))
+    );
+    let reasons: Vec<String> = run
+        .events()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert!(
+        reasons.contains(&"event payment.done (in-window) arrived: its wait is over".to_string()),
+        "{reasons:?}"
+    );
+    assert_eq!(count(&k, "prepare"), 1);
+    worker.shutdown().await.unwrap();
+}
+
+/// A wait that no event ends returns `None` at its timeout; a matching event pushed after that
+/// changes nothing.
+async fn a_wait_without_an_event_ends_at_its_timeout_with_none(env: TestEnv) {
+    let k = key(&env, "timeout");
+    let client = env.client().await;
+    let worker = client
+        .worker("w")
+        .task::<awaits_payment>()
+        .start()
+        .await
+        .unwrap();
+    let wait = Awaiting {
+        key: k.clone(),
+        order: 9,
+        timeout_ms: 300,
+    };
+    let run = awaits_payment::enqueue(&client, wait).await.unwrap();
+    assert_eq!(
+        run.result_timeout(Duration::from_secs(20)).await.unwrap(),
+        None
+    );
+    let snap = run.snapshot().await.unwrap();
+    assert_eq!(
+        snap.steps[1].output,
+        Some(serde_json::json!({"event": null}))
+    );
+    let pushed = client
+        .push_event(
+            "payment.done",
+            &serde_json::json!({"order": 9, "amount": 1}),
+        )
+        .await
+        .unwrap();
+    assert!(pushed.resumed.is_empty(), "{pushed:?}");
+    assert_eq!((count(&k, "prepare"), count(&k, "after")), (1, 1));
+    worker.shutdown().await.unwrap();
+}
+
+/// Events pushed through another client (another engine in lite mode) while their runs start
+/// and park are never missed: each run gets its own event, none waits for its timeout.
+async fn events_pushed_while_their_runs_park_are_never_missed(env: TestEnv) {
+    let k = key(&env, "race");
+    let a = env.client().await;
+    let b = env.client().await;
+    let worker = a
+        .worker("w")
+        .task::<awaits_payment>()
+        .slots(10)
+        .start()
+        .await
+        .unwrap();
+    let mut runs = Vec::new();
+    for order in 100..120u64 {
+        let wait = Awaiting {
+            key: k.clone(),
+            order,
+            timeout_ms: 600_000,
+        };
+        runs.push((order, awaits_payment::enqueue(&a, wait).await.unwrap()));
+    }
+    for order in 100..120u64 {
+        let payment = serde_json::json!({"order": order, "amount": order});
+        b.push_event_with_id(&format!("race-{order}"), "payment.done", &payment)
+            .await
+            .unwrap();
+    }
+    for (order, run) in runs {
+        assert_eq!(
+            run.result_timeout(Duration::from_secs(60)).await.unwrap(),
+            Some((format!("race-{order}"), order))
+        );
+    }
+    worker.shutdown().await.unwrap();
+}
+
 both_backends!(
+    events_pushed_while_their_runs_park_are_never_missed,
+    a_wait_for_an_event_frees_the_slot_and_resumes_with_the_matching_event,
+    an_event_pushed_after_the_run_was_created_and_before_its_wait_is_taken,
+    a_wait_without_an_event_ends_at_its_timeout_with_none,
     a_manual_retry_keeps_the_completed_steps,
     publishing_a_product_retries_only_what_did_not_complete,
     completed_steps_are_not_run_again_when_the_run_is_retried,

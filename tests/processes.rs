@@ -227,7 +227,42 @@ async fn a_durable_sleep_survives_sigkill_and_ends_at_its_original_wake_time(env
     rescuer.shutdown().await.unwrap();
 }
 
+/// A run parked by an event wait needs no process: its worker (in lite mode, with its engine)
+/// is killed with SIGKILL, the event is pushed while no worker runs, and another worker resumes
+/// the run after its completed step, with the event.
+async fn a_wait_for_an_event_survives_sigkill_of_its_worker(env: TestEnv) {
+    let client = env.client().await;
+    let mut waiter = spawn_worker(&env, "waiter", &["awaits_signal"], false).await;
+    let pid = waiter.id().unwrap();
+    let run = tasks::awaits_signal::enqueue(&client, 5).await.unwrap();
+    eventually("the run to be parked", Duration::from_secs(30), || async {
+        (run.status().await.unwrap() == RunStatus::Scheduled).then_some(())
+    })
+    .await;
+    waiter.start_kill().unwrap(); // SIGKILL while the run waits
+    waiter.wait().await.unwrap();
+    let pushed = client
+        .push_event_with_id("sig-1", "signal.sent", &serde_json::json!({"order": 5}))
+        .await
+        .unwrap();
+    assert_eq!(pushed.resumed, vec![run.id()]);
+    let rescuer = client
+        .worker("rescuer")
+        .task::<tasks::awaits_signal>()
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(
+        run.result_timeout(Duration::from_secs(30)).await.unwrap(),
+        format!("pid {pid}; got sig-1"),
+        "the first step ran once, in the killed process"
+    );
+    assert_eq!(run.snapshot().await.unwrap().attempt, 1);
+    rescuer.shutdown().await.unwrap();
+}
+
 both_backends!(
+    a_wait_for_an_event_survives_sigkill_of_its_worker,
     a_durable_sleep_survives_sigkill_and_ends_at_its_original_wake_time,
     a_run_of_a_worker_killed_with_sigkill_is_finished_by_another_after_its_lease_expires,
     each_cron_tick_enqueues_exactly_one_run_with_two_worker_processes,

@@ -173,10 +173,23 @@ pub(crate) fn workers(workers: &[WorkerInfo]) -> String {
     )
 }
 
-/// `event push`: the event, and the runs it started, one id per line.
+/// `event push`: the event (with the waiting runs it resumed), and the runs it started, one id
+/// per line.
 pub(crate) fn pushed_event(event: &PushedEvent) -> String {
     let mut out = String::new();
-    let what = if event.created {
+    let what = if event.created && !event.resumed.is_empty() {
+        format!(
+            "{} run(s) started, {} waiting run(s) resumed ({})",
+            event.runs.len(),
+            event.resumed.len(),
+            event
+                .resumed
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else if event.created {
         format!("{} run(s) started", event.runs.len())
     } else {
         "pushed before: nothing new started".to_string()

@@ -8,6 +8,7 @@
 pub mod cron;
 pub mod duration;
 mod error;
+pub mod event;
 pub mod int;
 pub mod lifecycle;
 pub mod limits;

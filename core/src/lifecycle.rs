@@ -125,6 +125,13 @@ pub enum Happening<'a> {
     AnswerLost,
     /// Its due time came.
     Due,
+    /// An event its durable wait takes was pushed (or had been): the wait is over.
+    EventArrived {
+        /// The event's key.
+        key: &'a str,
+        /// The event's id.
+        id: &'a str,
+    },
     /// Someone asked to cancel it.
     Cancel,
     /// Someone asked to retry it.
@@ -343,6 +350,19 @@ pub fn decide(
             c.event.worker = None;
             c
         }
+        Happening::EventArrived { key, id } => {
+            if st.status != RunStatus::Scheduled {
+                return Ok(None);
+            }
+            let mut c = Change::to(
+                st,
+                RunStatus::Queued,
+                format!("event {key} ({id}) arrived: its wait is over"),
+            );
+            c.event.worker = None;
+            c.run_at = now;
+            c
+        }
         Happening::Cancel => {
             let why = match st.status {
                 RunStatus::Scheduled => reason::CANCELLED_SCHEDULED,
@@ -417,23 +437,23 @@ fn reported(st: &RunState, outcome: &Outcome, now: DateTime<Utc>) -> Change {
             c
         }
         Outcome::HandedBack => hand_back(st, reason::HANDED_BACK, now),
-        Outcome::Suspended { until } => {
-            let due = (*until).max(now);
-            let mut c = Change::to(
-                st,
-                RunStatus::Scheduled,
-                format!(
-                    "suspended: sleeping until {}; its worker slot is free",
-                    due.to_rfc3339()
-                ),
-            );
-            c.attempt = st.attempt.saturating_sub(1);
-            c.event.attempt = c.attempt;
-            c.worker_id = None;
-            c.run_at = due;
-            c
-        }
+        Outcome::Suspended { until } => suspend(st, (*until).max(now), |due| {
+            format!("suspended: sleeping until {due}; its worker slot is free")
+        }),
+        Outcome::WaitingForEvent { until, key, .. } => suspend(st, (*until).max(now), |due| {
+            format!("waiting for event {key} until {due}; its worker slot is free")
+        }),
     }
+}
+
+/// Parks a running run until `due` without counting its attempt (a durable sleep or wait).
+fn suspend(st: &RunState, due: DateTime<Utc>, why: impl FnOnce(String) -> String) -> Change {
+    let mut c = Change::to(st, RunStatus::Scheduled, why(due.to_rfc3339()));
+    c.attempt = st.attempt.saturating_sub(1);
+    c.event.attempt = c.attempt;
+    c.worker_id = None;
+    c.run_at = due;
+    c
 }
 
 /// Ends the current attempt with an error: back to `scheduled` after the backoff when attempts

@@ -156,6 +156,24 @@ pub struct PushedEvent {
     pub runs: Vec<RunId>,
     /// False when an event with this id was stored already (this push changed nothing).
     pub created: bool,
+    /// The runs whose durable wait (`ctx.wait_for_event`) this push ended: they are queued to
+    /// resume with the event.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed: Vec<RunId>,
+}
+
+/// The event a durable wait received: the output of its `wait_for_event` step.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReceivedEvent {
+    /// Its id.
+    pub id: String,
+    /// Its key.
+    pub key: String,
+    /// Its payload.
+    pub payload: Value,
+    /// When it was pushed.
+    pub pushed_at: DateTime<Utc>,
 }
 
 /// The answer to a schedule request.
@@ -462,6 +480,26 @@ pub enum Outcome {
     Suspended {
         /// The wake-up time.
         until: DateTime<Utc>,
+    },
+    /// Waiting durably for an event (`ctx.wait_for_event`): the worker gave its slot back; the
+    /// engine queues the run again when a matching event is pushed (or was pushed since the run
+    /// was created), writing the event as the output of the step at `position`, or at `until`
+    /// when none came. Not counted as an attempt.
+    WaitingForEvent {
+        /// The end of the wait: the run is re-dispatched then without an event.
+        until: DateTime<Utc>,
+        /// The position of the wait's step.
+        #[serde(deserialize_with = "crate::int::de")]
+        #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100000))]
+        position: u32,
+        /// The event key waited for.
+        #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_\-.:/]{1,128}$"))]
+        key: String,
+        /// Fields the payload must have, with these values (a JSON object; nested objects match
+        /// the fields they name). Null or `{}` takes any event of the key.
+        #[serde(default)]
+        #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+        filter: Value,
     },
 }
 

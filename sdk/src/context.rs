@@ -5,7 +5,7 @@ use crate::backoff::retry_transient;
 use crate::client::{sealed, RunHandle, ScheduleBuilder, Scheduler};
 use crate::{Client, Task};
 use chrono::{DateTime, Utc};
-use owlclaw_core::wire::{StepCheckpoint, StepSnapshot, StepStatus};
+use owlclaw_core::wire::{Outcome, ReceivedEvent, StepCheckpoint, StepSnapshot, StepStatus};
 use owlclaw_core::{Error, Orchestrator, Result, RunId};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -49,8 +49,8 @@ pub(crate) struct Durable {
     pub(crate) worker_id: Arc<Mutex<String>>,
     /// Sleeps longer than this suspend the run instead of holding the slot.
     pub(crate) suspend_threshold: Duration,
-    /// Asks the worker to suspend the run until the given time.
-    pub(crate) suspend: Mutex<Option<oneshot::Sender<DateTime<Utc>>>>,
+    /// Asks the worker to park the run: the outcome to report (a long sleep, an event wait).
+    pub(crate) suspend: Mutex<Option<oneshot::Sender<Outcome>>>,
     /// The next step's position.
     next: AtomicU32,
     /// Steps recorded by earlier executions, loaded at the first step.
@@ -64,7 +64,7 @@ impl Durable {
         orch: Arc<dyn Orchestrator>,
         worker_id: Arc<Mutex<String>>,
         suspend_threshold: Duration,
-        suspend: oneshot::Sender<DateTime<Utc>>,
+        suspend: oneshot::Sender<Outcome>,
     ) -> Durable {
         Durable {
             orch,
@@ -383,7 +383,7 @@ impl Context {
         if left > d.suspend_threshold {
             let suspend = d.suspend.lock().unwrap().take();
             if let Some(tx) = suspend {
-                let _ = tx.send(wake);
+                let _ = tx.send(Outcome::Suspended { until: wake });
                 // The worker stops this future and parks the run until `wake`.
                 std::future::pending::<()>().await;
             }
@@ -392,6 +392,82 @@ impl Context {
             _ = tokio::time::sleep(left) => Ok(()),
             _ = self.cancelled() => Err(Error::Cancelled { run_id: self.inner.run_id }),
         }
+    }
+
+    /// Waits durably for an event of `key` whose payload matches `filter` (a JSON object naming
+    /// payload fields and their values, as `json!({"order_id": 42})`; `Value::Null` or `{}` takes
+    /// any event of the key), for at most `timeout`. Returns the event, or `None` when the
+    /// timeout passed first.
+    ///
+    /// The wait frees the worker slot at once: the run is parked in the engine, which queues it
+    /// again when a matching event is pushed (or at the timeout), and it resumes after its
+    /// completed steps, the wait's step then returning the event. The wait survives worker and
+    /// engine restarts. Its window opens when the run is created, not when the wait starts: an
+    /// event pushed after the run was scheduled and before the wait began is taken too (the
+    /// first such event in push order, and never one that an earlier wait of the same run took).
+    ///
+    /// ```no_run
+    /// # use owlclaw::{task, Context};
+    /// # use std::time::Duration;
+    /// #[task(on_event = "order.created")]
+    /// async fn ship(ctx: Context, order: serde_json::Value) -> anyhow::Result<String> {
+    ///     let filter = serde_json::json!({ "order_id": order["order_id"] });
+    ///     match ctx.wait_for_event("order.paid", filter, Duration::from_secs(24 * 3600)).await? {
+    ///         Some(paid) => Ok(format!("shipped after payment {}", paid.id)),
+    ///         None => Ok("abandoned: not paid within a day".into()),
+    ///     }
+    /// }
+    /// ```
+    pub async fn wait_for_event(
+        &self,
+        key: &str,
+        filter: Value,
+        timeout: Duration,
+    ) -> Result<Option<ReceivedEvent>> {
+        owlclaw_core::task::validate_event_key(key).map_err(|e| Error::invalid_input("key", e))?;
+        owlclaw_core::event::validate_filter(&filter)
+            .map_err(|e| Error::invalid_input("filter", e))?;
+        let name = owlclaw_core::event::wait_step_name(key);
+        let (position, prior) = self.begin(&name).await?;
+        let until = match prior {
+            Some(p) if p.status == StepStatus::Succeeded => {
+                let out: Value = Self::stored(&name, p.output)?;
+                return Self::stored(&name, Some(out["event"].clone()));
+            }
+            // Started by an earlier execution: the wait keeps its end.
+            Some(StepSnapshot {
+                output: Some(out), ..
+            }) if out.get("until").is_some() => Self::stored(&name, Some(out["until"].clone()))?,
+            _ => {
+                let until = Utc::now()
+                    + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+                let started = json!({ "until": until, "filter": filter });
+                self.commit(position, &name, StepStatus::Running, Some(started), None)
+                    .await?;
+                until
+            }
+        };
+        if until <= Utc::now() {
+            let out = json!({ "event": null });
+            self.commit(position, &name, StepStatus::Succeeded, Some(out), None)
+                .await?;
+            return Ok(None);
+        }
+        let d = self.durable()?;
+        let park = d
+            .suspend
+            .lock()
+            .unwrap()
+            .take()
+            .ok_or_else(|| Error::Internal("a run can park only once per execution".into()))?;
+        let _ = park.send(Outcome::WaitingForEvent {
+            until,
+            position,
+            key: key.to_string(),
+            filter,
+        });
+        // The worker stops this future and parks the run in the engine.
+        std::future::pending().await
     }
 
     /// Starts a child run of task `T` with `input`, recording this run as its parent. Durable: when

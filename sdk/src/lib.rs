@@ -43,8 +43,9 @@ pub use client::{Client, RunHandle, ScheduleBuilder, Scheduler};
 pub use config::{Config, Mode, Secret, WorkerConfig};
 pub use context::Context;
 pub use owlclaw_core::wire::{
-    AttemptError, CronRequest, CronSchedule, ListFilter, PushEvent, PushedEvent, RunEvent, RunPage,
-    RunSnapshot, ScheduleRequest, Scheduled, StepSnapshot, StepStatus, WorkerInfo,
+    AttemptError, CronRequest, CronSchedule, ListFilter, PushEvent, PushedEvent, ReceivedEvent,
+    RunEvent, RunPage, RunSnapshot, ScheduleRequest, Scheduled, StepSnapshot, StepStatus,
+    WorkerInfo,
 };
 pub use owlclaw_core::{Error, Orchestrator, Result, RunId, RunStatus};
 pub use owlclaw_macros::task;

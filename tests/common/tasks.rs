@@ -26,3 +26,22 @@ pub(crate) async fn durable_nap(ctx: Context, ms: u64) -> anyhow::Result<String>
     ctx.sleep_for(Duration::from_millis(ms)).await?;
     Ok(format!("woke on attempt {}", ctx.attempt()))
 }
+
+/// A first step, then a durable wait for `signal.sent` of its order (2 minutes at most); returns
+/// the first step's output (the process that ran it) and the id of the event it got.
+#[task(retries = 2, timeout = "2m")]
+pub(crate) async fn awaits_signal(ctx: Context, order: u64) -> anyhow::Result<String> {
+    let first: String = ctx
+        .step("before", || async {
+            anyhow::Ok(format!("pid {}", std::process::id()))
+        })
+        .await?;
+    let filter = serde_json::json!({ "order": order });
+    let event = ctx
+        .wait_for_event("signal.sent", filter, Duration::from_secs(120))
+        .await?;
+    Ok(format!(
+        "{first}; got {}",
+        event.map(|e| e.id).unwrap_or_else(|| "nothing".into())
+    ))
+}

@@ -37,6 +37,7 @@ enum Op {
     WorkerStopped,
     AnswerLost,
     Due,
+    EventArrived,
     Cancel,
     Retry,
 }
@@ -44,12 +45,13 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..2usize).prop_map(Op::Claim),
-        4 => (0..2usize, -1..=1i64, 0..6u8, any::<bool>()).prop_map(|(w, d, k, r)| Op::Report(w, d, k, r)),
+        4 => (0..2usize, -1..=1i64, 0..7u8, any::<bool>()).prop_map(|(w, d, k, r)| Op::Report(w, d, k, r)),
         1 => (0..2usize, -1..=1i64).prop_map(|(w, d)| Op::Checkpoint(w, d)),
         1 => any::<bool>().prop_map(Op::LeaseExpired),
         1 => Just(Op::WorkerStopped),
         1 => Just(Op::AnswerLost),
         2 => Just(Op::Due),
+        1 => Just(Op::EventArrived),
         1 => Just(Op::Cancel),
         1 => Just(Op::Retry),
     ]
@@ -65,6 +67,12 @@ fn outcome(kind: u8, retryable: bool, now: DateTime<Utc>) -> Outcome {
         2 => Outcome::TimedOut,
         3 => Outcome::Cancelled,
         4 => Outcome::HandedBack,
+        5 => Outcome::WaitingForEvent {
+            until: now + chrono::Duration::seconds(60),
+            position: 0,
+            key: "order.paid".into(),
+            filter: json!({"order": 1}),
+        },
         _ => Outcome::Suspended {
             until: now + chrono::Duration::seconds(60),
         },
@@ -110,6 +118,7 @@ proptest! {
                 Op::WorkerStopped => Happening::WorkerStopped,
                 Op::AnswerLost => Happening::AnswerLost,
                 Op::Due => Happening::Due,
+                Op::EventArrived => Happening::EventArrived { key: "order.paid", id: "e-1" },
                 Op::Cancel => Happening::Cancel,
                 Op::Retry => Happening::Retry,
             };
@@ -153,7 +162,7 @@ proptest! {
                     // Nothing to do: only for a happening that does not apply to this state.
                     let applies = match *op {
                         Op::Claim(_) => before.status == RunStatus::Queued,
-                        Op::Due => before.status == RunStatus::Scheduled,
+                        Op::Due | Op::EventArrived => before.status == RunStatus::Scheduled,
                         Op::LeaseExpired(_) | Op::WorkerStopped | Op::AnswerLost => {
                             before.status == RunStatus::Running
                         }
@@ -416,4 +425,51 @@ fn cancel_and_retry_refuse_what_the_life_cycle_forbids() {
             ..
         })
     ));
+}
+
+#[test]
+fn a_wait_for_an_event_parks_the_run_until_the_event_or_the_end_of_the_wait() {
+    let mut st = running(0);
+    let waiting = Outcome::WaitingForEvent {
+        until: at(100),
+        position: 2,
+        key: "order.paid".into(),
+        filter: json!({"order": 7}),
+    };
+    let c = decide(
+        &st,
+        Happening::Reported {
+            worker_id: "w",
+            attempt: 1,
+            outcome: &waiting,
+        },
+        at(2),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(c.status, RunStatus::Scheduled);
+    assert_eq!(c.run_at, at(100));
+    assert_eq!(c.attempt, 0, "a wait is not counted as an attempt");
+    assert_eq!(
+        c.event.reason,
+        format!(
+            "waiting for event order.paid until {}; its worker slot is free",
+            at(100).to_rfc3339()
+        )
+    );
+    c.follow(&mut st);
+    let arrived = Happening::EventArrived {
+        key: "order.paid",
+        id: "e-9",
+    };
+    let c = decide(&st, arrived, at(3)).unwrap().unwrap();
+    assert_eq!(c.status, RunStatus::Queued);
+    assert_eq!(c.run_at, at(3));
+    assert_eq!(
+        c.event.reason,
+        "event order.paid (e-9) arrived: its wait is over"
+    );
+    c.follow(&mut st);
+    // An event for a run that is not waiting any more changes nothing.
+    assert_eq!(decide(&st, arrived, at(4)).unwrap(), None);
 }

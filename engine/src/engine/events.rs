@@ -10,8 +10,8 @@ use owlclaw_core::wire::*;
 use owlclaw_core::{Error, Result, RunId};
 
 impl Engine {
-    /// Stores `event` for `tenant` and starts a run of each task whose `on_event` is its key,
-    /// all in one transaction. A second push of the same id stores and starts nothing.
+    /// Stores `event` for `tenant`, starts a run of each task whose `on_event` is its key and
+    /// ends the durable waits it matches, all in one transaction. A second push of the same id stores and starts nothing.
     pub async fn push_event(&self, tenant: &str, event: PushEvent) -> Result<PushedEvent> {
         taskdef::validate_event_key(&event.key).map_err(|e| Error::invalid_input("key", e))?;
         let len = serde_json::to_string(&event.payload).map_or(0, |s| s.len());
@@ -66,9 +66,11 @@ impl Engine {
                 .metrics
                 .scheduled
                 .inc_by(pushed.runs.len() as u64);
+        }
+        if pushed.created && !(pushed.runs.is_empty() && pushed.resumed.is_empty()) {
             self.inner.work.notify_waiters();
         }
-        tracing::debug!(key = %pushed.key, id = %pushed.id, runs = pushed.runs.len(), created = pushed.created, "event pushed");
+        tracing::debug!(key = %pushed.key, id = %pushed.id, runs = pushed.runs.len(), resumed = pushed.resumed.len(), created = pushed.created, "event pushed");
         Ok(pushed)
     }
 }

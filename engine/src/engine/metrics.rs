@@ -133,6 +133,7 @@ impl Metrics {
                 Outcome::TimedOut => (Some(&self.timed_out_attempts), "timed_out"),
                 Outcome::HandedBack => (Some(&self.handed_back), "handed_back"),
                 Outcome::Suspended { .. } => (Some(&self.suspended), "suspended"),
+                Outcome::WaitingForEvent { .. } => (Some(&self.suspended), "waiting_for_event"),
                 Outcome::Cancelled => (None, "cancelled"),
             };
             if let Some(c) = counter {
@@ -212,7 +213,7 @@ impl Metrics {
             ),
             (
                 "owlclaw_runs_suspended",
-                "Attempts that suspended the run (a durable sleep)",
+                "Attempts that suspended the run (a durable sleep or event wait)",
                 &self.suspended,
             ),
             (
@@ -231,7 +232,7 @@ impl Metrics {
         r.register(
             "owlclaw_attempt_outcomes",
             "Attempts reported by workers, by tenant, task and outcome (succeeded, failed, \
-             timed_out, handed_back, suspended, cancelled)",
+             timed_out, handed_back, suspended, waiting_for_event, cancelled)",
             self.outcomes.clone(),
         );
         r.register(

@@ -174,6 +174,24 @@ impl Engine {
                     *output = limits::bound_output(std::mem::take(output));
                 }
                 Outcome::Failed { error, .. } => *error = limits::bound_error(error),
+                Outcome::WaitingForEvent {
+                    key,
+                    filter,
+                    position,
+                    ..
+                } => {
+                    if *position > owlclaw_core::event::MAX_POSITION {
+                        return Err(Error::invalid_input(
+                            "completions.position",
+                            format!("{position}; at most {}", owlclaw_core::event::MAX_POSITION),
+                        ));
+                    }
+                    taskdef::validate_event_key(key)
+                        .map_err(|e| Error::invalid_input("completions.key", e))?;
+                    owlclaw_core::event::validate_filter(filter)
+                        .map_err(|e| Error::invalid_input("completions.filter", e))?;
+                    limits::check_json("completions.filter", filter)?;
+                }
                 _ => {}
             }
         }

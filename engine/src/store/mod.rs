@@ -38,6 +38,7 @@ mod sql;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 mod state;
+mod waits;
 
 /// A run to insert, fully resolved (policy, status, due time).
 #[derive(Debug, Clone)]

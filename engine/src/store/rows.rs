@@ -327,6 +327,7 @@ impl PushedEventRow {
                 Error::Internal(format!("the runs of a stored event are not JSON: {e}"))
             })?,
             created: false,
+            resumed: Vec::new(),
         })
     }
 }

@@ -3,7 +3,6 @@
 
 use crate::registry::InvokeFn;
 use crate::Context;
-use chrono::{DateTime, Utc};
 use owlclaw_core::wire::{Assignment, Completion, Outcome};
 use std::time::Duration;
 use tokio::sync::{oneshot, OwnedSemaphorePermit};
@@ -27,8 +26,8 @@ pub(super) struct Limits {
     pub(super) cancel_grace: Duration,
     /// Cancelled at the end of the shutdown grace: the run is handed back.
     pub(super) kill: CancellationToken,
-    /// A long durable sleep asks for the run to be suspended until then.
-    pub(super) suspend: oneshot::Receiver<DateTime<Utc>>,
+    /// A long durable sleep or an event wait asks for the run to be parked: what to report.
+    pub(super) suspend: oneshot::Receiver<Outcome>,
 }
 
 /// Runs one attempt, in the task that the worker's loop spawned for it. The task's own future
@@ -82,10 +81,10 @@ pub(super) async fn attempt(
             abort.abort();
             Outcome::HandedBack
         }
-        Ok(until) = suspend => {
-            // A long durable sleep: give the slot back until `until`.
+        Ok(parked) = suspend => {
+            // A long durable sleep or an event wait: give the slot back.
             abort.abort();
-            Outcome::Suspended { until }
+            parked
         }
     };
     let outcome = settle(outcome, cancel.is_cancelled());
@@ -156,6 +155,9 @@ fn log_outcome(outcome: &Outcome, attempt: u32, max_attempts: u32, took: Duratio
         Outcome::HandedBack => tracing::info!(duration_ms = ms, "run handed back at shutdown"),
         Outcome::Suspended { until } => {
             tracing::info!(duration_ms = ms, until = %until, "run suspended by a durable sleep")
+        }
+        Outcome::WaitingForEvent { until, key, .. } => {
+            tracing::info!(duration_ms = ms, until = %until, %key, "run parked: waiting for an event")
         }
     }
 }

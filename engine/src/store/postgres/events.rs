@@ -1,9 +1,10 @@
 //! Pushed events: stored once per id, with the runs they start.
 
+use super::waits::end_waits;
 use super::*;
 use crate::store::rows::{PushedEventRow, PUSHED_EVENT_COLS};
 use crate::store::{pushed_again, subscribed, Events, NewEvent};
-use owlclaw_core::wire::PushedEvent;
+use owlclaw_core::wire::{PushedEvent, ReceivedEvent};
 
 impl PostgresStore {
     /// One attempt of [`Events::push_event`]. The unique `(tenant, id)` makes a concurrent push
@@ -11,9 +12,9 @@ impl PostgresStore {
     async fn push_event_tx(&self, event: &NewEvent, now: DateTime<Utc>) -> R<PushedEvent> {
         let mut tx = self.pool.begin().await?;
         let runs: Vec<RunId> = event.runs.iter().map(|r| r.id).collect();
-        let inserted = sqlx::query(
+        let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO pushed_events (tenant, id, key, payload, runs, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, id) DO NOTHING",
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (tenant, id) DO NOTHING RETURNING seq",
         )
         .bind(&event.tenant)
         .bind(&event.id)
@@ -21,10 +22,9 @@ impl PostgresStore {
         .bind(event.payload.to_string())
         .bind(serde_json::json!(runs).to_string())
         .bind(micros(now))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(seq) = inserted else {
             let row: PushedEventRow = sqlx::query_as(&format!(
                 "SELECT {PUSHED_EVENT_COLS} FROM pushed_events WHERE tenant = $1 AND id = $2"
             ))
@@ -33,18 +33,26 @@ impl PostgresStore {
             .fetch_one(&mut *tx)
             .await?;
             return Ok(pushed_again(event, row.event()?)?);
-        }
+        };
         let mut wakes = Wakes::default();
         insert_runs_tx(&mut tx, &event.runs, now, true, &mut wakes).await?;
-        notify(&mut tx, wakes).await?;
-        tx.commit().await?;
-        Ok(PushedEvent {
+        let received = ReceivedEvent {
             id: event.id.clone(),
             key: event.key.clone(),
             payload: event.payload.clone(),
+            pushed_at: now,
+        };
+        let resumed = end_waits(&mut tx, &event.tenant, seq, &received, now, &mut wakes).await?;
+        notify(&mut tx, wakes).await?;
+        tx.commit().await?;
+        Ok(PushedEvent {
+            id: received.id,
+            key: received.key,
+            payload: received.payload,
             created_at: now,
             runs,
             created: true,
+            resumed,
         })
     }
 }

@@ -58,6 +58,7 @@ mod queue;
 mod runs;
 mod steps;
 mod tokens;
+mod waits;
 mod wakes;
 mod workers;
 

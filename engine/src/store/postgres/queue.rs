@@ -1,7 +1,9 @@
 //! The queue and its claims: claim, complete, heartbeats, maintenance (timers coming due, expired leases).
 
+use super::waits::open_waits;
 use super::*;
 use crate::store::rows::{QueueDepthRow, QUEUE_DEPTH_SQL};
+use crate::store::waits::OpenWait;
 use crate::store::{ClaimRequest, Exchanged, QueueDepth};
 use owlclaw_core::lifecycle;
 
@@ -211,6 +213,7 @@ pub(super) async fn complete_others(
         states.insert(st.run.id, st);
     }
     let mut changes = Vec::with_capacity(others.len());
+    let mut waits = Vec::new();
     for c in others {
         let Some(st) = states.get_mut(&c.run_id) else {
             continue;
@@ -221,9 +224,16 @@ pub(super) async fn complete_others(
             outcome: &c.outcome,
         };
         // `None`: stale (cancelled, re-queued after a lost lease, or another attempt).
-        changes.extend(st.plan(happened, now)?);
+        let planned = st.plan(happened, now)?;
+        waits.extend(planned.as_ref().and_then(|p| OpenWait::of(c, p)));
+        changes.extend(planned);
     }
     apply(conn, &changes, now, wakes).await?;
+    if !waits.is_empty() {
+        // A second batch: a run parked above may be queued again by an event already stored.
+        let arrived = open_waits(conn, &worker.tenant, &waits, &mut states, now).await?;
+        apply(conn, &arrived, now, wakes).await?;
+    }
     Ok(changes.len())
 }
 

@@ -23,6 +23,7 @@ pub(super) async fn delete_seqs(conn: &mut PgConnection, seqs: &[i64]) -> R<usiz
     let n: i64 = sqlx::query_scalar(
         "WITH e AS (DELETE FROM events WHERE run_seq = ANY($1)), \
          s AS (DELETE FROM steps WHERE run_seq = ANY($1)), \
+         w AS (DELETE FROM event_waits WHERE run_seq = ANY($1)), \
          q AS (DELETE FROM queue WHERE run_seq = ANY($1)), \
          t AS (DELETE FROM timers WHERE run_seq = ANY($1)), \
          l AS (DELETE FROM leases WHERE run_seq = ANY($1)), \

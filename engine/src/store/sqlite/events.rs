@@ -1,9 +1,10 @@
 //! Pushed events: stored once per id, with the runs they start.
 
+use super::waits::end_waits;
 use super::*;
 use crate::store::rows::{PushedEventRow, PUSHED_EVENT_COLS};
 use crate::store::{pushed_again, subscribed, Events, NewEvent};
-use owlclaw_core::wire::PushedEvent;
+use owlclaw_core::wire::{PushedEvent, ReceivedEvent};
 
 /// The tenant's event `id`, if stored.
 fn stored(conn: &Connection, tenant: &str, id: &str) -> Result<Option<PushedEvent>> {
@@ -38,14 +39,23 @@ impl Events for SqliteStore {
                     micros(now)
                 ],
             )?;
+            let seq = c.last_insert_rowid();
             insert_runs_tx(c, &event.runs, now, true)?;
-            Ok(PushedEvent {
+            let received = ReceivedEvent {
                 id: event.id,
                 key: event.key,
                 payload: event.payload,
+                pushed_at: now,
+            };
+            let resumed = end_waits(c, &event.tenant, seq, &received, now)?;
+            Ok(PushedEvent {
+                id: received.id,
+                key: received.key,
+                payload: received.payload,
                 created_at: now,
                 runs,
                 created: true,
+                resumed,
             })
         })
         .await

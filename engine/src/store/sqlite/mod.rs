@@ -39,6 +39,7 @@ mod queue;
 mod runs;
 mod steps;
 mod tokens;
+mod waits;
 mod workers;
 
 use changes::*;
@@ -47,12 +48,13 @@ use db::{Db, Location, OrDb};
 use runs::*;
 
 /// The migrations, in order: `PRAGMA user_version` is the last one applied.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
     include_str!("../../../migrations/sqlite/0003_steps.sql"),
     include_str!("../../../migrations/sqlite/0004_claim_requests.sql"),
     include_str!("../../../migrations/sqlite/0005_pushed_events.sql"),
+    include_str!("../../../migrations/sqlite/0006_event_waits.sql"),
 ];
 
 /// A SQLite database holding every table of the engine.

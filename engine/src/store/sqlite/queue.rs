@@ -1,8 +1,10 @@
 //! The queue and its claims: claim, complete, heartbeats, maintenance (timers coming due, expired leases).
 
+use super::waits::open_waits;
 use super::*;
 use crate::store::rows::{AssignmentRow, ASSIGNMENT_COLS};
 use crate::store::rows::{QueueDepthRow, QUEUE_DEPTH_SQL};
+use crate::store::waits::OpenWait;
 use crate::store::{ClaimRequest, Exchanged, QueueDepth};
 use owlclaw_core::lifecycle;
 
@@ -256,6 +258,7 @@ fn complete_tx(
     }
     let mut states: HashMap<RunId, Locked> = HashMap::new();
     let mut changes = Vec::new();
+    let mut waits = Vec::new();
     for c in completions {
         if matches!(c.outcome, Outcome::Succeeded { .. }) {
             continue;
@@ -275,10 +278,17 @@ fn complete_tx(
             outcome: &c.outcome,
         };
         // `None`: stale (cancelled, re-queued after a lost lease, or another attempt).
-        changes.extend(st.plan(happened, now)?);
+        let planned = st.plan(happened, now)?;
+        waits.extend(planned.as_ref().and_then(|p| OpenWait::of(c, p)));
+        changes.extend(planned);
     }
     apply(conn, &changes, now)?;
     changed += changes.len();
+    if !waits.is_empty() {
+        // A second batch: a run parked above may be queued again by an event already stored.
+        let arrived = open_waits(conn, &worker.tenant, &waits, &mut states, now)?;
+        apply(conn, &arrived, now)?;
+    }
     Ok(changed)
 }
 

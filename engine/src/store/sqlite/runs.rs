@@ -112,7 +112,14 @@ pub(super) fn delete_seqs(conn: &Connection, seqs: &[i64]) -> Result<usize> {
     if seqs.is_empty() {
         return Ok(0);
     }
-    for table in ["events", "steps", "queue", "timers", "leases"] {
+    for table in [
+        "events",
+        "steps",
+        "event_waits",
+        "queue",
+        "timers",
+        "leases",
+    ] {
         delete_from(conn, table, seqs)?;
     }
     exec(
