@@ -1268,7 +1268,140 @@ async fn a_non_retryable_error_fails_the_run_at_once_and_its_event_says_so(env: 
     worker.shutdown().await.unwrap();
 }
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct CustomerJob {
+    key: String,
+    customer: String,
+}
+
+/// How many runs of each (test, customer) run at once now, and the most ever seen.
+fn in_flight() -> &'static Mutex<HashMap<String, (u32, u32)>> {
+    static M: OnceLock<Mutex<HashMap<String, (u32, u32)>>> = OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+/// At most 2 runs per customer at once; records its start order and how many run with it.
+#[task(concurrency = 2, concurrency_key = "customer")]
+async fn per_customer(_ctx: Context, job: CustomerJob) -> anyhow::Result<()> {
+    let slot = format!("{}/{}", job.key, job.customer);
+    {
+        let mut m = in_flight().lock().unwrap();
+        let (now, most) = m.entry(slot.clone()).or_default();
+        *now += 1;
+        *most = (*most).max(*now);
+    }
+    record(&job.key, job.customer.clone());
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    in_flight().lock().unwrap().get_mut(&slot).unwrap().0 -= 1;
+    Ok(())
+}
+
+/// With a concurrency key, 1,000 queued runs of one customer do not hold back the one run of
+/// another (keys take turns), and no customer ever has more than its limit running.
+async fn a_concurrency_key_limits_each_key_and_keys_take_turns(env: TestEnv) {
+    let client = env.client().await;
+    let key = format!("fair-{:?}", env.backend());
+    let job = |customer: &str| CustomerJob {
+        key: key.clone(),
+        customer: customer.into(),
+    };
+    let mut runs = client
+        .enqueue_bulk::<per_customer>((0..1000).map(|_| job("a")))
+        .await
+        .unwrap();
+    runs.extend(
+        client
+            .enqueue_bulk::<per_customer>([job("b")])
+            .await
+            .unwrap(),
+    );
+    let snap = runs[0].snapshot().await.unwrap();
+    assert_eq!(snap.status, RunStatus::Queued);
+    let worker = client
+        .worker("w")
+        .task::<per_customer>()
+        .slots(8)
+        .start()
+        .await
+        .unwrap();
+    for run in &runs {
+        run.result_timeout(Duration::from_secs(120)).await.unwrap();
+    }
+    let order = recorded(&key);
+    assert_eq!(order.len(), 1001);
+    let b = order.iter().position(|c| c == "b").unwrap();
+    assert!(b < 4, "b started as run {b}: {:?}", &order[..8]);
+    let seen: Vec<(u32, u32)> = {
+        let m = in_flight().lock().unwrap();
+        ["a", "b"].map(|c| m[&format!("{key}/{c}")]).to_vec()
+    };
+    for (customer, (now, most)) in ["a", "b"].iter().zip(&seen) {
+        assert_eq!(*now, 0);
+        assert!(*most <= 2, "{customer}: {most} at once, limit 2");
+    }
+    assert_eq!(seen[0].1, 2, "a used its 2 places");
+    worker.shutdown().await.unwrap();
+}
+
+/// Keeps one run of its key at a time: a new run over the limit is cancelled.
+#[task(
+    concurrency = 1,
+    concurrency_key = "customer",
+    concurrency_strategy = "cancel_newest"
+)]
+async fn newest_cancelled(_ctx: Context, job: CustomerJob) -> anyhow::Result<String> {
+    Ok(job.customer)
+}
+
+/// Keeps one run of its key at a time: a new run cancels the one before.
+#[task(
+    concurrency = 1,
+    concurrency_key = "customer",
+    concurrency_strategy = "cancel_in_progress"
+)]
+async fn latest_wins(_ctx: Context, job: CustomerJob) -> anyhow::Result<String> {
+    Ok(job.customer)
+}
+
+/// `cancel_newest` cancels a new run whose key is at its limit; `cancel_in_progress` cancels the
+/// oldest run of the key instead. Other keys are not affected.
+async fn cancel_strategies_cancel_the_newest_or_the_oldest_run_of_a_full_key(env: TestEnv) {
+    let client = env.client().await;
+    let job = |customer: &str| CustomerJob {
+        key: "strategies".into(),
+        customer: customer.into(),
+    };
+    let first = newest_cancelled::enqueue(&client, job("x")).await.unwrap();
+    let second = newest_cancelled::enqueue(&client, job("x")).await.unwrap();
+    let other = newest_cancelled::enqueue(&client, job("y")).await.unwrap();
+    assert_eq!(first.status().await.unwrap(), RunStatus::Queued);
+    assert_eq!(second.status().await.unwrap(), RunStatus::Cancelled);
+    assert_eq!(other.status().await.unwrap(), RunStatus::Queued);
+
+    let old = latest_wins::enqueue(&client, job("x")).await.unwrap();
+    let new = latest_wins::enqueue(&client, job("x")).await.unwrap();
+    assert_eq!(old.status().await.unwrap(), RunStatus::Cancelled);
+    assert_eq!(new.status().await.unwrap(), RunStatus::Queued);
+
+    let worker = client
+        .worker("w")
+        .task::<newest_cancelled>()
+        .task::<latest_wins>()
+        .start()
+        .await
+        .unwrap();
+    assert_eq!(first.result().await.unwrap(), "x");
+    assert_eq!(other.result().await.unwrap(), "y");
+    assert_eq!(new.result().await.unwrap(), "x");
+    for cancelled in [&second, &old] {
+        assert_eq!(cancelled.status().await.unwrap(), RunStatus::Cancelled);
+    }
+    worker.shutdown().await.unwrap();
+}
+
 both_backends!(
+    a_concurrency_key_limits_each_key_and_keys_take_turns,
+    cancel_strategies_cancel_the_newest_or_the_oldest_run_of_a_full_key,
     a_non_retryable_error_fails_the_run_at_once_and_its_event_says_so,
     a_namespace_prefixes_the_task_names_of_a_client_and_its_workers,
     a_run_goes_queued_running_succeeded_with_one_event_per_transition,

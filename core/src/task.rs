@@ -60,6 +60,128 @@ pub struct TaskDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_\-.:/]{1,128}$"))]
     pub on_event: Option<String>,
+    /// How many runs may run at once, per key taken from the input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+}
+
+/// Most runs of one concurrency key that may run at once.
+pub const MAX_CONCURRENCY: u32 = 10_000;
+
+/// A concurrency limit: at most `max` runs of a task with the same key run at once.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    /// Runs of one key that may run at once (claimed by workers and not finished): 1 to 10000.
+    #[serde(deserialize_with = "crate::int::de")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
+    pub max: u32,
+    /// Where the key is in the input: a field path (`customer_id`, `customer.id`) or a JSON
+    /// pointer (`/customer/id`). Absent: every run of the task shares one key (a limit on the
+    /// task). A run whose input lacks the field, or has null there, gets the empty key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]*$")
+    )]
+    pub key: Option<String>,
+    /// What a run over the limit does.
+    #[serde(default)]
+    pub strategy: ConcurrencyStrategy,
+}
+
+/// What happens to a run whose key is at its limit.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConcurrencyStrategy {
+    /// It waits in the queue; keys take turns (round-robin), so a key with many queued runs
+    /// does not hold back one with few.
+    #[default]
+    Queue,
+    /// It is started, and the oldest runs of its key that are queued or running are cancelled
+    /// to make room (the newest work wins, as a debounce).
+    CancelInProgress,
+    /// It is cancelled at once when its key already has `max` runs queued or running.
+    CancelNewest,
+}
+
+impl ConcurrencyStrategy {
+    /// Parses the name written in `#[task(concurrency_strategy = "...")]`.
+    pub fn parse(name: &str) -> Result<ConcurrencyStrategy, String> {
+        match name {
+            "queue" => Ok(ConcurrencyStrategy::Queue),
+            "cancel_in_progress" => Ok(ConcurrencyStrategy::CancelInProgress),
+            "cancel_newest" => Ok(ConcurrencyStrategy::CancelNewest),
+            other => Err(format!(
+                "{other:?} is not a concurrency strategy: use \"queue\", \"cancel_in_progress\" or \"cancel_newest\""
+            )),
+        }
+    }
+
+    /// The name as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConcurrencyStrategy::Queue => "queue",
+            ConcurrencyStrategy::CancelInProgress => "cancel_in_progress",
+            ConcurrencyStrategy::CancelNewest => "cancel_newest",
+        }
+    }
+}
+
+impl Concurrency {
+    /// Checks the limit and the key's path; errors name the value.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=MAX_CONCURRENCY).contains(&self.max) {
+            return Err(format!(
+                "max {}: a concurrency limit is 1 to {MAX_CONCURRENCY} runs",
+                self.max
+            ));
+        }
+        if let Some(k) = &self.key {
+            validate_key_path(k)?;
+        }
+        Ok(())
+    }
+
+    /// The key of a run with this input: the value at the key's path (a string as is, other
+    /// values as JSON text), or the empty key when the path is absent, missing or null.
+    pub fn key_of(&self, input: &serde_json::Value) -> String {
+        let Some(path) = &self.key else {
+            return String::new();
+        };
+        let found = if path.starts_with('/') {
+            input.pointer(path)
+        } else {
+            path.split('.').try_fold(input, |v, field| v.get(field))
+        };
+        match found {
+            None | Some(serde_json::Value::Null) => String::new(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        }
+    }
+}
+
+/// A concurrency key's path: a JSON pointer (`/a/b`) or dotted field names (`a.b`), 1 to 255
+/// characters, no empty field name.
+pub fn validate_key_path(path: &str) -> Result<(), String> {
+    let fields: Vec<&str> = match path.strip_prefix('/') {
+        Some(rest) => rest.split('/').collect(),
+        None => path.split('.').collect(),
+    };
+    if path.is_empty()
+        || path.len() > 255
+        || path.chars().any(char::is_control)
+        || fields.iter().any(|f| f.is_empty())
+    {
+        return Err(format!(
+            "{path:?} is not a key path: name an input field (\"customer_id\", \"customer.id\") \
+             or write a JSON pointer (\"/customer/id\"), 1 to 255 characters"
+        ));
+    }
+    Ok(())
 }
 
 impl TaskDef {
@@ -75,6 +197,7 @@ impl TaskDef {
             timezone: None,
             requires: Vec::new(),
             on_event: None,
+            concurrency: None,
         }
     }
 
@@ -115,6 +238,9 @@ impl TaskDef {
         }
         if let Some(Err(e)) = self.on_event.as_deref().map(validate_event_key) {
             return bad("on_event", e);
+        }
+        if let Some(Err(e)) = self.concurrency.as_ref().map(Concurrency::validate) {
+            return bad("concurrency", e);
         }
         Ok(())
     }
@@ -254,6 +380,42 @@ pub fn validate_timeout(t: Duration) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_concurrency_key_is_read_from_a_field_path_or_a_pointer() {
+        let input = serde_json::json!({"customer_id": "c-1", "order": {"shop": 7}, "n": null});
+        let limit = |key: Option<&str>| Concurrency {
+            max: 2,
+            key: key.map(str::to_owned),
+            strategy: ConcurrencyStrategy::Queue,
+        };
+        assert_eq!(limit(Some("customer_id")).key_of(&input), "c-1");
+        assert_eq!(limit(Some("order.shop")).key_of(&input), "7");
+        assert_eq!(limit(Some("/order/shop")).key_of(&input), "7");
+        assert_eq!(limit(Some("order")).key_of(&input), r#"{"shop":7}"#);
+        assert_eq!(limit(Some("n")).key_of(&input), "");
+        assert_eq!(limit(Some("missing.field")).key_of(&input), "");
+        assert_eq!(limit(None).key_of(&input), "");
+        assert!(limit(Some("a..b"))
+            .validate()
+            .unwrap_err()
+            .contains("\"a..b\" is not a key path"));
+        assert!(limit(Some("/")).validate().is_err());
+        let e = Concurrency {
+            max: 0,
+            ..limit(None)
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.contains("max 0"), "{e}");
+        assert_eq!(
+            ConcurrencyStrategy::parse("cancel_newest"),
+            Ok(ConcurrencyStrategy::CancelNewest)
+        );
+        assert!(ConcurrencyStrategy::parse("fifo")
+            .unwrap_err()
+            .contains("\"fifo\" is not a concurrency strategy"));
+    }
 
     #[test]
     fn validation_names_the_field_and_value() {

@@ -79,6 +79,24 @@ pub struct ScheduleRequest {
     /// Overrides the task's backoff.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
+    /// Overrides the task's concurrency limit; `null` runs it without one. Absent: the limit
+    /// registered with the task.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::task::Concurrency>, nullable))]
+    pub concurrency: Option<Option<crate::task::Concurrency>>,
+}
+
+/// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 impl ScheduleRequest {

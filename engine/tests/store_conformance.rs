@@ -93,6 +93,7 @@ async fn worker_on(
         tenant: tenant.into(),
         name: name.into(),
         tasks: tasks.iter().map(|t| t.to_string()).collect(),
+        limits: Vec::new(),
     };
     let reg = WorkerRegistration {
         name: name.into(),
@@ -198,6 +199,7 @@ fn new_run(task: &str, at: DateTime<Utc>) -> NewRun {
         metadata: None,
         parent_id: None,
         reason: "scheduled".into(),
+        concurrency: None,
     }
 }
 
@@ -1251,6 +1253,7 @@ async fn workers_tasks_and_crons(h: &Harness) {
         tenant: TENANT.into(),
         name: "w1".into(),
         tasks: vec!["t.a".into(), "t.cron".into()],
+        limits: Vec::new(),
     };
     let reg = WorkerRegistration {
         name: "w1".into(),

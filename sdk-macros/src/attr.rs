@@ -6,8 +6,8 @@ use owlclaw_core::cron::{parse_timezone, CronExpr};
 use owlclaw_core::duration::parse_duration;
 use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::{
-    parse_requires, validate_event_key, validate_priority, validate_retries, validate_task_name,
-    validate_timeout,
+    parse_requires, validate_event_key, validate_key_path, validate_priority, validate_retries,
+    validate_task_name, validate_timeout, ConcurrencyStrategy, MAX_CONCURRENCY,
 };
 use proc_macro2::TokenTree;
 use quote::ToTokens;
@@ -26,6 +26,9 @@ mod kw {
     syn::custom_keyword!(backoff_max);
     syn::custom_keyword!(requires);
     syn::custom_keyword!(on_event);
+    syn::custom_keyword!(concurrency);
+    syn::custom_keyword!(concurrency_key);
+    syn::custom_keyword!(concurrency_strategy);
 }
 
 /// Every argument `#[task]` accepts, in the order the docs list them.
@@ -41,6 +44,9 @@ pub(crate) const VALID_KEYS: &[&str] = &[
     "backoff_max",
     "requires",
     "on_event",
+    "concurrency",
+    "concurrency_key",
+    "concurrency_strategy",
 ];
 
 /// The arguments as written. Strings are string literals; numbers are kept as expressions so that
@@ -58,6 +64,9 @@ pub(crate) struct TaskArgs {
     pub(crate) backoff_max: Option<(kw::backoff_max, LitStr)>,
     pub(crate) requires: Option<(kw::requires, LitStr)>,
     pub(crate) on_event: Option<(kw::on_event, LitStr)>,
+    pub(crate) concurrency: Option<(kw::concurrency, Expr)>,
+    pub(crate) concurrency_key: Option<(kw::concurrency_key, LitStr)>,
+    pub(crate) concurrency_strategy: Option<(kw::concurrency_strategy, LitStr)>,
 }
 
 impl Parse for TaskArgs {
@@ -101,6 +110,19 @@ impl Parse for TaskArgs {
             } else if input.peek(kw::on_event) {
                 parse_arg(input, &mut args.on_event, |input| {
                     parse_str(input, "an event key such as \"order.paid\"")
+                })?;
+            } else if input.peek(kw::concurrency) {
+                parse_arg(input, &mut args.concurrency, |input| input.parse())?;
+            } else if input.peek(kw::concurrency_key) {
+                parse_arg(input, &mut args.concurrency_key, |input| {
+                    parse_str(input, "an input field such as \"customer_id\"")
+                })?;
+            } else if input.peek(kw::concurrency_strategy) {
+                parse_arg(input, &mut args.concurrency_strategy, |input| {
+                    parse_str(
+                        input,
+                        "\"queue\", \"cancel_in_progress\" or \"cancel_newest\"",
+                    )
                 })?;
             } else {
                 return Err(unknown_argument(input));
@@ -209,6 +231,9 @@ pub(crate) struct Policies {
     pub(crate) backoff_max_ms: Option<u64>,
     pub(crate) requires: Option<Vec<String>>,
     pub(crate) on_event: Option<String>,
+    pub(crate) concurrency: Option<u32>,
+    pub(crate) concurrency_key: Option<String>,
+    pub(crate) concurrency_strategy: Option<String>,
 }
 
 /// Collects every error, so that two wrong arguments are two errors, each on its own token.
@@ -273,6 +298,45 @@ impl TaskArgs {
             let key = lit.value();
             policies.on_event = errors.ok(validate_event_key(&key)
                 .map(|()| key)
+                .map_err(|e| spanned(lit, e)));
+        }
+        if let Some((_, expr)) = &self.concurrency {
+            policies.concurrency = errors.ok(integer(expr, "concurrency", |n| {
+                if (1..=i128::from(MAX_CONCURRENCY)).contains(&n) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`concurrency` must be between 1 and {MAX_CONCURRENCY} runs, got {n}"
+                    ))
+                }
+            }));
+        }
+        if self.concurrency.is_none() {
+            let keys = [
+                self.concurrency_key
+                    .as_ref()
+                    .map(|(k, _)| k.to_token_stream()),
+                self.concurrency_strategy
+                    .as_ref()
+                    .map(|(k, _)| k.to_token_stream()),
+            ];
+            for key in keys.into_iter().flatten() {
+                errors.push(syn::Error::new_spanned(
+                    key,
+                    "this applies to a concurrency limit: add `concurrency = N` or remove it",
+                ));
+            }
+        }
+        if let Some((_, lit)) = &self.concurrency_key {
+            let path = lit.value();
+            policies.concurrency_key = errors.ok(validate_key_path(&path)
+                .map(|()| path)
+                .map_err(|e| spanned(lit, e)));
+        }
+        if let Some((_, lit)) = &self.concurrency_strategy {
+            let name = lit.value();
+            policies.concurrency_strategy = errors.ok(ConcurrencyStrategy::parse(&name)
+                .map(|_| name)
                 .map_err(|e| spanned(lit, e)));
         }
         if let Some((_, expr)) = &self.retries {
@@ -440,7 +504,9 @@ mod tests {
         let policies = check(
             r#"name = "send-email", cron = "*/5 * * * *", timezone = "Europe/Paris", retries = 3,
                timeout = "1m30s", priority = 7, backoff_initial = "500ms", backoff_factor = 1.5,
-               backoff_max = "1m", requires = "gpu, region = eu", on_event = "order.paid","#,
+               backoff_max = "1m", requires = "gpu, region = eu", on_event = "order.paid",
+               concurrency = 5, concurrency_key = "customer.id",
+               concurrency_strategy = "cancel_newest","#,
         )
         .unwrap();
         assert_eq!(
@@ -457,6 +523,9 @@ mod tests {
                 backoff_max_ms: Some(60_000),
                 requires: Some(vec!["gpu".into(), "region=eu".into()]),
                 on_event: Some("order.paid".into()),
+                concurrency: Some(5),
+                concurrency_key: Some("customer.id".into()),
+                concurrency_strategy: Some("cancel_newest".into()),
             }
         );
         assert_eq!(check("").unwrap(), Policies::default());
@@ -482,8 +551,23 @@ mod tests {
         assert_eq!(
             check("colour = 1").unwrap_err(),
             "unknown argument `colour`; valid arguments: name, cron, timezone, retries, timeout, \
-             priority, backoff_initial, backoff_factor, backoff_max, requires, on_event"
+             priority, backoff_initial, backoff_factor, backoff_max, requires, on_event, \
+             concurrency, concurrency_key, concurrency_strategy"
         );
+        assert_eq!(
+            check("concurrency = 0").unwrap_err(),
+            "`concurrency` must be between 1 and 10000 runs, got 0"
+        );
+        assert_eq!(
+            check("concurrency_key = \"customer_id\"").unwrap_err(),
+            "this applies to a concurrency limit: add `concurrency = N` or remove it"
+        );
+        assert!(check("concurrency = 2, concurrency_strategy = \"fifo\"")
+            .unwrap_err()
+            .starts_with("\"fifo\" is not a concurrency strategy"));
+        assert!(check("concurrency = 2, concurrency_key = \"a..b\"")
+            .unwrap_err()
+            .starts_with("\"a..b\" is not a key path"));
         assert!(check("\"name\" = 1")
             .unwrap_err()
             .starts_with("expected an argument such as"));

@@ -381,6 +381,12 @@ fn spec(name: &str, policies: &Policies) -> TokenStream {
         ("cron", some(&policies.cron)),
         ("timezone", some(&policies.timezone)),
         ("on_event", some(&policies.on_event)),
+        ("concurrency", policies.concurrency.map(|v| quote!(#v))),
+        ("concurrency_key", some(&policies.concurrency_key)),
+        (
+            "concurrency_strategy",
+            policies.concurrency_strategy.as_ref().map(|v| quote!(#v)),
+        ),
         (
             "requires",
             policies

@@ -338,6 +338,7 @@ fn typed_request<T: Task>(
         retries: Some(i64::from(spec.retries)),
         timeout: Some(Duration::from_millis(spec.timeout_ms)),
         backoff: Some(spec.backoff()),
+        concurrency: Some(spec.concurrency()),
         parent_id: parent,
         owner: client.user.as_deref().map(str::to_owned),
         ..ScheduleRequest::default()

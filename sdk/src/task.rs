@@ -2,7 +2,7 @@
 //! every `#[task]` linked into the binary.
 
 use owlclaw_core::retry::Backoff;
-use owlclaw_core::task::TaskDef;
+use owlclaw_core::task::{Concurrency, ConcurrencyStrategy, TaskDef};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::Duration;
@@ -32,6 +32,12 @@ pub struct TaskSpec {
     pub requires: &'static [&'static str],
     /// The event key that starts a run of it: see [`TaskDef::on_event`].
     pub on_event: Option<&'static str>,
+    /// Runs of one key that may run at once; 0: no limit. See [`TaskDef::concurrency`].
+    pub concurrency: u32,
+    /// Where the concurrency key is in the input (a field path or a JSON pointer).
+    pub concurrency_key: Option<&'static str>,
+    /// What a run over the limit does: `"queue"`, `"cancel_in_progress"` or `"cancel_newest"`.
+    pub concurrency_strategy: &'static str,
 }
 
 impl TaskSpec {
@@ -48,6 +54,9 @@ impl TaskSpec {
         timezone: None,
         requires: &[],
         on_event: None,
+        concurrency: 0,
+        concurrency_key: None,
+        concurrency_strategy: "queue",
     };
 
     /// The backoff policy.
@@ -71,7 +80,17 @@ impl TaskSpec {
             timezone: self.timezone.map(str::to_owned),
             requires: self.requires.iter().map(|r| r.to_string()).collect(),
             on_event: self.on_event.map(str::to_owned),
+            concurrency: self.concurrency(),
         }
+    }
+
+    /// The concurrency limit, if any (the macro has checked the strategy's name).
+    pub fn concurrency(&self) -> Option<Concurrency> {
+        (self.concurrency > 0).then(|| Concurrency {
+            max: self.concurrency,
+            key: self.concurrency_key.map(str::to_owned),
+            strategy: ConcurrencyStrategy::parse(self.concurrency_strategy).unwrap_or_default(),
+        })
     }
 }
 

@@ -120,7 +120,13 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
                 .ok()
                 .flatten();
             let def = def.unwrap_or_else(|| TaskDef::new(&rec.schedule.task));
+            let input = &rec.schedule.input;
+            let concurrency = def.concurrency.clone().map(|c| {
+                let key = c.key_of(input);
+                (c, key)
+            });
             let run = NewRun {
+                concurrency,
                 id: RunId::for_idempotency_key(&rec.tenant, &rec.schedule.task, &key),
                 tenant: rec.tenant.clone(),
                 task: rec.schedule.task.clone(),

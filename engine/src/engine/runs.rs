@@ -5,7 +5,7 @@ use super::Engine;
 use crate::limits;
 use crate::store::{Inserted, NewRun};
 use chrono::{DateTime, SubsecRound, Utc};
-use owlclaw_core::task::{self as taskdef, TaskDef};
+use owlclaw_core::task::{self as taskdef, ConcurrencyStrategy, TaskDef};
 use owlclaw_core::wire::*;
 use owlclaw_core::{Error, Result, RunId, RunStatus};
 use std::time::Duration;
@@ -64,10 +64,15 @@ impl Engine {
             self.check_parent(tenant, parent, req.owner.as_deref())
                 .await?;
         }
+        if let Some(Some(c)) = &req.concurrency {
+            c.validate()
+                .map_err(|e| Error::invalid_input("concurrency", e))?;
+        }
         let complete = req.retries.is_some()
             && req.timeout.is_some()
             && req.priority.is_some()
-            && req.backoff.is_some();
+            && req.backoff.is_some()
+            && req.concurrency.is_some();
         let def = if complete {
             // Every policy field is given (typed handles do): nothing to look up.
             TaskDef::new(&req.task)
@@ -96,7 +101,12 @@ impl Engine {
             Some(k) => RunId::for_idempotency_key(tenant, &req.task, k),
             None => RunId::new(),
         };
+        let concurrency = req.concurrency.unwrap_or(def.concurrency).map(|c| {
+            let key = c.key_of(&req.input);
+            (c, key)
+        });
         Ok(NewRun {
+            concurrency,
             id,
             tenant: tenant.to_string(),
             task: req.task,
@@ -175,7 +185,23 @@ impl Engine {
             })?;
             runs.push(run);
         }
-        let inserted = self.insert_with_key_ttl(tenant, runs, now).await?;
+        // The runs whose limit cancels runs, by position: few, and only what `make_room` reads.
+        let displacing: Vec<(usize, NewRun)> = runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                r.concurrency
+                    .as_ref()
+                    .is_some_and(|(c, _)| c.strategy != ConcurrencyStrategy::Queue)
+            })
+            .map(|(i, r)| {
+                let mut r = r.clone();
+                r.input = serde_json::Value::Null;
+                (i, r)
+            })
+            .collect();
+        let mut inserted = self.insert_with_key_ttl(tenant, runs, now).await?;
+        self.make_room(tenant, &displacing, &mut inserted).await?;
         let created = inserted
             .iter()
             .filter(|i| matches!(i, Inserted::Created(_)))
@@ -192,6 +218,50 @@ impl Engine {
                 },
             })
             .collect())
+    }
+
+    /// The cancel strategies of concurrency limits, for the runs just created: `cancel_newest`
+    /// cancels a new run whose key has its limit of runs queued or running already;
+    /// `cancel_in_progress` cancels the oldest of those so that the new one fits.
+    async fn make_room(
+        &self,
+        tenant: &str,
+        runs: &[(usize, NewRun)],
+        inserted: &mut [Inserted],
+    ) -> Result<()> {
+        for (i, run) in runs {
+            let (Some((limit, key)), Some(Inserted::Created(snap))) =
+                (&run.concurrency, inserted.get_mut(*i))
+            else {
+                continue;
+            };
+            // A run due later takes part once it is queued (its limit then queues it).
+            if snap.status != RunStatus::Queued {
+                continue;
+            }
+            let store = &self.inner.store;
+            let mut others = store.active_of_key(tenant, &run.task, key).await?;
+            others.retain(|id| *id != run.id);
+            let over = (others.len() + 1).saturating_sub(limit.max as usize);
+            if over == 0 {
+                continue;
+            }
+            let victims = match limit.strategy {
+                ConcurrencyStrategy::CancelNewest => vec![run.id],
+                _ => others[..over].to_vec(),
+            };
+            for id in victims {
+                tracing::info!(run_id = %id, task = %run.task, key = %key, strategy = limit.strategy.as_str(), "concurrency limit reached: run cancelled");
+                match store.cancel_run(tenant, id, Utc::now()).await {
+                    Ok(cancelled) if id == run.id => *snap = cancelled,
+                    // Finished meanwhile: nothing to cancel.
+                    Ok(_) | Err(Error::InvalidTransition { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.inner.finished.notify_waiters();
+        }
+        Ok(())
     }
 
     /// Inserts runs; a run holding one of their idempotency keys that finished more than the key

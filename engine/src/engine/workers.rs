@@ -65,6 +65,10 @@ impl Engine {
             tenant: tenant.to_string(),
             name: reg.name.clone(),
             tasks: served.iter().map(|t| t.name.clone()).collect(),
+            limits: served
+                .iter()
+                .filter_map(|t| Some((t.name.clone(), t.concurrency.as_ref()?.max)))
+                .collect(),
         };
         self.inner
             .store
@@ -96,15 +100,25 @@ impl Engine {
         let w = match cached {
             Some(w) => w,
             None => {
-                let w = self
-                    .inner
-                    .store
-                    .get_worker(id)
-                    .await?
-                    .ok_or_else(|| Error::NotFound {
-                        what: "worker",
-                        id: id.to_string(),
-                    })?;
+                let mut w =
+                    self.inner
+                        .store
+                        .get_worker(id)
+                        .await?
+                        .ok_or_else(|| Error::NotFound {
+                            what: "worker",
+                            id: id.to_string(),
+                        })?;
+                // Registered through another replica: the limits come from the definitions.
+                for task in &w.tasks {
+                    if let Some(c) = self
+                        .task_def(&w.tenant, task)
+                        .await?
+                        .and_then(|d| d.concurrency)
+                    {
+                        w.limits.push((task.clone(), c.max));
+                    }
+                }
                 self.inner
                     .workers
                     .lock()
@@ -221,6 +235,11 @@ impl Engine {
             };
             if changed > 0 {
                 self.inner.finished.notify_waiters();
+                if !worker.limits.is_empty() {
+                    // Finished runs of a limited task free room for their key: the long polls
+                    // waiting for it claim again.
+                    self.inner.work.notify_waiters();
+                }
                 let retried = req
                     .completions
                     .iter()

@@ -8,7 +8,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use owlclaw_core::retry::Backoff;
-use owlclaw_core::task::TaskDef;
+use owlclaw_core::task::{Concurrency, TaskDef};
 use owlclaw_core::wire::{
     Assignment, Completion, CronSchedule, ListFilter, PushedEvent, RunEvent, RunPage, RunSnapshot,
     StepCheckpoint, StepSnapshot, WorkerInfo, WorkerRegistration,
@@ -31,6 +31,7 @@ macro_rules! sqlite_rows {
     )*};
 }
 
+mod concurrency;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod rows;
@@ -71,6 +72,15 @@ pub struct NewRun {
     pub parent_id: Option<RunId>,
     /// Why, for the first event (`scheduled`, `cron tick ...`).
     pub reason: String,
+    /// Its concurrency limit, if its task has one, and its key under that limit.
+    pub concurrency: Option<(Concurrency, String)>,
+}
+
+impl NewRun {
+    /// The run's concurrency key, if its task is limited.
+    pub fn concurrency_key(&self) -> Option<&str> {
+        self.concurrency.as_ref().map(|(_, k)| k.as_str())
+    }
 }
 
 impl NewRun {
@@ -123,6 +133,23 @@ pub struct WorkerRecord {
     pub name: String,
     /// The tasks it serves.
     pub tasks: Vec<String>,
+    /// The concurrency limits of the tasks it serves that have one, `(task, max)`: their runs are
+    /// claimed key by key, at most `max` running per key. Known to the engine, not stored.
+    pub limits: Vec<(String, u32)>,
+}
+
+impl WorkerRecord {
+    /// The tasks it serves without a concurrency limit: those claimed in queue order.
+    pub fn unlimited_tasks(&self) -> std::borrow::Cow<'_, [String]> {
+        if self.limits.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.tasks);
+        }
+        self.tasks
+            .iter()
+            .filter(|t| !self.limits.iter().any(|(l, _)| l == *t))
+            .cloned()
+            .collect()
+    }
 }
 
 /// A cron schedule with its tenant, as the firing loop needs it.
@@ -269,6 +296,8 @@ pub trait Runs: Send + Sync {
     async fn insert_runs(&self, runs: Vec<NewRun>, now: DateTime<Utc>) -> Result<Vec<Inserted>>;
     /// One run.
     async fn get_run(&self, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>>;
+    /// The queued and running runs of a concurrency key of a task, oldest first.
+    async fn active_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<Vec<RunId>>;
     /// Runs, newest first.
     async fn list_runs(&self, tenant: &str, filter: &ListFilter) -> Result<RunPage>;
     /// A run's transitions, oldest first.

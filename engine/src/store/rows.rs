@@ -189,6 +189,7 @@ impl WorkerRow {
             tenant: self.tenant,
             name: self.name,
             tasks: serde_json::from_str(&self.tasks).unwrap_or_default(),
+            limits: Vec::new(),
         }
     }
 

@@ -116,8 +116,9 @@ pub(super) async fn apply(
         .await?;
     }
     sqlx::query(
-        "WITH q AS (INSERT INTO queue (run_seq, tenant, task, priority) \
-           SELECT s, te, ta, p FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[]) \
+        "WITH q AS (INSERT INTO queue (run_seq, tenant, task, priority, ckey) \
+           SELECT s, te, ta, p, (SELECT concurrency_key FROM runs WHERE seq = s) \
+           FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[]) \
            WITH ORDINALITY AS u(s, te, ta, p, o) ORDER BY o), \
          t AS (INSERT INTO timers (run_seq, due_at) SELECT * FROM UNNEST($5::bigint[], $6::bigint[]) \
            ON CONFLICT (run_seq) DO UPDATE SET due_at = excluded.due_at) \

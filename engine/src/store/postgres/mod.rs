@@ -52,6 +52,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 mod changes;
+mod concurrency;
 mod crons;
 mod events;
 mod queue;

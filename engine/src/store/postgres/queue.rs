@@ -7,10 +7,11 @@ use crate::store::waits::OpenWait;
 use crate::store::{ClaimRequest, Exchanged, QueueDepth};
 use owlclaw_core::lifecycle;
 
-/// The statement of [`REPORT_AND_CLAIM`] and [`REPORT_AND_RECLAIM`]: `$again` adds CTEs before
-/// the claim, `$limit` is how many new runs it claims, `$rows` the runs it returns.
+/// The statement of [`REPORT_AND_CLAIM`], [`REPORT_AND_RECLAIM`] and [`CLAIM_PICKED`]: `$again`
+/// adds CTEs before the claim, `$picked` selects the queue rows to claim, `$rows` the runs it
+/// returns.
 macro_rules! report_and_claim {
-    ($again:literal, $limit:literal, $rows:literal) => {
+    ($again:literal, $picked:literal, $rows:literal) => {
         concat!(
             "WITH c AS (
     SELECT * FROM UNNEST($8::text[], $9::bigint[], $10::text[]) AS c(id, attempt, output)
@@ -27,12 +28,9 @@ macro_rules! report_and_claim {
     SELECT pg_notify('owlclaw', 'finished') FROM (SELECT 1 FROM done LIMIT 1) AS any_done
 )",
             $again,
-            ", picked AS (
-    SELECT qid, run_seq FROM queue WHERE tenant = $1 AND task = ANY($2)
-    ORDER BY priority DESC, qid LIMIT ",
-            $limit,
+            ", picked AS (",
+            $picked,
             "
-    FOR UPDATE SKIP LOCKED
 ), locked AS (
     SELECT seq FROM runs WHERE seq = ANY(ARRAY(SELECT run_seq FROM picked)) FOR UPDATE SKIP LOCKED
 ), taken AS (
@@ -77,7 +75,8 @@ ORDER BY k.part, k.priority DESC, k.ord"
 /// progress): they never wait, and never hand out a run twice.
 pub(super) const REPORT_AND_CLAIM: &str = report_and_claim!(
     "",
-    "$3",
+    "SELECT qid, run_seq FROM queue WHERE tenant = $1 AND task = ANY($2)
+    ORDER BY priority DESC, qid LIMIT $3 FOR UPDATE SKIP LOCKED",
     "SELECT 1 AS part, priority, qid AS ord, seq, id, task, input, attempt, max_attempts,
         timeout_ms, parent_id, run_at FROM claimed"
 );
@@ -95,7 +94,9 @@ pub(super) const REPORT_AND_RECLAIM: &str = report_and_claim!(
     UPDATE leases SET expires_at = LEAST($4 + $7, deadline)
     WHERE run_seq = ANY(ARRAY(SELECT seq FROM again))
 )",
-    "GREATEST($3 - (SELECT count(*) FROM again), 0)",
+    "SELECT qid, run_seq FROM queue WHERE tenant = $1 AND task = ANY($2)
+    ORDER BY priority DESC, qid LIMIT GREATEST($3 - (SELECT count(*) FROM again), 0)
+    FOR UPDATE SKIP LOCKED",
     "SELECT 0 AS part, priority, seq AS ord, seq, id, task, input, attempt, max_attempts,
         timeout_ms, parent_id, run_at FROM again
     UNION ALL
@@ -104,12 +105,33 @@ pub(super) const REPORT_AND_RECLAIM: &str = report_and_claim!(
     FROM claimed"
 );
 
+/// [`REPORT_AND_CLAIM`] for the queue rows `$14` (qids) of tasks `$2` picked beforehand (the
+/// claims of tasks with a concurrency limit), up to `$3`.
+pub(super) const CLAIM_PICKED: &str = report_and_claim!(
+    "",
+    "SELECT qid, run_seq FROM queue WHERE tenant = $1 AND qid = ANY($14) AND task = ANY($2)
+    ORDER BY priority DESC, qid LIMIT $3 FOR UPDATE SKIP LOCKED",
+    "SELECT 1 AS part, priority, qid AS ord, seq, id, task, input, attempt, max_attempts,
+        timeout_ms, parent_id, run_at FROM claimed"
+);
+
+/// What a claim takes from the queue.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Pick<'a> {
+    /// The first queued runs of these tasks, in priority order.
+    Tasks(&'a [String]),
+    /// These queue rows (qids) of these tasks.
+    Rows(&'a [String], &'a [i64]),
+}
+
 /// Runs [`REPORT_AND_CLAIM`] for the successes among `completions` and up to `n` claims (the runs
 /// still leased for `request` first). Returns the changed count, the assignments and the rows
 /// of reclaimed runs beyond `n`, for the caller to hand back.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn report_and_claim(
     conn: &mut PgConnection,
     worker: &WorkerRecord,
+    pick: Pick<'_>,
     completions: &[Completion],
     n: u32,
     now: DateTime<Utc>,
@@ -124,18 +146,22 @@ pub(super) async fn report_and_claim(
             outputs.push(output.to_string());
         }
     }
-    let n = if worker.tasks.is_empty() { 0 } else { n };
+    let (tasks, qids) = match pick {
+        Pick::Tasks(tasks) => (tasks, None),
+        Pick::Rows(tasks, qids) => (tasks, Some(qids)),
+    };
+    let n = if tasks.is_empty() { 0 } else { n };
     if ids.is_empty() && n == 0 {
         return Ok((0, Vec::new(), Vec::new()));
     }
-    let sql = if request.is_some_and(|r| r.resent) {
-        REPORT_AND_RECLAIM
-    } else {
-        REPORT_AND_CLAIM
+    let sql = match qids {
+        Some(_) => CLAIM_PICKED,
+        None if request.is_some_and(|r| r.resent) => REPORT_AND_RECLAIM,
+        None => REPORT_AND_CLAIM,
     };
-    let rows = sqlx::query(sql)
+    let query = sqlx::query(sql)
         .bind(&worker.tenant)
-        .bind(&worker.tasks)
+        .bind(tasks)
         .bind(i64::from(n))
         .bind(micros(now))
         .bind(clean(&worker.name))
@@ -146,9 +172,11 @@ pub(super) async fn report_and_claim(
         .bind(&outputs)
         .bind(request.map(|r| r.id))
         .bind(lifecycle::reason::CLAIMED)
-        .bind(lifecycle::reason::SUCCEEDED)
-        .fetch_all(conn)
-        .await?;
+        .bind(lifecycle::reason::SUCCEEDED);
+    let rows = match qids {
+        Some(qids) => query.bind(qids).fetch_all(conn).await?,
+        None => query.fetch_all(conn).await?,
+    };
     let mut changed = 0;
     let mut out = Vec::with_capacity(rows.len());
     let mut extra = Vec::new();
@@ -251,17 +279,19 @@ impl PostgresStore {
             .iter()
             .all(|c| matches!(c.outcome, Outcome::Succeeded { .. }));
         let mut wakes = Wakes::default();
-        let (changed, claimed, extra) = if all_ok {
+        let tasks = worker.unlimited_tasks();
+        let pick = Pick::Tasks(&tasks);
+        let (changed, mut claimed, extra) = if all_ok {
             // The hot path: one statement, committed on its own.
             let mut conn = self.pool.acquire().await?;
-            report_and_claim(&mut conn, worker, completions, n, now, lease, request).await?
+            report_and_claim(&mut conn, worker, pick, completions, n, now, lease, request).await?
         } else {
             let mut tx = self.pool.begin().await?;
             let (mut changed, _, _) =
-                report_and_claim(&mut tx, worker, completions, 0, now, lease, None).await?;
+                report_and_claim(&mut tx, worker, pick, completions, 0, now, lease, None).await?;
             changed += complete_others(&mut tx, worker, completions, now, &mut wakes).await?;
             let (_, claimed, extra) =
-                report_and_claim(&mut tx, worker, &[], n, now, lease, request).await?;
+                report_and_claim(&mut tx, worker, pick, &[], n, now, lease, request).await?;
             notify(&mut tx, wakes).await?;
             tx.commit().await?;
             (changed, claimed, extra)
@@ -284,6 +314,14 @@ impl PostgresStore {
             apply(&mut tx, &changes, now, &mut wakes).await?;
             notify(&mut tx, wakes).await?;
             tx.commit().await?;
+        }
+        let left = n.saturating_sub(claimed.len() as u32);
+        if left > 0 && !worker.limits.is_empty() {
+            let request = request.map(|r| r.id);
+            claimed.extend(
+                self.claim_limited_tx(worker, left, now, lease, request)
+                    .await?,
+            );
         }
         Ok((changed, claimed))
     }
@@ -349,10 +387,11 @@ impl PostgresStore {
                    RETURNING run_seq, due_at), \
                  ready AS (UPDATE runs SET status = 'queued' \
                    WHERE seq = ANY(ARRAY(SELECT run_seq FROM fired)) AND status = 'scheduled' \
-                   RETURNING seq, tenant, task, priority, attempt), \
+                   RETURNING seq, tenant, task, priority, attempt, concurrency_key), \
                  ordered AS (SELECT r.*, f.due_at FROM ready r JOIN fired f ON f.run_seq = r.seq), \
-                 q AS (INSERT INTO queue (run_seq, tenant, task, priority) \
-                   SELECT seq, tenant, task, priority FROM ordered ORDER BY due_at, seq), \
+                 q AS (INSERT INTO queue (run_seq, tenant, task, priority, ckey) \
+                   SELECT seq, tenant, task, priority, concurrency_key FROM ordered \
+                   ORDER BY due_at, seq), \
                  e AS (INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
                    SELECT seq, $1, 'scheduled', 'queued', attempt, NULL, $3 FROM ordered \
                    ORDER BY due_at, seq) \

@@ -68,6 +68,7 @@ pub(super) async fn insert_runs_tx(
     let mut timeout_ms = Vec::with_capacity(n);
     let mut backoff = Vec::with_capacity(n);
     let mut run_at = Vec::with_capacity(n);
+    let mut ckey = Vec::with_capacity(n);
     for r in runs {
         id.push(r.id.to_string());
         tenant.push(r.tenant.as_str());
@@ -88,15 +89,17 @@ pub(super) async fn insert_runs_tx(
         timeout_ms.push(r.timeout.as_millis() as i64);
         backoff.push(serde_json::to_string(&r.backoff).unwrap_or_default());
         run_at.push(micros(r.run_at.max(now)));
+        ckey.push(r.concurrency_key().map(clean));
     }
     let inserted: Vec<(i64, String)> = sqlx::query_as(
         "INSERT INTO runs (id, tenant, task, status, attempt, max_attempts, retries, priority, input, \
-         owner, idempotency_key, parent_id, metadata, timeout_ms, backoff, run_at, created_at) \
-         SELECT id, te, ta, st, 0, ma, re, pr, inp, ow, ik, pa, me, tm, bo, ra, $16 \
+         owner, idempotency_key, parent_id, metadata, timeout_ms, backoff, run_at, created_at, \
+         concurrency_key) \
+         SELECT id, te, ta, st, 0, ma, re, pr, inp, ow, ik, pa, me, tm, bo, ra, $16, ck \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
            $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], \
-           $14::text[], $15::bigint[]) \
-           WITH ORDINALITY AS u(id, te, ta, st, ma, re, pr, inp, ow, ik, pa, me, tm, bo, ra, o) \
+           $14::text[], $15::bigint[], $17::text[]) \
+           WITH ORDINALITY AS u(id, te, ta, st, ma, re, pr, inp, ow, ik, pa, me, tm, bo, ra, ck, o) \
          ORDER BY o \
          ON CONFLICT (id) DO NOTHING RETURNING seq, id",
     )
@@ -116,11 +119,13 @@ pub(super) async fn insert_runs_tx(
     .bind(&backoff)
     .bind(&run_at)
     .bind(micros(now))
+    .bind(&ckey)
     .fetch_all(&mut *conn)
     .await?;
     let mut seqs: HashMap<String, i64> = inserted.into_iter().map(|(s, id)| (id, s)).collect();
     let mut out = Vec::with_capacity(n);
     let (mut q_seq, mut q_tenant, mut q_task, mut q_prio) = (vec![], vec![], vec![], vec![]);
+    let mut q_key = vec![];
     let (mut t_seq, mut t_due) = (vec![], vec![]);
     let (mut e_seq, mut e_status, mut e_reason) = (vec![], vec![], vec![]);
     for r in runs {
@@ -136,6 +141,7 @@ pub(super) async fn insert_runs_tx(
                     q_tenant.push(r.tenant.as_str());
                     q_task.push(r.task.as_str());
                     q_prio.push(i64::from(r.priority));
+                    q_key.push(r.concurrency_key().map(clean));
                     RunStatus::Queued
                 };
                 wakes.reached(status);
@@ -162,9 +168,9 @@ pub(super) async fn insert_runs_tx(
     }
     if !e_seq.is_empty() {
         sqlx::query(
-            "WITH q AS (INSERT INTO queue (run_seq, tenant, task, priority) \
-               SELECT s, te, ta, p FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[]) \
-               WITH ORDINALITY AS u(s, te, ta, p, o) ORDER BY o), \
+            "WITH q AS (INSERT INTO queue (run_seq, tenant, task, priority, ckey) \
+               SELECT s, te, ta, p, k FROM UNNEST($1::bigint[], $2::text[], $3::text[], \
+                 $4::bigint[], $11::text[]) WITH ORDINALITY AS u(s, te, ta, p, k, o) ORDER BY o), \
              t AS (INSERT INTO timers (run_seq, due_at) SELECT * FROM UNNEST($5::bigint[], $6::bigint[]) \
                ON CONFLICT (run_seq) DO UPDATE SET due_at = excluded.due_at) \
              INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
@@ -181,6 +187,7 @@ pub(super) async fn insert_runs_tx(
         .bind(&e_seq)
         .bind(&e_status)
         .bind(&e_reason)
+        .bind(&q_key)
         .execute(&mut *conn)
         .await?;
     }
@@ -309,6 +316,20 @@ impl Runs for PostgresStore {
 
     async fn run_events(&self, tenant: &str, id: RunId) -> Result<Vec<RunEvent>> {
         self.retry(|| self.events_tx(tenant, id)).await
+    }
+
+    async fn active_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<Vec<RunId>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM runs WHERE tenant = $1 AND task = $2 AND concurrency_key = $3 \
+             AND finished_at IS NULL AND status IN ('queued', 'running') ORDER BY seq",
+        )
+        .bind(tenant)
+        .bind(task)
+        .bind(clean(key))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.place.db(e))?;
+        ids.iter().map(|i| i.parse()).collect()
     }
 
     async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {

@@ -40,8 +40,9 @@ pub(super) fn enqueue(conn: &Connection, rows: Vec<Value>) -> Result<()> {
     }
     exec(
         conn,
-        "INSERT INTO queue (run_seq, tenant, task, priority) \
-         SELECT value->>0, value->>1, value->>2, value->>3 FROM json_each(?1)",
+        "INSERT INTO queue (run_seq, tenant, task, priority, ckey) \
+         SELECT value->>0, value->>1, value->>2, value->>3, \
+           (SELECT concurrency_key FROM runs WHERE seq = value->>0) FROM json_each(?1)",
         params![Value::Array(rows).to_string()],
     )?;
     Ok(())

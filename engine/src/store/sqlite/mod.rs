@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod changes;
+mod concurrency;
 mod crons;
 mod db;
 mod events;
@@ -48,13 +49,14 @@ use db::{Db, Location, OrDb};
 use runs::*;
 
 /// The migrations, in order: `PRAGMA user_version` is the last one applied.
-const MIGRATIONS: [&str; 6] = [
+const MIGRATIONS: [&str; 7] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
     include_str!("../../../migrations/sqlite/0003_steps.sql"),
     include_str!("../../../migrations/sqlite/0004_claim_requests.sql"),
     include_str!("../../../migrations/sqlite/0005_pushed_events.sql"),
     include_str!("../../../migrations/sqlite/0006_event_waits.sql"),
+    include_str!("../../../migrations/sqlite/0007_concurrency.sql"),
 ];
 
 /// A SQLite database holding every table of the engine.

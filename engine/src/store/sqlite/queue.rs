@@ -1,5 +1,6 @@
 //! The queue and its claims: claim, complete, heartbeats, maintenance (timers coming due, expired leases).
 
+use super::concurrency::claim_limited;
 use super::waits::open_waits;
 use super::*;
 use crate::store::rows::{AssignmentRow, ASSIGNMENT_COLS};
@@ -40,15 +41,12 @@ fn claim_tx(
     if n == 0 {
         return Ok(out);
     }
-    out.extend(claim_new(
-        conn,
-        worker,
-        tasks,
-        n,
-        now,
-        lease,
-        request.map(|r| r.id.as_str()),
-    )?);
+    let request = request.map(|r| r.id.as_str());
+    out.extend(claim_new(conn, worker, tasks, n, now, lease, request)?);
+    let n = n.saturating_sub(out.len() as u32);
+    if n > 0 && !worker.limits.is_empty() {
+        out.extend(claim_limited(conn, worker, n, now, lease, request)?);
+    }
     Ok(out)
 }
 
@@ -114,6 +112,19 @@ fn claim_new(
         params![worker.tenant, tasks, i64::from(n)],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    claim_picked(conn, worker, picked, now, lease, request)
+}
+
+/// Claims the queue rows `picked`, `(qid, run_seq)` each, for `worker`: each run is moved with
+/// cached single-row statements (see [`claim_new`]).
+pub(super) fn claim_picked(
+    conn: &Connection,
+    worker: &WorkerRecord,
+    picked: Vec<(i64, i64)>,
+    now: DateTime<Utc>,
+    lease: Duration,
+    request: Option<&str>,
+) -> Result<Vec<Assignment>> {
     if picked.is_empty() {
         return Ok(Vec::new());
     }
@@ -327,13 +338,13 @@ impl Queue for SqliteStore {
         let worker = worker.clone();
         let request = owned(request);
         self.write(move |c| {
-            let tasks = ids_json(&worker.tasks);
             // A cheap read first: an idle poll changes nothing (it holds the write lock only for
             // that read, inside the writer's transaction).
             let resent = request.as_ref().filter(|r| r.resent).map(|r| r.id.as_str());
-            if !anything_to_claim(c, &worker, &tasks, resent)? {
+            if !anything_to_claim(c, &worker, &ids_json(&worker.tasks), resent)? {
                 return Ok(Vec::new());
             }
+            let tasks = ids_json(worker.unlimited_tasks().iter());
             claim_tx(c, &worker, &tasks, n, now, lease, request.as_ref())
         })
         .await
@@ -373,7 +384,7 @@ impl Queue for SqliteStore {
                 claim_tx(
                     c,
                     &worker,
-                    &ids_json(&worker.tasks),
+                    &ids_json(worker.unlimited_tasks().iter()),
                     n,
                     now,
                     lease,

@@ -27,13 +27,13 @@ pub(super) fn insert_runs_tx(
         .prepare_cached(
             "INSERT INTO runs (id, tenant, task, status, attempt, max_attempts, retries, priority, \
              input, owner, idempotency_key, parent_id, metadata, timeout_ms, backoff, run_at, \
-             created_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-             ?15, ?16) ON CONFLICT(id) DO NOTHING",
+             created_at, concurrency_key) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
+             ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT(id) DO NOTHING",
         )
         .db()?;
     let mut queue = conn
         .prepare_cached(
-            "INSERT INTO queue (run_seq, tenant, task, priority) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO queue (run_seq, tenant, task, priority, ckey) VALUES (?1, ?2, ?3, ?4, ?5)",
         )
         .db()?;
     let mut timer = conn
@@ -70,6 +70,7 @@ pub(super) fn insert_runs_tx(
                 serde_json::to_string(&r.backoff).unwrap_or_default(),
                 micros(r.run_at.max(now)),
                 now_us,
+                r.concurrency_key(),
             ])
             .db()?
             == 1;
@@ -79,7 +80,13 @@ pub(super) fn insert_runs_tx(
                 timer.execute(params![seq, micros(r.run_at)]).db()?;
             } else {
                 queue
-                    .execute(params![seq, r.tenant, r.task, i64::from(r.priority)])
+                    .execute(params![
+                        seq,
+                        r.tenant,
+                        r.task,
+                        i64::from(r.priority),
+                        r.concurrency_key()
+                    ])
                     .db()?;
             }
             event
@@ -172,6 +179,21 @@ impl Runs for SqliteStore {
                 EventRow::from_sqlite,
             )?;
             rows.into_iter().map(|r| r.event(id)).collect()
+        })
+        .await
+    }
+
+    async fn active_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<Vec<RunId>> {
+        let (tenant, task, key) = (tenant.to_string(), task.to_string(), key.to_string());
+        self.read(move |c| {
+            let ids: Vec<String> = all(
+                c,
+                "SELECT id FROM runs WHERE tenant = ?1 AND task = ?2 AND concurrency_key = ?3 \
+                 AND finished_at IS NULL AND status IN ('queued', 'running') ORDER BY seq",
+                params![tenant, task, key],
+                |r| r.get(0),
+            )?;
+            ids.iter().map(|i| i.parse()).collect()
         })
         .await
     }
