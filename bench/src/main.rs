@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release -p owlclaw-bench -- [--mode lite|server|postgres|postgres2|both|all]
 //!     [--tasks N] [--runs K] [--json] [--database URL] [--pg-url URL] [--skip-latency]
-//!     [--skip-timers] [--slots S] [--backlog N] [--history N]
+//!     [--skip-timers] [--slots S] [--backlog N] [--history N] [--limited K]
 //! ```
 //!
 //! See `bench/README.md` for what each figure means.
@@ -21,13 +21,14 @@ mod timers;
 
 use anyhow::{bail, Context as _, Result};
 use mode::{Mode, Modes};
-use phases::{Drain, Latency, Rate};
+use phases::{Drain, Latency, Rate, Workload};
 use std::io::Write;
 use timers::Timers;
 
 const USAGE: &str = "\
 usage: owlclaw-bench [--mode M] [--tasks N] [--runs K] [--json] [--database URL] [--pg-url URL]
                      [--skip-latency] [--skip-timers] [--slots S] [--backlog N] [--history N]
+                     [--limited K]
 
   --mode M         where the engine runs: `lite` (embedded, SQLite; the default), `server` (an engine server
                    in its own process on loopback, SQLite; worker and client in this process), `postgres`
@@ -51,6 +52,8 @@ usage: owlclaw-bench [--mode M] [--tasks N] [--runs K] [--json] [--database URL]
   --history N      also drain the --tasks runs in a fresh store already holding N finished runs
                    (put there by a bulk enqueue and a worker of 100 slots, not measured); reported
                    against the plain drain (empty store), with the ratio
+  --limited K      also drain the --tasks runs of the no-op under a concurrency limit of 5 running per key,
+                   over K keys (run i has key i % K), in a fresh store; reported against the plain drain
 ";
 
 /// Command-line options.
@@ -69,6 +72,8 @@ pub(crate) struct Args {
     pub(crate) backlog: Option<u64>,
     /// `--history N`: also drain `tasks` runs with N finished runs in the store (`scale.rs`).
     pub(crate) history: Option<u64>,
+    /// `--limited K`: also drain `tasks` runs under a concurrency limit over K keys (`scale.rs`).
+    pub(crate) limited: Option<u64>,
     /// Hidden `--child-run K`: this process is one run (run K of `runs`) of one mode for a parent
     /// measuring several modes; it reports its figures on stdout after [`FIGURES`].
     pub(crate) child_run: Option<u32>,
@@ -114,6 +119,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
         slots: phases::DEFAULT_SLOTS,
         backlog: None,
         history: None,
+        limited: None,
         child_run: None,
     };
     while let Some(arg) = argv.next() {
@@ -138,6 +144,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Option<Args>> {
             "--tasks" => args.tasks = count("--tasks", &value("--tasks")?)?,
             "--backlog" => args.backlog = Some(count("--backlog", &value("--backlog")?)?),
             "--history" => args.history = Some(count("--history", &value("--history")?)?),
+            "--limited" => args.limited = Some(count("--limited", &value("--limited")?)?),
             "--slots" => {
                 let v = value("--slots")?;
                 args.slots = v.parse().with_context(|| format!("--slots {v:?}"))?;
@@ -187,6 +194,9 @@ pub(crate) struct Figures {
     /// `--history N`.
     #[serde(default)]
     pub(crate) history: Option<scale::History>,
+    /// `--limited K`.
+    #[serde(default)]
+    pub(crate) limited: Option<scale::Limited>,
 }
 
 /// Where progress goes: stdout, or stderr under `--json` (stdout then holds the JSON only).
@@ -237,8 +247,14 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
         enqueue_bulk.elapsed.as_secs_f64(),
         enqueue_bulk.per_s()
     ));
-    let (drain, workers) =
-        phases::drain(&target, args.tasks, args.slots, before + args.tasks).await?;
+    let (drain, workers) = phases::drain(
+        &target,
+        args.tasks,
+        args.slots,
+        before + args.tasks,
+        Workload::Plain,
+    )
+    .await?;
     let cpu =
         match (drain.cpu_worker_s, drain.cpu_engine_s, drain.cpu_postgres_s) {
             (Some(w), None, _) => format!("; CPU {w:.2}s"),
@@ -374,6 +390,28 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
             Some(h)
         }
     };
+    let limited = match args.limited {
+        None => None,
+        Some(keys) => {
+            let l = scale::limited(mode, pg_url, args.tasks, keys, args.slots).await?;
+            say(format!(
+                "limited: {} jobs over {keys} keys, at most {} running per key, enqueued in bulk \
+                 at {:.0}/s, drained in {:.3}s = {:.0}/s ({:.2} x the plain drain; {} succeeded \
+                 runs verified in the store)",
+                args.tasks,
+                phases::LIMIT_PER_KEY,
+                l.enqueue.per_s(),
+                l.drain.rate.elapsed.as_secs_f64(),
+                l.drain.rate.per_s(),
+                l.drain.rate.per_s() / plain,
+                args.tasks,
+            ));
+            if let Some(cost) = &l.drain.cost {
+                say(format!("limited {}", cost.per_run().line(lite)));
+            }
+            Some(l)
+        }
+    };
 
     let timers = if args.skip_timers {
         None
@@ -390,6 +428,7 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
         timers,
         backlog,
         history,
+        limited,
     })
 }
 
@@ -428,6 +467,9 @@ async fn run_in_child(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
     }
     if let Some(n) = args.history {
         cmd.arg("--history").arg(n.to_string());
+    }
+    if let Some(n) = args.limited {
+        cmd.arg("--limited").arg(n.to_string());
     }
     let mut child = cmd
         .stdin(std::process::Stdio::null())

@@ -72,6 +72,64 @@ async fn noop(_ctx: Context, job: Job) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs of one key of [`limited`] that may run at once.
+pub(crate) const LIMIT_PER_KEY: u32 = 5;
+
+/// [`Job`] with a concurrency key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct KeyedJob {
+    i: u64,
+    t: u64,
+    k: String,
+}
+
+/// The no-op under a concurrency limit: at most [`LIMIT_PER_KEY`] runs per key `k` at once.
+#[owlclaw::task(name = "bench-limited", concurrency = 5, concurrency_key = "k")]
+async fn limited(_ctx: Context, _job: KeyedJob) -> anyhow::Result<()> {
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Which task a drain runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Workload {
+    /// The protocol's no-op.
+    Plain,
+    /// The no-op under a concurrency limit of [`LIMIT_PER_KEY`] per key.
+    Limited,
+}
+
+/// `jobs` runs of [`limited`] over `keys` keys (run `i` has key `i % keys`), enqueued in bulk
+/// as [`enqueue_bulk`] does.
+pub(crate) async fn enqueue_bulk_limited(client: &Client, jobs: u64, keys: u64) -> Result<Rate> {
+    let t0 = Instant::now();
+    let mut next = 0;
+    while next < jobs {
+        let end = (next + BULK_CHUNK).min(jobs);
+        let batch = (next..end).map(|i| KeyedJob {
+            i,
+            t: now_us(),
+            k: format!("key-{}", i % keys),
+        });
+        let handles = client
+            .enqueue_bulk::<limited>(batch)
+            .await
+            .context("enqueue_bulk (limited)")?;
+        if handles.len() as u64 != end - next {
+            bail!(
+                "enqueue_bulk of {} jobs returned {} runs",
+                end - next,
+                handles.len()
+            );
+        }
+        next = end;
+    }
+    Ok(Rate {
+        count: jobs,
+        elapsed: t0.elapsed(),
+    })
+}
+
 /// `count` jobs in `elapsed`.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub(crate) struct Rate {
@@ -256,6 +314,7 @@ pub(crate) fn split_slots(slots: u32, workers: usize) -> Vec<u32> {
 pub(crate) async fn start_drain_workers(
     target: &Target,
     slots: u32,
+    workload: Workload,
 ) -> Result<Vec<owlclaw::Worker>> {
     let clients = &target.worker_clients;
     let shares = split_slots(slots, clients.len());
@@ -266,15 +325,12 @@ pub(crate) async fn start_drain_workers(
         } else {
             "owlclaw-bench".to_string()
         };
-        workers.push(
-            client
-                .worker(name)
-                .slots(share)
-                .task::<noop>()
-                .start()
-                .await
-                .context("starting the worker")?,
-        );
+        let worker = client.worker(name).slots(share);
+        let worker = match workload {
+            Workload::Plain => worker.task::<noop>(),
+            Workload::Limited => worker.task::<limited>(),
+        };
+        workers.push(worker.start().await.context("starting the worker")?);
     }
     Ok(workers)
 }
@@ -326,6 +382,7 @@ pub(crate) async fn drain(
     jobs: u64,
     slots: u32,
     expect_succeeded: u64,
+    workload: Workload,
 ) -> Result<(Drain, Vec<owlclaw::Worker>)> {
     let client = &target.client;
     let base = STARTED.load(Ordering::Relaxed);
@@ -335,7 +392,7 @@ pub(crate) async fn drain(
     };
     let before = mark(target, true).await;
     let t0 = Instant::now();
-    let workers = start_drain_workers(target, slots).await?;
+    let workers = start_drain_workers(target, slots, workload).await?;
     wait_started(base + jobs as usize, "drain").await?;
     let bodies = t0.elapsed();
     // The N-th body start is not the N-th completion: the last completions are still being

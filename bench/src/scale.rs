@@ -7,10 +7,14 @@
 //!   worker of [`FILL_SLOTS`] slots, not measured: every run is a real one that went through
 //!   the engine (events, leases, indexes) — then the protocol's drain of `--tasks` runs.
 //!
-//! Both are reported against the plain drain of the same run (a fresh, empty store).
+//! - `--limited K`: the `--tasks` runs of the no-op under a concurrency limit of
+//!   [`phases::LIMIT_PER_KEY`] per key, over K keys, enqueued in bulk and drained as the
+//!   protocol's drain is: what the limited claim path costs.
+//!
+//! Each is reported against the plain drain of the same run (a fresh, empty store).
 
 use crate::mode::Mode;
-use crate::phases::{self, Drain, Rate};
+use crate::phases::{self, Drain, Rate, Workload};
 use anyhow::{Context as _, Result};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -41,6 +45,44 @@ pub(crate) struct History {
     pub(crate) drain: Drain,
 }
 
+/// `--limited K`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Limited {
+    /// Concurrency keys.
+    pub(crate) keys: u64,
+    /// The bulk enqueue of the runs.
+    pub(crate) enqueue: Rate,
+    /// Their drain.
+    pub(crate) drain: Drain,
+}
+
+/// `--limited keys`: a fresh store, `tasks` runs of the limited no-op over `keys` keys enqueued
+/// in bulk, then drained by one worker of `slots` slots.
+pub(crate) async fn limited(
+    mode: Mode,
+    pg_url: &str,
+    tasks: u64,
+    keys: u64,
+    slots: u32,
+) -> Result<Limited> {
+    let target = mode.open(None, "limited", pg_url).await?;
+    let enqueue = phases::enqueue_bulk_limited(&target.client, tasks, keys)
+        .await
+        .context("limited")?;
+    let (drain, workers) = phases::drain(&target, tasks, slots, tasks, Workload::Limited)
+        .await
+        .context("limited")?;
+    for worker in workers {
+        worker.shutdown().await.context("stopping the worker")?;
+    }
+    target.close().await?;
+    Ok(Limited {
+        keys,
+        enqueue,
+        drain,
+    })
+}
+
 /// `--backlog runs`: a fresh store, `runs` enqueued in bulk, then drained by one worker of
 /// `slots` slots (as the protocol's drain, verification included).
 pub(crate) async fn backlog(mode: Mode, pg_url: &str, runs: u64, slots: u32) -> Result<Backlog> {
@@ -48,7 +90,7 @@ pub(crate) async fn backlog(mode: Mode, pg_url: &str, runs: u64, slots: u32) -> 
     let enqueue = phases::enqueue_bulk(&target.client, runs)
         .await
         .context("backlog")?;
-    let (drain, workers) = phases::drain(&target, runs, slots, runs)
+    let (drain, workers) = phases::drain(&target, runs, slots, runs, Workload::Plain)
         .await
         .context("backlog")?;
     for worker in workers {
@@ -73,7 +115,7 @@ pub(crate) async fn history(
         .await
         .context("history")?;
     let base = phases::started();
-    let workers = phases::start_drain_workers(&target, FILL_SLOTS).await?;
+    let workers = phases::start_drain_workers(&target, FILL_SLOTS, Workload::Plain).await?;
     phases::wait_started(base + finished as usize, "history").await?;
     phases::wait_terminal(&target.client, "history").await?;
     for worker in workers {
@@ -83,7 +125,7 @@ pub(crate) async fn history(
     let enqueue_bulk = phases::enqueue_bulk(&target.client, tasks)
         .await
         .context("history")?;
-    let (drain, workers) = phases::drain(&target, tasks, slots, finished + tasks)
+    let (drain, workers) = phases::drain(&target, tasks, slots, finished + tasks, Workload::Plain)
         .await
         .context("history")?;
     for worker in workers {

@@ -449,7 +449,8 @@ async fn under_load(target: &Target) -> Result<(Option<Lateness>, Option<Latenes
     schedule_delayed(client, LOAD_DELAYED_FROM_MS, LOAD_DELAYED_TO_MS).await?;
     let base = phases::started();
     let t0 = Instant::now();
-    let workers = phases::start_drain_workers(target, phases::DEFAULT_SLOTS).await?;
+    let workers =
+        phases::start_drain_workers(target, phases::DEFAULT_SLOTS, phases::Workload::Plain).await?;
     phases::wait_started(base + LOAD_JOBS as usize, "drain under load").await?;
     let load = Rate {
         count: LOAD_JOBS,

@@ -93,14 +93,13 @@ fn scale_run_json(n: u64, enqueue: &crate::phases::Rate, drain: &crate::phases::
     })
 }
 
-/// Adds `backlog` and `history` to `out` when they were measured (the keys are absent
-/// otherwise, so the default output is unchanged).
-fn add_scale(out: &mut Value, backlog: Option<Value>, history: Option<Value>) {
-    if let Some(b) = backlog {
-        out["backlog"] = b;
-    }
-    if let Some(h) = history {
-        out["history"] = h;
+/// Adds `backlog`, `history` and `limited` to `out` when they were measured (the keys are
+/// absent otherwise, so the default output is unchanged).
+fn add_scale(out: &mut Value, scale: [(&str, Option<Value>); 3]) {
+    for (key, value) in scale {
+        if let Some(v) = value {
+            out[key] = v;
+        }
     }
 }
 
@@ -135,14 +134,28 @@ pub(super) fn run_json(r: &Figures) -> Value {
     });
     add_scale(
         &mut out,
-        r.backlog
-            .as_ref()
-            .map(|b| scale_run_json(b.drain.rate.count, &b.enqueue, &b.drain)),
-        r.history.as_ref().map(|h| {
-            let mut v = scale_run_json(h.finished, &h.enqueue_bulk, &h.drain);
-            v["fill_s"] = round3(Some(h.fill.as_secs_f64()));
-            v
-        }),
+        [
+            (
+                "backlog",
+                r.backlog
+                    .as_ref()
+                    .map(|b| scale_run_json(b.drain.rate.count, &b.enqueue, &b.drain)),
+            ),
+            (
+                "history",
+                r.history.as_ref().map(|h| {
+                    let mut v = scale_run_json(h.finished, &h.enqueue_bulk, &h.drain);
+                    v["fill_s"] = round3(Some(h.fill.as_secs_f64()));
+                    v
+                }),
+            ),
+            (
+                "limited",
+                r.limited
+                    .as_ref()
+                    .map(|l| scale_run_json(l.keys, &l.enqueue, &l.drain)),
+            ),
+        ],
     );
     out
 }
@@ -193,8 +206,11 @@ pub(super) fn mode_json(args: &Args, mode: Mode, runs: &[Figures]) -> Value {
     });
     add_scale(
         &mut out,
-        s.backlog.as_ref().map(scale_json),
-        s.history.as_ref().map(scale_json),
+        [
+            ("backlog", s.backlog.as_ref().map(scale_json)),
+            ("history", s.history.as_ref().map(scale_json)),
+            ("limited", s.limited.as_ref().map(scale_json)),
+        ],
     );
     out
 }

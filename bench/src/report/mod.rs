@@ -121,6 +121,21 @@ fn scale_lines(args: &Args, mode: Mode, s: &Summary) -> Vec<String> {
             lines.push(format!("history {}", c.line(mode == Mode::Lite)));
         }
     }
+    if let Some(l) = &s.limited {
+        lines.push(format!(
+            "limited: drain of {} runs under a limit of {} running per key over {} keys: {:.0} \
+             tasks/s: {:.2} x the plain drain (ratio of the medians; per run: {})",
+            args.tasks,
+            crate::phases::LIMIT_PER_KEY,
+            l.n,
+            l.drain,
+            l.ratio,
+            per_run(&l.ratio_per_run)
+        ));
+        if let Some(c) = &l.cost {
+            lines.push(format!("limited {}", c.line(mode == Mode::Lite)));
+        }
+    }
     lines
 }
 
@@ -482,6 +497,11 @@ pub(crate) fn report(args: &Args, results: &[(Mode, Vec<Figures>)]) {
         |s| s.history.as_ref(),
         &|n| format!("drain, {n} done (jobs/s)"),
         "  with history / plain",
+    ));
+    lines.extend(scale_rows(
+        |s| s.limited.as_ref(),
+        &|n| format!("limited, {n} keys (jobs/s)"),
+        "  limited / plain drain",
     ));
     if summaries.iter().any(|(_, s)| s.timers.is_some()) {
         lines.extend([

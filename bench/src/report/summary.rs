@@ -91,6 +91,8 @@ pub(super) struct Summary {
     pub(super) backlog: Option<ScaleSummary>,
     /// `--history N` (`n` = N finished runs; the drain is of `--tasks` runs).
     pub(super) history: Option<ScaleSummary>,
+    /// `--limited K` (`n` = K keys; the drain is of `--tasks` runs).
+    pub(super) limited: Option<ScaleSummary>,
 }
 
 /// One scale phase of one mode, against the plain drain of the same runs.
@@ -212,6 +214,10 @@ pub(super) fn summarize(runs: &[Figures]) -> Summary {
         history: scale(runs, drain, |r| {
             let h = r.history.as_ref()?;
             Some((h.finished, h.enqueue_bulk, &h.drain))
+        }),
+        limited: scale(runs, drain, |r| {
+            let l = r.limited.as_ref()?;
+            Some((l.keys, l.enqueue, &l.drain))
         }),
     }
 }

@@ -20,6 +20,7 @@ fn summary(drain: f64, timers: Option<TimerSummary>) -> Summary {
         durations: Value::Null,
         backlog: None,
         history: None,
+        limited: None,
     }
 }
 
@@ -126,6 +127,7 @@ fn figures(plain_s: f64, backlog_s: Option<f64>) -> Figures {
             drain: drain(100_000, s),
         }),
         history: None,
+        limited: None,
     }
 }
 
@@ -156,6 +158,34 @@ fn backlog_is_reported_against_the_plain_drain_of_the_same_runs() {
 }
 
 #[test]
+fn a_limited_drain_is_reported_against_the_plain_drain_of_the_same_runs() {
+    // Plain drains 10,000/s and 20,000/s (median 15,000); limited 8,000/s and 16,000/s.
+    let mut runs = [figures(2.0, None), figures(1.0, None)];
+    for (r, s) in runs.iter_mut().zip([2.5, 1.25]) {
+        r.limited = Some(crate::scale::Limited {
+            keys: 100,
+            enqueue: r.enqueue_bulk,
+            drain: drain(20_000, s),
+        });
+    }
+    let s = summarize(&runs);
+    let l = s.limited.clone().unwrap();
+    assert_eq!((l.n, l.drain, l.ratio), (100, 12_000.0, 0.8));
+    assert_eq!(l.ratio_per_run, [0.8, 0.8]);
+    let a = args(&["--limited", "100"]);
+    assert_eq!(
+        scale_lines(&a, Mode::Lite, &s),
+        [
+            "limited: drain of 20000 runs under a limit of 5 running per key over 100 keys: 12000 \
+          tasks/s: 0.80 x the plain drain (ratio of the medians; per run: 0.80, 0.80)"
+        ]
+    );
+    let out = mode_json(&a, Mode::Lite, &runs);
+    assert_eq!(out["limited"]["ratio_to_drain"], json!(0.8));
+    assert_eq!(out["per_run"][0]["limited"]["drain"], json!(8_000));
+}
+
+#[test]
 fn without_scale_flags_the_output_has_no_scale_lines_or_keys() {
     let runs = [figures(2.0, None)];
     let a = args(&[]);
@@ -163,6 +193,7 @@ fn without_scale_flags_the_output_has_no_scale_lines_or_keys() {
     assert!(scale_lines(&a, Mode::Lite, &s).is_empty());
     let out = mode_json(&a, Mode::Lite, &runs);
     assert!(out.get("backlog").is_none() && out.get("history").is_none());
+    assert!(out.get("limited").is_none());
     assert!(out["per_run"][0].get("backlog").is_none());
     assert_eq!(out["cost_per_run"], Value::Null);
 }

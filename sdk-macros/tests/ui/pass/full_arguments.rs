@@ -19,6 +19,9 @@ pub struct Email {
     backoff_max = "1m",
     requires = "smtp, region = eu",
     on_event = "user.signed-up",
+    concurrency = 3,
+    concurrency_key = "to",
+    concurrency_strategy = "cancel_in_progress",
 )]
 pub async fn send_email(_ctx: Context, input: Email) -> anyhow::Result<String> {
     Ok(format!("sent to {}", input.to))
@@ -68,6 +71,9 @@ fn main() {
             timezone: None,
             requires: &["smtp", "region=eu"],
             on_event: Some("user.signed-up"),
+            concurrency: 3,
+            concurrency_key: Some("to"),
+            concurrency_strategy: "cancel_in_progress",
         }
     );
     assert_eq!(fan_out::SPEC, TaskSpec { name: "fan_out", ..TaskSpec::DEFAULT });
