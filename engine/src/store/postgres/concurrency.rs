@@ -36,8 +36,10 @@ impl PostgresStore {
                 .execute(&mut *tx)
                 .await?;
             let running: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT r.concurrency_key, count(*) FROM leases l JOIN runs r ON r.seq = l.run_seq \
-                 WHERE r.tenant = $1 AND r.task = $2 AND r.concurrency_key IS NOT NULL GROUP BY 1",
+                // The few leases first, then their runs by key: never a scan of the task's runs.
+                "SELECT r.concurrency_key, count(*) FROM runs r \
+                 WHERE r.seq = ANY(ARRAY(SELECT run_seq FROM leases)) AND r.tenant = $1 \
+                 AND r.task = $2 AND r.concurrency_key IS NOT NULL GROUP BY 1",
             )
             .bind(&worker.tenant)
             .bind(task)

@@ -109,8 +109,8 @@ pub(super) const REPORT_AND_RECLAIM: &str = report_and_claim!(
 /// claims of tasks with a concurrency limit), up to `$3`.
 pub(super) const CLAIM_PICKED: &str = report_and_claim!(
     "",
-    "SELECT qid, run_seq FROM queue WHERE tenant = $1 AND qid = ANY($14) AND task = ANY($2)
-    ORDER BY priority DESC, qid LIMIT $3 FOR UPDATE SKIP LOCKED",
+    "SELECT qid, run_seq FROM queue WHERE qid = ANY($14) AND tenant = $1 AND task = ANY($2)
+    LIMIT $3 FOR UPDATE SKIP LOCKED",
     "SELECT 1 AS part, priority, qid AS ord, seq, id, task, input, attempt, max_attempts,
         timeout_ms, parent_id, run_at FROM claimed"
 );
@@ -150,7 +150,10 @@ pub(super) async fn report_and_claim(
         Pick::Tasks(tasks) => (tasks, None),
         Pick::Rows(tasks, qids) => (tasks, Some(qids)),
     };
-    let n = if tasks.is_empty() { 0 } else { n };
+    // No task to pick from: no claim (a scan for nothing), but a resent request still gets its
+    // runs back.
+    let resent = request.is_some_and(|r| r.resent);
+    let n = if tasks.is_empty() && !resent { 0 } else { n };
     if ids.is_empty() && n == 0 {
         return Ok((0, Vec::new(), Vec::new()));
     }

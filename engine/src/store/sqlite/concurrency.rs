@@ -22,7 +22,8 @@ pub(super) fn claim_limited(
         }
         let running = all(
             conn,
-            "SELECT r.concurrency_key, count(*) FROM leases l JOIN runs r ON r.seq = l.run_seq \
+            // `CROSS JOIN`: the few leases drive the loop, never the task's runs.
+            "SELECT r.concurrency_key, count(*) FROM leases l CROSS JOIN runs r ON r.seq = l.run_seq \
              WHERE r.tenant = ?1 AND r.task = ?2 AND r.concurrency_key IS NOT NULL GROUP BY 1",
             params![worker.tenant, task],
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),

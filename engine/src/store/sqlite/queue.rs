@@ -42,7 +42,10 @@ fn claim_tx(
         return Ok(out);
     }
     let request = request.map(|r| r.id.as_str());
-    out.extend(claim_new(conn, worker, tasks, n, now, lease, request)?);
+    // No unlimited task (`[]`): no claim, which would scan the tenant's queue for nothing.
+    if tasks != "[]" {
+        out.extend(claim_new(conn, worker, tasks, n, now, lease, request)?);
+    }
     let n = n.saturating_sub(out.len() as u32);
     if n > 0 && !worker.limits.is_empty() {
         out.extend(claim_limited(conn, worker, n, now, lease, request)?);

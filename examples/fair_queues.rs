@@ -1,0 +1,113 @@
+//! Fair queues, in lite mode: a report task limited to 2 runs at once per customer. A big
+//! customer queues 200 reports, then a small one queues 3: the small customer's reports start
+//! among the first, because the keys take turns, and no customer ever has more than 2 running.
+//!
+//! ```text
+//! cargo run --example fair_queues
+//! ```
+//!
+//! The runs are kept in `.owlclaw/fair_queues.db`.
+
+use owlclaw::{task, Client, Config, Context, Mode};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Report {
+    customer: String,
+    n: u32,
+}
+
+/// Per customer: how many reports run now, the most at once, and the start order of all.
+#[derive(Default)]
+struct Seen {
+    running: HashMap<String, u32>,
+    most: HashMap<String, u32>,
+    started: Vec<String>,
+}
+
+fn seen() -> &'static Mutex<Seen> {
+    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
+    SEEN.get_or_init(Default::default)
+}
+
+/// At most 2 reports of one customer at once, whatever the worker's slots.
+#[task(concurrency = 2, concurrency_key = "customer", retries = 2)]
+async fn build_report(_ctx: Context, report: Report) -> anyhow::Result<String> {
+    {
+        let mut s = seen().lock().unwrap();
+        let now = s.running.entry(report.customer.clone()).or_default();
+        *now += 1;
+        let now = *now;
+        let most = s.most.entry(report.customer.clone()).or_default();
+        *most = (*most).max(now);
+        s.started.push(report.customer.clone());
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    *seen()
+        .lock()
+        .unwrap()
+        .running
+        .get_mut(&report.customer)
+        .unwrap() -= 1;
+    Ok(format!("report {} of {}", report.n, report.customer))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "owlclaw=warn".into()),
+        )
+        .init();
+    let mut config = Config::from_env()?;
+    if config.mode == Mode::Lite && std::env::var_os("OWLCLAW_DATABASE_URL").is_none() {
+        config.database_url = "sqlite://.owlclaw/fair_queues.db".into();
+    }
+    let client = Client::connect(config).await?;
+    let report = |customer: &str, n| Report {
+        customer: customer.into(),
+        n,
+    };
+    let mut runs = client
+        .enqueue_bulk::<build_report>((0..200).map(|n| report("big-corp", n)))
+        .await?;
+    runs.extend(
+        client
+            .enqueue_bulk::<build_report>((0..3).map(|n| report("small-shop", n)))
+            .await?,
+    );
+    println!("queued 200 reports of big-corp, then 3 of small-shop");
+    // Eight slots: without the limit, big-corp's reports would take all of them first.
+    let worker = client
+        .worker("fair-queues-example")
+        .task::<build_report>()
+        .slots(8)
+        .start()
+        .await?;
+    for run in &runs {
+        run.result_timeout(Duration::from_secs(60)).await?;
+    }
+    let s = seen().lock().unwrap();
+    let first_small = s.started.iter().position(|c| c == "small-shop");
+    println!(
+        "small-shop's first report started as report #{} of {}",
+        first_small.map_or(0, |i| i + 1),
+        s.started.len()
+    );
+    for customer in ["big-corp", "small-shop"] {
+        println!(
+            "{customer:<10} most reports at once: {} (limit 2)",
+            s.most.get(customer).copied().unwrap_or(0)
+        );
+    }
+    anyhow::ensure!(first_small.is_some_and(|i| i < 4), "small-shop waited");
+    anyhow::ensure!(s.most.values().all(|m| *m <= 2), "a limit was exceeded");
+    drop(s);
+    worker.shutdown().await?;
+    client.disconnect().await?;
+    Ok(())
+}
