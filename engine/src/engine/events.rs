@@ -11,7 +11,8 @@ use owlclaw_core::{Error, Result, RunId};
 
 impl Engine {
     /// Stores `event` for `tenant`, starts a run of each task whose `on_event` is its key and
-    /// ends the durable waits it matches, all in one transaction. A second push of the same id stores and starts nothing.
+    /// ends the durable waits it matches, all in one transaction. A second push of the same id
+    /// stores and starts nothing.
     pub async fn push_event(&self, tenant: &str, event: PushEvent) -> Result<PushedEvent> {
         taskdef::validate_event_key(&event.key).map_err(|e| Error::invalid_input("key", e))?;
         let len = serde_json::to_string(&event.payload).map_or(0, |s| s.len());

@@ -81,9 +81,7 @@ impl NewRun {
     pub fn concurrency_key(&self) -> Option<&str> {
         self.concurrency.as_ref().map(|(_, k)| k.as_str())
     }
-}
 
-impl NewRun {
     /// The snapshot of the run this inserts, as it is right after the insert.
     pub fn snapshot(&self, status: owlclaw_core::RunStatus, now: DateTime<Utc>) -> RunSnapshot {
         RunSnapshot {

@@ -344,10 +344,16 @@ impl Queue for SqliteStore {
             // A cheap read first: an idle poll changes nothing (it holds the write lock only for
             // that read, inside the writer's transaction).
             let resent = request.as_ref().filter(|r| r.resent).map(|r| r.id.as_str());
-            if !anything_to_claim(c, &worker, &ids_json(&worker.tasks), resent)? {
+            let all = ids_json(&worker.tasks);
+            if !anything_to_claim(c, &worker, &all, resent)? {
                 return Ok(Vec::new());
             }
-            let tasks = ids_json(worker.unlimited_tasks().iter());
+            // Without limits (the usual case) the tasks claimed in queue order are all of them.
+            let tasks = if worker.limits.is_empty() {
+                all
+            } else {
+                ids_json(worker.unlimited_tasks().iter())
+            };
             claim_tx(c, &worker, &tasks, n, now, lease, request.as_ref())
         })
         .await
