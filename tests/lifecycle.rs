@@ -1,7 +1,7 @@
 //! The run life cycle in lite mode, end to end: a real SQLite file, a real embedded engine and
 //! real workers.
 
-use owlclaw::{task, Context, Error, ListFilter, RunStatus};
+use owlclaw::{task, Context, DateTime, Error, ListFilter, RunHandle, RunStatus, Utc};
 use owlclaw_tests::{both_backends, eventually, finished, TestEnv, HEARTBEAT};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -1399,7 +1399,132 @@ async fn cancel_strategies_cancel_the_newest_or_the_oldest_run_of_a_full_key(env
     worker.shutdown().await.unwrap();
 }
 
+/// Spends one unit of `test.api` per attempt.
+#[task(rate_limit = "test.api")]
+async fn calls_api(_ctx: Context, n: u32) -> anyhow::Result<u32> {
+    Ok(n)
+}
+
+/// Spends two units of `test.per_customer` per attempt, from its customer's bucket.
+#[task(
+    rate_limit = "test.per_customer",
+    rate_limit_units = 2,
+    rate_limit_key = "customer"
+)]
+async fn calls_api_per_customer(_ctx: Context, job: CustomerJob) -> anyhow::Result<String> {
+    Ok(job.customer)
+}
+
+/// When each run started, sorted; every run succeeded at its first attempt.
+async fn starts<O: serde::de::DeserializeOwned>(
+    client: &owlclaw::Client,
+    runs: &[RunHandle<O>],
+) -> Vec<DateTime<Utc>> {
+    let mut starts = Vec::with_capacity(runs.len());
+    for run in runs {
+        let snap = client
+            .wait(run.id(), Duration::from_secs(120))
+            .await
+            .unwrap();
+        assert_eq!(
+            (snap.status, snap.attempt),
+            (RunStatus::Succeeded, 1),
+            "a run over the limit waits: it does not fail or spend an attempt"
+        );
+        starts.push(snap.started_at.unwrap());
+    }
+    starts.sort();
+    starts
+}
+
+fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from).num_microseconds().unwrap() as f64 / 1e6
+}
+
+/// A rate limit of 50 per second over 500 runs: a burst of 50, then 50 a second, so the last run
+/// starts about 9 s after the first, and no second ever holds more than the burst and a
+/// second's worth. None fails, none spends an attempt waiting.
+async fn a_rate_limit_of_50_per_second_spreads_500_runs_over_about_10_seconds(env: TestEnv) {
+    let client = env.client().await;
+    let limit = client
+        .set_rate_limit("test.api", 50, Duration::from_secs(1))
+        .await
+        .unwrap();
+    assert_eq!((limit.limit, limit.per), (50, Duration::from_secs(1)));
+    assert_eq!(client.rate_limits().await.unwrap(), vec![limit]);
+    let runs = client.enqueue_bulk::<calls_api>(0..500).await.unwrap();
+    let worker = client
+        .worker("w")
+        .task::<calls_api>()
+        .slots(10)
+        .start()
+        .await
+        .unwrap();
+    let starts = starts(&client, &runs).await;
+    let span = seconds(starts[0], starts[499]);
+    assert!(span >= 8.5, "500 runs at 50/s started within {span:.2} s");
+    assert!(span < 60.0, "500 runs at 50/s took {span:.2} s");
+    // Any one second: at most the burst (50) and what a second gives back (50).
+    for (i, first) in starts.iter().enumerate() {
+        let within = starts[i..]
+            .iter()
+            .take_while(|t| seconds(*first, **t) < 1.0)
+            .count();
+        assert!(within <= 101, "{within} runs started within 1 s of {first}");
+    }
+    worker.shutdown().await.unwrap();
+}
+
+/// A rate limit with a key keeps one bucket per key, and a task spends its units per attempt:
+/// 10 units a second at 2 a run is 5 runs a second for each customer, both at once. Runs of a
+/// rate limit not defined yet wait for it; defining it starts them.
+async fn a_rate_limit_key_gives_each_key_its_own_bucket(env: TestEnv) {
+    let client = env.client().await;
+    let job = |customer: &str| CustomerJob {
+        key: "rated".into(),
+        customer: customer.into(),
+    };
+    let runs = client
+        .enqueue_bulk::<calls_api_per_customer>(
+            (0..50).map(|i| job(if i % 2 == 0 { "a" } else { "b" })),
+        )
+        .await
+        .unwrap();
+    let worker = client
+        .worker("w")
+        .task::<calls_api_per_customer>()
+        .slots(10)
+        .start()
+        .await
+        .unwrap();
+    // No limit of that name yet: the worker claims nothing.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(runs[0].status().await.unwrap(), RunStatus::Queued);
+    client
+        .set_rate_limit("test.per_customer", 10, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let (a, b): (Vec<_>, Vec<_>) = runs.into_iter().enumerate().partition(|(i, _)| i % 2 == 0);
+    let strip =
+        |v: Vec<(usize, RunHandle<String>)>| v.into_iter().map(|(_, r)| r).collect::<Vec<_>>();
+    let (a, b) = (
+        starts(&client, &strip(a)).await,
+        starts(&client, &strip(b)).await,
+    );
+    for (customer, starts) in [("a", &a), ("b", &b)] {
+        // 25 runs: a burst of 5, then 5 a second: the last starts 4 s after the first.
+        let span = seconds(starts[0], starts[24]);
+        assert!(span >= 3.6, "{customer}: 25 runs at 5/s within {span:.2} s");
+    }
+    // One bucket for both would take (50 - 5) / 2.5 = 18 s.
+    let all = seconds(a[0].min(b[0]), a[24].max(b[24]));
+    assert!(all < 11.0, "both customers at once took {all:.2} s");
+    worker.shutdown().await.unwrap();
+}
+
 both_backends!(
+    a_rate_limit_of_50_per_second_spreads_500_runs_over_about_10_seconds,
+    a_rate_limit_key_gives_each_key_its_own_bucket,
     a_concurrency_key_limits_each_key_and_keys_take_turns,
     cancel_strategies_cancel_the_newest_or_the_oldest_run_of_a_full_key,
     a_non_retryable_error_fails_the_run_at_once_and_its_event_says_so,

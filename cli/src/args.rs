@@ -105,6 +105,10 @@ pub(crate) enum Command {
     /// Push events: each starts one run of every task with `on_event` set to its key.
     #[command(subcommand)]
     Event(EventCommand),
+    /// Rate limits: named budgets of units per period that tasks spend
+    /// (`#[task(rate_limit = "stripe")]`), one bucket per key.
+    #[command(subcommand)]
+    Ratelimit(RatelimitCommand),
     /// Create the database if needed and apply the migrations (a store only, not a server).
     Migrate,
     /// Run an engine server: the HTTP API of workers and clients, on a store.
@@ -186,6 +190,29 @@ pub(crate) struct EventPush {
     /// The event's id: a second push with the same id starts nothing (default: a new UUID).
     #[arg(long, value_name = "ID")]
     pub(crate) id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RatelimitCommand {
+    /// Create a rate limit, or change the one of that name: LIMIT units per PER, per key.
+    Set(RatelimitSet),
+    /// List the rate limits.
+    List,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RatelimitSet {
+    /// Its name, e.g. `stripe`.
+    #[arg(value_name = "NAME")]
+    pub(crate) name: String,
+
+    /// Units granted per period: 1 to 1000000.
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: u32,
+
+    /// The period, e.g. `1s`, `1m`: 1ms to 1d.
+    #[arg(long, value_name = "DURATION", value_parser = parse_human_duration)]
+    pub(crate) per: Duration,
 }
 
 #[derive(Debug, Subcommand)]

@@ -102,7 +102,7 @@ mod render;
 mod serve;
 mod target;
 
-use args::{Cli, Command, EventCommand, List, Submit, Token};
+use args::{Cli, Command, EventCommand, List, RatelimitCommand, Submit, Token};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use failure::{Failure, EXIT_USAGE};
@@ -344,6 +344,26 @@ async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Fai
                 push_json(out, &pushed)
             } else {
                 out.push_str(&render::pushed_event(&pushed));
+                Ok(())
+            }
+        }
+        Command::Ratelimit(RatelimitCommand::Set(args)) => {
+            let limit = client
+                .set_rate_limit(&args.name, args.limit, args.per)
+                .await?;
+            if json {
+                push_json(out, &limit)
+            } else {
+                out.push_str(&render::rate_limits(std::slice::from_ref(&limit)));
+                Ok(())
+            }
+        }
+        Command::Ratelimit(RatelimitCommand::List) => {
+            let limits = client.rate_limits().await?;
+            if json {
+                push_json(out, &limits)
+            } else {
+                out.push_str(&render::rate_limits(&limits));
                 Ok(())
             }
         }

@@ -2,7 +2,7 @@
 //! second; a missing value is `-`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use owlclaw::{CronSchedule, PushedEvent, RunEvent, RunPage, RunSnapshot, WorkerInfo};
+use owlclaw::{CronSchedule, PushedEvent, RateLimit, RunEvent, RunPage, RunSnapshot, WorkerInfo};
 use owlclaw_core::duration::format_duration;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -135,6 +135,15 @@ pub(crate) fn crons(crons: &[CronSchedule]) -> String {
         &["ID", "TASK", "EXPR", "TIMEZONE", "NEXT TICK", "LAST TICK"],
         &rows,
     )
+}
+
+/// `ratelimit list`: NAME, LIMIT, PER.
+pub(crate) fn rate_limits(limits: &[RateLimit]) -> String {
+    let rows: Vec<Vec<String>> = limits
+        .iter()
+        .map(|l| vec![l.name.clone(), l.limit.to_string(), format_duration(l.per)])
+        .collect();
+    table(&["NAME", "LIMIT", "PER"], &rows)
 }
 
 /// `workers`: ID, NAME, SLOTS, HELD, STARTED, LAST HEARTBEAT, TASKS, LABELS (`key=value,...`).

@@ -50,7 +50,7 @@ async fn call(
     (status, body)
 }
 
-/// What the tenant has stored: its runs (with their status), crons and workers.
+/// What the tenant has stored: its runs (with their status), crons, workers and rate limits.
 async fn stored(engine: &Engine) -> Value {
     let runs = engine
         .list_runs(TENANT, Default::default())
@@ -68,7 +68,8 @@ async fn stored(engine: &Engine) -> Value {
         .into_iter()
         .map(|w| w.id)
         .collect::<Vec<_>>();
-    json!({"runs": runs, "crons": crons, "workers": workers})
+    let rate_limits = engine.rate_limits(TENANT).await.unwrap();
+    json!({"runs": runs, "crons": crons, "workers": workers, "rate_limits": rate_limits})
 }
 
 fn fill(text: &str, vars: &[(&str, &str)]) -> String {

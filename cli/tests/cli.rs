@@ -545,6 +545,43 @@ fn crons_and_workers_of_an_empty_database_are_empty() {
 }
 
 #[test]
+fn ratelimit_set_creates_and_changes_a_limit_that_list_shows() {
+    let db = Db::new();
+    db.run(&["migrate"]).ok();
+    assert_eq!(
+        db.run(&["--json", "ratelimit", "list"]).ok().json(),
+        json!([])
+    );
+    let set = db
+        .run(&[
+            "ratelimit",
+            "set",
+            "stripe",
+            "--limit",
+            "100",
+            "--per",
+            "1s",
+        ])
+        .ok()
+        .stdout;
+    assert_eq!(
+        set.split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "LIMIT", "PER", "stripe", "100", "1s"]
+    );
+    db.run(&["ratelimit", "set", "stripe", "--limit", "20", "--per", "1m"])
+        .ok();
+    db.run(&["ratelimit", "set", "mail", "--limit", "5", "--per", "500ms"])
+        .ok();
+    assert_eq!(
+        db.run(&["--json", "ratelimit", "list"]).ok().json(),
+        json!([
+            {"name": "mail", "limit": 5, "per": "500ms"},
+            {"name": "stripe", "limit": 20, "per": "1m"},
+        ])
+    );
+}
+
+#[test]
 fn event_push_stores_an_event_once_per_id() {
     let db = Db::new();
     db.run(&["migrate"]).ok();

@@ -13,6 +13,7 @@ pub mod int;
 pub mod lifecycle;
 pub mod limits;
 mod orchestrator;
+pub mod ratelimit;
 pub mod retry;
 mod status;
 pub mod task;

@@ -1,3 +1,4 @@
+use crate::ratelimit::RateLimit;
 use crate::wire::*;
 use crate::{Result, RunId};
 use std::time::Duration;
@@ -33,6 +34,11 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug + 'static {
     async fn delete_cron(&self, id: &str) -> Result<()>;
     /// Stores an event and starts one run of each task subscribed to its key.
     async fn push_event(&self, event: PushEvent) -> Result<PushedEvent>;
+    /// Creates or changes a rate limit; runs waiting for its units see the change at their next
+    /// claim.
+    async fn set_rate_limit(&self, limit: RateLimit) -> Result<RateLimit>;
+    /// The tenant's rate limits, by name.
+    async fn rate_limits(&self) -> Result<Vec<RateLimit>>;
     /// Registers a worker and the tasks it serves.
     async fn register_worker(&self, reg: WorkerRegistration) -> Result<WorkerSession>;
     /// One round trip of the worker loop.

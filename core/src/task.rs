@@ -63,7 +63,14 @@ pub struct TaskDef {
     /// How many runs may run at once, per key taken from the input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
+    /// The rate limit each attempt spends units of (not together with `concurrency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::ratelimit::RateLimitUse>,
 }
+
+/// Why a task may not have both kinds of limit.
+pub const ONE_LIMIT: &str =
+    "a task has a concurrency limit or a rate limit, not both: its runs are claimed by one key";
 
 /// Most runs of one concurrency key that may run at once.
 pub const MAX_CONCURRENCY: u32 = 10_000;
@@ -148,19 +155,25 @@ impl Concurrency {
     /// The key of a run with this input: the value at the key's path (a string as is, other
     /// values as JSON text), or the empty key when the path is absent, missing or null.
     pub fn key_of(&self, input: &serde_json::Value) -> String {
-        let Some(path) = &self.key else {
-            return String::new();
-        };
-        let found = if path.starts_with('/') {
-            input.pointer(path)
-        } else {
-            path.split('.').try_fold(input, |v, field| v.get(field))
-        };
-        match found {
-            None | Some(serde_json::Value::Null) => String::new(),
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-        }
+        key_at(self.key.as_deref(), input)
+    }
+}
+
+/// The value at `path` in `input` as a limit's key: a string as is, other values as JSON text,
+/// the empty key when there is no path or the value is missing or null.
+pub fn key_at(path: Option<&str>, input: &serde_json::Value) -> String {
+    let Some(path) = path else {
+        return String::new();
+    };
+    let found = if path.starts_with('/') {
+        input.pointer(path)
+    } else {
+        path.split('.').try_fold(input, |v, field| v.get(field))
+    };
+    match found {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
     }
 }
 
@@ -198,6 +211,7 @@ impl TaskDef {
             requires: Vec::new(),
             on_event: None,
             concurrency: None,
+            rate_limit: None,
         }
     }
 
@@ -241,6 +255,14 @@ impl TaskDef {
         }
         if let Some(Err(e)) = self.concurrency.as_ref().map(Concurrency::validate) {
             return bad("concurrency", e);
+        }
+        if let Some(r) = &self.rate_limit {
+            if let Err(e) = r.validate() {
+                return bad("rate_limit", e);
+            }
+            if self.concurrency.is_some() {
+                return bad("rate_limit", ONE_LIMIT.into());
+            }
         }
         Ok(())
     }
@@ -323,7 +345,7 @@ pub fn validate_event_key(key: &str) -> Result<(), String> {
 }
 
 /// 1 to 128 characters among letters, digits and `_ - . : /`; errors start with `what`.
-fn validate_identifier(what: &str, name: &str) -> Result<(), String> {
+pub(crate) fn validate_identifier(what: &str, name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err(format!("{what} is empty"));
     }

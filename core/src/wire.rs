@@ -88,6 +88,15 @@ pub struct ScheduleRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::task::Concurrency>, nullable))]
     pub concurrency: Option<Option<crate::task::Concurrency>>,
+    /// Overrides the task's rate limit; `null` runs it without one. Absent: the rate limit
+    /// registered with the task.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::ratelimit::RateLimitUse>, nullable))]
+    pub rate_limit: Option<Option<crate::ratelimit::RateLimitUse>>,
 }
 
 /// A field that may be absent (`None`), `null` (`Some(None)`) or a value.

@@ -94,6 +94,7 @@ async fn worker_on(
         name: name.into(),
         tasks: tasks.iter().map(|t| t.to_string()).collect(),
         limits: Vec::new(),
+        units_due: Default::default(),
     };
     let reg = WorkerRegistration {
         name: name.into(),
@@ -160,6 +161,7 @@ conformance!(
     errors_keep_their_cause,
     a_retried_request_gets_its_claims_back,
     a_resent_checkpoint_writes_one_event,
+    rate_limited_claims,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -200,6 +202,7 @@ fn new_run(task: &str, at: DateTime<Utc>) -> NewRun {
         parent_id: None,
         reason: "scheduled".into(),
         concurrency: None,
+        rate_limit: None,
     }
 }
 
@@ -279,6 +282,89 @@ async fn claim_ids(store: &dyn Store, w: &WorkerRecord, n: u32, now: DateTime<Ut
 
 // ---------------------------------------------------------------------------------------------
 // The suite
+
+/// Rate limits: defined per tenant and replaced by name; a claim takes what its key's bucket
+/// pays for (a full bucket at first, then what time gives back), notes when the next units come,
+/// and shares the bucket with another replica's claims. Runs of a limit not defined wait.
+async fn rate_limited_claims(h: &Harness) {
+    use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
+    use owlclaw_engine::store::Limit;
+    use std::sync::atomic::Ordering;
+    let s = &*h.store;
+    let t = t0();
+    let limit = |n| RateLimit {
+        name: "stripe".into(),
+        limit: n,
+        per: Duration::from_secs(1),
+    };
+    s.set_rate_limit(TENANT, &limit(3)).await.unwrap();
+    s.set_rate_limit(TENANT, &limit(4)).await.unwrap();
+    assert_eq!(s.rate_limits(TENANT).await.unwrap(), vec![limit(4)]);
+    assert!(s.rate_limits("other-tenant").await.unwrap().is_empty());
+
+    let rated = |task: &str, name: &str| {
+        let mut run = new_run(task, t);
+        run.rate_limit = Some((
+            RateLimitUse {
+                name: name.into(),
+                units: 1,
+                key: None,
+            },
+            String::new(),
+        ));
+        run
+    };
+    insert(s, (0..6).map(|_| rated("t.rated", "stripe")).collect(), t).await;
+    insert(s, vec![rated("t.undefined", "nope")], t).await;
+    let mut w = h.worker("w", &["t.rated", "t.undefined"], t).await;
+    w.limits = vec![
+        (
+            "t.rated".into(),
+            Limit::Rate {
+                name: "stripe".into(),
+                units: 1,
+            },
+        ),
+        (
+            "t.undefined".into(),
+            Limit::Rate {
+                name: "nope".into(),
+                units: 1,
+            },
+        ),
+    ];
+    assert_eq!(
+        claim_ids(s, &w, 10, t).await.len(),
+        4,
+        "a full bucket: 4 units"
+    );
+    assert_eq!(
+        w.units_due.swap(0, Ordering::Relaxed),
+        (t + secs(0.25)).timestamp_micros(),
+        "the next unit comes after a quarter of a second"
+    );
+    assert!(claim_ids(s, &w, 10, t).await.is_empty());
+    // Another replica's claim half a second later finds the bucket this one spent.
+    let other = h.reopen().await;
+    assert_eq!(claim_ids(&*other, &w, 10, t + secs(0.5)).await.len(), 2);
+    other.close().await;
+    assert!(claim_ids(s, &w, 10, t + secs(0.5)).await.is_empty());
+    let waiting = s
+        .list_runs(
+            TENANT,
+            &ListFilter {
+                task: Some("t.undefined".into()),
+                ..ListFilter::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        waiting.runs[0].status,
+        RunStatus::Queued,
+        "no limit defined: it waits"
+    );
+}
 
 /// queued → running → succeeded, with one event per transition and the snapshot fields.
 async fn life_cycle_with_events(h: &Harness) {
@@ -1254,6 +1340,7 @@ async fn workers_tasks_and_crons(h: &Harness) {
         name: "w1".into(),
         tasks: vec!["t.a".into(), "t.cron".into()],
         limits: Vec::new(),
+        units_due: Default::default(),
     };
     let reg = WorkerRegistration {
         name: "w1".into(),
@@ -2155,7 +2242,11 @@ async fn postgres_concurrent_migrations() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7], "every migration, once");
+    assert_eq!(
+        versions,
+        vec![1, 2, 3, 4, 5, 6, 7, 8],
+        "every migration, once"
+    );
     let _ = conn.close().await;
 }
 

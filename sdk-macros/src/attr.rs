@@ -4,10 +4,11 @@
 
 use owlclaw_core::cron::{parse_timezone, CronExpr};
 use owlclaw_core::duration::parse_duration;
+use owlclaw_core::ratelimit::{validate_rate_limit_name, MAX_UNITS};
 use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::{
     parse_requires, validate_event_key, validate_key_path, validate_priority, validate_retries,
-    validate_task_name, validate_timeout, ConcurrencyStrategy, MAX_CONCURRENCY,
+    validate_task_name, validate_timeout, ConcurrencyStrategy, MAX_CONCURRENCY, ONE_LIMIT,
 };
 use proc_macro2::TokenTree;
 use quote::ToTokens;
@@ -29,6 +30,9 @@ mod kw {
     syn::custom_keyword!(concurrency);
     syn::custom_keyword!(concurrency_key);
     syn::custom_keyword!(concurrency_strategy);
+    syn::custom_keyword!(rate_limit);
+    syn::custom_keyword!(rate_limit_units);
+    syn::custom_keyword!(rate_limit_key);
 }
 
 /// Every argument `#[task]` accepts, in the order the docs list them.
@@ -47,6 +51,9 @@ pub(crate) const VALID_KEYS: &[&str] = &[
     "concurrency",
     "concurrency_key",
     "concurrency_strategy",
+    "rate_limit",
+    "rate_limit_units",
+    "rate_limit_key",
 ];
 
 /// The arguments as written. Strings are string literals; numbers are kept as expressions so that
@@ -67,6 +74,9 @@ pub(crate) struct TaskArgs {
     pub(crate) concurrency: Option<(kw::concurrency, Expr)>,
     pub(crate) concurrency_key: Option<(kw::concurrency_key, LitStr)>,
     pub(crate) concurrency_strategy: Option<(kw::concurrency_strategy, LitStr)>,
+    pub(crate) rate_limit: Option<(kw::rate_limit, LitStr)>,
+    pub(crate) rate_limit_units: Option<(kw::rate_limit_units, Expr)>,
+    pub(crate) rate_limit_key: Option<(kw::rate_limit_key, LitStr)>,
 }
 
 impl Parse for TaskArgs {
@@ -123,6 +133,16 @@ impl Parse for TaskArgs {
                         input,
                         "\"queue\", \"cancel_in_progress\" or \"cancel_newest\"",
                     )
+                })?;
+            } else if input.peek(kw::rate_limit_units) {
+                parse_arg(input, &mut args.rate_limit_units, |input| input.parse())?;
+            } else if input.peek(kw::rate_limit_key) {
+                parse_arg(input, &mut args.rate_limit_key, |input| {
+                    parse_str(input, "an input field such as \"customer_id\"")
+                })?;
+            } else if input.peek(kw::rate_limit) {
+                parse_arg(input, &mut args.rate_limit, |input| {
+                    parse_str(input, "a rate limit's name such as \"stripe\"")
                 })?;
             } else {
                 return Err(unknown_argument(input));
@@ -234,6 +254,9 @@ pub(crate) struct Policies {
     pub(crate) concurrency: Option<u32>,
     pub(crate) concurrency_key: Option<String>,
     pub(crate) concurrency_strategy: Option<String>,
+    pub(crate) rate_limit: Option<String>,
+    pub(crate) rate_limit_units: Option<u32>,
+    pub(crate) rate_limit_key: Option<String>,
 }
 
 /// Collects every error, so that two wrong arguments are two errors, each on its own token.
@@ -259,6 +282,51 @@ impl Errors {
 }
 
 impl TaskArgs {
+    /// Checks the rate limit's arguments (see [`TaskArgs::check`]).
+    fn check_rate_limit(&self, policies: &mut Policies, errors: &mut Errors) {
+        if let Some((_, lit)) = &self.rate_limit {
+            let name = lit.value();
+            policies.rate_limit = errors.ok(validate_rate_limit_name(&name)
+                .map(|()| name)
+                .map_err(|e| spanned(lit, e)));
+            if let Some((key, _)) = &self.concurrency {
+                errors.push(syn::Error::new_spanned(key, ONE_LIMIT));
+            }
+        } else {
+            let keys = [
+                self.rate_limit_units
+                    .as_ref()
+                    .map(|(k, _)| k.to_token_stream()),
+                self.rate_limit_key
+                    .as_ref()
+                    .map(|(k, _)| k.to_token_stream()),
+            ];
+            for key in keys.into_iter().flatten() {
+                errors.push(syn::Error::new_spanned(
+                    key,
+                    "this applies to a rate limit: add `rate_limit = \"name\"` or remove it",
+                ));
+            }
+        }
+        if let Some((_, expr)) = &self.rate_limit_units {
+            policies.rate_limit_units = errors.ok(integer(expr, "rate_limit_units", |n| {
+                if (1..=i128::from(MAX_UNITS)).contains(&n) {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "`rate_limit_units` must be between 1 and {MAX_UNITS} units, got {n}"
+                    ))
+                }
+            }));
+        }
+        if let Some((_, lit)) = &self.rate_limit_key {
+            let path = lit.value();
+            policies.rate_limit_key = errors.ok(validate_key_path(&path)
+                .map(|()| path)
+                .map_err(|e| spanned(lit, e)));
+        }
+    }
+
     /// Checks every argument with owlclaw-core's validators, each error on the offending literal.
     ///
     /// Returns the valid policies even when some are wrong (the wrong ones are left out), so that
@@ -339,6 +407,7 @@ impl TaskArgs {
                 .map(|_| name)
                 .map_err(|e| spanned(lit, e)));
         }
+        self.check_rate_limit(&mut policies, errors);
         if let Some((_, expr)) = &self.retries {
             policies.retries = errors.ok(integer(expr, "retries", validate_retries));
         }
@@ -526,8 +595,16 @@ mod tests {
                 concurrency: Some(5),
                 concurrency_key: Some("customer.id".into()),
                 concurrency_strategy: Some("cancel_newest".into()),
+                ..Policies::default()
             }
         );
+        let rated = check(
+            r#"rate_limit = "stripe", rate_limit_units = 2, rate_limit_key = "/customer/id""#,
+        )
+        .unwrap();
+        assert_eq!(rated.rate_limit.as_deref(), Some("stripe"));
+        assert_eq!(rated.rate_limit_units, Some(2));
+        assert_eq!(rated.rate_limit_key.as_deref(), Some("/customer/id"));
         assert_eq!(check("").unwrap(), Policies::default());
         assert_eq!(
             check("backoff_factor = 3").unwrap().backoff_factor,
@@ -552,8 +629,23 @@ mod tests {
             check("colour = 1").unwrap_err(),
             "unknown argument `colour`; valid arguments: name, cron, timezone, retries, timeout, \
              priority, backoff_initial, backoff_factor, backoff_max, requires, on_event, \
-             concurrency, concurrency_key, concurrency_strategy"
+             concurrency, concurrency_key, concurrency_strategy, rate_limit, rate_limit_units, \
+             rate_limit_key"
         );
+        assert_eq!(
+            check("rate_limit_units = 2").unwrap_err(),
+            "this applies to a rate limit: add `rate_limit = \"name\"` or remove it"
+        );
+        assert_eq!(
+            check("rate_limit = \"stripe\", rate_limit_units = 0").unwrap_err(),
+            "`rate_limit_units` must be between 1 and 1000000 units, got 0"
+        );
+        assert!(check("rate_limit = \"a b\"")
+            .unwrap_err()
+            .starts_with("rate limit name \"a b\" contains ' '"));
+        assert!(check("concurrency = 2, rate_limit = \"stripe\"")
+            .unwrap_err()
+            .starts_with("a task has a concurrency limit or a rate limit, not both"));
         assert_eq!(
             check("concurrency = 0").unwrap_err(),
             "`concurrency` must be between 1 and 10000 runs, got 0"

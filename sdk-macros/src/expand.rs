@@ -387,6 +387,12 @@ fn spec(name: &str, policies: &Policies) -> TokenStream {
             "concurrency_strategy",
             policies.concurrency_strategy.as_ref().map(|v| quote!(#v)),
         ),
+        ("rate_limit", some(&policies.rate_limit)),
+        (
+            "rate_limit_units",
+            policies.rate_limit_units.map(|v| quote!(#v)),
+        ),
+        ("rate_limit_key", some(&policies.rate_limit_key)),
         (
             "requires",
             policies

@@ -4,6 +4,7 @@ use crate::backoff::{retry_transient, Backoff};
 use crate::config::{Config, Mode};
 use crate::task::{qualified_name, Task};
 use chrono::{DateTime, Utc};
+use owlclaw_core::ratelimit::RateLimit;
 use owlclaw_core::wire::*;
 use owlclaw_core::{Error, Orchestrator, Result, RunId, RunStatus};
 use serde::de::DeserializeOwned;
@@ -254,6 +255,24 @@ impl Client {
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
         self.inner.orch.list_workers().await
     }
+
+    /// Creates or changes the rate limit `name`: `limit` units per `per`, per key, for the tasks
+    /// that spend it (`#[task(rate_limit = "...")]`). Runs waiting for its units see the change
+    /// at their next claim.
+    pub async fn set_rate_limit(&self, name: &str, limit: u32, per: Duration) -> Result<RateLimit> {
+        let limit = RateLimit {
+            name: name.to_string(),
+            limit,
+            per,
+        };
+        limit.validate()?;
+        self.inner.orch.set_rate_limit(limit).await
+    }
+
+    /// The rate limits, by name.
+    pub async fn rate_limits(&self) -> Result<Vec<RateLimit>> {
+        self.inner.orch.rate_limits().await
+    }
 }
 
 #[cfg(feature = "lite")]
@@ -339,6 +358,7 @@ fn typed_request<T: Task>(
         timeout: Some(Duration::from_millis(spec.timeout_ms)),
         backoff: Some(spec.backoff()),
         concurrency: Some(spec.concurrency()),
+        rate_limit: Some(spec.rate_limit()),
         parent_id: parent,
         owner: client.user.as_deref().map(str::to_owned),
         ..ScheduleRequest::default()

@@ -3,6 +3,7 @@
 use crate::config::Secret;
 use async_trait::async_trait;
 use owlclaw_core::duration::format_duration;
+use owlclaw_core::ratelimit::RateLimit;
 use owlclaw_core::wire::*;
 use owlclaw_core::{Error, Orchestrator, Result, RunId};
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -344,6 +345,15 @@ impl Orchestrator for HttpOrchestrator {
 
     async fn push_event(&self, event: PushEvent) -> Result<PushedEvent> {
         self.send(|| self.post("/v1/events", &event, None)).await
+    }
+
+    async fn set_rate_limit(&self, limit: RateLimit) -> Result<RateLimit> {
+        self.send(|| self.post("/v1/rate-limits", &limit, None))
+            .await
+    }
+
+    async fn rate_limits(&self) -> Result<Vec<RateLimit>> {
+        self.send(|| self.get("/v1/rate-limits", None)).await
     }
 
     async fn register_worker(&self, reg: WorkerRegistration) -> Result<WorkerSession> {

@@ -42,6 +42,7 @@ pub use chrono::{DateTime, Utc};
 pub use client::{Client, RunHandle, ScheduleBuilder, Scheduler};
 pub use config::{Config, Mode, Secret, WorkerConfig};
 pub use context::Context;
+pub use owlclaw_core::ratelimit::RateLimit;
 pub use owlclaw_core::wire::{
     AttemptError, CronRequest, CronSchedule, ListFilter, PushEvent, PushedEvent, ReceivedEvent,
     RunEvent, RunPage, RunSnapshot, ScheduleRequest, Scheduled, StepSnapshot, StepStatus,

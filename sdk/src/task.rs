@@ -1,6 +1,7 @@
 //! The [`Task`] trait that `#[task]` implements, the static [`TaskSpec`], and the registry of
 //! every `#[task]` linked into the binary.
 
+use owlclaw_core::ratelimit::RateLimitUse;
 use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::{Concurrency, ConcurrencyStrategy, TaskDef};
 use serde::de::DeserializeOwned;
@@ -38,6 +39,12 @@ pub struct TaskSpec {
     pub concurrency_key: Option<&'static str>,
     /// What a run over the limit does: `"queue"`, `"cancel_in_progress"` or `"cancel_newest"`.
     pub concurrency_strategy: &'static str,
+    /// The rate limit each attempt spends units of. See [`TaskDef::rate_limit`].
+    pub rate_limit: Option<&'static str>,
+    /// Units of the rate limit each attempt spends.
+    pub rate_limit_units: u32,
+    /// Where the rate limit's key is in the input (a field path or a JSON pointer).
+    pub rate_limit_key: Option<&'static str>,
 }
 
 impl TaskSpec {
@@ -57,6 +64,9 @@ impl TaskSpec {
         concurrency: 0,
         concurrency_key: None,
         concurrency_strategy: "queue",
+        rate_limit: None,
+        rate_limit_units: 1,
+        rate_limit_key: None,
     };
 
     /// The backoff policy.
@@ -81,7 +91,17 @@ impl TaskSpec {
             requires: self.requires.iter().map(|r| r.to_string()).collect(),
             on_event: self.on_event.map(str::to_owned),
             concurrency: self.concurrency(),
+            rate_limit: self.rate_limit(),
         }
+    }
+
+    /// The rate limit it spends, if any.
+    pub fn rate_limit(&self) -> Option<RateLimitUse> {
+        self.rate_limit.map(|name| RateLimitUse {
+            name: name.to_string(),
+            units: self.rate_limit_units,
+            key: self.rate_limit_key.map(str::to_owned),
+        })
     }
 
     /// The concurrency limit, if any (the macro has checked the strategy's name).

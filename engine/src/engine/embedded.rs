@@ -2,6 +2,7 @@
 
 use super::Engine;
 use async_trait::async_trait;
+use owlclaw_core::ratelimit::RateLimit;
 use owlclaw_core::wire::*;
 use owlclaw_core::{Orchestrator, Result, RunId};
 use std::time::Duration;
@@ -57,6 +58,12 @@ impl Orchestrator for Embedded {
     }
     async fn push_event(&self, event: PushEvent) -> Result<PushedEvent> {
         self.engine.push_event(&self.tenant, event).await
+    }
+    async fn set_rate_limit(&self, limit: RateLimit) -> Result<RateLimit> {
+        self.engine.set_rate_limit(&self.tenant, limit).await
+    }
+    async fn rate_limits(&self) -> Result<Vec<RateLimit>> {
+        self.engine.rate_limits(&self.tenant).await
     }
     async fn register_worker(&self, reg: WorkerRegistration) -> Result<WorkerSession> {
         self.engine.register_worker(&self.tenant, reg).await

@@ -125,8 +125,13 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
                 let key = c.key_of(input);
                 (c, key)
             });
+            let rate_limit = def.rate_limit.clone().map(|r| {
+                let key = r.key_of(input);
+                (r, key)
+            });
             let run = NewRun {
                 concurrency,
+                rate_limit,
                 id: RunId::for_idempotency_key(&rec.tenant, &rec.schedule.task, &key),
                 tenant: rec.tenant.clone(),
                 task: rec.schedule.task.clone(),

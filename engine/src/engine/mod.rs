@@ -6,6 +6,7 @@ mod embedded;
 mod events;
 mod maintenance;
 mod metrics;
+mod ratelimits;
 mod runs;
 mod tokens;
 mod workers;

@@ -68,11 +68,22 @@ impl Engine {
             c.validate()
                 .map_err(|e| Error::invalid_input("concurrency", e))?;
         }
+        if let Some(Some(r)) = &req.rate_limit {
+            r.validate()
+                .map_err(|e| Error::invalid_input("rate_limit", e))?;
+            if matches!(req.concurrency, Some(Some(_))) {
+                return Err(Error::invalid_input(
+                    "rate_limit",
+                    owlclaw_core::task::ONE_LIMIT,
+                ));
+            }
+        }
         let complete = req.retries.is_some()
             && req.timeout.is_some()
             && req.priority.is_some()
             && req.backoff.is_some()
-            && req.concurrency.is_some();
+            && req.concurrency.is_some()
+            && req.rate_limit.is_some();
         let def = if complete {
             // Every policy field is given (typed handles do): nothing to look up.
             TaskDef::new(&req.task)
@@ -105,8 +116,19 @@ impl Engine {
             let key = c.key_of(&req.input);
             (c, key)
         });
+        let rate_limit = req.rate_limit.unwrap_or(def.rate_limit).map(|r| {
+            let key = r.key_of(&req.input);
+            (r, key)
+        });
+        if concurrency.is_some() && rate_limit.is_some() {
+            return Err(Error::invalid_input(
+                "rate_limit",
+                owlclaw_core::task::ONE_LIMIT,
+            ));
+        }
         Ok(NewRun {
             concurrency,
+            rate_limit,
             id,
             tenant: tenant.to_string(),
             task: req.task,

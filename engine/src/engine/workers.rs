@@ -3,11 +3,12 @@
 
 use super::{Engine, MAX_SLOTS, MAX_WAIT};
 use crate::limits;
-use crate::store::{ClaimRequest, WorkerRecord};
+use crate::store::{ClaimRequest, Limit, WorkerRecord};
 use chrono::Utc;
 use owlclaw_core::task::{self as taskdef};
 use owlclaw_core::wire::*;
 use owlclaw_core::{Error, Result};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -67,8 +68,9 @@ impl Engine {
             tasks: served.iter().map(|t| t.name.clone()).collect(),
             limits: served
                 .iter()
-                .filter_map(|t| Some((t.name.clone(), t.concurrency.as_ref()?.max)))
+                .filter_map(|t| Some((t.name.clone(), Limit::of(t)?)))
                 .collect(),
+            units_due: Default::default(),
         };
         self.inner
             .store
@@ -78,6 +80,22 @@ impl Engine {
             let mut tasks = self.inner.tasks.lock().unwrap();
             for def in &reg.tasks {
                 tasks.insert((tenant.to_string(), def.name.clone()), def.clone());
+            }
+        }
+        let spending: Vec<_> = served
+            .iter()
+            .filter_map(|t| Some((&t.name, &t.rate_limit.as_ref()?.name)))
+            .collect();
+        if !spending.is_empty() {
+            let defined = self.inner.store.rate_limits(tenant).await?;
+            for (task, limit) in spending {
+                if !defined.iter().any(|d| &d.name == limit) {
+                    tracing::warn!(
+                        task = %task,
+                        rate_limit = %limit,
+                        "the task spends a rate limit that is not defined: its runs wait until it is (owlclaw ratelimit set, or WorkerBuilder::rate_limit)"
+                    );
+                }
             }
         }
         if reg.tasks.iter().any(|t| t.cron.is_some()) {
@@ -111,12 +129,13 @@ impl Engine {
                         })?;
                 // Registered through another replica: the limits come from the definitions.
                 for task in &w.tasks {
-                    if let Some(c) = self
+                    if let Some(limit) = self
                         .task_def(&w.tenant, task)
                         .await?
-                        .and_then(|d| d.concurrency)
+                        .as_ref()
+                        .and_then(Limit::of)
                     {
-                        w.limits.push((task.clone(), c.max));
+                        w.limits.push((task.clone(), limit));
                     }
                 }
                 self.inner
@@ -272,7 +291,13 @@ impl Engine {
                 if !assignments.is_empty() || now >= deadline {
                     break;
                 }
-                let nap = (deadline - now).min(self.inner.cfg.poll_interval);
+                let mut nap = (deadline - now).min(self.inner.cfg.poll_interval);
+                // Runs left queued for want of rate-limit units: claim again when they have them.
+                let due = worker.units_due.swap(0, Ordering::Relaxed);
+                if due > 0 {
+                    let wait = (due - crate::store::micros(Utc::now())).max(1000) as u64;
+                    nap = nap.min(Duration::from_micros(wait));
+                }
                 tokio::select! {
                     _ = notified => {}
                     _ = tokio::time::sleep(nap) => {}

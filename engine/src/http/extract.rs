@@ -109,11 +109,12 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 impl Caller {
-    /// Crons belong to the tenant, not to a user: acting as a user, changing them is refused.
+    /// Crons and rate limits belong to the tenant, not to a user: acting as a user, changing
+    /// them is refused.
     pub(super) fn tenant_wide(&self, what: &str) -> ApiResult<()> {
         match &self.user {
             Some(u) => Err(Error::Forbidden(format!(
-                "acting as user {u:?}, you may not {what}: crons belong to the tenant (send no {USER_HEADER} header)"
+                "acting as user {u:?}, you may not {what}: they belong to the tenant (send no {USER_HEADER} header)"
             ))
             .into()),
             None => Ok(()),

@@ -20,6 +20,7 @@ mod extract;
 mod health;
 mod listen;
 mod openapi;
+mod ratelimits;
 mod router;
 mod runs;
 mod workers;

@@ -2,7 +2,7 @@
 
 use super::errors::ApiError;
 use super::openapi::{openapi, openapi_json, ApiDoc};
-use super::{crons, events, health, runs, workers};
+use super::{crons, events, health, ratelimits, runs, workers};
 use super::{AppState, ServerConfig, MIN_WORKER_BODY_LIMIT};
 use crate::Engine;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -28,6 +28,10 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(crons::list_crons, crons::create_cron))
         .routes(routes!(crons::delete_cron))
         .routes(routes!(events::push_event))
+        .routes(routes!(
+            ratelimits::list_rate_limits,
+            ratelimits::set_rate_limit
+        ))
         .routes(routes!(workers::register_worker, workers::list_workers))
         .routes(routes!(workers::exchange))
         .routes(routes!(workers::checkpoint_step))

@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
 use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::{Concurrency, TaskDef};
 use owlclaw_core::wire::{
@@ -15,6 +16,8 @@ use owlclaw_core::wire::{
 };
 use owlclaw_core::{Result, RunId};
 use serde_json::Value;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// `from_sqlite` for row types: each field read from the column of its name, as
@@ -31,7 +34,7 @@ macro_rules! sqlite_rows {
     )*};
 }
 
-mod concurrency;
+mod limits;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 mod rows;
@@ -74,12 +77,16 @@ pub struct NewRun {
     pub reason: String,
     /// Its concurrency limit, if its task has one, and its key under that limit.
     pub concurrency: Option<(Concurrency, String)>,
+    /// The rate limit it spends, if its task has one, and its bucket's key.
+    pub rate_limit: Option<(RateLimitUse, String)>,
 }
 
 impl NewRun {
-    /// The run's concurrency key, if its task is limited.
+    /// The key its runs are claimed by, if its task is limited: its concurrency key or its
+    /// rate limit bucket's (a task has one or the other). Stored as `concurrency_key`.
     pub fn concurrency_key(&self) -> Option<&str> {
-        self.concurrency.as_ref().map(|(_, k)| k.as_str())
+        let rate = self.rate_limit.as_ref().map(|(_, k)| k.as_str());
+        self.concurrency.as_ref().map(|(_, k)| k.as_str()).or(rate)
     }
 
     /// The snapshot of the run this inserts, as it is right after the insert.
@@ -131,9 +138,50 @@ pub struct WorkerRecord {
     pub name: String,
     /// The tasks it serves.
     pub tasks: Vec<String>,
-    /// The concurrency limits of the tasks it serves that have one, `(task, max)`: their runs are
-    /// claimed key by key, at most `max` running per key. Known to the engine, not stored.
-    pub limits: Vec<(String, u32)>,
+    /// The limits of the tasks it serves that have one: their runs are claimed key by key.
+    /// Known to the engine, not stored.
+    pub limits: Vec<(String, Limit)>,
+    /// Set by a claim that left runs queued for want of rate-limit units: when (µs since the
+    /// epoch) the first of them will have its units, so that a long poll naps until then. Shared
+    /// by the record's clones; 0 when unset.
+    pub units_due: Arc<AtomicI64>,
+}
+
+/// How a limited task's runs are claimed, key by key (see [`NewRun::concurrency_key`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Limit {
+    /// At most this many running per key.
+    Concurrency(u32),
+    /// Each attempt spends `units` of the rate limit `name` from its key's bucket.
+    Rate {
+        /// The rate limit.
+        name: String,
+        /// Units per attempt.
+        units: u32,
+    },
+}
+
+impl Limit {
+    /// The limit of a task's runs, if it has one.
+    pub fn of(def: &TaskDef) -> Option<Limit> {
+        match (&def.concurrency, &def.rate_limit) {
+            (Some(c), _) => Some(Limit::Concurrency(c.max)),
+            (None, Some(r)) => Some(Limit::Rate {
+                name: r.name.clone(),
+                units: r.units,
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// What claims of `task` under this limit lock on PostgreSQL: the task for a concurrency
+    /// limit, the rate limit (which tasks may share) for a rate limit.
+    pub fn lock_key(&self, tenant: &str, task: &str) -> String {
+        match self {
+            Limit::Concurrency(_) => format!("concurrency/{tenant}/{task}"),
+            Limit::Rate { name, .. } => format!("rate/{tenant}/{name}"),
+        }
+    }
 }
 
 impl WorkerRecord {
@@ -222,7 +270,18 @@ pub enum Wake {
 /// [`owlclaw_core::lifecycle`], which the stores call under their lock.
 #[async_trait]
 pub trait Store:
-    Runs + Queue + Workers + Crons + Steps + Tokens + Events + Send + Sync + std::fmt::Debug + 'static
+    Runs
+    + Queue
+    + Workers
+    + Crons
+    + Steps
+    + Tokens
+    + Events
+    + RateLimits
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
 {
     /// Wake-ups caused by other engines on the same database; called once when the engine
     /// starts. `None` where the store has no such channel: other processes are then noticed by
@@ -247,6 +306,15 @@ pub struct NewEvent {
     pub payload: Value,
     /// The runs it starts: one per subscribed task, each with an id derived from the event's.
     pub runs: Vec<NewRun>,
+}
+
+/// Rate limits' definitions (their buckets are the claims' business).
+#[async_trait]
+pub trait RateLimits: Send + Sync {
+    /// Creates or replaces the tenant's rate limit of that name.
+    async fn set_rate_limit(&self, tenant: &str, limit: &RateLimit) -> Result<()>;
+    /// The tenant's rate limits, by name.
+    async fn rate_limits(&self, tenant: &str) -> Result<Vec<RateLimit>>;
 }
 
 /// Pushed events.

@@ -190,6 +190,7 @@ impl WorkerRow {
             name: self.name,
             tasks: serde_json::from_str(&self.tasks).unwrap_or_default(),
             limits: Vec::new(),
+            units_due: Default::default(),
         }
     }
 

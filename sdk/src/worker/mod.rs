@@ -14,6 +14,7 @@ use crate::backoff::retry_transient;
 use crate::config::MAX_SLOTS;
 use crate::registry::registered;
 use crate::Client;
+use owlclaw_core::ratelimit::RateLimit;
 use owlclaw_core::wire::WorkerRegistration;
 use owlclaw_core::{Error, Result};
 use runtime::{Runtime, Settings};
@@ -55,6 +56,7 @@ pub struct WorkerBuilder {
     suspend_threshold: Option<Duration>,
     only: Option<Vec<String>>,
     labels: BTreeMap<String, String>,
+    rate_limits: Vec<RateLimit>,
 }
 
 impl WorkerBuilder {
@@ -70,6 +72,7 @@ impl WorkerBuilder {
             suspend_threshold: None,
             only: None,
             labels: BTreeMap::new(),
+            rate_limits: Vec::new(),
         }
     }
 
@@ -135,6 +138,18 @@ impl WorkerBuilder {
     /// A free-form label, shown when listing workers.
     pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Declares a rate limit in code: `limit` units per `per` (see `#[task(rate_limit = ...)]`).
+    /// It is set when the worker starts, replacing what `owlclaw ratelimit set` set before, so
+    /// the code stays the source of truth; a limit changed by hand holds until the next start.
+    pub fn rate_limit(mut self, name: impl Into<String>, limit: u32, per: Duration) -> Self {
+        self.rate_limits.push(RateLimit {
+            name: name.into(),
+            limit,
+            per,
+        });
         self
     }
 
@@ -215,6 +230,20 @@ impl WorkerBuilder {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(generated_name);
         let orch = self.client.orchestrator().clone();
+        for limit in &self.rate_limits {
+            limit.validate().map_err(|e| match e {
+                Error::InvalidInput { field, message } => {
+                    Error::config(format!("rate_limit.{field}"), message)
+                }
+                other => other,
+            })?;
+        }
+        for limit in self.rate_limits {
+            retry_transient("setting a rate limit", Some(REGISTER_RETRIES), || {
+                orch.set_rate_limit(limit.clone())
+            })
+            .await?;
+        }
         let task_names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
         let registration = WorkerRegistration {
             name: name.clone(),

@@ -1,13 +1,16 @@
-//! Claims of tasks with a concurrency limit: key by key, round-robin from the key after the one
-//! served last, at most the limit running per key (see `migrations/postgres/0007_concurrency.sql`).
-//! Claims of one limited task are serialized across replicas by a transaction-scoped advisory
-//! lock: each counts the runs leased per key and takes the room left, so two never both take the
-//! last place of a key.
+//! Claims of limited tasks: key by key, round-robin from the key after the one served last, each
+//! key taking the room its limit leaves: runs leased under a concurrency limit (see
+//! `migrations/postgres/0007_concurrency.sql`), units in its bucket under a rate limit
+//! (`0008_rate_limits.sql`). Claims under one limit are serialized across replicas by a
+//! transaction-scoped advisory lock (on the task for a concurrency limit, on the rate limit for a
+//! rate limit, which tasks may share), taken in one order by every claim: each reads the room
+//! left and takes it, so two never both take the last place of a key or the last units.
 
 use super::queue::{report_and_claim, Pick};
 use super::*;
-use crate::store::concurrency::Rooms;
-use crate::store::ClaimRequest;
+use crate::store::limits::{note_units_due, Rooms};
+use crate::store::{micros, ClaimRequest, Limit};
+use owlclaw_core::ratelimit::RateLimit;
 
 impl PostgresStore {
     /// Claims up to `n` runs of the worker's limited tasks, in one transaction.
@@ -22,29 +25,30 @@ impl PostgresStore {
         let mut tx = self.pool.begin().await?;
         let mut picked: Vec<i64> = Vec::new();
         let mut tasks: Vec<String> = Vec::new();
-        for (task, max) in &worker.limits {
+        let mut limits: Vec<(String, &String, &Limit)> = worker
+            .limits
+            .iter()
+            .map(|(task, limit)| {
+                (
+                    limit.lock_key(&clean(&worker.tenant), &clean(task)),
+                    task,
+                    limit,
+                )
+            })
+            .collect();
+        limits.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+        for (lock, task, limit) in limits {
             let left = n as usize - picked.len();
             if left == 0 {
                 break;
             }
             sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(format!(
-                    "concurrency/{}/{}",
-                    clean(&worker.tenant),
-                    clean(task)
-                ))
+                .bind(lock)
                 .execute(&mut *tx)
                 .await?;
-            let running: Vec<(String, i64)> = sqlx::query_as(
-                // The few leases first, then their runs by key: never a scan of the task's runs.
-                "SELECT r.concurrency_key, count(*) FROM runs r \
-                 WHERE r.seq = ANY(ARRAY(SELECT run_seq FROM leases)) AND r.tenant = $1 \
-                 AND r.task = $2 AND r.concurrency_key IS NOT NULL GROUP BY 1",
-            )
-            .bind(&worker.tenant)
-            .bind(task)
-            .fetch_all(&mut *tx)
-            .await?;
+            let Some(mut rooms) = rooms(&mut tx, worker, task, limit, now, left).await? else {
+                continue;
+            };
             let cursor: Option<String> = sqlx::query_scalar(
                 "SELECT ckey FROM concurrency_cursors WHERE tenant = $1 AND task = $2",
             )
@@ -52,7 +56,6 @@ impl PostgresStore {
             .bind(task)
             .fetch_optional(&mut *tx)
             .await?;
-            let mut rooms = Rooms::new(*max, running, left);
             let mut last = None;
             // Keys after the cursor, then (wrapped) from the first one up to the cursor.
             let mut after = cursor.clone();
@@ -71,13 +74,28 @@ impl PostgresStore {
                     .take_while(|k| !wrapped || cursor.as_deref().is_none_or(|c| k.as_str() <= c))
                     .collect();
                 let done = keys.last() != Some(&end);
+                if let Limit::Rate { name, .. } = limit {
+                    let buckets: Vec<(String, f64, i64)> = sqlx::query_as(
+                        "SELECT rkey, tokens, at_us FROM rate_buckets \
+                         WHERE tenant = $1 AND name = $2 AND rkey = ANY($3)",
+                    )
+                    .bind(&worker.tenant)
+                    .bind(name)
+                    .bind(&keys)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for (k, tokens, at_us) in buckets {
+                        rooms.load(k, tokens, at_us);
+                    }
+                }
                 let mut names = Vec::new();
                 let mut room = Vec::new();
+                let mut budget = rooms.left();
                 for k in &keys {
-                    if let Some(r) = rooms.room(k) {
+                    if let Some(r) = rooms.room(k).map(|r| r.min(budget)).filter(|r| *r > 0) {
                         names.push(k.clone());
                         room.push(r as i64);
-                        rooms.took(r);
+                        budget -= r;
                     }
                 }
                 // Each key's first queued runs, in key order (as the rooms were counted).
@@ -94,14 +112,16 @@ impl PostgresStore {
                 .bind(&room)
                 .fetch_all(&mut *tx)
                 .await?;
-                // A key may hold fewer runs than its room: give the rest back to the claim.
-                let taken: usize = room.iter().map(|r| *r as usize).sum();
-                rooms.took_back(taken - rows.len());
+                // A key may hold fewer runs than its room: each takes what it got.
+                for k in &names {
+                    let got = rows.iter().filter(|(r, _)| r == k).count();
+                    rooms.took(k, got);
+                }
                 if let Some((k, _)) = rows.last() {
                     last = Some(k.clone());
                 }
                 picked.extend(rows.into_iter().map(|(_, qid)| qid));
-                if done {
+                if done || budget == 0 {
                     break;
                 }
                 after = Some(end);
@@ -116,6 +136,25 @@ impl PostgresStore {
                 .bind(k)
                 .execute(&mut *tx)
                 .await?;
+            }
+            if let Limit::Rate { name, .. } = limit {
+                let (keys, tokens): (Vec<String>, Vec<f64>) = rooms.spent().into_iter().unzip();
+                if !keys.is_empty() {
+                    sqlx::query(
+                        "INSERT INTO rate_buckets (tenant, name, rkey, tokens, at_us) \
+                         SELECT $1, $2, k, t, $5 FROM UNNEST($3::text[], $4::float8[]) AS x(k, t) \
+                         ON CONFLICT (tenant, name, rkey) \
+                         DO UPDATE SET tokens = excluded.tokens, at_us = excluded.at_us",
+                    )
+                    .bind(&worker.tenant)
+                    .bind(name)
+                    .bind(&keys)
+                    .bind(&tokens)
+                    .bind(micros(now))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                note_units_due(worker, rooms.due_us());
             }
             tasks.push(task.clone());
         }
@@ -132,6 +171,55 @@ impl PostgresStore {
         tx.commit().await?;
         Ok(claimed)
     }
+}
+
+/// The room of a claim of up to `left` runs of `task` under `limit`; `None` for a rate limit not
+/// defined (yet): its runs wait.
+async fn rooms(
+    conn: &mut PgConnection,
+    worker: &WorkerRecord,
+    task: &str,
+    limit: &Limit,
+    now: DateTime<Utc>,
+    left: usize,
+) -> R<Option<Rooms>> {
+    Ok(match limit {
+        Limit::Concurrency(max) => {
+            let running: Vec<(String, i64)> = sqlx::query_as(
+                // The few leases first, then their runs by key: never a scan of the task's runs.
+                "SELECT r.concurrency_key, count(*) FROM runs r \
+                 WHERE r.seq = ANY(ARRAY(SELECT run_seq FROM leases)) AND r.tenant = $1 \
+                 AND r.task = $2 AND r.concurrency_key IS NOT NULL GROUP BY 1",
+            )
+            .bind(&worker.tenant)
+            .bind(task)
+            .fetch_all(conn)
+            .await?;
+            Some(Rooms::running(*max, running, left))
+        }
+        Limit::Rate { name, units } => rate_limit(conn, &worker.tenant, name)
+            .await?
+            .map(|l| Rooms::rate(l, *units, micros(now), left)),
+    })
+}
+
+/// The tenant's rate limit `name`, if defined.
+pub(super) async fn rate_limit(
+    conn: &mut PgConnection,
+    tenant: &str,
+    name: &str,
+) -> R<Option<RateLimit>> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT lim, per_ms FROM rate_limits WHERE tenant = $1 AND name = $2")
+            .bind(tenant)
+            .bind(name)
+            .fetch_optional(conn)
+            .await?;
+    Ok(row.map(|(limit, per_ms)| RateLimit {
+        name: name.to_string(),
+        limit: limit as u32,
+        per: Duration::from_millis(per_ms as u64),
+    }))
 }
 
 /// Up to `n` keys of `task` with queued runs after `after` (from the first without it), in

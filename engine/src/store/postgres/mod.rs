@@ -56,6 +56,7 @@ mod concurrency;
 mod crons;
 mod events;
 mod queue;
+mod ratelimits;
 mod runs;
 mod steps;
 mod tokens;

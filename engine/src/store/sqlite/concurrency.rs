@@ -1,9 +1,13 @@
-//! Claims of tasks with a concurrency limit: key by key, round-robin from the key after the one
-//! served last, at most the limit running per key (see `migrations/sqlite/0007_concurrency.sql`).
+//! Claims of limited tasks: key by key, round-robin from the key after the one served last, each
+//! key taking the room its limit leaves: runs leased under a concurrency limit (see
+//! `migrations/sqlite/0007_concurrency.sql`), units in its bucket under a rate limit
+//! (`0008_rate_limits.sql`).
 
 use super::queue::claim_picked;
+use super::ratelimits::rate_limit;
 use super::*;
-use crate::store::concurrency::Rooms;
+use crate::store::limits::{note_units_due, Rooms};
+use crate::store::Limit;
 
 /// Claims up to `n` runs of the worker's limited tasks inside the caller's transaction.
 pub(super) fn claim_limited(
@@ -15,26 +19,20 @@ pub(super) fn claim_limited(
     request: Option<&str>,
 ) -> Result<Vec<Assignment>> {
     let mut picked = Vec::new();
-    for (task, max) in &worker.limits {
+    for (task, limit) in &worker.limits {
         let left = n as usize - picked.len();
         if left == 0 {
             break;
         }
-        let running = all(
-            conn,
-            // `CROSS JOIN`: the few leases drive the loop, never the task's runs.
-            "SELECT r.concurrency_key, count(*) FROM leases l CROSS JOIN runs r ON r.seq = l.run_seq \
-             WHERE r.tenant = ?1 AND r.task = ?2 AND r.concurrency_key IS NOT NULL GROUP BY 1",
-            params![worker.tenant, task],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-        )?;
+        let Some(mut rooms) = rooms(conn, worker, task, limit, now, left)? else {
+            continue;
+        };
         let cursor: Option<String> = one(
             conn,
             "SELECT ckey FROM concurrency_cursors WHERE tenant = ?1 AND task = ?2",
             params![worker.tenant, task],
             |r| r.get(0),
         )?;
-        let mut rooms = Rooms::new(*max, running, left);
         let mut last = None;
         // Keys after the cursor, then (wrapped) from the first one up to the cursor.
         let mut key = next_key(conn, &worker.tenant, task, cursor.as_deref())?;
@@ -47,6 +45,17 @@ pub(super) fn claim_limited(
             if wrapped && cursor.as_deref().is_some_and(|c| k.as_str() > c) {
                 break;
             }
+            if let Limit::Rate { name, .. } = limit {
+                if let Some((tokens, at_us)) = one(
+                    conn,
+                    "SELECT tokens, at_us FROM rate_buckets \
+                     WHERE tenant = ?1 AND name = ?2 AND rkey = ?3",
+                    params![worker.tenant, name, k],
+                    |r| Ok((r.get::<_, f64>(0)?, r.get::<_, i64>(1)?)),
+                )? {
+                    rooms.load(k.clone(), tokens, at_us);
+                }
+            }
             if let Some(room) = rooms.room(&k) {
                 let rows: Vec<(i64, i64)> = all(
                     conn,
@@ -55,7 +64,7 @@ pub(super) fn claim_limited(
                     params![worker.tenant, task, k, room as i64],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
-                rooms.took(rows.len());
+                rooms.took(&k, rows.len());
                 picked.extend(rows);
                 last = Some(k.clone());
                 if rooms.full() {
@@ -76,8 +85,48 @@ pub(super) fn claim_limited(
                 params![worker.tenant, task, k],
             )?;
         }
+        if let Limit::Rate { name, .. } = limit {
+            for (k, tokens) in rooms.spent() {
+                exec(
+                    conn,
+                    "INSERT INTO rate_buckets (tenant, name, rkey, tokens, at_us) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (tenant, name, rkey) \
+                     DO UPDATE SET tokens = excluded.tokens, at_us = excluded.at_us",
+                    params![worker.tenant, name, k, tokens, micros(now)],
+                )?;
+            }
+            note_units_due(worker, rooms.due_us());
+        }
     }
     claim_picked(conn, worker, picked, now, lease, request)
+}
+
+/// The room of a claim of up to `left` runs of `task` under `limit`; `None` for a rate limit not
+/// defined (yet): its runs wait.
+fn rooms(
+    conn: &Connection,
+    worker: &WorkerRecord,
+    task: &str,
+    limit: &Limit,
+    now: DateTime<Utc>,
+    left: usize,
+) -> Result<Option<Rooms>> {
+    Ok(match limit {
+        Limit::Concurrency(max) => {
+            let running = all(
+                conn,
+                // `CROSS JOIN`: the few leases drive the loop, never the task's runs.
+                "SELECT r.concurrency_key, count(*) FROM leases l CROSS JOIN runs r \
+                 ON r.seq = l.run_seq WHERE r.tenant = ?1 AND r.task = ?2 \
+                 AND r.concurrency_key IS NOT NULL GROUP BY 1",
+                params![worker.tenant, task],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )?;
+            Some(Rooms::running(*max, running, left))
+        }
+        Limit::Rate { name, units } => rate_limit(conn, &worker.tenant, name)?
+            .map(|l| Rooms::rate(l, *units, micros(now), left)),
+    })
 }
 
 /// The first key of `task` with queued runs after `after` (the first of all without it).

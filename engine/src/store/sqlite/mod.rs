@@ -37,6 +37,7 @@ mod crons;
 mod db;
 mod events;
 mod queue;
+mod ratelimits;
 mod runs;
 mod steps;
 mod tokens;
@@ -49,7 +50,7 @@ use db::{Db, Location, OrDb};
 use runs::*;
 
 /// The migrations, in order: `PRAGMA user_version` is the last one applied.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
     include_str!("../../../migrations/sqlite/0003_steps.sql"),
@@ -57,6 +58,7 @@ const MIGRATIONS: [&str; 7] = [
     include_str!("../../../migrations/sqlite/0005_pushed_events.sql"),
     include_str!("../../../migrations/sqlite/0006_event_waits.sql"),
     include_str!("../../../migrations/sqlite/0007_concurrency.sql"),
+    include_str!("../../../migrations/sqlite/0008_rate_limits.sql"),
 ];
 
 /// A SQLite database holding every table of the engine.

@@ -27,6 +27,13 @@ pub async fn send_email(_ctx: Context, input: Email) -> anyhow::Result<String> {
     Ok(format!("sent to {}", input.to))
 }
 
+/// A rate limit instead of a concurrency limit (a task has one or the other).
+#[task(rate_limit = "stripe", rate_limit_units = 2, rate_limit_key = "to")]
+pub async fn charge(_ctx: Context, input: Email) -> anyhow::Result<()> {
+    let _ = input;
+    Ok(())
+}
+
 /// Type-checks the typed handle; never run.
 async fn schedule(client: &owlclaw::Client) -> owlclaw::Result<()> {
     let email = || Email { to: "a@b.c".into() };
@@ -74,6 +81,19 @@ fn main() {
             concurrency: 3,
             concurrency_key: Some("to"),
             concurrency_strategy: "cancel_in_progress",
+            rate_limit: None,
+            rate_limit_units: 1,
+            rate_limit_key: None,
+        }
+    );
+    assert_eq!(
+        charge::SPEC,
+        TaskSpec {
+            name: "charge",
+            rate_limit: Some("stripe"),
+            rate_limit_units: 2,
+            rate_limit_key: Some("to"),
+            ..TaskSpec::DEFAULT
         }
     );
     assert_eq!(fan_out::SPEC, TaskSpec { name: "fan_out", ..TaskSpec::DEFAULT });
@@ -84,5 +104,5 @@ fn main() {
     let mut registered: Vec<&str> =
         owlclaw::__private::registered().map(|task| task.spec.name).collect();
     registered.sort_unstable();
-    assert_eq!(registered, ["fan_out", "send-email"]);
+    assert_eq!(registered, ["charge", "fan_out", "send-email"]);
 }

@@ -1,0 +1,63 @@
+//! Rate limits' definitions; their buckets are spent by claims (see `concurrency.rs`).
+
+use super::*;
+use crate::store::RateLimits;
+use owlclaw_core::ratelimit::RateLimit;
+
+/// The tenant's rate limit `name`, if defined.
+pub(super) fn rate_limit(conn: &Connection, tenant: &str, name: &str) -> Result<Option<RateLimit>> {
+    one(
+        conn,
+        "SELECT lim, per_ms FROM rate_limits WHERE tenant = ?1 AND name = ?2",
+        params![tenant, name],
+        |r| {
+            Ok(RateLimit {
+                name: name.to_string(),
+                limit: r.get(0)?,
+                per: Duration::from_millis(r.get::<_, i64>(1)? as u64),
+            })
+        },
+    )
+}
+
+#[async_trait]
+impl RateLimits for SqliteStore {
+    async fn set_rate_limit(&self, tenant: &str, limit: &RateLimit) -> Result<()> {
+        let (tenant, limit) = (tenant.to_string(), limit.clone());
+        self.write(move |c| {
+            exec(
+                c,
+                "INSERT INTO rate_limits (tenant, name, lim, per_ms) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (tenant, name) DO UPDATE SET lim = excluded.lim, \
+                 per_ms = excluded.per_ms",
+                params![
+                    tenant,
+                    limit.name,
+                    limit.limit,
+                    limit.per.as_millis() as i64
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rate_limits(&self, tenant: &str) -> Result<Vec<RateLimit>> {
+        let tenant = tenant.to_string();
+        self.read(move |c| {
+            all(
+                c,
+                "SELECT name, lim, per_ms FROM rate_limits WHERE tenant = ?1 ORDER BY name",
+                params![tenant],
+                |r| {
+                    Ok(RateLimit {
+                        name: r.get(0)?,
+                        limit: r.get(1)?,
+                        per: Duration::from_millis(r.get::<_, i64>(2)? as u64),
+                    })
+                },
+            )
+        })
+        .await
+    }
+}
