@@ -1324,6 +1324,27 @@ async fn a_concurrency_key_limits_each_key_and_keys_take_turns(env: TestEnv) {
         .start()
         .await
         .unwrap();
+    // The last run of a waits for its key's limit, and its snapshot says so.
+    let why = eventually(
+        "a run held by its key's limit",
+        Duration::from_secs(60),
+        || async {
+            let snap = runs[999].snapshot().await.unwrap();
+            assert_eq!(
+                snap.status,
+                RunStatus::Queued,
+                "it finished before it was seen waiting"
+            );
+            // Before the worker registers, no live worker serves the task: that is said first.
+            snap.waiting
+                .filter(|w| w.starts_with("at its concurrency limit"))
+        },
+    )
+    .await;
+    assert!(
+        why.starts_with("at its concurrency limit (key \"a\"): 2 runs running, at most 2"),
+        "{why}"
+    );
     for run in &runs {
         run.result_timeout(Duration::from_secs(120)).await.unwrap();
     }
@@ -1460,6 +1481,24 @@ async fn a_rate_limit_of_50_per_second_spreads_500_runs_over_about_10_seconds(en
         .start()
         .await
         .unwrap();
+    let why = eventually(
+        "a run waiting for units",
+        Duration::from_secs(60),
+        || async {
+            let snap = runs[499].snapshot().await.unwrap();
+            assert_eq!(
+                snap.status,
+                RunStatus::Queued,
+                "it started before it was seen waiting"
+            );
+            snap.waiting.filter(|w| w.starts_with("waiting for units"))
+        },
+    )
+    .await;
+    assert!(
+        why.starts_with("waiting for units of rate limit `test.api` (50 per 1s): enough for it in"),
+        "{why}"
+    );
     let starts = starts(&client, &runs).await;
     let span = seconds(starts[0], starts[499]);
     assert!(span >= 8.5, "500 runs at 50/s started within {span:.2} s");
@@ -1499,7 +1538,15 @@ async fn a_rate_limit_key_gives_each_key_its_own_bucket(env: TestEnv) {
         .unwrap();
     // No limit of that name yet: the worker claims nothing.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(runs[0].status().await.unwrap(), RunStatus::Queued);
+    let snap = runs[0].snapshot().await.unwrap();
+    assert_eq!(snap.status, RunStatus::Queued);
+    assert_eq!(
+        snap.waiting.as_deref(),
+        Some(
+            "its task spends rate limit `test.per_customer`, which is not defined: it waits \
+             until it is (owlclaw ratelimit set test.per_customer --limit N --per DURATION)"
+        )
+    );
     client
         .set_rate_limit("test.per_customer", 10, Duration::from_secs(1))
         .await

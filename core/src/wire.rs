@@ -341,7 +341,9 @@ pub struct RunSnapshot {
     #[serde(default)]
     pub steps: Vec<StepSnapshot>,
     /// Why no worker takes it, for a queued run that no live worker can claim (none serves its
-    /// task, or none has the labels the task requires). Filled in by `get`, not by `list`.
+    /// task, or none has the labels the task requires) or that its task's limit holds back (its
+    /// concurrency key at the limit, its rate limit out of units or not defined). Filled in by
+    /// `get`, not by `list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
 }

@@ -365,7 +365,10 @@ impl Engine {
         let mut run = self.run_owned(tenant, id, user).await?;
         run.steps = self.inner.store.run_steps(tenant, id).await?;
         if run.status == RunStatus::Queued {
-            run.waiting = self.why_waiting(tenant, &run.task).await?;
+            run.waiting = match self.why_waiting(tenant, &run.task).await? {
+                Some(why) => Some(why),
+                None => self.held_by_limit(tenant, &run).await?,
+            };
         }
         Ok(run)
     }
@@ -399,6 +402,62 @@ impl Engine {
                 lacking.join("; ")
             )
         }))
+    }
+
+    /// Why the limit of a queued run's task holds it back now, or `None` when it does not. The
+    /// key is read from the input as the task's definition says (a run scheduled with another
+    /// limit through the API is judged by its task's).
+    async fn held_by_limit(&self, tenant: &str, run: &RunSnapshot) -> Result<Option<String>> {
+        let Some(def) = self.task_def(tenant, &run.task).await? else {
+            return Ok(None);
+        };
+        let key_text = |key: &str| match key {
+            "" => String::new(),
+            k => format!(" (key {k:?})"),
+        };
+        if let Some(c) = &def.concurrency {
+            let key = c.key_of(&run.input);
+            let running = self
+                .inner
+                .store
+                .running_of_key(tenant, &run.task, &key)
+                .await?;
+            if running >= u64::from(c.max) {
+                return Ok(Some(format!(
+                    "at its concurrency limit{}: {running} runs running, at most {}; it starts when one finishes",
+                    key_text(&key),
+                    c.max
+                )));
+            }
+        }
+        if let Some(r) = &def.rate_limit {
+            let limits = self.inner.store.rate_limits(tenant).await?;
+            let Some(limit) = limits.into_iter().find(|l| l.name == r.name) else {
+                return Ok(Some(format!(
+                    "its task spends rate limit `{0}`, which is not defined: it waits until it is \
+                     (owlclaw ratelimit set {0} --limit N --per DURATION)",
+                    r.name
+                )));
+            };
+            let key = r.key_of(&run.input);
+            let now = crate::store::micros(Utc::now());
+            let tokens = match self.inner.store.rate_bucket(tenant, &r.name, &key).await? {
+                Some((tokens, at)) => limit.refill(tokens, at, now),
+                None => f64::from(limit.limit),
+            };
+            let units = r.units.min(limit.limit);
+            if tokens < f64::from(units) {
+                return Ok(Some(format!(
+                    "waiting for units of rate limit `{}`{} ({} per {}): enough for it in {}",
+                    r.name,
+                    key_text(&key),
+                    limit.limit,
+                    owlclaw_core::duration::format_duration(limit.per),
+                    owlclaw_core::duration::format_duration(limit.time_to(tokens, units))
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// A run's snapshot without its steps, after the ownership check.

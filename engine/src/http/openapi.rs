@@ -93,8 +93,9 @@ impl Modify for CommonResponses {
                 if path.starts_with("/v1/runs")
                     || path.starts_with("/v1/crons")
                     || path.starts_with("/v1/events")
+                    || path.starts_with("/v1/rate-limits")
                 {
-                    add("403", "Acting as a user (OwlClaw-User): another user's run, another owner named (of a run or of the runs an event starts), or a change to the tenant's crons.");
+                    add("403", "Acting as a user (OwlClaw-User): another user's run, another owner named (of a run or of the runs an event starts), or a change to the tenant's crons or rate limits.");
                 }
                 add("400", "Invalid request: a bad OwlClaw-User header, path id, query parameter or body field (the error names it). Nothing was stored.");
                 add("401", "Missing or invalid API token.");

@@ -315,6 +315,9 @@ pub trait RateLimits: Send + Sync {
     async fn set_rate_limit(&self, tenant: &str, limit: &RateLimit) -> Result<()>;
     /// The tenant's rate limits, by name.
     async fn rate_limits(&self, tenant: &str) -> Result<Vec<RateLimit>>;
+    /// The bucket of `key` under the rate limit `name` as last spent: its units and when (µs
+    /// since the epoch); `None` for a full bucket.
+    async fn rate_bucket(&self, tenant: &str, name: &str, key: &str) -> Result<Option<(f64, i64)>>;
 }
 
 /// Pushed events.
@@ -364,6 +367,8 @@ pub trait Runs: Send + Sync {
     async fn get_run(&self, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>>;
     /// The queued and running runs of a concurrency key of a task, oldest first.
     async fn active_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<Vec<RunId>>;
+    /// How many runs of a concurrency key of a task are running (claimed and not finished).
+    async fn running_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<u64>;
     /// Runs, newest first.
     async fn list_runs(&self, tenant: &str, filter: &ListFilter) -> Result<RunPage>;
     /// A run's transitions, oldest first.

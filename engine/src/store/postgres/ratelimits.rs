@@ -54,4 +54,16 @@ impl RateLimits for PostgresStore {
     async fn rate_limits(&self, tenant: &str) -> Result<Vec<RateLimit>> {
         self.retry(|| self.rate_limits_tx(tenant)).await
     }
+
+    async fn rate_bucket(&self, tenant: &str, name: &str, key: &str) -> Result<Option<(f64, i64)>> {
+        sqlx::query_as(
+            "SELECT tokens, at_us FROM rate_buckets WHERE tenant = $1 AND name = $2 AND rkey = $3",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(clean(key))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.place.db(e))
+    }
 }

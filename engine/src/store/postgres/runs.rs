@@ -332,6 +332,20 @@ impl Runs for PostgresStore {
         ids.iter().map(|i| i.parse()).collect()
     }
 
+    async fn running_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM runs WHERE tenant = $1 AND task = $2 AND concurrency_key = $3 \
+             AND finished_at IS NULL AND status = 'running'",
+        )
+        .bind(tenant)
+        .bind(task)
+        .bind(clean(key))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.place.db(e))?;
+        Ok(n as u64)
+    }
+
     async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
         self.retry(|| self.command_tx(tenant, id, Happening::Cancel, now))
             .await

@@ -60,4 +60,17 @@ impl RateLimits for SqliteStore {
         })
         .await
     }
+
+    async fn rate_bucket(&self, tenant: &str, name: &str, key: &str) -> Result<Option<(f64, i64)>> {
+        let (tenant, name, key) = (tenant.to_string(), name.to_string(), key.to_string());
+        self.read(move |c| {
+            one(
+                c,
+                "SELECT tokens, at_us FROM rate_buckets WHERE tenant = ?1 AND name = ?2 AND rkey = ?3",
+                params![tenant, name, key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+        })
+        .await
+    }
 }

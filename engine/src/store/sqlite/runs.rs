@@ -198,6 +198,22 @@ impl Runs for SqliteStore {
         .await
     }
 
+    async fn running_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<u64> {
+        let (tenant, task, key) = (tenant.to_string(), task.to_string(), key.to_string());
+        self.read(move |c| {
+            let n: i64 = one(
+                c,
+                "SELECT count(*) FROM runs WHERE tenant = ?1 AND task = ?2 AND concurrency_key = ?3 \
+                 AND finished_at IS NULL AND status = 'running'",
+                params![tenant, task, key],
+                |r| r.get(0),
+            )?
+            .unwrap_or(0);
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
         command(self, tenant, id, Command::Cancel, now).await
     }
