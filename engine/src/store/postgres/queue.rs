@@ -1,5 +1,6 @@
 //! The queue and its claims: claim, complete, heartbeats, maintenance (timers coming due, expired leases).
 
+use super::concurrency::claim_limited;
 use super::waits::open_waits;
 use super::*;
 use crate::store::rows::{QueueDepthRow, QUEUE_DEPTH_SQL};
@@ -284,17 +285,30 @@ impl PostgresStore {
         let mut wakes = Wakes::default();
         let tasks = worker.unlimited_tasks();
         let pick = Pick::Tasks(&tasks);
-        let (changed, mut claimed, extra) = if all_ok {
+        let limited = !worker.limits.is_empty();
+        let (changed, claimed, extra) = if all_ok && !limited {
             // The hot path: one statement, committed on its own.
             let mut conn = self.pool.acquire().await?;
             report_and_claim(&mut conn, worker, pick, completions, n, now, lease, request).await?
         } else {
             let mut tx = self.pool.begin().await?;
-            let (mut changed, _, _) =
-                report_and_claim(&mut tx, worker, pick, completions, 0, now, lease, None).await?;
-            changed += complete_others(&mut tx, worker, completions, now, &mut wakes).await?;
-            let (_, claimed, extra) =
-                report_and_claim(&mut tx, worker, pick, &[], n, now, lease, request).await?;
+            let (changed, mut claimed, extra) = if all_ok {
+                report_and_claim(&mut tx, worker, pick, completions, n, now, lease, request).await?
+            } else {
+                let (mut changed, _, _) =
+                    report_and_claim(&mut tx, worker, pick, completions, 0, now, lease, None)
+                        .await?;
+                changed += complete_others(&mut tx, worker, completions, now, &mut wakes).await?;
+                let (_, claimed, extra) =
+                    report_and_claim(&mut tx, worker, pick, &[], n, now, lease, request).await?;
+                (changed, claimed, extra)
+            };
+            let left = n.saturating_sub(claimed.len() as u32);
+            if limited && left > 0 {
+                // In the report's transaction: one commit per exchange, as without limits.
+                let request = request.map(|r| r.id);
+                claimed.extend(claim_limited(&mut tx, worker, left, now, lease, request).await?);
+            }
             notify(&mut tx, wakes).await?;
             tx.commit().await?;
             (changed, claimed, extra)
@@ -317,14 +331,6 @@ impl PostgresStore {
             apply(&mut tx, &changes, now, &mut wakes).await?;
             notify(&mut tx, wakes).await?;
             tx.commit().await?;
-        }
-        let left = n.saturating_sub(claimed.len() as u32);
-        if left > 0 && !worker.limits.is_empty() {
-            let request = request.map(|r| r.id);
-            claimed.extend(
-                self.claim_limited_tx(worker, left, now, lease, request)
-                    .await?,
-            );
         }
         Ok((changed, claimed))
     }
