@@ -349,6 +349,11 @@ async fn rate_limited_claims(h: &Harness) {
     assert_eq!(claim_ids(&*other, &w, 10, t + secs(0.5)).await.len(), 2);
     other.close().await;
     assert!(claim_ids(s, &w, 10, t + secs(0.5)).await.is_empty());
+    // A bucket last spent a period ago is full again: its row goes, as if never spent.
+    assert!(s.rate_bucket(TENANT, "stripe", "").await.unwrap().is_some());
+    assert_eq!(s.forget_full_buckets(t + secs(1.2)).await.unwrap(), 0);
+    assert_eq!(s.forget_full_buckets(t + secs(1.5)).await.unwrap(), 1);
+    assert_eq!(s.rate_bucket(TENANT, "stripe", "").await.unwrap(), None);
     let waiting = s
         .list_runs(
             TENANT,

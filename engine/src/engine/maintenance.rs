@@ -77,6 +77,9 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
                 Ok(n) => tracing::info!(runs = n, "purged finished runs past their retention"),
                 Err(e) => tracing::warn!(error = %e, "purging finished runs failed"),
             }
+            if let Err(e) = store.forget_full_buckets(Utc::now()).await {
+                tracing::warn!(error = %e, "deleting full rate-limit buckets failed");
+            }
         }
         // Crons: reload when changed (or every few seconds, for other engines' changes).
         if inner.crons_changed.swap(false, Ordering::SeqCst)

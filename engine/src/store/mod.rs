@@ -318,6 +318,9 @@ pub trait RateLimits: Send + Sync {
     /// The bucket of `key` under the rate limit `name` as last spent: its units and when (µs
     /// since the epoch); `None` for a full bucket.
     async fn rate_bucket(&self, tenant: &str, name: &str, key: &str) -> Result<Option<(f64, i64)>>;
+    /// Deletes the buckets last spent at least one period of their limit before `now`: full
+    /// again, they are what no row means. Returns how many went.
+    async fn forget_full_buckets(&self, now: DateTime<Utc>) -> Result<usize>;
 }
 
 /// Pushed events.

@@ -55,6 +55,20 @@ impl RateLimits for PostgresStore {
         self.retry(|| self.rate_limits_tx(tenant)).await
     }
 
+    async fn forget_full_buckets(&self, now: DateTime<Utc>) -> Result<usize> {
+        // A claim spending a bucket meanwhile holds its row: the delete then sees the new
+        // `at_us` and keeps it.
+        let done = sqlx::query(
+            "DELETE FROM rate_buckets b USING rate_limits l \
+             WHERE l.tenant = b.tenant AND l.name = b.name AND b.at_us <= $1 - l.per_ms * 1000",
+        )
+        .bind(micros(now))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.place.db(e))?;
+        Ok(done.rows_affected() as usize)
+    }
+
     async fn rate_bucket(&self, tenant: &str, name: &str, key: &str) -> Result<Option<(f64, i64)>> {
         sqlx::query_as(
             "SELECT tokens, at_us FROM rate_buckets WHERE tenant = $1 AND name = $2 AND rkey = $3",

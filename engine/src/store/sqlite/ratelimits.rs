@@ -61,6 +61,19 @@ impl RateLimits for SqliteStore {
         .await
     }
 
+    async fn forget_full_buckets(&self, now: DateTime<Utc>) -> Result<usize> {
+        self.write(move |c| {
+            exec(
+                c,
+                "DELETE FROM rate_buckets WHERE at_us <= ?1 - COALESCE((SELECT per_ms * 1000 \
+                 FROM rate_limits WHERE rate_limits.tenant = rate_buckets.tenant \
+                 AND rate_limits.name = rate_buckets.name), 0)",
+                params![micros(now)],
+            )
+        })
+        .await
+    }
+
     async fn rate_bucket(&self, tenant: &str, name: &str, key: &str) -> Result<Option<(f64, i64)>> {
         let (tenant, name, key) = (tenant.to_string(), name.to_string(), key.to_string());
         self.read(move |c| {
