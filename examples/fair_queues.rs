@@ -1,6 +1,8 @@
 //! Fair queues, in lite mode: a report task limited to 2 runs at once per customer. A big
 //! customer queues 200 reports, then a small one queues 3: the small customer's reports start
 //! among the first, because the keys take turns, and no customer ever has more than 2 running.
+//! Then a rate limit: 60 notifications through a mailer that takes 20 a second start over about
+//! two seconds (a burst of 20, then 20 a second), none failing.
 //!
 //! ```text
 //! cargo run --example fair_queues
@@ -55,6 +57,14 @@ async fn build_report(_ctx: Context, report: Report) -> anyhow::Result<String> {
     Ok(format!("report {} of {}", report.n, report.customer))
 }
 
+/// Sends through a mailer that takes 20 messages a second (the rate limit `mailer`, declared on
+/// the worker below).
+#[task(rate_limit = "mailer")]
+async fn notify(_ctx: Context, report: Report) -> anyhow::Result<()> {
+    let _ = report;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -85,6 +95,8 @@ async fn main() -> anyhow::Result<()> {
     let worker = client
         .worker("fair-queues-example")
         .task::<build_report>()
+        .task::<notify>()
+        .rate_limit("mailer", 20, Duration::from_secs(1))
         .slots(8)
         .start()
         .await?;
@@ -108,6 +120,19 @@ async fn main() -> anyhow::Result<()> {
     }
     anyhow::ensure!(first_small.is_some_and(|i| i < 4), "small-shop waited");
     anyhow::ensure!(most.values().all(|m| *m <= 2), "a limit was exceeded");
+
+    let notes = client
+        .enqueue_bulk::<notify>((0..60).map(|n| report("big-corp", n)))
+        .await?;
+    let mut starts = Vec::new();
+    for run in &notes {
+        run.result_timeout(Duration::from_secs(60)).await?;
+        starts.extend(run.snapshot().await?.started_at);
+    }
+    starts.sort();
+    let span = (starts[59] - starts[0]).num_milliseconds() as f64 / 1000.0;
+    println!("60 notifications at 20 a second started over {span:.1} s");
+    anyhow::ensure!(span >= 1.8, "the rate limit was not kept");
     worker.shutdown().await?;
     client.disconnect().await?;
     Ok(())

@@ -137,6 +137,7 @@ impl Rooms {
     }
 
     /// How many runs the claim still wants.
+    #[cfg(feature = "postgres")]
     pub(super) fn left(&self) -> usize {
         self.left
     }
