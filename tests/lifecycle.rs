@@ -1462,9 +1462,10 @@ fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     (to - from).num_microseconds().unwrap() as f64 / 1e6
 }
 
-/// A rate limit of 50 per second over 500 runs: a burst of 50, then 50 a second, so the last run
-/// starts about 9 s after the first, and no second ever holds more than the burst and a
-/// second's worth. None fails, none spends an attempt waiting.
+/// A rate limit of 50 per second over 500 runs, claimed by two workers (through two engines in
+/// lite mode): a burst of 50, then 50 a second, so the last run starts about 9 s after the
+/// first, and no second ever holds more than the burst and a second's worth. None fails, none
+/// spends an attempt waiting.
 async fn a_rate_limit_of_50_per_second_spreads_500_runs_over_about_10_seconds(env: TestEnv) {
     let client = env.client().await;
     let limit = client
@@ -1474,13 +1475,14 @@ async fn a_rate_limit_of_50_per_second_spreads_500_runs_over_about_10_seconds(en
     assert_eq!((limit.limit, limit.per), (50, Duration::from_secs(1)));
     assert_eq!(client.rate_limits().await.unwrap(), vec![limit]);
     let runs = client.enqueue_bulk::<calls_api>(0..500).await.unwrap();
-    let worker = client
-        .worker("w")
-        .task::<calls_api>()
-        .slots(10)
-        .start()
-        .await
-        .unwrap();
+    // Two workers, each through its own client: in lite mode each embeds its own engine on the
+    // database, so the limit holds across engine replicas.
+    let other = env.client().await;
+    let mut workers = Vec::new();
+    for (name, c) in [("w1", &client), ("w2", &other)] {
+        let w = c.worker(name).task::<calls_api>().slots(5).start();
+        workers.push(w.await.unwrap());
+    }
     let why = eventually(
         "a run waiting for units",
         Duration::from_secs(60),
@@ -1511,7 +1513,15 @@ async fn a_rate_limit_of_50_per_second_spreads_500_runs_over_about_10_seconds(en
             .count();
         assert!(within <= 101, "{within} runs started within 1 s of {first}");
     }
-    worker.shutdown().await.unwrap();
+    let mut by: HashMap<String, usize> = HashMap::new();
+    for run in &runs {
+        let worker = run.snapshot().await.unwrap().worker.unwrap();
+        *by.entry(worker).or_default() += 1;
+    }
+    assert_eq!(by.len(), 2, "both workers took runs: {by:?}");
+    for worker in workers {
+        worker.shutdown().await.unwrap();
+    }
 }
 
 /// A rate limit with a key keeps one bucket per key, and a task spends its units per attempt:
