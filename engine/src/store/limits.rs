@@ -96,8 +96,7 @@ impl Rooms {
                 let have = tokens.get(key).copied().unwrap_or(f64::from(limit.limit));
                 let free = (have / *units).floor() as i64;
                 if free <= 0 {
-                    let due = *now_us + limit.time_to(have, *units as u32).as_micros() as i64;
-                    *due_us = Some(due_us.map_or(due, |d| d.min(due)));
+                    note_due(due_us, limit, *now_us, have, *units);
                 }
                 free
             }
@@ -128,8 +127,7 @@ impl Rooms {
                 spent.insert(key.to_string());
                 if *have < *units {
                     // The key may have more runs queued: note when it can pay for the next.
-                    let due = *now_us + limit.time_to(*have, *units as u32).as_micros() as i64;
-                    *due_us = Some(due_us.map_or(due, |d| d.min(due)));
+                    note_due(due_us, limit, *now_us, *have, *units);
                 }
             }
             Kind::Rate { .. } => {}
@@ -165,6 +163,13 @@ impl Rooms {
             Kind::Running { .. } => None,
         }
     }
+}
+
+/// Keeps in `due_us` the earlier of it and the time a bucket of `limit` holding `have` units at
+/// `now_us` holds `units`.
+fn note_due(due_us: &mut Option<i64>, limit: &RateLimit, now_us: i64, have: f64, units: f64) {
+    let due = now_us + limit.time_to(have, units as u32).as_micros() as i64;
+    *due_us = Some(due_us.map_or(due, |d| d.min(due)));
 }
 
 /// Notes that runs of `worker` wait for units until `due_us`, the earliest such time kept.

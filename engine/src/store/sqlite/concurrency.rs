@@ -4,7 +4,7 @@
 //! (`0008_rate_limits.sql`).
 
 use super::queue::claim_picked;
-use super::ratelimits::rate_limit;
+use super::ratelimits::{bucket, rate_limit};
 use super::*;
 use crate::store::limits::{note_units_due, Rooms};
 use crate::store::Limit;
@@ -46,13 +46,7 @@ pub(super) fn claim_limited(
                 break;
             }
             if let Limit::Rate { name, .. } = limit {
-                if let Some((tokens, at_us)) = one(
-                    conn,
-                    "SELECT tokens, at_us FROM rate_buckets \
-                     WHERE tenant = ?1 AND name = ?2 AND rkey = ?3",
-                    params![worker.tenant, name, k],
-                    |r| Ok((r.get::<_, f64>(0)?, r.get::<_, i64>(1)?)),
-                )? {
+                if let Some((tokens, at_us)) = bucket(conn, &worker.tenant, name, &k)? {
                     rooms.load(k.clone(), tokens, at_us);
                 }
             }

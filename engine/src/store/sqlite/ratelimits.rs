@@ -20,6 +20,21 @@ pub(super) fn rate_limit(conn: &Connection, tenant: &str, name: &str) -> Result<
     )
 }
 
+/// The bucket of `key` under the tenant's rate limit `name` as last spent: units and when.
+pub(super) fn bucket(
+    conn: &Connection,
+    tenant: &str,
+    name: &str,
+    key: &str,
+) -> Result<Option<(f64, i64)>> {
+    one(
+        conn,
+        "SELECT tokens, at_us FROM rate_buckets WHERE tenant = ?1 AND name = ?2 AND rkey = ?3",
+        params![tenant, name, key],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
+
 #[async_trait]
 impl RateLimits for SqliteStore {
     async fn set_rate_limit(&self, tenant: &str, limit: &RateLimit) -> Result<()> {
@@ -76,14 +91,6 @@ impl RateLimits for SqliteStore {
 
     async fn rate_bucket(&self, tenant: &str, name: &str, key: &str) -> Result<Option<(f64, i64)>> {
         let (tenant, name, key) = (tenant.to_string(), name.to_string(), key.to_string());
-        self.read(move |c| {
-            one(
-                c,
-                "SELECT tokens, at_us FROM rate_buckets WHERE tenant = ?1 AND name = ?2 AND rkey = ?3",
-                params![tenant, name, key],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-        })
-        .await
+        self.read(move |c| bucket(c, &tenant, &name, &key)).await
     }
 }
