@@ -162,6 +162,7 @@ conformance!(
     a_retried_request_gets_its_claims_back,
     a_resent_checkpoint_writes_one_event,
     rate_limited_claims,
+    cancel_strategies_apply_in_the_insert,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -369,6 +370,53 @@ async fn rate_limited_claims(h: &Harness) {
         RunStatus::Queued,
         "no limit defined: it waits"
     );
+}
+
+/// `cancel_newest` and `cancel_in_progress` are applied in the insert's transaction: the insert
+/// answers with the new run already cancelled, or with the oldest run of its key cancelled.
+async fn cancel_strategies_apply_in_the_insert(h: &Harness) {
+    use owlclaw_core::task::{Concurrency, ConcurrencyStrategy};
+    let s = &*h.store;
+    let t = t0();
+    let limited = |task: &str, strategy| {
+        let mut run = new_run(task, t);
+        run.concurrency = Some((
+            Concurrency {
+                max: 1,
+                key: Some("k".into()),
+                strategy,
+            },
+            "a".into(),
+        ));
+        run
+    };
+    let newest = || limited("t.newest", ConcurrencyStrategy::CancelNewest);
+    let first = s.insert_runs(vec![newest()], t).await.unwrap();
+    assert_eq!(created(&first[0]).status, RunStatus::Queued);
+    let second = s.insert_runs(vec![newest()], t).await.unwrap();
+    let second = created(&second[0]);
+    assert_eq!(second.status, RunStatus::Cancelled, "the new run, at once");
+    assert_eq!(get(s, second.id).await.status, RunStatus::Cancelled);
+    assert_eq!(
+        get(s, created(&first[0]).id).await.status,
+        RunStatus::Queued
+    );
+
+    let latest = || limited("t.latest", ConcurrencyStrategy::CancelInProgress);
+    let old = s.insert_runs(vec![latest()], t).await.unwrap();
+    let new = s.insert_runs(vec![latest()], t).await.unwrap();
+    assert_eq!(created(&new[0]).status, RunStatus::Queued);
+    assert_eq!(
+        get(s, created(&old[0]).id).await.status,
+        RunStatus::Cancelled
+    );
+    // A claim finds only the runs kept.
+    let w = h.worker("w", &["t.newest", "t.latest"], t).await;
+    let mut claimed = claim_ids(s, &w, 10, t).await;
+    claimed.sort();
+    let mut kept = vec![created(&first[0]).id, created(&new[0]).id];
+    kept.sort();
+    assert_eq!(claimed, kept);
 }
 
 /// queued → running → succeeded, with one event per transition and the snapshot fields.

@@ -207,23 +207,17 @@ impl Engine {
             })?;
             runs.push(run);
         }
-        // The runs whose limit cancels runs, by position: few, and only what `make_room` reads.
-        let displacing: Vec<(usize, NewRun)> = runs
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| {
-                r.concurrency
-                    .as_ref()
-                    .is_some_and(|(c, _)| c.strategy != ConcurrencyStrategy::Queue)
-            })
-            .map(|(i, r)| {
-                let mut r = r.clone();
-                r.input = serde_json::Value::Null;
-                (i, r)
-            })
-            .collect();
-        let mut inserted = self.insert_with_key_ttl(tenant, runs, now).await?;
-        self.make_room(tenant, &displacing, &mut inserted).await?;
+        // The store applies the cancel strategies in the insert's transaction.
+        let displacing = runs.iter().any(|r| {
+            r.concurrency
+                .as_ref()
+                .is_some_and(|(c, _)| c.strategy != ConcurrencyStrategy::Queue)
+        });
+        let inserted = self.insert_with_key_ttl(tenant, runs, now).await?;
+        if displacing {
+            // Runs it cancelled: wake those waiting for them.
+            self.inner.finished.notify_waiters();
+        }
         let created = inserted
             .iter()
             .filter(|i| matches!(i, Inserted::Created(_)))
@@ -240,50 +234,6 @@ impl Engine {
                 },
             })
             .collect())
-    }
-
-    /// The cancel strategies of concurrency limits, for the runs just created: `cancel_newest`
-    /// cancels a new run whose key has its limit of runs queued or running already;
-    /// `cancel_in_progress` cancels the oldest of those so that the new one fits.
-    async fn make_room(
-        &self,
-        tenant: &str,
-        runs: &[(usize, NewRun)],
-        inserted: &mut [Inserted],
-    ) -> Result<()> {
-        for (i, run) in runs {
-            let (Some((limit, key)), Some(Inserted::Created(snap))) =
-                (&run.concurrency, inserted.get_mut(*i))
-            else {
-                continue;
-            };
-            // A run due later takes part once it is queued (its limit then queues it).
-            if snap.status != RunStatus::Queued {
-                continue;
-            }
-            let store = &self.inner.store;
-            let mut others = store.active_of_key(tenant, &run.task, key).await?;
-            others.retain(|id| *id != run.id);
-            let over = (others.len() + 1).saturating_sub(limit.max as usize);
-            if over == 0 {
-                continue;
-            }
-            let victims = match limit.strategy {
-                ConcurrencyStrategy::CancelNewest => vec![run.id],
-                _ => others[..over].to_vec(),
-            };
-            for id in victims {
-                tracing::info!(run_id = %id, task = %run.task, key = %key, strategy = limit.strategy.as_str(), "concurrency limit reached: run cancelled");
-                match store.cancel_run(tenant, id, Utc::now()).await {
-                    Ok(cancelled) if id == run.id => *snap = cancelled,
-                    // Finished meanwhile: nothing to cancel.
-                    Ok(_) | Err(Error::InvalidTransition { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            self.inner.finished.notify_waiters();
-        }
-        Ok(())
     }
 
     /// Inserts runs; a run holding one of their idempotency keys that finished more than the key

@@ -3,7 +3,11 @@
 //! Each store walks its queue key by key with its own SQL (see `migrations/*/0007_concurrency.sql`
 //! and `0008_rate_limits.sql`).
 
+use super::{Inserted, NewRun};
 use owlclaw_core::ratelimit::RateLimit;
+use owlclaw_core::task::{Concurrency, ConcurrencyStrategy};
+use owlclaw_core::wire::RunSnapshot;
+use owlclaw_core::{RunId, RunStatus};
 use std::collections::{BTreeSet, HashMap};
 
 /// The room left under a task's limit while one claim walks its keys.
@@ -165,6 +169,38 @@ impl Rooms {
     }
 }
 
+/// The runs that a new queued run `id` cancels under its concurrency limit, given the other
+/// queued and running runs of its key, oldest first: none under `queue` or while the key has
+/// room; the new run itself under `cancel_newest`; the oldest others under `cancel_in_progress`
+/// (a debounce: the newest work wins).
+pub(super) fn displaced(limit: &Concurrency, id: RunId, others: &[RunId]) -> Vec<RunId> {
+    let others: Vec<RunId> = others.iter().copied().filter(|o| *o != id).collect();
+    let over = (others.len() + 1).saturating_sub(limit.max as usize);
+    match limit.strategy {
+        _ if over == 0 => Vec::new(),
+        ConcurrencyStrategy::Queue => Vec::new(),
+        ConcurrencyStrategy::CancelNewest => vec![id],
+        ConcurrencyStrategy::CancelInProgress => others[..over].to_vec(),
+    }
+}
+
+/// The runs just inserted whose concurrency strategy may cancel runs (created queued under
+/// `cancel_newest` or `cancel_in_progress`), with their limit, key and snapshot.
+pub(super) fn displacing<'a>(
+    runs: &'a [NewRun],
+    inserted: &'a mut [Inserted],
+) -> impl Iterator<Item = (&'a NewRun, &'a Concurrency, &'a str, &'a mut RunSnapshot)> {
+    runs.iter()
+        .zip(inserted.iter_mut())
+        .filter_map(|(run, done)| {
+            let (Some((limit, key)), Inserted::Created(snap)) = (&run.concurrency, done) else {
+                return None;
+            };
+            (limit.strategy != ConcurrencyStrategy::Queue && snap.status == RunStatus::Queued)
+                .then_some((run, limit, key.as_str(), snap))
+        })
+}
+
 /// Keeps in `due_us` the earlier of it and the time a bucket of `limit` holding `have` units at
 /// `now_us` holds `units`.
 fn note_due(due_us: &mut Option<i64>, limit: &RateLimit, now_us: i64, have: f64, units: f64) {
@@ -225,6 +261,32 @@ mod tests {
         let mut spent = rooms.spent();
         spent.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(spent, vec![("a".into(), 0.0), ("c".into(), 4.0)]);
+    }
+
+    #[test]
+    fn a_new_run_over_its_keys_limit_displaces_itself_or_the_oldest() {
+        let limit = |strategy| Concurrency {
+            max: 2,
+            key: None,
+            strategy,
+        };
+        let (a, b, c) = (RunId::new(), RunId::new(), RunId::new());
+        let new = RunId::new();
+        let full = [a, b, new];
+        assert!(displaced(&limit(ConcurrencyStrategy::CancelNewest), new, &[a, new]).is_empty());
+        assert!(displaced(&limit(ConcurrencyStrategy::Queue), new, &full).is_empty());
+        assert_eq!(
+            displaced(&limit(ConcurrencyStrategy::CancelNewest), new, &full),
+            vec![new]
+        );
+        assert_eq!(
+            displaced(
+                &limit(ConcurrencyStrategy::CancelInProgress),
+                new,
+                &[a, b, c]
+            ),
+            vec![a, b]
+        );
     }
 
     #[test]

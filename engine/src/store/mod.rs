@@ -368,8 +368,6 @@ pub trait Runs: Send + Sync {
     async fn insert_runs(&self, runs: Vec<NewRun>, now: DateTime<Utc>) -> Result<Vec<Inserted>>;
     /// One run.
     async fn get_run(&self, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>>;
-    /// The queued and running runs of a concurrency key of a task, oldest first.
-    async fn active_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<Vec<RunId>>;
     /// How many runs of a concurrency key of a task are running (claimed and not finished).
     async fn running_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<u64>;
     /// Runs, newest first.

@@ -1,6 +1,8 @@
 //! Runs: insert, read, list, cancel, retry, delete.
 
 use super::*;
+use crate::store::limits::{displaced, displacing};
+use crate::store::Limit;
 
 pub(super) async fn load(
     conn: &mut PgConnection,
@@ -194,11 +196,65 @@ pub(super) async fn insert_runs_tx(
     Ok(out)
 }
 
+/// The queued and running runs of a key of a task, oldest first.
+async fn active_of_key(
+    conn: &mut PgConnection,
+    tenant: &str,
+    task: &str,
+    key: &str,
+) -> R<Vec<RunId>> {
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM runs WHERE tenant = $1 AND task = $2 AND concurrency_key = $3 \
+         AND finished_at IS NULL AND status IN ('queued', 'running') ORDER BY seq",
+    )
+    .bind(tenant)
+    .bind(task)
+    .bind(clean(key))
+    .fetch_all(conn)
+    .await?;
+    Ok(ids.iter().map(|i| i.parse()).collect::<Result<_>>()?)
+}
+
+/// The cancel strategies of the runs just inserted, in their transaction (see [`displaced`]),
+/// under the lock that claims of the task take: a run that its strategy cancels is never seen
+/// queued by a claim, and two inserts of one key through two replicas see each other.
+async fn make_room(
+    conn: &mut PgConnection,
+    runs: &[NewRun],
+    inserted: &mut [Inserted],
+    now: DateTime<Utc>,
+    wakes: &mut Wakes,
+) -> R<()> {
+    for (run, limit, key, snap) in displacing(runs, inserted) {
+        let lock = Limit::Concurrency(limit.max).lock_key(&clean(&run.tenant), &clean(&run.task));
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(lock)
+            .execute(&mut *conn)
+            .await?;
+        let others = active_of_key(&mut *conn, &run.tenant, &run.task, key).await?;
+        for victim in displaced(limit, run.id, &others) {
+            let Some(mut st) = lock_run(&mut *conn, &run.tenant, victim).await? else {
+                continue;
+            };
+            let change = st.plan(Happening::Cancel, now)?;
+            apply(&mut *conn, change.as_slice(), now, wakes).await?;
+            tracing::info!(run_id = %victim, task = %run.task, key = %key, strategy = limit.strategy.as_str(), "concurrency limit reached: run cancelled");
+            if victim == run.id {
+                *snap = load(&mut *conn, &run.tenant, run.id)
+                    .await?
+                    .ok_or_else(|| Error::run_not_found(run.id))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl PostgresStore {
     pub(super) async fn insert_tx(&self, runs: &[NewRun], now: DateTime<Utc>) -> R<Vec<Inserted>> {
         let mut tx = self.pool.begin().await?;
         let mut wakes = Wakes::default();
-        let out = insert_runs_tx(&mut tx, runs, now, false, &mut wakes).await?;
+        let mut out = insert_runs_tx(&mut tx, runs, now, false, &mut wakes).await?;
+        make_room(&mut tx, runs, &mut out, now, &mut wakes).await?;
         notify(&mut tx, wakes).await?;
         tx.commit().await?;
         Ok(out)
@@ -316,20 +372,6 @@ impl Runs for PostgresStore {
 
     async fn run_events(&self, tenant: &str, id: RunId) -> Result<Vec<RunEvent>> {
         self.retry(|| self.events_tx(tenant, id)).await
-    }
-
-    async fn active_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<Vec<RunId>> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM runs WHERE tenant = $1 AND task = $2 AND concurrency_key = $3 \
-             AND finished_at IS NULL AND status IN ('queued', 'running') ORDER BY seq",
-        )
-        .bind(tenant)
-        .bind(task)
-        .bind(clean(key))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.place.db(e))?;
-        ids.iter().map(|i| i.parse()).collect()
     }
 
     async fn running_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<u64> {

@@ -1,6 +1,7 @@
 //! Runs: insert, read, list, cancel, retry, delete.
 
 use super::*;
+use crate::store::limits::{displaced, displacing};
 
 pub(super) fn load(conn: &Connection, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>> {
     let row = one(
@@ -139,8 +140,12 @@ pub(super) fn delete_seqs(conn: &Connection, seqs: &[i64]) -> Result<usize> {
 #[async_trait]
 impl Runs for SqliteStore {
     async fn insert_runs(&self, runs: Vec<NewRun>, now: DateTime<Utc>) -> Result<Vec<Inserted>> {
-        self.write(move |c| insert_runs_tx(c, &runs, now, false))
-            .await
+        self.write(move |c| {
+            let mut inserted = insert_runs_tx(c, &runs, now, false)?;
+            make_room(c, &runs, &mut inserted, now)?;
+            Ok(inserted)
+        })
+        .await
     }
 
     async fn get_run(&self, tenant: &str, id: RunId) -> Result<Option<RunSnapshot>> {
@@ -179,21 +184,6 @@ impl Runs for SqliteStore {
                 EventRow::from_sqlite,
             )?;
             rows.into_iter().map(|r| r.event(id)).collect()
-        })
-        .await
-    }
-
-    async fn active_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<Vec<RunId>> {
-        let (tenant, task, key) = (tenant.to_string(), task.to_string(), key.to_string());
-        self.read(move |c| {
-            let ids: Vec<String> = all(
-                c,
-                "SELECT id FROM runs WHERE tenant = ?1 AND task = ?2 AND concurrency_key = ?3 \
-                 AND finished_at IS NULL AND status IN ('queued', 'running') ORDER BY seq",
-                params![tenant, task, key],
-                |r| r.get(0),
-            )?;
-            ids.iter().map(|i| i.parse()).collect()
         })
         .await
     }
@@ -249,6 +239,44 @@ impl Runs for SqliteStore {
         })
         .await
     }
+}
+
+/// The queued and running runs of a key of a task, oldest first.
+fn active_of_key(conn: &Connection, tenant: &str, task: &str, key: &str) -> Result<Vec<RunId>> {
+    let ids: Vec<String> = all(
+        conn,
+        "SELECT id FROM runs WHERE tenant = ?1 AND task = ?2 AND concurrency_key = ?3 \
+         AND finished_at IS NULL AND status IN ('queued', 'running') ORDER BY seq",
+        params![tenant, task, key],
+        |r| r.get(0),
+    )?;
+    ids.iter().map(|i| i.parse()).collect()
+}
+
+/// The cancel strategies of the runs just inserted, in their transaction (see
+/// [`displaced`]): a run that its strategy cancels is never seen queued by a claim.
+fn make_room(
+    conn: &Connection,
+    runs: &[NewRun],
+    inserted: &mut [Inserted],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for (run, limit, key, snap) in displacing(runs, inserted) {
+        let others = active_of_key(conn, &run.tenant, &run.task, key)?;
+        for victim in displaced(limit, run.id, &others) {
+            let Some(mut st) = state_by_id(conn, &run.tenant, victim)? else {
+                continue;
+            };
+            let change = st.plan(Happening::Cancel, now)?;
+            apply(conn, change.as_slice(), now)?;
+            tracing::info!(run_id = %victim, task = %run.task, key = %key, strategy = limit.strategy.as_str(), "concurrency limit reached: run cancelled");
+            if victim == run.id {
+                *snap =
+                    load(conn, &run.tenant, run.id)?.ok_or_else(|| Error::run_not_found(run.id))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An operator's command on one run.
