@@ -64,6 +64,12 @@ impl RateLimit {
         (tokens + elapsed * f64::from(self.limit) / per_us).min(f64::from(self.limit))
     }
 
+    /// The units a run that names `units` needs in the bucket before it starts, and spends: at
+    /// most the limit, so that a run asking for more starts from a full bucket rather than never.
+    pub fn units_needed(&self, units: u32) -> u32 {
+        units.min(self.limit)
+    }
+
     /// How long until a bucket holding `tokens` holds `units`.
     pub fn time_to(&self, tokens: f64, units: u32) -> Duration {
         let missing = (f64::from(units) - tokens).max(0.0);
@@ -162,6 +168,7 @@ mod tests {
         assert_eq!(l.time_to(0.0, 1), Duration::from_millis(20));
         assert_eq!(l.time_to(4.5, 5), Duration::from_millis(10));
         assert_eq!(l.time_to(7.0, 5), Duration::ZERO);
+        assert_eq!((l.units_needed(2), l.units_needed(80)), (2, 50));
     }
 
     #[test]

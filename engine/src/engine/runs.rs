@@ -395,7 +395,7 @@ impl Engine {
                 Some((tokens, at)) => limit.refill(tokens, at, now),
                 None => f64::from(limit.limit),
             };
-            let units = r.units.min(limit.limit);
+            let units = limit.units_needed(r.units);
             if tokens < f64::from(units) {
                 return Ok(Some(format!(
                     "waiting for units of rate limit `{}`{} ({} per {}): enough for it in {}",

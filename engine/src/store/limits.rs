@@ -56,9 +56,7 @@ impl Rooms {
         Rooms {
             left,
             kind: Kind::Rate {
-                // A run that spends more than the limit starts from a full bucket and empties
-                // it, rather than never.
-                units: f64::from(units.min(limit.limit)),
+                units: f64::from(limit.units_needed(units)),
                 limit,
                 now_us,
                 tokens: HashMap::new(),

@@ -185,7 +185,13 @@ impl Limit {
 }
 
 impl WorkerRecord {
-    /// The tasks it serves without a concurrency limit: those claimed in queue order.
+    /// Whether it serves a task without a limit (claimed in queue order); its limits are all of
+    /// tasks it serves.
+    pub fn has_unlimited(&self) -> bool {
+        self.tasks.len() > self.limits.len()
+    }
+
+    /// The tasks it serves without a limit: those claimed in queue order.
     pub fn unlimited_tasks(&self) -> std::borrow::Cow<'_, [String]> {
         if self.limits.is_empty() {
             return std::borrow::Cow::Borrowed(&self.tasks);

@@ -225,12 +225,22 @@ async fn make_room(
     now: DateTime<Utc>,
     wakes: &mut Wakes,
 ) -> R<()> {
-    for (run, limit, key, snap) in displacing(runs, inserted) {
-        let lock = Limit::Concurrency(limit.max).lock_key(&clean(&run.tenant), &clean(&run.task));
+    // Every lock first, in the order claims take theirs (sorted), so that an insert and a claim
+    // under several limits never wait for each other in a cycle.
+    let mut locks: Vec<String> = displacing(runs, inserted)
+        .map(|(run, limit, _, _)| {
+            Limit::Concurrency(limit.max).lock_key(&clean(&run.tenant), &clean(&run.task))
+        })
+        .collect();
+    locks.sort();
+    locks.dedup();
+    for lock in locks {
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
             .bind(lock)
             .execute(&mut *conn)
             .await?;
+    }
+    for (run, limit, key, snap) in displacing(runs, inserted) {
         let others = active_of_key(&mut *conn, &run.tenant, &run.task, key).await?;
         for victim in displaced(limit, run.id, &others) {
             let Some(mut st) = lock_run(&mut *conn, &run.tenant, victim).await? else {

@@ -42,8 +42,8 @@ fn claim_tx(
         return Ok(out);
     }
     let request = request.map(|r| r.id.as_str());
-    // No unlimited task (`[]`): no claim, which would scan the tenant's queue for nothing.
-    if tasks != "[]" {
+    // No unlimited task: no claim, which would scan the tenant's queue for nothing.
+    if worker.has_unlimited() {
         out.extend(claim_new(conn, worker, tasks, n, now, lease, request)?);
     }
     let n = n.saturating_sub(out.len() as u32);
