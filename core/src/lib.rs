@@ -18,6 +18,7 @@ pub mod retry;
 mod status;
 pub mod task;
 pub mod wire;
+pub mod workflow;
 
 pub use error::{Error, Result};
 pub use orchestrator::Orchestrator;

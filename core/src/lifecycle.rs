@@ -47,6 +47,10 @@ pub mod reason {
     pub const CANCELLED_QUEUED: &str = "cancelled while queued";
     /// Cancelled while a worker ran it.
     pub const CANCELLED_RUNNING: &str = "cancelled while running; the worker is told to stop";
+    /// A workflow run started.
+    pub const WORKFLOW_STARTED: &str = "workflow started: its first tasks are queued";
+    /// Every task of a workflow run succeeded.
+    pub const WORKFLOW_SUCCEEDED: &str = "every task of the workflow succeeded";
     /// A lease whose attempt ran past the task's timeout.
     pub const DEADLINE: &str = "timed out: the worker did not report within the task's timeout";
 }
@@ -136,6 +140,15 @@ pub enum Happening<'a> {
     Cancel,
     /// Someone asked to retry it.
     Retry,
+    /// The engine started a workflow run: its first tasks are created with it. A workflow run
+    /// holds no lease; the engine advances it as its tasks finish.
+    WorkflowStarted,
+    /// The engine finished a workflow run: every task succeeded (`error` is `None`), or one
+    /// failed after its own retries (the workflow run is not retried itself).
+    WorkflowFinished {
+        /// Why it failed.
+        error: Option<&'a str>,
+    },
 }
 
 /// What to do with `started_at` and the attempt's worker name.
@@ -391,6 +404,41 @@ pub fn decide(
             c.run_at = now;
             c.event.worker = None;
             c
+        }
+        Happening::WorkflowStarted => {
+            if st.status != RunStatus::Queued {
+                return Ok(None);
+            }
+            let mut c = Change::to(st, RunStatus::Running, reason::WORKFLOW_STARTED.into());
+            c.attempt = st.attempt + 1;
+            c.worker_id = None;
+            c.worker = None;
+            c.start = Start::Now;
+            c.event.attempt = c.attempt;
+            c.event.worker = None;
+            c
+        }
+        Happening::WorkflowFinished { error } => {
+            if st.status != RunStatus::Running || st.worker_id.is_some() {
+                return Ok(None);
+            }
+            match error {
+                None => {
+                    let mut c =
+                        Change::to(st, RunStatus::Succeeded, reason::WORKFLOW_SUCCEEDED.into());
+                    c.error = None;
+                    c.finished_at = Some(now);
+                    c
+                }
+                Some(e) => {
+                    let e = e.replace('\0', "\u{FFFD}");
+                    let mut c = Change::to(st, RunStatus::Failed, e.clone());
+                    c.errors = Some(push_error(st.errors.as_deref(), st.attempt, now, &e));
+                    c.error = Some(e);
+                    c.finished_at = Some(now);
+                    c
+                }
+            }
         }
     };
     if !change.is_legal() {

@@ -24,6 +24,14 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug + 'static {
     async fn cancel_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot>;
     /// Re-queues a failed or cancelled run as a new attempt.
     async fn retry_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot>;
+    /// The task runs of a workflow run (with its tasks not started: pending or skipped).
+    async fn workflow_tasks(
+        &self,
+        id: RunId,
+        user: Option<&str>,
+    ) -> Result<crate::workflow::WorkflowRunTasks>;
+    /// A workflow's plan: stages and critical path.
+    async fn workflow_plan(&self, name: &str) -> Result<crate::workflow::WorkflowPlan>;
     /// Waits until the run is terminal or `timeout` passes; returns its latest snapshot either way.
     async fn wait_run(&self, id: RunId, timeout: Duration) -> Result<RunSnapshot>;
     /// Cron schedules.

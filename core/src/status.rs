@@ -21,6 +21,13 @@ impl RunId {
         let name = format!("{}\u{1f}{}\u{1f}{}", tenant, task, key);
         RunId(Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes()))
     }
+
+    /// The id of the run of `task` inside the workflow run `workflow` (UUID v5 under the
+    /// workflow run's id): every engine replica and the task itself compute the same one, so a
+    /// workflow's task runs are created once however many engines advance it.
+    pub fn in_workflow(workflow: RunId, task: &str) -> RunId {
+        RunId(Uuid::new_v5(&workflow.0, task.as_bytes()))
+    }
 }
 
 impl Default for RunId {

@@ -66,6 +66,10 @@ pub struct TaskDef {
     /// The rate limit each attempt spends units of (not together with `concurrency`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<crate::ratelimit::RateLimitUse>,
+    /// Set for a workflow: its DAG of tasks. No worker claims a workflow's own runs; the engine
+    /// runs its tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<crate::workflow::WorkflowShape>,
 }
 
 /// Why a task may not have both kinds of limit.
@@ -212,6 +216,7 @@ impl TaskDef {
             on_event: None,
             concurrency: None,
             rate_limit: None,
+            workflow: None,
         }
     }
 
@@ -262,6 +267,11 @@ impl TaskDef {
             }
             if self.concurrency.is_some() {
                 return bad("rate_limit", ONE_LIMIT.into());
+            }
+        }
+        if let Some(w) = &self.workflow {
+            if let Err(e) = w.validate(&self.name) {
+                return bad("workflow", e);
             }
         }
         Ok(())

@@ -468,6 +468,11 @@ pub struct WorkerRegistration {
     /// Free-form labels.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The workflows it defines (each a definition with a `workflow` shape). Their tasks are
+    /// among `tasks`; no worker claims a workflow's own runs, the engine runs their tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(max_items = 1000))]
+    pub workflows: Vec<TaskDef>,
 }
 
 /// The engine's answer to a registration.

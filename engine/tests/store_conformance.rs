@@ -101,6 +101,7 @@ async fn worker_on(
         tasks: tasks.iter().map(|t| TaskDef::new(*t)).collect(),
         slots: 10,
         labels: BTreeMap::new(),
+        workflows: Vec::new(),
     };
     store.register_worker(&record, &reg, now).await.unwrap();
     record
@@ -204,6 +205,7 @@ fn new_run(task: &str, at: DateTime<Utc>) -> NewRun {
         reason: "scheduled".into(),
         concurrency: None,
         rate_limit: None,
+        workflow: false,
     }
 }
 
@@ -1400,6 +1402,7 @@ async fn workers_tasks_and_crons(h: &Harness) {
         tasks: vec![a.clone(), c.clone()],
         slots: 4,
         labels: BTreeMap::from([("zone".to_string(), "eu".to_string())]),
+        workflows: Vec::new(),
     };
     s.register_worker(&record, &reg, t).await.unwrap();
     assert_eq!(s.get_task(TENANT, "t.a").await.unwrap(), Some(a.clone()));
@@ -1855,6 +1858,7 @@ async fn engine_end_to_end(h: &Harness) {
                 tasks: vec![TaskDef::new("t.e2e")],
                 slots: 2,
                 labels: BTreeMap::new(),
+                workflows: Vec::new(),
             },
         )
         .await

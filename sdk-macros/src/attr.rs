@@ -33,6 +33,7 @@ mod kw {
     syn::custom_keyword!(rate_limit);
     syn::custom_keyword!(rate_limit_units);
     syn::custom_keyword!(rate_limit_key);
+    syn::custom_keyword!(parents);
 }
 
 /// Every argument `#[task]` accepts, in the order the docs list them.
@@ -54,6 +55,7 @@ pub(crate) const VALID_KEYS: &[&str] = &[
     "rate_limit",
     "rate_limit_units",
     "rate_limit_key",
+    "parents",
 ];
 
 /// The arguments as written. Strings are string literals; numbers are kept as expressions so that
@@ -77,6 +79,8 @@ pub(crate) struct TaskArgs {
     pub(crate) rate_limit: Option<(kw::rate_limit, LitStr)>,
     pub(crate) rate_limit_units: Option<(kw::rate_limit_units, Expr)>,
     pub(crate) rate_limit_key: Option<(kw::rate_limit_key, LitStr)>,
+    /// The tasks of its workflow it waits for: `parents = [validate, map]`.
+    pub(crate) parents: Option<(kw::parents, Vec<syn::Path>)>,
 }
 
 impl Parse for TaskArgs {
@@ -139,6 +143,16 @@ impl Parse for TaskArgs {
             } else if input.peek(kw::rate_limit_key) {
                 parse_arg(input, &mut args.rate_limit_key, |input| {
                     parse_str(input, "an input field such as \"customer_id\"")
+                })?;
+            } else if input.peek(kw::parents) {
+                parse_arg(input, &mut args.parents, |input| {
+                    let content;
+                    syn::bracketed!(content in input);
+                    let list =
+                        syn::punctuated::Punctuated::<syn::Path, Token![,]>::parse_terminated(
+                            &content,
+                        )?;
+                    Ok(list.into_iter().collect())
                 })?;
             } else if input.peek(kw::rate_limit) {
                 parse_arg(input, &mut args.rate_limit, |input| {

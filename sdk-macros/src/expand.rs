@@ -36,11 +36,14 @@ pub(crate) fn task(args: TokenStream, item: TokenStream) -> TokenStream {
 fn expand(args: TokenStream, item: TokenStream, errors: &mut Errors) -> syn::Result<TokenStream> {
     let function: ItemFn = syn::parse2(item)
         .map_err(|e| syn::Error::new(e.span(), format!("#[task] applies to an `async fn`: {e}")))?;
-    let policies = match syn::parse2::<TaskArgs>(args) {
-        Ok(args) => args.check(errors),
+    let (policies, parents) = match syn::parse2::<TaskArgs>(args) {
+        Ok(args) => (
+            args.check(errors),
+            args.parents.map(|(_, p)| p).unwrap_or_default(),
+        ),
         Err(error) => {
             errors.push(error);
-            Policies::default()
+            (Policies::default(), Vec::new())
         }
     };
     let name = match &policies.name {
@@ -48,7 +51,7 @@ fn expand(args: TokenStream, item: TokenStream, errors: &mut Errors) -> syn::Res
         None => default_name(&function.sig.ident, errors),
     };
     let shape = Shape::of(&function.sig)?;
-    Ok(generate(&function, &shape, &name, &policies))
+    Ok(generate(&function, &shape, &name, &policies, &parents))
 }
 
 /// The function's name, when it is a valid task name (it is unless it has non-ASCII letters).
@@ -189,12 +192,18 @@ fn may_be_result(ty: &Type) -> bool {
 }
 
 /// The typed handle, its `Task` impl and the registration.
-fn generate(function: &ItemFn, shape: &Shape<'_>, name: &str, policies: &Policies) -> TokenStream {
+fn generate(
+    function: &ItemFn,
+    shape: &Shape<'_>,
+    name: &str,
+    policies: &Policies,
+    parents: &[syn::Path],
+) -> TokenStream {
     let vis = &function.vis;
     let ident = &function.sig.ident;
     let output = shape.output;
     let output_span = output.span();
-    let spec = spec(name, policies);
+    let spec = spec(name, policies, parents);
 
     // Local variables are named at the mixed site, as in `macro_rules!`: the user's tokens
     // interpolated next to them can't see them. (A constant of the user's crate named like one of
@@ -356,7 +365,7 @@ fn generate(function: &ItemFn, shape: &Shape<'_>, name: &str, policies: &Policie
 }
 
 /// The `TaskSpec` literal: the given policies, the rest from `TaskSpec::DEFAULT`.
-fn spec(name: &str, policies: &Policies) -> TokenStream {
+fn spec(name: &str, policies: &Policies, parents: &[syn::Path]) -> TokenStream {
     let some = |value: &Option<String>| {
         value
             .as_ref()
@@ -402,6 +411,11 @@ fn spec(name: &str, policies: &Policies) -> TokenStream {
         ),
     ]
     .into_iter()
+    .chain([(
+        "parents",
+        // Each parent is a `#[task]` handle: an unknown one is a compile error there.
+        (!parents.is_empty()).then(|| quote!(&[#(#parents::NAME),*])),
+    )])
     .filter_map(|(field, value)| {
         let field = syn::Ident::new(field, Span::call_site());
         value.map(|value| quote!(#field: #value,))

@@ -5,6 +5,7 @@
 
 mod attr;
 mod expand;
+mod workflow;
 
 use proc_macro::TokenStream;
 
@@ -165,4 +166,27 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::task(args.into(), item.into()).into()
+}
+
+/// Declares a workflow: a DAG of `#[task]`s that run in dependency order, each task's
+/// `parents = [...]` giving its edges, on a unit struct that becomes the workflow's typed handle.
+///
+/// ```ignore
+/// #[task] async fn validate(ctx: Context, l: Listing) -> anyhow::Result<Valid> { .. }
+/// #[task(parents = [validate])] async fn save(ctx: Context, l: Listing) -> anyhow::Result<Saved> {
+///     let valid = ctx.parent_output::<validate>().await?;
+///     ..
+/// }
+/// #[workflow(name = "publish", tasks = [validate, save], on_failure = notify)]
+/// pub struct publish;
+///
+/// let saved: Saved = publish::run(&client, listing).await?;
+/// ```
+///
+/// Arguments: `tasks` (required), `name` (default: the struct's name), `output` (the task whose
+/// output is the workflow's; default: the last listed), `on_failure` (a task taking a
+/// `WorkflowFailure`), `cron`, `timezone`, `on_event`, `priority`.
+#[proc_macro_attribute]
+pub fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
+    workflow::workflow(args.into(), item.into()).into()
 }

@@ -174,9 +174,26 @@ impl Client {
         self.inner.orch.cancel_run(id, self.user()).await
     }
 
-    /// Re-queues a failed or cancelled run as a new attempt.
+    /// Re-queues a failed or cancelled run as a new attempt. Retrying a failed workflow run
+    /// runs its failed task again and what depends on it; its succeeded tasks are kept.
     pub async fn retry(&self, id: RunId) -> Result<RunSnapshot> {
         self.inner.orch.retry_run(id, self.user()).await
+    }
+
+    /// The task runs of a workflow run, with its tasks not started yet (pending, or skipped
+    /// after a failure).
+    pub async fn workflow_tasks(
+        &self,
+        id: RunId,
+    ) -> Result<owlclaw_core::workflow::WorkflowRunTasks> {
+        self.inner.orch.workflow_tasks(id, self.user()).await
+    }
+
+    /// A workflow's plan: its stages and its critical path (the name as written in
+    /// `#[workflow]`, without the namespace).
+    pub async fn workflow_plan(&self, name: &str) -> Result<owlclaw_core::workflow::WorkflowPlan> {
+        let name = qualified_name(self.config().namespace.as_deref(), name);
+        self.inner.orch.workflow_plan(&name).await
     }
 
     /// Waits until the run is terminal (or `timeout` passes) and returns its snapshot. Transient
@@ -350,6 +367,18 @@ fn typed_request<T: Task>(
     let spec = T::SPEC;
     let input = serde_json::to_value(input)
         .map_err(|e| Error::invalid_input("input", format!("can't be serialized to JSON: {e}")))?;
+    if spec.workflow {
+        // A workflow's policies are its tasks'; the engine finds it by name (and refuses one no
+        // worker has defined yet).
+        return Ok(ScheduleRequest {
+            task: qualified_name(client.config().namespace.as_deref(), spec.name),
+            input,
+            priority: Some(i64::from(spec.priority)),
+            parent_id: parent,
+            owner: client.user.as_deref().map(str::to_owned),
+            ..ScheduleRequest::default()
+        });
+    }
     Ok(ScheduleRequest {
         task: qualified_name(client.config().namespace.as_deref(), spec.name),
         input,

@@ -146,6 +146,61 @@ impl Context {
         self.inner.parent_id
     }
 
+    /// The output of `P`, a parent of this task in its workflow (`#[task(parents = [P])]`),
+    /// typed: `ctx.parent_output::<validate>().await?`. A task that is not a parent, or a run
+    /// that is not part of a workflow run, is refused with an error naming them.
+    pub async fn parent_output<P: Task>(&self) -> Result<P::Output> {
+        use crate::task::qualified_name;
+        let namespace = self.inner.client.config().namespace.clone();
+        let ns = namespace.as_deref();
+        let me = crate::registry::registered()
+            .find(|r| qualified_name(ns, r.spec.name) == self.inner.task)
+            .map(|r| r.spec);
+        let parents = me.map(|s| s.parents).unwrap_or_default();
+        if !parents.contains(&P::SPEC.name) {
+            return Err(Error::invalid_input(
+                "parent_output",
+                format!(
+                    "task {:?} is not a parent of {:?} (its parents: {})",
+                    P::SPEC.name,
+                    self.inner.task,
+                    if parents.is_empty() {
+                        "none".to_string()
+                    } else {
+                        parents.join(", ")
+                    }
+                ),
+            ));
+        }
+        let workflow = self.inner.parent_id.ok_or_else(|| {
+            Error::invalid_input(
+                "parent_output",
+                format!("run {} is not a task of a workflow run", self.inner.run_id),
+            )
+        })?;
+        let id = RunId::in_workflow(workflow, &qualified_name(ns, P::SPEC.name));
+        let run = self.inner.client.status(id).await?;
+        if run.status != owlclaw_core::RunStatus::Succeeded {
+            return Err(Error::invalid_input(
+                "parent_output",
+                format!(
+                    "the run {id} of parent {:?} is {}, not succeeded",
+                    P::SPEC.name,
+                    run.status
+                ),
+            ));
+        }
+        serde_json::from_value(run.output.unwrap_or(Value::Null)).map_err(|e| {
+            Error::invalid_input(
+                "parent_output",
+                format!(
+                    "the output of {:?} does not match its type: {e}",
+                    P::SPEC.name
+                ),
+            )
+        })
+    }
+
     /// The client, to inspect other runs.
     pub fn client(&self) -> &Client {
         &self.inner.client

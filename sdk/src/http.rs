@@ -314,6 +314,22 @@ impl Orchestrator for HttpOrchestrator {
             .await
     }
 
+    async fn workflow_tasks(
+        &self,
+        id: RunId,
+        user: Option<&str>,
+    ) -> Result<owlclaw_core::workflow::WorkflowRunTasks> {
+        self.send(|| self.get(&format!("/v1/runs/{id}/tasks"), user))
+            .await
+    }
+
+    async fn workflow_plan(&self, name: &str) -> Result<owlclaw_core::workflow::WorkflowPlan> {
+        // Names may hold `/`, which a path segment can't.
+        let name = name.replace('/', "%2F");
+        self.send(|| self.get(&format!("/v1/workflows/{name}/plan"), None))
+            .await
+    }
+
     async fn retry_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
         self.send(|| self.request(Method::POST, &format!("/v1/runs/{id}/retry"), SLACK, user))
             .await

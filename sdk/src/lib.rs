@@ -48,8 +48,11 @@ pub use owlclaw_core::wire::{
     RunEvent, RunPage, RunSnapshot, ScheduleRequest, Scheduled, StepSnapshot, StepStatus,
     WorkerInfo,
 };
+pub use owlclaw_core::workflow::{
+    PlannedTask, WorkflowFailure, WorkflowPlan, WorkflowRunTasks, WorkflowTaskRun,
+};
 pub use owlclaw_core::{Error, Orchestrator, Result, RunId, RunStatus};
-pub use owlclaw_macros::task;
+pub use owlclaw_macros::{task, workflow};
 pub use task::{fatal, NonRetryable, Task, TaskFailure, TaskSpec};
 pub use worker::{Worker, WorkerBuilder};
 

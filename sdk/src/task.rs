@@ -45,6 +45,10 @@ pub struct TaskSpec {
     pub rate_limit_units: u32,
     /// Where the rate limit's key is in the input (a field path or a JSON pointer).
     pub rate_limit_key: Option<&'static str>,
+    /// The tasks of its workflow that must succeed before it starts (`parents = [a, b]`).
+    pub parents: &'static [&'static str],
+    /// Set on the handle of a `#[workflow]`: its runs are advanced by the engine, not claimed.
+    pub workflow: bool,
 }
 
 impl TaskSpec {
@@ -67,6 +71,8 @@ impl TaskSpec {
         rate_limit: None,
         rate_limit_units: 1,
         rate_limit_key: None,
+        parents: &[],
+        workflow: false,
     };
 
     /// The backoff policy.
@@ -92,6 +98,7 @@ impl TaskSpec {
             on_event: self.on_event.map(str::to_owned),
             concurrency: self.concurrency(),
             rate_limit: self.rate_limit(),
+            workflow: None,
         }
     }
 

@@ -40,6 +40,8 @@ enum Op {
     EventArrived,
     Cancel,
     Retry,
+    WorkflowStarted,
+    WorkflowFinished(bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -54,6 +56,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::EventArrived),
         1 => Just(Op::Cancel),
         1 => Just(Op::Retry),
+        1 => Just(Op::WorkflowStarted),
+        1 => any::<bool>().prop_map(Op::WorkflowFinished),
     ]
 }
 
@@ -121,6 +125,8 @@ proptest! {
                 Op::EventArrived => Happening::EventArrived { key: "order.paid", id: "e-1" },
                 Op::Cancel => Happening::Cancel,
                 Op::Retry => Happening::Retry,
+                Op::WorkflowStarted => Happening::WorkflowStarted,
+                Op::WorkflowFinished(ok) => Happening::WorkflowFinished { error: (!ok).then_some("task \"b\" failed") },
             };
             let before = st.clone();
             match decide(&st, happened, now) {
@@ -152,7 +158,8 @@ proptest! {
                     prop_assert!(st.attempt <= st.max_attempts, "{} > {}", st.attempt, st.max_attempts);
                     prop_assert_eq!(st.finished_at.is_some(), st.status.is_terminal());
                     if st.status == RunStatus::Running {
-                        prop_assert!(st.worker_id.is_some());
+                        // Held by a worker, or a workflow run the engine started.
+                        prop_assert!(st.worker_id.is_some() || matches!(op, Op::WorkflowStarted) || before.status == RunStatus::Running);
                     }
                     if matches!(st.status, RunStatus::Queued | RunStatus::Scheduled) {
                         prop_assert!(st.worker_id.is_none());
@@ -170,6 +177,8 @@ proptest! {
                             && before.worker_id.as_deref() == Some(WORKERS[w])
                             && before.attempt == attempt_of(d),
                         Op::Checkpoint(..) | Op::Cancel | Op::Retry => true,
+                        Op::WorkflowStarted => before.status == RunStatus::Queued,
+                        Op::WorkflowFinished(_) => before.status == RunStatus::Running && before.worker_id.is_none(),
                     };
                     prop_assert!(!applies, "{:?} ignored in {:?}", op, before);
                 }
@@ -472,4 +481,49 @@ fn a_wait_for_an_event_parks_the_run_until_the_event_or_the_end_of_the_wait() {
     c.follow(&mut st);
     // An event for a run that is not waiting any more changes nothing.
     assert_eq!(decide(&st, arrived, at(4)).unwrap(), None);
+}
+
+#[test]
+fn a_workflow_run_starts_without_a_lease_and_finishes_once() {
+    let st = state(RunStatus::Queued, 0);
+    let c = decide(&st, Happening::WorkflowStarted, at(1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (c.status, c.attempt, c.worker_id.as_deref()),
+        (RunStatus::Running, 1, None)
+    );
+    assert_eq!(c.start, Start::Now);
+    assert_eq!(c.event.reason, reason::WORKFLOW_STARTED);
+    let mut st = st;
+    c.follow(&mut st);
+    assert!(decide(&st, Happening::WorkflowStarted, at(2))
+        .unwrap()
+        .is_none());
+    let done = decide(&st, Happening::WorkflowFinished { error: None }, at(3))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (done.status, done.finished_at),
+        (RunStatus::Succeeded, Some(at(3)))
+    );
+    let failed = decide(
+        &st,
+        Happening::WorkflowFinished {
+            error: Some("task \"b\" failed: boom"),
+        },
+        at(3),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(failed.error.as_deref(), Some("task \"b\" failed: boom"));
+    assert_eq!(failed.event.reason, "task \"b\" failed: boom");
+    // A run a worker holds is not a workflow's: finishing it so is ignored.
+    let held = running(0);
+    assert!(
+        decide(&held, Happening::WorkflowFinished { error: None }, at(4))
+            .unwrap()
+            .is_none()
+    );
 }

@@ -4,6 +4,7 @@ use super::Engine;
 use async_trait::async_trait;
 use owlclaw_core::ratelimit::RateLimit;
 use owlclaw_core::wire::*;
+use owlclaw_core::workflow::{WorkflowPlan, WorkflowRunTasks};
 use owlclaw_core::{Orchestrator, Result, RunId};
 use std::time::Duration;
 
@@ -43,6 +44,12 @@ impl Orchestrator for Embedded {
     }
     async fn retry_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
         self.engine.retry_run(&self.tenant, id, user).await
+    }
+    async fn workflow_tasks(&self, id: RunId, user: Option<&str>) -> Result<WorkflowRunTasks> {
+        self.engine.workflow_tasks(&self.tenant, id, user).await
+    }
+    async fn workflow_plan(&self, name: &str) -> Result<WorkflowPlan> {
+        self.engine.workflow_plan(&self.tenant, name).await
     }
     async fn wait_run(&self, id: RunId, timeout: Duration) -> Result<RunSnapshot> {
         self.engine.wait_run(&self.tenant, id, timeout).await

@@ -149,6 +149,7 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
                 metadata: None,
                 parent_id: None,
                 reason: format!("cron {} tick {}", rec.schedule.expr, tick.to_rfc3339()),
+                workflow: def.workflow.is_some(),
             };
             match store.fire_cron(rec, tick, run).await {
                 Ok(created) => {

@@ -10,6 +10,7 @@ mod ratelimits;
 mod runs;
 mod tokens;
 mod workers;
+mod workflows;
 
 pub use embedded::Embedded;
 
@@ -82,6 +83,10 @@ struct Inner {
     /// A timer or cron may now be earlier than the maintenance loop's wake-up.
     wake_maintenance: Notify,
     crons_changed: AtomicBool,
+    /// Workflow runs may need advancing: the workflow loop also wakes as runs finish.
+    workflows_active: AtomicBool,
+    /// A workflow run was created or retried here: wakes the workflow loop.
+    wake_workflows: Notify,
     workers: Mutex<HashMap<String, WorkerRecord>>,
     tasks: Mutex<HashMap<(String, String), TaskDef>>,
     /// Valid API tokens' hashes, with their tenant and when they were read from the store.
@@ -108,6 +113,8 @@ impl Engine {
             finished: Notify::new(),
             wake_maintenance: Notify::new(),
             crons_changed: AtomicBool::new(true),
+            workflows_active: AtomicBool::new(true),
+            wake_workflows: Notify::new(),
             workers: Mutex::new(HashMap::new()),
             tasks: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
@@ -118,6 +125,7 @@ impl Engine {
         let handle = tokio::spawn(maintenance::maintenance_loop(inner.clone()));
         *inner.maintenance.lock().unwrap() = Some(handle);
         tokio::spawn(relay_wakes(inner.clone()));
+        tokio::spawn(workflows::workflow_loop(inner.clone()));
         Engine { inner }
     }
 

@@ -146,10 +146,11 @@ impl Engine {
                 Some(p) => format!("scheduled by run {p}"),
                 None => owlclaw_core::lifecycle::reason::SCHEDULED.into(),
             },
+            workflow: def.workflow.is_some(),
         })
     }
 
-    fn after_insert(&self, inserted: &[Inserted]) {
+    pub(super) fn after_insert(&self, inserted: &[Inserted]) {
         let mut queued = false;
         let mut timed = false;
         for i in inserted {
@@ -244,6 +245,9 @@ impl Engine {
         runs: Vec<NewRun>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Inserted>> {
+        if runs.iter().any(|r| r.workflow) {
+            self.workflows_changed();
+        }
         let ttl = chrono::Duration::from_std(self.inner.cfg.idempotency_ttl).unwrap_or_default();
         let expired = |r: &RunSnapshot| r.finished_at.is_some_and(|f| f + ttl <= now);
         for _ in 0..3 {
@@ -464,6 +468,8 @@ impl Engine {
         let run = self.inner.store.retry_run(tenant, id, Utc::now()).await?;
         tracing::info!(run_id = %id, task = %run.task, "run retried by request");
         self.inner.work.notify_waiters();
+        // A workflow run retried is advanced again.
+        self.workflows_changed();
         Ok(run)
     }
 

@@ -41,6 +41,44 @@ impl Engine {
         }
         for def in &reg.tasks {
             def.validate()?;
+            if def.workflow.is_some() {
+                return Err(Error::invalid_input(
+                    "tasks",
+                    format!(
+                        "{:?} is a workflow: register it under `workflows`",
+                        def.name
+                    ),
+                ));
+            }
+        }
+        for def in &reg.workflows {
+            def.validate()?;
+            let Some(shape) = &def.workflow else {
+                return Err(Error::invalid_input(
+                    "workflows",
+                    format!(
+                        "{:?} has no `workflow` shape: register a task under `tasks`",
+                        def.name
+                    ),
+                ));
+            };
+            let named = shape
+                .tasks
+                .iter()
+                .map(|t| &t.name)
+                .chain(shape.on_failure.as_ref());
+            for task in named {
+                if !reg.tasks.iter().any(|t| &t.name == task) {
+                    return Err(Error::invalid_input(
+                        "workflows",
+                        format!(
+                            "workflow {:?} runs task {task:?}, which this worker does not register: \
+                             a worker defining a workflow serves its tasks",
+                            def.name
+                        ),
+                    ));
+                }
+            }
         }
         let id = format!(
             "{}-{}",
@@ -72,13 +110,17 @@ impl Engine {
                 .collect(),
             units_due: Default::default(),
         };
+        // Workflows are stored as definitions like tasks (their crons and events fire runs of
+        // them), but no worker serves them.
+        let mut stored = reg.clone();
+        stored.tasks.append(&mut stored.workflows);
         self.inner
             .store
-            .register_worker(&record, &reg, Utc::now())
+            .register_worker(&record, &stored, Utc::now())
             .await?;
         {
             let mut tasks = self.inner.tasks.lock().unwrap();
-            for def in &reg.tasks {
+            for def in &stored.tasks {
                 tasks.insert((tenant.to_string(), def.name.clone()), def.clone());
             }
         }
@@ -98,7 +140,7 @@ impl Engine {
                 }
             }
         }
-        if reg.tasks.iter().any(|t| t.cron.is_some()) {
+        if stored.tasks.iter().any(|t| t.cron.is_some()) {
             self.crons_changed();
         }
         self.inner

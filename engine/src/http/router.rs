@@ -25,6 +25,8 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::run_result))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(runs::retry_run))
+        .routes(routes!(runs::workflow_tasks))
+        .routes(routes!(runs::workflow_plan))
         .routes(routes!(crons::list_crons, crons::create_cron))
         .routes(routes!(crons::delete_cron))
         .routes(routes!(events::push_event))

@@ -222,3 +222,33 @@ pub(super) async fn retry_run(
             .await?,
     ))
 }
+
+/// The task runs of a workflow run, with its tasks not started yet (pending or skipped).
+#[utoipa::path(get, path = "/v1/runs/{id}/tasks", tag = "workflows", params(("id" = String, Path, format = Uuid, description = "Workflow run id (a UUID)")),
+    responses((status = 200, body = owlclaw_core::workflow::WorkflowRunTasks), (status = 400, description = "Not a workflow run", body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn workflow_tasks(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<RunId>,
+) -> ApiResult<Json<owlclaw_core::workflow::WorkflowRunTasks>> {
+    Ok(Json(
+        s.engine
+            .workflow_tasks(&caller.tenant, id, caller.user.as_deref())
+            .await?,
+    ))
+}
+
+/// A workflow's plan: its stages (what runs in parallel) and its critical path, each task's
+/// expected duration the median of its last succeeded runs.
+#[utoipa::path(get, path = "/v1/workflows/{name}/plan", tag = "workflows",
+    params(("name" = String, Path, pattern = r"^[A-Za-z0-9_\-.:/]{1,128}$", description = "Workflow name")),
+    responses((status = 200, body = owlclaw_core::workflow::WorkflowPlan), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn workflow_plan(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Json<owlclaw_core::workflow::WorkflowPlan>> {
+    Ok(Json(s.engine.workflow_plan(&caller.tenant, &name).await?))
+}

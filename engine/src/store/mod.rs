@@ -79,6 +79,8 @@ pub struct NewRun {
     pub concurrency: Option<(Concurrency, String)>,
     /// The rate limit it spends, if its task has one, and its bucket's key.
     pub rate_limit: Option<(RateLimitUse, String)>,
+    /// A run of a workflow: the engine advances it (a `workflow_runs` row is inserted with it).
+    pub workflow: bool,
 }
 
 impl NewRun {
@@ -284,6 +286,7 @@ pub trait Store:
     + Tokens
     + Events
     + RateLimits
+    + Workflows
     + Send
     + Sync
     + std::fmt::Debug
@@ -327,6 +330,53 @@ pub trait RateLimits: Send + Sync {
     /// Deletes the buckets last spent at least one period of their limit before `now`: full
     /// again, they are what no row means. Returns how many went.
     async fn forget_full_buckets(&self, now: DateTime<Utc>) -> Result<usize>;
+}
+
+/// What the engine does to a workflow run itself (its tasks are ordinary runs).
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkflowStep {
+    /// Start it: `queued` to `running`, without a lease.
+    Start,
+    /// Finish it: succeeded with `output`, or failed with `error`.
+    Finish {
+        /// The output task's output, when every task succeeded.
+        output: Option<Value>,
+        /// Why it failed.
+        error: Option<String>,
+    },
+}
+
+impl WorkflowStep {
+    /// The life-cycle happening.
+    pub fn happening(&self) -> owlclaw_core::lifecycle::Happening<'_> {
+        use owlclaw_core::lifecycle::Happening;
+        match self {
+            WorkflowStep::Start => Happening::WorkflowStarted,
+            WorkflowStep::Finish { error, .. } => Happening::WorkflowFinished {
+                error: error.as_deref(),
+            },
+        }
+    }
+}
+
+/// Workflow runs, which the engine advances as their task runs finish.
+#[async_trait]
+pub trait Workflows: Send + Sync {
+    /// Workflow runs not done yet, oldest first: `(tenant, id)`.
+    async fn active_workflows(&self, limit: u32) -> Result<Vec<(String, RunId)>>;
+    /// The runs whose parent is `id`, oldest first.
+    async fn children(&self, tenant: &str, id: RunId) -> Result<Vec<RunSnapshot>>;
+    /// Applies `step` to a workflow run under the store's lock (the life cycle decides: a step
+    /// that does not apply any more changes nothing); returns the run as it is after.
+    async fn workflow_step(
+        &self,
+        tenant: &str,
+        id: RunId,
+        step: &WorkflowStep,
+        now: DateTime<Utc>,
+    ) -> Result<RunSnapshot>;
+    /// Marks a workflow run done: finished, and every task run it started finished too.
+    async fn workflow_done(&self, tenant: &str, id: RunId) -> Result<()>;
 }
 
 /// Pushed events.

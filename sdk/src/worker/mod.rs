@@ -57,6 +57,8 @@ pub struct WorkerBuilder {
     only: Option<Vec<String>>,
     labels: BTreeMap<String, String>,
     rate_limits: Vec<RateLimit>,
+    /// Workflows named with [`WorkerBuilder::workflow`].
+    workflows: Vec<String>,
 }
 
 impl WorkerBuilder {
@@ -73,6 +75,7 @@ impl WorkerBuilder {
             only: None,
             labels: BTreeMap::new(),
             rate_limits: Vec::new(),
+            workflows: Vec::new(),
         }
     }
 
@@ -132,6 +135,24 @@ impl WorkerBuilder {
     /// Serve only the task with this name (as written in `#[task]`, without namespace).
     pub fn task_named(mut self, name: impl Into<String>) -> Self {
         self.only.get_or_insert_with(Vec::new).push(name.into());
+        self
+    }
+
+    /// Define this `#[workflow]` and serve its tasks. By default a worker defines every
+    /// `#[workflow]` of the binary; once `task` or `workflow` narrowed what it serves, only
+    /// those given.
+    pub fn workflow<W: crate::Task>(mut self) -> Self {
+        self.workflows.push(W::SPEC.name.to_string());
+        if let Some(reg) =
+            crate::registry::registered_workflows().find(|w| w.spec.name == W::SPEC.name)
+        {
+            for t in reg.tasks.iter().chain(reg.on_failure.iter()) {
+                self = self.task_named(*t);
+            }
+        } else {
+            // Reported at start: not a #[workflow] of the binary.
+            self.only.get_or_insert_with(Vec::new);
+        }
         self
     }
 
@@ -244,12 +265,29 @@ impl WorkerBuilder {
             })
             .await?;
         }
+        let mut workflows = Vec::new();
+        for w in &self.workflows {
+            if !crate::registry::registered_workflows().any(|r| r.spec.name == w.as_str()) {
+                return Err(Error::config(
+                    "workflows",
+                    format!("{w:?} is not a #[workflow] in this binary"),
+                ));
+            }
+        }
+        for w in crate::registry::registered_workflows() {
+            let chosen = self.workflows.iter().any(|n| n == w.spec.name);
+            if self.only.is_some() && !chosen {
+                continue;
+            }
+            workflows.push(w.to_def(namespace.as_deref())?);
+        }
         let task_names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
         let registration = WorkerRegistration {
             name: name.clone(),
             tasks: defs,
             slots,
             labels: self.labels,
+            workflows,
         };
         // Sent again only when it did not arrive; a registration that arrived but whose answer
         // was lost leaves a worker that never heartbeats, which the engine drops after a lease.

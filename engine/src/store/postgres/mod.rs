@@ -63,6 +63,7 @@ mod tokens;
 mod waits;
 mod wakes;
 mod workers;
+mod workflows;
 
 use changes::*;
 use runs::*;

@@ -29,6 +29,7 @@ pub(super) async fn delete_seqs(conn: &mut PgConnection, seqs: &[i64]) -> R<usiz
          q AS (DELETE FROM queue WHERE run_seq = ANY($1)), \
          t AS (DELETE FROM timers WHERE run_seq = ANY($1)), \
          l AS (DELETE FROM leases WHERE run_seq = ANY($1)), \
+         wf AS (DELETE FROM workflow_runs WHERE run_seq = ANY($1)), \
          r AS (DELETE FROM runs WHERE seq = ANY($1) RETURNING 1) \
          SELECT count(*) FROM r",
     )
@@ -130,6 +131,7 @@ pub(super) async fn insert_runs_tx(
     let mut q_key = vec![];
     let (mut t_seq, mut t_due) = (vec![], vec![]);
     let (mut e_seq, mut e_status, mut e_reason) = (vec![], vec![], vec![]);
+    let (mut w_seq, mut w_tenant, mut w_id) = (vec![], vec![], vec![]);
     for r in runs {
         // `remove`: the same id twice in one batch is created once, then found existing.
         match seqs.remove(&r.id.to_string()) {
@@ -147,6 +149,11 @@ pub(super) async fn insert_runs_tx(
                     RunStatus::Queued
                 };
                 wakes.reached(status);
+                if r.workflow {
+                    w_seq.push(seq);
+                    w_tenant.push(r.tenant.as_str());
+                    w_id.push(r.id.to_string());
+                }
                 e_seq.push(seq);
                 e_status.push(status.as_str());
                 e_reason.push(clean(&r.reason));
@@ -190,6 +197,17 @@ pub(super) async fn insert_runs_tx(
         .bind(&e_status)
         .bind(&e_reason)
         .bind(&q_key)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !w_seq.is_empty() {
+        sqlx::query(
+            "INSERT INTO workflow_runs (run_seq, tenant, id) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[])",
+        )
+        .bind(&w_seq)
+        .bind(&w_tenant)
+        .bind(&w_id)
         .execute(&mut *conn)
         .await?;
     }
@@ -270,13 +288,15 @@ impl PostgresStore {
         Ok(out)
     }
 
-    /// An operator's command on one run (cancel, retry): the run is locked, the life cycle
-    /// decides, the change is applied; returns the run as it is after.
+    /// A command on one run (an operator's cancel or retry, a workflow run's own step): the run
+    /// is locked, the life cycle decides, the change is applied (with `output`, when it
+    /// applies); returns the run as it is after.
     pub(super) async fn command_tx(
         &self,
         tenant: &str,
         id: RunId,
-        command: Happening<'static>,
+        command: Happening<'_>,
+        output: Option<&Value>,
         now: DateTime<Utc>,
     ) -> R<RunSnapshot> {
         let mut tx = self.pool.begin().await?;
@@ -294,6 +314,22 @@ impl PostgresStore {
         };
         let mut wakes = Wakes::default();
         apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
+        if let Some(p) = &change {
+            if matches!(command, Happening::Retry) {
+                // A workflow run retried is advanced again (no row for other runs).
+                sqlx::query("UPDATE workflow_runs SET done = FALSE WHERE run_seq = $1")
+                    .bind(p.seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if let Some(out) = output {
+                sqlx::query("UPDATE runs SET output = $1 WHERE seq = $2")
+                    .bind(clean(&out.to_string()))
+                    .bind(p.seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
         let snap = load(&mut tx, tenant, id)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;
@@ -399,12 +435,12 @@ impl Runs for PostgresStore {
     }
 
     async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
-        self.retry(|| self.command_tx(tenant, id, Happening::Cancel, now))
+        self.retry(|| self.command_tx(tenant, id, Happening::Cancel, None, now))
             .await
     }
 
     async fn retry_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
-        self.retry(|| self.command_tx(tenant, id, Happening::Retry, now))
+        self.retry(|| self.command_tx(tenant, id, Happening::Retry, None, now))
             .await
     }
 

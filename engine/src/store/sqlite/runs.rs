@@ -93,6 +93,14 @@ pub(super) fn insert_runs_tx(
             event
                 .execute(params![seq, now_us, status.as_str(), r.reason])
                 .db()?;
+            if r.workflow {
+                conn.prepare_cached(
+                    "INSERT INTO workflow_runs (run_seq, tenant, id, done) VALUES (?1, ?2, ?3, 0)",
+                )
+                .db()?
+                .execute(params![seq, r.tenant, r.id.to_string()])
+                .db()?;
+            }
             out.push(Inserted::Created(r.snapshot(status, now)));
             continue;
         }
@@ -127,6 +135,7 @@ pub(super) fn delete_seqs(conn: &Connection, seqs: &[i64]) -> Result<usize> {
         "queue",
         "timers",
         "leases",
+        "workflow_runs",
     ] {
         delete_from(conn, table, seqs)?;
     }
@@ -305,6 +314,14 @@ async fn command(
             };
             let change = st.plan(happened, now)?;
             apply(c, change.as_slice(), now)?;
+            if let (Some(p), Command::Retry) = (&change, command) {
+                // A workflow run retried is advanced again (no row for other runs).
+                exec(
+                    c,
+                    "UPDATE workflow_runs SET done = 0 WHERE run_seq = ?1",
+                    params![p.seq],
+                )?;
+            }
             load(c, &tenant, id)?.ok_or_else(|| Error::run_not_found(id))
         })
         .await

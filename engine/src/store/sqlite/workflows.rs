@@ -1,0 +1,79 @@
+//! Workflow runs: the active ones, their task runs, and their own transitions.
+
+use super::*;
+use crate::store::{WorkflowStep, Workflows};
+
+#[async_trait]
+impl Workflows for SqliteStore {
+    async fn active_workflows(&self, limit: u32) -> Result<Vec<(String, RunId)>> {
+        self.read(move |c| {
+            let rows: Vec<(String, String)> = all(
+                c,
+                "SELECT tenant, id FROM workflow_runs WHERE done = 0 ORDER BY run_seq LIMIT ?1",
+                params![i64::from(limit)],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            rows.into_iter()
+                .map(|(t, id)| Ok((t, id.parse()?)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn children(&self, tenant: &str, id: RunId) -> Result<Vec<RunSnapshot>> {
+        let tenant = tenant.to_string();
+        self.read(move |c| {
+            let rows = all(
+                c,
+                "SELECT * FROM runs WHERE parent_id = ?1 AND tenant = ?2 ORDER BY seq",
+                params![id.to_string(), tenant],
+                RunRow::from_sqlite,
+            )?;
+            rows.into_iter().map(RunRow::snapshot).collect()
+        })
+        .await
+    }
+
+    async fn workflow_step(
+        &self,
+        tenant: &str,
+        id: RunId,
+        step: &WorkflowStep,
+        now: DateTime<Utc>,
+    ) -> Result<RunSnapshot> {
+        let (tenant, step) = (tenant.to_string(), step.clone());
+        self.write(move |c| {
+            let mut st = state_by_id(c, &tenant, id)?.ok_or_else(|| Error::run_not_found(id))?;
+            let change = st.plan(step.happening(), now)?;
+            apply(c, change.as_slice(), now)?;
+            if let (
+                Some(p),
+                WorkflowStep::Finish {
+                    output: Some(out), ..
+                },
+            ) = (&change, &step)
+            {
+                exec(
+                    c,
+                    "UPDATE runs SET output = ?1 WHERE seq = ?2",
+                    params![out.to_string(), p.seq],
+                )?;
+            }
+            load(c, &tenant, id)?.ok_or_else(|| Error::run_not_found(id))
+        })
+        .await
+    }
+
+    async fn workflow_done(&self, tenant: &str, id: RunId) -> Result<()> {
+        let tenant = tenant.to_string();
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE workflow_runs SET done = 1 WHERE tenant = ?1 AND id = ?2",
+                params![tenant, id.to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+}
