@@ -98,6 +98,11 @@ pub(crate) enum Command {
     Cancel(RunArg),
     /// Re-queue a failed or cancelled run as a new attempt.
     Retry(RunArg),
+    /// Show a workflow's plan: its stages (tasks that run in parallel) and its critical path,
+    /// each task's expected duration the median of its past runs.
+    Plan(PlanArg),
+    /// Show the task runs of a workflow run, with the tasks pending or skipped.
+    Tasks(RunArg),
     /// List cron schedules.
     Crons,
     /// List live workers.
@@ -235,6 +240,13 @@ pub(crate) struct RunArg {
     /// The run's id (a UUID).
     #[arg(value_name = "RUN", value_parser = parse_run_id)]
     pub(crate) run: RunId,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlanArg {
+    /// The workflow's full name (namespace included).
+    #[arg(value_name = "WORKFLOW")]
+    pub(crate) workflow: String,
 }
 
 #[derive(Debug, Args)]

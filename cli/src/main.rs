@@ -307,6 +307,24 @@ async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Fai
                 Ok(())
             }
         }
+        Command::Plan(arg) => {
+            let plan = client.orchestrator().workflow_plan(&arg.workflow).await?;
+            if json {
+                push_json(out, &plan)
+            } else {
+                out.push_str(&render::plan(&plan));
+                Ok(())
+            }
+        }
+        Command::Tasks(arg) => {
+            let tasks = acting.workflow_tasks(arg.run).await?;
+            if json {
+                push_json(out, &tasks)
+            } else {
+                out.push_str(&render::workflow_tasks(&tasks));
+                Ok(())
+            }
+        }
         Command::Cancel(arg) => {
             let run = acting.cancel(arg.run).await?;
             print_change(&run, json, out)

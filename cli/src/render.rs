@@ -300,6 +300,83 @@ pub(crate) fn snapshot(run: &RunSnapshot) -> String {
         .collect()
 }
 
+/// A duration in milliseconds, as `1.2s` or `340ms`.
+fn millis(ms: u64) -> String {
+    if ms >= 1000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// A workflow's plan: its stages, then its tasks with their expected durations, then the
+/// critical path.
+pub(crate) fn plan(plan: &owlclaw::WorkflowPlan) -> String {
+    let mut out = format!(
+        "workflow {}\n\nstages (the tasks of one stage can run in parallel):\n",
+        plan.workflow
+    );
+    for (i, stage) in plan.stages.iter().enumerate() {
+        out.push_str(&format!("  {}. {}\n", i + 1, stage.join(", ")));
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = plan
+        .tasks
+        .iter()
+        .map(|t| {
+            vec![
+                t.name.clone(),
+                if t.parents.is_empty() {
+                    "-".into()
+                } else {
+                    t.parents.join(",")
+                },
+                t.expected_ms.map_or_else(|| "no history".into(), millis),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["TASK", "PARENTS", "EXPECTED"], &rows));
+    out.push_str(&format!(
+        "\ncritical path: {} ({}{})\n",
+        plan.critical_path.join(" -> "),
+        millis(plan.critical_path_ms),
+        if plan.tasks.iter().any(|t| t.expected_ms.is_none()) {
+            "; tasks with no history count as 0"
+        } else {
+            ""
+        }
+    ));
+    out.push_str(&format!("output: {}\n", plan.output));
+    if let Some(f) = &plan.on_failure {
+        out.push_str(&format!("on failure: {f}\n"));
+    }
+    out
+}
+
+/// The task runs of a workflow run.
+pub(crate) fn workflow_tasks(tasks: &owlclaw::WorkflowRunTasks) -> String {
+    let row = |t: &owlclaw::WorkflowTaskRun| {
+        vec![
+            t.task.clone(),
+            t.status.clone(),
+            t.run_id.map_or_else(|| "-".into(), |id| id.to_string()),
+            t.reason.clone().unwrap_or_default(),
+        ]
+    };
+    let mut rows: Vec<Vec<String>> = tasks.tasks.iter().map(row).collect();
+    if let Some(f) = &tasks.on_failure {
+        let mut r = row(f);
+        r[0] = format!("{} (on failure)", r[0]);
+        rows.push(r);
+    }
+    format!(
+        "workflow {} run {}\n{}",
+        tasks.workflow,
+        tasks.run_id,
+        table(&["TASK", "STATUS", "RUN", "WHY"], &rows)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
