@@ -225,7 +225,7 @@ pub(super) async fn retry_run(
 
 /// The task runs of a workflow run, with its tasks not started yet (pending or skipped).
 #[utoipa::path(get, path = "/v1/runs/{id}/tasks", tag = "workflows", params(("id" = String, Path, format = Uuid, description = "Workflow run id (a UUID)")),
-    responses((status = 200, body = owlclaw_core::workflow::WorkflowRunTasks), (status = 400, description = "Not a workflow run", body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = owlclaw_core::workflow::WorkflowRunTasks), (status = 400, description = "Not a workflow run", body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn workflow_tasks(
     State(s): State<AppState>,
