@@ -94,10 +94,11 @@ pub(crate) enum Command {
     List(List),
     /// Show a run's transition log, oldest first.
     Events(RunArg),
-    /// Cancel a run that has not finished.
-    Cancel(RunArg),
-    /// Re-queue a failed or cancelled run as a new attempt.
-    Retry(RunArg),
+    /// Cancel a run that has not finished, or every run a filter matches (`--status queued
+    /// --task T`: counted, confirmed, then cancelled 1,000 per transaction).
+    Cancel(Act),
+    /// Re-queue a failed or cancelled run as a new attempt, or every such run a filter matches.
+    Retry(Act),
     /// Show a workflow's plan: its stages (tasks that run in parallel) and its critical path,
     /// each task's expected duration the median of its past runs.
     Plan(PlanArg),
@@ -320,6 +321,44 @@ pub(crate) struct List {
     /// The next_cursor printed by the previous page.
     #[arg(long, value_name = "CURSOR")]
     pub(crate) cursor: Option<String>,
+
+    /// Only runs created at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub(crate) created_after: Option<DateTime<Utc>>,
+
+    /// Only runs created before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    pub(crate) created_before: Option<DateTime<Utc>>,
+
+    /// Only the runs this run scheduled (a workflow run's tasks).
+    #[arg(long, value_name = "RUN", value_parser = parse_run_id)]
+    pub(crate) parent: Option<RunId>,
+}
+
+/// One run, or the runs a filter matches.
+#[derive(Debug, Args)]
+pub(crate) struct Act {
+    /// The run's id (a UUID); or give a filter instead.
+    #[arg(value_name = "RUN", value_parser = parse_run_id, required_unless_present_any = ["status", "task", "owner", "created_before", "created_after"])]
+    pub(crate) run: Option<RunId>,
+    /// Every run in this status.
+    #[arg(long, value_name = "STATUS", value_parser = parse_status, conflicts_with = "run")]
+    pub(crate) status: Option<RunStatus>,
+    /// Every run of this task (full name).
+    #[arg(long, value_name = "TASK", conflicts_with = "run")]
+    pub(crate) task: Option<String>,
+    /// Every run owned by this user.
+    #[arg(long, value_name = "USER", conflicts_with = "run")]
+    pub(crate) owner: Option<String>,
+    /// Every run created before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "run")]
+    pub(crate) created_before: Option<DateTime<Utc>>,
+    /// Every run created at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time, conflicts_with = "run")]
+    pub(crate) created_after: Option<DateTime<Utc>>,
+    /// Don't ask for confirmation (scripts).
+    #[arg(long, short = 'y')]
+    pub(crate) yes: bool,
 }
 
 fn parse_run_id(text: &str) -> Result<RunId, String> {

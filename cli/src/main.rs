@@ -325,14 +325,20 @@ async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Fai
                 Ok(())
             }
         }
-        Command::Cancel(arg) => {
-            let run = acting.cancel(arg.run).await?;
-            print_change(&run, json, out)
-        }
-        Command::Retry(arg) => {
-            let run = acting.retry(arg.run).await?;
-            print_change(&run, json, out)
-        }
+        Command::Cancel(act) => match act.run {
+            Some(id) => {
+                let run = acting.cancel(id).await?;
+                print_change(&run, json, out)
+            }
+            None => bulk(&acting, act, false, json, out).await,
+        },
+        Command::Retry(act) => match act.run {
+            Some(id) => {
+                let run = acting.retry(id).await?;
+                print_change(&run, json, out)
+            }
+            None => bulk(&acting, act, true, json, out).await,
+        },
         Command::List(args) => list(client, args, user, json, out).await,
         Command::Crons => {
             let crons = client.crons().await?;
@@ -392,6 +398,77 @@ async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Fai
 }
 
 /// `cancel`, `retry`: the new snapshot, or `run ID: STATUS (attempt A/M)`.
+/// A bulk cancel or retry: counts the matches, asks for confirmation (unless `--yes`), then
+/// acts a page at a time, reporting progress on stderr.
+async fn bulk(
+    client: &Client,
+    act: &args::Act,
+    retry: bool,
+    json: bool,
+    out: &mut String,
+) -> Result<(), Failure> {
+    let filter = ListFilter {
+        status: act.status,
+        task: act.task.clone(),
+        owner: act.owner.clone(),
+        created_after: act.created_after,
+        created_before: act.created_before,
+        ..ListFilter::default()
+    };
+    let verb = if retry { "retry" } else { "cancel" };
+    let matched = client.count(filter.clone()).await?;
+    if !act.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Failure::usage(format!(
+                "{matched} run(s) match: pass --yes to {verb} them without a terminal to confirm on"
+            )));
+        }
+        eprint!("{matched} run(s) match. {verb} them? [y/N] ");
+        let _ = std::io::stderr().flush();
+        let mut answer = String::new();
+        std::io::stdin()
+            .read_line(&mut answer)
+            .map_err(|e| Failure::new("io", format!("reading the answer failed: {e}")))?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            out.push_str("nothing done\n");
+            return Ok(());
+        }
+    }
+    let show = !json && std::io::stderr().is_terminal();
+    let changed = if retry {
+        client
+            .retry_where(filter, |_, n| {
+                if show {
+                    eprint!("\rretried {n} of {matched}");
+                }
+            })
+            .await?
+    } else {
+        client
+            .cancel_where(filter, |_, n| {
+                if show {
+                    eprint!("\rcancelled {n} of {matched}");
+                }
+            })
+            .await?
+    };
+    if show {
+        eprintln!();
+    }
+    if json {
+        push_json(
+            out,
+            &serde_json::json!({"schema_version": 1, "matched": matched, "changed": changed}),
+        )
+    } else {
+        let done = if retry { "retried" } else { "cancelled" };
+        out.push_str(&format!(
+            "{done} {changed} of {matched} matching run(s); the others' status did not allow it\n"
+        ));
+        Ok(())
+    }
+}
+
 fn print_change(run: &RunSnapshot, json: bool, out: &mut String) -> Result<(), Failure> {
     if json {
         return push_json(out, run);
@@ -427,6 +504,9 @@ async fn list(
             owner,
             limit: args.limit,
             cursor: args.cursor.clone(),
+            created_after: args.created_after,
+            created_before: args.created_before,
+            parent_id: args.parent,
         })
         .await?;
     if json {

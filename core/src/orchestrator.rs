@@ -24,6 +24,10 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug + 'static {
     async fn cancel_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot>;
     /// Re-queues a failed or cancelled run as a new attempt.
     async fn retry_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot>;
+    /// How many runs `filter` matches.
+    async fn count_runs(&self, filter: ListFilter) -> Result<RunCount>;
+    /// Cancels (`retry: false`) or retries one page of the runs `filter` matches.
+    async fn bulk_runs(&self, filter: ListFilter, retry: bool) -> Result<BulkOutcome>;
     /// The task runs of a workflow run (with its tasks not started: pending or skipped).
     async fn workflow_tasks(
         &self,

@@ -368,9 +368,10 @@ pub struct RunEvent {
     pub reason: String,
 }
 
-/// Filters for listing runs, newest first.
+/// Filters for listing runs, newest first (and for bulk actions on the runs they match).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ListFilter {
     /// Only runs in this status.
     #[serde(default)]
@@ -387,6 +388,36 @@ pub struct ListFilter {
     /// The `next_cursor` of the previous page.
     #[serde(default)]
     pub cursor: Option<String>,
+    /// Only runs created at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only runs created before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only the runs this run scheduled (its children; a workflow run's tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<RunId>,
+}
+
+/// What a bulk cancel or retry did to one page of the runs its filter matches.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BulkOutcome {
+    /// Runs of the page the filter matched.
+    pub matched: u64,
+    /// Runs of them the action changed (the others' status did not allow it).
+    pub changed: u64,
+    /// Pass it as `cursor` for the next page; absent after the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// How many runs a filter matches.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunCount {
+    /// The count.
+    pub count: u64,
 }
 
 impl ListFilter {
@@ -429,6 +460,14 @@ impl ListFilter {
                 return Err(Error::invalid_input(
                     "owner",
                     format!("{o:?} must be 1 to 255 characters long"),
+                ));
+            }
+        }
+        if let (Some(a), Some(b)) = (self.created_after, self.created_before) {
+            if a >= b {
+                return Err(Error::invalid_input(
+                    "created_before",
+                    format!("{b} is not after created_after ({a})"),
                 ));
             }
         }

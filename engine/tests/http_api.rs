@@ -271,6 +271,11 @@ const DESIGNED_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/runs/{id}/result"),
     ("post", "/v1/runs/{id}/cancel"),
     ("post", "/v1/runs/{id}/retry"),
+    ("get", "/v1/runs/count"),
+    ("post", "/v1/runs/cancel"),
+    ("post", "/v1/runs/retry"),
+    ("get", "/v1/runs/{id}/tasks"),
+    ("get", "/v1/workflows/{name}/plan"),
     ("get", "/v1/crons"),
     ("post", "/v1/crons"),
     ("delete", "/v1/crons/{id}"),
@@ -372,7 +377,8 @@ async fn every_documented_operation_is_served() {
         let uri = path
             .replace("/v1/runs/{id}", &format!("/v1/runs/{run}"))
             .replace("/v1/workers/{id}", &format!("/v1/workers/{worker}"))
-            .replace("{id}", NO_SUCH_RUN);
+            .replace("{id}", NO_SUCH_RUN)
+            .replace("{name}", "no-such-workflow");
         let uri = if uri.ends_with("/result") {
             format!("{uri}?timeout=10ms")
         } else {

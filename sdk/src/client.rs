@@ -180,6 +180,52 @@ impl Client {
         self.inner.orch.retry_run(id, self.user()).await
     }
 
+    /// How many runs `filter` matches (acting as a user, among that user's).
+    pub async fn count(&self, mut filter: ListFilter) -> Result<u64> {
+        filter.act_as(self.user())?;
+        Ok(self.inner.orch.count_runs(filter).await?.count)
+    }
+
+    /// Cancels every run `filter` matches that has not finished, a page (1,000 runs, or the
+    /// filter's `limit`) per transaction; `progress` hears after each page how many changed so
+    /// far. Returns how many were cancelled. The filter needs at least one condition.
+    pub async fn cancel_where(
+        &self,
+        filter: ListFilter,
+        progress: impl FnMut(&BulkOutcome, u64),
+    ) -> Result<u64> {
+        self.bulk(filter, false, progress).await
+    }
+
+    /// Retries every failed or cancelled run `filter` matches, a page per transaction (see
+    /// [`cancel_where`](Client::cancel_where)). Returns how many were retried.
+    pub async fn retry_where(
+        &self,
+        filter: ListFilter,
+        progress: impl FnMut(&BulkOutcome, u64),
+    ) -> Result<u64> {
+        self.bulk(filter, true, progress).await
+    }
+
+    async fn bulk(
+        &self,
+        mut filter: ListFilter,
+        retry: bool,
+        mut progress: impl FnMut(&BulkOutcome, u64),
+    ) -> Result<u64> {
+        filter.act_as(self.user())?;
+        let mut changed = 0;
+        loop {
+            let page = self.inner.orch.bulk_runs(filter.clone(), retry).await?;
+            changed += page.changed;
+            progress(&page, changed);
+            match page.next_cursor {
+                Some(c) => filter.cursor = Some(c),
+                None => return Ok(changed),
+            }
+        }
+    }
+
     /// The task runs of a workflow run, with its tasks not started yet (pending, or skipped
     /// after a failure).
     pub async fn workflow_tasks(

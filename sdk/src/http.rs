@@ -285,22 +285,7 @@ impl Orchestrator for HttpOrchestrator {
     }
 
     async fn list_runs(&self, filter: ListFilter) -> Result<RunPage> {
-        let mut q: Vec<(&str, String)> = Vec::new();
-        if let Some(s) = filter.status {
-            q.push(("status", s.to_string()));
-        }
-        if let Some(t) = filter.task {
-            q.push(("task", t));
-        }
-        if let Some(o) = filter.owner {
-            q.push(("owner", o));
-        }
-        if let Some(l) = filter.limit {
-            q.push(("limit", l.to_string()));
-        }
-        if let Some(c) = filter.cursor {
-            q.push(("cursor", c));
-        }
+        let q = list_query(&filter);
         self.send(|| self.get("/v1/runs", None).query(&q)).await
     }
 
@@ -312,6 +297,25 @@ impl Orchestrator for HttpOrchestrator {
     async fn cancel_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
         self.send(|| self.request(Method::POST, &format!("/v1/runs/{id}/cancel"), SLACK, user))
             .await
+    }
+
+    async fn count_runs(&self, filter: ListFilter) -> Result<owlclaw_core::wire::RunCount> {
+        let q = list_query(&filter);
+        self.send(|| self.get("/v1/runs/count", None).query(&q))
+            .await
+    }
+
+    async fn bulk_runs(
+        &self,
+        filter: ListFilter,
+        retry: bool,
+    ) -> Result<owlclaw_core::wire::BulkOutcome> {
+        let path = if retry {
+            "/v1/runs/retry"
+        } else {
+            "/v1/runs/cancel"
+        };
+        self.send(|| self.post(path, &filter, None)).await
     }
 
     async fn workflow_tasks(
@@ -407,4 +411,34 @@ impl Orchestrator for HttpOrchestrator {
     async fn close(&self) -> Result<()> {
         Ok(())
     }
+}
+
+/// The query parameters of a run filter (`GET /v1/runs`, `GET /v1/runs/count`).
+fn list_query(filter: &ListFilter) -> Vec<(&'static str, String)> {
+    let mut q: Vec<(&str, String)> = Vec::new();
+    if let Some(s) = filter.status {
+        q.push(("status", s.to_string()));
+    }
+    if let Some(t) = &filter.task {
+        q.push(("task", t.clone()));
+    }
+    if let Some(o) = &filter.owner {
+        q.push(("owner", o.clone()));
+    }
+    if let Some(l) = filter.limit {
+        q.push(("limit", l.to_string()));
+    }
+    if let Some(c) = &filter.cursor {
+        q.push(("cursor", c.clone()));
+    }
+    if let Some(t) = filter.created_after {
+        q.push(("created_after", t.to_rfc3339()));
+    }
+    if let Some(t) = filter.created_before {
+        q.push(("created_before", t.to_rfc3339()));
+    }
+    if let Some(p) = filter.parent_id {
+        q.push(("parent_id", p.to_string()));
+    }
+    q
 }

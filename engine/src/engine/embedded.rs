@@ -45,6 +45,12 @@ impl Orchestrator for Embedded {
     async fn retry_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
         self.engine.retry_run(&self.tenant, id, user).await
     }
+    async fn count_runs(&self, filter: ListFilter) -> Result<RunCount> {
+        self.engine.count_runs(&self.tenant, filter).await
+    }
+    async fn bulk_runs(&self, filter: ListFilter, retry: bool) -> Result<BulkOutcome> {
+        self.engine.bulk_runs(&self.tenant, filter, retry).await
+    }
     async fn workflow_tasks(&self, id: RunId, user: Option<&str>) -> Result<WorkflowRunTasks> {
         self.engine.workflow_tasks(&self.tenant, id, user).await
     }

@@ -432,6 +432,91 @@ impl Engine {
         self.inner.store.list_runs(tenant, &filter).await
     }
 
+    /// How many runs `filter` matches (its page and cursor ignored).
+    pub async fn count_runs(&self, tenant: &str, filter: ListFilter) -> Result<RunCount> {
+        filter.validate()?;
+        Ok(RunCount {
+            count: self.inner.store.count_runs(tenant, &filter).await?,
+        })
+    }
+
+    /// Cancels (`retry: false`) or retries one page of the runs `filter` matches (1,000 unless
+    /// its `limit` says fewer), newest first, in one transaction: a caller walks every match by
+    /// passing back `next_cursor`, so a million matches never hold one long transaction. Runs
+    /// whose status does not allow the action are counted as matched, not changed.
+    pub async fn bulk_runs(
+        &self,
+        tenant: &str,
+        mut filter: ListFilter,
+        retry: bool,
+    ) -> Result<BulkOutcome> {
+        filter
+            .limit
+            .get_or_insert(owlclaw_core::wire::MAX_LIST_LIMIT);
+        filter.validate()?;
+        let ListFilter {
+            status,
+            task,
+            owner,
+            created_after,
+            created_before,
+            parent_id,
+            ..
+        } = &filter;
+        if status.is_none()
+            && task.is_none()
+            && owner.is_none()
+            && created_after.is_none()
+            && created_before.is_none()
+            && parent_id.is_none()
+        {
+            return Err(Error::invalid_input(
+                "filter",
+                "a bulk action needs at least one of status, task, owner, created_after, \
+                 created_before or parent_id: it never applies to every run by default",
+            ));
+        }
+        let page = self.inner.store.list_runs(tenant, &filter).await?;
+        let ids: Vec<RunId> = page
+            .runs
+            .iter()
+            .filter(|r| {
+                if retry {
+                    r.status.can_retry()
+                } else {
+                    !r.status.is_terminal()
+                }
+            })
+            .map(|r| r.id)
+            .collect();
+        let changed = if ids.is_empty() {
+            0
+        } else {
+            self.inner
+                .store
+                .act_on_runs(tenant, &ids, retry, Utc::now())
+                .await?
+        };
+        if changed > 0 {
+            if retry {
+                self.inner.work.notify_waiters();
+                self.workflows_changed();
+            } else {
+                self.inner.finished.notify_waiters();
+            }
+            tracing::info!(
+                changed,
+                action = if retry { "retry" } else { "cancel" },
+                "bulk action on runs"
+            );
+        }
+        Ok(BulkOutcome {
+            matched: page.runs.len() as u64,
+            changed,
+            next_cursor: page.next_cursor,
+        })
+    }
+
     /// A run's transition log.
     pub async fn run_events(
         &self,

@@ -34,6 +34,56 @@ pub(super) struct ListParams {
     /// `next_cursor` of the previous page.
     #[param(pattern = "^[1-9][0-9]{0,17}$")]
     cursor: Option<String>,
+    /// Only runs created at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    created_after: Option<String>,
+    /// Only runs created before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    created_before: Option<String>,
+    /// Only the runs this run scheduled (a workflow run's tasks).
+    #[param(value_type = Option<String>, format = Uuid)]
+    parent_id: Option<String>,
+}
+
+impl ListParams {
+    /// The filter, acting as `user`; each bad value is refused naming its parameter.
+    fn filter(self, user: Option<&str>) -> Result<ListFilter, Error> {
+        let status = self
+            .status
+            .as_deref()
+            .map(str::parse::<RunStatus>)
+            .transpose()?;
+        let time = |field: &'static str, v: Option<String>| {
+            v.map(|t| {
+                chrono::DateTime::parse_from_rfc3339(&t)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(|e| {
+                        Error::invalid_input(field, format!("{t:?} is not an RFC 3339 time: {e}"))
+                    })
+            })
+            .transpose()
+        };
+        let parent_id = self
+            .parent_id
+            .map(|p| {
+                p.parse::<RunId>().map_err(|_| {
+                    Error::invalid_input("parent_id", format!("{p:?} is not a run id"))
+                })
+            })
+            .transpose()?;
+        let mut filter = ListFilter {
+            status,
+            task: self.task,
+            owner: self.owner,
+            limit: self.limit,
+            cursor: self.cursor,
+            created_after: time("created_after", self.created_after)?,
+            created_before: time("created_before", self.created_before)?,
+            parent_id,
+        };
+        filter.act_as(user)?;
+        Ok(filter)
+    }
 }
 
 /// Many runs to schedule.
@@ -118,20 +168,60 @@ pub(super) async fn list_runs(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> ApiResult<Json<RunPage>> {
-    let status = q
-        .status
-        .as_deref()
-        .map(str::parse::<RunStatus>)
-        .transpose()?;
-    let mut filter = ListFilter {
-        status,
-        task: q.task,
-        owner: q.owner,
-        limit: q.limit,
-        cursor: q.cursor,
-    };
-    filter.act_as(caller.user.as_deref())?;
+    let filter = q.filter(caller.user.as_deref())?;
     Ok(Json(s.engine.list_runs(&caller.tenant, filter).await?))
+}
+
+/// How many runs a filter matches (`limit` and `cursor` are ignored).
+#[utoipa::path(get, path = "/v1/runs/count", tag = "runs", params(ListParams),
+    responses((status = 200, body = RunCount), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn count_runs(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> ApiResult<Json<RunCount>> {
+    let filter = q.filter(caller.user.as_deref())?;
+    Ok(Json(s.engine.count_runs(&caller.tenant, filter).await?))
+}
+
+/// The body of a bulk action: a run filter, as the list's query parameters.
+async fn bulk(
+    s: &AppState,
+    caller: &Caller,
+    mut filter: ListFilter,
+    retry: bool,
+) -> ApiResult<Json<BulkOutcome>> {
+    filter.act_as(caller.user.as_deref())?;
+    Ok(Json(
+        s.engine.bulk_runs(&caller.tenant, filter, retry).await?,
+    ))
+}
+
+/// Cancel one page (at most `limit`, default 1000) of the runs a filter matches, newest first;
+/// pass `next_cursor` back as `cursor` for the next page. Finished runs are left as they are.
+#[utoipa::path(post, path = "/v1/runs/cancel", tag = "runs", request_body = ListFilter,
+    responses((status = 200, body = BulkOutcome), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn cancel_runs(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(filter): ApiJson<ListFilter>,
+) -> ApiResult<Json<BulkOutcome>> {
+    bulk(&s, &caller, filter, false).await
+}
+
+/// Retry one page (at most `limit`, default 1000) of the runs a filter matches, newest first;
+/// pass `next_cursor` back as `cursor` for the next page. Only failed and cancelled runs change.
+#[utoipa::path(post, path = "/v1/runs/retry", tag = "runs", request_body = ListFilter,
+    responses((status = 200, body = BulkOutcome), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn retry_runs(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiJson(filter): ApiJson<ListFilter>,
+) -> ApiResult<Json<BulkOutcome>> {
+    bulk(&s, &caller, filter, true).await
 }
 
 /// A run's snapshot.

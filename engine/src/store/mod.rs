@@ -434,6 +434,17 @@ pub trait Runs: Send + Sync {
     async fn cancel_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot>;
     /// Re-queues a failed or cancelled run (`InvalidTransition` otherwise).
     async fn retry_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot>;
+    /// Cancels (`retry: false`) or retries the runs `ids` in one transaction; runs whose status
+    /// does not allow it, or that are gone, are left as they are. Returns how many changed.
+    async fn act_on_runs(
+        &self,
+        tenant: &str,
+        ids: &[RunId],
+        retry: bool,
+        now: DateTime<Utc>,
+    ) -> Result<u64>;
+    /// How many runs `filter` matches.
+    async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64>;
     /// Deletes runs with their events and steps; returns how many were deleted.
     async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize>;
     /// Deletes up to `limit` runs that finished before `before`, with their events and steps.
@@ -618,6 +629,26 @@ fn list_query(tenant: &str, filter: &owlclaw_core::wire::ListFilter) -> Result<(
         .clamp(1, MAX_LIST_LIMIT);
     let mut q = sql::Stmt::new("SELECT * FROM runs WHERE tenant = ");
     q.bind(tenant);
+    filter_where(&mut q, filter)?;
+    q.push(" ORDER BY seq DESC LIMIT ")
+        .bind(i64::from(limit) + 1);
+    Ok((q, limit as usize))
+}
+
+/// `SELECT count(*)` of the runs `filter` matches (its page and cursor ignored).
+fn count_query(tenant: &str, filter: &owlclaw_core::wire::ListFilter) -> Result<sql::Stmt> {
+    let mut q = sql::Stmt::new("SELECT count(*) FROM runs WHERE tenant = ");
+    q.bind(tenant);
+    let filter = owlclaw_core::wire::ListFilter {
+        cursor: None,
+        ..filter.clone()
+    };
+    filter_where(&mut q, &filter)?;
+    Ok(q)
+}
+
+/// The conditions of `filter` after `WHERE tenant = ...`.
+fn filter_where(q: &mut sql::Stmt, filter: &owlclaw_core::wire::ListFilter) -> Result<()> {
     if let Some(s) = filter.status {
         q.push(" AND status = ").bind(s.as_str());
     }
@@ -636,9 +667,16 @@ fn list_query(tenant: &str, filter: &owlclaw_core::wire::ListFilter) -> Result<(
         })?;
         q.push(" AND seq < ").bind(seq);
     }
-    q.push(" ORDER BY seq DESC LIMIT ")
-        .bind(i64::from(limit) + 1);
-    Ok((q, limit as usize))
+    if let Some(t) = filter.created_after {
+        q.push(" AND created_at >= ").bind(micros(t));
+    }
+    if let Some(t) = filter.created_before {
+        q.push(" AND created_at < ").bind(micros(t));
+    }
+    if let Some(p) = filter.parent_id {
+        q.push(" AND parent_id = ").bind(p.to_string());
+    }
+    Ok(())
 }
 
 /// A page from the rows of [`list_query`]: at most `limit` runs, and the cursor of the next page

@@ -214,6 +214,15 @@ pub(super) async fn insert_runs_tx(
     Ok(out)
 }
 
+/// A workflow run retried is advanced again (no row for other runs).
+async fn reopen_workflow(conn: &mut PgConnection, seq: i64) -> R<()> {
+    sqlx::query("UPDATE workflow_runs SET done = FALSE WHERE run_seq = $1")
+        .bind(seq)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The queued and running runs of a key of a task, oldest first.
 async fn active_of_key(
     conn: &mut PgConnection,
@@ -316,11 +325,7 @@ impl PostgresStore {
         apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
         if let Some(p) = &change {
             if matches!(command, Happening::Retry) {
-                // A workflow run retried is advanced again (no row for other runs).
-                sqlx::query("UPDATE workflow_runs SET done = FALSE WHERE run_seq = $1")
-                    .bind(p.seq)
-                    .execute(&mut *tx)
-                    .await?;
+                reopen_workflow(&mut tx, p.seq).await?;
             }
             if let Some(out) = output {
                 sqlx::query("UPDATE runs SET output = $1 WHERE seq = $2")
@@ -336,6 +341,54 @@ impl PostgresStore {
         notify(&mut tx, wakes).await?;
         tx.commit().await?;
         Ok(snap)
+    }
+
+    /// Cancels or retries runs in one transaction, locked in id order; see
+    /// [`Runs::act_on_runs`].
+    pub(super) async fn act_tx(
+        &self,
+        tenant: &str,
+        ids: &[RunId],
+        retry: bool,
+        now: DateTime<Utc>,
+    ) -> R<u64> {
+        let mut ids = ids.to_vec();
+        ids.sort();
+        ids.dedup();
+        let mut tx = self.pool.begin().await?;
+        let mut wakes = Wakes::default();
+        let mut changed = 0;
+        for id in ids {
+            let Some(mut st) = lock_run(&mut tx, tenant, id).await? else {
+                continue;
+            };
+            let happened = if retry {
+                Happening::Retry
+            } else {
+                Happening::Cancel
+            };
+            let change = match st.plan(happened, now) {
+                Ok(change) => change,
+                Err(Error::InvalidTransition { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
+            if let (Some(p), true) = (&change, retry) {
+                reopen_workflow(&mut tx, p.seq).await?;
+            }
+            changed += u64::from(change.is_some());
+        }
+        notify(&mut tx, wakes).await?;
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    pub(super) async fn count_tx(&self, tenant: &str, filter: &ListFilter) -> R<u64> {
+        let q = count_query(tenant, filter)?;
+        let n: i64 = sqlx::query_scalar_with(&q.sql, args(&q.params)?)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
     }
 
     pub(super) async fn delete_tx(&self, tenant: &str, ids: &[RunId]) -> R<usize> {
@@ -442,6 +495,20 @@ impl Runs for PostgresStore {
     async fn retry_run(&self, tenant: &str, id: RunId, now: DateTime<Utc>) -> Result<RunSnapshot> {
         self.retry(|| self.command_tx(tenant, id, Happening::Retry, None, now))
             .await
+    }
+
+    async fn act_on_runs(
+        &self,
+        tenant: &str,
+        ids: &[RunId],
+        retry: bool,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        self.retry(|| self.act_tx(tenant, ids, retry, now)).await
+    }
+
+    async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64> {
+        self.retry(|| self.count_tx(tenant, filter)).await
     }
 
     async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize> {

@@ -13,8 +13,8 @@ use super::rows::{
 use super::sql;
 use super::state::{state_cols_of_r, ExpiredRow, Locked, Moves, Planned, StateRow, STATE_COLS};
 use super::{
-    from_micros, list_query, micros, page_of, CronRecord, Crons, Inserted, Maintenance, NewRun,
-    Queue, Runs, Steps, Store, Tokens, WorkerRecord, Workers,
+    count_query, from_micros, list_query, micros, page_of, CronRecord, Crons, Inserted,
+    Maintenance, NewRun, Queue, Runs, Steps, Store, Tokens, WorkerRecord, Workers,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -221,6 +221,53 @@ impl Runs for SqliteStore {
         command(self, tenant, id, Command::Retry, now).await
     }
 
+    async fn act_on_runs(
+        &self,
+        tenant: &str,
+        ids: &[RunId],
+        retry: bool,
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
+        let (tenant, ids) = (tenant.to_string(), ids.to_vec());
+        let command = if retry {
+            Command::Retry
+        } else {
+            Command::Cancel
+        };
+        self.write(move |c| {
+            let mut changed = 0;
+            for id in ids {
+                let Some(mut st) = state_by_id(c, &tenant, id)? else {
+                    continue;
+                };
+                let change = match st.plan(command.happening(), now) {
+                    Ok(change) => change,
+                    Err(Error::InvalidTransition { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
+                apply(c, change.as_slice(), now)?;
+                if let (Some(p), Command::Retry) = (&change, command) {
+                    reopen_workflow(c, p.seq)?;
+                }
+                changed += u64::from(change.is_some());
+            }
+            Ok(changed)
+        })
+        .await
+    }
+
+    async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64> {
+        let q = count_query(tenant, filter)?;
+        self.read(move |c| {
+            let n: i64 = one(c, &q.sql, rusqlite::params_from_iter(&q.params), |r| {
+                r.get(0)
+            })?
+            .unwrap_or(0);
+            Ok(n as u64)
+        })
+        .await
+    }
+
     async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize> {
         let tenant = tenant.to_string();
         let ids = ids_json(ids);
@@ -295,6 +342,25 @@ enum Command {
     Retry,
 }
 
+impl Command {
+    fn happening(self) -> Happening<'static> {
+        match self {
+            Command::Cancel => Happening::Cancel,
+            Command::Retry => Happening::Retry,
+        }
+    }
+}
+
+/// A workflow run retried is advanced again (no row for other runs).
+fn reopen_workflow(conn: &Connection, seq: i64) -> Result<()> {
+    exec(
+        conn,
+        "UPDATE workflow_runs SET done = 0 WHERE run_seq = ?1",
+        params![seq],
+    )?;
+    Ok(())
+}
+
 /// An operator's command on one run (cancel, retry): the life cycle decides on the run's state
 /// read in a write transaction; returns the run as it is after.
 async fn command(
@@ -308,19 +374,10 @@ async fn command(
     store
         .write(move |c| {
             let mut st = state_by_id(c, &tenant, id)?.ok_or_else(|| Error::run_not_found(id))?;
-            let happened = match command {
-                Command::Cancel => Happening::Cancel,
-                Command::Retry => Happening::Retry,
-            };
-            let change = st.plan(happened, now)?;
+            let change = st.plan(command.happening(), now)?;
             apply(c, change.as_slice(), now)?;
             if let (Some(p), Command::Retry) = (&change, command) {
-                // A workflow run retried is advanced again (no row for other runs).
-                exec(
-                    c,
-                    "UPDATE workflow_runs SET done = 0 WHERE run_seq = ?1",
-                    params![p.seq],
-                )?;
+                reopen_workflow(c, p.seq)?;
             }
             load(c, &tenant, id)?.ok_or_else(|| Error::run_not_found(id))
         })
