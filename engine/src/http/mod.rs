@@ -14,6 +14,7 @@
 //! body rules) and `listen` (connections, timeouts, TLS).
 
 mod crons;
+mod dashboard;
 mod errors;
 mod events;
 mod extract;

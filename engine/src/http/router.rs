@@ -125,6 +125,7 @@ pub fn router(engine: Engine, cfg: &ServerConfig) -> Router {
         .with_state(Arc::new(doc));
     api.with_state(state)
         .merge(doc_router)
+        .merge(super::dashboard::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

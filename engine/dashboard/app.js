@@ -1,0 +1,1043 @@
+// OwlClaw Tasks dashboard: a single page in plain JavaScript (no framework, no build step), served
+// by the engine itself. Every piece of data comes from the HTTP API (/v1/... and /metrics); the
+// page keeps nothing but the API token (in sessionStorage, for this tab only) and whether live
+// updates are paused. Text from the API is always set as text, never as HTML.
+"use strict";
+
+(() => {
+  const TOKEN_KEY = "owlclaw.dashboard.token";
+  const LIVE_KEY = "owlclaw.dashboard.live";
+  const REFRESH_MS = 2000;
+  const OVERVIEW_REFRESH_MS = 5000;
+  const COUNT_LIMIT = 1000;
+  const STATUSES = ["scheduled", "queued", "running", "succeeded", "failed", "cancelled"];
+  const CANCELLABLE = ["scheduled", "queued", "running"];
+  const RETRYABLE = ["failed", "cancelled"];
+
+  const state = {
+    token: sessionStorage.getItem(TOKEN_KEY),
+    authOff: false,
+    live: sessionStorage.getItem(LIVE_KEY) !== "off",
+    gen: 0, // bumped at each navigation: answers for an older page are dropped
+    timer: null,
+    current: null, // {page, route, body, gen}
+    lastKey: null,
+    samples: [], // metrics samples for rates: {t, values}
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  // ---------------------------------------------------------------------------------------------
+  // DOM helpers
+
+  /** Creates an element: h("a", {href: "#/runs"}, "Runs", child, ...). Strings become text. */
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      if (k === "class") el.className = v;
+      else if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+      else if (v === true) el.setAttribute(k, "");
+      else el.setAttribute(k, String(v));
+    }
+    append(el, children);
+    return el;
+  }
+
+  function append(el, children) {
+    for (const c of children.flat(Infinity)) {
+      if (c === null || c === undefined || c === false) continue;
+      el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+    }
+    return el;
+  }
+
+  function announce(text) {
+    const el = $("announce");
+    el.textContent = "";
+    // A fresh text node, so that screen readers announce a repeated message again.
+    window.setTimeout(() => { el.textContent = text; }, 30);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Formatting
+
+  function pad(n, w = 2) { return String(n).padStart(w, "0"); }
+
+  function fmtTime(iso) {
+    if (!iso) return "";
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return String(iso);
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
+      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  function fmtDuration(ms) {
+    if (ms === null || ms === undefined || Number.isNaN(ms)) return "";
+    const neg = ms < 0;
+    ms = Math.abs(ms);
+    let s;
+    if (ms < 1000) s = `${Math.round(ms)} ms`;
+    else if (ms < 60000) s = ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
+    else if (ms < 3600000) s = `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
+    else if (ms < 86400000) s = `${Math.floor(ms / 3600000)} h ${Math.round((ms % 3600000) / 60000)} min`;
+    else s = `${Math.floor(ms / 86400000)} d ${Math.round((ms % 86400000) / 3600000)} h`;
+    return neg ? `-${s}` : s;
+  }
+
+  function relative(iso) {
+    const t = new Date(iso).getTime();
+    if (Number.isNaN(t)) return "";
+    const diff = t - Date.now();
+    if (Math.abs(diff) < 1000) return "now";
+    return diff < 0 ? `${fmtDuration(-diff)} ago` : `in ${fmtDuration(diff)}`;
+  }
+
+  /** A <time> element: the local time, and how long ago (kept current by a ticker). */
+  function timeEl(iso, opts = {}) {
+    if (!iso) return h("span", { class: "muted" }, opts.empty || "—");
+    const rel = h("span", { class: "muted nowrap", "data-rel": iso }, ` (${relative(iso)})`);
+    return h("time", { datetime: iso, title: iso }, h("span", { class: "nowrap" }, fmtTime(iso)), opts.noRel ? null : rel);
+  }
+
+  /** The wall-clock time of `iso` in the IANA time zone `tz` (a cron's own), or "" if unknown. */
+  function fmtTimeIn(iso, tz) {
+    if (!iso || !tz) return "";
+    try {
+      const parts = Object.fromEntries(new Intl.DateTimeFormat("en-GB", {
+        timeZone: tz, weekday: "short", year: "numeric", month: "2-digit", day: "2-digit",
+        hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+      }).formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
+      return `${parts.weekday} ${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second} ${tz}`;
+    } catch (_) {
+      return "";
+    }
+  }
+
+  function tickRelativeTimes() {
+    for (const el of document.querySelectorAll("[data-rel]")) {
+      el.textContent = ` (${relative(el.getAttribute("data-rel"))})`;
+    }
+  }
+
+  function badge(status) {
+    return h("span", { class: `badge st-${status}` }, status);
+  }
+
+  function json(value) {
+    if (value === null || value === undefined) return h("span", { class: "muted" }, "none");
+    return h("pre", { class: "json" }, JSON.stringify(value, null, 2));
+  }
+
+  function runLink(id, text) {
+    return h("a", { href: `#/runs/${encodeURIComponent(id)}`, class: "mono", "data-key": `run-${id}` }, text || id);
+  }
+
+  function fmtNumber(n) {
+    if (!Number.isFinite(n)) return String(n);
+    if (Number.isInteger(n)) return n.toLocaleString("en-US");
+    return n.toLocaleString("en-US", { maximumFractionDigits: 3 });
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The API
+
+  class ApiError extends Error {
+    constructor(status, code, message, detail) {
+      super(message);
+      this.status = status;
+      this.code = code;
+      this.detail = detail || {};
+    }
+  }
+
+  async function request(path, { method = "GET", body, token = state.token, text = false } = {}) {
+    const headers = { Accept: text ? "text/plain" : "application/json" };
+    if (token) headers.Authorization = `Bearer ${token}`;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    let res;
+    try {
+      res = await fetch(path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: "no-store",
+        credentials: "omit",
+      });
+    } catch (e) {
+      throw new ApiError(0, "network", `could not reach the server: ${e.message}`);
+    }
+    const raw = await res.text();
+    if (!res.ok) {
+      let detail = null;
+      try { detail = JSON.parse(raw).error; } catch (_) { detail = null; }
+      const err = detail && typeof detail === "object"
+        ? new ApiError(res.status, detail.code || `http_${res.status}`, detail.message || res.statusText, detail)
+        : new ApiError(res.status, `http_${res.status}`, raw.trim().slice(0, 500) || res.statusText || "request failed");
+      throw err;
+    }
+    if (text) return raw;
+    if (!raw) return null;
+    try {
+      return JSON.parse(raw);
+    } catch (_) {
+      throw new ApiError(res.status, "bad_response", `the server answered ${path} with something that is not JSON`);
+    }
+  }
+
+  /** A data call: on 401 the token is dropped and the sign-in form shown. */
+  async function api(path, opts) {
+    try {
+      return await request(path, opts);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) showSignIn(e);
+      throw e;
+    }
+  }
+
+  function qs(params) {
+    const p = new URLSearchParams();
+    for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") p.set(k, v);
+    const s = p.toString();
+    return s ? `?${s}` : "";
+  }
+
+  /** An API error as the user sees it: what was asked, the code, the message and its fields. */
+  function errorBox(err, what) {
+    if (!(err instanceof ApiError)) err = new ApiError(0, "error", String(err && err.message || err));
+    const head = err.status ? `${err.status} ${err.code}` : err.code;
+    const extra = Object.entries(err.detail || {}).filter(([k]) => k !== "code" && k !== "message");
+    return h("div", { class: "error", role: "alert" },
+      h("strong", {}, what ? `${what} failed: ` : "Error: "),
+      h("span", { class: "mono" }, head), " — ", h("span", { class: "message" }, err.message),
+      extra.length
+        ? h("dl", { class: "facts" }, extra.map(([k, v]) => [h("dt", {}, k), h("dd", { class: "mono" }, typeof v === "string" ? v : JSON.stringify(v))]))
+        : null);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Prometheus text
+
+  /** Parses Prometheus text format 0.0.4 into [{name, labels, value}]. */
+  function parseMetrics(text) {
+    const out = [];
+    for (const line of text.split("\n")) {
+      const l = line.trim();
+      if (!l || l.startsWith("#")) continue;
+      let i = 0;
+      while (i < l.length && /[A-Za-z0-9_:]/.test(l[i])) i++;
+      const name = l.slice(0, i);
+      const labels = {};
+      if (l[i] === "{") {
+        i++;
+        while (i < l.length && l[i] !== "}") {
+          let j = i;
+          while (j < l.length && l[j] !== "=") j++;
+          const key = l.slice(i, j).trim();
+          j++; // '='
+          if (l[j] !== '"') break;
+          j++;
+          let val = "";
+          while (j < l.length && l[j] !== '"') {
+            if (l[j] === "\\" && j + 1 < l.length) {
+              const c = l[j + 1];
+              val += c === "n" ? "\n" : c;
+              j += 2;
+            } else {
+              val += l[j++];
+            }
+          }
+          j++; // closing quote
+          labels[key] = val;
+          while (j < l.length && (l[j] === "," || l[j] === " ")) j++;
+          i = j;
+        }
+        i++; // '}'
+      }
+      const rest = l.slice(i).trim().split(/\s+/);
+      const v = rest[0];
+      const value = v === "+Inf" ? Infinity : v === "-Inf" ? -Infinity : Number(v);
+      if (name) out.push({ name, labels, value });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Sign-in
+
+  function setAuthState() {
+    const s = $("auth-state");
+    const out = $("sign-out");
+    if (state.token) {
+      s.textContent = `Signed in with token …${state.token.slice(-4)}`;
+      out.hidden = false;
+    } else if (state.authOff) {
+      s.textContent = "Authentication is off on this server (--insecure-dev)";
+      out.hidden = true;
+    } else {
+      s.textContent = "";
+      out.hidden = true;
+    }
+  }
+
+  function showSignIn(err) {
+    stopTimer();
+    state.gen++;
+    state.token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    document.body.classList.add("signed-out");
+    setAuthState();
+    $("updated").textContent = "";
+    const input = h("input", { type: "password", id: "token", name: "token", autocomplete: "off", spellcheck: "false", "aria-describedby": "token-help" });
+    const errors = h("div", { id: "signin-error" });
+    if (err) errors.append(errorBox(err, "The last request"));
+    const submit = h("button", { type: "submit", class: "primary" }, "Sign in");
+    const form = h("form", {
+      onsubmit: async (ev) => {
+        ev.preventDefault();
+        const token = input.value.trim();
+        errors.replaceChildren();
+        if (!token) {
+          errors.append(errorBox(new ApiError(0, "missing_token", "type the API token first"), "Sign-in"));
+          input.focus();
+          return;
+        }
+        submit.disabled = true;
+        submit.textContent = "Signing in…";
+        try {
+          await request("/v1/workers", { token });
+        } catch (e) {
+          submit.disabled = false;
+          submit.textContent = "Sign in";
+          errors.append(errorBox(e, "Sign-in"));
+          input.focus();
+          input.select();
+          return;
+        }
+        state.token = token;
+        sessionStorage.setItem(TOKEN_KEY, token);
+        document.body.classList.remove("signed-out");
+        setAuthState();
+        announce("Signed in.");
+        state.focusHeading = true; // the form is gone: the new page's heading takes the focus
+        render();
+      },
+    },
+    h("label", { for: "token" }, "API token", input),
+    h("p", { id: "token-help", class: "muted" },
+      "This server asks for an API token (one made by ", h("code", {}, "owlclaw token create --tenant NAME"),
+      "). It is kept in this browser tab only and sent as ", h("code", {}, "Authorization: Bearer"), " with each call."),
+    submit, errors);
+    $("main").replaceChildren(h("section", { class: "signin panel" }, h("h1", { tabindex: "-1", id: "page-title" }, "Sign in"), form));
+    document.title = "Sign in · OwlClaw Tasks";
+    input.focus();
+  }
+
+  function signOut() {
+    state.token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    announce("Signed out.");
+    showSignIn();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Routing and refresh
+
+  function parseRoute() {
+    const raw = location.hash.replace(/^#/, "") || "/runs";
+    const [path, query = ""] = raw.split("?");
+    const params = new URLSearchParams(query);
+    const parts = path.split("/").filter(Boolean);
+    if (parts.length === 0) return { page: "runs", params };
+    if (parts[0] === "runs" && parts.length >= 2) return { page: "run", id: decodeURIComponent(parts[1]), params };
+    return { page: parts[0], params };
+  }
+
+  function stopTimer() {
+    if (state.timer) window.clearTimeout(state.timer);
+    state.timer = null;
+  }
+
+  function setLive(on) {
+    state.live = on;
+    sessionStorage.setItem(LIVE_KEY, on ? "on" : "off");
+    const b = $("live-toggle");
+    b.setAttribute("aria-pressed", on ? "true" : "false");
+    b.textContent = on ? "Live updates on" : "Live updates paused";
+    b.title = on ? "Refreshing every 2 s: press to pause" : "Paused: press to refresh every 2 s again";
+    stopTimer();
+    if (on && state.current) refresh(state.current.gen);
+  }
+
+  /** Draws a page from scratch: its heading, its fixed parts (forms), then its data. */
+  async function render() {
+    if (!state.token && !state.authOff) {
+      showSignIn();
+      return;
+    }
+    stopTimer();
+    const gen = ++state.gen;
+    const route = parseRoute();
+    const page = PAGES[route.page] || NOT_FOUND;
+    for (const a of document.querySelectorAll("#nav a")) {
+      const current = a.dataset.page === (route.page === "run" ? "runs" : route.page);
+      if (current) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
+    }
+    const title = page.title(route);
+    document.title = `${title} · OwlClaw Tasks`;
+    const heading = h("h1", { tabindex: "-1", id: "page-title" }, title);
+    const body = h("div", { id: "page-body", "aria-busy": "true" }, h("p", { class: "muted" }, "Loading…"));
+    const fixed = page.setup ? page.setup(route) : null;
+    $("main").replaceChildren(...[heading, fixed, body].filter(Boolean));
+    state.current = { page, route, body, gen };
+    state.lastKey = null;
+    if (state.focusHeading) heading.focus();
+    state.focusHeading = true;
+    await refresh(gen);
+  }
+
+  /** Loads the current page's data and redraws its data part if it changed; then plans the next. */
+  async function refresh(gen) {
+    const cur = state.current;
+    if (!cur || gen !== state.gen) return;
+    stopTimer();
+    let data, error;
+    try {
+      data = await cur.page.load(cur.route);
+    } catch (e) {
+      error = e;
+    }
+    if (gen !== state.gen) return; // navigated away (or signed out) meanwhile
+    if (error && error.status === 401) return;
+    const key = error ? `error:${error.status}:${error.message}` : JSON.stringify(data);
+    if (key !== state.lastKey) {
+      state.lastKey = key;
+      const view = error ? errorBox(error, `Loading ${cur.page.title(cur.route).toLowerCase()}`) : cur.page.view(data, cur.route);
+      paint(cur.body, view);
+    }
+    cur.body.setAttribute("aria-busy", "false");
+    $("updated").textContent = `Updated ${fmtTime(new Date().toISOString()).slice(11)}`;
+    if (state.live && cur.page.live !== false) {
+      state.timer = window.setTimeout(() => refresh(gen), cur.page.interval || REFRESH_MS);
+    }
+  }
+
+  /** Replaces `container`'s content, keeping focus and open <details> where the new content has
+   * the same elements (by data-key). */
+  function paint(container, view) {
+    const active = document.activeElement;
+    const activeKey = active && container.contains(active) ? active.getAttribute("data-key") : null;
+    const open = new Set([...container.querySelectorAll("details[open][data-key]")].map((d) => d.getAttribute("data-key")));
+    container.replaceChildren(view);
+    for (const d of container.querySelectorAll("details[data-key]")) {
+      if (open.has(d.getAttribute("data-key"))) d.open = true;
+    }
+    if (activeKey) {
+      const again = container.querySelector(`[data-key="${CSS.escape(activeKey)}"]`);
+      if (again) again.focus();
+    }
+  }
+
+  function go(hash) {
+    if (location.hash === hash) render();
+    else location.hash = hash;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Confirmation dialog
+
+  /** Asks before an action; runs `action` on yes and keeps the dialog open with the error if the
+   * API refuses. Escape or "No" closes it without acting. */
+  function confirmAction({ title, text, yes, doing, action, opener }) {
+    const dlg = $("confirm");
+    const yesBtn = $("confirm-yes");
+    const noBtn = $("confirm-no");
+    const errors = $("confirm-error");
+    $("confirm-title").textContent = title;
+    $("confirm-text").textContent = text;
+    yesBtn.textContent = yes;
+    yesBtn.disabled = false;
+    errors.replaceChildren();
+    stopTimer(); // no redraw under the dialog
+    const close = () => { if (dlg.open) dlg.close(); };
+    const onYes = async () => {
+      yesBtn.disabled = true;
+      errors.replaceChildren();
+      try {
+        await action();
+      } catch (e) {
+        yesBtn.disabled = false;
+        errors.append(errorBox(e, doing));
+        noBtn.focus();
+        return;
+      }
+      close();
+    };
+    const onNo = () => close();
+    yesBtn.onclick = onYes;
+    noBtn.onclick = onNo;
+    dlg.addEventListener("close", () => {
+      yesBtn.onclick = null;
+      noBtn.onclick = null;
+      // Redraw at once (the action changed the run), then put focus back on the button that
+      // opened the dialog, or on the heading when the redraw removed it.
+      const refocus = () => {
+        if (opener && opener.isConnected) opener.focus();
+        else $("page-title")?.focus();
+      };
+      if (state.current) refresh(state.current.gen).then(refocus);
+      else refocus();
+    }, { once: true });
+    dlg.showModal();
+    noBtn.focus();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Pages
+
+  const NOT_FOUND = {
+    title: () => "Page not found",
+    live: false,
+    load: async () => null,
+    view: () => h("p", {}, "No such page. ", h("a", { href: "#/runs" }, "Go to the runs.")),
+  };
+
+  // Runs -----------------------------------------------------------------------------------------
+
+  function runsFilter(route) {
+    const p = route.params;
+    return {
+      status: p.get("status") || "",
+      task: p.get("task") || "",
+      owner: p.get("owner") || "",
+      limit: p.get("limit") || "50",
+      cursor: p.get("cursor") || "",
+    };
+  }
+
+  function runsHash(f) {
+    return `#/runs${qs({ status: f.status, task: f.task, owner: f.owner, limit: f.limit === "50" ? "" : f.limit, cursor: f.cursor })}`;
+  }
+
+  const RUNS = {
+    title: () => "Runs",
+    setup(route) {
+      const f = runsFilter(route);
+      const status = h("select", { id: "f-status", name: "status" },
+        h("option", { value: "" }, "any status"),
+        STATUSES.map((s) => h("option", { value: s, selected: s === f.status }, s)));
+      const task = h("input", { id: "f-task", name: "task", value: f.task, placeholder: "e.g. send-email", size: 18 });
+      const owner = h("input", { id: "f-owner", name: "owner", value: f.owner, placeholder: "user", size: 12 });
+      const limit = h("select", { id: "f-limit", name: "limit" },
+        ["25", "50", "100", "250"].map((n) => h("option", { value: n, selected: n === f.limit }, n)));
+      const filter = h("form", {
+        role: "search",
+        "aria-label": "Filter runs",
+        onsubmit: (ev) => {
+          ev.preventDefault();
+          go(runsHash({ status: status.value, task: task.value.trim(), owner: owner.value.trim(), limit: limit.value, cursor: "" }));
+        },
+      },
+      h("label", { for: "f-status" }, "Status", status),
+      h("label", { for: "f-task" }, "Task", task),
+      h("label", { for: "f-owner" }, "Owner", owner),
+      h("label", { for: "f-limit" }, "Per page", limit),
+      h("button", { type: "submit", class: "primary" }, "Filter"),
+      h("button", { type: "button", onclick: () => go("#/runs") }, "Clear"));
+      const idInput = h("input", { id: "f-id", name: "id", placeholder: "run id (UUID)", size: 38, class: "mono", autocomplete: "off" });
+      const idError = h("div", { id: "f-id-error" });
+      const search = h("form", {
+        role: "search",
+        "aria-label": "Open a run by id",
+        onsubmit: (ev) => {
+          ev.preventDefault();
+          const id = idInput.value.trim();
+          idError.replaceChildren();
+          if (!id) {
+            idError.append(errorBox(new ApiError(0, "missing_id", "type a run id first"), "Search"));
+            idInput.focus();
+            return;
+          }
+          go(`#/runs/${encodeURIComponent(id)}`);
+        },
+      },
+      h("label", { for: "f-id" }, "Run id", idInput),
+      h("button", { type: "submit" }, "Open run"));
+      return h("div", {}, h("div", { class: "toolbar" }, filter, h("span", { class: "sep", "aria-hidden": "true" }), search), idError);
+    },
+    async load(route) {
+      const f = runsFilter(route);
+      return api(`/v1/runs${qs({ status: f.status, task: f.task, owner: f.owner, limit: f.limit, cursor: f.cursor })}`);
+    },
+    view(page, route) {
+      const f = runsFilter(route);
+      const what = [f.status && `status ${f.status}`, f.task && `task ${f.task}`, f.owner && `owner ${f.owner}`].filter(Boolean).join(", ");
+      const caption = `${page.runs.length} run${page.runs.length === 1 ? "" : "s"}${what ? ` with ${what}` : ""}, newest first${f.cursor ? " (a later page)" : ""}`;
+      const pager = h("div", { class: "pager" },
+        f.cursor ? h("a", { href: runsHash({ ...f, cursor: "" }), "data-key": "first-page" }, "← Newest runs") : null,
+        page.next_cursor
+          ? h("a", { href: runsHash({ ...f, cursor: page.next_cursor }), "data-key": "next-page", id: "next-page" }, "Next page →")
+          : h("span", { class: "muted" }, "No more runs."));
+      if (page.runs.length === 0) {
+        return h("div", {}, h("p", { class: "panel", id: "runs-empty" }, `No runs${what ? ` with ${what}` : ""}${f.cursor ? " on this page" : ""}.`), pager);
+      }
+      const now = Date.now();
+      const rows = page.runs.map((r) => {
+        const end = r.finished_at ? new Date(r.finished_at).getTime() : r.started_at && r.status === "running" ? now : null;
+        const took = r.started_at && end ? fmtDuration(end - new Date(r.started_at).getTime()) : "";
+        return h("tr", { "data-run": r.id, "data-status": r.status },
+          h("td", { class: "nowrap" }, runLink(r.id)),
+          h("td", { class: "nowrap" }, r.task),
+          h("td", {}, badge(r.status)),
+          h("td", { class: "num" }, `${r.attempt} / ${r.max_attempts}`),
+          h("td", { class: "num" }, r.priority),
+          h("td", {}, r.owner || h("span", { class: "muted" }, "—")),
+          h("td", {}, timeEl(r.created_at)),
+          h("td", {}, r.status === "scheduled" ? h("span", {}, "due ", timeEl(r.run_at)) : timeEl(r.started_at, { noRel: true })),
+          h("td", { class: "num" }, took));
+      });
+      return h("div", {},
+        h("div", { class: "table-wrap" },
+          h("table", { id: "runs-table" },
+            h("caption", {}, caption),
+            h("thead", {}, h("tr", {},
+              h("th", { scope: "col" }, "Run"), h("th", { scope: "col" }, "Task"), h("th", { scope: "col" }, "Status"),
+              h("th", { scope: "col", class: "num" }, "Attempt"), h("th", { scope: "col", class: "num" }, "Priority"),
+              h("th", { scope: "col" }, "Owner"), h("th", { scope: "col" }, "Created"), h("th", { scope: "col" }, "Started"),
+              h("th", { scope: "col", class: "num" }, "Took"))),
+            h("tbody", {}, rows))),
+        pager);
+    },
+  };
+
+  // Run detail ---------------------------------------------------------------------------------
+
+  const RUN = {
+    title: () => "Run",
+    setup(route) {
+      return h("p", {}, h("a", { href: "#/runs" }, "← All runs"), " · ", h("span", { class: "mono", id: "run-id" }, route.id));
+    },
+    async load(route) {
+      const id = encodeURIComponent(route.id);
+      const [run, events] = await Promise.all([api(`/v1/runs/${id}`), api(`/v1/runs/${id}/events`)]);
+      return { run, events };
+    },
+    view({ run, events }) {
+      const facts = [
+        ["Status", badge(run.status)],
+        ["Task", h("span", { class: "mono" }, run.task)],
+        ["Attempt", `${run.attempt} of ${run.max_attempts}`],
+        ["Priority", String(run.priority)],
+        ["Owner", run.owner || h("span", { class: "muted" }, "—")],
+        ["Worker", run.worker || h("span", { class: "muted" }, "—")],
+        ["Created", timeEl(run.created_at)],
+        ["Due", timeEl(run.run_at)],
+        ["Started", timeEl(run.started_at, { empty: "not yet" })],
+        ["Finished", timeEl(run.finished_at, { empty: "not yet" })],
+        ["Ran for", run.started_at
+          ? fmtDuration((run.finished_at ? new Date(run.finished_at) : new Date()).getTime() - new Date(run.started_at).getTime()) + (run.finished_at ? "" : " so far")
+          : h("span", { class: "muted" }, "—")],
+        ["Timeout", fmtDuration(run.timeout_ms) + " per attempt"],
+        ["Parent", run.parent_id ? runLink(run.parent_id) : h("span", { class: "muted" }, "none")],
+        ["Idempotency key", run.idempotency_key ? h("span", { class: "mono" }, run.idempotency_key) : h("span", { class: "muted" }, "none")],
+      ];
+      const actions = [];
+      if (CANCELLABLE.includes(run.status)) {
+        actions.push(h("button", {
+          type: "button", class: "danger", id: "cancel-run", "data-key": "cancel-run",
+          onclick: (ev) => confirmAction({
+            title: "Cancel this run?",
+            text: `Run ${run.id} (${run.task}) is ${run.status}. Cancelling it marks it cancelled at once${run.status === "running" ? "; its worker stops the task at its next heartbeat" : ""}. A cancelled run can be retried later.`,
+            yes: "Yes, cancel the run",
+            doing: "Cancelling the run",
+            opener: ev.currentTarget,
+            action: async () => {
+              const after = await api(`/v1/runs/${encodeURIComponent(run.id)}/cancel`, { method: "POST" });
+              announce(`Run ${run.id} is now ${after.status}.`);
+            },
+          }),
+        }, "Cancel run…"));
+      }
+      if (RETRYABLE.includes(run.status)) {
+        actions.push(h("button", {
+          type: "button", class: "primary", id: "retry-run", "data-key": "retry-run",
+          onclick: (ev) => confirmAction({
+            title: "Retry this run?",
+            text: `Run ${run.id} (${run.task}) is ${run.status}. Retrying queues it again as a new attempt, with its retries granted anew; its completed durable steps are not run again.`,
+            yes: "Yes, retry the run",
+            doing: "Retrying the run",
+            opener: ev.currentTarget,
+            action: async () => {
+              const after = await api(`/v1/runs/${encodeURIComponent(run.id)}/retry`, { method: "POST" });
+              announce(`Run ${run.id} is now ${after.status}.`);
+            },
+          }),
+        }, "Retry run…"));
+      }
+      const children = (run.steps || [])
+        .filter((s) => s.name.startsWith("spawn:") && s.output && typeof s.output.run_id === "string")
+        .map((s) => ({ id: s.output.run_id, task: s.name.slice("spawn:".length) }));
+      return h("div", { id: "run-detail", "data-status": run.status },
+        h("section", { class: "panel", "aria-labelledby": "sum-h" },
+          h("h2", { id: "sum-h", class: "hidden" }, "Summary"),
+          h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
+          actions.length
+            ? h("div", { class: "actions" }, actions)
+            : h("p", { class: "muted" }, `No action applies to a ${run.status} run.`)),
+        run.waiting ? h("div", { class: "notice", id: "run-waiting" }, h("strong", {}, "Waiting: "), run.waiting) : null,
+        run.error ? h("section", { "aria-labelledby": "err-h" }, h("h2", { id: "err-h" }, "Error"), h("pre", { id: "run-error" }, run.error)) : null,
+        run.errors && run.errors.length
+          ? h("section", { "aria-labelledby": "att-h" }, h("h2", { id: "att-h" }, "Failed attempts"),
+            h("div", { class: "table-wrap" }, h("table", {},
+              h("thead", {}, h("tr", {}, h("th", { scope: "col", class: "num" }, "Attempt"), h("th", { scope: "col" }, "When"), h("th", { scope: "col" }, "Error"))),
+              h("tbody", {}, run.errors.map((e) => h("tr", {}, h("td", { class: "num" }, e.attempt), h("td", {}, timeEl(e.at)), h("td", {}, h("pre", {}, e.error))))))))
+          : null,
+        h("div", { class: "grid2" },
+          h("section", { "aria-labelledby": "in-h" }, h("h2", { id: "in-h" }, "Input"), h("div", { id: "run-input" }, json(run.input))),
+          h("section", { "aria-labelledby": "out-h" }, h("h2", { id: "out-h" }, "Output"), h("div", { id: "run-output" }, json(run.output)))),
+        run.metadata ? h("section", { "aria-labelledby": "meta-h" }, h("h2", { id: "meta-h" }, "Metadata"), json(run.metadata)) : null,
+        h("section", { "aria-labelledby": "steps-h" }, h("h2", { id: "steps-h" }, "Durable steps"),
+          run.steps && run.steps.length
+            ? h("div", { class: "table-wrap" }, h("table", { id: "steps-table" },
+              h("thead", {}, h("tr", {},
+                h("th", { scope: "col", class: "num" }, "#"), h("th", { scope: "col" }, "Step"), h("th", { scope: "col" }, "Status"),
+                h("th", { scope: "col", class: "num" }, "Attempt"), h("th", { scope: "col" }, "Started"), h("th", { scope: "col", class: "num" }, "Took"),
+                h("th", { scope: "col" }, "Output or error"))),
+              h("tbody", {}, run.steps.map((s) => h("tr", {},
+                h("td", { class: "num" }, s.position),
+                h("td", { class: "mono" }, s.name),
+                h("td", {}, badge(s.status)),
+                h("td", { class: "num" }, s.attempt),
+                h("td", {}, timeEl(s.started_at, { noRel: true })),
+                h("td", { class: "num" }, s.finished_at ? fmtDuration(new Date(s.finished_at) - new Date(s.started_at)) : ""),
+                h("td", {}, s.error
+                  ? h("pre", {}, s.error)
+                  : h("details", { "data-key": `step-${s.position}` }, h("summary", {}, "output"), json(s.output))))))))
+            : h("p", { class: "muted" }, "This run has no durable steps.")),
+        h("section", { "aria-labelledby": "kids-h" }, h("h2", { id: "kids-h" }, "Children"),
+          children.length
+            ? h("ul", { id: "run-children" }, children.map((c) => h("li", {}, runLink(c.id), ` (${c.task})`)))
+            : h("p", { class: "muted" }, "No child runs spawned through durable steps (runs scheduled from a task without ctx.spawn are not listed: the API has no filter by parent).")),
+        h("section", { "aria-labelledby": "ev-h" }, h("h2", { id: "ev-h" }, `Events (${events.length})`),
+          h("ol", { class: "timeline", id: "run-events" }, events.map((e) => h("li", {},
+            h("span", { class: "when" }, timeEl(e.at, { noRel: true })),
+            e.from ? badge(e.from) : h("span", { class: "muted" }, "created"), " → ", badge(e.to),
+            h("span", { class: "muted" }, ` attempt ${e.attempt}${e.worker ? `, worker ${e.worker}` : ""}`),
+            h("span", { class: "reason" }, e.reason))))));
+    },
+  };
+
+  // Workers --------------------------------------------------------------------------------------
+
+  const WORKERS = {
+    title: () => "Workers",
+    load: () => api("/v1/workers"),
+    view(workers) {
+      if (!workers.length) {
+        return h("p", { class: "panel", id: "workers-empty" }, "No live worker. A worker is listed while its last heartbeat is within the engine's lease.");
+      }
+      return h("div", { class: "table-wrap" }, h("table", { id: "workers-table" },
+        h("caption", {}, `${workers.length} live worker${workers.length === 1 ? "" : "s"}`),
+        h("thead", {}, h("tr", {},
+          h("th", { scope: "col" }, "Name"), h("th", { scope: "col" }, "Labels"), h("th", { scope: "col" }, "Tasks"),
+          h("th", { scope: "col" }, "Slots in use"), h("th", { scope: "col" }, "Runs held"),
+          h("th", { scope: "col" }, "Started"), h("th", { scope: "col" }, "Last heartbeat"))),
+        h("tbody", {}, workers.map((w) => h("tr", { "data-worker": w.name },
+          h("td", {}, h("strong", {}, w.name), h("br"), h("span", { class: "muted mono" }, w.id)),
+          h("td", {}, Object.keys(w.labels || {}).length
+            ? Object.entries(w.labels).map(([k, v]) => h("span", { class: "chip" }, v === "" ? k : `${k}=${v}`))
+            : h("span", { class: "muted" }, "none")),
+          h("td", {}, w.tasks.map((t) => h("span", { class: "chip" }, t))),
+          h("td", { class: "nowrap" }, h("meter", { min: 0, max: w.slots, value: w.held_runs.length, "aria-label": `${w.held_runs.length} of ${w.slots} slots in use` }),
+            ` ${w.held_runs.length} of ${w.slots}`),
+          h("td", {}, w.held_runs.length ? w.held_runs.map((id) => h("div", {}, runLink(id))) : h("span", { class: "muted" }, "none")),
+          h("td", {}, timeEl(w.started_at)),
+          h("td", {}, timeEl(w.last_heartbeat)))))));
+    },
+  };
+
+  // Crons ----------------------------------------------------------------------------------------
+
+  const CRONS = {
+    title: () => "Crons",
+    load: () => api("/v1/crons"),
+    view(crons) {
+      if (!crons.length) {
+        return h("p", { class: "panel", id: "crons-empty" }, "No cron schedule. Tasks declared with #[task(cron = ...)] and schedules made with POST /v1/crons appear here.");
+      }
+      return h("div", { class: "table-wrap" }, h("table", { id: "crons-table" },
+        h("caption", {}, `${crons.length} cron schedule${crons.length === 1 ? "" : "s"}; times in this browser's time zone, the next tick also in the schedule's own`),
+        h("thead", {}, h("tr", {},
+          h("th", { scope: "col" }, "Task"), h("th", { scope: "col" }, "Expression"), h("th", { scope: "col" }, "Time zone"),
+          h("th", { scope: "col" }, "Next tick"), h("th", { scope: "col" }, "Last tick"), h("th", { scope: "col" }, "Input"),
+          h("th", { scope: "col" }, "Id"), h("th", { scope: "col" }, "Created"))),
+        h("tbody", {}, crons.map((c) => h("tr", { "data-cron": c.id },
+          h("td", {}, h("a", { href: `#/runs${qs({ task: c.task })}` }, c.task)),
+          h("td", { class: "nowrap" }, h("code", {}, c.expr)),
+          h("td", {}, c.timezone),
+          h("td", {}, timeEl(c.next_tick, { empty: "none" }),
+            c.next_tick && fmtTimeIn(c.next_tick, c.timezone) ? h("div", { class: "muted nowrap" }, fmtTimeIn(c.next_tick, c.timezone)) : null),
+          h("td", {}, timeEl(c.last_tick, { empty: "never" })),
+          h("td", {}, c.input === null || c.input === undefined ? h("span", { class: "muted" }, "none") : h("code", {}, JSON.stringify(c.input))),
+          h("td", { class: "mono" }, c.id),
+          h("td", {}, timeEl(c.created_at, { noRel: true })))))));
+    },
+  };
+
+  // Rate limits ----------------------------------------------------------------------------------
+
+  function perMs(per) {
+    const m = /^(\d+)(ms|s|m|h|d)$/.exec(String(per));
+    if (!m) return null;
+    const unit = { ms: 1, s: 1000, m: 60000, h: 3600000, d: 86400000 }[m[2]];
+    return Number(m[1]) * unit;
+  }
+
+  const RATE_LIMITS = {
+    title: () => "Rate limits",
+    load: () => api("/v1/rate-limits"),
+    view(limits) {
+      if (!limits.length) {
+        return h("p", { class: "panel", id: "ratelimits-empty" }, "No rate limit is defined. Define one with owlclaw ratelimit set NAME --limit N --per 1s, or POST /v1/rate-limits.");
+      }
+      return h("div", { class: "table-wrap" }, h("table", { id: "ratelimits-table" },
+        h("caption", {}, "Token buckets: the limit is both the burst and the units regained per period"),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Name"), h("th", { scope: "col", class: "num" }, "Limit"),
+          h("th", { scope: "col" }, "Per"), h("th", { scope: "col", class: "num" }, "Units per second"))),
+        h("tbody", {}, limits.map((l) => {
+          const ms = perMs(l.per);
+          return h("tr", { "data-limit": l.name },
+            h("td", { class: "mono" }, l.name),
+            h("td", { class: "num" }, fmtNumber(l.limit)),
+            h("td", {}, l.per),
+            h("td", { class: "num" }, ms ? fmtNumber(Math.round((l.limit * 1000 / ms) * 1000) / 1000) : "—"));
+        }))));
+    },
+  };
+
+  // Overview -------------------------------------------------------------------------------------
+
+  const COUNTERS = [
+    ["owlclaw_runs_scheduled_total", "Runs scheduled"],
+    ["owlclaw_runs_claimed_total", "Runs handed to workers"],
+    ["owlclaw_runs_succeeded_total", "Attempts succeeded"],
+    ["owlclaw_attempts_failed_total", "Attempts failed"],
+    ["owlclaw_attempts_timed_out_total", "Attempts timed out"],
+    ["owlclaw_runs_handed_back_total", "Runs handed back"],
+    ["owlclaw_runs_suspended_total", "Runs suspended"],
+    ["owlclaw_lease_expiries_total", "Leases expired"],
+    ["owlclaw_cron_ticks_total", "Cron ticks"],
+  ];
+
+  /** Rates over the samples of the last hour taken while this page was open. */
+  function rates(values) {
+    const now = Date.now();
+    state.samples.push({ t: now, values });
+    state.samples = state.samples.filter((s) => now - s.t <= 3600000);
+    const first = state.samples[0];
+    const span = (now - first.t) / 1000;
+    const out = {};
+    for (const [name] of COUNTERS) {
+      out[name] = span >= 1 && values[name] !== undefined && first.values[name] !== undefined
+        ? Math.max(0, values[name] - first.values[name]) / span
+        : null;
+    }
+    return { out, span };
+  }
+
+  /** Mean and an upper bound of the 95th percentile of each histogram, by task. */
+  function histograms(samples, base) {
+    const byTask = new Map();
+    for (const s of samples) {
+      if (!s.name.startsWith(base)) continue;
+      const key = `${s.labels.tenant}\u0000${s.labels.task}`;
+      if (!byTask.has(key)) byTask.set(key, { tenant: s.labels.tenant, task: s.labels.task, buckets: [], sum: 0, count: 0 });
+      const e = byTask.get(key);
+      if (s.name === `${base}_bucket`) e.buckets.push([Number(s.labels.le === "+Inf" ? Infinity : s.labels.le), s.value]);
+      else if (s.name === `${base}_sum`) e.sum = s.value;
+      else if (s.name === `${base}_count`) e.count = s.value;
+    }
+    const rows = [];
+    for (const e of byTask.values()) {
+      if (!e.count) continue;
+      e.buckets.sort((a, b) => a[0] - b[0]);
+      const target = e.count * 0.95;
+      const p95 = (e.buckets.find(([, c]) => c >= target) || [Infinity])[0];
+      rows.push({ ...e, mean: e.sum / e.count, p95 });
+    }
+    return rows.sort((a, b) => a.task.localeCompare(b.task));
+  }
+
+  function section(id, title, content) {
+    return h("section", { "aria-labelledby": `${id}-h`, id }, h("h2", { id: `${id}-h` }, title), content);
+  }
+
+  const OVERVIEW = {
+    title: () => "Overview",
+    interval: OVERVIEW_REFRESH_MS,
+    async load() {
+      const counts = Promise.all(STATUSES.map((s) =>
+        api(`/v1/runs${qs({ status: s, limit: COUNT_LIMIT })}`).then((p) => [s, p.runs.length, Boolean(p.next_cursor)])));
+      const [c, m, w] = await Promise.allSettled([counts, request("/metrics", { text: true }), api("/v1/workers")]);
+      if (c.status === "rejected" && c.reason.status === 401) throw c.reason;
+      let metrics;
+      if (m.status === "fulfilled") {
+        const samples = parseMetrics(m.value);
+        const values = {};
+        for (const [name] of COUNTERS) {
+          const s = samples.find((x) => x.name === name);
+          if (s) values[name] = s.value;
+        }
+        metrics = { samples, values, ...rates(values) };
+      } else {
+        metrics = { error: m.reason };
+      }
+      return {
+        counts: c.status === "fulfilled" ? c.value : { error: c.reason },
+        metrics,
+        workers: w.status === "fulfilled" ? w.value : { error: w.reason },
+      };
+    },
+    view({ counts, metrics, workers }) {
+      const parts = [];
+      // Runs by status.
+      parts.push(section("ov-status", "Runs by status",
+        counts.error
+          ? errorBox(counts.error, "Counting runs")
+          : h("div", {},
+            h("div", { class: "cards" }, counts.map(([s, n, more]) => h("a", { class: "card", href: `#/runs${qs({ status: s })}`, "data-status": s, "data-key": `count-${s}` },
+              badge(s), h("span", { class: "count", "data-count": s }, more ? `${fmtNumber(n)}+` : fmtNumber(n))))),
+            h("p", { class: "muted" }, `Counted from the runs list (exact up to ${fmtNumber(COUNT_LIMIT)} per status; the API has no count endpoint).`))));
+      // Workers.
+      parts.push(section("ov-workers", "Workers",
+        workers.error
+          ? errorBox(workers.error, "Listing workers")
+          : (() => {
+            const slots = workers.reduce((a, w) => a + w.slots, 0);
+            const busy = workers.reduce((a, w) => a + w.held_runs.length, 0);
+            return h("p", { class: "panel" }, h("a", { href: "#/workers" }, `${workers.length} live worker${workers.length === 1 ? "" : "s"}`),
+              `, ${busy} of ${slots} slots in use.`);
+          })()));
+      if (metrics.error) {
+        parts.push(section("ov-metrics", "Engine metrics", errorBox(metrics.error, "Reading /metrics")));
+        return h("div", {}, parts);
+      }
+      const { samples, values, out: perSec, span } = metrics;
+      // Queue depth.
+      const depth = samples.filter((s) => s.name === "owlclaw_queue_depth" && s.value > 0)
+        .sort((a, b) => a.labels.task.localeCompare(b.labels.task) || Number(b.labels.priority) - Number(a.labels.priority));
+      const total = depth.reduce((a, s) => a + s.value, 0);
+      parts.push(section("ov-queue", `Queue depth: ${fmtNumber(total)} run${total === 1 ? "" : "s"} ready to start`,
+        depth.length
+          ? h("div", { class: "table-wrap" }, h("table", { id: "queue-table" },
+            h("caption", {}, "By task and priority, from the owlclaw_queue_depth gauge of /metrics (every tenant of this engine)"),
+            h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Tenant"), h("th", { scope: "col" }, "Task"),
+              h("th", { scope: "col", class: "num" }, "Priority"), h("th", { scope: "col", class: "num" }, "Ready"))),
+            h("tbody", {}, depth.map((s) => h("tr", {},
+              h("td", {}, s.labels.tenant), h("td", {}, h("a", { href: `#/runs${qs({ task: s.labels.task, status: "queued" })}` }, s.labels.task)),
+              h("td", { class: "num" }, s.labels.priority), h("td", { class: "num" }, fmtNumber(s.value)))))))
+          : h("p", { class: "muted" }, "No run is waiting for a worker.")));
+      // Counters and rates.
+      parts.push(section("ov-counters", "This engine since it started",
+        h("div", { class: "table-wrap" }, h("table", { id: "counters-table" },
+          h("caption", {}, span >= 1
+            ? `Rates over the last ${fmtDuration(span * 1000)} this page has been open (the engine keeps no history; a longer window needs Prometheus)`
+            : "Rates appear at the next refresh (they are measured while this page is open)"),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Counter"), h("th", { scope: "col", class: "num" }, "Total"), h("th", { scope: "col", class: "num" }, "Per second"))),
+          h("tbody", {}, COUNTERS.map(([name, label]) => h("tr", {},
+            h("td", {}, label, " ", h("span", { class: "muted mono" }, name)),
+            h("td", { class: "num" }, values[name] === undefined ? "—" : fmtNumber(values[name])),
+            h("td", { class: "num" }, perSec[name] === null || perSec[name] === undefined ? "—" : perSec[name].toFixed(2)))))))));
+      // Outcomes by task.
+      const outcomes = samples.filter((s) => s.name === "owlclaw_attempt_outcomes_total");
+      if (outcomes.length) {
+        const kinds = [...new Set(outcomes.map((s) => s.labels.outcome))].sort();
+        const byTask = new Map();
+        for (const s of outcomes) {
+          const k = `${s.labels.tenant}\u0000${s.labels.task}`;
+          if (!byTask.has(k)) byTask.set(k, { tenant: s.labels.tenant, task: s.labels.task, n: {} });
+          byTask.get(k).n[s.labels.outcome] = s.value;
+        }
+        parts.push(section("ov-outcomes", "Attempt outcomes by task",
+          h("div", { class: "table-wrap" }, h("table", {},
+            h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Tenant"), h("th", { scope: "col" }, "Task"),
+              kinds.map((k) => h("th", { scope: "col", class: "num" }, k.replace(/_/g, " "))))),
+            h("tbody", {}, [...byTask.values()].map((r) => h("tr", {},
+              h("td", {}, r.tenant), h("td", {}, r.task), kinds.map((k) => h("td", { class: "num" }, fmtNumber(r.n[k] || 0))))))))));
+      }
+      // Latency histograms.
+      const wait = histograms(samples, "owlclaw_queue_wait_seconds");
+      const dur = histograms(samples, "owlclaw_run_duration_seconds");
+      if (wait.length || dur.length) {
+        const rows = [];
+        for (const [what, list] of [["queue wait", wait], ["run duration", dur]]) {
+          for (const r of list) {
+            rows.push(h("tr", {}, h("td", {}, what), h("td", {}, r.tenant), h("td", {}, r.task),
+              h("td", { class: "num" }, fmtNumber(r.count)),
+              h("td", { class: "num" }, fmtDuration(r.mean * 1000)),
+              h("td", { class: "num" }, Number.isFinite(r.p95) ? `≤ ${fmtDuration(r.p95 * 1000)}` : "beyond the last bucket")));
+          }
+        }
+        parts.push(section("ov-latency", "Queue waits and run durations",
+          h("div", { class: "table-wrap" }, h("table", {},
+            h("caption", {}, "From the histograms of /metrics; the 95th percentile is the bucket bound it falls under"),
+            h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "What"), h("th", { scope: "col" }, "Tenant"), h("th", { scope: "col" }, "Task"),
+              h("th", { scope: "col", class: "num" }, "Count"), h("th", { scope: "col", class: "num" }, "Mean"), h("th", { scope: "col", class: "num" }, "95th percentile"))),
+            h("tbody", {}, rows)))));
+      }
+      return h("div", {}, parts);
+    },
+  };
+
+  const PAGES = {
+    overview: OVERVIEW,
+    runs: RUNS,
+    run: RUN,
+    workers: WORKERS,
+    crons: CRONS,
+    "rate-limits": RATE_LIMITS,
+  };
+
+  // ---------------------------------------------------------------------------------------------
+  // Start
+
+  async function boot() {
+    $("skip").addEventListener("click", () => ($("page-title") || $("main")).focus());
+    $("live-toggle").addEventListener("click", () => {
+      setLive(!state.live);
+      announce(state.live ? "Live updates on." : "Live updates paused.");
+    });
+    $("refresh-now").addEventListener("click", () => {
+      if (state.current) refresh(state.current.gen);
+    });
+    $("sign-out").addEventListener("click", signOut);
+    window.addEventListener("hashchange", () => {
+      if (!state.token && !state.authOff) return;
+      render();
+    });
+    window.setInterval(tickRelativeTimes, 5000);
+    setLive(state.live);
+    state.focusHeading = false;
+    if (!state.token) {
+      // Does this server want a token? A call without one answers 401 if so.
+      try {
+        await request("/v1/workers");
+        state.authOff = true;
+      } catch (e) {
+        if (e.status === 401) {
+          showSignIn();
+          return;
+        }
+        $("main").replaceChildren(h("h1", { tabindex: "-1", id: "page-title" }, "OwlClaw Tasks"), errorBox(e, "Reaching the API"),
+          h("button", { type: "button", onclick: () => location.reload() }, "Try again"));
+        return;
+      }
+    }
+    document.body.classList.remove("signed-out");
+    setAuthState();
+    render();
+  }
+
+  boot();
+})();

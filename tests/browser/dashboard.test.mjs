@@ -1,0 +1,682 @@
+// The dashboard in a real browser against a real server: `owlclaw serve` on a fresh SQLite file,
+// runs seeded through the HTTP API (a worker registered and driven through the worker protocol),
+// and headless Chromium driven by playwright-core. Screenshots of each page go to target/browser/.
+//
+//   OWLCLAW_BIN=target/debug/owlclaw node --test --test-concurrency=1   (in tests/browser)
+//
+// Every wait is on a condition with a generous deadline: the machine may be slow and loaded.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, "..", "..");
+const SHOTS = path.join(REPO, "target", "browser");
+const BIN = process.env.OWLCLAW_BIN;
+const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+const TOKEN_KEY = "owlclaw.dashboard.token";
+
+/** How long to wait for anything the page or the server does. */
+const DEADLINE = 45_000;
+/** How long to wait for the server to start (it creates and migrates a database). */
+const START_DEADLINE = 90_000;
+const TEST_TIMEOUT = 240_000;
+
+if (!BIN) throw new Error("set OWLCLAW_BIN to the owlclaw binary (cargo build -p owlclaw-cli)");
+if (!fs.existsSync(CHROMIUM)) throw new Error(`no Chromium at ${CHROMIUM} (apt-get install chromium)`);
+fs.mkdirSync(SHOTS, { recursive: true });
+
+// -------------------------------------------------------------------------------------------------
+// The server
+
+/** Starts `owlclaw serve` on a free port and a fresh database; with a token unless insecure. */
+async function startServer({ insecure = false } = {}) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "owlclaw-dashboard-"));
+  const database = `sqlite://${dir}/db.sqlite`;
+  let token = null;
+  if (!insecure) {
+    const out = execFileSync(BIN, ["--json", "token", "create", "--tenant", "acme", "--database", database], {
+      encoding: "utf8",
+      timeout: START_DEADLINE,
+    });
+    token = JSON.parse(out).token;
+    assert.match(token, /^owc_/);
+  }
+  const args = ["serve", "--listen", "127.0.0.1:0", "--database", database];
+  if (insecure) args.push("--insecure-dev");
+  const proc = spawn(BIN, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "warn" } });
+  let log = "";
+  const url = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`the server did not start within ${START_DEADLINE} ms:\n${log}`)), START_DEADLINE);
+    const onData = (chunk) => {
+      log += chunk;
+      const m = /listening on (http:\/\/[0-9.]+:[0-9]+)/.exec(log);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    };
+    proc.stderr.setEncoding("utf8");
+    proc.stdout.setEncoding("utf8");
+    proc.stderr.on("data", onData);
+    proc.stdout.on("data", (c) => { log += c; });
+    proc.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`the server exited (${code}) before listening:\n${log}`));
+    });
+  });
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((resolve) => proc.once("exit", resolve));
+    proc.kill("SIGTERM");
+    const timer = setTimeout(() => proc.kill("SIGKILL"), 20_000);
+    await exited;
+    clearTimeout(timer);
+    fs.rmSync(dir, { recursive: true, force: true });
+  };
+  return { url, token, stop, log: () => log };
+}
+
+/** Calls the API as a client would; answers the parsed body, or throws with the API's error. */
+async function call(server, method, urlPath, body) {
+  const headers = { Accept: "application/json" };
+  if (server.token) headers.Authorization = `Bearer ${server.token}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(server.url + urlPath, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(DEADLINE),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${urlPath}: ${res.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** Polls `fn` until it answers something truthy, or fails after `deadline`. */
+async function eventually(what, fn, deadline = DEADLINE) {
+  const end = Date.now() + deadline;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function taskDef(name, extra = {}) {
+  return {
+    name,
+    retries: 0,
+    timeout: "30s",
+    priority: 5,
+    backoff: { initial: "1s", factor: 2, max: "5m" },
+    ...extra,
+  };
+}
+
+/** Registers a worker, drives a few runs to their ends through the worker protocol, queues
+ * others, and defines a cron and a rate limit. Answers the ids the tests look for. */
+async function seed(server) {
+  const worker = await call(server, "POST", "/v1/workers", {
+    name: "mailer-eu-1",
+    slots: 4,
+    labels: { region: "eu", tier: "standard" },
+    tasks: [
+      taskDef("send-email"),
+      taskDef("build-report", { retries: 2, priority: 7 }),
+      taskDef("render", { requires: ["gpu"] }),
+      taskDef("nightly-cleanup", { cron: "0 3 * * *", timezone: "Europe/Paris" }),
+    ],
+  });
+  const wid = worker.worker_id;
+  const exchange = (req) => call(server, "POST", `/v1/workers/${encodeURIComponent(wid)}/exchange`, { held: [], want: 0, wait_ms: 0, ...req });
+  const claimOne = async (runId) => {
+    const got = await exchange({ want: 1, wait_ms: 5000, heartbeat: true });
+    assert.equal(got.assignments.length, 1, JSON.stringify(got));
+    assert.equal(got.assignments[0].run_id, runId);
+    return got.assignments[0];
+  };
+
+  // A run that failed for good.
+  const failed = await call(server, "POST", "/v1/runs", { task: "send-email", input: { to: "bounce@example.com" }, owner: "alice" });
+  const a1 = await claimOne(failed.id);
+  await exchange({ completions: [{ run_id: failed.id, attempt: a1.attempt, outcome: "failed", error: "SMTP 550: mailbox unavailable", retryable: true }] });
+
+  // A run that succeeded after two durable steps, the second spawning a child.
+  const parent = await call(server, "POST", "/v1/runs", { task: "build-report", input: { month: "2026-11", format: "pdf" }, owner: "bob" });
+  const a2 = await claimOne(parent.id);
+  const step = (position, name, output) => call(server, "POST", `/v1/workers/${encodeURIComponent(wid)}/steps`,
+    { run_id: parent.id, attempt: a2.attempt, position, name, status: "succeeded", output });
+  await step(0, "fetch-data", { rows: 42 });
+  const child = await call(server, "POST", "/v1/runs", {
+    task: "send-email", input: { to: "bob@example.com", attach: "2026-11.pdf" }, owner: "bob", parent_id: parent.id,
+    idempotency_key: `child:${parent.id}:1`,
+  });
+  await step(1, "spawn:send-email", { run_id: child.id });
+  await exchange({ completions: [{ run_id: parent.id, attempt: a2.attempt, outcome: "succeeded", output: { url: "https://reports.example.com/2026-11.pdf", pages: 12 } }] });
+
+  // Runs left waiting: queued ones, one a worker lacks the labels for, one due in an hour.
+  const toCancel = await call(server, "POST", "/v1/runs", { task: "send-email", input: { to: "carol@example.com" }, owner: "carol" });
+  const toRefuse = await call(server, "POST", "/v1/runs", { task: "send-email", input: { to: "erin@example.com" }, owner: "erin" });
+  const forKeyboard = await call(server, "POST", "/v1/runs", { task: "send-email", input: { to: "dave@example.com" }, owner: "dave" });
+  await call(server, "POST", "/v1/runs", { task: "send-email", input: { to: "alice@example.com" }, owner: "alice", priority: 9 });
+  const gpu = await call(server, "POST", "/v1/runs", { task: "render", input: { scene: "intro" } });
+  const later = await call(server, "POST", "/v1/runs", { task: "build-report", input: { month: "2026-12" }, delay: "1h" });
+
+  await call(server, "POST", "/v1/crons", { task: "build-report", expr: "30 9 * * 1-5", timezone: "America/New_York", input: { kind: "weekday" } });
+  await call(server, "POST", "/v1/rate-limits", { name: "smtp", limit: 20, per: "1s" });
+
+  // Keep the worker listed (alive) while the tests run, claiming nothing.
+  const heartbeat = setInterval(() => { exchange({ heartbeat: true }).catch(() => {}); }, 2000);
+  return { wid, failed, parent, child, toCancel, toRefuse, forKeyboard, gpu, later, stopHeartbeat: () => clearInterval(heartbeat) };
+}
+
+// -------------------------------------------------------------------------------------------------
+// The browser
+
+let browser;
+
+async function newPage(server, { signedIn = true } = {}) {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  context.setDefaultTimeout(DEADLINE);
+  if (signedIn && server.token) {
+    await context.addInitScript(([key, token]) => {
+      if (!sessionStorage.getItem(key) && !sessionStorage.getItem(`${key}.set`)) {
+        sessionStorage.setItem(key, token);
+        sessionStorage.setItem(`${key}.set`, "1");
+      }
+    }, [TOKEN_KEY, server.token]);
+  }
+  const page = await context.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    if (m.type() === "error" && !/status of 40[0-9]/.test(m.text())) problems.push(`console: ${m.text()}`);
+  });
+  return { page, context, problems };
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(SHOTS, `${name}.png`), fullPage: true });
+}
+
+/** The ids of the runs the runs table shows, with their statuses. */
+async function tableRuns(page) {
+  return page.$$eval("#runs-table tbody tr", (rows) => rows.map((r) => ({ id: r.dataset.run, status: r.dataset.status })));
+}
+
+async function waitRunsTable(page) {
+  await page.locator("#runs-table, #runs-empty").first().waitFor();
+}
+
+async function openRun(page, server, id) {
+  await page.goto(`${server.url}/#/runs/${id}`);
+  await page.locator("#run-detail").waitFor();
+}
+
+async function focusedId(page) {
+  return page.evaluate(() => document.activeElement && (document.activeElement.id || document.activeElement.getAttribute("href") || document.activeElement.tagName));
+}
+
+/** Presses `key` (Tab, or Shift+Tab) until `pred` holds for the focused element, at most `max`
+ * times: the keyboard alone moves the focus. */
+async function tabUntil(page, pred, arg = null, { key = "Tab", max = 80 } = {}) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press(key);
+    if (await page.evaluate(pred, arg)) return;
+  }
+  throw new Error(`Tab never reached the element (last focus: ${await focusedId(page)})`);
+}
+
+// -------------------------------------------------------------------------------------------------
+// With API tokens (the default server)
+
+describe("the dashboard of a server with API tokens", { timeout: 20 * TEST_TIMEOUT }, () => {
+  let server;
+  let runs;
+
+  before(async () => {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+      timeout: START_DEADLINE,
+    });
+    server = await startServer();
+    runs = await seed(server);
+  });
+
+  after(async () => {
+    runs?.stopHeartbeat();
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test("its files are served without a token, with a strict Content-Security-Policy", { timeout: TEST_TIMEOUT }, async () => {
+    for (const [p, type] of [["/", "text/html"], ["/dashboard/app.js", "text/javascript"], ["/dashboard/app.css", "text/css"]]) {
+      const res = await fetch(server.url + p, { signal: AbortSignal.timeout(DEADLINE) });
+      assert.equal(res.status, 200, p);
+      assert.ok(res.headers.get("content-type").startsWith(type), `${p}: ${res.headers.get("content-type")}`);
+      const csp = res.headers.get("content-security-policy");
+      assert.match(csp, /default-src 'self'/, p);
+      assert.match(csp, /script-src 'self'(;|$)/, p);
+      assert.doesNotMatch(csp, /unsafe-inline|unsafe-eval/, p);
+      assert.equal(res.headers.get("cache-control"), "no-cache", p);
+      assert.ok((await res.text()).length > 100, p);
+    }
+    // The data still needs the token, and the OpenAPI document does not list the dashboard.
+    const denied = await fetch(`${server.url}/v1/runs`, { signal: AbortSignal.timeout(DEADLINE) });
+    assert.equal(denied.status, 401);
+    const doc = await (await fetch(`${server.url}/v1/openapi.json`)).json();
+    for (const p of Object.keys(doc.paths)) assert.ok(p.startsWith("/v1/") || ["/healthz", "/readyz", "/metrics"].includes(p), p);
+  });
+
+  test("it asks for a token, shows why a wrong one is refused, and signs in with the right one", { timeout: TEST_TIMEOUT }, async () => {
+    const { page, context, problems } = await newPage(server, { signedIn: false });
+    await page.goto(server.url);
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    await shot(page, "sign-in");
+    await page.fill("#token", "owc_not-a-real-token");
+    await page.click("button[type=submit]");
+    const refused = page.locator("#signin-error .error");
+    await refused.waitFor();
+    const text = await refused.innerText();
+    assert.match(text, /401/);
+    assert.match(text, /invalid API token/);
+    await page.fill("#token", server.token);
+    await page.click("button[type=submit]");
+    await page.locator("#runs-table").waitFor();
+    const shown = (await tableRuns(page)).map((r) => r.id);
+    for (const r of [runs.failed, runs.parent, runs.child, runs.toCancel, runs.gpu, runs.later]) {
+      assert.ok(shown.includes(r.id), `run ${r.id} is listed`);
+    }
+    // Newest first, as the API lists them.
+    const api = await call(server, "GET", "/v1/runs?limit=50");
+    assert.deepEqual(shown, api.runs.map((r) => r.id));
+    assert.equal(await page.evaluate((k) => sessionStorage.getItem(k), TOKEN_KEY), server.token);
+    assert.match(await page.locator("#auth-state").innerText(), /Signed in/);
+    await shot(page, "runs");
+    // Signing out forgets the token.
+    await page.click("#sign-out");
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    assert.equal(await page.evaluate((k) => sessionStorage.getItem(k), TOKEN_KEY), null);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test("a token the server no longer accepts brings the sign-in form back with the API's error", { timeout: TEST_TIMEOUT }, async () => {
+    const { page, context } = await newPage(server, { signedIn: false });
+    await context.addInitScript((key) => sessionStorage.setItem(key, "owc_revoked-or-mistyped"), TOKEN_KEY);
+    await page.goto(server.url);
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    assert.match(await page.locator("#signin-error").innerText(), /401 unauthorized[\s\S]*invalid API token/);
+    await context.close();
+  });
+
+  test("filters by status, owner and task, and shows the API's refusal of a bad filter", { timeout: TEST_TIMEOUT }, async () => {
+    const { page, context, problems } = await newPage(server);
+    await page.goto(`${server.url}/#/runs`);
+    await page.locator("#runs-table").waitFor();
+    await page.selectOption("#f-status", "queued");
+    await page.click("form[aria-label='Filter runs'] button[type=submit]");
+    await page.waitForFunction(() => location.hash.includes("status=queued"));
+    const expected = (await call(server, "GET", "/v1/runs?status=queued")).runs.map((r) => r.id);
+    await page.waitForFunction((ids) => {
+      const rows = [...document.querySelectorAll("#runs-table tbody tr")];
+      return rows.length === ids.length && rows.every((r, i) => r.dataset.run === ids[i] && r.dataset.status === "queued");
+    }, expected, { timeout: DEADLINE });
+    assert.ok(expected.includes(runs.toCancel.id));
+    assert.ok(!expected.includes(runs.failed.id));
+    await shot(page, "runs-queued");
+
+    // Failed runs, by clicking the failed count of the overview later; here by the form.
+    await page.selectOption("#f-status", "failed");
+    await page.click("form[aria-label='Filter runs'] button[type=submit]");
+    await page.waitForFunction((id) => {
+      const rows = [...document.querySelectorAll("#runs-table tbody tr")];
+      return location.hash.includes("status=failed") && rows.length >= 1 && rows.every((r) => r.dataset.status === "failed") && rows.some((r) => r.dataset.run === id);
+    }, runs.failed.id);
+
+    // By owner (and any status).
+    await page.selectOption("#f-status", "");
+    await page.fill("#f-owner", "bob");
+    await page.click("form[aria-label='Filter runs'] button[type=submit]");
+    const bobs = (await call(server, "GET", "/v1/runs?owner=bob")).runs.map((r) => r.id).sort();
+    await page.waitForFunction((n) => location.hash.includes("owner=bob") && document.querySelectorAll("#runs-table tbody tr").length === n, bobs.length);
+    assert.deepEqual((await tableRuns(page)).map((r) => r.id).sort(), bobs);
+
+    // A task name the API refuses: its code and message are shown.
+    await page.fill("#f-owner", "");
+    await page.fill("#f-task", "bad name");
+    await page.click("form[aria-label='Filter runs'] button[type=submit]");
+    const error = page.locator("#page-body .error");
+    await error.waitFor();
+    const text = await error.innerText();
+    assert.match(text, /400 invalid_input/);
+    assert.match(text, /task name "bad name" contains ' '/);
+    await shot(page, "runs-error");
+
+    // Clear goes back to every run.
+    await page.click("text=Clear");
+    await page.waitForFunction(() => location.hash === "#/runs" && document.querySelectorAll("#runs-table tbody tr").length > 3);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test("pages through the runs with next_cursor", { timeout: TEST_TIMEOUT }, async () => {
+    const { page, context } = await newPage(server);
+    const all = (await call(server, "GET", "/v1/runs?limit=1000")).runs.map((r) => r.id);
+    assert.ok(all.length >= 4);
+    // Pages of 25 would hold every run here: ask for pages of 3 through the address.
+    await page.goto(`${server.url}/#/runs?limit=3`);
+    await page.waitForFunction((ids) => {
+      const rows = [...document.querySelectorAll("#runs-table tbody tr")].map((r) => r.dataset.run);
+      return JSON.stringify(rows) === JSON.stringify(ids);
+    }, all.slice(0, 3));
+    await page.click("#next-page");
+    await page.waitForFunction((ids) => {
+      const rows = [...document.querySelectorAll("#runs-table tbody tr")].map((r) => r.dataset.run);
+      return JSON.stringify(rows) === JSON.stringify(ids);
+    }, all.slice(3, 6));
+    await page.locator("text=← Newest runs").waitFor();
+    await context.close();
+  });
+
+  test("opens a run by id and shows its input, output, steps, children and events", { timeout: TEST_TIMEOUT }, async () => {
+    const { page, context, problems } = await newPage(server);
+    await page.goto(`${server.url}/#/runs`);
+    await page.locator("#runs-table").waitFor();
+    await page.fill("#f-id", runs.parent.id);
+    await page.click("text=Open run");
+    await page.locator("#run-detail").waitFor();
+    assert.equal(await page.locator("#run-detail").getAttribute("data-status"), "succeeded");
+    const summary = await page.locator("#run-detail dl.facts").innerText();
+    assert.match(summary, /build-report/);
+    assert.match(summary, /1 of 3/);
+    assert.match(summary, /bob/);
+    assert.match(summary, /mailer-eu-1/);
+    const input = JSON.parse(await page.locator("#run-input pre").innerText());
+    assert.deepEqual(input, { month: "2026-11", format: "pdf" });
+    const output = JSON.parse(await page.locator("#run-output pre").innerText());
+    assert.deepEqual(output, { url: "https://reports.example.com/2026-11.pdf", pages: 12 });
+    const steps = await page.locator("#steps-table tbody tr").allInnerTexts();
+    assert.equal(steps.length, 2);
+    assert.match(steps[0], /fetch-data[\s\S]*succeeded/);
+    assert.match(steps[1], /spawn:send-email/);
+    const events = await page.locator("#run-events li").allInnerTexts();
+    const api = await call(server, "GET", `/v1/runs/${runs.parent.id}/events`);
+    assert.equal(events.length, api.length);
+    assert.match(events.at(-1), /running[\s\S]*succeeded/);
+    // No action applies to a succeeded run.
+    assert.equal(await page.locator("#cancel-run, #retry-run").count(), 0);
+    await page.locator("details[data-key='step-0'] summary").click();
+    await shot(page, "run-detail");
+
+    // Its child, and from the child back to its parent.
+    await page.click(`#run-children a[href='#/runs/${runs.child.id}']`);
+    await page.waitForFunction((id) => document.querySelector("#run-id")?.textContent === id && document.querySelector("#run-detail"), runs.child.id);
+    await page.click(`#run-detail a[href='#/runs/${runs.parent.id}']`);
+    await page.waitForFunction((id) => document.querySelector("#run-id")?.textContent === id && document.querySelector("#run-detail"), runs.parent.id);
+
+    // A failed run: its error and its failed attempts.
+    await openRun(page, server, runs.failed.id);
+    assert.match(await page.locator("#run-error").innerText(), /SMTP 550: mailbox unavailable/);
+    assert.match(await page.locator("#run-detail").innerText(), /Failed attempts/);
+
+    // A run no live worker can take says why.
+    await openRun(page, server, runs.gpu.id);
+    assert.match(await page.locator("#run-waiting").innerText(), /gpu/);
+
+    // Ids the API refuses or does not know: its answer is shown.
+    await page.goto(`${server.url}/#/runs/not-a-run-id`);
+    await page.locator("#page-body .error").waitFor();
+    assert.match(await page.locator("#page-body .error").innerText(), /400 invalid_input[\s\S]*not a run id/);
+    await page.goto(`${server.url}/#/runs/00000000-0000-4000-8000-000000000000`);
+    await page.locator("#page-body .error").waitFor();
+    assert.match(await page.locator("#page-body .error").innerText(), /404 not_found/);
+    await shot(page, "run-not-found");
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test("cancels a run after a confirmation that Escape dismisses", { timeout: TEST_TIMEOUT }, async () => {
+    const { page, context, problems } = await newPage(server);
+    await openRun(page, server, runs.toCancel.id);
+    assert.equal(await page.locator("#run-detail").getAttribute("data-status"), "queued");
+    await page.click("#cancel-run");
+    const dialog = page.locator("dialog#confirm");
+    await dialog.waitFor({ state: "visible" });
+    assert.match(await dialog.innerText(), /Cancel this run\?/);
+    assert.equal(await focusedId(page), "confirm-no");
+    await shot(page, "cancel-dialog");
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "hidden" });
+    await page.waitForFunction(() => document.activeElement?.id === "cancel-run");
+    assert.equal((await call(server, "GET", `/v1/runs/${runs.toCancel.id}`)).status, "queued", "Escape cancelled nothing");
+
+    await page.click("#cancel-run");
+    await dialog.waitFor({ state: "visible" });
+    await page.click("#confirm-yes");
+    await dialog.waitFor({ state: "hidden" });
+    await page.waitForFunction(() => document.querySelector("#run-detail")?.dataset.status === "cancelled");
+    assert.equal((await call(server, "GET", `/v1/runs/${runs.toCancel.id}`)).status, "cancelled");
+    await page.waitForFunction(() => /is now cancelled/.test(document.querySelector("#announce").textContent));
+    await page.locator("#retry-run").waitFor();
+    await shot(page, "run-cancelled");
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test("retries a failed run after a confirmation", { timeout: TEST_TIMEOUT }, async () => {
+    const { page, context, problems } = await newPage(server);
+    await openRun(page, server, runs.failed.id);
+    assert.equal(await page.locator("#run-detail").getAttribute("data-status"), "failed");
+    await page.click("#retry-run");
+    const dialog = page.locator("dialog#confirm");
+    await dialog.waitFor({ state: "visible" });
+    assert.match(await dialog.innerText(), /Retry this run\?/);
+    await shot(page, "retry-dialog");
+    await page.click("#confirm-yes");
+    await dialog.waitFor({ state: "hidden" });
+    await page.waitForFunction(() => document.querySelector("#run-detail")?.dataset.status === "queued");
+    const after = await call(server, "GET", `/v1/runs/${runs.failed.id}`);
+    assert.equal(after.status, "queued");
+    // Its history goes on: the retry is in the events.
+    const events = await page.locator("#run-events li").allInnerTexts();
+    assert.match(events.at(-1), /failed[\s\S]*queued/);
+    await shot(page, "run-retried");
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test("an action the API refuses shows its error in the dialog", { timeout: TEST_TIMEOUT }, async () => {
+    const { page, context } = await newPage(server);
+    await openRun(page, server, runs.toRefuse.id);
+    await page.click("#cancel-run");
+    const dialog = page.locator("dialog#confirm");
+    await dialog.waitFor({ state: "visible" });
+    // Someone else cancels it meanwhile.
+    await call(server, "POST", `/v1/runs/${runs.toRefuse.id}/cancel`);
+    await page.click("#confirm-yes");
+    const error = page.locator("#confirm-error .error");
+    await error.waitFor();
+    assert.match(await error.innerText(), /409 invalid_transition/);
+    await shot(page, "action-refused");
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "hidden" });
+    await page.waitForFunction(() => document.querySelector("#run-detail")?.dataset.status === "cancelled");
+    await context.close();
+  });
+
+  test("workers, crons, rate limits and the overview show what the API lists", { timeout: TEST_TIMEOUT }, async () => {
+    const { page, context, problems } = await newPage(server);
+    await page.goto(`${server.url}/#/workers`);
+    const worker = page.locator("tr[data-worker='mailer-eu-1']");
+    await worker.waitFor();
+    const w = await worker.innerText();
+    for (const s of ["region=eu", "tier=standard", "send-email", "build-report", "0 of 4"]) assert.ok(w.includes(s), `${s} in ${w}`);
+    await shot(page, "workers");
+
+    await page.click("nav >> text=Crons");
+    const cron = page.locator("#crons-table tbody tr", { hasText: "30 9 * * 1-5" });
+    await cron.waitFor();
+    const c = await cron.innerText();
+    assert.match(c, /America\/New_York/);
+    assert.match(c, /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(in /, "the next tick");
+    assert.match(c, /never/, "no tick yet");
+    assert.match(c, /09:30:00 America\/New_York/, "the next tick in the schedule's own time zone");
+    const nightly = await page.locator("tr[data-cron='task:nightly-cleanup']").innerText();
+    assert.match(nightly, /0 3 \* \* \*[\s\S]*Europe\/Paris/);
+    assert.match(nightly, /03:00:00 Europe\/Paris/);
+    await shot(page, "crons");
+
+    await page.click("nav >> text=Rate limits");
+    const limit = page.locator("tr[data-limit='smtp']");
+    await limit.waitFor();
+    assert.match(await limit.innerText(), /smtp\s+20\s+1s\s+20/);
+    await shot(page, "rate-limits");
+
+    await page.click("nav >> text=Overview");
+    await page.locator("#ov-status .card").first().waitFor();
+    for (const status of ["queued", "failed", "cancelled", "succeeded", "scheduled"]) {
+      const n = (await call(server, "GET", `/v1/runs?status=${status}&limit=1000`)).runs.length;
+      await page.waitForFunction(([s, count]) => document.querySelector(`[data-count='${s}']`)?.textContent === String(count), [status, n]);
+    }
+    await page.locator("#queue-table").waitFor();
+    assert.match(await page.locator("#queue-table").innerText(), /acme\s+send-email/);
+    assert.match(await page.locator("#ov-workers").innerText(), /1 live worker, 0 of 4 slots in use/);
+    assert.match(await page.locator("#counters-table").innerText(), /Runs scheduled/);
+    await shot(page, "overview");
+    // A count links to the runs of that status.
+    await page.click("[data-status='cancelled'].card");
+    await page.waitForFunction(() => location.hash === "#/runs?status=cancelled" && document.querySelector("#runs-table"));
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test("is usable by keyboard alone", { timeout: TEST_TIMEOUT }, async () => {
+    const { page, context, problems } = await newPage(server, { signedIn: false });
+    await page.goto(server.url);
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    // The token field has the focus: type and press Enter.
+    await page.waitForFunction(() => document.activeElement?.id === "token");
+    await page.keyboard.type(server.token);
+    await page.keyboard.press("Enter");
+    await page.locator("#runs-table").waitFor();
+
+    // Back up to the navigation, to the workers; the new page's heading takes the focus.
+    await page.waitForFunction(() => document.activeElement?.id === "page-title");
+    await tabUntil(page, () => document.activeElement?.getAttribute("href") === "#/workers", null, { key: "Shift+Tab" });
+    const outline = await page.evaluate(() => getComputedStyle(document.activeElement).outlineStyle);
+    assert.notEqual(outline, "none", "the focused link shows it");
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => document.activeElement?.id === "page-title" && document.activeElement.textContent === "Workers");
+    await page.locator("#workers-table").waitFor();
+
+    // Back to the runs, into a run, its cancel dialog, and out again with Escape.
+    await tabUntil(page, () => document.activeElement?.getAttribute("href") === "#/runs", null, { key: "Shift+Tab" });
+    await page.keyboard.press("Enter");
+    await page.waitForFunction(() => document.activeElement?.id === "page-title" && document.activeElement.textContent === "Runs");
+    await page.locator("#runs-table").waitFor();
+    await tabUntil(page, (id) => document.activeElement?.getAttribute("href") === `#/runs/${id}`, runs.forKeyboard.id, { max: 200 });
+    await page.keyboard.press("Enter");
+    await page.locator("#run-detail").waitFor();
+    await tabUntil(page, () => document.activeElement?.id === "cancel-run");
+    await page.keyboard.press("Enter");
+    await page.locator("dialog#confirm").waitFor({ state: "visible" });
+    assert.equal(await focusedId(page), "confirm-no");
+    await page.keyboard.press("Escape");
+    await page.locator("dialog#confirm").waitFor({ state: "hidden" });
+    await page.waitForFunction(() => document.activeElement?.id === "cancel-run");
+    assert.equal((await call(server, "GET", `/v1/runs/${runs.forKeyboard.id}`)).status, "queued");
+
+    // After a reload, the first Tab reaches the skip button, which jumps to the content.
+    await page.reload();
+    await page.locator("#run-detail").waitFor();
+    await page.keyboard.press("Tab");
+    assert.equal(await focusedId(page), "skip");
+    await page.keyboard.press("Enter");
+    assert.equal(await focusedId(page), "page-title");
+    await shot(page, "keyboard");
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test("live updates show new runs without a reload, and pausing stops them", { timeout: TEST_TIMEOUT }, async () => {
+    const { page, context, problems } = await newPage(server);
+    // The page's timers run on a clock the test moves, so "no refresh while paused" is checked
+    // without waiting.
+    await page.clock.install();
+    await page.goto(`${server.url}/#/runs?owner=frank`);
+    await page.locator("#runs-empty").waitFor();
+    const first = await call(server, "POST", "/v1/runs", { task: "send-email", input: { to: "frank@example.com" }, owner: "frank" });
+    await page.clock.runFor(2500);
+    await page.locator(`tr[data-run='${first.id}']`).waitFor();
+
+    await page.click("#live-toggle");
+    assert.equal(await page.locator("#live-toggle").getAttribute("aria-pressed"), "false");
+    let calls = 0;
+    page.on("request", (r) => { if (new URL(r.url()).pathname === "/v1/runs") calls++; });
+    const second = await call(server, "POST", "/v1/runs", { task: "send-email", input: { to: "frank+2@example.com" }, owner: "frank" });
+    await page.clock.runFor(20_000);
+    assert.equal(calls, 0, "no refresh while paused");
+    assert.equal(await page.locator(`tr[data-run='${second.id}']`).count(), 0);
+
+    await page.click("#live-toggle");
+    assert.equal(await page.locator("#live-toggle").getAttribute("aria-pressed"), "true");
+    await page.locator(`tr[data-run='${second.id}']`).waitFor();
+    await shot(page, "runs-live");
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+});
+
+// -------------------------------------------------------------------------------------------------
+// Without authentication
+
+describe("the dashboard of an --insecure-dev server", { timeout: 5 * TEST_TIMEOUT }, () => {
+  let server;
+  let ownBrowser;
+
+  before(async () => {
+    ownBrowser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"],
+      timeout: START_DEADLINE,
+    });
+    server = await startServer({ insecure: true });
+  });
+
+  after(async () => {
+    await ownBrowser?.close();
+    await server?.stop();
+  });
+
+  test("asks for no token", { timeout: TEST_TIMEOUT }, async () => {
+    const context = await ownBrowser.newContext({ viewport: { width: 1366, height: 900 } });
+    context.setDefaultTimeout(DEADLINE);
+    const page = await context.newPage();
+    await page.goto(server.url);
+    await page.locator("#runs-empty").waitFor();
+    assert.match(await page.locator("#auth-state").innerText(), /Authentication is off/);
+    assert.equal(await page.locator("#token").count(), 0);
+    assert.equal(await page.locator("#sign-out").isVisible(), false);
+    await page.click("nav >> text=Workers");
+    await page.locator("#workers-empty").waitFor();
+    await shot(page, "insecure-dev");
+    await context.close();
+  });
+});
