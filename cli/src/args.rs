@@ -119,6 +119,9 @@ pub(crate) enum Command {
     Migrate,
     /// Run an engine server: the HTTP API of workers and clients, on a store.
     Serve(Serve),
+    /// Watch the runs of a store in a browser: the dashboard (and the API) on a loopback port,
+    /// without sign-in, e.g. for a lite-mode program's `--database sqlite://...` while it runs.
+    Dashboard(Dashboard),
     /// Delete finished runs (succeeded, failed, cancelled) older than a duration, with their events
     /// and steps, directly in a store. The engine also purges by itself past its `retention`.
     Purge(Purge),
@@ -132,6 +135,13 @@ pub(crate) struct Purge {
     /// Delete runs that finished more than this long ago, e.g. `7d`, `12h`.
     #[arg(long, value_name = "DURATION", value_parser = parse_human_duration)]
     pub(crate) older_than: Duration,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Dashboard {
+    /// The loopback address to listen on, HOST:PORT (127.0.0.1 or [::1]; port 0 picks one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7071")]
+    pub(crate) listen: String,
 }
 
 #[derive(Debug, Args)]

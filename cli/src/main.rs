@@ -138,7 +138,10 @@ fn main() -> ExitCode {
         }
     };
     let json = json || cli.global.json;
-    init_logging(matches!(cli.command, Command::Serve(_)));
+    init_logging(matches!(
+        cli.command,
+        Command::Serve(_) | Command::Dashboard(_)
+    ));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -237,6 +240,10 @@ async fn run(cli: &Cli, explicit: Explicit, out: &mut String) -> Result<(), Fail
         Command::Serve(args) => {
             let config = target::store_target(global, explicit, "serve")?;
             return serve::serve(&config, args).await;
+        }
+        Command::Dashboard(args) => {
+            let config = target::store_target(global, explicit, "dashboard")?;
+            return serve::dashboard(&config, args).await;
         }
         Command::Purge(args) => {
             let config = target::store_target(global, explicit, "purge")?;
@@ -391,7 +398,11 @@ async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Fai
                 Ok(())
             }
         }
-        Command::Migrate | Command::Serve(_) | Command::Purge(_) | Command::Token(_) => {
+        Command::Migrate
+        | Command::Serve(_)
+        | Command::Dashboard(_)
+        | Command::Purge(_)
+        | Command::Token(_) => {
             unreachable!("handled before connecting")
         }
     }

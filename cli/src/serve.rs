@@ -1,6 +1,6 @@
 //! `owlclaw serve`: the engine behind its HTTP API, until SIGINT or SIGTERM.
 
-use crate::args::Serve;
+use crate::args::{Dashboard, Serve};
 use crate::emit_stderr;
 use crate::failure::Failure;
 use owlclaw::config::redact_url;
@@ -9,9 +9,41 @@ use owlclaw_engine::http::{self, AuthMode, ServerConfig, TlsFiles, DEFAULT_BODY_
 use owlclaw_engine::{Engine, EngineConfig};
 use std::net::SocketAddr;
 
+/// `owlclaw dashboard`: the API and the dashboard without sign-in, on a loopback address only
+/// (a non-loopback one is refused before anything is bound or opened).
+pub(crate) async fn dashboard(config: &Config, args: &Dashboard) -> Result<(), Failure> {
+    let loopback = args
+        .listen
+        .parse::<SocketAddr>()
+        .is_ok_and(|a| a.ip().is_loopback());
+    if !loopback {
+        return Err(Failure::usage(format!(
+            "--listen {}: the dashboard has no sign-in, so it listens on a loopback address only \
+             (127.0.0.1:PORT or [::1]:PORT); to share it, run `owlclaw serve` with tokens",
+            args.listen
+        )));
+    }
+    let serve_args = Serve {
+        listen: args.listen.clone(),
+        insecure_dev: true,
+        body_limit: None,
+        lease: None,
+        tls_cert: None,
+        tls_key: None,
+        read_timeout: None,
+        idle_timeout: None,
+        max_connections: None,
+    };
+    run(config, &serve_args, true).await
+}
+
 /// Binds `--listen`, opens the engine on the store of `config`, announces the address on stderr
 /// and serves until a signal; then shuts down gracefully (a second signal stops at once).
 pub(crate) async fn serve(config: &Config, args: &Serve) -> Result<(), Failure> {
+    run(config, args, false).await
+}
+
+async fn run(config: &Config, args: &Serve, dashboard: bool) -> Result<(), Failure> {
     let auth = if args.insecure_dev {
         AuthMode::InsecureDev
     } else {
@@ -69,6 +101,12 @@ pub(crate) async fn serve(config: &Config, args: &Serve) -> Result<(), Failure> 
     })
     .await?;
 
+    if dashboard {
+        emit_stderr(&format!(
+            "owlclaw dashboard at http://{addr}/ (database: {}; no sign-in: this machine only)\n",
+            redact_url(&config.database_url)
+        ));
+    }
     emit_stderr(&format!(
         "owlclaw engine listening on {}://{} (database: {})\n",
         if server_config.tls.is_some() {
@@ -79,7 +117,7 @@ pub(crate) async fn serve(config: &Config, args: &Serve) -> Result<(), Failure> 
         addr,
         redact_url(&config.database_url)
     ));
-    if auth == AuthMode::InsecureDev {
+    if auth == AuthMode::InsecureDev && !dashboard {
         emit_stderr(&insecure_banner(addr));
     }
 

@@ -299,6 +299,52 @@ fn cancel_twice_is_an_invalid_transition_and_retry_requeues() {
     assert_eq!(path, ["queued", "cancelled", "queued"]);
 }
 
+/// `cancel`/`retry` with a filter instead of a run: counted, confirmed (`--yes` without a
+/// terminal), acted on; runs of other tasks are left alone.
+#[test]
+fn cancel_and_retry_by_filter_count_confirm_and_act_on_the_matches() {
+    let db = Db::new();
+    for i in 0..5 {
+        db.submit("t", &i.to_string(), &[]);
+    }
+    let other = db.submit("u", "{}", &[]);
+    // Without a terminal to confirm on, --yes is needed; nothing is done.
+    let unconfirmed = db.run(&["cancel", "--status", "queued", "--task", "t"]);
+    assert_eq!(unconfirmed.code, 2, "{unconfirmed:#?}");
+    assert!(
+        unconfirmed
+            .stderr
+            .contains("5 run(s) match: pass --yes to cancel them"),
+        "{unconfirmed:#?}"
+    );
+    let done = db
+        .run(&["--json", "cancel", "--task", "t", "--yes"])
+        .ok()
+        .json();
+    assert_eq!(done["matched"], 5);
+    assert_eq!(done["changed"], 5);
+    let cancelled = db
+        .run(&["--json", "list", "--status", "cancelled"])
+        .ok()
+        .json();
+    assert_eq!(cancelled["runs"].as_array().unwrap().len(), 5);
+    let status = db.run(&["--json", "status", &other]).ok().json();
+    assert_eq!(
+        status["status"], "queued",
+        "another task's run is untouched"
+    );
+    let human = db
+        .run(&["retry", "--task", "t", "--status", "cancelled", "--yes"])
+        .ok();
+    assert_eq!(
+        human.stdout,
+        "retried 5 of 5 matching run(s); the others' status did not allow it\n"
+    );
+    // A run id and a filter together are a usage error; neither is one too.
+    assert_eq!(db.run(&["cancel", &other, "--task", "t"]).code, 2);
+    assert_eq!(db.run(&["cancel"]).code, 2);
+}
+
 #[test]
 fn idempotency_key_gives_the_same_run_and_conflicts_on_another_input() {
     let db = Db::new();

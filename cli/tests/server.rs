@@ -75,8 +75,15 @@ impl Server {
     /// Starts `owlclaw serve --listen 127.0.0.1:0 --database URL EXTRA...` and waits for the line
     /// that announces its address.
     fn start(db: &Db, extra: &[&str]) -> Server {
+        Server::launch(db, &["serve", "--listen", "127.0.0.1:0"], extra)
+    }
+
+    /// Starts `owlclaw COMMAND... --database URL EXTRA...` (`serve` or `dashboard`) and waits
+    /// for the line that announces its address.
+    fn launch(db: &Db, command_args: &[&str], extra: &[&str]) -> Server {
         let url = db.url();
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--database", &url];
+        let mut args = command_args.to_vec();
+        args.extend_from_slice(&["--database", &url]);
         args.extend_from_slice(extra);
         let mut child = command(db.dir.path(), &args, &[])
             .stdin(Stdio::null())
@@ -729,6 +736,45 @@ fn insecure_dev_warns_loudly_and_needs_no_token() {
     assert_eq!(local["id"], id);
     let url = server.url();
     owlclaw(dir, &["--json", "list"], &[("OWLCLAW_SERVER_URL", &url)]).ok();
+}
+
+/// `owlclaw dashboard` serves the dashboard and the API of a store without sign-in, on a
+/// loopback address only: another address is refused before anything is created.
+#[test]
+fn the_dashboard_serves_a_store_on_loopback_only_without_sign_in() {
+    let db = Db::new();
+    let refused = owlclaw(
+        db.dir.path(),
+        &[
+            "dashboard",
+            "--listen",
+            "0.0.0.0:0",
+            "--database",
+            &db.url(),
+        ],
+        &[],
+    );
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--listen 0.0.0.0:0: the dashboard has no sign-in, so it listens on a loopback address only"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!db.path().exists(), "nothing was created");
+
+    let server = Server::launch(&db, &["dashboard", "--listen", "127.0.0.1:0"], &[]);
+    let stderr = server.stderr();
+    assert!(
+        stderr.contains(&format!("owlclaw dashboard at http://{}/", server.addr)),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("AUTHENTICATION IS OFF"), "{stderr}");
+    let (status, page) = http_get(&server.addr, "/");
+    assert_eq!(status, 200);
+    assert!(page.contains("/dashboard/app.js"), "{page}");
+    let (status, body) = http_get(&server.addr, "/v1/runs");
+    assert_eq!(status, 200, "no token needed: {body}");
+    assert!(body.contains("\"runs\":[]"), "{body}");
 }
 
 #[test]
