@@ -369,6 +369,10 @@ pub(crate) struct Act {
     /// Don't ask for confirmation (scripts).
     #[arg(long, short = 'y')]
     pub(crate) yes: bool,
+    /// `retry` only: replay the run from its first durable step of this name; that step and the
+    /// later ones run again, the earlier ones keep their outputs and their children.
+    #[arg(long, value_name = "STEP", requires = "run")]
+    pub(crate) from_step: Option<String>,
 }
 
 fn parse_run_id(text: &str) -> Result<RunId, String> {

@@ -332,6 +332,9 @@ async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Fai
                 Ok(())
             }
         }
+        Command::Cancel(act) if act.from_step.is_some() => Err(Failure::usage(
+            "--from-step applies to retry: `owlclaw retry RUN --from-step STEP`",
+        )),
         Command::Cancel(act) => match act.run {
             Some(id) => {
                 let run = acting.cancel(id).await?;
@@ -341,7 +344,10 @@ async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Fai
         },
         Command::Retry(act) => match act.run {
             Some(id) => {
-                let run = acting.retry(id).await?;
+                let run = match &act.from_step {
+                    Some(step) => acting.replay(id, step).await?,
+                    None => acting.retry(id).await?,
+                };
                 print_change(&run, json, out)
             }
             None => bulk(&acting, act, true, json, out).await,

@@ -140,6 +140,14 @@ pub enum Happening<'a> {
     Cancel,
     /// Someone asked to retry it.
     Retry,
+    /// Someone asked to replay it from a durable step: a retry whose steps from `position` on
+    /// run again.
+    Replay {
+        /// The step's position.
+        position: u32,
+        /// The step's name.
+        step: &'a str,
+    },
     /// The engine started a workflow run: its first tasks are created with it. A workflow run
     /// holds no lease; the engine advances it as its tasks finish.
     WorkflowStarted,
@@ -387,15 +395,19 @@ pub fn decide(
             c.finished_at = Some(now);
             c
         }
-        Happening::Retry => {
+        Happening::Retry | Happening::Replay { .. } => {
             if !st.status.can_retry() {
                 return Err(refuse("retry"));
             }
-            let mut c = Change::to(
-                st,
-                RunStatus::Queued,
-                format!("manual retry: {} more attempt(s)", st.retries + 1),
-            );
+            let why = match happened {
+                Happening::Replay { position, step } => format!(
+                    "replay from step {position} {step:?}: it and the steps after it run again; \
+                     {} more attempt(s)",
+                    st.retries + 1
+                ),
+                _ => format!("manual retry: {} more attempt(s)", st.retries + 1),
+            };
+            let mut c = Change::to(st, RunStatus::Queued, why);
             c.max_attempts = st.attempt + st.retries + 1;
             c.finished_at = None;
             c.clear_output = true;

@@ -24,6 +24,13 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug + 'static {
     async fn cancel_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot>;
     /// Re-queues a failed or cancelled run as a new attempt.
     async fn retry_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot>;
+    /// Replays a failed or cancelled run from its first durable step named `from_step`.
+    async fn replay_run(
+        &self,
+        id: RunId,
+        from_step: &str,
+        user: Option<&str>,
+    ) -> Result<RunSnapshot>;
     /// How many runs `filter` matches.
     async fn count_runs(&self, filter: ListFilter) -> Result<RunCount>;
     /// Cancels (`retry: false`) or retries one page of the runs `filter` matches.

@@ -346,6 +346,25 @@ pub struct RunSnapshot {
     /// `get`, not by `list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// How many times it was replayed from a step (`retry --from-step`); absent when never.
+    #[serde(default, skip_serializing_if = "crate::wire::is_zero")]
+    pub replays: u32,
+}
+
+/// Whether a count is zero (fields left out of the JSON when they are).
+pub(crate) fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A replay of a run from one of its durable steps.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// The step's name (the first step of that name): it and every later step run again; the
+    /// steps before it keep their outputs, and the children they spawned are kept.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
+    pub from_step: String,
 }
 
 /// One transition in a run's history.

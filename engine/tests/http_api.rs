@@ -271,6 +271,7 @@ const DESIGNED_ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/runs/{id}/result"),
     ("post", "/v1/runs/{id}/cancel"),
     ("post", "/v1/runs/{id}/retry"),
+    ("post", "/v1/runs/{id}/replay"),
     ("get", "/v1/runs/count"),
     ("post", "/v1/runs/cancel"),
     ("post", "/v1/runs/retry"),

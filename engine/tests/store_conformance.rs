@@ -2299,9 +2299,12 @@ async fn postgres_concurrent_migrations() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres"))
+        .unwrap()
+        .count() as i64;
     assert_eq!(
         versions,
-        vec![1, 2, 3, 4, 5, 6, 7, 8],
+        (1..=migrations).collect::<Vec<_>>(),
         "every migration, once"
     );
     let _ = conn.close().await;

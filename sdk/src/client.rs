@@ -180,6 +180,13 @@ impl Client {
         self.inner.orch.retry_run(id, self.user()).await
     }
 
+    /// Replays a failed or cancelled run from its first durable step named `from_step`: that
+    /// step and every later one run again as a new attempt; the earlier steps keep their outputs
+    /// and the children they spawned; children spawned from that step on are started afresh.
+    pub async fn replay(&self, id: RunId, from_step: &str) -> Result<RunSnapshot> {
+        self.inner.orch.replay_run(id, from_step, self.user()).await
+    }
+
     /// How many runs `filter` matches (acting as a user, among that user's).
     pub async fn count(&self, mut filter: ListFilter) -> Result<u64> {
         filter.act_as(self.user())?;

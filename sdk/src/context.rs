@@ -53,8 +53,9 @@ pub(crate) struct Durable {
     pub(crate) suspend: Mutex<Option<oneshot::Sender<Outcome>>>,
     /// The next step's position.
     next: AtomicU32,
-    /// Steps recorded by earlier executions, loaded at the first step.
-    earlier: OnceCell<Vec<StepSnapshot>>,
+    /// Steps recorded by earlier executions, and how many times the run was replayed from a
+    /// step, loaded at the first step.
+    earlier: OnceCell<(Vec<StepSnapshot>, u32)>,
     /// Set when the run took another path than before: its failure is not retried.
     fatal: AtomicBool,
 }
@@ -233,21 +234,26 @@ impl Context {
         })
     }
 
-    /// Takes the next step position and returns what an earlier execution recorded there.
-    async fn begin(&self, name: &str) -> Result<(u32, Option<StepSnapshot>)> {
+    /// The steps earlier executions recorded and the run's replay count, read once.
+    async fn earlier(&self) -> Result<&(Vec<StepSnapshot>, u32)> {
         let d = self.durable()?;
-        let position = d.next.fetch_add(1, Ordering::SeqCst);
         let run_id = self.inner.run_id;
-        let earlier = d
-            .earlier
+        d.earlier
             .get_or_try_init(|| async {
                 let run = retry_transient("reading the run's steps", None, || {
                     d.orch.get_run(run_id, None)
                 })
                 .await?;
-                Ok::<_, Error>(run.steps)
+                Ok::<_, Error>((run.steps, run.replays))
             })
-            .await?;
+            .await
+    }
+
+    /// Takes the next step position and returns what an earlier execution recorded there.
+    async fn begin(&self, name: &str) -> Result<(u32, Option<StepSnapshot>)> {
+        let d = self.durable()?;
+        let position = d.next.fetch_add(1, Ordering::SeqCst);
+        let (earlier, _) = self.earlier().await?;
         let prior = earlier.iter().find(|s| s.position == position).cloned();
         if let Some(p) = &prior {
             if p.name != name {
@@ -532,7 +538,28 @@ impl Context {
     pub async fn spawn<T: Task>(&self, input: T::Input) -> Result<RunHandle<T::Output>> {
         let name = format!("spawn:{}", T::SPEC.name);
         let (position, prior) = self.begin(&name).await?;
-        let key = format!("child:{}:{position}", self.inner.run_id);
+        // A committed spawn names its child: that child, whatever the replays since.
+        let recorded = prior
+            .as_ref()
+            .filter(|p| p.status == StepStatus::Succeeded)
+            .and_then(|p| {
+                p.output
+                    .as_ref()?
+                    .get("run_id")?
+                    .as_str()?
+                    .parse::<RunId>()
+                    .ok()
+            });
+        if let Some(id) = recorded {
+            return Ok(RunHandle::new(self.inner.client.clone(), id, false));
+        }
+        // After a replay from this step or an earlier one, a new child: the key counts replays.
+        let replays = self.earlier().await?.1;
+        let key = if replays == 0 {
+            format!("child:{}:{position}", self.inner.run_id)
+        } else {
+            format!("child:{}:{position}:replay-{replays}", self.inner.run_id)
+        };
         // Keyed, so sending it again after a failure in transit finds the same child.
         let child = ScheduleBuilder::<T>::new(self, input)
             .idempotency_key(key)

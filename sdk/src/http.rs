@@ -299,6 +299,19 @@ impl Orchestrator for HttpOrchestrator {
             .await
     }
 
+    async fn replay_run(
+        &self,
+        id: RunId,
+        from_step: &str,
+        user: Option<&str>,
+    ) -> Result<RunSnapshot> {
+        let body = owlclaw_core::wire::ReplayRequest {
+            from_step: from_step.to_string(),
+        };
+        self.send(|| self.post(&format!("/v1/runs/{id}/replay"), &body, user))
+            .await
+    }
+
     async fn count_runs(&self, filter: ListFilter) -> Result<owlclaw_core::wire::RunCount> {
         let q = list_query(&filter);
         self.send(|| self.get("/v1/runs/count", None).query(&q))

@@ -527,3 +527,39 @@ fn a_workflow_run_starts_without_a_lease_and_finishes_once() {
             .is_none()
     );
 }
+
+#[test]
+fn a_replay_is_a_retry_that_names_its_step() {
+    let mut st = state(RunStatus::Failed, 1);
+    st.attempt = 2;
+    let c = decide(
+        &st,
+        Happening::Replay {
+            position: 2,
+            step: "b",
+        },
+        at(5),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!((c.status, c.max_attempts), (RunStatus::Queued, 4));
+    assert!(
+        c.event
+            .reason
+            .starts_with("replay from step 2 \"b\": it and the steps after it run again"),
+        "{}",
+        c.event.reason
+    );
+    let running = running(0);
+    assert!(matches!(
+        decide(
+            &running,
+            Happening::Replay {
+                position: 0,
+                step: "a"
+            },
+            at(5)
+        ),
+        Err(Error::InvalidTransition { .. })
+    ));
+}

@@ -45,6 +45,16 @@ impl Orchestrator for Embedded {
     async fn retry_run(&self, id: RunId, user: Option<&str>) -> Result<RunSnapshot> {
         self.engine.retry_run(&self.tenant, id, user).await
     }
+    async fn replay_run(
+        &self,
+        id: RunId,
+        from_step: &str,
+        user: Option<&str>,
+    ) -> Result<RunSnapshot> {
+        self.engine
+            .replay_run(&self.tenant, id, from_step, user)
+            .await
+    }
     async fn count_runs(&self, filter: ListFilter) -> Result<RunCount> {
         self.engine.count_runs(&self.tenant, filter).await
     }

@@ -432,6 +432,42 @@ impl Engine {
         self.inner.store.list_runs(tenant, &filter).await
     }
 
+    /// Replays a failed or cancelled run from its first durable step named `from_step`: that
+    /// step and every later one run again, the earlier ones keep their outputs (and the
+    /// children they spawned); children spawned from that step on are started afresh.
+    pub async fn replay_run(
+        &self,
+        tenant: &str,
+        id: RunId,
+        from_step: &str,
+        user: Option<&str>,
+    ) -> Result<RunSnapshot> {
+        self.run_owned(tenant, id, user).await?;
+        let steps = self.inner.store.run_steps(tenant, id).await?;
+        let Some(step) = steps.iter().find(|s| s.name == from_step) else {
+            let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+            return Err(Error::invalid_input(
+                "from_step",
+                format!(
+                    "run {id} has no step {from_step:?}; its steps: {}",
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            ));
+        };
+        let run = self
+            .inner
+            .store
+            .replay_run(tenant, id, step.position, &step.name, Utc::now())
+            .await?;
+        tracing::info!(run_id = %id, step = %step.name, position = step.position, "run replayed from a step");
+        self.inner.work.notify_waiters();
+        Ok(run)
+    }
+
     /// How many runs `filter` matches (its page and cursor ignored).
     pub async fn count_runs(&self, tenant: &str, filter: ListFilter) -> Result<RunCount> {
         filter.validate()?;

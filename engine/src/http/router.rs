@@ -28,6 +28,7 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::run_result))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(runs::retry_run))
+        .routes(routes!(runs::replay_run))
         .routes(routes!(runs::workflow_tasks))
         .routes(routes!(runs::workflow_plan))
         .routes(routes!(crons::list_crons, crons::create_cron))

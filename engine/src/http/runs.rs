@@ -342,3 +342,23 @@ pub(super) async fn workflow_plan(
 ) -> ApiResult<Json<owlclaw_core::workflow::WorkflowPlan>> {
     Ok(Json(s.engine.workflow_plan(&caller.tenant, &name).await?))
 }
+
+/// Replay a failed or cancelled run from one of its durable steps: that step and every later one
+/// run again as a new attempt; the earlier steps keep their outputs and the children they
+/// spawned, children spawned from that step on are started afresh.
+#[utoipa::path(post, path = "/v1/runs/{id}/replay", tag = "runs", params(("id" = String, Path, format = Uuid, description = "Run id (a UUID)")),
+    request_body = ReplayRequest,
+    responses((status = 200, body = RunSnapshot), (status = 400, description = "No such step", body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, description = "Not failed or cancelled", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn replay_run(
+    State(s): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<RunId>,
+    ApiJson(req): ApiJson<ReplayRequest>,
+) -> ApiResult<Json<RunSnapshot>> {
+    Ok(Json(
+        s.engine
+            .replay_run(&caller.tenant, id, &req.from_step, caller.user.as_deref())
+            .await?,
+    ))
+}

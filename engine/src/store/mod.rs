@@ -116,6 +116,7 @@ impl NewRun {
             finished_at: None,
             steps: Vec::new(),
             waiting: None,
+            replays: 0,
         }
     }
 }
@@ -443,6 +444,17 @@ pub trait Runs: Send + Sync {
         retry: bool,
         now: DateTime<Utc>,
     ) -> Result<u64>;
+    /// Replays a failed or cancelled run from its step at `position` (named `step`): a manual
+    /// retry that also forgets the steps from that position on and counts the replay, in one
+    /// transaction (`InvalidTransition` when the run is not failed or cancelled).
+    async fn replay_run(
+        &self,
+        tenant: &str,
+        id: RunId,
+        position: u32,
+        step: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RunSnapshot>;
     /// How many runs `filter` matches.
     async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64>;
     /// Deletes runs with their events and steps; returns how many were deleted.

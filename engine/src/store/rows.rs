@@ -45,6 +45,7 @@ pub(super) struct RunRow {
     created_at: i64,
     started_at: Option<i64>,
     finished_at: Option<i64>,
+    replays: i64,
 }
 
 impl RunRow {
@@ -76,6 +77,7 @@ impl RunRow {
             finished_at: self.finished_at.map(from_micros),
             steps: Vec::new(),
             waiting: None,
+            replays: self.replays as u32,
         })
     }
 }
@@ -339,7 +341,7 @@ sqlite_rows! {
     RunRow {
         seq, id, task, status, attempt, max_attempts, priority, input, output, error, errors,
         owner, idempotency_key, parent_id, metadata, worker, timeout_ms, run_at, created_at,
-        started_at, finished_at,
+        started_at, finished_at, replays,
     }
     EventRow { at, from_status, to_status, attempt, worker, reason }
     StepRow { position, name, status, output, error, attempt, started_at, finished_at }

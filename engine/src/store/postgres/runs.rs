@@ -383,6 +383,45 @@ impl PostgresStore {
         Ok(changed)
     }
 
+    /// See [`Runs::replay_run`].
+    pub(super) async fn replay_tx(
+        &self,
+        tenant: &str,
+        id: RunId,
+        position: u32,
+        step: &str,
+        now: DateTime<Utc>,
+    ) -> R<RunSnapshot> {
+        let mut tx = self.pool.begin().await?;
+        let mut st = lock_run(&mut tx, tenant, id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
+        let change = match st.plan(Happening::Replay { position, step }, now) {
+            Ok(change) => change,
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(e.into());
+            }
+        };
+        let mut wakes = Wakes::default();
+        apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
+        sqlx::query(
+            "WITH s AS (DELETE FROM steps WHERE run_seq = $1 AND position >= $2) \
+             UPDATE runs SET replays = replays + 1 WHERE seq = $1",
+        )
+        .bind(st.seq)
+        .bind(i64::from(position))
+        .execute(&mut *tx)
+        .await?;
+        reopen_workflow(&mut tx, st.seq).await?;
+        let snap = load(&mut tx, tenant, id)
+            .await?
+            .ok_or_else(|| Error::run_not_found(id))?;
+        notify(&mut tx, wakes).await?;
+        tx.commit().await?;
+        Ok(snap)
+    }
+
     pub(super) async fn count_tx(&self, tenant: &str, filter: &ListFilter) -> R<u64> {
         let q = count_query(tenant, filter)?;
         let n: i64 = sqlx::query_scalar_with(&q.sql, args(&q.params)?)
@@ -505,6 +544,18 @@ impl Runs for PostgresStore {
         now: DateTime<Utc>,
     ) -> Result<u64> {
         self.retry(|| self.act_tx(tenant, ids, retry, now)).await
+    }
+
+    async fn replay_run(
+        &self,
+        tenant: &str,
+        id: RunId,
+        position: u32,
+        step: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RunSnapshot> {
+        self.retry(|| self.replay_tx(tenant, id, position, step, now))
+            .await
     }
 
     async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64> {

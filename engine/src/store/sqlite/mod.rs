@@ -51,7 +51,7 @@ use db::{Db, Location, OrDb};
 use runs::*;
 
 /// The migrations, in order: `PRAGMA user_version` is the last one applied.
-const MIGRATIONS: [&str; 9] = [
+const MIGRATIONS: [&str; 10] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
     include_str!("../../../migrations/sqlite/0003_steps.sql"),
@@ -61,6 +61,7 @@ const MIGRATIONS: [&str; 9] = [
     include_str!("../../../migrations/sqlite/0007_concurrency.sql"),
     include_str!("../../../migrations/sqlite/0008_rate_limits.sql"),
     include_str!("../../../migrations/sqlite/0009_workflows.sql"),
+    include_str!("../../../migrations/sqlite/0010_replays.sql"),
 ];
 
 /// A SQLite database holding every table of the engine.

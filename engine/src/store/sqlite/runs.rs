@@ -256,6 +256,41 @@ impl Runs for SqliteStore {
         .await
     }
 
+    async fn replay_run(
+        &self,
+        tenant: &str,
+        id: RunId,
+        position: u32,
+        step: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RunSnapshot> {
+        let (tenant, step) = (tenant.to_string(), step.to_string());
+        self.write(move |c| {
+            let mut st = state_by_id(c, &tenant, id)?.ok_or_else(|| Error::run_not_found(id))?;
+            let change = st.plan(
+                Happening::Replay {
+                    position,
+                    step: &step,
+                },
+                now,
+            )?;
+            apply(c, change.as_slice(), now)?;
+            exec(
+                c,
+                "DELETE FROM steps WHERE run_seq = ?1 AND position >= ?2",
+                params![st.seq, i64::from(position)],
+            )?;
+            exec(
+                c,
+                "UPDATE runs SET replays = replays + 1 WHERE seq = ?1",
+                params![st.seq],
+            )?;
+            reopen_workflow(c, st.seq)?;
+            load(c, &tenant, id)?.ok_or_else(|| Error::run_not_found(id))
+        })
+        .await
+    }
+
     async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64> {
         let q = count_query(tenant, filter)?;
         self.read(move |c| {
