@@ -93,7 +93,15 @@ pub(crate) enum Command {
     /// List runs, newest first.
     List(List),
     /// Show a run's transition log, oldest first.
-    Events(RunArg),
+    Events(EventsArgs),
+    /// Wait until a run finishes: a live spinner with its status and elapsed time on a terminal,
+    /// a line per change of status otherwise; exits as `submit --wait` does.
+    Wait(WaitArgs),
+    /// Queue depth, runs per second and workers, refreshed until interrupted.
+    Top(TopArgs),
+    /// Write a snapshot of the state (workers, crons, rate limits, runs) to a file, atomically
+    /// (a temporary file renamed), with a schema_version.
+    Export(ExportArgs),
     /// Cancel a run that has not finished, or every run a filter matches (`--status queued
     /// --task T`: counted, confirmed, then cancelled 1,000 per transaction).
     Cancel(Act),
@@ -373,6 +381,49 @@ pub(crate) struct Act {
     /// later ones run again, the earlier ones keep their outputs and their children.
     #[arg(long, value_name = "STEP", requires = "run")]
     pub(crate) from_step: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EventsArgs {
+    /// The run's id (a UUID).
+    #[arg(value_name = "RUN", value_parser = parse_run_id)]
+    pub(crate) run: RunId,
+    /// Keep printing transitions as they happen, until the run finishes.
+    #[arg(long)]
+    pub(crate) follow: bool,
+    /// One JSON object per line (with schema_version), for scripts.
+    #[arg(long)]
+    pub(crate) jsonl: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WaitArgs {
+    /// The run's id (a UUID).
+    #[arg(value_name = "RUN", value_parser = parse_run_id)]
+    pub(crate) run: RunId,
+    /// Give up after this long (default: wait as long as it takes), e.g. `10m`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_human_duration)]
+    pub(crate) timeout: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TopArgs {
+    /// Time between refreshes (default 2s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_human_duration, default_value = "2s")]
+    pub(crate) interval: Duration,
+    /// Print one screen and exit (for scripts and tests).
+    #[arg(long)]
+    pub(crate) once: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExportArgs {
+    /// The file to write (replaced atomically).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: std::path::PathBuf,
+    /// Which runs to include: all, unfinished (scheduled, queued, running) or none.
+    #[arg(long, value_name = "WHICH", default_value = "unfinished", value_parser = ["all", "unfinished", "none"])]
+    pub(crate) runs: String,
 }
 
 fn parse_run_id(text: &str) -> Result<RunId, String> {

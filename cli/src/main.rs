@@ -101,6 +101,7 @@ mod failure;
 mod render;
 mod serve;
 mod target;
+mod watch;
 
 use args::{Cli, Command, EventCommand, List, RatelimitCommand, Submit, Token};
 use clap::parser::ValueSource;
@@ -305,15 +306,24 @@ async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Fai
                 Ok(())
             }
         }
-        Command::Events(arg) => {
-            let events = acting.events(arg.run).await?;
-            if json {
+        Command::Events(args) if args.follow => watch::follow_events(&acting, args).await,
+        Command::Events(args) => {
+            let events = acting.events(args.run).await?;
+            if args.jsonl {
+                watch::events_jsonl(&events, out)
+            } else if json {
                 push_json(out, &events)
             } else {
                 out.push_str(&render::events(&events));
                 Ok(())
             }
         }
+        Command::Wait(args) => {
+            let run = wait_for(&acting, args.run, args.timeout, json).await?;
+            print_waited(run, args.timeout, json, out)
+        }
+        Command::Top(args) => watch::top(client, args, json).await,
+        Command::Export(args) => watch::export(client, args, out).await,
         Command::Plan(arg) => {
             let plan = client.orchestrator().workflow_plan(&arg.workflow).await?;
             if json {
@@ -585,7 +595,17 @@ async fn submit(
         ));
         return Ok(());
     }
-    let run = wait_for(client, run.id, args.wait_timeout).await?;
+    let run = wait_for(client, run.id, args.wait_timeout, json).await?;
+    print_waited(run, args.wait_timeout, json, out)
+}
+
+/// Prints the snapshot a wait ended with; an unsuccessful end is the command's failure.
+fn print_waited(
+    run: RunSnapshot,
+    limit: Option<Duration>,
+    json: bool,
+    out: &mut String,
+) -> Result<(), Failure> {
     if json {
         push_json(out, &run)?;
     } else {
@@ -601,7 +621,7 @@ async fn submit(
         status => Error::Timeout(format!(
             "run {} is still {status} after {}",
             run.id,
-            format_duration(args.wait_timeout.unwrap_or_default())
+            format_duration(limit.unwrap_or_default())
         )),
     };
     Err(error.into())
@@ -613,19 +633,31 @@ async fn wait_for(
     client: &Client,
     id: RunId,
     limit: Option<Duration>,
+    json: bool,
 ) -> Result<RunSnapshot, Failure> {
     const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
-    let spinner = std::io::stderr().is_terminal();
+    let spinner = std::io::stderr().is_terminal() && !json;
     let tick = if spinner {
         Duration::from_millis(100)
     } else {
-        Duration::from_secs(30)
+        Duration::from_secs(1)
     };
     let start = Instant::now();
     let mut frame = 0;
+    let mut last_status = None;
     let run = loop {
         let step = limit.map_or(tick, |l| l.saturating_sub(start.elapsed()).min(tick));
         let run = client.wait(id, step).await?;
+        if !spinner && !json && !run.status.is_terminal() && last_status != Some(run.status) {
+            // Not a terminal: a plain line per change of status (none under --json, whose
+            // stderr holds only an error document).
+            emit_stderr(&format!(
+                "run {id}: {} ({}s)\n",
+                run.status,
+                start.elapsed().as_secs()
+            ));
+            last_status = Some(run.status);
+        }
         if run.status.is_terminal() || limit.is_some_and(|l| start.elapsed() >= l) {
             break run;
         }

@@ -345,6 +345,69 @@ fn cancel_and_retry_by_filter_count_confirm_and_act_on_the_matches() {
     assert_eq!(db.run(&["cancel"]).code, 2);
 }
 
+/// `events --follow` and `--jsonl`, `wait`, `top --once` and `export`: what an operator watches
+/// a store with.
+#[test]
+fn follow_wait_top_and_export_show_the_state() {
+    let db = Db::new();
+    let queued = db.submit("t", "1", &[]);
+    let cancelled = db.submit("t", "2", &[]);
+    db.run(&["cancel", &cancelled]).ok();
+
+    // --follow on a finished run prints its transitions and ends; --jsonl lines are versioned.
+    let followed = db.run(&["events", &cancelled, "--follow", "--jsonl"]).ok();
+    let lines: Vec<serde_json::Value> = followed
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{followed:#?}");
+    assert!(lines.iter().all(|l| l["schema_version"] == 1));
+    assert_eq!(lines[1]["to"], "cancelled");
+
+    // wait: a cancelled run fails the command; a queued one times out, with a plain line (no
+    // terminal here) saying where it is.
+    let waited = db.run(&["wait", &cancelled]);
+    assert_eq!(waited.code, 1, "{waited:#?}");
+    assert!(waited.stdout.contains("cancelled"), "{waited:#?}");
+    let timed_out = db.run(&["wait", &queued, "--timeout", "1s"]);
+    assert_eq!(timed_out.code, 1, "{timed_out:#?}");
+    assert!(
+        timed_out.stderr.contains(&format!("run {queued}: queued")),
+        "{timed_out:#?}"
+    );
+
+    let top = db.run(&["top", "--once"]).ok();
+    assert!(
+        top.stdout.starts_with(
+            "runs: scheduled 0  queued 1  running 0  succeeded 0  failed 0  cancelled 1"
+        ),
+        "{top:#?}"
+    );
+
+    let file = db.dir.path().join("state.json");
+    let done = db.run(&["export", "--out", file.to_str().unwrap()]).ok();
+    assert!(done.stdout.starts_with("exported 1 run(s)"), "{done:#?}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(doc["schema_version"], 1);
+    assert_eq!(doc["runs_included"], "unfinished");
+    assert_eq!(doc["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["runs"][0]["id"], queued.as_str());
+    let all = db
+        .run(&["export", "--out", file.to_str().unwrap(), "--runs", "all"])
+        .ok();
+    assert!(all.stdout.starts_with("exported 2 run(s)"), "{all:#?}");
+    // Only the database and the export are left: the temporary file was renamed.
+    let mut names: Vec<String> = std::fs::read_dir(db.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with("owlclaw.db"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["state.json"]);
+}
+
 #[test]
 fn idempotency_key_gives_the_same_run_and_conflicts_on_another_input() {
     let db = Db::new();
