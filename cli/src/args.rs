@@ -112,8 +112,11 @@ pub(crate) enum Command {
     Plan(PlanArg),
     /// Show the task runs of a workflow run, with the tasks pending or skipped.
     Tasks(RunArg),
-    /// List cron schedules.
+    /// List cron schedules (as `schedules list`).
     Crons,
+    /// Cron schedules: list, pause, resume, or fire one once now.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
     /// List live workers.
     Workers,
     /// Push events: each starts one run of every task with `on_event` set to its key.
@@ -214,6 +217,25 @@ pub(crate) struct EventPush {
     /// The event's id: a second push with the same id starts nothing (default: a new UUID).
     #[arg(long, value_name = "ID")]
     pub(crate) id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchedulesCommand {
+    /// List the schedules with their next tick, paused or not.
+    List,
+    /// Pause a schedule: it fires nothing until resumed (also across restarts).
+    Pause(ScheduleArg),
+    /// Resume a paused schedule; the ticks missed while paused are not fired.
+    Resume(ScheduleArg),
+    /// Fire a schedule once now (paused or not), without changing its ticks.
+    Trigger(ScheduleArg),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScheduleArg {
+    /// The schedule's id: `task:NAME` for a `#[task(cron)]`, or the id `crons` lists.
+    #[arg(value_name = "ID")]
+    pub(crate) id: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -103,7 +103,7 @@ mod serve;
 mod target;
 mod watch;
 
-use args::{Cli, Command, EventCommand, List, RatelimitCommand, Submit, Token};
+use args::{Cli, Command, EventCommand, List, RatelimitCommand, SchedulesCommand, Submit, Token};
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use failure::{Failure, EXIT_USAGE};
@@ -363,7 +363,27 @@ async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Fai
             None => bulk(&acting, act, true, json, out).await,
         },
         Command::List(args) => list(client, args, user, json, out).await,
-        Command::Crons => {
+        Command::Schedules(SchedulesCommand::Pause(arg)) => {
+            let cron = client.pause_cron(&arg.id).await?;
+            print_schedule(&cron, "paused", json, out)
+        }
+        Command::Schedules(SchedulesCommand::Resume(arg)) => {
+            let cron = client.resume_cron(&arg.id).await?;
+            print_schedule(&cron, "resumed", json, out)
+        }
+        Command::Schedules(SchedulesCommand::Trigger(arg)) => {
+            let run = client.trigger_cron(&arg.id).await?.snapshot().await?;
+            if json {
+                push_json(out, &run)
+            } else {
+                out.push_str(&format!(
+                    "schedule {} fired: run {} of {} ({})\n",
+                    arg.id, run.id, run.task, run.status
+                ));
+                Ok(())
+            }
+        }
+        Command::Crons | Command::Schedules(SchedulesCommand::List) => {
             let crons = client.crons().await?;
             if json {
                 push_json(out, &crons)
@@ -425,6 +445,25 @@ async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Fai
 }
 
 /// `cancel`, `retry`: the new snapshot, or `run ID: STATUS (attempt A/M)`.
+/// A schedule after a pause or resume.
+fn print_schedule(
+    cron: &owlclaw::CronSchedule,
+    done: &str,
+    json: bool,
+    out: &mut String,
+) -> Result<(), Failure> {
+    if json {
+        return push_json(out, cron);
+    }
+    out.push_str(&format!(
+        "schedule {} {done}; next tick: {}\n",
+        cron.id,
+        cron.next_tick
+            .map_or_else(|| "none while paused".to_string(), render::time)
+    ));
+    Ok(())
+}
+
 /// A bulk cancel or retry: counts the matches, asks for confirmation (unless `--yes`), then
 /// acts a page at a time, reporting progress on stderr.
 async fn bulk(

@@ -116,7 +116,7 @@ pub(crate) fn events(events: &[RunEvent]) -> String {
     table(&["AT", "FROM → TO", "ATTEMPT", "WORKER", "REASON"], &rows)
 }
 
-/// `crons`: ID, TASK, EXPR, TIMEZONE, NEXT TICK, LAST TICK.
+/// `crons`: ID, TASK, EXPR, TIMEZONE, PAUSED, NEXT TICK, LAST TICK.
 pub(crate) fn crons(crons: &[CronSchedule]) -> String {
     let rows: Vec<Vec<String>> = crons
         .iter()
@@ -126,13 +126,23 @@ pub(crate) fn crons(crons: &[CronSchedule]) -> String {
                 c.task.clone(),
                 c.expr.clone(),
                 c.timezone.clone(),
+                c.paused_at
+                    .map_or_else(|| "no".to_string(), |t| format!("since {}", time(t))),
                 opt_time(c.next_tick),
                 opt_time(c.last_tick),
             ]
         })
         .collect();
     table(
-        &["ID", "TASK", "EXPR", "TIMEZONE", "NEXT TICK", "LAST TICK"],
+        &[
+            "ID",
+            "TASK",
+            "EXPR",
+            "TIMEZONE",
+            "PAUSED",
+            "NEXT TICK",
+            "LAST TICK",
+        ],
         &rows,
     )
 }

@@ -51,6 +51,10 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug + 'static {
     async fn create_cron(&self, req: CronRequest) -> Result<CronSchedule>;
     /// Deletes a cron schedule.
     async fn delete_cron(&self, id: &str) -> Result<()>;
+    /// Pauses (`paused`) or resumes a cron schedule.
+    async fn set_cron_paused(&self, id: &str, paused: bool) -> Result<CronSchedule>;
+    /// Fires a cron schedule once now; returns the run.
+    async fn trigger_cron(&self, id: &str) -> Result<RunSnapshot>;
     /// Stores an event and starts one run of each task subscribed to its key.
     async fn push_event(&self, event: PushEvent) -> Result<PushedEvent>;
     /// Creates or changes a rate limit; runs waiting for its units see the change at their next

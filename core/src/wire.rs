@@ -720,12 +720,15 @@ pub struct CronSchedule {
     pub timezone: String,
     /// The input given to each run.
     pub input: Value,
-    /// The last tick that was fired.
+    /// The last tick that was fired (or, after a resume, the time of the resume).
     pub last_tick: Option<DateTime<Utc>>,
-    /// The next tick.
+    /// The next tick (none while paused).
     pub next_tick: Option<DateTime<Utc>>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
+    /// Since when it is paused: it fires nothing until resumed. Absent when active.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<DateTime<Utc>>,
 }
 
 /// A request to create a cron schedule.

@@ -1498,6 +1498,7 @@ async fn cron_ticks_fire_once(h: &Harness) {
             last_tick: None,
             next_tick: None,
             created_at: t,
+            paused_at: None,
         },
     };
     s.upsert_cron(&rec).await.unwrap();
@@ -1571,6 +1572,40 @@ async fn cron_ticks_fire_once(h: &Harness) {
     assert_eq!(all[0].schedule.input, json!({"x": 2}));
     assert_eq!(all[0].schedule.last_tick, Some(tick2));
     assert_eq!(all[0].schedule.created_at, t);
+
+    // Paused: kept across an update (a worker registering again); resumed: its last tick moves to
+    // the resume, so the ticks missed meanwhile are not fired.
+    assert!(!s.set_cron_paused(TENANT, "nope", true, t).await.unwrap());
+    assert!(s.set_cron_paused(TENANT, "c1", true, t).await.unwrap());
+    s.upsert_cron(&changed).await.unwrap();
+    let paused = &s.list_crons(TENANT).await.unwrap()[0];
+    assert_eq!(paused.paused_at, Some(t));
+    assert!(s
+        .set_cron_paused(TENANT, "c1", true, t + secs(5.0))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.list_crons(TENANT).await.unwrap()[0].paused_at,
+        Some(t),
+        "pausing again keeps the first pause"
+    );
+    let resumed_at = tick2 + secs(3600.0);
+    assert!(s
+        .set_cron_paused(TENANT, "c1", false, resumed_at)
+        .await
+        .unwrap());
+    let resumed = &s.list_crons(TENANT).await.unwrap()[0];
+    assert_eq!(resumed.paused_at, None);
+    assert_eq!(resumed.last_tick, Some(resumed_at));
+    assert!(s
+        .set_cron_paused(TENANT, "c1", false, resumed_at + secs(60.0))
+        .await
+        .unwrap());
+    assert_eq!(
+        s.list_crons(TENANT).await.unwrap()[0].last_tick,
+        Some(resumed_at),
+        "resuming an active schedule changes nothing"
+    );
     assert!(s.list_crons("other-tenant").await.unwrap().is_empty());
     assert!(!s.delete_cron("other-tenant", "c1").await.unwrap());
     assert!(s.delete_cron(TENANT, "c1").await.unwrap());
@@ -1787,6 +1822,7 @@ async fn wake_ups(h: &Harness) {
             last_tick: None,
             next_tick: None,
             created_at: t,
+            paused_at: None,
         },
     };
     drain(&mut rx);

@@ -287,6 +287,24 @@ impl Client {
         self.inner.orch.create_cron(req).await
     }
 
+    /// Pauses a cron schedule (`task:<name>` for a `#[task(cron)]`, or the id `create_cron`
+    /// gave): it fires nothing until resumed, also after a restart.
+    pub async fn pause_cron(&self, id: &str) -> Result<CronSchedule> {
+        self.inner.orch.set_cron_paused(id, true).await
+    }
+
+    /// Resumes a paused cron schedule; the ticks missed while it was paused are not fired.
+    pub async fn resume_cron(&self, id: &str) -> Result<CronSchedule> {
+        self.inner.orch.set_cron_paused(id, false).await
+    }
+
+    /// Fires a cron schedule once now (paused or not): a run of its task with its input, whose
+    /// metadata says `{"cron": id, "trigger": "manual"}`.
+    pub async fn trigger_cron(&self, id: &str) -> Result<RunHandle<serde_json::Value>> {
+        let run = self.inner.orch.trigger_cron(id).await?;
+        Ok(RunHandle::new(self.clone(), run.id, true))
+    }
+
     /// Deletes a cron schedule.
     pub async fn delete_cron(&self, id: &str) -> Result<()> {
         self.inner.orch.delete_cron(id).await

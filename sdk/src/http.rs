@@ -341,8 +341,7 @@ impl Orchestrator for HttpOrchestrator {
     }
 
     async fn workflow_plan(&self, name: &str) -> Result<owlclaw_core::workflow::WorkflowPlan> {
-        // Names may hold `/`, which a path segment can't.
-        let name = name.replace('/', "%2F");
+        let name = path_segment(name);
         self.send(|| self.get(&format!("/v1/workflows/{name}/plan"), None))
             .await
     }
@@ -373,6 +372,19 @@ impl Orchestrator for HttpOrchestrator {
 
     async fn delete_cron(&self, id: &str) -> Result<()> {
         self.send(|| self.request(Method::DELETE, &format!("/v1/crons/{id}"), SLACK, None))
+            .await
+    }
+
+    async fn set_cron_paused(&self, id: &str, paused: bool) -> Result<CronSchedule> {
+        let action = if paused { "pause" } else { "resume" };
+        let path = format!("/v1/crons/{}/{action}", path_segment(id));
+        self.send(|| self.request(Method::POST, &path, SLACK, None))
+            .await
+    }
+
+    async fn trigger_cron(&self, id: &str) -> Result<RunSnapshot> {
+        let path = format!("/v1/crons/{}/trigger", path_segment(id));
+        self.send(|| self.request(Method::POST, &path, SLACK, None))
             .await
     }
 
@@ -454,4 +466,20 @@ fn list_query(filter: &ListFilter) -> Vec<(&'static str, String)> {
         q.push(("parent_id", p.to_string()));
     }
     q
+}
+
+/// `text` as one path segment: `/`, `%`, `?` and `#` percent-encoded (cron ids such as
+/// `task:send-email` may hold a namespace with `/`).
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '/' => out.push_str("%2F"),
+            '%' => out.push_str("%25"),
+            '?' => out.push_str("%3F"),
+            '#' => out.push_str("%23"),
+            c => out.push(c),
+        }
+    }
+    out
 }

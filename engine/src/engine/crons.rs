@@ -12,6 +12,9 @@ use std::sync::atomic::Ordering;
 
 impl Engine {
     fn with_next_tick(mut s: CronSchedule) -> CronSchedule {
+        if s.paused_at.is_some() {
+            return s;
+        }
         if let Ok(expr) = CronExpr::parse_in(&s.expr, Some(&s.timezone)) {
             s.next_tick = expr.next_after(s.last_tick.unwrap_or(s.created_at).max(Utc::now()));
         }
@@ -60,6 +63,7 @@ impl Engine {
                 last_tick: None,
                 next_tick: None,
                 created_at: Utc::now(),
+                paused_at: None,
             },
         };
         self.inner.store.upsert_cron(&rec).await?;
@@ -77,6 +81,60 @@ impl Engine {
         }
         self.crons_changed();
         Ok(())
+    }
+
+    /// Pauses (`paused`) or resumes a cron schedule. A paused schedule fires nothing; a resumed
+    /// one does not fire the ticks missed while paused. Returns the schedule as it is after.
+    pub async fn set_cron_paused(
+        &self,
+        tenant: &str,
+        id: &str,
+        paused: bool,
+    ) -> Result<CronSchedule> {
+        if !self
+            .inner
+            .store
+            .set_cron_paused(tenant, id, paused, Utc::now())
+            .await?
+        {
+            return Err(Error::NotFound {
+                what: "cron",
+                id: id.to_string(),
+            });
+        }
+        self.crons_changed();
+        tracing::info!(cron = %id, paused, "cron schedule {}", if paused { "paused" } else { "resumed" });
+        self.cron(tenant, id).await
+    }
+
+    /// Fires a cron schedule once now (paused or not), without touching its ticks: a run of its
+    /// task with its input, its metadata `{"cron": id, "trigger": "manual"}`.
+    pub async fn trigger_cron(&self, tenant: &str, id: &str) -> Result<RunSnapshot> {
+        let cron = self.cron(tenant, id).await?;
+        let done = self
+            .schedule(
+                tenant,
+                ScheduleRequest {
+                    task: cron.task,
+                    input: cron.input,
+                    metadata: Some(serde_json::json!({"cron": id, "trigger": "manual"})),
+                    ..ScheduleRequest::default()
+                },
+            )
+            .await?;
+        Ok(done.run)
+    }
+
+    /// One cron schedule, or `NotFound`.
+    async fn cron(&self, tenant: &str, id: &str) -> Result<CronSchedule> {
+        self.list_crons(tenant)
+            .await?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| Error::NotFound {
+                what: "cron",
+                id: id.to_string(),
+            })
     }
 
     pub(super) fn crons_changed(&self) {

@@ -79,6 +79,12 @@ impl Orchestrator for Embedded {
     async fn delete_cron(&self, id: &str) -> Result<()> {
         self.engine.delete_cron(&self.tenant, id).await
     }
+    async fn set_cron_paused(&self, id: &str, paused: bool) -> Result<CronSchedule> {
+        self.engine.set_cron_paused(&self.tenant, id, paused).await
+    }
+    async fn trigger_cron(&self, id: &str) -> Result<RunSnapshot> {
+        self.engine.trigger_cron(&self.tenant, id).await
+    }
     async fn push_event(&self, event: PushEvent) -> Result<PushedEvent> {
         self.engine.push_event(&self.tenant, event).await
     }

@@ -106,6 +106,9 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
         }
         let now = Utc::now();
         for (rec, expr) in crons.iter_mut() {
+            if rec.schedule.paused_at.is_some() {
+                continue;
+            }
             let base = rec.schedule.last_tick.unwrap_or(rec.schedule.created_at);
             let Some(next) = expr.next_after(base) else {
                 continue;

@@ -33,6 +33,9 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::workflow_plan))
         .routes(routes!(crons::list_crons, crons::create_cron))
         .routes(routes!(crons::delete_cron))
+        .routes(routes!(crons::pause_cron))
+        .routes(routes!(crons::resume_cron))
+        .routes(routes!(crons::trigger_cron))
         .routes(routes!(events::push_event))
         .routes(routes!(
             ratelimits::list_rate_limits,

@@ -544,6 +544,15 @@ pub trait Crons: Send + Sync {
     async fn upsert_cron(&self, cron: &CronRecord) -> Result<()>;
     /// Deletes a cron schedule; false when there was none.
     async fn delete_cron(&self, tenant: &str, id: &str) -> Result<bool>;
+    /// Pauses (`paused`) or resumes a cron schedule; resuming sets its `last_tick` to `now` so
+    /// that the ticks missed while paused are not fired. False when there is no such schedule.
+    async fn set_cron_paused(
+        &self,
+        tenant: &str,
+        id: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     /// Fires one tick: inserts its run unless the tick was fired already (by this or another
     /// engine) and advances `last_tick`. Returns whether a run was created.
     async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool>;

@@ -212,7 +212,8 @@ impl WorkerRow {
 }
 
 /// The columns of [`CronRow`].
-pub(super) const CRON_COLS: &str = "tenant, id, task, expr, timezone, input, last_tick, created_at";
+pub(super) const CRON_COLS: &str =
+    "tenant, id, task, expr, timezone, input, last_tick, created_at, paused_at";
 
 /// A row of `crons`.
 #[derive(Debug, sqlx::FromRow)]
@@ -225,6 +226,7 @@ pub(super) struct CronRow {
     input: String,
     last_tick: Option<i64>,
     created_at: i64,
+    paused_at: Option<i64>,
 }
 
 impl From<CronRow> for CronRecord {
@@ -240,6 +242,7 @@ impl From<CronRow> for CronRecord {
                 last_tick: r.last_tick.map(from_micros),
                 next_tick: None,
                 created_at: from_micros(r.created_at),
+                paused_at: r.paused_at.map(from_micros),
             },
         }
     }
@@ -347,7 +350,7 @@ sqlite_rows! {
     StepRow { position, name, status, output, error, attempt, started_at, finished_at }
     RecordedStep { status, attempt }
     WorkerRow { id, tenant, name, slots, tasks, labels, started_at, last_heartbeat }
-    CronRow { tenant, id, task, expr, timezone, input, last_tick, created_at }
+    CronRow { tenant, id, task, expr, timezone, input, last_tick, created_at, paused_at }
     QueueDepthRow { tenant, task, priority, ready }
     PushedEventRow { id, key, payload, runs, created_at }
 }

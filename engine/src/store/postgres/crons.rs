@@ -88,6 +88,36 @@ impl Crons for PostgresStore {
         Ok(deleted > 0)
     }
 
+    async fn set_cron_paused(
+        &self,
+        tenant: &str,
+        id: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        // Other engines reload their schedules when notified.
+        let sql = if paused {
+            "WITH up AS (UPDATE crons SET paused_at = COALESCE(paused_at, $3) \
+               WHERE tenant = $1 AND id = $2 RETURNING 1), \
+             note AS (SELECT pg_notify('owlclaw', 'crons') FROM (SELECT 1 FROM up LIMIT 1) AS u) \
+             SELECT (SELECT count(*) FROM up) + 0 * (SELECT count(*) FROM note)"
+        } else {
+            "WITH up AS (UPDATE crons SET last_tick = CASE WHEN paused_at IS NULL THEN last_tick \
+                 ELSE GREATEST(COALESCE(last_tick, 0), $3) END, paused_at = NULL \
+               WHERE tenant = $1 AND id = $2 RETURNING 1), \
+             note AS (SELECT pg_notify('owlclaw', 'crons') FROM (SELECT 1 FROM up LIMIT 1) AS u) \
+             SELECT (SELECT count(*) FROM up) + 0 * (SELECT count(*) FROM note)"
+        };
+        let changed: i64 = sqlx::query_scalar(sql)
+            .bind(tenant)
+            .bind(id)
+            .bind(micros(now))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.place.db(e))?;
+        Ok(changed > 0)
+    }
+
     async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool> {
         let run = &run;
         self.retry(|| self.fire_cron_tx(cron, tick, run)).await

@@ -45,6 +45,27 @@ impl Crons for SqliteStore {
         .await
     }
 
+    async fn set_cron_paused(
+        &self,
+        tenant: &str,
+        id: &str,
+        paused: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let (tenant, id) = (tenant.to_string(), id.to_string());
+        self.write(move |c| {
+            let sql = if paused {
+                "UPDATE crons SET paused_at = COALESCE(paused_at, ?3) WHERE tenant = ?1 AND id = ?2"
+            } else {
+                "UPDATE crons SET last_tick = CASE WHEN paused_at IS NULL THEN last_tick \
+                   ELSE max(COALESCE(last_tick, 0), ?3) END, paused_at = NULL \
+                 WHERE tenant = ?1 AND id = ?2"
+            };
+            Ok(exec(c, sql, params![tenant, id, micros(now)])? > 0)
+        })
+        .await
+    }
+
     async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool> {
         let tenant = cron.tenant.clone();
         let id = cron.schedule.id.clone();

@@ -51,7 +51,7 @@ use db::{Db, Location, OrDb};
 use runs::*;
 
 /// The migrations, in order: `PRAGMA user_version` is the last one applied.
-const MIGRATIONS: [&str; 10] = [
+const MIGRATIONS: [&str; 11] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
     include_str!("../../../migrations/sqlite/0003_steps.sql"),
@@ -62,6 +62,7 @@ const MIGRATIONS: [&str; 10] = [
     include_str!("../../../migrations/sqlite/0008_rate_limits.sql"),
     include_str!("../../../migrations/sqlite/0009_workflows.sql"),
     include_str!("../../../migrations/sqlite/0010_replays.sql"),
+    include_str!("../../../migrations/sqlite/0011_cron_pause.sql"),
 ];
 
 /// A SQLite database holding every table of the engine.
