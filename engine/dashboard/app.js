@@ -9,10 +9,13 @@
   const LIVE_KEY = "owlclaw.dashboard.live";
   const REFRESH_MS = 2000;
   const OVERVIEW_REFRESH_MS = 5000;
-  const COUNT_LIMIT = 1000;
+  const CHILDREN_SHOWN = 100;
+  const PLAN_CACHE_MS = 15000;
   const STATUSES = ["scheduled", "queued", "running", "succeeded", "failed", "cancelled"];
   const CANCELLABLE = ["scheduled", "queued", "running"];
   const RETRYABLE = ["failed", "cancelled"];
+  /** The filters of GET /v1/runs, /v1/runs/count and the bulk actions (besides limit and cursor). */
+  const FILTER_KEYS = ["status", "task", "owner", "parent_id", "created_after", "created_before"];
 
   const state = {
     token: sessionStorage.getItem(TOKEN_KEY),
@@ -72,6 +75,34 @@
       `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
   }
 
+  /** An RFC 3339 time as the value of a datetime-local input, in this browser's time zone. */
+  function toLocalInput(iso) {
+    if (!iso) return "";
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return "";
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T` +
+      `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  /** A datetime-local value (local time, no zone) as RFC 3339 in UTC; "" when empty. */
+  function fromLocalInput(value) {
+    if (!value) return "";
+    const d = new Date(value); // a date-time without an offset is local time
+    return Number.isNaN(d.getTime()) ? "" : d.toISOString();
+  }
+
+  function localZone() {
+    try {
+      return Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+    } catch (_) {
+      return "local time";
+    }
+  }
+
+  function plural(n, one, many = `${one}s`) {
+    return `${fmtNumber(n)} ${n === 1 ? one : many}`;
+  }
+
   function fmtDuration(ms) {
     if (ms === null || ms === undefined || Number.isNaN(ms)) return "";
     const neg = ms < 0;
@@ -79,9 +110,9 @@
     let s;
     if (ms < 1000) s = `${Math.round(ms)} ms`;
     else if (ms < 60000) s = ms % 1000 === 0 ? `${ms / 1000} s` : `${(ms / 1000).toFixed(ms < 10000 ? 2 : 1)} s`;
-    else if (ms < 3600000) s = `${Math.floor(ms / 60000)} min ${Math.round((ms % 60000) / 1000)} s`;
-    else if (ms < 86400000) s = `${Math.floor(ms / 3600000)} h ${Math.round((ms % 3600000) / 60000)} min`;
-    else s = `${Math.floor(ms / 86400000)} d ${Math.round((ms % 86400000) / 3600000)} h`;
+    else if (ms < 3600000) { const t = Math.round(ms / 1000); s = `${Math.floor(t / 60)} min ${t % 60} s`; }
+    else if (ms < 86400000) { const t = Math.round(ms / 60000); s = `${Math.floor(t / 60)} h ${t % 60} min`; }
+    else { const t = Math.round(ms / 3600000); s = `${Math.floor(t / 24)} d ${t % 24} h`; }
     return neg ? `-${s}` : s;
   }
 
@@ -195,6 +226,14 @@
     }
   }
 
+  /** Awaits every promise; throws the first error in the order given (not in time), so that the
+   * error shown does not depend on which answer came first. */
+  async function inOrder(promises) {
+    const out = await Promise.allSettled(promises);
+    for (const r of out) if (r.status === "rejected") throw r.reason;
+    return out.map((r) => r.value);
+  }
+
   function qs(params) {
     const p = new URLSearchParams();
     for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") p.set(k, v);
@@ -283,6 +322,7 @@
   function showSignIn(err) {
     stopTimer();
     state.gen++;
+    for (const d of document.querySelectorAll("dialog[open]")) d.close();
     state.token = null;
     sessionStorage.removeItem(TOKEN_KEY);
     document.body.classList.add("signed-out");
@@ -494,6 +534,207 @@
   }
 
   // ---------------------------------------------------------------------------------------------
+  // Bulk actions: cancel or retry every run a filter matches
+
+  const BULK = {
+    cancel: {
+      path: "/v1/runs/cancel",
+      title: "Cancel all matching runs?",
+      verb: "cancel",
+      did: "Cancelled",
+      doing: "Cancelling",
+      eligible: CANCELLABLE,
+      eligibleText: "scheduled, queued or running",
+      note: "Runs already finished are left as they are; a running run stops at its worker's next heartbeat. " +
+        "Cancelled runs can be retried later.",
+      yesClass: "danger",
+    },
+    retry: {
+      path: "/v1/runs/retry",
+      title: "Retry all matching runs?",
+      verb: "retry",
+      did: "Retried",
+      doing: "Retrying",
+      eligible: RETRYABLE,
+      eligibleText: "failed or cancelled",
+      note: "Only failed and cancelled runs change: each is queued again as a new attempt, with its retries " +
+        "granted anew; its completed durable steps are not run again.",
+      yesClass: "primary",
+    },
+  };
+
+  /** The filter part of `f` (no limit, no cursor, no empty field), as the API takes it. */
+  function filterOnly(f) {
+    const out = {};
+    for (const k of FILTER_KEYS) if (f[k]) out[k] = f[k];
+    return out;
+  }
+
+  function hasFilter(f) {
+    return FILTER_KEYS.some((k) => f[k]);
+  }
+
+  /** "status queued, task send-email, created after 2026-11-02 10:00:00" */
+  function describeFilter(f) {
+    return [
+      f.status && `status ${f.status}`,
+      f.task && `task ${f.task}`,
+      f.owner && `owner ${f.owner}`,
+      f.parent_id && `scheduled by run ${f.parent_id}`,
+      f.created_after && `created at or after ${fmtTime(f.created_after)}`,
+      f.created_before && `created before ${fmtTime(f.created_before)}`,
+    ].filter(Boolean).join(", ");
+  }
+
+  /** Counts the runs `filter` matches and those of them the action can change, asks, then acts on
+   * them one page (one transaction) at a time, showing the progress; "Stop" or Escape stops after
+   * the current page, an API error stops it too, and either can be resumed from where it stopped. */
+  async function bulkAction(kind, filter, opener) {
+    const k = BULK[kind];
+    const dlg = $("bulk");
+    const yes = $("bulk-yes");
+    const no = $("bulk-no");
+    const text = $("bulk-text");
+    const detail = $("bulk-detail");
+    const wrap = $("bulk-progress-wrap");
+    const bar = $("bulk-progress");
+    const status = $("bulk-status");
+    const result = $("bulk-result");
+    const errors = $("bulk-error");
+    const what = describeFilter(filter);
+    $("bulk-title").textContent = k.title;
+    text.textContent = `Counting the runs with ${what}…`;
+    detail.textContent = "";
+    result.textContent = "";
+    status.textContent = "";
+    errors.replaceChildren();
+    wrap.hidden = true;
+    yes.hidden = false;
+    yes.disabled = true;
+    yes.className = k.yesClass;
+    yes.textContent = `Yes, ${k.verb} them`;
+    no.textContent = "No, go back";
+    stopTimer(); // no redraw under the dialog
+    const run = { cursor: null, matched: 0, changed: 0, pages: 0, total: 0, running: false, stop: false, done: false };
+
+    const showProgress = () => {
+      wrap.hidden = false;
+      bar.max = Math.max(run.total, run.changed, 1);
+      bar.value = run.changed;
+      status.textContent = `${k.did} ${fmtNumber(run.changed)} of ${fmtNumber(run.total)}` +
+        (run.pages ? ` (${plural(run.pages, "page")}, ${plural(run.matched, "run")} matched so far)` : "");
+    };
+
+    const finish = (how) => {
+      run.running = false;
+      no.textContent = "Close";
+      const unchanged = run.matched - run.changed;
+      if (how === "done") {
+        run.done = true;
+        yes.hidden = true;
+        result.textContent = `Done: ${k.did.toLowerCase()} ${plural(run.changed, "run")} of the ${plural(run.matched, "run")} that matched` +
+          (unchanged ? `; the other ${fmtNumber(unchanged)} ${unchanged === 1 ? "was" : "were"} not ${k.eligibleText}.` : ".");
+      } else {
+        yes.disabled = false;
+        yes.textContent = "Continue from where it stopped";
+        result.textContent = `${how === "stopped" ? "Stopped" : "Interrupted"}: ${k.did.toLowerCase()} ${plural(run.changed, "run")} of the ${plural(run.matched, "run")} matched so far.`;
+      }
+      announce(result.textContent);
+      no.focus();
+    };
+
+    const loop = async () => {
+      run.running = true;
+      run.stop = false;
+      yes.disabled = true;
+      no.textContent = "Stop after this page";
+      errors.replaceChildren();
+      result.textContent = "";
+      showProgress();
+      for (;;) {
+        let out;
+        try {
+          out = await api(k.path, { method: "POST", body: run.cursor ? { ...filter, cursor: run.cursor } : { ...filter } });
+        } catch (e) {
+          errors.append(errorBox(e, `${k.doing} page ${run.pages + 1}`));
+          finish("error");
+          return;
+        }
+        run.pages++;
+        run.matched += out.matched;
+        run.changed += out.changed;
+        run.cursor = out.next_cursor || null;
+        showProgress();
+        if (!run.cursor) {
+          finish("done");
+          return;
+        }
+        if (run.stop || !dlg.open) {
+          finish("stopped");
+          return;
+        }
+      }
+    };
+
+    const requestStop = () => {
+      run.stop = true;
+      no.textContent = "Stopping after this page…";
+    };
+    const onCancel = (ev) => {
+      if (run.running) {
+        ev.preventDefault(); // Escape while acting: stop after this page, keep the dialog
+        requestStop();
+      }
+    };
+    yes.onclick = () => { if (!run.running) loop(); };
+    no.onclick = () => {
+      if (run.running) requestStop();
+      else dlg.close();
+    };
+    dlg.addEventListener("cancel", onCancel);
+    dlg.addEventListener("close", () => {
+      dlg.removeEventListener("cancel", onCancel);
+      yes.onclick = null;
+      no.onclick = null;
+      const refocus = () => {
+        if (opener && opener.isConnected) opener.focus();
+        else $("page-title")?.focus();
+      };
+      if (state.current) refresh(state.current.gen).then(refocus);
+      else refocus();
+    }, { once: true });
+    dlg.showModal();
+    no.focus();
+
+    // The exact count first: of the runs matching, and of those the action can change.
+    try {
+      const count = (s) => api(`/v1/runs/count${qs({ ...filter, status: s })}`).then((c) => c.count);
+      const matching = await count(filter.status);
+      let eligible;
+      if (filter.status) eligible = k.eligible.includes(filter.status) ? matching : 0;
+      else eligible = (await inOrder(k.eligible.map((s) => count(s)))).reduce((a, n) => a + n, 0);
+      if (!dlg.open) return;
+      run.total = eligible;
+      text.textContent = `${plural(matching, "run")} ${matching === 1 ? "matches" : "match"} ${what}` +
+        (filter.status ? "." : `; ${fmtNumber(eligible)} of them ${eligible === 1 ? "is" : "are"} ${k.eligibleText}.`) +
+        (eligible ? ` ${k.verb[0].toUpperCase()}${k.verb.slice(1)} ${eligible === 1 ? "it" : `all ${fmtNumber(eligible)}`}?` : ` None can be ${k.verb === "cancel" ? "cancelled" : "retried"}: there is nothing to do.`);
+      text.dataset.matching = String(matching);
+      text.dataset.eligible = String(eligible);
+      detail.textContent = `${k.note} The runs are changed 1,000 at a time, each page in one transaction, newest first.`;
+      if (eligible) {
+        yes.disabled = false;
+        yes.textContent = `Yes, ${k.verb} ${eligible === 1 ? "it" : `all ${fmtNumber(eligible)}`}`;
+      } else {
+        no.textContent = "Close";
+      }
+    } catch (e) {
+      text.textContent = `Could not count the runs with ${what}.`;
+      errors.append(errorBox(e, "Counting the runs"));
+      no.textContent = "Close";
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Pages
 
   const NOT_FOUND = {
@@ -511,13 +752,16 @@
       status: p.get("status") || "",
       task: p.get("task") || "",
       owner: p.get("owner") || "",
+      parent_id: p.get("parent_id") || "",
+      created_after: p.get("created_after") || "",
+      created_before: p.get("created_before") || "",
       limit: p.get("limit") || "50",
       cursor: p.get("cursor") || "",
     };
   }
 
   function runsHash(f) {
-    return `#/runs${qs({ status: f.status, task: f.task, owner: f.owner, limit: f.limit === "50" ? "" : f.limit, cursor: f.cursor })}`;
+    return `#/runs${qs({ ...filterOnly(f), limit: f.limit === "50" ? "" : f.limit, cursor: f.cursor })}`;
   }
 
   const RUNS = {
@@ -527,8 +771,11 @@
       const status = h("select", { id: "f-status", name: "status" },
         h("option", { value: "" }, "any status"),
         STATUSES.map((s) => h("option", { value: s, selected: s === f.status }, s)));
-      const task = h("input", { id: "f-task", name: "task", value: f.task, placeholder: "e.g. send-email", size: 18 });
-      const owner = h("input", { id: "f-owner", name: "owner", value: f.owner, placeholder: "user", size: 12 });
+      const task = h("input", { id: "f-task", name: "task", value: f.task, placeholder: "e.g. send-email", size: 14 });
+      const owner = h("input", { id: "f-owner", name: "owner", value: f.owner, placeholder: "user", size: 10 });
+      const parent = h("input", { id: "f-parent", name: "parent_id", value: f.parent_id, placeholder: "run id", size: 14, class: "mono", autocomplete: "off" });
+      const after = h("input", { id: "f-after", name: "created_after", type: "datetime-local", step: 1, value: toLocalInput(f.created_after) });
+      const before = h("input", { id: "f-before", name: "created_before", type: "datetime-local", step: 1, value: toLocalInput(f.created_before) });
       const limit = h("select", { id: "f-limit", name: "limit" },
         ["25", "50", "100", "250"].map((n) => h("option", { value: n, selected: n === f.limit }, n)));
       const filter = h("form", {
@@ -536,12 +783,20 @@
         "aria-label": "Filter runs",
         onsubmit: (ev) => {
           ev.preventDefault();
-          go(runsHash({ status: status.value, task: task.value.trim(), owner: owner.value.trim(), limit: limit.value, cursor: "" }));
+          go(runsHash({
+            status: status.value, task: task.value.trim(), owner: owner.value.trim(), parent_id: parent.value.trim(),
+            created_after: fromLocalInput(after.value), created_before: fromLocalInput(before.value), limit: limit.value, cursor: "",
+          }));
         },
       },
       h("label", { for: "f-status" }, "Status", status),
       h("label", { for: "f-task" }, "Task", task),
       h("label", { for: "f-owner" }, "Owner", owner),
+      h("label", { for: "f-parent" }, "Scheduled by run", parent),
+      h("fieldset", { class: "range" },
+        h("legend", {}, "Created ", h("span", { id: "f-zone" }, /^(Etc\/)?(UTC|GMT)$/.test(localZone()) ? "(UTC)" : `(${localZone()} time, sent in UTC)`)),
+        h("label", { for: "f-after" }, "at or after", after),
+        h("label", { for: "f-before" }, "before", before)),
       h("label", { for: "f-limit" }, "Per page", limit),
       h("button", { type: "submit", class: "primary" }, "Filter"),
       h("button", { type: "button", onclick: () => go("#/runs") }, "Clear"));
@@ -564,15 +819,36 @@
       },
       h("label", { for: "f-id" }, "Run id", idInput),
       h("button", { type: "submit" }, "Open run"));
-      return h("div", {}, h("div", { class: "toolbar" }, filter, h("span", { class: "sep", "aria-hidden": "true" }), search), idError);
+      // Bulk actions apply to the filter applied (the address), not to what is typed but not sent.
+      const applied = filterOnly(f);
+      const active = hasFilter(f);
+      const bulkButton = (kind, id, label, cls) => h("button", {
+        type: "button", id, class: cls, disabled: !active, "aria-describedby": "bulk-hint",
+        onclick: (ev) => bulkAction(kind, applied, ev.currentTarget),
+      }, label);
+      const bulk = h("div", { class: "bulkbar", role: "group", "aria-labelledby": "bulk-label" },
+        h("span", { id: "bulk-label", class: "label" }, "Bulk actions"),
+        bulkButton("cancel", "bulk-cancel", "Cancel all matching…", "danger"),
+        bulkButton("retry", "bulk-retry", "Retry all matching…", "primary"),
+        h("span", { id: "bulk-hint", class: "muted" }, active
+          ? `On every run with ${describeFilter(f)}, on every page; the dialog says how many first.`
+          : "Set a filter first (status, task, owner, scheduling run or creation time): a bulk action never applies to every run."));
+      return h("div", {}, h("div", { class: "toolbar" }, filter, h("span", { class: "sep", "aria-hidden": "true" }), search), idError, bulk);
     },
     async load(route) {
       const f = runsFilter(route);
-      return api(`/v1/runs${qs({ status: f.status, task: f.task, owner: f.owner, limit: f.limit, cursor: f.cursor })}`);
+      const filter = filterOnly(f);
+      const [page, count] = await inOrder([
+        api(`/v1/runs${qs({ ...filter, limit: f.limit, cursor: f.cursor })}`),
+        api(`/v1/runs/count${qs(filter)}`),
+      ]);
+      return { page, count: count.count };
     },
-    view(page, route) {
+    view({ page, count }, route) {
       const f = runsFilter(route);
-      const what = [f.status && `status ${f.status}`, f.task && `task ${f.task}`, f.owner && `owner ${f.owner}`].filter(Boolean).join(", ");
+      const what = describeFilter(f);
+      const matching = h("p", { id: "runs-count", "data-count": count, class: "count-line" },
+        h("strong", {}, plural(count, "run")), what ? ` with ${what}` : " in all", ".");
       const caption = `${page.runs.length} run${page.runs.length === 1 ? "" : "s"}${what ? ` with ${what}` : ""}, newest first${f.cursor ? " (a later page)" : ""}`;
       const pager = h("div", { class: "pager" },
         f.cursor ? h("a", { href: runsHash({ ...f, cursor: "" }), "data-key": "first-page" }, "← Newest runs") : null,
@@ -580,7 +856,7 @@
           ? h("a", { href: runsHash({ ...f, cursor: page.next_cursor }), "data-key": "next-page", id: "next-page" }, "Next page →")
           : h("span", { class: "muted" }, "No more runs."));
       if (page.runs.length === 0) {
-        return h("div", {}, h("p", { class: "panel", id: "runs-empty" }, `No runs${what ? ` with ${what}` : ""}${f.cursor ? " on this page" : ""}.`), pager);
+        return h("div", {}, matching, h("p", { class: "panel", id: "runs-empty" }, `No runs${what ? ` with ${what}` : ""}${f.cursor ? " on this page" : ""}.`), pager);
       }
       const now = Date.now();
       const rows = page.runs.map((r) => {
@@ -598,6 +874,7 @@
           h("td", { class: "num" }, took));
       });
       return h("div", {},
+        matching,
         h("div", { class: "table-wrap" },
           h("table", { id: "runs-table" },
             h("caption", {}, caption),
@@ -613,6 +890,162 @@
 
   // Run detail ---------------------------------------------------------------------------------
 
+  /** The run's workflow tasks, or null when it is not a workflow run (remembered for the page:
+   * a run's task does not change), or {error}. */
+  async function workflowTasks(route) {
+    const c = route.cache;
+    if (c.notWorkflow) return null;
+    try {
+      return await api(`/v1/runs/${encodeURIComponent(route.id)}/tasks`);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 400 && e.code === "invalid_input") {
+        c.notWorkflow = true;
+        return null;
+      }
+      if (e instanceof ApiError && e.status === 401) throw e;
+      return { error: e };
+    }
+  }
+
+  /** A workflow's plan (stages, expected durations, critical path), kept a few seconds: it only
+   * changes when a task run succeeds. */
+  async function workflowPlan(route, name) {
+    const c = route.cache;
+    if (c.plan && c.plan.name === name && Date.now() - c.plan.at < PLAN_CACHE_MS) return c.plan.value;
+    let value;
+    try {
+      value = await api(`/v1/workflows/${encodeURIComponent(name)}/plan`);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) throw e;
+      value = { error: e };
+    }
+    c.plan = { name, at: Date.now(), value };
+    return value;
+  }
+
+  /** The columns of the task graph: the plan's stages when they hold exactly the run's tasks,
+   * else levels computed from the run's own parents (the workflow changed since, or no plan). */
+  function stagesOf(tasks, plan) {
+    const names = new Set(tasks.map((t) => t.task));
+    if (plan && !plan.error) {
+      const planned = plan.stages.flat();
+      if (planned.length === names.size && planned.every((n) => names.has(n))) return plan.stages;
+    }
+    const byName = new Map(tasks.map((t) => [t.task, t]));
+    const level = new Map();
+    const levelOf = (name, seen) => {
+      if (level.has(name)) return level.get(name);
+      const t = byName.get(name);
+      if (!t || seen.has(name)) return 0;
+      seen.add(name);
+      const l = t.parents.length ? 1 + Math.max(...t.parents.map((p) => levelOf(p, seen))) : 0;
+      level.set(name, l);
+      return l;
+    };
+    const stages = [];
+    for (const t of tasks) (stages[levelOf(t.task, new Set())] ||= []).push(t.task);
+    return stages.filter(Boolean);
+  }
+
+  /** One task of a workflow run as a box: its name (a link to its run, once it has one), its
+   * status, why it is pending or skipped, and its timing. */
+  function taskBox(t, { plan, critical, onFailure = false }) {
+    const planned = plan && !plan.error ? plan.tasks.find((p) => p.name === t.task) : null;
+    const tags = [];
+    if (onFailure) tags.push("on failure");
+    if (plan && !plan.error && plan.output === t.task) tags.push("output");
+    if (critical.has(t.task)) tags.push("critical path");
+    let timing = null;
+    if (t.started_at && t.finished_at) timing = `took ${fmtDuration(new Date(t.finished_at) - new Date(t.started_at))}`;
+    else if (t.started_at) timing = `running for ${fmtDuration(Date.now() - new Date(t.started_at).getTime())}`;
+    return h("li", { class: "wf-task", "data-task": t.task, "data-status": t.status, "data-parents": JSON.stringify(t.parents || []) },
+      h("div", { class: "wf-name" }, t.run_id
+        ? h("a", { href: `#/runs/${encodeURIComponent(t.run_id)}`, class: "mono", "data-key": `wf-task-${t.task}` }, t.task)
+        : h("span", { class: "mono" }, t.task)),
+      h("div", {}, badge(t.status), tags.map((x) => [" ", h("span", { class: "chip" }, x)])),
+      t.reason ? h("p", { class: "wf-reason" }, t.reason) : null,
+      t.parents && t.parents.length ? h("p", { class: "muted" }, `after ${t.parents.join(", ")}`) : null,
+      timing || planned?.expected_ms != null
+        ? h("p", { class: "muted" }, [timing, planned?.expected_ms != null ? `usually ${fmtDuration(planned.expected_ms)}` : null].filter(Boolean).join("; "))
+        : null);
+  }
+
+  /** Draws the edges of a task graph (parent → task) once its boxes are laid out, and again
+   * whenever its size changes. Decoration only: each box also names its parents as text. */
+  function drawEdges(graph) {
+    const svg = graph.querySelector("svg.wf-edges");
+    if (!svg) return;
+    const origin = graph.getBoundingClientRect();
+    svg.setAttribute("width", String(graph.scrollWidth));
+    svg.setAttribute("height", String(graph.scrollHeight));
+    const ns = "http://www.w3.org/2000/svg";
+    const paths = [];
+    const boxes = new Map([...graph.querySelectorAll(".wf-task")].map((el) => [el.dataset.task, el]));
+    for (const el of boxes.values()) {
+      let parents = [];
+      try { parents = JSON.parse(el.dataset.parents || "[]"); } catch (_) { parents = []; }
+      const to = el.getBoundingClientRect();
+      for (const p of parents) {
+        const from = boxes.get(p)?.getBoundingClientRect();
+        if (!from) continue;
+        const x1 = from.right - origin.left;
+        const y1 = from.top + from.height / 2 - origin.top;
+        const x2 = to.left - origin.left;
+        const y2 = to.top + to.height / 2 - origin.top;
+        const dx = Math.max(16, (x2 - x1) / 2);
+        const path = document.createElementNS(ns, "path");
+        path.setAttribute("d", `M ${x1} ${y1} C ${x1 + dx} ${y1}, ${x2 - dx} ${y2}, ${x2} ${y2}`);
+        path.setAttribute("class", `edge from-${boxes.get(p).dataset.status}`);
+        paths.push(path);
+      }
+    }
+    svg.replaceChildren(...paths);
+  }
+
+  function workflowGraph(wf, plan) {
+    if (wf.error) return errorBox(wf.error, "Loading the workflow's tasks");
+    const critical = new Set(plan && !plan.error ? plan.critical_path : []);
+    const byName = new Map(wf.tasks.map((t) => [t.task, t]));
+    const stages = stagesOf(wf.tasks, plan);
+    const columns = stages.map((names, i) => h("li", { class: "wf-stage" },
+      h("h3", { class: "muted" }, `Stage ${i + 1}`),
+      h("ul", {}, names.filter((n) => byName.has(n)).map((n) => taskBox(byName.get(n), { plan, critical })))));
+    if (wf.on_failure) {
+      columns.push(h("li", { class: "wf-stage wf-on-failure" },
+        h("h3", { class: "muted" }, "On failure"),
+        h("ul", {}, taskBox({ ...wf.on_failure, parents: [] }, { plan, critical, onFailure: true }))));
+    }
+    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    svg.setAttribute("class", "wf-edges");
+    svg.setAttribute("aria-hidden", "true");
+    svg.setAttribute("focusable", "false");
+    const graph = h("div", { class: "wf-graph", id: "wf-graph" }, svg,
+      h("ol", { class: "wf-stages", "aria-label": `Tasks of ${wf.workflow}, by stage: the tasks of a stage can run in parallel` }, columns));
+    if (typeof ResizeObserver === "function") {
+      const ro = new ResizeObserver(() => {
+        if (!graph.isConnected) {
+          ro.disconnect();
+          return;
+        }
+        drawEdges(graph);
+      });
+      ro.observe(graph);
+    }
+    let path = null;
+    if (plan && plan.error) {
+      path = h("p", { class: "muted", id: "critical-path" }, "No plan: ", h("span", { class: "message" }, plan.error.message));
+    } else if (plan) {
+      const expected = new Map(plan.tasks.map((t) => [t.name, t.expected_ms]));
+      path = h("p", { id: "critical-path", class: "critical-path" },
+        h("strong", {}, "Critical path: "),
+        plan.critical_path.map((n, i) => [i ? " → " : "", h("span", { class: "mono" }, n),
+          ` (${expected.get(n) == null ? "no history" : fmtDuration(expected.get(n))})`]),
+        `: ${fmtDuration(plan.critical_path_ms)} expected`,
+        h("span", { class: "muted" }, " (each task's median of its last succeeded runs; no history counts as 0)"));
+    }
+    return h("div", {}, h("div", { class: "wf-scroll" }, graph), path);
+  }
+
   const RUN = {
     title: () => "Run",
     setup(route) {
@@ -620,17 +1053,25 @@
     },
     async load(route) {
       const id = encodeURIComponent(route.id);
-      const [run, events] = await Promise.all([api(`/v1/runs/${id}`), api(`/v1/runs/${id}/events`)]);
-      return { run, events };
+      route.cache ||= {};
+      const [run, events, kids, kidCount, wf] = await inOrder([
+        api(`/v1/runs/${id}`),
+        api(`/v1/runs/${id}/events`),
+        api(`/v1/runs${qs({ parent_id: route.id, limit: CHILDREN_SHOWN })}`),
+        api(`/v1/runs/count${qs({ parent_id: route.id })}`),
+        workflowTasks(route),
+      ]);
+      const plan = wf && !wf.error ? await workflowPlan(route, wf.workflow) : null;
+      return { run, events, children: { runs: kids.runs, count: kidCount.count }, wf, plan };
     },
-    view({ run, events }) {
+    view({ run, events, children, wf, plan }) {
       const facts = [
         ["Status", badge(run.status)],
-        ["Task", h("span", { class: "mono" }, run.task)],
+        ["Task", h("span", {}, h("span", { class: "mono" }, run.task), wf ? h("span", { class: "muted" }, " (a workflow)") : null)],
         ["Attempt", `${run.attempt} of ${run.max_attempts}`],
         ["Priority", String(run.priority)],
         ["Owner", run.owner || h("span", { class: "muted" }, "—")],
-        ["Worker", run.worker || h("span", { class: "muted" }, "—")],
+        ["Worker", run.worker || h("span", { class: "muted" }, wf ? "— (the engine runs a workflow's tasks)" : "—")],
         ["Created", timeEl(run.created_at)],
         ["Due", timeEl(run.run_at)],
         ["Started", timeEl(run.started_at, { empty: "not yet" })],
@@ -675,9 +1116,7 @@
           }),
         }, "Retry run…"));
       }
-      const children = (run.steps || [])
-        .filter((s) => s.name.startsWith("spawn:") && s.output && typeof s.output.run_id === "string")
-        .map((s) => ({ id: s.output.run_id, task: s.name.slice("spawn:".length) }));
+      const allChildren = `#/runs${qs({ parent_id: run.id })}`;
       return h("div", { id: "run-detail", "data-status": run.status },
         h("section", { class: "panel", "aria-labelledby": "sum-h" },
           h("h2", { id: "sum-h", class: "hidden" }, "Summary"),
@@ -687,6 +1126,11 @@
             : h("p", { class: "muted" }, `No action applies to a ${run.status} run.`)),
         run.waiting ? h("div", { class: "notice", id: "run-waiting" }, h("strong", {}, "Waiting: "), run.waiting) : null,
         run.error ? h("section", { "aria-labelledby": "err-h" }, h("h2", { id: "err-h" }, "Error"), h("pre", { id: "run-error" }, run.error)) : null,
+        wf
+          ? h("section", { "aria-labelledby": "wf-h", id: "run-workflow" },
+            h("h2", { id: "wf-h" }, wf.workflow ? `Workflow ${wf.workflow}: its tasks` : "Workflow tasks"),
+            workflowGraph(wf, plan))
+          : null,
         run.errors && run.errors.length
           ? h("section", { "aria-labelledby": "att-h" }, h("h2", { id: "att-h" }, "Failed attempts"),
             h("div", { class: "table-wrap" }, h("table", {},
@@ -715,10 +1159,23 @@
                   ? h("pre", {}, s.error)
                   : h("details", { "data-key": `step-${s.position}` }, h("summary", {}, "output"), json(s.output))))))))
             : h("p", { class: "muted" }, "This run has no durable steps.")),
-        h("section", { "aria-labelledby": "kids-h" }, h("h2", { id: "kids-h" }, "Children"),
-          children.length
-            ? h("ul", { id: "run-children" }, children.map((c) => h("li", {}, runLink(c.id), ` (${c.task})`)))
-            : h("p", { class: "muted" }, "No child runs spawned through durable steps (runs scheduled from a task without ctx.spawn are not listed: the API has no filter by parent).")),
+        h("section", { "aria-labelledby": "kids-h" }, h("h2", { id: "kids-h" }, `Children (${fmtNumber(children.count)})`),
+          children.count
+            ? [h("div", { class: "table-wrap" }, h("table", { id: "run-children", "data-count": children.count },
+              h("caption", {}, children.count > children.runs.length
+                ? `The newest ${fmtNumber(children.runs.length)} of the ${plural(children.count, "run")} this run scheduled`
+                : `The ${plural(children.count, "run")} this run scheduled, newest first`),
+              h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Run"), h("th", { scope: "col" }, "Task"), h("th", { scope: "col" }, "Status"),
+                h("th", { scope: "col" }, "Created"), h("th", { scope: "col" }, "Finished"))),
+              h("tbody", {}, children.runs.map((c) => h("tr", { "data-run": c.id, "data-status": c.status },
+                h("td", { class: "nowrap" }, runLink(c.id)),
+                h("td", { class: "mono" }, c.task),
+                h("td", {}, badge(c.status)),
+                h("td", {}, timeEl(c.created_at, { noRel: true })),
+                h("td", {}, timeEl(c.finished_at, { noRel: true, empty: "not yet" }))))))),
+            h("p", {}, h("a", { href: allChildren, id: "all-children", "data-key": "all-children" },
+              children.count > children.runs.length ? `All ${plural(children.count, "child run")} in the runs list →` : "These runs in the runs list (filter, bulk actions) →"))]
+            : h("p", { class: "muted", id: "no-children" }, "This run scheduled no other run.")),
         h("section", { "aria-labelledby": "ev-h" }, h("h2", { id: "ev-h" }, `Events (${events.length})`),
           h("ol", { class: "timeline", id: "run-events" }, events.map((e) => h("li", {},
             h("span", { class: "when" }, timeEl(e.at, { noRel: true })),
@@ -877,8 +1334,7 @@
     title: () => "Overview",
     interval: OVERVIEW_REFRESH_MS,
     async load() {
-      const counts = Promise.all(STATUSES.map((s) =>
-        api(`/v1/runs${qs({ status: s, limit: COUNT_LIMIT })}`).then((p) => [s, p.runs.length, Boolean(p.next_cursor)])));
+      const counts = inOrder(STATUSES.map((s) => api(`/v1/runs/count${qs({ status: s })}`).then((c) => [s, c.count])));
       const [c, m, w] = await Promise.allSettled([counts, request("/metrics", { text: true }), api("/v1/workers")]);
       if (c.status === "rejected" && c.reason.status === 401) throw c.reason;
       let metrics;
@@ -906,9 +1362,9 @@
         counts.error
           ? errorBox(counts.error, "Counting runs")
           : h("div", {},
-            h("div", { class: "cards" }, counts.map(([s, n, more]) => h("a", { class: "card", href: `#/runs${qs({ status: s })}`, "data-status": s, "data-key": `count-${s}` },
-              badge(s), h("span", { class: "count", "data-count": s }, more ? `${fmtNumber(n)}+` : fmtNumber(n))))),
-            h("p", { class: "muted" }, `Counted from the runs list (exact up to ${fmtNumber(COUNT_LIMIT)} per status; the API has no count endpoint).`))));
+            h("div", { class: "cards" }, counts.map(([s, n]) => h("a", { class: "card", href: `#/runs${qs({ status: s })}`, "data-status": s, "data-key": `count-${s}` },
+              badge(s), h("span", { class: "count", "data-count": s }, fmtNumber(n))))),
+            h("p", { class: "muted", id: "ov-total" }, `${plural(counts.reduce((a, [, n]) => a + n, 0), "run")} in all (exact counts, from /v1/runs/count).`))));
       // Workers.
       parts.push(section("ov-workers", "Workers",
         workers.error

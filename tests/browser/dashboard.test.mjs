@@ -188,8 +188,8 @@ async function seed(server) {
 
 let browser;
 
-async function newPage(server, { signedIn = true } = {}) {
-  const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+async function newPage(server, { signedIn = true, timezoneId } = {}) {
+  const context = await browser.newContext({ viewport: { width: 1366, height: 900 }, timezoneId });
   context.setDefaultTimeout(DEADLINE);
   if (signedIn && server.token) {
     await context.addInitScript(([key, token]) => {
@@ -640,6 +640,317 @@ describe("the dashboard of a server with API tokens", { timeout: 20 * TEST_TIMEO
     await shot(page, "runs-live");
     assert.deepEqual(problems, []);
     await context.close();
+  });
+
+  test("filters by creation time, typed in the browser's time zone and sent in UTC, and counts the runs that match", { timeout: TEST_TIMEOUT }, async () => {
+    // India is UTC+05:30 all year: a local time there is not the UTC one, nor a whole hour off.
+    const { page, context, problems } = await newPage(server, { timezoneId: "Asia/Kolkata" });
+    const kolkata = (ms) => new Date(ms + 5.5 * 3600_000).toISOString().slice(0, 19);
+    const secondOf = (iso) => Math.floor(Date.parse(iso) / 1000) * 1000;
+    const owner = "timeline";
+    const early = await call(server, "POST", "/v1/runs", { task: "send-email", input: { to: "early@example.com" }, owner });
+    // The inputs take whole seconds: the second run is made in a later second than the first.
+    await eventually("the clock to pass the first run's second", () => Date.now() >= secondOf(early.created_at) + 1000);
+    const late = await call(server, "POST", "/v1/runs", { task: "send-email", input: { to: "late@example.com" }, owner });
+    const split = secondOf(late.created_at);
+    assert.ok(split > Date.parse(early.created_at), `${late.created_at} is a second after ${early.created_at}`);
+
+    const rowsAre = (ids) => page.waitForFunction((want) =>
+      JSON.stringify([...document.querySelectorAll("#runs-table tbody tr")].map((r) => r.dataset.run)) === JSON.stringify(want), ids);
+    const countIs = (n) => page.waitForFunction((want) => document.querySelector("#runs-count")?.dataset.count === String(want), n);
+    const hashParam = (name) => page.evaluate((k) => new URLSearchParams(location.hash.split("?")[1] || "").get(k), name);
+
+    await page.goto(`${server.url}/#/runs?owner=${owner}`);
+    await rowsAre([late.id, early.id]);
+    await countIs(2);
+    assert.match(await page.locator("#runs-count").innerText(), /^2 runs with owner timeline\.$/);
+    assert.match(await page.locator("fieldset.range legend").innerText(), /Asia\/(Kolkata|Calcutta) time, sent in UTC/);
+
+    // Created at or after the second of the later run, typed as the local time of Kolkata.
+    await page.fill("#f-after", kolkata(split));
+    await page.click("form[aria-label='Filter runs'] button[type=submit]");
+    await page.waitForFunction(() => location.hash.includes("created_after="));
+    const afterIso = new Date(split).toISOString();
+    assert.equal(await hashParam("created_after"), afterIso, "sent in UTC");
+    await rowsAre([late.id]);
+    await countIs(1);
+    assert.equal((await call(server, "GET", `/v1/runs/count?owner=${owner}&created_after=${encodeURIComponent(afterIso)}`)).count, 1);
+    assert.match(await page.locator("#runs-count").innerText(), /^1 run with owner timeline, created at or after \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.$/);
+    // Drawn again from the address, the input shows the same local time.
+    assert.equal(await page.inputValue("#f-after"), kolkata(split));
+    await shot(page, "runs-time-range");
+
+    // Created before it: the earlier run only.
+    await page.fill("#f-after", "");
+    await page.fill("#f-before", kolkata(split));
+    await page.click("form[aria-label='Filter runs'] button[type=submit]");
+    await page.waitForFunction(() => location.hash.includes("created_before=") && !location.hash.includes("created_after="));
+    assert.equal(await hashParam("created_before"), afterIso);
+    await rowsAre([early.id]);
+    await countIs(1);
+
+    // Without the owner, the count is every run created before that second, as the API counts them.
+    await page.fill("#f-owner", "");
+    await page.click("form[aria-label='Filter runs'] button[type=submit]");
+    await page.waitForFunction(() => !location.hash.includes("owner="));
+    const before = (await call(server, "GET", `/v1/runs/count?created_before=${encodeURIComponent(afterIso)}`)).count;
+    assert.ok(before > 2);
+    await countIs(before);
+
+    // A time the API refuses (typed into the address): its error is shown.
+    await page.goto(`${server.url}/#/runs?created_after=yesterday`);
+    const error = page.locator("#page-body .error");
+    await error.waitFor();
+    assert.match(await error.innerText(), /400 invalid_input[\s\S]*created_after/);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  test("cancels, then retries, every queued run of one task, after a confirmation that states the count", { timeout: TEST_TIMEOUT }, async () => {
+    const resizer = await call(server, "POST", "/v1/workers", { name: "resizer-1", slots: 1, tasks: [taskDef("resize-image")] });
+    for (let i = 0; i < 7; i++) await call(server, "POST", "/v1/runs", { task: "resize-image", input: { image: `img-${i}.png` } });
+    const count = async (q) => (await call(server, "GET", `/v1/runs/count?${q}`)).count;
+    const otherQueued = await count("status=queued&task=send-email");
+    assert.ok(otherQueued > 0);
+
+    const { page, context, problems } = await newPage(server);
+    // Without a filter, no bulk action: it would apply to every run.
+    await page.goto(`${server.url}/#/runs`);
+    await waitRunsTable(page);
+    assert.equal(await page.locator("#bulk-cancel").isDisabled(), true);
+    assert.equal(await page.locator("#bulk-retry").isDisabled(), true);
+    assert.match(await page.locator("#bulk-hint").innerText(), /Set a filter first/);
+
+    // The bulk calls pass through the test: it makes pages of 3 runs (the dashboard leaves the
+    // API's 1,000), and holds the second page back until the progress of the first is seen.
+    const bodies = [];
+    let release;
+    const held = new Promise((resolve) => { release = resolve; });
+    await page.route("**/v1/runs/cancel", async (route) => {
+      const body = route.request().postDataJSON();
+      bodies.push(body);
+      if (bodies.length === 2) await held;
+      await route.continue({ postData: JSON.stringify({ ...body, limit: 3 }) });
+    });
+
+    await page.selectOption("#f-status", "queued");
+    await page.fill("#f-task", "resize-image");
+    await page.click("form[aria-label='Filter runs'] button[type=submit]");
+    await page.waitForFunction(() => document.querySelector("#runs-count")?.dataset.count === "7" && document.querySelectorAll("#runs-table tbody tr").length === 7);
+    assert.equal(await page.locator("#bulk-cancel").isDisabled(), false);
+
+    // The dialog states the count first; Escape closes it and changes nothing.
+    const dialog = page.locator("dialog#bulk");
+    await page.click("#bulk-cancel");
+    await dialog.waitFor({ state: "visible" });
+    await page.waitForFunction(() => !document.querySelector("#bulk-yes").disabled);
+    assert.match(await page.locator("#bulk-text").innerText(), /^7 runs match status queued, task resize-image\. Cancel all 7\?$/);
+    assert.equal(await page.locator("#bulk-yes").innerText(), "Yes, cancel all 7");
+    assert.equal(await focusedId(page), "bulk-no");
+    await shot(page, "bulk-dialog");
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "hidden" });
+    await page.waitForFunction(() => document.activeElement?.id === "bulk-cancel");
+    assert.equal(await count("status=queued&task=resize-image"), 7, "Escape cancelled nothing");
+    assert.equal(bodies.length, 0);
+
+    await page.click("#bulk-cancel");
+    await dialog.waitFor({ state: "visible" });
+    await page.waitForFunction(() => !document.querySelector("#bulk-yes").disabled);
+    await page.click("#bulk-yes");
+    // The first page is done (in its own transaction) while the second waits.
+    await page.waitForFunction(() => /^Cancelled 3 of 7 \(1 page, 3 runs matched so far\)$/.test(document.querySelector("#bulk-status").textContent));
+    assert.equal(await count("status=cancelled&task=resize-image"), 3);
+    assert.equal(await page.locator("#bulk-no").innerText(), "Stop after this page");
+    await shot(page, "bulk-progress");
+    // Escape while it acts stops it after the page under way, and keeps the dialog open.
+    await page.keyboard.press("Escape");
+    await page.waitForFunction(() => document.querySelector("#bulk-no").textContent === "Stopping after this page…");
+    assert.equal(await dialog.isVisible(), true);
+    release();
+    await page.waitForFunction(() => /^Stopped: cancelled 6 runs of the 6 runs matched so far\.$/.test(document.querySelector("#bulk-result").textContent));
+    assert.equal(await count("status=queued&task=resize-image"), 1);
+    assert.equal(await focusedId(page), "bulk-no");
+    assert.equal(await page.locator("#bulk-yes").innerText(), "Continue from where it stopped");
+    await page.click("#bulk-yes");
+    await page.waitForFunction(() => /^Done: cancelled 7 runs of the 7 runs that matched\.$/.test(document.querySelector("#bulk-result").textContent));
+    assert.match(await page.locator("#bulk-status").innerText(), /^Cancelled 7 of 7 \(3 pages, 7 runs matched so far\)$/);
+    assert.equal(await page.locator("#bulk-yes").isVisible(), false);
+    assert.equal(await focusedId(page), "bulk-no");
+    await shot(page, "bulk-done");
+    // One call per page, each with the filter and the cursor the previous one answered.
+    assert.equal(bodies.length, 3);
+    for (const b of bodies) assert.deepEqual({ status: b.status, task: b.task, limit: b.limit }, { status: "queued", task: "resize-image", limit: undefined });
+    assert.equal(bodies[0].cursor, undefined);
+    assert.ok(bodies[1].cursor && bodies[2].cursor && bodies[1].cursor !== bodies[2].cursor);
+    assert.equal(await count("status=queued&task=resize-image"), 0);
+    assert.equal(await count("status=cancelled&task=resize-image"), 7);
+    assert.equal(await count("status=queued&task=send-email"), otherQueued, "runs of other tasks are left alone");
+    await page.click("#bulk-no");
+    await dialog.waitFor({ state: "hidden" });
+    await page.locator("#runs-empty").waitFor();
+    await page.waitForFunction(() => document.querySelector("#runs-count")?.dataset.count === "0");
+
+    // Retry them: the API fails the second page once; the dialog shows its error, and goes on
+    // from where it stopped when asked.
+    const retries = [];
+    await page.route("**/v1/runs/retry", async (route) => {
+      const body = route.request().postDataJSON();
+      retries.push(body);
+      if (retries.length === 2) {
+        await route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ error: { code: "unavailable", message: "the database is unavailable; try again" } }) });
+        return;
+      }
+      await route.continue({ postData: JSON.stringify({ ...body, limit: 3 }) });
+    });
+    await page.selectOption("#f-status", "cancelled");
+    await page.click("form[aria-label='Filter runs'] button[type=submit]");
+    await page.waitForFunction(() => document.querySelector("#runs-count")?.dataset.count === "7");
+    await page.click("#bulk-retry");
+    await dialog.waitFor({ state: "visible" });
+    await page.waitForFunction(() => !document.querySelector("#bulk-yes").disabled);
+    assert.match(await page.locator("#bulk-text").innerText(), /^7 runs match status cancelled, task resize-image\. Retry all 7\?$/);
+    await page.click("#bulk-yes");
+    const error = page.locator("#bulk-error .error");
+    await error.waitFor();
+    assert.match(await error.innerText(), /Retrying page 2 failed[\s\S]*503 unavailable[\s\S]*the database is unavailable/);
+    assert.match(await page.locator("#bulk-result").innerText(), /^Interrupted: retried 3 runs of the 3 runs matched so far\.$/);
+    assert.equal(await page.locator("#bulk-yes").innerText(), "Continue from where it stopped");
+    assert.equal(await count("status=queued&task=resize-image"), 3);
+    await shot(page, "bulk-error");
+    await page.click("#bulk-yes");
+    await page.waitForFunction(() => /^Done: retried 7 runs of the 7 runs that matched\.$/.test(document.querySelector("#bulk-result").textContent));
+    assert.equal(await page.locator("#bulk-error .error").count(), 0);
+    assert.equal(retries[2].cursor, retries[1].cursor, "it went on with the page that failed");
+    assert.equal(await count("status=queued&task=resize-image"), 7);
+    assert.equal(await count("status=cancelled&task=resize-image"), 0);
+    await page.keyboard.press("Escape");
+    await dialog.waitFor({ state: "hidden" });
+    await page.locator("#runs-empty").waitFor();
+    await page.waitForFunction(() => document.activeElement?.id === "bulk-retry");
+
+    assert.deepEqual(problems.filter((p) => !/status of 503/.test(p)), []);
+    await context.close();
+    await call(server, "DELETE", `/v1/workers/${encodeURIComponent(resizer.worker_id)}`);
+  });
+
+  test("a workflow run shows its tasks by stage, each with its status, its run and the critical path", { timeout: TEST_TIMEOUT }, async () => {
+    const worker = await call(server, "POST", "/v1/workers", {
+      name: "etl-1",
+      slots: 4,
+      tasks: ["etl/fetch", "etl/parse", "etl/enrich", "etl/publish", "etl/alert"].map((n) => taskDef(n)),
+      workflows: [taskDef("etl/daily", {
+        workflow: {
+          tasks: [
+            { name: "etl/fetch", parents: [] },
+            { name: "etl/parse", parents: ["etl/fetch"] },
+            { name: "etl/enrich", parents: ["etl/fetch"] },
+            { name: "etl/publish", parents: ["etl/parse", "etl/enrich"] },
+          ],
+          output: "etl/publish",
+          on_failure: "etl/alert",
+        },
+      })],
+    });
+    const wid = encodeURIComponent(worker.worker_id);
+    const holding = new Set();
+    const exchange = (req) => call(server, "POST", `/v1/workers/${wid}/exchange`, { held: [...holding], want: 0, wait_ms: 0, ...req });
+    const heartbeat = setInterval(() => { exchange({ heartbeat: true }).catch(() => {}); }, 2000);
+    /** Claims until it holds a run of each of `tasks` (the engine starts a task once its parents
+     * have succeeded). */
+    const claim = async (tasks) => {
+      const got = new Map();
+      await eventually(`runs of ${tasks.join(", ")}`, async () => {
+        const out = await exchange({ want: tasks.length - got.size, wait_ms: 1000, heartbeat: true });
+        for (const a of out.assignments) {
+          got.set(a.task, a);
+          holding.add(a.run_id);
+        }
+        return tasks.every((t) => got.has(t));
+      });
+      assert.deepEqual([...got.keys()].sort(), [...tasks].sort());
+      return got;
+    };
+    const complete = (a, outcome, extra) => {
+      holding.delete(a.run_id);
+      return exchange({ completions: [{ run_id: a.run_id, attempt: a.attempt, outcome, ...extra }] });
+    };
+    const statusesAre = (page, want) => page.waitForFunction((w) => Object.entries(w).every(([task, status]) =>
+      document.querySelector(`.wf-task[data-task="${task}"]`)?.dataset.status === status), want);
+    const box = (page, task) => page.locator(`.wf-task[data-task="${task}"]`);
+
+    try {
+      const run = await call(server, "POST", "/v1/runs", { task: "etl/daily", input: { day: "2026-12-01" }, owner: "ops" });
+      const fetch = (await claim(["etl/fetch"])).get("etl/fetch");
+      assert.equal(fetch.parent_id, run.id);
+      await complete(fetch, "succeeded", { output: { rows: 1200 } });
+      const second = await claim(["etl/parse", "etl/enrich"]);
+
+      // While it runs: the first stage done, the second running, the last pending, and why.
+      const { page, context, problems } = await newPage(server);
+      await openRun(page, server, run.id);
+      await page.locator("#wf-graph").waitFor();
+      await statusesAre(page, { "etl/fetch": "succeeded", "etl/parse": "running", "etl/enrich": "running", "etl/publish": "pending" });
+      const plan = await call(server, "GET", `/v1/workflows/${encodeURIComponent("etl/daily")}/plan`);
+      const columns = await page.$$eval("#wf-graph .wf-stage:not(.wf-on-failure)", (cols) => cols.map((c) => [...c.querySelectorAll(".wf-task")].map((t) => t.dataset.task)));
+      assert.deepEqual(columns, plan.stages);
+      assert.deepEqual(plan.stages, [["etl/fetch"], ["etl/parse", "etl/enrich"], ["etl/publish"]]);
+      assert.match(await box(page, "etl/publish").innerText(), /pending[\s\S]*waiting for etl\/parse, etl\/enrich/);
+      assert.equal(await box(page, "etl/publish").locator("a").count(), 0, "no run yet, no link");
+      assert.equal(await box(page, "etl/fetch").locator("a").getAttribute("href"), `#/runs/${fetch.run_id}`);
+      assert.match(await page.locator("#run-workflow h2").innerText(), /Workflow etl\/daily/);
+      // Edges are drawn from each parent to its task.
+      await page.waitForFunction(() => document.querySelectorAll("#wf-graph svg.wf-edges path").length === 4);
+      await shot(page, "workflow-running");
+
+      // One task succeeds, one fails: the last one is skipped, and the on-failure task runs.
+      await complete(second.get("etl/parse"), "succeeded", { output: { lines: 1180 } });
+      await complete(second.get("etl/enrich"), "failed", { error: "geo API 503: upstream unavailable", retryable: false });
+      const alert = (await claim(["etl/alert"])).get("etl/alert");
+      await statusesAre(page, { "etl/fetch": "succeeded", "etl/parse": "succeeded", "etl/enrich": "failed", "etl/publish": "skipped", "etl/alert": "running" });
+      await complete(alert, "succeeded", { output: { paged: "on-call" } });
+      await statusesAre(page, { "etl/alert": "succeeded" });
+      await page.waitForFunction(() => document.querySelector("#run-detail")?.dataset.status === "failed");
+      assert.match(await box(page, "etl/publish").innerText(), /skipped[\s\S]*etl\/enrich/);
+      const api = await call(server, "GET", `/v1/runs/${run.id}/tasks`);
+      assert.ok(await page.locator(`.wf-task[data-task="etl/publish"] .wf-reason`).innerText() === api.tasks.find((t) => t.task === "etl/publish").reason);
+      assert.match(await page.locator(".wf-on-failure").innerText(), /^On failure\netl\/alert\nsucceeded on failure\b/i);
+      assert.match(await page.locator("#run-error").innerText(), /geo API 503/);
+
+      // The critical path, with the expected durations, as the plan has it now.
+      const now = await call(server, "GET", `/v1/workflows/${encodeURIComponent("etl/daily")}/plan`);
+      const pathRe = `^Critical path: ${now.critical_path.map((n) => `${n.replace(/[/.]/g, "\\$&")} \\((no history|[0-9][^)]*)\\)`).join(" → ")}: .* expected`;
+      await page.waitForFunction((re) => new RegExp(re).test(document.querySelector("#critical-path")?.textContent || ""), pathRe);
+      assert.ok(now.tasks.find((t) => t.name === "etl/fetch").expected_ms !== null, "a succeeded task has history");
+
+      // Every run it scheduled is among its children.
+      const kids = (await call(server, "GET", `/v1/runs?parent_id=${run.id}`)).runs.map((r) => r.id);
+      assert.equal(kids.length, 4);
+      await page.waitForFunction((ids) => JSON.stringify([...document.querySelectorAll("#run-children tbody tr")].map((r) => r.dataset.run)) === JSON.stringify(ids), kids);
+      await shot(page, "workflow-graph");
+      // The same runs in the runs list, where bulk actions apply to them.
+      await page.click("#all-children");
+      await page.waitForFunction(([id, n]) => location.hash === `#/runs?parent_id=${id}` &&
+        document.querySelector("#runs-count")?.dataset.count === String(n) && document.querySelectorAll("#runs-table tbody tr").length === n, [run.id, kids.length]);
+      assert.equal(await page.inputValue("#f-parent"), run.id);
+      await page.goBack();
+      await page.locator("#wf-graph").waitFor();
+
+      // By keyboard, from a task's box to its run, and back by its parent link.
+      await page.locator("#page-title").focus();
+      const enrich = second.get("etl/enrich").run_id;
+      await tabUntil(page, (id) => document.activeElement?.closest(".wf-task") && document.activeElement.getAttribute("href") === `#/runs/${id}`, enrich);
+      await page.keyboard.press("Enter");
+      await page.waitForFunction((id) => document.querySelector("#run-id")?.textContent === id && document.querySelector("#run-detail")?.dataset.status === "failed", enrich);
+      assert.equal(await page.locator("#wf-graph").count(), 0, "a task run has no graph");
+      await page.click(`#run-detail dl.facts a[href='#/runs/${run.id}']`);
+      await page.waitForFunction((id) => document.querySelector("#run-id")?.textContent === id && document.querySelector("#wf-graph"), run.id);
+      assert.deepEqual(problems, []);
+      await context.close();
+    } finally {
+      clearInterval(heartbeat);
+      await call(server, "DELETE", `/v1/workers/${wid}`).catch(() => {});
+    }
   });
 });
 
