@@ -644,7 +644,7 @@ mod tests {
             "unknown argument `colour`; valid arguments: name, cron, timezone, retries, timeout, \
              priority, backoff_initial, backoff_factor, backoff_max, requires, on_event, \
              concurrency, concurrency_key, concurrency_strategy, rate_limit, rate_limit_units, \
-             rate_limit_key"
+             rate_limit_key, parents"
         );
         assert_eq!(
             check("rate_limit_units = 2").unwrap_err(),

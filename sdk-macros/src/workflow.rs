@@ -79,7 +79,16 @@ pub(crate) fn workflow(args: TokenStream, item: TokenStream) -> TokenStream {
     match expand(args, item.clone()) {
         Ok(tokens) => tokens,
         Err(e) => {
-            let mut tokens = item;
+            // The struct stays, lower-case name allowed as on success: the user sees the one
+            // error, not also a naming lint.
+            let mut tokens = match syn::parse2::<ItemStruct>(item.clone()) {
+                Ok(mut s) => {
+                    s.attrs
+                        .push(syn::parse_quote!(#[allow(non_camel_case_types, dead_code)]));
+                    quote!(#s)
+                }
+                Err(_) => item,
+            };
             tokens.extend(e.into_compile_error());
             tokens
         }
@@ -132,7 +141,7 @@ fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
         if tasks[..i].iter().any(|u| u == t) {
             errors.push(syn::Error::new_spanned(
                 t,
-                format!("{} is listed twice", quote!(#t)),
+                format!("`{}` is listed twice in `tasks`", quote!(#t)),
             ));
         }
     }

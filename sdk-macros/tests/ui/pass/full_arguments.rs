@@ -84,6 +84,8 @@ fn main() {
             rate_limit: None,
             rate_limit_units: 1,
             rate_limit_key: None,
+            parents: &[],
+            workflow: false,
         }
     );
     assert_eq!(
