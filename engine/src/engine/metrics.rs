@@ -1,6 +1,6 @@
-//! The engine's metrics, in the Prometheus text format (`prometheus-client`): queue depth, counters
-//! of what this engine process did since it started, and per-task histograms of queue waits and
-//! attempt durations.
+//! The engine's metrics, in the Prometheus text format (`prometheus-client`): queue depth and live
+//! workers with their slots (read from the store when scraped), counters of what this engine
+//! process did since it started, and per-task histograms of queue waits and attempt durations.
 
 use super::Engine;
 use crate::store::QueueDepth;
@@ -12,7 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -34,6 +34,11 @@ struct TaskLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     tenant: String,
     task: String,
@@ -50,6 +55,33 @@ fn queue_wait_histogram() -> Histogram {
 /// Attempt durations: 10 ms to about 2.9 hours, by factors of 4.
 fn run_duration_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 4.0, 11))
+}
+
+/// The live workers of one tenant (those that exchanged within the last lease period), read from
+/// the store when `/metrics` is scraped.
+#[derive(Debug)]
+struct WorkerLoad {
+    tenant: String,
+    workers: u64,
+    slots: u64,
+    /// Runs the workers hold: their slots in use.
+    busy: u64,
+}
+
+/// A gauge family by tenant, set from `loads`.
+fn tenant_gauges(
+    loads: &[WorkerLoad],
+    value: fn(&WorkerLoad) -> u64,
+) -> Family<TenantLabels, Gauge> {
+    let family = Family::<TenantLabels, Gauge>::default();
+    for l in loads {
+        family
+            .get_or_create(&TenantLabels {
+                tenant: l.tenant.clone(),
+            })
+            .set(i64::try_from(value(l)).unwrap_or(i64::MAX));
+    }
+    family
 }
 
 /// A run this engine handed to a worker, until the worker reports it.
@@ -165,8 +197,9 @@ impl Metrics {
         self.claims.lock().unwrap().retain(|_, c| c.forget_at > now);
     }
 
-    /// The Prometheus text of every metric, with `depth` as the queue depth.
-    fn encode(&self, depth: Vec<QueueDepth>) -> String {
+    /// The Prometheus text of every metric, with `depth` as the queue depth and `workers` as the
+    /// live workers of each tenant.
+    fn encode(&self, depth: Vec<QueueDepth>, workers: &[WorkerLoad]) -> String {
         let queue_depth = Family::<QueueLabels, Gauge>::default();
         for d in depth {
             queue_depth
@@ -180,6 +213,21 @@ impl Metrics {
         // The registry appends a period to each help text. Counters get the `_total` suffix.
         let mut r = Registry::default();
         r.register("owlclaw_queue_depth", "Runs ready to start", queue_depth);
+        r.register(
+            "owlclaw_workers",
+            "Live workers (an exchange within the last lease period), by tenant",
+            tenant_gauges(workers, |l| l.workers),
+        );
+        r.register(
+            "owlclaw_worker_slots",
+            "Slots of the live workers, by tenant",
+            tenant_gauges(workers, |l| l.slots),
+        );
+        r.register(
+            "owlclaw_worker_slots_busy",
+            "Runs held by the live workers (their slots in use), by tenant",
+            tenant_gauges(workers, |l| l.busy),
+        );
         for (name, help, c) in [
             (
                 "owlclaw_runs_scheduled",
@@ -256,8 +304,8 @@ impl Metrics {
 
 impl Engine {
     /// Prometheus text exposition of the engine's metrics: queue depth by tenant, task and
-    /// priority, counters of what this engine process did since it started, and histograms of
-    /// queue waits and attempt durations by task.
+    /// priority, live workers and their slots by tenant, counters of what this engine process did
+    /// since it started, and histograms of queue waits and attempt durations by task.
     pub async fn metrics_text(&self) -> String {
         let depth = match self.inner.store.queue_depth().await {
             Ok(rows) => rows,
@@ -266,7 +314,38 @@ impl Engine {
                 Vec::new()
             }
         };
-        self.inner.metrics.encode(depth)
+        let workers = self.worker_loads(&depth).await;
+        self.inner.metrics.encode(depth, &workers)
+    }
+
+    /// The live workers of each tenant this engine knows: those of the workers and task
+    /// definitions it has seen, and those with queued runs (so that queued work without a worker
+    /// shows as 0 workers). One store read per tenant, at scrape time only.
+    async fn worker_loads(&self, depth: &[QueueDepth]) -> Vec<WorkerLoad> {
+        let mut tenants: BTreeSet<String> = depth.iter().map(|d| d.tenant.clone()).collect();
+        // (Each lock is released before the reads below.)
+        {
+            let workers = self.inner.workers.lock().unwrap();
+            tenants.extend(workers.values().map(|w| w.tenant.clone()));
+        }
+        {
+            let tasks = self.inner.tasks.lock().unwrap();
+            tenants.extend(tasks.keys().map(|(tenant, _)| tenant.clone()));
+        }
+        let mut loads = Vec::with_capacity(tenants.len());
+        for tenant in tenants {
+            match self.list_workers(&tenant).await {
+                Ok(live) => loads.push(WorkerLoad {
+                    workers: live.len() as u64,
+                    slots: live.iter().map(|w| u64::from(w.slots)).sum(),
+                    busy: live.iter().map(|w| w.held_runs.len() as u64).sum(),
+                    tenant,
+                }),
+                // Left out rather than reported as 0: a scrape without the series says "unknown".
+                Err(e) => tracing::warn!(error = %e, tenant = %tenant, "live workers for metrics"),
+            }
+        }
+        loads
     }
 
     /// Counts runs handed to a worker of `tenant` and measures how long each waited from its
@@ -302,12 +381,20 @@ mod tests {
         // (The families by task appear once they have a sample: see the next test.)
         let m = Metrics::default();
         m.scheduled.inc_by(2);
-        let text = m.encode(vec![QueueDepth {
-            tenant: "acme".into(),
-            task: "send-email".into(),
-            priority: 5,
-            ready: 2,
-        }]);
+        let text = m.encode(
+            vec![QueueDepth {
+                tenant: "acme".into(),
+                task: "send-email".into(),
+                priority: 5,
+                ready: 2,
+            }],
+            &[WorkerLoad {
+                tenant: "acme".into(),
+                workers: 2,
+                slots: 12,
+                busy: 3,
+            }],
+        );
         for line in [
             "# HELP owlclaw_queue_depth Runs ready to start.",
             "# TYPE owlclaw_queue_depth gauge",
@@ -323,6 +410,12 @@ mod tests {
             "owlclaw_runs_suspended_total 0",
             "owlclaw_lease_expiries_total 0",
             "owlclaw_cron_ticks_total 0",
+            "# TYPE owlclaw_workers gauge",
+            r#"owlclaw_workers{tenant="acme"} 2"#,
+            "# TYPE owlclaw_worker_slots gauge",
+            r#"owlclaw_worker_slots{tenant="acme"} 12"#,
+            "# TYPE owlclaw_worker_slots_busy gauge",
+            r#"owlclaw_worker_slots_busy{tenant="acme"} 3"#,
         ] {
             assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
         }
@@ -352,7 +445,7 @@ mod tests {
         };
         // One claimed here, one claimed through another engine.
         m.reported("acme", &[done(run), done(RunId::new())]);
-        let text = m.encode(Vec::new());
+        let text = m.encode(Vec::new(), &[]);
         for line in [
             "# TYPE owlclaw_attempt_outcomes_total counter",
             "# TYPE owlclaw_run_duration_seconds histogram",
