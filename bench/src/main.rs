@@ -387,6 +387,16 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
             if let Some(cost) = &h.drain.cost {
                 say(format!("history {}", cost.per_run().line(lite)));
             }
+            let pages: Vec<String> = h
+                .pages
+                .iter()
+                .map(|(page, ms)| format!("{page} {ms:.1} ms"))
+                .collect();
+            say(format!(
+                "history: dashboard reads with {} runs in the store (median of 5): {}",
+                n + args.tasks,
+                pages.join("; ")
+            ));
             Some(h)
         }
     };

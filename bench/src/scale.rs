@@ -43,6 +43,78 @@ pub(crate) struct History {
     pub(crate) enqueue_bulk: Rate,
     /// Their drain.
     pub(crate) drain: Drain,
+    /// The dashboard's reads with the history in the store, through the client (HTTP in server
+    /// mode): the median of a few calls of each, in milliseconds.
+    #[serde(default)]
+    pub(crate) pages: Vec<(String, f64)>,
+}
+
+/// Times each read the dashboard's pages make, `REPEATS` times, and keeps the median (ms).
+async fn page_times(client: &owlclaw::Client) -> Result<Vec<(String, f64)>> {
+    use owlclaw::{ListFilter, RunStatus};
+    const REPEATS: usize = 5;
+    let newest = ListFilter {
+        limit: Some(50),
+        ..ListFilter::default()
+    };
+    let page = client.list(newest.clone()).await?;
+    let second = ListFilter {
+        cursor: page.next_cursor.clone(),
+        ..newest.clone()
+    };
+    let by = |status: RunStatus| ListFilter {
+        status: Some(status),
+        limit: Some(50),
+        ..ListFilter::default()
+    };
+    let task = page.runs.first().map(|r| r.task.clone());
+    let mut out = Vec::new();
+    macro_rules! time {
+        ($name:expr, $call:expr) => {{
+            let mut ms = Vec::with_capacity(REPEATS);
+            for _ in 0..REPEATS {
+                let t = Instant::now();
+                $call;
+                ms.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            ms.sort_by(f64::total_cmp);
+            out.push(($name.to_string(), ms[REPEATS / 2]));
+        }};
+    }
+    time!("runs page (newest 50)", client.list(newest.clone()).await?);
+    time!("runs page 2 (cursor)", client.list(second.clone()).await?);
+    time!(
+        "runs by status succeeded",
+        client.list(by(RunStatus::Succeeded)).await?
+    );
+    time!(
+        "runs by status failed (none)",
+        client.list(by(RunStatus::Failed)).await?
+    );
+    time!(
+        "runs by task and status",
+        client
+            .list(ListFilter {
+                task: task.clone(),
+                ..by(RunStatus::Succeeded)
+            })
+            .await?
+    );
+    if let Some(r) = page.runs.first() {
+        time!("run detail", client.status(r.id).await?);
+        time!("run events", client.events(r.id).await?);
+    }
+    time!(
+        "count, no filter",
+        client.count(ListFilter::default()).await?
+    );
+    time!("count queued", client.count(by(RunStatus::Queued)).await?);
+    time!(
+        "count succeeded",
+        client.count(by(RunStatus::Succeeded)).await?
+    );
+    time!("workers", client.workers().await?);
+    Ok(out)
 }
 
 /// `--limited K`.
@@ -131,11 +203,13 @@ pub(crate) async fn history(
     for worker in workers {
         worker.shutdown().await.context("stopping the worker")?;
     }
+    let pages = page_times(&target.client).await.context("history pages")?;
     target.close().await?;
     Ok(History {
         finished,
         fill,
         enqueue_bulk,
         drain,
+        pages,
     })
 }
