@@ -647,7 +647,7 @@ fn crons_and_workers_of_an_empty_database_are_empty() {
     let crons = db.run(&["crons"]).ok().stdout;
     assert_eq!(
         crons.split_whitespace().collect::<Vec<_>>(),
-        ["ID", "TASK", "EXPR", "TIMEZONE", "NEXT", "TICK", "LAST", "TICK"]
+        ["ID", "TASK", "EXPR", "TIMEZONE", "PAUSED", "NEXT", "TICK", "LAST", "TICK"]
     );
     let workers = db.run(&["workers"]).ok().stdout;
     assert_eq!(workers.lines().count(), 1);
