@@ -127,8 +127,9 @@
   /** A <time> element: the local time, and how long ago (kept current by a ticker). */
   function timeEl(iso, opts = {}) {
     if (!iso) return h("span", { class: "muted" }, opts.empty || "—");
-    const rel = h("span", { class: "muted nowrap", "data-rel": iso }, ` (${relative(iso)})`);
-    return h("time", { datetime: iso, title: iso }, h("span", { class: "nowrap" }, fmtTime(iso)), opts.noRel ? null : rel);
+    // The space between them outside both: "(3 min ago)" may go under the time in a narrow cell.
+    const rel = h("span", { class: "muted nowrap", "data-rel": iso }, `(${relative(iso)})`);
+    return h("time", { datetime: iso, title: iso }, h("span", { class: "nowrap" }, fmtTime(iso)), opts.noRel ? null : [" ", rel]);
   }
 
   /** The wall-clock time of `iso` in the IANA time zone `tz` (a cron's own), or "" if unknown. */
@@ -147,7 +148,7 @@
 
   function tickRelativeTimes() {
     for (const el of document.querySelectorAll("[data-rel]")) {
-      el.textContent = ` (${relative(el.getAttribute("data-rel"))})`;
+      el.textContent = `(${relative(el.getAttribute("data-rel"))})`;
     }
   }
 
@@ -488,15 +489,18 @@
   // Confirmation dialog
 
   /** Asks before an action; runs `action` on yes and keeps the dialog open with the error if the
-   * API refuses. Escape or "No" closes it without acting. */
-  function confirmAction({ title, text, yes, doing, action, opener }) {
+   * API refuses. Escape or "No" closes it without acting. `detail` (elements) goes under the
+   * text; `yesClass` styles the yes button ("danger" unless told). */
+  function confirmAction({ title, text, detail = null, yes, yesClass = "danger", doing, action, opener }) {
     const dlg = $("confirm");
     const yesBtn = $("confirm-yes");
     const noBtn = $("confirm-no");
     const errors = $("confirm-error");
     $("confirm-title").textContent = title;
     $("confirm-text").textContent = text;
+    $("confirm-detail").replaceChildren(...(detail ? [detail].flat() : []));
     yesBtn.textContent = yes;
+    yesBtn.className = yesClass;
     yesBtn.disabled = false;
     errors.replaceChildren();
     stopTimer(); // no redraw under the dialog
@@ -521,9 +525,13 @@
       yesBtn.onclick = null;
       noBtn.onclick = null;
       // Redraw at once (the action changed the run), then put focus back on the button that
-      // opened the dialog, or on the heading when the redraw removed it.
+      // opened the dialog (or the one drawn in its place, by data-key), or on the heading when
+      // the redraw removed it.
       const refocus = () => {
+        const key = opener && opener.getAttribute("data-key");
+        const again = opener && !opener.isConnected && key ? $("main").querySelector(`[data-key="${CSS.escape(key)}"]`) : null;
         if (opener && opener.isConnected) opener.focus();
+        else if (again) again.focus();
         else $("page-title")?.focus();
       };
       if (state.current) refresh(state.current.gen).then(refocus);
@@ -1046,6 +1054,84 @@
     return h("div", {}, h("div", { class: "wf-scroll" }, graph), path);
   }
 
+  /** "step 1 "render-pdf"" */
+  function stepLabel(s) {
+    return `step ${s.position} "${s.name}"`;
+  }
+
+  /** The children a run's spawn steps recorded (their outputs name them), in step order. */
+  function spawnedBy(steps) {
+    return steps.filter((s) => s.name.startsWith("spawn:") && s.output && typeof s.output.run_id === "string")
+      .map((s) => s.output.run_id);
+  }
+
+  /** A step row's replay action: on the first step of each name (the API replays from the first
+   * step of the name it is given); a later step of the same name points to that one. */
+  function replayCell(run, step, route) {
+    const first = run.steps.find((s) => s.name === step.name);
+    if (first !== step) {
+      return h("span", { class: "muted" }, `Same name as step ${first.position}: a replay of this name starts there.`);
+    }
+    return h("button", {
+      type: "button", class: "replay-step", id: `replay-step-${step.position}`, "data-key": `replay-step-${step.position}`,
+      "aria-describedby": `step-name-${step.position}`,
+      onclick: (ev) => replayDialog(run, step, route, ev.currentTarget),
+    }, "Replay from this step…");
+  }
+
+  /** Asks before replaying `run` from `step`, saying which steps run again, which are kept and
+   * which children are started afresh; the page then says how the new attempt goes. */
+  function replayDialog(run, step, route, opener) {
+    const kept = run.steps.filter((s) => s.position < step.position);
+    const again = run.steps.filter((s) => s.position >= step.position);
+    const keptKids = spawnedBy(kept);
+    const freshKids = spawnedBy(again);
+    const next = run.attempt + 1;
+    const names = (list) => list.map((s) => `${s.position} ${s.name}`).join(", ");
+    const later = again.length - 1;
+    const detail = h("ul", { id: "replay-detail", class: "replay-detail" },
+      h("li", { "data-part": "again" }, h("strong", {}, "Runs again: "),
+        `${stepLabel(step)}${later ? ` and the ${plural(later, "step")} after it (${names(again.slice(1))})` : ""}, ` +
+        `and any step the task reaches after ${later ? "them" : "it"}, as attempt ${next}.`),
+      h("li", { "data-part": "kept" }, h("strong", {}, "Kept: "),
+        kept.length
+          ? `the ${plural(kept.length, "step")} before it (${names(kept)}) keep${kept.length === 1 ? "s" : ""} ${kept.length === 1 ? "its output" : "their outputs"} and ${kept.length === 1 ? "is" : "are"} not run again` +
+            (keptKids.length ? `; the ${plural(keptKids.length, "child run")} spawned before it ${keptKids.length === 1 ? "is" : "are"} kept (${keptKids.join(", ")}).` : "; any child spawned before it is kept.")
+          : "no step: this is the first one, so every step runs again.",
+        " The history of the earlier attempts (errors, events) is kept."),
+      h("li", { "data-part": "fresh" }, h("strong", {}, "Started afresh: "),
+        freshKids.length
+          ? `the ${plural(freshKids.length, "child run")} spawned from ${stepLabel(step)} on (${freshKids.join(", ")}) ${freshKids.length === 1 ? "is" : "are"} not reused: ` +
+            "the task starts new ones; the old runs are left as they are."
+          : `any child spawned from ${stepLabel(step)} on is started afresh, not found again.`));
+    confirmAction({
+      title: "Replay this run from this step?",
+      text: `Run ${run.id} (${run.task}) is ${run.status}. Replaying it from ${stepLabel(step)} queues it again as a new attempt, ` +
+        "with its retries granted anew:",
+      detail,
+      yes: `Yes, replay from ${stepLabel(step)}`,
+      yesClass: "primary",
+      doing: "Replaying the run",
+      opener,
+      action: async () => {
+        const after = await api(`/v1/runs/${encodeURIComponent(run.id)}/replay`, { method: "POST", body: { from_step: step.name } });
+        route.cache.replayed = { position: step.position, name: step.name, attempt: after.attempt + 1, kept: kept.length };
+        announce(`Run ${run.id} replayed from ${stepLabel(step)}: it is now ${after.status}, for attempt ${after.attempt + 1}.`);
+      },
+    });
+  }
+
+  /** What became of the replay made from this page: the new attempt and how it goes. */
+  function replayNotice(run, r) {
+    const started = run.attempt >= r.attempt;
+    return h("div", { class: "notice", id: "run-replayed", "data-attempt": r.attempt },
+      h("strong", {}, "Replayed "), `from ${stepLabel(r)} as attempt ${r.attempt} of ${run.max_attempts}: `,
+      started
+        ? h("span", {}, `attempt ${run.attempt} is `, badge(run.status))
+        : h("span", {}, "it is ", badge(run.status), CANCELLABLE.includes(run.status) ? `, waiting for attempt ${r.attempt} to start` : ""),
+      `. ${r.kept ? `The ${plural(r.kept, "step")} before it kept ${r.kept === 1 ? "its output" : "their outputs"}.` : "Every step runs again."}`);
+  }
+
   const RUN = {
     title: () => "Run",
     setup(route) {
@@ -1062,13 +1148,17 @@
         workflowTasks(route),
       ]);
       const plan = wf && !wf.error ? await workflowPlan(route, wf.workflow) : null;
-      return { run, events, children: { runs: kids.runs, count: kidCount.count }, wf, plan };
+      const replayed = route.cache.replayed || null;
+      return { run, events, children: { runs: kids.runs, count: kidCount.count }, wf, plan, replayed };
     },
-    view({ run, events, children, wf, plan }) {
+    view({ run, events, children, wf, plan, replayed }, route) {
+      const waitsForNext = (run.status === "queued" || run.status === "scheduled") && run.attempt > 0 && run.attempt < run.max_attempts;
       const facts = [
         ["Status", badge(run.status)],
         ["Task", h("span", {}, h("span", { class: "mono" }, run.task), wf ? h("span", { class: "muted" }, " (a workflow)") : null)],
-        ["Attempt", `${run.attempt} of ${run.max_attempts}`],
+        ["Attempt", h("span", { id: "run-attempt" }, `${run.attempt} of ${run.max_attempts}`,
+          waitsForNext ? h("span", { class: "muted" }, `; attempt ${run.attempt + 1} is next`) : null)],
+        run.replays > 0 ? ["Replays", h("span", { id: "run-replays" }, `${fmtNumber(run.replays)} (replayed from a step)`)] : null,
         ["Priority", String(run.priority)],
         ["Owner", run.owner || h("span", { class: "muted" }, "—")],
         ["Worker", run.worker || h("span", { class: "muted" }, wf ? "— (the engine runs a workflow's tasks)" : "—")],
@@ -1082,7 +1172,7 @@
         ["Timeout", fmtDuration(run.timeout_ms) + " per attempt"],
         ["Parent", run.parent_id ? runLink(run.parent_id) : h("span", { class: "muted" }, "none")],
         ["Idempotency key", run.idempotency_key ? h("span", { class: "mono" }, run.idempotency_key) : h("span", { class: "muted" }, "none")],
-      ];
+      ].filter(Boolean);
       const actions = [];
       if (CANCELLABLE.includes(run.status)) {
         actions.push(h("button", {
@@ -1117,6 +1207,7 @@
         }, "Retry run…"));
       }
       const allChildren = `#/runs${qs({ parent_id: run.id })}`;
+      const replayable = RETRYABLE.includes(run.status) && run.steps && run.steps.length > 0;
       return h("div", { id: "run-detail", "data-status": run.status },
         h("section", { class: "panel", "aria-labelledby": "sum-h" },
           h("h2", { id: "sum-h", class: "hidden" }, "Summary"),
@@ -1124,6 +1215,7 @@
           actions.length
             ? h("div", { class: "actions" }, actions)
             : h("p", { class: "muted" }, `No action applies to a ${run.status} run.`)),
+        replayed ? replayNotice(run, replayed) : null,
         run.waiting ? h("div", { class: "notice", id: "run-waiting" }, h("strong", {}, "Waiting: "), run.waiting) : null,
         run.error ? h("section", { "aria-labelledby": "err-h" }, h("h2", { id: "err-h" }, "Error"), h("pre", { id: "run-error" }, run.error)) : null,
         wf
@@ -1144,20 +1236,23 @@
         h("section", { "aria-labelledby": "steps-h" }, h("h2", { id: "steps-h" }, "Durable steps"),
           run.steps && run.steps.length
             ? h("div", { class: "table-wrap" }, h("table", { id: "steps-table" },
+              replayable ? h("caption", {}, `This run is ${run.status}: it can be replayed from one of its steps (that step and the later ones run again; the earlier ones keep their outputs)`) : null,
               h("thead", {}, h("tr", {},
                 h("th", { scope: "col", class: "num" }, "#"), h("th", { scope: "col" }, "Step"), h("th", { scope: "col" }, "Status"),
                 h("th", { scope: "col", class: "num" }, "Attempt"), h("th", { scope: "col" }, "Started"), h("th", { scope: "col", class: "num" }, "Took"),
-                h("th", { scope: "col" }, "Output or error"))),
-              h("tbody", {}, run.steps.map((s) => h("tr", {},
+                h("th", { scope: "col" }, "Output or error"),
+                replayable ? h("th", { scope: "col" }, "Replay") : null)),
+              h("tbody", {}, run.steps.map((s) => h("tr", { "data-step": s.position, "data-name": s.name },
                 h("td", { class: "num" }, s.position),
-                h("td", { class: "mono" }, s.name),
+                h("td", { class: "mono", id: `step-name-${s.position}` }, s.name),
                 h("td", {}, badge(s.status)),
                 h("td", { class: "num" }, s.attempt),
                 h("td", {}, timeEl(s.started_at, { noRel: true })),
                 h("td", { class: "num" }, s.finished_at ? fmtDuration(new Date(s.finished_at) - new Date(s.started_at)) : ""),
                 h("td", {}, s.error
                   ? h("pre", {}, s.error)
-                  : h("details", { "data-key": `step-${s.position}` }, h("summary", {}, "output"), json(s.output))))))))
+                  : h("details", { "data-key": `step-${s.position}` }, h("summary", {}, "output"), json(s.output))),
+                replayable ? h("td", {}, replayCell(run, s, route)) : null)))))
             : h("p", { class: "muted" }, "This run has no durable steps.")),
         h("section", { "aria-labelledby": "kids-h" }, h("h2", { id: "kids-h" }, `Children (${fmtNumber(children.count)})`),
           children.count
@@ -1216,29 +1311,113 @@
 
   // Crons ----------------------------------------------------------------------------------------
 
+  /** "cron task:nightly-cleanup (nightly-cleanup, 0 3 * * * in Europe/Paris)" */
+  function cronLabel(c) {
+    return `cron ${c.id} (${c.task}, ${c.expr} in ${c.timezone})`;
+  }
+
+  function cronPath(c, action) {
+    // Ids may hold ':' and '/': one path segment, percent-encoded.
+    return `/v1/crons/${encodeURIComponent(c.id)}/${action}`;
+  }
+
+  /** Pause or Resume (whichever applies) and Trigger now, each after a confirmation. */
+  function cronActions(c, i, route) {
+    const paused = Boolean(c.paused_at);
+    const toggle = paused
+      ? h("button", {
+        type: "button", class: "cron-resume", "data-action": "resume", "data-key": `toggle-${c.id}`, "aria-describedby": `cron-id-${i}`,
+        onclick: (ev) => confirmAction({
+          title: "Resume this cron schedule?",
+          text: `The ${cronLabel(c)} has been paused since ${fmtTime(c.paused_at)}. Resumed, it fires again from its next tick; ` +
+            "the ticks missed while it was paused are not fired.",
+          yes: "Yes, resume it",
+          yesClass: "primary",
+          doing: "Resuming the cron schedule",
+          opener: ev.currentTarget,
+          action: async () => {
+            const after = await api(cronPath(c, "resume"), { method: "POST" });
+            announce(`Cron ${c.id} resumed${after.next_tick ? `: its next tick is ${fmtTime(after.next_tick)}` : ""}.`);
+          },
+        }),
+      }, "Resume…")
+      : h("button", {
+        type: "button", class: "cron-pause", "data-action": "pause", "data-key": `toggle-${c.id}`, "aria-describedby": `cron-id-${i}`,
+        onclick: (ev) => confirmAction({
+          title: "Pause this cron schedule?",
+          text: `Paused, the ${cronLabel(c)} fires nothing until it is resumed${c.next_tick ? ` (its next tick is ${fmtTime(c.next_tick)})` : ""}, ` +
+            "and the ticks due meanwhile are not fired later. Runs it already started go on; Trigger now still starts one.",
+          yes: "Yes, pause it",
+          doing: "Pausing the cron schedule",
+          opener: ev.currentTarget,
+          action: async () => {
+            await api(cronPath(c, "pause"), { method: "POST" });
+            announce(`Cron ${c.id} paused.`);
+          },
+        }),
+      }, "Pause…");
+    const trigger = h("button", {
+      type: "button", class: "cron-trigger", "data-action": "trigger", "data-key": `trigger-${c.id}`, "aria-describedby": `cron-id-${i}`,
+      onclick: (ev) => confirmAction({
+        title: "Trigger this cron schedule now?",
+        text: `This starts one run of ${c.task} now, with the schedule's input ` +
+          `${c.input === null || c.input === undefined ? "(none)" : JSON.stringify(c.input)} and the metadata ` +
+          `${JSON.stringify({ cron: c.id, trigger: "manual" })}. The schedule itself is unchanged` +
+          `${paused ? ": it stays paused." : ": it still fires at its next tick."}`,
+        yes: "Yes, start a run now",
+        yesClass: "primary",
+        doing: "Triggering the cron schedule",
+        opener: ev.currentTarget,
+        action: async () => {
+          const run = await api(cronPath(c, "trigger"), { method: "POST" });
+          route.cache.triggered[c.id] = { id: run.id, at: run.created_at };
+          announce(`Cron ${c.id} started run ${run.id}.`);
+        },
+      }),
+    }, "Trigger now…");
+    const started = route.cache.triggered[c.id];
+    return h("div", {},
+      h("div", { class: "row-actions" }, toggle, trigger),
+      started
+        ? h("p", { class: "triggered", "data-run": started.id }, "Started run ", runLink(started.id), " ", timeEl(started.at))
+        : null);
+  }
+
   const CRONS = {
     title: () => "Crons",
-    load: () => api("/v1/crons"),
-    view(crons) {
+    async load(route) {
+      route.cache ||= { triggered: {} };
+      const crons = await api("/v1/crons");
+      // The runs started from this page are part of what is drawn.
+      return { crons, triggered: { ...route.cache.triggered } };
+    },
+    view({ crons }, route) {
       if (!crons.length) {
         return h("p", { class: "panel", id: "crons-empty" }, "No cron schedule. Tasks declared with #[task(cron = ...)] and schedules made with POST /v1/crons appear here.");
       }
+      const paused = crons.filter((c) => c.paused_at).length;
       return h("div", { class: "table-wrap" }, h("table", { id: "crons-table" },
-        h("caption", {}, `${crons.length} cron schedule${crons.length === 1 ? "" : "s"}; times in this browser's time zone, the next tick also in the schedule's own`),
+        h("caption", {}, `${crons.length} cron schedule${crons.length === 1 ? "" : "s"}${paused ? `, ${fmtNumber(paused)} paused` : ""}; ` +
+          "each expression in its time zone; times in this browser's time zone, the next tick also in the schedule's own"),
         h("thead", {}, h("tr", {},
-          h("th", { scope: "col" }, "Task"), h("th", { scope: "col" }, "Expression"), h("th", { scope: "col" }, "Time zone"),
-          h("th", { scope: "col" }, "Next tick"), h("th", { scope: "col" }, "Last tick"), h("th", { scope: "col" }, "Input"),
-          h("th", { scope: "col" }, "Id"), h("th", { scope: "col" }, "Created"))),
-        h("tbody", {}, crons.map((c) => h("tr", { "data-cron": c.id },
-          h("td", {}, h("a", { href: `#/runs${qs({ task: c.task })}` }, c.task)),
-          h("td", { class: "nowrap" }, h("code", {}, c.expr)),
-          h("td", {}, c.timezone),
-          h("td", {}, timeEl(c.next_tick, { empty: "none" }),
-            c.next_tick && fmtTimeIn(c.next_tick, c.timezone) ? h("div", { class: "muted nowrap" }, fmtTimeIn(c.next_tick, c.timezone)) : null),
+          h("th", { scope: "col" }, "Task"), h("th", { scope: "col" }, "Schedule"),
+          h("th", { scope: "col" }, "Next tick"), h("th", { scope: "col" }, "Last tick"), h("th", { scope: "col" }, "Paused"),
+          h("th", { scope: "col" }, "Input"), h("th", { scope: "col" }, "Created"), h("th", { scope: "col" }, "Actions"))),
+        h("tbody", {}, crons.map((c, i) => h("tr", { "data-cron": c.id, "data-paused": c.paused_at ? "true" : "false" },
+          h("td", {}, h("a", { href: `#/runs${qs({ task: c.task })}` }, c.task),
+            h("div", { class: "muted mono cron-id", id: `cron-id-${i}`, title: "The schedule's id" }, c.id)),
+          h("td", {}, h("code", { class: "nowrap" }, c.expr), h("div", {}, c.timezone)),
+          h("td", {}, c.paused_at && !c.next_tick
+            ? h("span", { class: "muted" }, "none while paused")
+            : [timeEl(c.next_tick, { empty: "none" }),
+              c.next_tick && fmtTimeIn(c.next_tick, c.timezone) ? h("div", { class: "muted" }, fmtTimeIn(c.next_tick, c.timezone)) : null]),
           h("td", {}, timeEl(c.last_tick, { empty: "never" })),
-          h("td", {}, c.input === null || c.input === undefined ? h("span", { class: "muted" }, "none") : h("code", {}, JSON.stringify(c.input))),
-          h("td", { class: "mono" }, c.id),
-          h("td", {}, timeEl(c.created_at, { noRel: true })))))));
+          h("td", { class: "cron-paused" }, c.paused_at
+            ? [h("span", { class: "badge st-paused" }, "paused"), h("div", {}, "since ", timeEl(c.paused_at))]
+            : h("span", { class: "muted" }, "no")),
+          h("td", {}, c.input === null || c.input === undefined ? h("span", { class: "muted" }, "none") : h("code", { class: "cron-input" }, JSON.stringify(c.input))),
+          h("td", {}, timeEl(c.created_at, { noRel: true })),
+          h("td", {}, cronActions(c, i, route)))))));
     },
   };
 

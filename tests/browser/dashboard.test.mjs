@@ -183,6 +183,38 @@ async function seed(server) {
   return { wid, failed, parent, child, toCancel, toRefuse, forKeyboard, gpu, later, stopHeartbeat: () => clearInterval(heartbeat) };
 }
 
+/** Registers a worker of its own for one test: it claims one run at a time on demand, keeps
+ * itself listed (heartbeats naming the runs it holds) and is deleted by `close`. */
+async function ownWorker(server, name, tasks) {
+  const worker = await call(server, "POST", "/v1/workers", { name, slots: 2, tasks });
+  const wid = encodeURIComponent(worker.worker_id);
+  const holding = new Set();
+  const exchange = (req) => call(server, "POST", `/v1/workers/${wid}/exchange`, { held: [...holding], want: 0, wait_ms: 0, ...req });
+  const heartbeat = setInterval(() => { exchange({ heartbeat: true }).catch(() => {}); }, 2000);
+  return {
+    /** Claims `runId` (the only run of its tasks waiting), answering its assignment. */
+    async claim(runId) {
+      const a = await eventually(`a claim of run ${runId}`, async () => {
+        const out = await exchange({ want: 1, wait_ms: 1000, heartbeat: true });
+        for (const x of out.assignments) holding.add(x.run_id);
+        return out.assignments.find((x) => x.run_id === runId);
+      });
+      return a;
+    },
+    /** Checkpoints one durable step of a claimed run. */
+    step: (a, position, name, status, extra = {}) => call(server, "POST", `/v1/workers/${wid}/steps`,
+      { run_id: a.run_id, attempt: a.attempt, position, name, status, ...extra }),
+    async complete(a, outcome, extra) {
+      holding.delete(a.run_id);
+      return exchange({ completions: [{ run_id: a.run_id, attempt: a.attempt, outcome, ...extra }] });
+    },
+    async close() {
+      clearInterval(heartbeat);
+      await call(server, "DELETE", `/v1/workers/${wid}`).catch(() => {});
+    },
+  };
+}
+
 // -------------------------------------------------------------------------------------------------
 // The browser
 
@@ -950,6 +982,190 @@ describe("the dashboard of a server with API tokens", { timeout: 20 * TEST_TIMEO
     } finally {
       clearInterval(heartbeat);
       await call(server, "DELETE", `/v1/workers/${wid}`).catch(() => {});
+    }
+  });
+
+  test("replays a failed run from its second step after a confirmation that says what runs again and what is kept", { timeout: TEST_TIMEOUT }, async () => {
+    const worker = await ownWorker(server, "reporter-1", [taskDef("report/pdf")]);
+    try {
+      // A run whose first step succeeded and whose second failed, and so the run.
+      const run = await call(server, "POST", "/v1/runs", { task: "report/pdf", input: { month: "2026-10" }, owner: "bob" });
+      const a = await worker.claim(run.id);
+      await worker.step(a, 0, "fetch-rows", "succeeded", { output: { rows: 314 } });
+      await worker.step(a, 1, "render-pdf", "failed", { error: "font not found: Inter-Bold" });
+      await worker.complete(a, "failed", { error: "render-pdf: font not found: Inter-Bold", retryable: false });
+      // Another failed run with a step, which someone retries while its dialog is open.
+      const other = await call(server, "POST", "/v1/runs", { task: "report/pdf", input: { month: "2026-09" }, owner: "bob" });
+      const b = await worker.claim(other.id);
+      await worker.step(b, 0, "fetch-rows", "failed", { error: "database timeout" });
+      await worker.complete(b, "failed", { error: "fetch-rows: database timeout", retryable: false });
+      const before = await call(server, "GET", `/v1/runs/${run.id}`);
+      assert.equal(before.status, "failed");
+      assert.equal(before.replays ?? 0, 0);
+      assert.deepEqual(before.steps.map((s) => [s.position, s.name, s.status]), [[0, "fetch-rows", "succeeded"], [1, "render-pdf", "failed"]]);
+
+      const { page, context, problems } = await newPage(server);
+      const seen = [];
+      page.on("request", (r) => { if (r.method() === "POST") seen.push([new URL(r.url()).pathname, r.postData()]); });
+      await openRun(page, server, run.id);
+      assert.equal(await page.locator("#run-detail").getAttribute("data-status"), "failed");
+      // One action per step; none on a run that is not failed or cancelled (checked below).
+      assert.equal(await page.locator("#steps-table button.replay-step").count(), 2);
+      assert.equal(await page.locator("#run-replays").count(), 0, "no replays yet, no line");
+
+      // The dialog says what runs again and what is kept; Escape changes nothing.
+      await page.click("#replay-step-1");
+      const dialog = page.locator("dialog#confirm");
+      await dialog.waitFor({ state: "visible" });
+      assert.equal(await focusedId(page), "confirm-no");
+      const text = await dialog.innerText();
+      assert.match(text, /Replay this run from this step\?/);
+      assert.match(text, /Runs again: step 1 "render-pdf"[^\n]*as attempt 2/);
+      assert.match(text, /Kept: the 1 step before it \(0 fetch-rows\) keeps its output and is not run again/);
+      assert.match(text, /Started afresh: any child spawned from step 1 "render-pdf" on is started afresh/);
+      assert.equal(await page.locator("#confirm-yes").innerText(), 'Yes, replay from step 1 "render-pdf"');
+      await shot(page, "replay-dialog");
+      await page.keyboard.press("Escape");
+      await dialog.waitFor({ state: "hidden" });
+      await page.waitForFunction(() => document.activeElement?.id === "replay-step-1");
+      assert.equal((await call(server, "GET", `/v1/runs/${run.id}`)).status, "failed", "Escape replayed nothing");
+      assert.equal(seen.length, 0);
+
+      // Yes: the run is queued again for a new attempt, its history and first step kept.
+      await page.click("#replay-step-1");
+      await dialog.waitFor({ state: "visible" });
+      await page.click("#confirm-yes");
+      await dialog.waitFor({ state: "hidden" });
+      await page.waitForFunction(() => document.querySelector("#run-detail")?.dataset.status === "queued");
+      assert.deepEqual(seen, [[`/v1/runs/${run.id}/replay`, JSON.stringify({ from_step: "render-pdf" })]]);
+      const after = await call(server, "GET", `/v1/runs/${run.id}`);
+      assert.equal(after.status, "queued");
+      assert.equal(after.replays, 1);
+      assert.equal(after.attempt, 1);
+      assert.ok(after.max_attempts >= 2, `another attempt is granted (${after.max_attempts})`);
+      assert.deepEqual(after.errors.map((e) => [e.attempt, e.error]), [[1, "render-pdf: font not found: Inter-Bold"]], "the attempt history is kept");
+      assert.deepEqual(after.steps.map((s) => [s.position, s.name, s.status]), [[0, "fetch-rows", "succeeded"]]);
+      assert.deepEqual(after.steps[0].output, { rows: 314 });
+      const events = await call(server, "GET", `/v1/runs/${run.id}/events`);
+      assert.match(events.at(-1).reason, /replay from step 1 "render-pdf"/);
+      // The first attempt's events are all still there (its steps are events of their own).
+      assert.deepEqual(events.slice(0, 2).map((e) => [e.to, e.attempt]), [["queued", 0], ["running", 1]]);
+      assert.deepEqual(events.slice(-2).map((e) => [e.from, e.to, e.attempt]), [["running", "failed", 1], ["failed", "queued", 1]]);
+
+      // The page: the new attempt, the replays count, the first step's row, the event.
+      const notice = page.locator("#run-replayed");
+      await notice.waitFor();
+      assert.match(await notice.innerText(), /^Replayed from step 1 "render-pdf" as attempt 2 of \d+: it is queued, waiting for attempt 2 to start\. The 1 step before it kept its output\.$/);
+      assert.match(await page.locator("#run-attempt").innerText(), /^1 of \d+; attempt 2 is next$/);
+      assert.equal(await page.locator("#run-replays").innerText(), "1 (replayed from a step)");
+      await page.waitForFunction(() => [...document.querySelectorAll("#steps-table tbody tr")].map((r) => r.dataset.name).join() === "fetch-rows");
+      assert.match(await page.locator("#steps-table tbody tr").innerText(), /fetch-rows[\s\S]*succeeded/);
+      assert.equal(await page.locator("#steps-table button.replay-step").count(), 0, "a queued run is not replayed");
+      assert.match((await page.locator("#run-events li").allInnerTexts()).at(-1), /failed[\s\S]*queued[\s\S]*replay from step 1 "render-pdf"/);
+      await page.waitForFunction(() => /replayed from step 1 "render-pdf": it is now queued, for attempt 2/.test(document.querySelector("#announce").textContent));
+      assert.equal(await focusedId(page), "page-title", "its button is gone: the focus is on the heading");
+      await shot(page, "run-replayed");
+
+      // The API refuses a replay of a run that changed meanwhile: its error is in the dialog.
+      await openRun(page, server, other.id);
+      await page.click("#replay-step-0");
+      await dialog.waitFor({ state: "visible" });
+      assert.match(await dialog.innerText(), /Kept: no step: this is the first one/);
+      await call(server, "POST", `/v1/runs/${other.id}/retry`);
+      await page.click("#confirm-yes");
+      const error = page.locator("#confirm-error .error");
+      await error.waitFor();
+      assert.match(await error.innerText(), /Replaying the run failed[\s\S]*409 invalid_transition/);
+      await page.keyboard.press("Escape");
+      await dialog.waitFor({ state: "hidden" });
+      await page.waitForFunction(() => document.querySelector("#run-detail")?.dataset.status === "queued");
+      assert.equal((await call(server, "GET", `/v1/runs/${other.id}`)).replays ?? 0, 0);
+      assert.deepEqual(problems, []);
+      await context.close();
+    } finally {
+      await worker.close();
+    }
+  });
+
+  test("pauses, resumes and triggers a cron schedule, each after a confirmation, and links to the run it started", { timeout: TEST_TIMEOUT }, async () => {
+    // A cron declared by a task whose name has a '/': its id holds ':' and '/'.
+    const worker = await ownWorker(server, "billing-1", [taskDef("billing/report", { cron: "0 6 1 * *", timezone: "Europe/Berlin" })]);
+    const id = "task:billing/report";
+    const cronOf = async () => (await call(server, "GET", "/v1/crons")).find((c) => c.id === id);
+    try {
+      const cron = await eventually(`cron ${id}`, cronOf);
+      assert.equal(cron.paused_at, undefined);
+      assert.ok(cron.next_tick);
+
+      const { page, context, problems } = await newPage(server);
+      const posts = [];
+      page.on("request", (r) => { if (r.method() === "POST") posts.push(new URL(r.url()).pathname); });
+      await page.goto(`${server.url}/#/crons`);
+      const row = page.locator(`tr[data-cron="${id}"]`);
+      await row.waitFor();
+      assert.equal(await row.getAttribute("data-paused"), "false");
+      assert.equal(await row.locator("td.cron-paused").innerText(), "no");
+      assert.equal(await row.locator("button[data-action=resume]").count(), 0);
+      const dialog = page.locator("dialog#confirm");
+
+      // Pause: after the confirmation the API has it paused, and so does the page.
+      await row.locator("button[data-action=pause]").click();
+      await dialog.waitFor({ state: "visible" });
+      assert.match(await dialog.innerText(), /Pause this cron schedule\?[\s\S]*task:billing\/report[\s\S]*fires nothing until it is resumed/);
+      assert.equal(await focusedId(page), "confirm-no");
+      await page.click("#confirm-yes");
+      await dialog.waitFor({ state: "hidden" });
+      const paused = await eventually("the cron paused", async () => { const c = await cronOf(); return c.paused_at ? c : null; });
+      assert.ok(paused.paused_at);
+      assert.equal(paused.next_tick ?? null, null, "no next tick while paused");
+      await page.waitForFunction((cid) => document.querySelector(`tr[data-cron="${CSS.escape(cid)}"]`)?.dataset.paused === "true", id);
+      const pausedCell = row.locator("td.cron-paused");
+      assert.match(await pausedCell.innerText(), /^paused\s+since \d{4}-\d\d-\d\d \d\d:\d\d:\d\d/);
+      assert.equal(await pausedCell.locator("time").getAttribute("datetime"), paused.paused_at);
+      assert.match(await row.innerText(), /none while paused/);
+      assert.equal(posts.at(-1), "/v1/crons/task%3Abilling%2Freport/pause", "the id is one percent-encoded path segment");
+      // The focus is on the button drawn in place of Pause.
+      await page.waitForFunction(() => document.activeElement?.dataset.action === "resume");
+      assert.match(await page.locator("#crons-table caption").innerText(), /1 paused/);
+      // With its actions, the table still fits a laptop's screen: no sideways scrolling.
+      assert.ok(await page.$eval("#crons-table", (t) => t.parentElement.scrollWidth <= t.parentElement.clientWidth), "the crons table fits");
+      await shot(page, "crons-paused");
+
+      // Resume.
+      await row.locator("button[data-action=resume]").click();
+      await dialog.waitFor({ state: "visible" });
+      assert.match(await dialog.innerText(), /Resume this cron schedule\?[\s\S]*the ticks missed while it was paused are not fired/);
+      await page.click("#confirm-yes");
+      await dialog.waitFor({ state: "hidden" });
+      const resumed = await eventually("the cron resumed", async () => { const c = await cronOf(); return !c.paused_at && c; });
+      assert.ok(resumed.next_tick);
+      await page.waitForFunction((cid) => document.querySelector(`tr[data-cron="${CSS.escape(cid)}"]`)?.dataset.paused === "false", id);
+      assert.equal(await row.locator("td.cron-paused").innerText(), "no");
+      assert.equal(posts.at(-1), "/v1/crons/task%3Abilling%2Freport/resume");
+
+      // Trigger now: a run with the manual metadata, and a link to it.
+      await row.locator("button[data-action=trigger]").click();
+      await dialog.waitFor({ state: "visible" });
+      assert.match(await dialog.innerText(), /Trigger this cron schedule now\?[\s\S]*one run of billing\/report now[\s\S]*"trigger":"manual"/);
+      await page.click("#confirm-yes");
+      await dialog.waitFor({ state: "hidden" });
+      const started = await eventually("the triggered run", async () =>
+        (await call(server, "GET", `/v1/runs?task=${encodeURIComponent("billing/report")}`)).runs.find((r) => r.metadata?.trigger === "manual"));
+      assert.deepEqual(started.metadata, { cron: id, trigger: "manual" });
+      assert.equal(posts.at(-1), "/v1/crons/task%3Abilling%2Freport/trigger");
+      const link = row.locator(`p.triggered a[href="#/runs/${started.id}"]`);
+      await link.waitFor();
+      assert.match(await row.locator("p.triggered").innerText(), new RegExp(`^Started run ${started.id} `));
+      await page.waitForFunction((rid) => document.querySelector("#announce").textContent.includes(`started run ${rid}`), started.id);
+      assert.equal((await cronOf()).paused_at, undefined, "triggering leaves the schedule as it was");
+      await shot(page, "crons-triggered");
+      await link.click();
+      await page.waitForFunction((rid) => document.querySelector("#run-id")?.textContent === rid && document.querySelector("#run-detail"), started.id);
+      assert.match(await page.locator("#meta-h + pre").innerText(), /"trigger": "manual"/);
+      assert.deepEqual(problems, []);
+      await context.close();
+    } finally {
+      await worker.close();
     }
   });
 });
