@@ -86,6 +86,27 @@ async fn bulk_cancel_and_retry_act_on_every_run_a_filter_matches(env: TestEnv) {
         10,
         "another task's runs are untouched"
     );
+    // The overview: what waits, by task and priority, and what ended in the last hour.
+    let overview = client.overview().await.unwrap();
+    assert_eq!(overview.schema_version, 1);
+    assert_eq!(
+        overview
+            .queued
+            .iter()
+            .map(|q| (q.task.as_str(), q.priority, q.count))
+            .collect::<Vec<_>>(),
+        vec![("bulk.b", 5, 10)]
+    );
+    assert_eq!(overview.minutes.len(), 60);
+    assert!(overview
+        .minutes
+        .windows(2)
+        .all(|w| w[0].minute < w[1].minute));
+    assert_eq!(
+        overview.minutes.iter().map(|m| m.cancelled).sum::<u64>(),
+        10_000
+    );
+    assert_eq!(overview.minutes.iter().map(|m| m.succeeded).sum::<u64>(), 0);
     let sample = client
         .list(ListFilter {
             limit: Some(1),
@@ -119,6 +140,16 @@ async fn bulk_cancel_and_retry_act_on_every_run_a_filter_matches(env: TestEnv) {
         .unwrap();
     assert_eq!(retried, 10_000);
     assert_eq!(client.count(queued_a).await.unwrap(), 10_000);
+    let overview = client.overview().await.unwrap();
+    assert_eq!(
+        overview.queued.first().map(|q| (q.task.as_str(), q.count)),
+        Some(("bulk.a", 10_000))
+    );
+    assert_eq!(
+        overview.minutes.iter().map(|m| m.cancelled).sum::<u64>(),
+        0,
+        "retried runs are no longer finished"
+    );
 }
 
 both_backends!(bulk_cancel_and_retry_act_on_every_run_a_filter_matches);

@@ -30,6 +30,7 @@ async fn pausing_resuming_and_triggering_a_schedule(env: TestEnv) {
     let paused = client.pause_cron(ID).await.unwrap();
     assert!(paused.paused_at.is_some());
     assert_eq!(paused.next_tick, None, "a paused schedule has no next tick");
+    assert!(paused.next_ticks.is_empty());
     let listed = client.crons().await.unwrap();
     assert!(listed.iter().any(|c| c.id == ID && c.paused_at.is_some()));
     // A tick being fired as the pause lands may still create its run: let it settle.
@@ -61,6 +62,9 @@ async fn pausing_resuming_and_triggering_a_schedule(env: TestEnv) {
     let resumed = client.resume_cron(ID).await.unwrap();
     assert_eq!(resumed.paused_at, None);
     assert!(resumed.next_tick.is_some());
+    assert_eq!(resumed.next_ticks.len(), 3, "the next three ticks");
+    assert!(resumed.next_ticks.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(resumed.next_tick, resumed.next_ticks.first().copied());
     eventually(
         "a tick after the resume",
         Duration::from_secs(60),
@@ -76,6 +80,20 @@ async fn pausing_resuming_and_triggering_a_schedule(env: TestEnv) {
         .unwrap()
         .runs;
     assert!(!runs.is_empty());
+    // The schedule's last run: the run of its last fired tick.
+    let listed = eventually("the last run listed", Duration::from_secs(60), || async {
+        let c = client
+            .crons()
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|c| c.id == ID)?;
+        c.last_run.clone().map(|r| (c, r))
+    })
+    .await;
+    let last = client.status(listed.1.id).await.unwrap();
+    assert_eq!(last.task, "sched.every_second");
+    assert!(last.created_at > resumed_at);
     for r in runs {
         let created = client.events(r.id).await.unwrap()[0].reason.clone();
         let tick = created

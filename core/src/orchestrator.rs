@@ -31,6 +31,8 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug + 'static {
         from_step: &str,
         user: Option<&str>,
     ) -> Result<RunSnapshot>;
+    /// The tenant's overview: queue depth by task and priority, runs finished per minute.
+    async fn overview(&self) -> Result<Overview>;
     /// How many runs `filter` matches.
     async fn count_runs(&self, filter: ListFilter) -> Result<RunCount>;
     /// Cancels (`retry: false`) or retries one page of the runs `filter` matches.

@@ -729,6 +729,64 @@ pub struct CronSchedule {
     /// Since when it is paused: it fires nothing until resumed. Absent when active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paused_at: Option<DateTime<Utc>>,
+    /// Its next three ticks (none while paused); filled in when listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_ticks: Vec<DateTime<Utc>>,
+    /// The run of its last fired tick, when it still exists; filled in when listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<CronRun>,
+}
+
+/// A cron schedule's last run: the run of its last fired tick.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CronRun {
+    /// The run.
+    pub id: RunId,
+    /// Its status.
+    pub status: RunStatus,
+}
+
+/// The operator's overview of a tenant: what waits, by task and priority, and what finished in
+/// each of the last 60 minutes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Overview {
+    /// The document's version: 1.
+    pub schema_version: u32,
+    /// When it was computed.
+    pub at: DateTime<Utc>,
+    /// Runs ready to start, by task and priority.
+    pub queued: Vec<QueuedCount>,
+    /// Runs that finished in each of the last 60 minutes, oldest first (the last one is the
+    /// minute under way).
+    pub minutes: Vec<MinuteCount>,
+}
+
+/// Ready runs of one task and priority.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedCount {
+    /// The task.
+    pub task: String,
+    /// The priority.
+    pub priority: u8,
+    /// How many.
+    pub count: u64,
+}
+
+/// Runs that finished in one minute, by how.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MinuteCount {
+    /// The minute's start.
+    pub minute: DateTime<Utc>,
+    /// Runs that succeeded.
+    pub succeeded: u64,
+    /// Runs that failed.
+    pub failed: u64,
+    /// Runs that were cancelled.
+    pub cancelled: u64,
 }
 
 /// A request to create a cron schedule.

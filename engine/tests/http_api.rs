@@ -273,6 +273,7 @@ const DESIGNED_ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/runs/{id}/retry"),
     ("post", "/v1/runs/{id}/replay"),
     ("get", "/v1/runs/count"),
+    ("get", "/v1/overview"),
     ("post", "/v1/runs/cancel"),
     ("post", "/v1/runs/retry"),
     ("get", "/v1/runs/{id}/tasks"),

@@ -1499,6 +1499,8 @@ async fn cron_ticks_fire_once(h: &Harness) {
             next_tick: None,
             created_at: t,
             paused_at: None,
+            next_ticks: Vec::new(),
+            last_run: None,
         },
     };
     s.upsert_cron(&rec).await.unwrap();
@@ -1823,6 +1825,8 @@ async fn wake_ups(h: &Harness) {
             next_tick: None,
             created_at: t,
             paused_at: None,
+            next_ticks: Vec::new(),
+            last_run: None,
         },
     };
     drain(&mut rx);

@@ -187,6 +187,12 @@ impl Client {
         self.inner.orch.replay_run(id, from_step, self.user()).await
     }
 
+    /// The tenant's overview: queue depth by task and priority, runs finished in each of the
+    /// last 60 minutes.
+    pub async fn overview(&self) -> Result<Overview> {
+        self.inner.orch.overview().await
+    }
+
     /// How many runs `filter` matches (acting as a user, among that user's).
     pub async fn count(&self, mut filter: ListFilter) -> Result<u64> {
         filter.act_as(self.user())?;

@@ -312,6 +312,10 @@ impl Orchestrator for HttpOrchestrator {
             .await
     }
 
+    async fn overview(&self) -> Result<owlclaw_core::wire::Overview> {
+        self.send(|| self.get("/v1/overview", None)).await
+    }
+
     async fn count_runs(&self, filter: ListFilter) -> Result<owlclaw_core::wire::RunCount> {
         let q = list_query(&filter);
         self.send(|| self.get("/v1/runs/count", None).query(&q))

@@ -16,21 +16,47 @@ impl Engine {
             return s;
         }
         if let Ok(expr) = CronExpr::parse_in(&s.expr, Some(&s.timezone)) {
-            s.next_tick = expr.next_after(s.last_tick.unwrap_or(s.created_at).max(Utc::now()));
+            let mut at = s.last_tick.unwrap_or(s.created_at).max(Utc::now());
+            while s.next_ticks.len() < 3 {
+                let Some(next) = expr.next_after(at) else {
+                    break;
+                };
+                s.next_ticks.push(next);
+                at = next;
+            }
+            s.next_tick = s.next_ticks.first().copied();
         }
         s
     }
 
-    /// Cron schedules of a tenant, with their next tick.
-    pub async fn list_crons(&self, tenant: &str) -> Result<Vec<CronSchedule>> {
+    /// The run of a schedule's last fired tick (its id derives from the tick's key), if it
+    /// still exists.
+    async fn last_run(&self, tenant: &str, s: &CronSchedule) -> Result<Option<CronRun>> {
+        let Some(tick) = s.last_tick else {
+            return Ok(None);
+        };
+        let key = CronRecord::tick_key(&s.id, tick);
+        let id = owlclaw_core::RunId::for_idempotency_key(tenant, &s.task, &key);
         Ok(self
             .inner
             .store
-            .list_crons(tenant)
+            .get_run(tenant, id)
             .await?
-            .into_iter()
-            .map(Self::with_next_tick)
-            .collect())
+            .map(|r| CronRun {
+                id,
+                status: r.status,
+            }))
+    }
+
+    /// Cron schedules of a tenant, with their next tick.
+    pub async fn list_crons(&self, tenant: &str) -> Result<Vec<CronSchedule>> {
+        let mut out = Vec::new();
+        for s in self.inner.store.list_crons(tenant).await? {
+            let mut s = Self::with_next_tick(s);
+            s.last_run = self.last_run(tenant, &s).await?;
+            out.push(s);
+        }
+        Ok(out)
     }
 
     /// Creates a cron schedule.
@@ -64,6 +90,8 @@ impl Engine {
                 next_tick: None,
                 created_at: Utc::now(),
                 paused_at: None,
+                next_ticks: Vec::new(),
+                last_run: None,
             },
         };
         self.inner.store.upsert_cron(&rec).await?;

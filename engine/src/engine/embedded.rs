@@ -55,6 +55,9 @@ impl Orchestrator for Embedded {
             .replay_run(&self.tenant, id, from_step, user)
             .await
     }
+    async fn overview(&self) -> Result<Overview> {
+        self.engine.overview(&self.tenant).await
+    }
     async fn count_runs(&self, filter: ListFilter) -> Result<RunCount> {
         self.engine.count_runs(&self.tenant, filter).await
     }

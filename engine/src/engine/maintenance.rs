@@ -119,7 +119,7 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
             }
             // Due. After downtime, only the latest missed tick fires (no burst of catch-up runs).
             let tick = expr.last_at_or_before(now).unwrap_or(next).max(next);
-            let key = format!("cron:{}:{}", rec.schedule.id, tick.timestamp_micros());
+            let key = CronRecord::tick_key(&rec.schedule.id, tick);
             let def = store
                 .get_task(&rec.tenant, &rec.schedule.task)
                 .await

@@ -6,6 +6,7 @@ mod embedded;
 mod events;
 mod maintenance;
 mod metrics;
+mod overview;
 mod ratelimits;
 mod runs;
 mod tokens;
@@ -94,6 +95,8 @@ struct Inner {
     shutdown: CancellationToken,
     maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
     metrics: metrics::Metrics,
+    /// Runs finished per settled minute, per tenant (the overview's history).
+    minutes: overview::MinuteCache,
 }
 
 impl Engine {
@@ -121,6 +124,7 @@ impl Engine {
             shutdown: CancellationToken::new(),
             maintenance: Mutex::new(None),
             metrics: metrics::Metrics::default(),
+            minutes: Default::default(),
         });
         let handle = tokio::spawn(maintenance::maintenance_loop(inner.clone()));
         *inner.maintenance.lock().unwrap() = Some(handle);

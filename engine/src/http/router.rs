@@ -48,6 +48,7 @@ pub(super) fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
         .routes(routes!(health::metrics))
+        .routes(routes!(runs::overview))
 }
 
 /// The body limits and read timeout applied before any handler runs.

@@ -362,3 +362,16 @@ pub(super) async fn replay_run(
             .await?,
     ))
 }
+
+/// The tenant's overview: runs ready to start by task and priority, and runs finished in each of
+/// the last 60 minutes.
+#[utoipa::path(get, path = "/v1/overview", tag = "runs",
+    responses((status = 200, body = owlclaw_core::wire::Overview), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn overview(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<owlclaw_core::wire::Overview>> {
+    caller.tenant_wide("read the overview")?;
+    Ok(Json(s.engine.overview(&caller.tenant).await?))
+}

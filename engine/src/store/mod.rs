@@ -216,6 +216,14 @@ pub struct CronRecord {
     pub schedule: CronSchedule,
 }
 
+impl CronRecord {
+    /// The idempotency key of the run of schedule `id`'s tick `tick`: what makes a tick fire
+    /// once, and how its run is found again.
+    pub fn tick_key(id: &str, tick: DateTime<Utc>) -> String {
+        format!("cron:{id}:{}", tick.timestamp_micros())
+    }
+}
+
 /// Runs ready to start, of one task and priority in one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct QueueDepth {
@@ -457,6 +465,14 @@ pub trait Runs: Send + Sync {
     ) -> Result<RunSnapshot>;
     /// How many runs `filter` matches.
     async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64>;
+    /// Runs of the tenant that finished in `[since, until)`, counted per minute (the minute's
+    /// number since the epoch) and final status.
+    async fn ended_per_minute(
+        &self,
+        tenant: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(i64, String, u64)>>;
     /// Deletes runs with their events and steps; returns how many were deleted.
     async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize>;
     /// Deletes up to `limit` runs that finished before `before`, with their events and steps.
@@ -638,6 +654,12 @@ fn not_built(url: &str, feature: &str) -> owlclaw_core::Error {
         ),
     )
 }
+
+/// Runs finished per minute and status (see [`Runs::ended_per_minute`]): `$1` the tenant, `$2`
+/// and `$3` the bounds in µs (in this order: SQLite numbers `$N` by first appearance). The index
+/// on `finished_at` bounds the scan to the window.
+const ENDED_PER_MINUTE: &str = "SELECT finished_at / 60000000 AS m, status, count(*) FROM runs \
+     WHERE tenant = $1 AND finished_at >= $2 AND finished_at < $3 GROUP BY m, status";
 
 /// The query of one page of `filter`: `SELECT * FROM runs` for the tenant, newest first, with one
 /// row more than the page so the caller knows whether another page follows. Returns the query

@@ -243,6 +243,8 @@ impl From<CronRow> for CronRecord {
                 next_tick: None,
                 created_at: from_micros(r.created_at),
                 paused_at: r.paused_at.map(from_micros),
+                next_ticks: Vec::new(),
+                last_run: None,
             },
         }
     }

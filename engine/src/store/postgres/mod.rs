@@ -31,6 +31,7 @@ use super::state::{ExpiredRow, Locked, Moves, Planned, StateRow, STATE_COLS};
 use super::{
     count_query, from_micros, list_query, micros, page_of, CronRecord, Crons, Inserted,
     Maintenance, NewRun, Queue, Runs, Steps, Store, Tokens, Wake, WorkerRecord, Workers,
+    ENDED_PER_MINUTE,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

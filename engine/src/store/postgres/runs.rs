@@ -562,6 +562,25 @@ impl Runs for PostgresStore {
         self.retry(|| self.count_tx(tenant, filter)).await
     }
 
+    async fn ended_per_minute(
+        &self,
+        tenant: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(i64, String, u64)>> {
+        let rows: Vec<(i64, String, i64)> = self
+            .retry(|| async move {
+                Ok(sqlx::query_as(ENDED_PER_MINUTE)
+                    .bind(tenant)
+                    .bind(micros(since))
+                    .bind(micros(until))
+                    .fetch_all(&self.pool)
+                    .await?)
+            })
+            .await?;
+        Ok(rows.into_iter().map(|(m, s, n)| (m, s, n as u64)).collect())
+    }
+
     async fn delete_runs(&self, tenant: &str, ids: &[RunId]) -> Result<usize> {
         self.retry(|| self.delete_tx(tenant, ids)).await
     }

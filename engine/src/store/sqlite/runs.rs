@@ -291,6 +291,25 @@ impl Runs for SqliteStore {
         .await
     }
 
+    async fn ended_per_minute(
+        &self,
+        tenant: &str,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<Vec<(i64, String, u64)>> {
+        let tenant = tenant.to_string();
+        self.read(move |c| {
+            let rows: Vec<(i64, String, i64)> = all(
+                c,
+                ENDED_PER_MINUTE,
+                params![tenant, micros(since), micros(until)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            Ok(rows.into_iter().map(|(m, s, n)| (m, s, n as u64)).collect())
+        })
+        .await
+    }
+
     async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64> {
         let q = count_query(tenant, filter)?;
         self.read(move |c| {
