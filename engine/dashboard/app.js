@@ -47,6 +47,22 @@
     return el;
   }
 
+  /** The SVG namespace: a name, nothing is loaded from it. */
+  const SVG_NS = "http://www.w3.org/2000/svg";
+
+  /** Creates an SVG element: svg("rect", {x: 0, class: "bar"}, child, ...). Attributes are set
+   * with setAttribute (which the page's policy allows; a style attribute it would not), strings
+   * become text. */
+  function svg(tag, attrs, ...children) {
+    const el = document.createElementNS(SVG_NS, tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (v === null || v === undefined || v === false) continue;
+      el.setAttribute(k, String(v));
+    }
+    append(el, children);
+    return el;
+  }
+
   function append(el, children) {
     for (const c of children.flat(Infinity)) {
       if (c === null || c === undefined || c === false) continue;
@@ -981,12 +997,11 @@
   /** Draws the edges of a task graph (parent → task) once its boxes are laid out, and again
    * whenever its size changes. Decoration only: each box also names its parents as text. */
   function drawEdges(graph) {
-    const svg = graph.querySelector("svg.wf-edges");
-    if (!svg) return;
+    const layer = graph.querySelector("svg.wf-edges");
+    if (!layer) return;
     const origin = graph.getBoundingClientRect();
-    svg.setAttribute("width", String(graph.scrollWidth));
-    svg.setAttribute("height", String(graph.scrollHeight));
-    const ns = "http://www.w3.org/2000/svg";
+    layer.setAttribute("width", String(graph.scrollWidth));
+    layer.setAttribute("height", String(graph.scrollHeight));
     const paths = [];
     const boxes = new Map([...graph.querySelectorAll(".wf-task")].map((el) => [el.dataset.task, el]));
     for (const el of boxes.values()) {
@@ -1001,13 +1016,13 @@
         const x2 = to.left - origin.left;
         const y2 = to.top + to.height / 2 - origin.top;
         const dx = Math.max(16, (x2 - x1) / 2);
-        const path = document.createElementNS(ns, "path");
-        path.setAttribute("d", `M ${x1} ${y1} C ${x1 + dx} ${y1}, ${x2 - dx} ${y2}, ${x2} ${y2}`);
-        path.setAttribute("class", `edge from-${boxes.get(p).dataset.status}`);
-        paths.push(path);
+        paths.push(svg("path", {
+          d: `M ${x1} ${y1} C ${x1 + dx} ${y1}, ${x2 - dx} ${y2}, ${x2} ${y2}`,
+          class: `edge from-${boxes.get(p).dataset.status}`,
+        }));
       }
     }
-    svg.replaceChildren(...paths);
+    layer.replaceChildren(...paths);
   }
 
   function workflowGraph(wf, plan) {
@@ -1023,11 +1038,8 @@
         h("h3", { class: "muted" }, "On failure"),
         h("ul", {}, taskBox({ ...wf.on_failure, parents: [] }, { plan, critical, onFailure: true }))));
     }
-    const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
-    svg.setAttribute("class", "wf-edges");
-    svg.setAttribute("aria-hidden", "true");
-    svg.setAttribute("focusable", "false");
-    const graph = h("div", { class: "wf-graph", id: "wf-graph" }, svg,
+    const edges = svg("svg", { class: "wf-edges", "aria-hidden": "true", focusable: "false" });
+    const graph = h("div", { class: "wf-graph", id: "wf-graph" }, edges,
       h("ol", { class: "wf-stages", "aria-label": `Tasks of ${wf.workflow}, by stage: the tasks of a stage can run in parallel` }, columns));
     if (typeof ResizeObserver === "function") {
       const ro = new ResizeObserver(() => {
@@ -1383,6 +1395,27 @@
         : null);
   }
 
+  /** A schedule's next ticks (three, as listed), each in this browser's time zone and in the
+   * schedule's own; "none while paused". */
+  function nextTicks(c) {
+    const ticks = c.next_ticks && c.next_ticks.length ? c.next_ticks : c.next_tick ? [c.next_tick] : [];
+    if (!ticks.length) return h("span", { class: "muted" }, c.paused_at ? "none while paused" : "none");
+    return h("ol", { class: "ticks", "aria-label": `Next ${ticks.length === 1 ? "tick" : `${ticks.length} ticks`}` },
+      ticks.map((t, i) => h("li", { "data-tick": t }, timeEl(t, { noRel: i > 0 }),
+        fmtTimeIn(t, c.timezone) ? h("div", { class: "muted zone-time" }, fmtTimeIn(t, c.timezone)) : null)));
+  }
+
+  /** A schedule's last tick and the run it fired, with that run's status. */
+  function lastTick(c) {
+    const run = c.last_run;
+    return [timeEl(c.last_tick, { empty: "never" }),
+      run
+        ? h("div", { class: "last-run", "data-run": run.id, "data-status": run.status },
+          badge(run.status), " ",
+          h("a", { href: `#/runs/${encodeURIComponent(run.id)}`, class: "mono run-id", "data-key": `last-run-${c.id}`, "aria-label": `Last run, ${run.status}: ${run.id}` }, run.id))
+        : c.last_tick ? h("div", { class: "muted" }, "its run is no longer kept") : null];
+  }
+
   const CRONS = {
     title: () => "Crons",
     async load(route) {
@@ -1398,20 +1431,17 @@
       const paused = crons.filter((c) => c.paused_at).length;
       return h("div", { class: "table-wrap" }, h("table", { id: "crons-table" },
         h("caption", {}, `${crons.length} cron schedule${crons.length === 1 ? "" : "s"}${paused ? `, ${fmtNumber(paused)} paused` : ""}; ` +
-          "each expression in its time zone; times in this browser's time zone, the next tick also in the schedule's own"),
+          "each expression in its time zone; times in this browser's time zone, the next ticks also in the schedule's own"),
         h("thead", {}, h("tr", {},
           h("th", { scope: "col" }, "Task"), h("th", { scope: "col" }, "Schedule"),
-          h("th", { scope: "col" }, "Next tick"), h("th", { scope: "col" }, "Last tick"), h("th", { scope: "col" }, "Paused"),
+          h("th", { scope: "col" }, "Next ticks"), h("th", { scope: "col" }, "Last tick and its run"), h("th", { scope: "col" }, "Paused"),
           h("th", { scope: "col" }, "Input"), h("th", { scope: "col" }, "Created"), h("th", { scope: "col" }, "Actions"))),
         h("tbody", {}, crons.map((c, i) => h("tr", { "data-cron": c.id, "data-paused": c.paused_at ? "true" : "false" },
           h("td", {}, h("a", { href: `#/runs${qs({ task: c.task })}` }, c.task),
             h("div", { class: "muted mono cron-id", id: `cron-id-${i}`, title: "The schedule's id" }, c.id)),
           h("td", {}, h("code", { class: "nowrap" }, c.expr), h("div", {}, c.timezone)),
-          h("td", {}, c.paused_at && !c.next_tick
-            ? h("span", { class: "muted" }, "none while paused")
-            : [timeEl(c.next_tick, { empty: "none" }),
-              c.next_tick && fmtTimeIn(c.next_tick, c.timezone) ? h("div", { class: "muted" }, fmtTimeIn(c.next_tick, c.timezone)) : null]),
-          h("td", {}, timeEl(c.last_tick, { empty: "never" })),
+          h("td", { class: "cron-next" }, nextTicks(c)),
+          h("td", { class: "cron-last" }, lastTick(c)),
           h("td", { class: "cron-paused" }, c.paused_at
             ? [h("span", { class: "badge st-paused" }, "paused"), h("div", {}, "since ", timeEl(c.paused_at))]
             : h("span", { class: "muted" }, "no")),
@@ -1509,12 +1539,155 @@
     return h("section", { "aria-labelledby": `${id}-h`, id }, h("h2", { id: `${id}-h` }, title), content);
   }
 
+  /** The outcomes of the chart, bottom to top of each stacked bar. */
+  const OUTCOMES = [["succeeded", "Succeeded"], ["failed", "Failed"], ["cancelled", "Cancelled"]];
+
+  function hhmm(iso) {
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? String(iso) : `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  }
+
+  /** The top of a count axis and its step: whole numbers, 1, 2 or 5 times a power of ten, at
+   * most five steps. */
+  function countScale(max) {
+    if (max <= 0) return { top: 1, step: 1 };
+    for (let p = 1; ; p *= 10) {
+      for (const m of [1, 2, 5]) {
+        const step = m * p;
+        if (Math.ceil(max / step) <= 5) return { top: Math.ceil(max / step) * step, step };
+      }
+    }
+  }
+
+  /** Totals of `minutes` by outcome, and the busiest minute. */
+  function minuteTotals(minutes) {
+    const totals = { succeeded: 0, failed: 0, cancelled: 0, all: 0 };
+    let busiest = null;
+    for (const m of minutes) {
+      const n = m.succeeded + m.failed + m.cancelled;
+      for (const [k] of OUTCOMES) totals[k] += m[k];
+      totals.all += n;
+      if (n > 0 && (!busiest || n >= busiest.n)) busiest = { minute: m.minute, n };
+    }
+    return { totals, busiest };
+  }
+
+  /** Runs finished per minute over the last hour as a stacked bar chart (SVG), with its legend,
+   * a summary in words (which names the chart for screen readers) and the numbers as a table. */
+  function minutesChart(minutes) {
+    const { totals, busiest } = minuteTotals(minutes);
+    const zone = localZone();
+    const W = 960;
+    const H = 270;
+    const left = 58;
+    const right = 14;
+    const top = 12;
+    const bottom = 50;
+    const plotW = W - left - right;
+    const plotH = H - top - bottom;
+    const slot = plotW / Math.max(minutes.length, 1);
+    const barW = Math.max(2, slot * 0.72);
+    const max = Math.max(0, ...minutes.map((m) => m.succeeded + m.failed + m.cancelled));
+    const { top: yTop, step } = countScale(max);
+    const y = (n) => top + plotH - (n / yTop) * plotH;
+    const r = (n) => Math.round(n * 10) / 10;
+
+    const grid = [];
+    for (let v = 0; v <= yTop; v += step) {
+      grid.push(svg("line", { class: v === 0 ? "axis" : "grid", x1: left, x2: W - right, y1: r(y(v)), y2: r(y(v)) }),
+        svg("text", { class: "tick", x: left - 8, y: r(y(v)), "text-anchor": "end", "dominant-baseline": "middle" }, fmtNumber(v)));
+    }
+    const xTicks = [];
+    const bars = minutes.map((m, i) => {
+      const x = left + i * slot;
+      const d = new Date(m.minute);
+      const last = i === minutes.length - 1;
+      // A mark every ten minutes, and one at the minute under way (none too close to it).
+      if ((d.getMinutes() % 10 === 0 && i < minutes.length - 7) || last) {
+        const cx = r(x + slot / 2);
+        xTicks.push(svg("line", { class: "axis", x1: cx, x2: cx, y1: top + plotH, y2: top + plotH + 5 }),
+          svg("text", { class: "tick", x: cx, y: top + plotH + 18, "text-anchor": last ? "end" : "middle" }, last ? `${hhmm(m.minute)} now` : hhmm(m.minute)));
+      }
+      let base = 0;
+      const n = m.succeeded + m.failed + m.cancelled;
+      const rects = [];
+      for (const [k] of OUTCOMES) {
+        if (!m[k]) continue;
+        const y1 = y(base + m[k]);
+        rects.push(svg("rect", { class: `bar bar-${k}`, x: r(x + (slot - barW) / 2), y: r(y1), width: r(barW), height: r(y(base) - y1) }));
+        base += m[k];
+      }
+      return svg("g", { class: last ? "minute current" : "minute", "data-minute": m.minute, "data-total": n },
+        svg("title", {}, `${hhmm(m.minute)}${last ? " (under way)" : ""}: ${n ? OUTCOMES.map(([k]) => `${fmtNumber(m[k])} ${k}`).join(", ") : "no run finished"}`),
+        rects);
+    });
+    const chart = svg("svg", {
+      class: "chart", id: "minutes-chart", viewBox: `0 0 ${W} ${H}`, role: "img",
+      "aria-labelledby": "chart-summary", preserveAspectRatio: "xMinYMin meet",
+    },
+    svg("defs", {}, svg("pattern", { id: "hatch-failed", width: 6, height: 6, patternUnits: "userSpaceOnUse", patternTransform: "rotate(45)" },
+      svg("rect", { class: "hatch-bg", width: 6, height: 6 }), svg("line", { class: "hatch", x1: 0, y1: 0, x2: 0, y2: 6 }))),
+    grid, xTicks, bars,
+    svg("text", { class: "axis-title", x: -(top + plotH / 2), y: 16, transform: "rotate(-90)", "text-anchor": "middle" }, "Runs finished"),
+    svg("text", { class: "axis-title", x: left + plotW / 2, y: H - 8, "text-anchor": "middle" },
+      `Minute they finished (${/^(Etc\/)?(UTC|GMT)$/.test(zone) ? "UTC" : `${zone} time`})`));
+
+    const legend = h("ul", { class: "legend", id: "chart-legend", "aria-label": "Legend" },
+      OUTCOMES.map(([k, label]) => h("li", { "data-outcome": k },
+        h("span", { class: `swatch sw-${k}`, "aria-hidden": "true" }), `${label}: `, h("strong", {}, fmtNumber(totals[k])))),
+      h("li", { class: "muted" }, h("span", { class: "swatch sw-current", "aria-hidden": "true" }), "The last bar is the minute under way"));
+    const summary = h("p", {
+      id: "chart-summary", class: "chart-summary",
+      "data-succeeded": totals.succeeded, "data-failed": totals.failed, "data-cancelled": totals.cancelled, "data-total": totals.all,
+    },
+    totals.all
+      ? `${plural(totals.all, "run")} finished in the last hour: ${fmtNumber(totals.succeeded)} succeeded, ` +
+        `${fmtNumber(totals.failed)} failed, ${fmtNumber(totals.cancelled)} cancelled. ` +
+        `The busiest minute was ${hhmm(busiest.minute)}, with ${plural(busiest.n, "run")}.`
+      : "No run finished in the last hour.");
+    const busy = minutes.filter((m) => m.succeeded + m.failed + m.cancelled > 0);
+    const table = busy.length
+      ? h("details", { class: "chart-table", "data-key": "chart-table" },
+        h("summary", { "data-key": "chart-table-summary" }, "The numbers as a table"),
+        h("div", { class: "table-wrap" }, h("table", { id: "minutes-table" },
+          h("caption", {}, `The ${plural(busy.length, "minute")} of the last hour in which runs finished, oldest first (the other minutes had none); ` +
+            `times in ${/^(Etc\/)?(UTC|GMT)$/.test(zone) ? "UTC" : `${zone} time`}`),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Minute"),
+            OUTCOMES.map(([, label]) => h("th", { scope: "col", class: "num" }, label)), h("th", { scope: "col", class: "num" }, "Total"))),
+          h("tbody", {}, busy.map((m) => h("tr", { "data-minute": m.minute },
+            h("th", { scope: "row" }, h("time", { datetime: m.minute }, hhmm(m.minute)),
+              m === minutes[minutes.length - 1] ? h("span", { class: "muted" }, " (under way)") : null),
+            OUTCOMES.map(([k]) => h("td", { class: "num" }, fmtNumber(m[k]))),
+            h("td", { class: "num" }, fmtNumber(m.succeeded + m.failed + m.cancelled))))),
+          h("tfoot", {}, h("tr", { id: "minutes-total" }, h("th", { scope: "row" }, "Last hour"),
+            OUTCOMES.map(([k]) => h("td", { class: "num", "data-outcome": k }, fmtNumber(totals[k]))),
+            h("td", { class: "num", "data-outcome": "total" }, fmtNumber(totals.all)))))))
+      : null;
+    return h("div", { class: "panel chart-panel" }, summary, legend, h("div", { class: "chart-wrap" }, chart), table);
+  }
+
+  /** The tenant's runs ready to start, by task and priority (GET /v1/overview), the most first. */
+  function queueTable(queued) {
+    const rows = [...queued].sort((a, b) => b.count - a.count || a.task.localeCompare(b.task) || b.priority - a.priority);
+    const total = rows.reduce((a, q) => a + q.count, 0);
+    return section("ov-queue", `Queue depth: ${fmtNumber(total)} run${total === 1 ? "" : "s"} ready to start`,
+      rows.length
+        ? h("div", { class: "table-wrap" }, h("table", { id: "queue-table", "data-total": total },
+          h("caption", {}, "This tenant's runs waiting for a worker, by task and priority, the most first"),
+          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Task"),
+            h("th", { scope: "col", class: "num" }, "Priority"), h("th", { scope: "col", class: "num" }, "Ready"))),
+          h("tbody", {}, rows.map((q) => h("tr", { "data-task": q.task, "data-priority": q.priority, "data-count": q.count },
+            h("td", {}, h("a", { href: `#/runs${qs({ task: q.task, status: "queued" })}` }, q.task)),
+            h("td", { class: "num" }, String(q.priority)), h("td", { class: "num" }, fmtNumber(q.count)))))))
+        : h("p", { class: "muted", id: "queue-empty" }, "No run is waiting for a worker."));
+  }
+
   const OVERVIEW = {
     title: () => "Overview",
     interval: OVERVIEW_REFRESH_MS,
     async load() {
       const counts = inOrder(STATUSES.map((s) => api(`/v1/runs/count${qs({ status: s })}`).then((c) => [s, c.count])));
-      const [c, m, w] = await Promise.allSettled([counts, request("/metrics", { text: true }), api("/v1/workers")]);
+      const [c, o, m, w] = await Promise.allSettled([counts, api("/v1/overview"), request("/metrics", { text: true }), api("/v1/workers")]);
       if (c.status === "rejected" && c.reason.status === 401) throw c.reason;
       let metrics;
       if (m.status === "fulfilled") {
@@ -1530,11 +1703,12 @@
       }
       return {
         counts: c.status === "fulfilled" ? c.value : { error: c.reason },
+        overview: o.status === "fulfilled" ? o.value : { error: o.reason },
         metrics,
         workers: w.status === "fulfilled" ? w.value : { error: w.reason },
       };
     },
-    view({ counts, metrics, workers }) {
+    view({ counts, overview, metrics, workers }) {
       const parts = [];
       // Runs by status.
       parts.push(section("ov-status", "Runs by status",
@@ -1544,6 +1718,14 @@
             h("div", { class: "cards" }, counts.map(([s, n]) => h("a", { class: "card", href: `#/runs${qs({ status: s })}`, "data-status": s, "data-key": `count-${s}` },
               badge(s), h("span", { class: "count", "data-count": s }, fmtNumber(n))))),
             h("p", { class: "muted", id: "ov-total" }, `${plural(counts.reduce((a, [, n]) => a + n, 0), "run")} in all (exact counts, from /v1/runs/count).`))));
+      // Runs finished per minute, and what waits: this tenant's own.
+      if (overview.error) {
+        parts.push(section("ov-chart", "Runs finished per minute, last hour", errorBox(overview.error, "Reading /v1/overview")));
+        parts.push(section("ov-queue", "Queue depth", errorBox(overview.error, "Reading /v1/overview")));
+      } else {
+        parts.push(section("ov-chart", "Runs finished per minute, last hour", minutesChart(overview.minutes)));
+        parts.push(queueTable(overview.queued));
+      }
       // Workers.
       parts.push(section("ov-workers", "Workers",
         workers.error
@@ -1559,20 +1741,6 @@
         return h("div", {}, parts);
       }
       const { samples, values, out: perSec, span } = metrics;
-      // Queue depth.
-      const depth = samples.filter((s) => s.name === "owlclaw_queue_depth" && s.value > 0)
-        .sort((a, b) => a.labels.task.localeCompare(b.labels.task) || Number(b.labels.priority) - Number(a.labels.priority));
-      const total = depth.reduce((a, s) => a + s.value, 0);
-      parts.push(section("ov-queue", `Queue depth: ${fmtNumber(total)} run${total === 1 ? "" : "s"} ready to start`,
-        depth.length
-          ? h("div", { class: "table-wrap" }, h("table", { id: "queue-table" },
-            h("caption", {}, "By task and priority, from the owlclaw_queue_depth gauge of /metrics (every tenant of this engine)"),
-            h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Tenant"), h("th", { scope: "col" }, "Task"),
-              h("th", { scope: "col", class: "num" }, "Priority"), h("th", { scope: "col", class: "num" }, "Ready"))),
-            h("tbody", {}, depth.map((s) => h("tr", {},
-              h("td", {}, s.labels.tenant), h("td", {}, h("a", { href: `#/runs${qs({ task: s.labels.task, status: "queued" })}` }, s.labels.task)),
-              h("td", { class: "num" }, s.labels.priority), h("td", { class: "num" }, fmtNumber(s.value)))))))
-          : h("p", { class: "muted" }, "No run is waiting for a worker.")));
       // Counters and rates.
       parts.push(section("ov-counters", "This engine since it started",
         h("div", { class: "table-wrap" }, h("table", { id: "counters-table" },

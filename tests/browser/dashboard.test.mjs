@@ -586,8 +586,12 @@ describe("the dashboard of a server with API tokens", { timeout: 20 * TEST_TIMEO
       const n = (await call(server, "GET", `/v1/runs?status=${status}&limit=1000`)).runs.length;
       await page.waitForFunction(([s, count]) => document.querySelector(`[data-count='${s}']`)?.textContent === String(count), [status, n]);
     }
+    // The queue depth is this tenant's own, from /v1/overview.
     await page.locator("#queue-table").waitFor();
-    assert.match(await page.locator("#queue-table").innerText(), /acme\s+send-email/);
+    assert.match(await page.locator("#queue-table caption").innerText(), /This tenant's runs waiting for a worker/);
+    const queued = (await call(server, "GET", "/v1/overview")).queued.find((q) => q.task === "send-email");
+    assert.ok(queued && queued.count > 0, JSON.stringify(queued));
+    assert.match(await page.locator("#queue-table tr[data-task='send-email']").first().innerText(), /send-email\s+\d+\s+\d+/);
     assert.match(await page.locator("#ov-workers").innerText(), /1 live worker, 0 of 4 slots in use/);
     assert.match(await page.locator("#counters-table").innerText(), /Runs scheduled/);
     await shot(page, "overview");
@@ -1165,6 +1169,219 @@ describe("the dashboard of a server with API tokens", { timeout: 20 * TEST_TIMEO
       assert.deepEqual(problems, []);
       await context.close();
     } finally {
+      await worker.close();
+    }
+  });
+
+  test("the overview charts the runs finished in each minute of the last hour, with a summary and a table that give the API's totals", { timeout: TEST_TIMEOUT }, async () => {
+    // Runs of a task of its own that end each way: two succeed, one fails, one is cancelled.
+    const worker = await ownWorker(server, "charter-1", [taskDef("chart/job")]);
+    try {
+      for (const outcome of ["succeeded", "failed", "succeeded"]) {
+        const run = await call(server, "POST", "/v1/runs", { task: "chart/job", input: { outcome } });
+        const a = await worker.claim(run.id);
+        await worker.complete(a, outcome, outcome === "failed" ? { error: "chart job failed on purpose", retryable: false } : { output: { ok: true } });
+      }
+      const cancelled = await call(server, "POST", "/v1/runs", { task: "chart/job", input: { outcome: "cancelled" } });
+      await call(server, "POST", `/v1/runs/${cancelled.id}/cancel`);
+      const waiting = await call(server, "POST", "/v1/runs", { task: "chart/job", input: { outcome: "waits" }, priority: 8 });
+
+      const totalsOf = (o) => {
+        const t = { succeeded: 0, failed: 0, cancelled: 0 };
+        for (const m of o.minutes) for (const k of Object.keys(t)) t[k] += m[k];
+        return { ...t, total: t.succeeded + t.failed + t.cancelled };
+      };
+      const first = await call(server, "GET", "/v1/overview");
+      assert.equal(first.schema_version, 1);
+      assert.equal(first.minutes.length, 60);
+      const seen = totalsOf(first);
+      assert.ok(seen.succeeded >= 2 && seen.failed >= 1 && seen.cancelled >= 1, `the seeded runs are counted: ${JSON.stringify(seen)}`);
+      assert.ok(first.queued.some((q) => q.task === "chart/job" && q.priority === 8 && q.count === 1), JSON.stringify(first.queued));
+
+      // In India (UTC+05:30) the minutes on the axis are not the UTC ones.
+      const { page, context, problems } = await newPage(server, { timezoneId: "Asia/Kolkata" });
+      await page.goto(`${server.url}/#/overview`);
+      await page.locator("#minutes-chart").waitFor();
+      // The summary states the totals /v1/overview answers (read again each time: both go on).
+      const shownTotals = () => page.$eval("#chart-summary", (p) => ({
+        succeeded: Number(p.dataset.succeeded), failed: Number(p.dataset.failed), cancelled: Number(p.dataset.cancelled), total: Number(p.dataset.total),
+      }));
+      const api = await eventually("the chart's totals to be the API's", async () => {
+        const o = await call(server, "GET", "/v1/overview");
+        return JSON.stringify(await shownTotals()) === JSON.stringify(totalsOf(o)) ? o : null;
+      });
+      const t = totalsOf(api);
+      const summary = await page.locator("#chart-summary").innerText();
+      assert.match(summary, new RegExp(`^${t.total} runs finished in the last hour: ${t.succeeded} succeeded, ${t.failed} failed, ${t.cancelled} cancelled\\. ` +
+        "The busiest minute was \\d\\d:\\d\\d, with \\d+ runs?\\.$"));
+      // The chart is an image named by that summary; its legend names each colour with its total.
+      const chart = page.locator("#minutes-chart");
+      assert.equal(await chart.getAttribute("role"), "img");
+      assert.equal(await chart.getAttribute("aria-labelledby"), "chart-summary");
+      assert.equal(await page.getByRole("img", { name: /runs finished in the last hour/ }).count(), 1);
+      assert.deepEqual((await page.locator("#chart-legend li").allTextContents()).slice(0, 3),
+        [`Succeeded: ${t.succeeded}`, `Failed: ${t.failed}`, `Cancelled: ${t.cancelled}`]);
+      // One bar per minute, oldest first, the last one the minute under way; each bar's height is
+      // its share of the axis, and its parts add up to the minute's runs.
+      const bars = await page.$$eval("#minutes-chart g.minute", (gs) => gs.map((g) => ({
+        minute: g.dataset.minute, total: Number(g.dataset.total), current: g.classList.contains("current"),
+        parts: [...g.querySelectorAll("rect.bar")].map((r) => [r.getAttribute("class"), Number(r.getAttribute("height"))]),
+      })));
+      assert.equal(bars.length, 60);
+      assert.deepEqual(bars.map((b) => b.minute), api.minutes.map((m) => m.minute));
+      assert.deepEqual(bars.map((b) => b.total), api.minutes.map((m) => m.succeeded + m.failed + m.cancelled));
+      assert.deepEqual(bars.map((b) => b.current), bars.map((_, i) => i === 59));
+      const busiest = bars.reduce((a, b) => (b.total > a.total ? b : a));
+      const height = (b) => b.parts.reduce((a, [, hgt]) => a + hgt, 0);
+      for (const b of bars) {
+        const m = api.minutes.find((x) => x.minute === b.minute);
+        assert.deepEqual(b.parts.map(([cls]) => cls), ["succeeded", "failed", "cancelled"].filter((k) => m[k] > 0).map((k) => `bar bar-${k}`));
+        if (b.total) assert.ok(Math.abs(height(b) / height(busiest) - b.total / busiest.total) < 0.02, `bar ${b.minute}`);
+      }
+      // Axis labels: counts from 0 up to at least the busiest minute, times in Kolkata, titles.
+      const ticks = await page.locator("#minutes-chart text.tick").allTextContents();
+      const counts = ticks.filter((x) => /^\d+$/.test(x)).map(Number);
+      assert.equal(counts[0], 0);
+      assert.ok(counts.at(-1) >= busiest.total, `${counts} reach ${busiest.total}`);
+      const kolkataHhmm = (iso) => new Date(Date.parse(iso) + 5.5 * 3600_000).toISOString().slice(11, 16);
+      assert.ok(ticks.includes(`${kolkataHhmm(api.minutes[59].minute)} now`), `${ticks} end with the minute under way`);
+      for (const x of ticks.filter((v) => /^\d\d:\d\d$/.test(v))) assert.match(x, /^\d\d:[0-5]0$/, "the time axis is marked every ten minutes");
+      const titles = await page.locator("#minutes-chart text.axis-title").allTextContents();
+      assert.equal(titles[0], "Runs finished");
+      assert.match(titles[1], /^Minute they finished \(Asia\/(Kolkata|Calcutta) time\)$/);
+      // Drawn with attributes only: nothing the page's policy would block.
+      assert.equal(await page.locator("#ov-chart [style]").count(), 0);
+
+      // The same numbers as a table, opened by keyboard; it stays open through live refreshes.
+      const toggle = page.locator("#ov-chart details summary");
+      await toggle.focus();
+      await page.keyboard.press("Enter");
+      await page.locator("#minutes-table").waitFor();
+      const rowsOf = (o) => o.minutes.filter((m) => m.succeeded + m.failed + m.cancelled > 0)
+        .map((m) => [kolkataHhmm(m.minute), String(m.succeeded), String(m.failed), String(m.cancelled), String(m.succeeded + m.failed + m.cancelled)]);
+      const tableRows = () => page.$$eval("#minutes-table tbody tr", (trs) => trs.map((tr) =>
+        [tr.querySelector("time").textContent, ...[...tr.querySelectorAll("td")].map((td) => td.textContent)]));
+      await eventually("the table to list the API's minutes", async () => {
+        const o = await call(server, "GET", "/v1/overview");
+        return JSON.stringify(await tableRows()) === JSON.stringify(rowsOf(o));
+      });
+      const foot = await page.$$eval("#minutes-total td", (tds) => tds.map((td) => [td.dataset.outcome, td.textContent]));
+      const now = totalsOf(await call(server, "GET", "/v1/overview"));
+      assert.deepEqual(foot, [["succeeded", String(now.succeeded)], ["failed", String(now.failed)], ["cancelled", String(now.cancelled)], ["total", String(now.total)]]);
+      const updated = await page.locator("#updated").innerText();
+      await page.waitForFunction((u) => document.querySelector("#updated").textContent !== u && document.querySelector("#minutes-table"), updated);
+      assert.equal(await page.locator("#ov-chart details").getAttribute("open"), "", "still open after a refresh");
+      assert.equal(await page.evaluate(() => document.activeElement?.tagName), "SUMMARY", "and still focused");
+
+      // What waits: this tenant's runs by task and priority, as /v1/overview counts them.
+      await eventually("the queue table to be the API's", async () => {
+        const o = await call(server, "GET", "/v1/overview");
+        const rows = await page.$$eval("#queue-table tbody tr", (trs) => trs.map((tr) => [tr.dataset.task, Number(tr.dataset.priority), Number(tr.dataset.count)]));
+        const want = o.queued.map((q) => [q.task, q.priority, q.count]);
+        const key = (r) => JSON.stringify([...r].sort());
+        return key(rows) === key(want);
+      });
+      const row = page.locator("#queue-table tr[data-task='chart/job'][data-priority='8']");
+      assert.match(await row.innerText(), /^chart\/job\s+8\s+1$/);
+      assert.equal(await row.locator("a").getAttribute("href"), `#/runs?task=${encodeURIComponent("chart/job")}&status=queued`);
+      await page.locator("#ov-chart").scrollIntoViewIfNeeded();
+      await shot(page, "overview-chart");
+      await call(server, "POST", `/v1/runs/${waiting.id}/cancel`);
+      assert.deepEqual(problems, []);
+      await context.close();
+    } finally {
+      await worker.close();
+    }
+  });
+
+  test("the crons page shows each schedule's next three ticks, in both time zones, and a link to the run of its last tick with its status", { timeout: TEST_TIMEOUT }, async () => {
+    // A schedule that fires every second, declared by a worker of this test in Tokyo's time zone.
+    const worker = await ownWorker(server, "ticker-1", [taskDef("ops/heartbeat", { cron: "* * * * * *", timezone: "Asia/Tokyo" })]);
+    const id = "task:ops/heartbeat";
+    const cronOf = async (cid = id) => (await call(server, "GET", "/v1/crons")).find((c) => c.id === cid);
+    try {
+      // Through the API first: it fired, its last run exists, and its next ticks are a second apart.
+      const fired = await eventually(`cron ${id} to fire`, async () => { const c = await cronOf(); return c?.last_run ? c : null; });
+      const firedRun = await call(server, "GET", `/v1/runs/${fired.last_run.id}`);
+      assert.equal(firedRun.task, "ops/heartbeat");
+      assert.equal(fired.next_ticks.length, 3);
+      assert.deepEqual(fired.next_ticks.slice(1).map((t, i) => Date.parse(t) - Date.parse(fired.next_ticks[i])), [1000, 1000]);
+      const ny = (await call(server, "GET", "/v1/crons")).find((c) => c.expr === "30 9 * * 1-5");
+      assert.equal(ny.next_ticks.length, 3);
+      assert.equal(ny.last_run, undefined, "it never fired");
+
+      const { page, context, problems } = await newPage(server, { timezoneId: "Asia/Kolkata" });
+      await page.goto(`${server.url}/#/crons`);
+      const kolkata = (iso) => new Date(Date.parse(iso) + 5.5 * 3600_000).toISOString().slice(0, 19).replace("T", " ");
+      const tickTexts = (cid) => page.$$eval(`tr[data-cron="${cid}"] ol.ticks li`, (lis) => lis.map((li) => ({
+        at: li.querySelector("time").getAttribute("datetime"), local: li.querySelector("time > span").textContent, own: li.querySelector(".zone-time")?.textContent,
+      })));
+
+      // A weekday schedule in New York: three ticks at 09:30 there, shown at Kolkata's time too.
+      const nyRow = page.locator(`tr[data-cron="${ny.id}"]`);
+      await nyRow.waitFor();
+      const nyTicks = await eventually("the New York schedule's ticks to be the API's", async () => {
+        const want = (await cronOf(ny.id)).next_ticks;
+        const got = await tickTexts(ny.id);
+        return JSON.stringify(got.map((x) => x.at)) === JSON.stringify(want) ? got : null;
+      });
+      assert.equal(nyTicks.length, 3);
+      for (const x of nyTicks) {
+        assert.equal(x.local, kolkata(x.at), "in the browser's time zone");
+        assert.match(x.own, /^(Mon|Tue|Wed|Thu|Fri) \d{4}-\d\d-\d\d 09:30:00 America\/New_York$/, "in the schedule's own");
+      }
+      assert.match(await nyRow.locator("td.cron-last").innerText(), /^never$/);
+      assert.equal(await nyRow.locator("ol.ticks").getAttribute("aria-label"), "Next 3 ticks");
+
+      // The every-second schedule: its ticks, and the run of its last tick as the API lists it
+      // (both move on each second: read the API again until the page shows what it answers).
+      const row = page.locator(`tr[data-cron="${id}"]`);
+      await row.waitFor();
+      await eventually("the page's last run to be the API's", async () => {
+        const c = await cronOf();
+        const shown = await row.locator(".last-run").getAttribute("data-run", { timeout: 1000 });
+        return c.last_run && shown === c.last_run.id ? c.last_run : null;
+      });
+      const ticks = await tickTexts(id);
+      assert.equal(ticks.length, 3);
+      for (const x of ticks) {
+        assert.equal(x.local, kolkata(x.at));
+        assert.match(x.own, /^\w{3} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d Asia\/Tokyo$/);
+      }
+      assert.deepEqual(ticks.slice(1).map((x, i) => Date.parse(x.at) - Date.parse(ticks[i].at)), [1000, 1000]);
+      assert.match(await row.locator("td.cron-last time").getAttribute("datetime"), /^\d{4}-/);
+      await shot(page, "crons-ticks");
+
+      // Paused, it has no next tick and its last run holds still: the link and its badge are the
+      // API's, and lead to the run.
+      await call(server, "POST", `/v1/crons/${encodeURIComponent(id)}/pause`);
+      const paused = await eventually("the cron paused", async () => { const c = await cronOf(); return c.paused_at ? c : null; });
+      assert.equal(paused.next_ticks, undefined);
+      const run = await call(server, "GET", `/v1/runs/${paused.last_run.id}`);
+      assert.equal(run.status, paused.last_run.status);
+      assert.ok(Math.abs(Date.parse(run.run_at) - Date.parse(paused.last_tick)) < 1000, `run ${run.id} is the one of tick ${paused.last_tick}`);
+      assert.ok(Date.parse(paused.last_tick) >= Date.parse(fired.last_tick));
+      await page.waitForFunction(([cid, rid]) => {
+        const r = document.querySelector(`tr[data-cron="${CSS.escape(cid)}"]`);
+        return r?.dataset.paused === "true" && r.querySelector(".last-run")?.dataset.run === rid;
+      }, [id, paused.last_run.id]);
+      assert.match(await row.locator("td.cron-next").innerText(), /^none while paused$/);
+      const lastRun = row.locator(".last-run");
+      assert.equal(await lastRun.locator(".badge").innerText(), paused.last_run.status);
+      const link = lastRun.getByRole("link", { name: `Last run, ${paused.last_run.status}: ${paused.last_run.id}` });
+      assert.equal(await link.getAttribute("href"), `#/runs/${paused.last_run.id}`);
+      assert.equal(await link.innerText(), paused.last_run.id);
+      // By keyboard, from the heading to the link, and into the run.
+      await page.locator("#page-title").focus();
+      await tabUntil(page, (rid) => document.activeElement?.closest(".last-run")?.dataset.run === rid, paused.last_run.id, { max: 200 });
+      await page.keyboard.press("Enter");
+      await page.waitForFunction((rid) => document.querySelector("#run-id")?.textContent === rid && document.querySelector("#run-detail"), paused.last_run.id);
+      assert.match(await page.locator("#run-detail dl.facts").innerText(), /ops\/heartbeat/);
+      assert.deepEqual(problems, []);
+      await context.close();
+    } finally {
+      // It fires nothing more for the tests after this one.
+      await call(server, "POST", `/v1/crons/${encodeURIComponent(id)}/pause`).catch(() => {});
       await worker.close();
     }
   });
