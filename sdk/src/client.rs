@@ -125,7 +125,12 @@ impl Client {
     /// `#[task]` generates). `req.task` is the full name, namespace included.
     pub async fn submit(&self, mut req: ScheduleRequest) -> Result<Scheduled> {
         req.act_as(self.user())?;
-        self.inner.orch.schedule(req).await
+        #[cfg(feature = "otel")]
+        let span = crate::otel::enqueue_span(std::slice::from_mut(&mut req));
+        let sent = self.inner.orch.schedule(req);
+        #[cfg(feature = "otel")]
+        let sent = crate::otel::enqueue(span, sent);
+        sent.await
     }
 
     /// Schedules many runs in one transaction.
@@ -133,7 +138,12 @@ impl Client {
         for r in &mut reqs {
             r.act_as(self.user())?;
         }
-        self.inner.orch.schedule_bulk(reqs).await
+        #[cfg(feature = "otel")]
+        let span = crate::otel::enqueue_span(&mut reqs);
+        let sent = self.inner.orch.schedule_bulk(reqs);
+        #[cfg(feature = "otel")]
+        let sent = crate::otel::enqueue(span, sent);
+        sent.await
     }
 
     /// Enqueues many runs of a typed task in one transaction.
@@ -578,7 +588,12 @@ impl<T: Task> ScheduleBuilder<T> {
     async fn send(self) -> Result<RunHandle<T::Output>> {
         let mut req = self.req?;
         req.act_as(self.client.user())?;
-        let s = self.client.inner.orch.schedule(req).await?;
+        #[cfg(feature = "otel")]
+        let span = crate::otel::enqueue_span(std::slice::from_mut(&mut req));
+        let sent = self.client.inner.orch.schedule(req);
+        #[cfg(feature = "otel")]
+        let sent = crate::otel::enqueue(span, sent);
+        let s = sent.await?;
         Ok(RunHandle::new(self.client, s.run.id, s.created))
     }
 
@@ -588,8 +603,13 @@ impl<T: Task> ScheduleBuilder<T> {
         let mut req = self.req?;
         debug_assert!(req.idempotency_key.is_some());
         req.act_as(self.client.user())?;
+        #[cfg(feature = "otel")]
+        let span = crate::otel::enqueue_span(std::slice::from_mut(&mut req));
         let orch = &self.client.inner.orch;
-        let s = retry_transient("scheduling a run", None, || orch.schedule(req.clone())).await?;
+        let sent = retry_transient("scheduling a run", None, || orch.schedule(req.clone()));
+        #[cfg(feature = "otel")]
+        let sent = crate::otel::enqueue(span, sent);
+        let s = sent.await?;
         Ok(RunHandle::new(self.client, s.run.id, s.created))
     }
 }

@@ -249,6 +249,15 @@ impl Context {
             .await
     }
 
+    /// The steps and replay count read with the run's trace context when the attempt started
+    /// (the `otel` feature): the first step uses them instead of reading them again.
+    #[cfg(feature = "otel")]
+    pub(crate) fn preload_steps(&self, steps: Vec<StepSnapshot>, replays: u32) {
+        if let Some(d) = &self.inner.durable {
+            let _ = d.earlier.set((steps, replays));
+        }
+    }
+
     /// Takes the next step position and returns what an earlier execution recorded there.
     async fn begin(&self, name: &str) -> Result<(u32, Option<StepSnapshot>)> {
         let d = self.durable()?;
@@ -360,12 +369,19 @@ impl Context {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        let (position, prior) = self.begin(name).await?;
-        if let Some(p) = prior.filter(|p| p.status == StepStatus::Succeeded) {
-            return Self::stored(name, p.output);
-        }
-        let result = body().await;
-        self.finish(position, name, result).await
+        let run = async {
+            let (position, prior) = self.begin(name).await?;
+            if let Some(p) = prior.filter(|p| p.status == StepStatus::Succeeded) {
+                #[cfg(feature = "otel")]
+                crate::otel::replayed();
+                return Self::stored(name, p.output);
+            }
+            let result = body().await;
+            self.finish(position, name, result).await
+        };
+        #[cfg(feature = "otel")]
+        let run = crate::otel::step(self, name, run);
+        run.await
     }
 
     /// A durable step whose effect must not happen twice (a payment, an upload). Its start is
@@ -387,22 +403,31 @@ impl Context {
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<T, E>>,
     {
-        let (position, prior) = self.begin(name).await?;
-        match prior {
-            Some(p) if p.status == StepStatus::Succeeded => return Self::stored(name, p.output),
-            // Started before and never committed as succeeded (a crash, a timeout, or an error
-            // that may have come after the effect): ask whether the effect happened.
-            Some(_) => match verify().await {
-                Ok(Some(done)) => return self.finish::<T, E>(position, name, Ok(done)).await,
-                Ok(None) => {}
-                Err(e) => return self.finish::<T, E>(position, name, Err(e)).await,
-            },
-            None => {}
-        }
-        self.commit(position, name, StepStatus::Running, None, None)
-            .await?;
-        let result = body().await;
-        self.finish(position, name, result).await
+        let run = async {
+            let (position, prior) = self.begin(name).await?;
+            match prior {
+                Some(p) if p.status == StepStatus::Succeeded => {
+                    #[cfg(feature = "otel")]
+                    crate::otel::replayed();
+                    return Self::stored(name, p.output);
+                }
+                // Started before and never committed as succeeded (a crash, a timeout, or an
+                // error that may have come after the effect): ask whether the effect happened.
+                Some(_) => match verify().await {
+                    Ok(Some(done)) => return self.finish::<T, E>(position, name, Ok(done)).await,
+                    Ok(None) => {}
+                    Err(e) => return self.finish::<T, E>(position, name, Err(e)).await,
+                },
+                None => {}
+            }
+            self.commit(position, name, StepStatus::Running, None, None)
+                .await?;
+            let result = body().await;
+            self.finish(position, name, result).await
+        };
+        #[cfg(feature = "otel")]
+        let run = crate::otel::step(self, name, run);
+        run.await
     }
 
     /// Sleeps durably for `duration`: the wake-up time is committed when the sleep first starts,

@@ -34,6 +34,8 @@ pub mod config;
 mod context;
 #[cfg(feature = "server")]
 mod http;
+#[cfg(feature = "otel")]
+pub mod otel;
 mod registry;
 mod task;
 mod worker;

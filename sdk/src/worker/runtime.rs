@@ -577,13 +577,28 @@ impl Runtime {
             kill: self.kill.clone(),
             suspend: suspend_rx,
         };
-        let span =
-            tracing::info_span!("run", task = %a.task, run_id = %a.run_id, attempt = a.attempt);
         let run_id = a.run_id;
-        let task = self
-            .runs
-            .spawn(attempt(invoke, ctx, a, limits, slot).instrument(span))
-            .id();
+        #[cfg(not(feature = "otel"))]
+        let work = {
+            let span =
+                tracing::info_span!("run", task = %a.task, run_id = %a.run_id, attempt = a.attempt);
+            attempt(invoke, ctx, a, limits, slot).instrument(span)
+        };
+        // The attempt's span continues the trace of the run's enqueue, read from its metadata.
+        #[cfg(feature = "otel")]
+        let work = {
+            let span = crate::otel::attempt_span(&a);
+            let orch = self.link.orch.clone();
+            async move {
+                crate::otel::follow_enqueue(&span, &*orch, &ctx).await;
+                let finished = attempt(invoke, ctx, a, limits, slot)
+                    .instrument(span.clone())
+                    .await;
+                crate::otel::record_outcome(&span, &finished.completion.outcome);
+                finished
+            }
+        };
+        let task = self.runs.spawn(work).id();
         self.running.insert(
             run_id,
             RunEntry {
