@@ -47,6 +47,8 @@ pub mod reason {
     pub const CANCELLED_QUEUED: &str = "cancelled while queued";
     /// Cancelled while a worker ran it.
     pub const CANCELLED_RUNNING: &str = "cancelled while running; the worker is told to stop";
+    /// The error of a run that expired before it started.
+    pub const EXPIRED: &str = "expired";
     /// A workflow run started.
     pub const WORKFLOW_STARTED: &str = "workflow started: its first tasks are queued";
     /// Every task of a workflow run succeeded.
@@ -140,6 +142,11 @@ pub enum Happening<'a> {
     Cancel,
     /// Someone asked to retry it.
     Retry,
+    /// Its expiry passed before it started.
+    Expired {
+        /// The expiry.
+        at: DateTime<Utc>,
+    },
     /// Someone asked to replay it from a durable step: a retry whose steps from `position` on
     /// run again.
     Replay {
@@ -415,6 +422,19 @@ pub fn decide(
             c.worker_id = None;
             c.run_at = now;
             c.event.worker = None;
+            c
+        }
+        Happening::Expired { at } => {
+            if !matches!(st.status, RunStatus::Queued | RunStatus::Scheduled) {
+                return Ok(None);
+            }
+            let mut c = Change::to(
+                st,
+                RunStatus::Cancelled,
+                format!("expired: not started by {}", at.to_rfc3339()),
+            );
+            c.error = Some(reason::EXPIRED.into());
+            c.finished_at = Some(now);
             c
         }
         Happening::WorkflowStarted => {

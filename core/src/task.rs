@@ -66,6 +66,15 @@ pub struct TaskDef {
     /// The rate limit each attempt spends units of (not together with `concurrency`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<crate::ratelimit::RateLimitUse>,
+    /// How long after it is due a run of this task may wait to start: past it, it ends
+    /// `cancelled` with error `expired` (Celery's `expires`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::duration::serde_human::option"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "1h"))]
+    pub expires: Option<Duration>,
     /// Set for a workflow: its DAG of tasks. No worker claims a workflow's own runs; the engine
     /// runs its tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -216,6 +225,7 @@ impl TaskDef {
             on_event: None,
             concurrency: None,
             rate_limit: None,
+            expires: None,
             workflow: None,
         }
     }

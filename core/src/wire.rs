@@ -97,6 +97,30 @@ pub struct ScheduleRequest {
     )]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<crate::ratelimit::RateLimitUse>, nullable))]
     pub rate_limit: Option<Option<crate::ratelimit::RateLimitUse>>,
+    /// When the run expires if it has not started: an RFC 3339 time, or a duration from now
+    /// (`"1h"`). An expired run ends `cancelled` (error `expired`), decided by the engine even
+    /// when no worker runs. Absent: the task's `expires`, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "1h"))]
+    pub expires: Option<String>,
+}
+
+/// An expiry as written in a request: an RFC 3339 time, or a duration from `now`; the error
+/// names the field `expires`.
+pub fn parse_expires(text: &str, now: DateTime<Utc>) -> crate::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = crate::duration::parse_duration(text).map_err(|e| {
+        crate::Error::invalid_input(
+            "expires",
+            format!("{text:?} is neither an RFC 3339 time nor a duration: {e}"),
+        )
+    })?;
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .ok_or_else(|| crate::Error::invalid_input("expires", format!("{text:?} is too far")))
 }
 
 /// A field that may be absent (`None`), `null` (`Some(None)`) or a value.
@@ -346,6 +370,9 @@ pub struct RunSnapshot {
     /// `get`, not by `list`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<String>,
+    /// When it expires if it has not started by then (see `ScheduleRequest::expires`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
     /// How many times it was replayed from a step (`retry --from-step`); absent when never.
     #[serde(default, skip_serializing_if = "crate::wire::is_zero")]
     pub replays: u32,

@@ -158,6 +158,7 @@ conformance!(
     engine_end_to_end,
     durable_steps_and_suspension,
     delete_and_purge,
+    expiries,
     fast_paths_write_the_life_cycle_rows,
     errors_keep_their_cause,
     a_retried_request_gets_its_claims_back,
@@ -206,6 +207,7 @@ fn new_run(task: &str, at: DateTime<Utc>) -> NewRun {
         concurrency: None,
         rate_limit: None,
         workflow: false,
+        expires_at: None,
     }
 }
 
@@ -2210,6 +2212,64 @@ async fn durable_steps_and_suspension(h: &Harness) {
 }
 
 /// `delete_runs` and `purge` remove runs with everything that refers to them.
+/// A run past its expiry that has not started ends cancelled with error `expired`; one that
+/// started, or whose expiry is later, is left alone; the next expiry is reported.
+async fn expiries(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    assert_eq!(s.expire_due(t, 100).await.unwrap(), (0, None));
+    let mut queued = new_run("t.x", t);
+    queued.expires_at = Some(t + secs(10.0));
+    let mut delayed = new_run("t.x", t + secs(5.0));
+    delayed.expires_at = Some(t + secs(10.0));
+    let mut later = new_run("t.x", t);
+    later.expires_at = Some(t + secs(60.0));
+    let mut started = new_run("t.y", t);
+    started.expires_at = Some(t + secs(10.0));
+    let ids = insert(s, vec![queued, delayed, later, started], t).await;
+    assert_eq!(get(s, ids[0]).await.expires_at, Some(t + secs(10.0)));
+    let w = h.worker("wy", &["t.y"], t).await;
+    let claimed = s
+        .claim(&w, 10, t + secs(1.0), Duration::from_secs(30), None)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(
+        s.expire_due(t + secs(9.0), 100).await.unwrap(),
+        (0, Some(t + secs(10.0))),
+        "nothing due yet"
+    );
+    let (expired, next) = s.expire_due(t + secs(10.0), 100).await.unwrap();
+    assert_eq!(
+        expired, 2,
+        "the queued and the delayed run; not the started one"
+    );
+    assert_eq!(next, Some(t + secs(60.0)));
+    for id in &ids[..2] {
+        let run = get(s, *id).await;
+        assert_eq!(run.status, RunStatus::Cancelled);
+        assert_eq!(run.error.as_deref(), Some("expired"));
+        let events = s.run_events(TENANT, *id).await.unwrap();
+        assert!(events
+            .last()
+            .unwrap()
+            .reason
+            .starts_with("expired: not started by"));
+    }
+    assert_eq!(get(s, ids[2]).await.status, RunStatus::Queued);
+    assert_eq!(get(s, ids[3]).await.status, RunStatus::Running);
+    // A queued run that expired is gone from the queue: nothing to claim.
+    let w = h.worker("wx", &["t.x"], t).await;
+    let claimed = s
+        .claim(&w, 10, t + secs(11.0), Duration::from_secs(30), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.iter().map(|a| a.run_id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+}
+
 async fn delete_and_purge(h: &Harness) {
     let s = &*h.store;
     let t = t0();

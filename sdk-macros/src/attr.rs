@@ -34,6 +34,7 @@ mod kw {
     syn::custom_keyword!(rate_limit_units);
     syn::custom_keyword!(rate_limit_key);
     syn::custom_keyword!(parents);
+    syn::custom_keyword!(expires);
 }
 
 /// Every argument `#[task]` accepts, in the order the docs list them.
@@ -56,6 +57,7 @@ pub(crate) const VALID_KEYS: &[&str] = &[
     "rate_limit_units",
     "rate_limit_key",
     "parents",
+    "expires",
 ];
 
 /// The arguments as written. Strings are string literals; numbers are kept as expressions so that
@@ -79,6 +81,7 @@ pub(crate) struct TaskArgs {
     pub(crate) rate_limit: Option<(kw::rate_limit, LitStr)>,
     pub(crate) rate_limit_units: Option<(kw::rate_limit_units, Expr)>,
     pub(crate) rate_limit_key: Option<(kw::rate_limit_key, LitStr)>,
+    pub(crate) expires: Option<(kw::expires, LitStr)>,
     /// The tasks of its workflow it waits for: `parents = [validate, map]`.
     pub(crate) parents: Option<(kw::parents, Vec<syn::Path>)>,
 }
@@ -143,6 +146,10 @@ impl Parse for TaskArgs {
             } else if input.peek(kw::rate_limit_key) {
                 parse_arg(input, &mut args.rate_limit_key, |input| {
                     parse_str(input, "an input field such as \"customer_id\"")
+                })?;
+            } else if input.peek(kw::expires) {
+                parse_arg(input, &mut args.expires, |input| {
+                    parse_str(input, "a duration with a unit such as \"1h\"")
                 })?;
             } else if input.peek(kw::parents) {
                 parse_arg(input, &mut args.parents, |input| {
@@ -271,6 +278,7 @@ pub(crate) struct Policies {
     pub(crate) rate_limit: Option<String>,
     pub(crate) rate_limit_units: Option<u32>,
     pub(crate) rate_limit_key: Option<String>,
+    pub(crate) expires_ms: Option<u64>,
 }
 
 /// Collects every error, so that two wrong arguments are two errors, each on its own token.
@@ -422,6 +430,18 @@ impl TaskArgs {
                 .map_err(|e| spanned(lit, e)));
         }
         self.check_rate_limit(&mut policies, errors);
+        if let Some((_, lit)) = &self.expires {
+            policies.expires_ms = errors.ok(duration_ms(lit).and_then(|ms| {
+                if ms == 0 {
+                    Err(spanned(
+                        lit,
+                        "`expires` must be longer than zero".to_string(),
+                    ))
+                } else {
+                    Ok(ms)
+                }
+            }));
+        }
         if let Some((_, expr)) = &self.retries {
             policies.retries = errors.ok(integer(expr, "retries", validate_retries));
         }
@@ -644,7 +664,7 @@ mod tests {
             "unknown argument `colour`; valid arguments: name, cron, timezone, retries, timeout, \
              priority, backoff_initial, backoff_factor, backoff_max, requires, on_event, \
              concurrency, concurrency_key, concurrency_strategy, rate_limit, rate_limit_units, \
-             rate_limit_key, parents"
+             rate_limit_key, parents, expires"
         );
         assert_eq!(
             check("rate_limit_units = 2").unwrap_err(),

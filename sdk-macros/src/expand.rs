@@ -258,6 +258,11 @@ fn generate(
                        `.priority(..)`, `.idempotency_key(..)`, `.owner(..)`, `.delay(..)` or \
                        `.at(..)` first.";
     let schedule_doc = "Schedules a run after `delay`; await the builder to get the run's handle.";
+    let delay_doc = "Celery's `delay`: schedules a run now (as `enqueue`); await the builder to \
+                     get the run's handle.";
+    let apply_async_doc = "Celery's `apply_async`: a run to schedule with options, chained \
+                           before `.await`: `.countdown(d)`, `.eta(t)`, `.expires(d or t)`, \
+                           `.priority(n)`, `.retries(n)`.";
     let schedule_at_doc = "Schedules a run at `at`; await the builder to get the run's handle.";
     let run_doc = "Schedules a run now and waits for its output.";
     let invoke = format_ident!("__owlclaw_invoke");
@@ -314,6 +319,22 @@ fn generate(
 
             #[doc = #enqueue_doc]
             #vis fn enqueue(
+                #scheduler: &impl ::owlclaw::Scheduler,
+                #input_param
+            ) -> ::owlclaw::ScheduleBuilder<Self> {
+                ::owlclaw::ScheduleBuilder::<Self>::new(#scheduler, #input_arg)
+            }
+
+            #[doc = #delay_doc]
+            #vis fn delay(
+                #scheduler: &impl ::owlclaw::Scheduler,
+                #input_param
+            ) -> ::owlclaw::ScheduleBuilder<Self> {
+                ::owlclaw::ScheduleBuilder::<Self>::new(#scheduler, #input_arg)
+            }
+
+            #[doc = #apply_async_doc]
+            #vis fn apply_async(
                 #scheduler: &impl ::owlclaw::Scheduler,
                 #input_param
             ) -> ::owlclaw::ScheduleBuilder<Self> {
@@ -402,6 +423,7 @@ fn spec(name: &str, policies: &Policies, parents: &[syn::Path]) -> TokenStream {
             policies.rate_limit_units.map(|v| quote!(#v)),
         ),
         ("rate_limit_key", some(&policies.rate_limit_key)),
+        ("expires_ms", policies.expires_ms.map(|v| quote!(#v))),
         (
             "requires",
             policies

@@ -481,6 +481,42 @@ fn typed_request<T: Task>(
     })
 }
 
+/// When a run expires if it has not started: after a duration from now, or at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// This long from now.
+    After(Duration),
+    /// At this time.
+    At(DateTime<Utc>),
+}
+
+impl From<Duration> for Expiry {
+    fn from(d: Duration) -> Expiry {
+        Expiry::After(d)
+    }
+}
+
+impl From<DateTime<Utc>> for Expiry {
+    fn from(t: DateTime<Utc>) -> Expiry {
+        Expiry::At(t)
+    }
+}
+
+/// The task's `#[task(expires)]`, counted from the run's due time, unless the request has its own.
+fn task_expiry<T: Task>(req: &mut ScheduleRequest) {
+    if req.expires.is_some() || T::SPEC.expires_ms == 0 {
+        return;
+    }
+    let now = Utc::now();
+    let due = match (req.run_at, req.delay) {
+        (Some(at), _) => at,
+        (None, Some(d)) => now + chrono::Duration::from_std(d).unwrap_or_default(),
+        (None, None) => now,
+    };
+    let expires = chrono::Duration::milliseconds(T::SPEC.expires_ms as i64);
+    req.expires = Some((due.max(now) + expires).to_rfc3339());
+}
+
 /// A run about to be scheduled through a typed handle. Set options, then `.await` it for a
 /// [`RunHandle`], or call [`wait`](ScheduleBuilder::wait) for the typed output.
 ///
@@ -529,6 +565,27 @@ impl<T: Task> ScheduleBuilder<T> {
             f(r);
         }
         self
+    }
+
+    /// Celery's `countdown`: start after `delay` (as [`delay`](Self::delay)).
+    pub fn countdown(self, delay: Duration) -> Self {
+        self.delay(delay)
+    }
+
+    /// Celery's `eta`: start at `at` (as [`at`](Self::at)).
+    pub fn eta(self, at: DateTime<Utc>) -> Self {
+        self.at(at)
+    }
+
+    /// Celery's `expires`: if the run has not started by then (a time, or a duration from now),
+    /// it ends `cancelled` with error `expired`, decided by the engine even when no worker runs.
+    /// Replaces the task's `#[task(expires = ...)]` for this run.
+    pub fn expires(self, expires: impl Into<Expiry>) -> Self {
+        let text = match expires.into() {
+            Expiry::After(d) => owlclaw_core::duration::format_duration(d),
+            Expiry::At(t) => t.to_rfc3339(),
+        };
+        self.with(|r| r.expires = Some(text))
     }
 
     /// Start after `delay` (replaces [`at`](Self::at)).
@@ -587,6 +644,7 @@ impl<T: Task> ScheduleBuilder<T> {
 
     async fn send(self) -> Result<RunHandle<T::Output>> {
         let mut req = self.req?;
+        task_expiry::<T>(&mut req);
         req.act_as(self.client.user())?;
         #[cfg(feature = "otel")]
         let span = crate::otel::enqueue_span(std::slice::from_mut(&mut req));
@@ -602,6 +660,7 @@ impl<T: Task> ScheduleBuilder<T> {
     pub(crate) async fn send_resending(self) -> Result<RunHandle<T::Output>> {
         let mut req = self.req?;
         debug_assert!(req.idempotency_key.is_some());
+        task_expiry::<T>(&mut req);
         req.act_as(self.client.user())?;
         #[cfg(feature = "otel")]
         let span = crate::otel::enqueue_span(std::slice::from_mut(&mut req));

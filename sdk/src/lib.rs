@@ -41,7 +41,7 @@ mod task;
 mod worker;
 
 pub use chrono::{DateTime, Utc};
-pub use client::{Client, RunHandle, ScheduleBuilder, Scheduler};
+pub use client::{Client, Expiry, RunHandle, ScheduleBuilder, Scheduler};
 pub use config::{Config, Mode, Secret, WorkerConfig};
 pub use context::Context;
 pub use owlclaw_core::ratelimit::RateLimit;

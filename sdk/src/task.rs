@@ -45,6 +45,9 @@ pub struct TaskSpec {
     pub rate_limit_units: u32,
     /// Where the rate limit's key is in the input (a field path or a JSON pointer).
     pub rate_limit_key: Option<&'static str>,
+    /// How long after it is due a run may wait to start, in milliseconds; 0: no expiry. See
+    /// [`TaskDef::expires`].
+    pub expires_ms: u64,
     /// The tasks of its workflow that must succeed before it starts (`parents = [a, b]`).
     pub parents: &'static [&'static str],
     /// Set on the handle of a `#[workflow]`: its runs are advanced by the engine, not claimed.
@@ -71,6 +74,7 @@ impl TaskSpec {
         rate_limit: None,
         rate_limit_units: 1,
         rate_limit_key: None,
+        expires_ms: 0,
         parents: &[],
         workflow: false,
     };
@@ -98,6 +102,7 @@ impl TaskSpec {
             on_event: self.on_event.map(str::to_owned),
             concurrency: self.concurrency(),
             rate_limit: self.rate_limit(),
+            expires: (self.expires_ms > 0).then(|| Duration::from_millis(self.expires_ms)),
             workflow: None,
         }
     }

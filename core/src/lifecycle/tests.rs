@@ -563,3 +563,24 @@ fn a_replay_is_a_retry_that_names_its_step() {
         Err(Error::InvalidTransition { .. })
     ));
 }
+
+#[test]
+fn an_unstarted_run_past_its_expiry_is_cancelled_as_expired() {
+    for status in [RunStatus::Queued, RunStatus::Scheduled] {
+        let st = state(status, 2);
+        let c = decide(&st, Happening::Expired { at: at(3) }, at(4))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.status, c.error.as_deref(), c.finished_at),
+            (RunStatus::Cancelled, Some(reason::EXPIRED), Some(at(4)))
+        );
+        assert!(c.event.reason.starts_with("expired: not started by "));
+    }
+    // Started or finished: its expiry no longer applies.
+    for st in [running(0), state(RunStatus::Succeeded, 0)] {
+        assert!(decide(&st, Happening::Expired { at: at(3) }, at(4))
+            .unwrap()
+            .is_none());
+    }
+}

@@ -36,6 +36,20 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
         let now = Utc::now();
         let mut wake =
             now + chrono::Duration::from_std(inner.cfg.poll_interval).unwrap_or_default();
+        // Runs past their expiry that have not started end cancelled; the next expiry is a
+        // wake-up time like a timer's.
+        match store.expire_due(now, inner.cfg.maintenance_batch).await {
+            Ok((expired, next)) => {
+                if expired > 0 {
+                    tracing::info!(count = expired, "runs expired before they started");
+                    inner.finished.notify_waiters();
+                }
+                if let Some(at) = next {
+                    wake = wake.min(at.max(now + chrono::Duration::milliseconds(10)));
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "expiring runs failed; will retry"),
+        }
         match store.maintain(now, inner.cfg.maintenance_batch).await {
             Ok(m) => {
                 if m.promoted > 0 || m.expired > 0 {
@@ -153,6 +167,10 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
                 parent_id: None,
                 reason: format!("cron {} tick {}", rec.schedule.expr, tick.to_rfc3339()),
                 workflow: def.workflow.is_some(),
+                expires_at: def
+                    .expires
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                    .map(|d| tick + d),
             };
             match store.fire_cron(rec, tick, run).await {
                 Ok(created) => {

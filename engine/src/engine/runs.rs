@@ -126,7 +126,25 @@ impl Engine {
                 owlclaw_core::task::ONE_LIMIT,
             ));
         }
+        let expires_at = match (&req.expires, def.expires) {
+            (Some(text), _) => Some(parse_expires(text, now)?.trunc_subsecs(6)),
+            (None, Some(d)) => chrono::Duration::from_std(d).ok().map(|d| run_at + d),
+            (None, None) => None,
+        };
+        if let Some(at) = expires_at {
+            if at <= run_at {
+                return Err(Error::invalid_input(
+                    "expires",
+                    format!(
+                        "{} is not after the run's due time ({}): it would expire before it could start",
+                        at.to_rfc3339(),
+                        run_at.to_rfc3339()
+                    ),
+                ));
+            }
+        }
         Ok(NewRun {
+            expires_at,
             concurrency,
             rate_limit,
             id,
@@ -159,6 +177,8 @@ impl Engine {
                     owlclaw_core::RunStatus::Queued => queued = true,
                     _ => timed = true,
                 }
+                // Its expiry is a due time of the maintenance loop.
+                timed |= r.expires_at.is_some();
             }
         }
         if queued {

@@ -81,6 +81,8 @@ pub struct NewRun {
     pub rate_limit: Option<(RateLimitUse, String)>,
     /// A run of a workflow: the engine advances it (a `workflow_runs` row is inserted with it).
     pub workflow: bool,
+    /// When it expires if not started (an `expiries` row is inserted with it).
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl NewRun {
@@ -117,6 +119,7 @@ impl NewRun {
             steps: Vec::new(),
             waiting: None,
             replays: 0,
+            expires_at: self.expires_at,
         }
     }
 }
@@ -465,6 +468,14 @@ pub trait Runs: Send + Sync {
     ) -> Result<RunSnapshot>;
     /// How many runs `filter` matches.
     async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64>;
+    /// Cancels (error `expired`) up to `limit` runs whose expiry is at or before `now` and that
+    /// have not started, and forgets the expiries of those that did. Returns how many expired and
+    /// the next expiry left.
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<(usize, Option<DateTime<Utc>>)>;
     /// Runs of the tenant that finished in `[since, until)`, counted per minute (the minute's
     /// number since the epoch) and final status.
     async fn ended_per_minute(

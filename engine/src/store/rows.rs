@@ -46,6 +46,7 @@ pub(super) struct RunRow {
     started_at: Option<i64>,
     finished_at: Option<i64>,
     replays: i64,
+    expires_at: Option<i64>,
 }
 
 impl RunRow {
@@ -78,6 +79,7 @@ impl RunRow {
             steps: Vec::new(),
             waiting: None,
             replays: self.replays as u32,
+            expires_at: self.expires_at.map(from_micros),
         })
     }
 }
@@ -346,7 +348,7 @@ sqlite_rows! {
     RunRow {
         seq, id, task, status, attempt, max_attempts, priority, input, output, error, errors,
         owner, idempotency_key, parent_id, metadata, worker, timeout_ms, run_at, created_at,
-        started_at, finished_at, replays,
+        started_at, finished_at, replays, expires_at,
     }
     EventRow { at, from_status, to_status, attempt, worker, reason }
     StepRow { position, name, status, output, error, attempt, started_at, finished_at }

@@ -30,6 +30,7 @@ pub(super) async fn delete_seqs(conn: &mut PgConnection, seqs: &[i64]) -> R<usiz
          t AS (DELETE FROM timers WHERE run_seq = ANY($1)), \
          l AS (DELETE FROM leases WHERE run_seq = ANY($1)), \
          wf AS (DELETE FROM workflow_runs WHERE run_seq = ANY($1)), \
+         x AS (DELETE FROM expiries WHERE run_seq = ANY($1)), \
          r AS (DELETE FROM runs WHERE seq = ANY($1) RETURNING 1) \
          SELECT count(*) FROM r",
     )
@@ -72,6 +73,7 @@ pub(super) async fn insert_runs_tx(
     let mut backoff = Vec::with_capacity(n);
     let mut run_at = Vec::with_capacity(n);
     let mut ckey = Vec::with_capacity(n);
+    let mut expires = Vec::with_capacity(n);
     for r in runs {
         id.push(r.id.to_string());
         tenant.push(r.tenant.as_str());
@@ -93,16 +95,17 @@ pub(super) async fn insert_runs_tx(
         backoff.push(serde_json::to_string(&r.backoff).unwrap_or_default());
         run_at.push(micros(r.run_at.max(now)));
         ckey.push(r.concurrency_key().map(clean));
+        expires.push(r.expires_at.map(micros));
     }
     let inserted: Vec<(i64, String)> = sqlx::query_as(
         "INSERT INTO runs (id, tenant, task, status, attempt, max_attempts, retries, priority, input, \
          owner, idempotency_key, parent_id, metadata, timeout_ms, backoff, run_at, created_at, \
-         concurrency_key) \
-         SELECT id, te, ta, st, 0, ma, re, pr, inp, ow, ik, pa, me, tm, bo, ra, $16, ck \
+         concurrency_key, expires_at) \
+         SELECT id, te, ta, st, 0, ma, re, pr, inp, ow, ik, pa, me, tm, bo, ra, $16, ck, ex \
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], \
            $7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], \
-           $14::text[], $15::bigint[], $17::text[]) \
-           WITH ORDINALITY AS u(id, te, ta, st, ma, re, pr, inp, ow, ik, pa, me, tm, bo, ra, ck, o) \
+           $14::text[], $15::bigint[], $17::text[], $18::bigint[]) \
+           WITH ORDINALITY AS u(id, te, ta, st, ma, re, pr, inp, ow, ik, pa, me, tm, bo, ra, ck, ex, o) \
          ORDER BY o \
          ON CONFLICT (id) DO NOTHING RETURNING seq, id",
     )
@@ -123,6 +126,7 @@ pub(super) async fn insert_runs_tx(
     .bind(&run_at)
     .bind(micros(now))
     .bind(&ckey)
+    .bind(&expires)
     .fetch_all(&mut *conn)
     .await?;
     let mut seqs: HashMap<String, i64> = inserted.into_iter().map(|(s, id)| (id, s)).collect();
@@ -132,6 +136,7 @@ pub(super) async fn insert_runs_tx(
     let (mut t_seq, mut t_due) = (vec![], vec![]);
     let (mut e_seq, mut e_status, mut e_reason) = (vec![], vec![], vec![]);
     let (mut w_seq, mut w_tenant, mut w_id) = (vec![], vec![], vec![]);
+    let (mut x_seq, mut x_tenant, mut x_id, mut x_at) = (vec![], vec![], vec![], vec![]);
     for r in runs {
         // `remove`: the same id twice in one batch is created once, then found existing.
         match seqs.remove(&r.id.to_string()) {
@@ -149,6 +154,12 @@ pub(super) async fn insert_runs_tx(
                     RunStatus::Queued
                 };
                 wakes.reached(status);
+                if let Some(at) = r.expires_at {
+                    x_seq.push(seq);
+                    x_tenant.push(r.tenant.as_str());
+                    x_id.push(r.id.to_string());
+                    x_at.push(micros(at));
+                }
                 if r.workflow {
                     w_seq.push(seq);
                     w_tenant.push(r.tenant.as_str());
@@ -197,6 +208,18 @@ pub(super) async fn insert_runs_tx(
         .bind(&e_status)
         .bind(&e_reason)
         .bind(&q_key)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !x_seq.is_empty() {
+        sqlx::query(
+            "INSERT INTO expiries (run_seq, tenant, id, at) \
+             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[])",
+        )
+        .bind(&x_seq)
+        .bind(&x_tenant)
+        .bind(&x_id)
+        .bind(&x_at)
         .execute(&mut *conn)
         .await?;
     }
@@ -422,6 +445,57 @@ impl PostgresStore {
         Ok(snap)
     }
 
+    /// See [`Runs::expire_due`]: the due expiries are taken with `SKIP LOCKED`, so replicas
+    /// share them.
+    pub(super) async fn expire_tx(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> R<(usize, Option<DateTime<Utc>>)> {
+        // A read first: most passes have nothing due, and need no transaction.
+        let next: Option<i64> = sqlx::query_scalar("SELECT min(at) FROM expiries")
+            .fetch_one(&self.pool)
+            .await?;
+        match next {
+            Some(at) if at <= micros(now) => {}
+            _ => return Ok((0, next.map(from_micros))),
+        }
+        let mut tx = self.pool.begin().await?;
+        let due: Vec<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT run_seq, tenant, id, at FROM expiries WHERE at <= $1 ORDER BY at LIMIT $2 \
+             FOR UPDATE SKIP LOCKED",
+        )
+        .bind(micros(now))
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut wakes = Wakes::default();
+        let mut expired = 0;
+        for (seq, tenant, id, at) in &due {
+            let id: RunId = id.parse()?;
+            if let Some(mut st) = lock_run(&mut tx, tenant, id).await? {
+                let change = st.plan(
+                    Happening::Expired {
+                        at: from_micros(*at),
+                    },
+                    now,
+                )?;
+                expired += usize::from(change.is_some());
+                apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
+            }
+            sqlx::query("DELETE FROM expiries WHERE run_seq = $1")
+                .bind(seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let next: Option<i64> = sqlx::query_scalar("SELECT min(at) FROM expiries")
+            .fetch_one(&mut *tx)
+            .await?;
+        notify(&mut tx, wakes).await?;
+        tx.commit().await?;
+        Ok((expired, next.map(from_micros)))
+    }
+
     pub(super) async fn count_tx(&self, tenant: &str, filter: &ListFilter) -> R<u64> {
         let q = count_query(tenant, filter)?;
         let n: i64 = sqlx::query_scalar_with(&q.sql, args(&q.params)?)
@@ -560,6 +634,14 @@ impl Runs for PostgresStore {
 
     async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64> {
         self.retry(|| self.count_tx(tenant, filter)).await
+    }
+
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<(usize, Option<DateTime<Utc>>)> {
+        self.retry(|| self.expire_tx(now, limit)).await
     }
 
     async fn ended_per_minute(

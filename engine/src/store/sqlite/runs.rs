@@ -28,8 +28,8 @@ pub(super) fn insert_runs_tx(
         .prepare_cached(
             "INSERT INTO runs (id, tenant, task, status, attempt, max_attempts, retries, priority, \
              input, owner, idempotency_key, parent_id, metadata, timeout_ms, backoff, run_at, \
-             created_at, concurrency_key) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, \
-             ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT(id) DO NOTHING",
+             created_at, concurrency_key, expires_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9, \
+             ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT(id) DO NOTHING",
         )
         .db()?;
     let mut queue = conn
@@ -72,6 +72,7 @@ pub(super) fn insert_runs_tx(
                 micros(r.run_at.max(now)),
                 now_us,
                 r.concurrency_key(),
+                r.expires_at.map(micros),
             ])
             .db()?
             == 1;
@@ -93,6 +94,14 @@ pub(super) fn insert_runs_tx(
             event
                 .execute(params![seq, now_us, status.as_str(), r.reason])
                 .db()?;
+            if let Some(at) = r.expires_at {
+                conn.prepare_cached(
+                    "INSERT INTO expiries (run_seq, tenant, id, at) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .db()?
+                .execute(params![seq, r.tenant, r.id.to_string(), micros(at)])
+                .db()?;
+            }
             if r.workflow {
                 conn.prepare_cached(
                     "INSERT INTO workflow_runs (run_seq, tenant, id, done) VALUES (?1, ?2, ?3, 0)",
@@ -136,6 +145,7 @@ pub(super) fn delete_seqs(conn: &Connection, seqs: &[i64]) -> Result<usize> {
         "timers",
         "leases",
         "workflow_runs",
+        "expiries",
     ] {
         delete_from(conn, table, seqs)?;
     }
@@ -306,6 +316,47 @@ impl Runs for SqliteStore {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
             Ok(rows.into_iter().map(|(m, s, n)| (m, s, n as u64)).collect())
+        })
+        .await
+    }
+
+    async fn expire_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<(usize, Option<DateTime<Utc>>)> {
+        // A read first: most passes have nothing due, and need no write transaction.
+        let next: Option<i64> = self
+            .read(|c| Ok(one(c, "SELECT min(at) FROM expiries", [], |r| r.get(0))?.flatten()))
+            .await?;
+        match next {
+            Some(at) if at <= micros(now) => {}
+            _ => return Ok((0, next.map(from_micros))),
+        }
+        self.write(move |c| {
+            let due: Vec<(i64, String, String, i64)> = all(
+                c,
+                "SELECT run_seq, tenant, id, at FROM expiries WHERE at <= ?1 ORDER BY at LIMIT ?2",
+                params![micros(now), i64::from(limit)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            let mut expired = 0;
+            for (seq, tenant, id, at) in &due {
+                if let Some(mut st) = state_by_id(c, tenant, id.parse()?)? {
+                    let change = st.plan(
+                        Happening::Expired {
+                            at: from_micros(*at),
+                        },
+                        now,
+                    )?;
+                    expired += usize::from(change.is_some());
+                    apply(c, change.as_slice(), now)?;
+                }
+                exec(c, "DELETE FROM expiries WHERE run_seq = ?1", params![seq])?;
+            }
+            let next: Option<i64> =
+                one(c, "SELECT min(at) FROM expiries", [], |r| r.get(0))?.flatten();
+            Ok((expired, next.map(from_micros)))
         })
         .await
     }

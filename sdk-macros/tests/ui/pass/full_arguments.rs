@@ -84,6 +84,7 @@ fn main() {
             rate_limit: None,
             rate_limit_units: 1,
             rate_limit_key: None,
+            expires_ms: 0,
             parents: &[],
             workflow: false,
         }
