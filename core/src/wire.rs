@@ -509,14 +509,6 @@ impl ListFilter {
                 ));
             }
         }
-        if let (Some(a), Some(b)) = (self.created_after, self.created_before) {
-            if a >= b {
-                return Err(Error::invalid_input(
-                    "created_before",
-                    format!("{b} is not after created_after ({a})"),
-                ));
-            }
-        }
         Ok(())
     }
 }

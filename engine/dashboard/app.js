@@ -922,7 +922,8 @@
     try {
       return await api(`/v1/runs/${encodeURIComponent(route.id)}/tasks`);
     } catch (e) {
-      if (e instanceof ApiError && e.status === 400 && e.code === "invalid_input") {
+      // 404 for a run that is not a workflow run (the run itself was just read).
+      if (e instanceof ApiError && e.status === 404 && e.code === "not_found") {
         c.notWorkflow = true;
         return null;
       }

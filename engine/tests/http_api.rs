@@ -2488,3 +2488,32 @@ async fn a_database_that_went_away_answers_503_unavailable_naming_nothing_of_it(
     }
     engine.shutdown().await;
 }
+
+/// A bulk action's body is a filter object: an array of its fields (which serde would read as
+/// the struct) or an empty filter is refused and changes nothing.
+#[tokio::test]
+async fn bulk_actions_take_a_filter_object_and_refuse_an_array_or_an_empty_one() {
+    let h = harness().await;
+    h.register_worker(&["send-email"]).await;
+    let run = id_of(&h.schedule(json!({"task": "send-email", "input": {}})).await);
+    for body in [json!([null, null]), json!({})] {
+        let r = h
+            .call(Method::POST, "/v1/runs/cancel", Some(body.clone()))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.text);
+    }
+    let r = h.call(Method::GET, &format!("/v1/runs/{run}"), None).await;
+    assert_eq!(r.json()["status"], "queued", "nothing was cancelled");
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/runs/cancel",
+            Some(json!({"task": "send-email"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["changed"], 1);
+    // A run that is not a workflow run has no tasks: 404.
+    let r = h.call(Method::GET, &format!("/v1/runs/{run}/tasks"), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+}

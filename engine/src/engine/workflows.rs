@@ -54,15 +54,13 @@ impl Engine {
         user: Option<&str>,
     ) -> Result<WorkflowRunTasks> {
         let run = self.get_run(tenant, id, user).await?;
-        let shape = self.workflow_shape(tenant, &run.task).await.map_err(|_| {
-            Error::invalid_input(
-                "id",
-                format!(
-                    "run {id} is a run of {:?}, which is not a workflow",
-                    run.task
-                ),
-            )
-        })?;
+        let shape = self
+            .workflow_shape(tenant, &run.task)
+            .await
+            .map_err(|_| Error::NotFound {
+                what: "workflow run",
+                id: format!("{id} (a run of {:?}, which is not a workflow)", run.task),
+            })?;
         let children = self.inner.store.children(tenant, id).await?;
         let mut runs = BTreeMap::new();
         let failure = shape.on_failure.as_ref().map(|f| {

@@ -18,6 +18,28 @@ use std::str::FromStr;
 #[from_request(via(Json), rejection(ApiError))]
 pub(super) struct ApiJson<T>(pub(super) T);
 
+/// A body that must be a JSON object of `T`'s fields: serde would also read a struct written as
+/// an array of its fields (`[null, null]`), which for a struct of optional fields (a run filter)
+/// would pass as an empty one.
+pub(super) struct Object<T>(pub(super) T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Fields<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Fields<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Fields(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
 /// A query string, whose rejections answer in the API's error shape.
 #[derive(FromRequestParts)]
 #[from_request(via(Query), rejection(ApiError))]

@@ -1,7 +1,7 @@
 //! `/v1/runs`: schedule, list, inspect, wait for, cancel and retry runs.
 
 use super::errors::{ApiResult, ErrorBody};
-use super::extract::{ApiJson, ApiPath, ApiQuery, Caller};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Caller, Object};
 use super::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -206,7 +206,7 @@ async fn bulk(
 pub(super) async fn cancel_runs(
     State(s): State<AppState>,
     caller: Caller,
-    ApiJson(filter): ApiJson<ListFilter>,
+    ApiJson(Object(filter)): ApiJson<Object<ListFilter>>,
 ) -> ApiResult<Json<BulkOutcome>> {
     bulk(&s, &caller, filter, false).await
 }
@@ -219,7 +219,7 @@ pub(super) async fn cancel_runs(
 pub(super) async fn retry_runs(
     State(s): State<AppState>,
     caller: Caller,
-    ApiJson(filter): ApiJson<ListFilter>,
+    ApiJson(Object(filter)): ApiJson<Object<ListFilter>>,
 ) -> ApiResult<Json<BulkOutcome>> {
     bulk(&s, &caller, filter, true).await
 }
@@ -315,7 +315,7 @@ pub(super) async fn retry_run(
 
 /// The task runs of a workflow run, with its tasks not started yet (pending or skipped).
 #[utoipa::path(get, path = "/v1/runs/{id}/tasks", tag = "workflows", params(("id" = String, Path, format = Uuid, description = "Workflow run id (a UUID)")),
-    responses((status = 200, body = owlclaw_core::workflow::WorkflowRunTasks), (status = 400, description = "Not a workflow run", body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = owlclaw_core::workflow::WorkflowRunTasks), (status = 403, body = ErrorBody), (status = 404, description = "No such run, or not a workflow run", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn workflow_tasks(
     State(s): State<AppState>,
