@@ -268,3 +268,66 @@ both_backends!(
     each_cron_tick_enqueues_exactly_one_run_with_two_worker_processes,
     runs_scheduled_by_one_process_are_executed_by_a_worker_in_another,
 );
+
+/// `examples/producer.py` (Python, urllib only) schedules runs with one HTTP call and waits for
+/// their results; a worker in another process runs them. Server mode only: the producer speaks
+/// HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_producer_schedules_runs_over_http_and_waits_for_their_results() {
+    let env = owlclaw_tests::TestEnv::new(owlclaw_tests::Backend::Server)
+        .await
+        .expect("server mode on SQLite needs no outside service");
+    let mut worker = spawn_worker(&env, "py-worker", &["durable_nap"], false).await;
+    let (url, token) = env.target().await;
+    let producer = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/producer.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(producer)
+        .args(["--server", &url, "--task", "durable_nap", "--input", "10"])
+        .args(["--count", "3", "--priority", "7"]);
+    match &token {
+        Some(t) => cmd.env("OWLCLAW_API_TOKEN", t),
+        None => cmd.env_remove("OWLCLAW_API_TOKEN"),
+    };
+    let out = cmd
+        .output()
+        .await
+        .expect("python3 runs (CI has it: schemathesis needs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for line in lines {
+        assert!(
+            line.ends_with(": succeeded: \"woke on attempt 1\""),
+            "{line}"
+        );
+        let id: owlclaw::RunId = line
+            .strip_prefix("run ")
+            .and_then(|l| l.split(':').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        let client = env.client().await;
+        let snap = client.status(id).await.unwrap();
+        assert_eq!((snap.task.as_str(), snap.priority), ("durable_nap", 7));
+    }
+    // An error answer exits 1 and names the API's code.
+    let mut bad = Command::new("python3");
+    bad.arg(producer)
+        .args(["--server", &url, "--task", "no-such-task"]);
+    if let Some(t) = &token {
+        bad.env("OWLCLAW_API_TOKEN", t);
+    }
+    let out = bad.output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("404 not_found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    worker.kill().await.ok();
+}
