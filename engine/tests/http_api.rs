@@ -2514,6 +2514,8 @@ async fn bulk_actions_take_a_filter_object_and_refuse_an_array_or_an_empty_one()
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.json()["changed"], 1);
     // A run that is not a workflow run has no tasks: 404.
-    let r = h.call(Method::GET, &format!("/v1/runs/{run}/tasks"), None).await;
+    let r = h
+        .call(Method::GET, &format!("/v1/runs/{run}/tasks"), None)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
 }
