@@ -37,6 +37,14 @@ async fn bulk_cancel_and_retry_act_on_every_run_a_filter_matches(env: TestEnv) {
     client.enqueue_bulk::<bulk_b>(0..10).await.unwrap();
     let queued_a = of("bulk.a", RunStatus::Queued);
     assert_eq!(client.count(queued_a.clone()).await.unwrap(), 10_000);
+    // A bounded count stops at its bound and says so.
+    let bounded = client.count_at_most(queued_a.clone(), 1000).await.unwrap();
+    assert_eq!((bounded.count, bounded.capped), (1000, true));
+    let bounded = client
+        .count_at_most(queued_a.clone(), 20_000)
+        .await
+        .unwrap();
+    assert_eq!((bounded.count, bounded.capped), (10_000, false));
     assert_eq!(
         client
             .count(ListFilter {

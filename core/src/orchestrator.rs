@@ -33,8 +33,9 @@ pub trait Orchestrator: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<RunSnapshot>;
     /// The tenant's overview: queue depth by task and priority, runs finished per minute.
     async fn overview(&self) -> Result<Overview>;
-    /// How many runs `filter` matches.
-    async fn count_runs(&self, filter: ListFilter) -> Result<RunCount>;
+    /// How many runs `filter` matches, counting at most `max` when given (cheaper on a large
+    /// store; the answer says `capped`).
+    async fn count_runs(&self, filter: ListFilter, max: Option<u64>) -> Result<RunCount>;
     /// Cancels (`retry: false`) or retries one page of the runs `filter` matches.
     async fn bulk_runs(&self, filter: ListFilter, retry: bool) -> Result<BulkOutcome>;
     /// The task runs of a workflow run (with its tasks not started: pending or skipped).

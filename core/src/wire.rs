@@ -462,8 +462,11 @@ pub struct BulkOutcome {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunCount {
-    /// The count.
+    /// The count (at most `max` when the request gave one).
     pub count: u64,
+    /// The count stopped at the request's `max`: there are at least that many.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capped: bool,
 }
 
 impl ListFilter {

@@ -14,6 +14,9 @@
   const STATUSES = ["scheduled", "queued", "running", "succeeded", "failed", "cancelled"];
   const CANCELLABLE = ["scheduled", "queued", "running"];
   const RETRYABLE = ["failed", "cancelled"];
+  /** Counts on the runs page stop here (GET /v1/runs/count?max=): beyond, "100,000+". */
+  const COUNT_MAX = 100000;
+
   /** The filters of GET /v1/runs, /v1/runs/count and the bulk actions (besides limit and cursor). */
   const FILTER_KEYS = ["status", "task", "owner", "parent_id", "created_after", "created_before"];
 
@@ -864,15 +867,16 @@
       const filter = filterOnly(f);
       const [page, count] = await inOrder([
         api(`/v1/runs${qs({ ...filter, limit: f.limit, cursor: f.cursor })}`),
-        api(`/v1/runs/count${qs(filter)}`),
+        // Counted up to COUNT_MAX: a bounded cost on a large store ("100,000+" beyond).
+        api(`/v1/runs/count${qs({ ...filter, max: COUNT_MAX })}`),
       ]);
-      return { page, count: count.count };
+      return { page, count: count.count, capped: !!count.capped };
     },
-    view({ page, count }, route) {
+    view({ page, count, capped }, route) {
       const f = runsFilter(route);
       const what = describeFilter(f);
       const matching = h("p", { id: "runs-count", "data-count": count, class: "count-line" },
-        h("strong", {}, plural(count, "run")), what ? ` with ${what}` : " in all", ".");
+        h("strong", {}, capped ? `${count.toLocaleString("en-US")}+ runs` : plural(count, "run")), what ? ` with ${what}` : " in all", ".");
       const caption = `${page.runs.length} run${page.runs.length === 1 ? "" : "s"}${what ? ` with ${what}` : ""}, newest first${f.cursor ? " (a later page)" : ""}`;
       const pager = h("div", { class: "pager" },
         f.cursor ? h("a", { href: runsHash({ ...f, cursor: "" }), "data-key": "first-page" }, "← Newest runs") : null,

@@ -206,7 +206,14 @@ impl Client {
     /// How many runs `filter` matches (acting as a user, among that user's).
     pub async fn count(&self, mut filter: ListFilter) -> Result<u64> {
         filter.act_as(self.user())?;
-        Ok(self.inner.orch.count_runs(filter).await?.count)
+        Ok(self.inner.orch.count_runs(filter, None).await?.count)
+    }
+
+    /// How many runs `filter` matches, counting at most `max` (the answer says `capped` when
+    /// there are at least that many): a bounded cost on a large store.
+    pub async fn count_at_most(&self, mut filter: ListFilter, max: u64) -> Result<RunCount> {
+        filter.act_as(self.user())?;
+        self.inner.orch.count_runs(filter, Some(max)).await
     }
 
     /// Cancels every run `filter` matches that has not finished, a page (1,000 runs, or the

@@ -316,8 +316,15 @@ impl Orchestrator for HttpOrchestrator {
         self.send(|| self.get("/v1/overview", None)).await
     }
 
-    async fn count_runs(&self, filter: ListFilter) -> Result<owlclaw_core::wire::RunCount> {
-        let q = list_query(&filter);
+    async fn count_runs(
+        &self,
+        filter: ListFilter,
+        max: Option<u64>,
+    ) -> Result<owlclaw_core::wire::RunCount> {
+        let mut q = list_query(&filter);
+        if let Some(m) = max {
+            q.push(("max", m.to_string()));
+        }
         self.send(|| self.get("/v1/runs/count", None).query(&q))
             .await
     }

@@ -58,8 +58,8 @@ impl Orchestrator for Embedded {
     async fn overview(&self) -> Result<Overview> {
         self.engine.overview(&self.tenant).await
     }
-    async fn count_runs(&self, filter: ListFilter) -> Result<RunCount> {
-        self.engine.count_runs(&self.tenant, filter).await
+    async fn count_runs(&self, filter: ListFilter, max: Option<u64>) -> Result<RunCount> {
+        self.engine.count_runs(&self.tenant, filter, max).await
     }
     async fn bulk_runs(&self, filter: ListFilter, retry: bool) -> Result<BulkOutcome> {
         self.engine.bulk_runs(&self.tenant, filter, retry).await

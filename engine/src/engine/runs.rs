@@ -489,10 +489,20 @@ impl Engine {
     }
 
     /// How many runs `filter` matches (its page and cursor ignored).
-    pub async fn count_runs(&self, tenant: &str, filter: ListFilter) -> Result<RunCount> {
+    pub async fn count_runs(
+        &self,
+        tenant: &str,
+        filter: ListFilter,
+        max: Option<u64>,
+    ) -> Result<RunCount> {
         filter.validate()?;
+        if max == Some(0) {
+            return Err(Error::invalid_input("max", "0: count at least 1"));
+        }
+        let count = self.inner.store.count_runs(tenant, &filter, max).await?;
         Ok(RunCount {
-            count: self.inner.store.count_runs(tenant, &filter).await?,
+            count,
+            capped: max.is_some_and(|m| count >= m),
         })
     }
 

@@ -467,7 +467,7 @@ pub trait Runs: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<RunSnapshot>;
     /// How many runs `filter` matches.
-    async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64>;
+    async fn count_runs(&self, tenant: &str, filter: &ListFilter, max: Option<u64>) -> Result<u64>;
     /// Cancels (error `expired`) up to `limit` runs whose expiry is at or before `now` and that
     /// have not started, and forgets the expiries of those that did. Returns how many expired and
     /// the next expiry left.
@@ -690,14 +690,27 @@ fn list_query(tenant: &str, filter: &owlclaw_core::wire::ListFilter) -> Result<(
 }
 
 /// `SELECT count(*)` of the runs `filter` matches (its page and cursor ignored).
-fn count_query(tenant: &str, filter: &owlclaw_core::wire::ListFilter) -> Result<sql::Stmt> {
-    let mut q = sql::Stmt::new("SELECT count(*) FROM runs WHERE tenant = ");
+fn count_query(
+    tenant: &str,
+    filter: &owlclaw_core::wire::ListFilter,
+    max: Option<u64>,
+) -> Result<sql::Stmt> {
+    // With a bound, the scan stops after `max` rows.
+    let mut q = sql::Stmt::new(if max.is_some() {
+        "SELECT count(*) FROM (SELECT 1 FROM runs WHERE tenant = "
+    } else {
+        "SELECT count(*) FROM runs WHERE tenant = "
+    });
     q.bind(tenant);
     let filter = owlclaw_core::wire::ListFilter {
         cursor: None,
         ..filter.clone()
     };
     filter_where(&mut q, &filter)?;
+    if let Some(m) = max {
+        q.push(" LIMIT ").bind(i64::try_from(m).unwrap_or(i64::MAX));
+        q.push(") AS bounded");
+    }
     Ok(q)
 }
 

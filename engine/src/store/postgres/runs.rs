@@ -496,8 +496,13 @@ impl PostgresStore {
         Ok((expired, next.map(from_micros)))
     }
 
-    pub(super) async fn count_tx(&self, tenant: &str, filter: &ListFilter) -> R<u64> {
-        let q = count_query(tenant, filter)?;
+    pub(super) async fn count_tx(
+        &self,
+        tenant: &str,
+        filter: &ListFilter,
+        max: Option<u64>,
+    ) -> R<u64> {
+        let q = count_query(tenant, filter, max)?;
         let n: i64 = sqlx::query_scalar_with(&q.sql, args(&q.params)?)
             .fetch_one(&self.pool)
             .await?;
@@ -632,8 +637,8 @@ impl Runs for PostgresStore {
             .await
     }
 
-    async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64> {
-        self.retry(|| self.count_tx(tenant, filter)).await
+    async fn count_runs(&self, tenant: &str, filter: &ListFilter, max: Option<u64>) -> Result<u64> {
+        self.retry(|| self.count_tx(tenant, filter, max)).await
     }
 
     async fn expire_due(

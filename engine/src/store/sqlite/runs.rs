@@ -361,8 +361,8 @@ impl Runs for SqliteStore {
         .await
     }
 
-    async fn count_runs(&self, tenant: &str, filter: &ListFilter) -> Result<u64> {
-        let q = count_query(tenant, filter)?;
+    async fn count_runs(&self, tenant: &str, filter: &ListFilter, max: Option<u64>) -> Result<u64> {
+        let q = count_query(tenant, filter, max)?;
         self.read(move |c| {
             let n: i64 = one(c, &q.sql, rusqlite::params_from_iter(&q.params), |r| {
                 r.get(0)
