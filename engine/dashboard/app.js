@@ -14,8 +14,8 @@
   const STATUSES = ["scheduled", "queued", "running", "succeeded", "failed", "cancelled"];
   const CANCELLABLE = ["scheduled", "queued", "running"];
   const RETRYABLE = ["failed", "cancelled"];
-  /** Counts on the runs page stop here (GET /v1/runs/count?max=): beyond, "100,000+". */
-  const COUNT_MAX = 100000;
+  /** Counts on the runs page stop here (GET /v1/runs/count?max=): beyond, "10,000+". */
+  const COUNT_MAX = 10000;
 
   /** The filters of GET /v1/runs, /v1/runs/count and the bulk actions (besides limit and cursor). */
   const FILTER_KEYS = ["status", "task", "owner", "parent_id", "created_after", "created_before"];
@@ -867,7 +867,7 @@
       const filter = filterOnly(f);
       const [page, count] = await inOrder([
         api(`/v1/runs${qs({ ...filter, limit: f.limit, cursor: f.cursor })}`),
-        // Counted up to COUNT_MAX: a bounded cost on a large store ("100,000+" beyond).
+        // Counted up to COUNT_MAX: a bounded cost on a large store ("10,000+" beyond).
         api(`/v1/runs/count${qs({ ...filter, max: COUNT_MAX })}`),
       ]);
       return { page, count: count.count, capped: !!count.capped };
