@@ -103,6 +103,49 @@ pub struct ScheduleRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(example = "1h"))]
     pub expires: Option<String>,
+    /// Celery's `link`: tasks to schedule once this run succeeds, each with the run's output as
+    /// its input, as children of this run. At most [`MAX_LINKS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = linked_tasks_schema))]
+    pub link: Vec<String>,
+    /// Celery's `link_error`: tasks to schedule once this run fails (its retries spent), each
+    /// with a [`FailedRun`] as its input, as children of this run. At most [`MAX_LINKS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(schema_with = linked_tasks_schema))]
+    pub link_error: Vec<String>,
+}
+
+/// Most tasks in a request's `link`, and in its `link_error`.
+pub const MAX_LINKS: usize = 8;
+
+/// `link` and `link_error` in the API's document: task names, at most [`MAX_LINKS`].
+#[cfg(feature = "openapi")]
+fn linked_tasks_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(r"^[A-Za-z0-9_\-.:/]{1,128}$")),
+        )
+        .max_items(Some(MAX_LINKS))
+        .build()
+}
+
+/// The input of a task run by `link_error`: the run that failed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedRun {
+    /// The run that failed.
+    pub run_id: RunId,
+    /// Its task.
+    pub task: String,
+    /// Its last attempt's error.
+    pub error: String,
+    /// How many attempts it made.
+    pub attempts: u32,
+    /// Its input.
+    pub input: Value,
 }
 
 /// An expiry as written in a request: an RFC 3339 time, or a duration from `now`; the error

@@ -190,6 +190,7 @@ fn secs(s: f64) -> chrono::Duration {
 /// A run of `task` due at `at`, with default policies.
 fn new_run(task: &str, at: DateTime<Utc>) -> NewRun {
     NewRun {
+        links: Default::default(),
         id: RunId::new(),
         tenant: TENANT.into(),
         task: task.into(),

@@ -595,6 +595,29 @@ impl<T: Task> ScheduleBuilder<T> {
         self.with(|r| r.expires = Some(text))
     }
 
+    /// Celery's `link`: once this run succeeds, the engine schedules a run of `U` with its output
+    /// as input (a child of this run). `U`'s input must be this task's output: a compile error
+    /// otherwise. At most 8 links; a retried run that succeeds schedules them again.
+    ///
+    /// ```no_run
+    /// # use owlclaw::{task, Context};
+    /// # #[task] async fn resize(_ctx: Context, width: u32) -> anyhow::Result<u32> { Ok(width) }
+    /// # #[task] async fn publish(_ctx: Context, width: u32) -> anyhow::Result<()> { Ok(()) }
+    /// # async fn demo(client: &owlclaw::Client) -> owlclaw::Result<()> {
+    /// resize::apply_async(client, 640).link::<publish>().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn link<U: Task<Input = T::Output>>(self) -> Self {
+        self.with(|r| r.link.push(U::SPEC.name.to_string()))
+    }
+
+    /// Celery's `link_error`: once this run fails (its retries spent), the engine schedules a run
+    /// of `U` with a [`FailedRun`](crate::FailedRun) (the run's id, task, error, attempts and
+    /// input) as input. A cancelled or expired run schedules neither links nor error links.
+    pub fn link_error<U: Task<Input = owlclaw_core::wire::FailedRun>>(self) -> Self {
+        self.with(|r| r.link_error.push(U::SPEC.name.to_string()))
+    }
+
     /// Start after `delay` (replaces [`at`](Self::at)).
     pub fn delay(self, delay: Duration) -> Self {
         self.with(|r| {

@@ -46,9 +46,9 @@ pub use config::{Config, Mode, Secret, WorkerConfig};
 pub use context::Context;
 pub use owlclaw_core::ratelimit::RateLimit;
 pub use owlclaw_core::wire::{
-    AttemptError, BulkOutcome, CronRequest, CronRun, CronSchedule, ListFilter, MinuteCount,
-    Overview, PushEvent, PushedEvent, QueuedCount, ReceivedEvent, RunCount, RunEvent, RunPage,
-    RunSnapshot, ScheduleRequest, Scheduled, StepSnapshot, StepStatus, WorkerInfo,
+    AttemptError, BulkOutcome, CronRequest, CronRun, CronSchedule, FailedRun, ListFilter,
+    MinuteCount, Overview, PushEvent, PushedEvent, QueuedCount, ReceivedEvent, RunCount, RunEvent,
+    RunPage, RunSnapshot, ScheduleRequest, Scheduled, StepSnapshot, StepStatus, WorkerInfo,
 };
 pub use owlclaw_core::workflow::{
     PlannedTask, WorkflowFailure, WorkflowPlan, WorkflowRunTasks, WorkflowTaskRun,

@@ -36,20 +36,6 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
         let now = Utc::now();
         let mut wake =
             now + chrono::Duration::from_std(inner.cfg.poll_interval).unwrap_or_default();
-        // Runs past their expiry that have not started end cancelled; the next expiry is a
-        // wake-up time like a timer's.
-        match store.expire_due(now, inner.cfg.maintenance_batch).await {
-            Ok((expired, next)) => {
-                if expired > 0 {
-                    tracing::info!(count = expired, "runs expired before they started");
-                    inner.finished.notify_waiters();
-                }
-                if let Some(at) = next {
-                    wake = wake.min(at.max(now + chrono::Duration::milliseconds(10)));
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "expiring runs failed; will retry"),
-        }
         match store.maintain(now, inner.cfg.maintenance_batch).await {
             Ok(m) => {
                 if m.promoted > 0 || m.expired > 0 {
@@ -73,6 +59,24 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
                         due
                     };
                     wake = wake.min(at);
+                }
+                // Runs past their expiry that have not started end cancelled; the next expiry
+                // (read with the timers, no statement of its own) is a wake-up like a timer's.
+                let mut next_expiry = m.next_run_expiry;
+                if next_expiry.is_some_and(|at| at <= now) {
+                    match store.expire_due(now, inner.cfg.maintenance_batch).await {
+                        Ok((expired, next)) => {
+                            if expired > 0 {
+                                tracing::info!(count = expired, "runs expired before they started");
+                                inner.finished.notify_waiters();
+                            }
+                            next_expiry = next;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "expiring runs failed; will retry"),
+                    }
+                }
+                if let Some(at) = next_expiry {
+                    wake = wake.min(at.max(now + chrono::Duration::milliseconds(10)));
                 }
                 if m.promoted as u32 >= inner.cfg.maintenance_batch {
                     wake = now; // more are due: go again at once
@@ -150,6 +154,7 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
                 (r, key)
             });
             let run = NewRun {
+                links: Default::default(),
                 concurrency,
                 rate_limit,
                 id: RunId::for_idempotency_key(&rec.tenant, &rec.schedule.task, &key),

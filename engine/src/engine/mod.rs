@@ -4,6 +4,7 @@
 mod crons;
 mod embedded;
 mod events;
+mod links;
 mod maintenance;
 mod metrics;
 mod overview;

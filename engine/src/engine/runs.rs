@@ -3,7 +3,7 @@
 
 use super::Engine;
 use crate::limits;
-use crate::store::{Inserted, NewRun};
+use crate::store::{Inserted, NewRun, RunLinks};
 use chrono::{DateTime, SubsecRound, Utc};
 use owlclaw_core::task::{self as taskdef, ConcurrencyStrategy, TaskDef};
 use owlclaw_core::wire::*;
@@ -78,6 +78,17 @@ impl Engine {
                 ));
             }
         }
+        for (field, tasks) in [("link", &req.link), ("link_error", &req.link_error)] {
+            if tasks.len() > MAX_LINKS {
+                return Err(Error::invalid_input(
+                    field,
+                    format!("{} tasks, at most {MAX_LINKS}", tasks.len()),
+                ));
+            }
+            for t in tasks {
+                taskdef::validate_task_name(t).map_err(|e| Error::invalid_input(field, e))?;
+            }
+        }
         let complete = req.retries.is_some()
             && req.timeout.is_some()
             && req.priority.is_some()
@@ -145,6 +156,10 @@ impl Engine {
         }
         Ok(NewRun {
             expires_at,
+            links: RunLinks {
+                on_success: req.link,
+                on_error: req.link_error,
+            },
             concurrency,
             rate_limit,
             id,
@@ -206,7 +221,7 @@ impl Engine {
 
     /// Validates every request (an invalid field of a bulk request is named `runs[i].field`),
     /// then inserts them all in one transaction.
-    async fn schedule_many(
+    pub(super) async fn schedule_many(
         &self,
         tenant: &str,
         reqs: Vec<ScheduleRequest>,
@@ -265,7 +280,8 @@ impl Engine {
         runs: Vec<NewRun>,
         now: DateTime<Utc>,
     ) -> Result<Vec<Inserted>> {
-        if runs.iter().any(|r| r.workflow) {
+        if runs.iter().any(|r| r.workflow || !r.links.is_empty()) {
+            // Workflow runs are advanced, and runs with links followed up, by the workflow loop.
             self.workflows_changed();
         }
         let ttl = chrono::Duration::from_std(self.inner.cfg.idempotency_ttl).unwrap_or_default();

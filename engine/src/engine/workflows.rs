@@ -21,7 +21,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How often the loop looks for workflow runs when nothing woke it.
+/// How often the loop passes while workflow runs are active and nothing woke it (when none are,
+/// it looks at the engine's poll interval).
 const WORKFLOW_POLL: Duration = Duration::from_millis(200);
 /// Workflow runs advanced per pass.
 const WORKFLOW_BATCH: u32 = 500;
@@ -331,8 +332,9 @@ fn ignore_refusal(r: Result<RunSnapshot>) -> Result<()> {
     }
 }
 
-/// The loop: advances the workflow runs not done. While some are active it passes again as
-/// runs finish; otherwise it looks every [`WORKFLOW_POLL`] (workflow runs created by other
+/// The loop: advances the workflow runs not done, and schedules the links of runs that
+/// finished. While some are active it passes again as runs finish, and at least every
+/// [`WORKFLOW_POLL`]; otherwise it looks at the engine's poll interval (runs created by other
 /// replicas) or when this engine creates one.
 pub(super) async fn workflow_loop(inner: Arc<Inner>) {
     let engine = Engine { inner };
@@ -343,13 +345,14 @@ pub(super) async fn workflow_loop(inner: Arc<Inner>) {
             _ = inner.shutdown.cancelled() => return,
             _ = inner.wake_workflows.notified() => {}
             _ = inner.finished.notified(), if active => {}
-            _ = tokio::time::sleep(WORKFLOW_POLL) => {}
+            _ = tokio::time::sleep(if active { WORKFLOW_POLL } else { inner.cfg.poll_interval }) => {}
         }
+        // Cleared before reading, so that a run created meanwhile sets it again.
+        inner.workflows_active.store(false, Ordering::SeqCst);
+        let mut active = false;
         match inner.store.active_workflows(WORKFLOW_BATCH).await {
             Ok(runs) => {
-                inner
-                    .workflows_active
-                    .store(!runs.is_empty(), Ordering::SeqCst);
+                active |= !runs.is_empty();
                 for (tenant, id) in runs {
                     if inner.shutdown.is_cancelled() {
                         return;
@@ -359,7 +362,21 @@ pub(super) async fn workflow_loop(inner: Arc<Inner>) {
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "reading the active workflow runs failed"),
+            Err(e) => {
+                active = true;
+                tracing::warn!(error = %e, "reading the active workflow runs failed");
+            }
+        }
+        // Runs with links (Celery's link / link_error) are followed up by the same loop.
+        match engine.follow_links().await {
+            Ok(open) => active |= open,
+            Err(e) => {
+                active = true;
+                tracing::warn!(error = %e, "reading the runs with links failed");
+            }
+        }
+        if active {
+            inner.workflows_active.store(true, Ordering::SeqCst);
         }
     }
 }

@@ -83,6 +83,35 @@ pub struct NewRun {
     pub workflow: bool,
     /// When it expires if not started (an `expiries` row is inserted with it).
     pub expires_at: Option<DateTime<Utc>>,
+    /// Tasks to schedule once it finishes (a `links` row is inserted with it when any).
+    pub links: RunLinks,
+}
+
+/// Celery's `link` and `link_error` of a run: task names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunLinks {
+    /// Scheduled with the run's output once it succeeds.
+    pub on_success: Vec<String>,
+    /// Scheduled with a [`FailedRun`](owlclaw_core::wire::FailedRun) once it fails.
+    pub on_error: Vec<String>,
+}
+
+impl RunLinks {
+    /// No task to schedule.
+    pub fn is_empty(&self) -> bool {
+        self.on_success.is_empty() && self.on_error.is_empty()
+    }
+}
+
+/// A finished run whose links are not scheduled yet.
+#[derive(Debug, Clone)]
+pub struct FinishedLinks {
+    /// The run's tenant.
+    pub tenant: String,
+    /// The run.
+    pub id: RunId,
+    /// Its links.
+    pub links: RunLinks,
 }
 
 impl NewRun {
@@ -269,6 +298,9 @@ pub struct Maintenance {
     pub expired: usize,
     /// The earliest timer still pending.
     pub next_due: Option<DateTime<Utc>>,
+    /// The earliest expiry of a run not started (`expires`), read in the same statement as
+    /// `next_due` so that a pass with nothing to expire costs no statement of its own.
+    pub next_run_expiry: Option<DateTime<Utc>>,
 }
 
 /// A change made by another engine sharing the database, pushed by stores that can (PostgreSQL's
@@ -389,6 +421,11 @@ pub trait Workflows: Send + Sync {
     ) -> Result<RunSnapshot>;
     /// Marks a workflow run done: finished, and every task run it started finished too.
     async fn workflow_done(&self, tenant: &str, id: RunId) -> Result<()>;
+    /// Finished runs whose links are not scheduled yet, oldest first, and whether any run with
+    /// links is still open (finished or not): the engine watches runs finish while there are.
+    async fn finished_links(&self, limit: u32) -> Result<(Vec<FinishedLinks>, bool)>;
+    /// Marks a run's links scheduled.
+    async fn links_done(&self, tenant: &str, id: RunId) -> Result<()>;
 }
 
 /// Pushed events.

@@ -369,13 +369,16 @@ impl PostgresStore {
 
     pub(super) async fn maintain_tx(&self, now: DateTime<Utc>, limit: u32) -> R<Maintenance> {
         let now_us = micros(now);
-        let (next_due, next_expiry): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT (SELECT MIN(due_at) FROM timers), (SELECT MIN(expires_at) FROM leases)",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let (next_due, next_expiry, next_run_expiry): (Option<i64>, Option<i64>, Option<i64>) =
+            sqlx::query_as(
+                "SELECT (SELECT MIN(due_at) FROM timers), (SELECT MIN(expires_at) FROM leases), \
+             (SELECT MIN(at) FROM expiries)",
+            )
+            .fetch_one(&self.pool)
+            .await?;
         let mut m = Maintenance {
             next_due: next_due.map(from_micros),
+            next_run_expiry: next_run_expiry.map(from_micros),
             ..Maintenance::default()
         };
         let due = next_due.is_some_and(|t| t <= now_us);

@@ -31,6 +31,7 @@ pub(super) async fn delete_seqs(conn: &mut PgConnection, seqs: &[i64]) -> R<usiz
          l AS (DELETE FROM leases WHERE run_seq = ANY($1)), \
          wf AS (DELETE FROM workflow_runs WHERE run_seq = ANY($1)), \
          x AS (DELETE FROM expiries WHERE run_seq = ANY($1)), \
+         li AS (DELETE FROM links WHERE run_seq = ANY($1)), \
          r AS (DELETE FROM runs WHERE seq = ANY($1) RETURNING 1) \
          SELECT count(*) FROM r",
     )
@@ -136,6 +137,7 @@ pub(super) async fn insert_runs_tx(
     let (mut t_seq, mut t_due) = (vec![], vec![]);
     let (mut e_seq, mut e_status, mut e_reason) = (vec![], vec![], vec![]);
     let (mut w_seq, mut w_tenant, mut w_id) = (vec![], vec![], vec![]);
+    let mut links: Vec<(i64, &str, String, String, String)> = vec![];
     let (mut x_seq, mut x_tenant, mut x_id, mut x_at) = (vec![], vec![], vec![], vec![]);
     for r in runs {
         // `remove`: the same id twice in one batch is created once, then found existing.
@@ -164,6 +166,15 @@ pub(super) async fn insert_runs_tx(
                     w_seq.push(seq);
                     w_tenant.push(r.tenant.as_str());
                     w_id.push(r.id.to_string());
+                }
+                if !r.links.is_empty() {
+                    links.push((
+                        seq,
+                        r.tenant.as_str(),
+                        r.id.to_string(),
+                        serde_json::to_string(&r.links.on_success).unwrap_or_default(),
+                        serde_json::to_string(&r.links.on_error).unwrap_or_default(),
+                    ));
                 }
                 e_seq.push(seq);
                 e_status.push(status.as_str());
@@ -234,15 +245,33 @@ pub(super) async fn insert_runs_tx(
         .execute(&mut *conn)
         .await?;
     }
+    // Runs with links are few (Celery's link / link_error): one insert each.
+    for (seq, tenant, id, on_success, on_error) in links {
+        sqlx::query(
+            "INSERT INTO links (run_seq, tenant, id, on_success, on_error) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(seq)
+        .bind(tenant)
+        .bind(id)
+        .bind(on_success)
+        .bind(on_error)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(out)
 }
 
-/// A workflow run retried is advanced again (no row for other runs).
-async fn reopen_workflow(conn: &mut PgConnection, seq: i64) -> R<()> {
-    sqlx::query("UPDATE workflow_runs SET done = FALSE WHERE run_seq = $1")
-        .bind(seq)
-        .execute(conn)
-        .await?;
+/// A run retried is followed up again: a workflow run is advanced again, and a run's links are
+/// scheduled again when it finishes (no rows for other runs).
+async fn reopen(conn: &mut PgConnection, seq: i64) -> R<()> {
+    sqlx::query(
+        "WITH w AS (UPDATE workflow_runs SET done = FALSE WHERE run_seq = $1) \
+         UPDATE links SET done = FALSE WHERE run_seq = $1",
+    )
+    .bind(seq)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -348,7 +377,7 @@ impl PostgresStore {
         apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
         if let Some(p) = &change {
             if matches!(command, Happening::Retry) {
-                reopen_workflow(&mut tx, p.seq).await?;
+                reopen(&mut tx, p.seq).await?;
             }
             if let Some(out) = output {
                 sqlx::query("UPDATE runs SET output = $1 WHERE seq = $2")
@@ -397,7 +426,7 @@ impl PostgresStore {
             };
             apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
             if let (Some(p), true) = (&change, retry) {
-                reopen_workflow(&mut tx, p.seq).await?;
+                reopen(&mut tx, p.seq).await?;
             }
             changed += u64::from(change.is_some());
         }
@@ -436,7 +465,7 @@ impl PostgresStore {
         .bind(i64::from(position))
         .execute(&mut *tx)
         .await?;
-        reopen_workflow(&mut tx, st.seq).await?;
+        reopen(&mut tx, st.seq).await?;
         let snap = load(&mut tx, tenant, id)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;

@@ -1,7 +1,7 @@
 //! Workflow runs: the active ones, their task runs, and their own transitions.
 
 use super::*;
-use crate::store::{WorkflowStep, Workflows};
+use crate::store::{FinishedLinks, RunLinks, WorkflowStep, Workflows};
 
 #[async_trait]
 impl Workflows for PostgresStore {
@@ -54,6 +54,54 @@ impl Workflows for PostgresStore {
     async fn workflow_done(&self, tenant: &str, id: RunId) -> Result<()> {
         self.retry(|| async move {
             sqlx::query("UPDATE workflow_runs SET done = TRUE WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id.to_string())
+                .execute(&self.pool)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finished_links(&self, limit: u32) -> Result<(Vec<FinishedLinks>, bool)> {
+        let (rows, open): (Vec<(String, String, String, String)>, bool) = self
+            .retry(|| async move {
+                let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+                    "SELECT l.tenant, l.id, l.on_success, l.on_error FROM links l \
+                     JOIN runs r ON r.seq = l.run_seq \
+                     WHERE NOT l.done AND r.status IN ('succeeded', 'failed', 'cancelled') \
+                     ORDER BY l.run_seq LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                let open = !rows.is_empty()
+                    || sqlx::query_scalar::<_, i32>("SELECT 1 FROM links WHERE NOT done LIMIT 1")
+                        .fetch_optional(&self.pool)
+                        .await?
+                        .is_some();
+                Ok((rows, open))
+            })
+            .await?;
+        let finished = rows
+            .into_iter()
+            .map(|(tenant, id, ok, err)| {
+                Ok(FinishedLinks {
+                    tenant,
+                    id: id.parse()?,
+                    links: RunLinks {
+                        on_success: serde_json::from_str(&ok).unwrap_or_default(),
+                        on_error: serde_json::from_str(&err).unwrap_or_default(),
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((finished, open))
+    }
+
+    async fn links_done(&self, tenant: &str, id: RunId) -> Result<()> {
+        self.retry(|| async move {
+            sqlx::query("UPDATE links SET done = TRUE WHERE tenant = $1 AND id = $2")
                 .bind(tenant)
                 .bind(id.to_string())
                 .execute(&self.pool)

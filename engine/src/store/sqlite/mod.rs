@@ -52,7 +52,7 @@ use db::{Db, Location, OrDb};
 use runs::*;
 
 /// The migrations, in order: `PRAGMA user_version` is the last one applied.
-const MIGRATIONS: [&str; 12] = [
+const MIGRATIONS: [&str; 13] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
     include_str!("../../../migrations/sqlite/0003_steps.sql"),
@@ -65,6 +65,7 @@ const MIGRATIONS: [&str; 12] = [
     include_str!("../../../migrations/sqlite/0010_replays.sql"),
     include_str!("../../../migrations/sqlite/0011_cron_pause.sql"),
     include_str!("../../../migrations/sqlite/0012_expiries.sql"),
+    include_str!("../../../migrations/sqlite/0013_links.sql"),
 ];
 
 /// A SQLite database holding every table of the engine.

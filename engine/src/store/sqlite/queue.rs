@@ -445,18 +445,20 @@ impl Queue for SqliteStore {
 
     async fn maintain(&self, now: DateTime<Utc>, limit: u32) -> Result<Maintenance> {
         let now_us = micros(now);
-        let (next_due, next_expiry): (Option<i64>, Option<i64>) = self
+        let (next_due, next_expiry, next_run_expiry): (Option<i64>, Option<i64>, Option<i64>) = self
             .read(|c| {
                 c.query_row(
-                    "SELECT (SELECT MIN(due_at) FROM timers), (SELECT MIN(expires_at) FROM leases)",
+                    "SELECT (SELECT MIN(due_at) FROM timers), (SELECT MIN(expires_at) FROM leases), \
+                     (SELECT MIN(at) FROM expiries)",
                     [],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .db()
             })
             .await?;
         let m = Maintenance {
             next_due: next_due.map(from_micros),
+            next_run_expiry: next_run_expiry.map(from_micros),
             ..Maintenance::default()
         };
         let due = next_due.is_some_and(|t| t <= now_us);

@@ -110,6 +110,21 @@ pub(super) fn insert_runs_tx(
                 .execute(params![seq, r.tenant, r.id.to_string()])
                 .db()?;
             }
+            if !r.links.is_empty() {
+                conn.prepare_cached(
+                    "INSERT INTO links (run_seq, tenant, id, on_success, on_error) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .db()?
+                .execute(params![
+                    seq,
+                    r.tenant,
+                    r.id.to_string(),
+                    serde_json::to_string(&r.links.on_success).unwrap_or_default(),
+                    serde_json::to_string(&r.links.on_error).unwrap_or_default(),
+                ])
+                .db()?;
+            }
             out.push(Inserted::Created(r.snapshot(status, now)));
             continue;
         }
@@ -146,6 +161,7 @@ pub(super) fn delete_seqs(conn: &Connection, seqs: &[i64]) -> Result<usize> {
         "leases",
         "workflow_runs",
         "expiries",
+        "links",
     ] {
         delete_from(conn, table, seqs)?;
     }
@@ -257,7 +273,7 @@ impl Runs for SqliteStore {
                 };
                 apply(c, change.as_slice(), now)?;
                 if let (Some(p), Command::Retry) = (&change, command) {
-                    reopen_workflow(c, p.seq)?;
+                    reopen(c, p.seq)?;
                 }
                 changed += u64::from(change.is_some());
             }
@@ -295,7 +311,7 @@ impl Runs for SqliteStore {
                 "UPDATE runs SET replays = replays + 1 WHERE seq = ?1",
                 params![st.seq],
             )?;
-            reopen_workflow(c, st.seq)?;
+            reopen(c, st.seq)?;
             load(c, &tenant, id)?.ok_or_else(|| Error::run_not_found(id))
         })
         .await
@@ -456,11 +472,17 @@ impl Command {
     }
 }
 
-/// A workflow run retried is advanced again (no row for other runs).
-fn reopen_workflow(conn: &Connection, seq: i64) -> Result<()> {
+/// A run retried is followed up again: a workflow run is advanced again, and a run's links are
+/// scheduled again when it finishes (no rows for other runs).
+fn reopen(conn: &Connection, seq: i64) -> Result<()> {
     exec(
         conn,
         "UPDATE workflow_runs SET done = 0 WHERE run_seq = ?1",
+        params![seq],
+    )?;
+    exec(
+        conn,
+        "UPDATE links SET done = 0 WHERE run_seq = ?1",
         params![seq],
     )?;
     Ok(())
@@ -482,7 +504,7 @@ async fn command(
             let change = st.plan(command.happening(), now)?;
             apply(c, change.as_slice(), now)?;
             if let (Some(p), Command::Retry) = (&change, command) {
-                reopen_workflow(c, p.seq)?;
+                reopen(c, p.seq)?;
             }
             load(c, &tenant, id)?.ok_or_else(|| Error::run_not_found(id))
         })

@@ -1,7 +1,7 @@
 //! Workflow runs: the active ones, their task runs, and their own transitions.
 
 use super::*;
-use crate::store::{WorkflowStep, Workflows};
+use crate::store::{FinishedLinks, RunLinks, WorkflowStep, Workflows};
 
 #[async_trait]
 impl Workflows for SqliteStore {
@@ -70,6 +70,53 @@ impl Workflows for SqliteStore {
             exec(
                 c,
                 "UPDATE workflow_runs SET done = 1 WHERE tenant = ?1 AND id = ?2",
+                params![tenant, id.to_string()],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn finished_links(&self, limit: u32) -> Result<(Vec<FinishedLinks>, bool)> {
+        self.read(move |c| {
+            let rows: Vec<(String, String, String, String)> = all(
+                c,
+                "SELECT l.tenant, l.id, l.on_success, l.on_error FROM links l \
+                 JOIN runs r ON r.seq = l.run_seq \
+                 WHERE l.done = 0 AND r.status IN ('succeeded', 'failed', 'cancelled') \
+                 ORDER BY l.run_seq LIMIT ?1",
+                params![i64::from(limit)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            let open = !rows.is_empty()
+                || one(c, "SELECT 1 FROM links WHERE done = 0 LIMIT 1", [], |r| {
+                    r.get::<_, i64>(0)
+                })?
+                .is_some();
+            let finished = rows
+                .into_iter()
+                .map(|(tenant, id, ok, err)| {
+                    Ok(FinishedLinks {
+                        tenant,
+                        id: id.parse()?,
+                        links: RunLinks {
+                            on_success: serde_json::from_str(&ok).unwrap_or_default(),
+                            on_error: serde_json::from_str(&err).unwrap_or_default(),
+                        },
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok((finished, open))
+        })
+        .await
+    }
+
+    async fn links_done(&self, tenant: &str, id: RunId) -> Result<()> {
+        let tenant = tenant.to_string();
+        self.write(move |c| {
+            exec(
+                c,
+                "UPDATE links SET done = 1 WHERE tenant = ?1 AND id = ?2",
                 params![tenant, id.to_string()],
             )?;
             Ok(())
