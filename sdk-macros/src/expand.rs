@@ -210,12 +210,13 @@ fn generate(
     // them, against the naming conventions, would still be taken for a pattern, as with
     // `macro_rules!`; the names are kept readable because rustdoc shows them.)
     let local = |name: &str| syn::Ident::new(name, Span::mixed_site());
-    let (ctx, input, scheduler, delay, at) = (
+    let (ctx, input, scheduler, delay, at, tx) = (
         local("ctx"),
         local("input"),
         local("scheduler"),
         local("delay"),
         local("at"),
+        local("tx"),
     );
 
     // The user's tokens keep their spans; the calls that check a bound on a user's type are
@@ -265,6 +266,9 @@ fn generate(
                            `.priority(n)`, `.retries(n)`.";
     let schedule_at_doc = "Schedules a run at `at`; await the builder to get the run's handle.";
     let run_doc = "Schedules a run now and waits for its output.";
+    let enqueue_in_doc = "Schedules a run now inside the application's own sqlx transaction `tx` \
+                          on the lite-mode engine's database: the run exists if and only if the \
+                          transaction commits, and workers are woken once it has.";
     let invoke = format_ident!("__owlclaw_invoke");
 
     let output_projection =
@@ -281,6 +285,20 @@ fn generate(
             #decode
             #encode
         })
+    };
+
+    // Spanned at the return type, as `run`.
+    let enqueue_in = quote_spanned! {output_span=>
+        #[doc = #enqueue_in_doc]
+        #vis async fn enqueue_in(
+            #scheduler: &::owlclaw::Client,
+            #tx: &mut impl ::owlclaw::AppTransaction,
+            #input_param
+        ) -> ::owlclaw::Result<::owlclaw::RunHandle<<Self as ::owlclaw::Task>::Output>> {
+            ::owlclaw::ScheduleBuilder::<Self>::new(#scheduler, #input_arg)
+                .in_transaction(#tx)
+                .await
+        }
     };
 
     // Spanned at the return type: its `Output` is where a return type that isn't a `Result` is
@@ -324,6 +342,8 @@ fn generate(
             ) -> ::owlclaw::ScheduleBuilder<Self> {
                 ::owlclaw::ScheduleBuilder::<Self>::new(#scheduler, #input_arg)
             }
+
+            #enqueue_in
 
             #[doc = #delay_doc]
             #vis fn delay(

@@ -37,6 +37,9 @@ pub struct Client {
 struct Inner {
     orch: Arc<dyn Orchestrator>,
     config: Config,
+    /// The embedded engine, in lite mode (`enqueue_in` writes runs in the application's
+    /// transaction for it).
+    engine: Option<crate::tx::TxEngine>,
 }
 
 impl fmt::Debug for Client {
@@ -52,11 +55,18 @@ impl Client {
     /// Connects as `config` says: starts the embedded engine in lite mode.
     pub async fn connect(config: Config) -> Result<Client> {
         config.validate()?;
-        let orch: Arc<dyn Orchestrator> = match config.mode {
+        let (orch, engine) = match config.mode {
             Mode::Lite => lite_engine(&config).await?,
-            Mode::Server => server_connection(&config).await?,
+            Mode::Server => (server_connection(&config).await?, None),
         };
-        Ok(Client::from_orchestrator(orch, config))
+        Ok(Client {
+            inner: Arc::new(Inner {
+                orch,
+                config,
+                engine,
+            }),
+            user: None,
+        })
     }
 
     /// Lite mode with every default: an embedded engine on `.owlclaw/owlclaw.db` in the working
@@ -80,10 +90,29 @@ impl Client {
         Client::connect(Config::from_env()?).await
     }
 
+    /// A lite-mode client over an engine started with a configuration of your own
+    /// (`owlclaw_engine::Engine::start`), acting for the lite-mode tenant.
+    #[cfg(feature = "lite")]
+    pub fn from_engine(engine: owlclaw_engine::Engine, config: Config) -> Client {
+        let orch = Arc::new(engine.embedded(owlclaw_engine::LITE_TENANT));
+        Client {
+            inner: Arc::new(Inner {
+                orch,
+                config,
+                engine: Some(engine),
+            }),
+            user: None,
+        }
+    }
+
     /// A client over any [`Orchestrator`] (for custom transports and tests).
     pub fn from_orchestrator(orch: Arc<dyn Orchestrator>, config: Config) -> Client {
         Client {
-            inner: Arc::new(Inner { orch, config }),
+            inner: Arc::new(Inner {
+                orch,
+                config,
+                engine: None,
+            }),
             user: None,
         }
     }
@@ -386,8 +415,11 @@ impl Client {
     }
 }
 
+/// An orchestrator and, in lite mode, its engine.
+type Connected = (Arc<dyn Orchestrator>, Option<crate::tx::TxEngine>);
+
 #[cfg(feature = "lite")]
-async fn lite_engine(config: &Config) -> Result<Arc<dyn Orchestrator>> {
+async fn lite_engine(config: &Config) -> Result<Connected> {
     let cfg = owlclaw_engine::EngineConfig {
         database_url: config.database_url.clone(),
         lease: config.worker.lease,
@@ -395,7 +427,8 @@ async fn lite_engine(config: &Config) -> Result<Arc<dyn Orchestrator>> {
         ..owlclaw_engine::EngineConfig::default()
     };
     let engine = owlclaw_engine::Engine::start(cfg).await?;
-    Ok(Arc::new(engine.embedded(owlclaw_engine::LITE_TENANT)))
+    let orch = Arc::new(engine.embedded(owlclaw_engine::LITE_TENANT));
+    Ok((orch, Some(engine)))
 }
 
 #[cfg(feature = "server")]
@@ -423,7 +456,7 @@ async fn server_connection(_config: &Config) -> Result<Arc<dyn Orchestrator>> {
 }
 
 #[cfg(not(feature = "lite"))]
-async fn lite_engine(_config: &Config) -> Result<Arc<dyn Orchestrator>> {
+async fn lite_engine(_config: &Config) -> Result<Connected> {
     Err(Error::config(
         "mode",
         "lite mode needs the `lite` feature of the owlclaw crate (on by default)",
@@ -665,6 +698,34 @@ impl<T: Task> ScheduleBuilder<T> {
     /// Overrides the task's timeout for this run.
     pub fn timeout(self, timeout: Duration) -> Self {
         self.with(|r| r.timeout = Some(timeout))
+    }
+
+    /// Schedules the run inside the application's own sqlx transaction `tx`, on the lite-mode
+    /// engine's database: the run exists if and only if `tx` commits, and workers are woken once
+    /// it has (see [`AppTransaction`](crate::AppTransaction)). Refused for a client in server
+    /// mode, a transaction on another database, and a task whose concurrency strategy cancels
+    /// runs.
+    pub async fn in_transaction(
+        self,
+        tx: &mut impl crate::AppTransaction,
+    ) -> Result<RunHandle<T::Output>> {
+        let mut req = self.req?;
+        task_expiry::<T>(&mut req);
+        req.act_as(self.client.user())?;
+        let engine = self.client.inner.engine.as_ref().ok_or_else(|| {
+            Error::invalid_input(
+                "transaction",
+                "runs are enqueued in the application's transaction by a lite-mode client (the \
+                 engine embedded in this process); this client is in server mode",
+            )
+        })?;
+        #[cfg(feature = "lite")]
+        let tenant = owlclaw_engine::LITE_TENANT;
+        #[cfg(not(feature = "lite"))]
+        let tenant = "";
+        let mut done = tx.schedule_in(engine, tenant, vec![req]).await?;
+        let s = done.remove(0);
+        Ok(RunHandle::new(self.client, s.run.id, s.created))
     }
 
     /// Schedules the run and waits for its typed output.

@@ -3,7 +3,6 @@
 
 use owlclaw::{Client, Config, RunId, RunSnapshot};
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Heartbeat used by test workers.
@@ -61,10 +60,7 @@ impl TestDb {
     pub async fn client_with_engine(&self, mut engine: owlclaw_engine::EngineConfig) -> Client {
         engine.database_url = self.url();
         let e = owlclaw_engine::Engine::start(engine).await.expect("engine");
-        Client::from_orchestrator(
-            Arc::new(e.embedded(owlclaw_engine::LITE_TENANT)),
-            self.config(),
-        )
+        Client::from_engine(e, self.config())
     }
 }
 
@@ -312,7 +308,7 @@ impl TestEnv {
                 .expect("engine");
             let mut config = self.db.config();
             f(&mut config);
-            Client::from_orchestrator(Arc::new(e.embedded(owlclaw_engine::LITE_TENANT)), config)
+            Client::from_engine(e, config)
         }
     }
 

@@ -11,6 +11,8 @@ mod overview;
 mod ratelimits;
 mod runs;
 mod tokens;
+#[cfg(any(feature = "sqlx-sqlite", feature = "postgres"))]
+mod tx;
 mod workers;
 mod workflows;
 

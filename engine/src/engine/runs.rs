@@ -260,16 +260,7 @@ impl Engine {
             .count();
         self.inner.metrics.scheduled.inc_by(created as u64);
         self.after_insert(&inserted);
-        Ok(inserted
-            .into_iter()
-            .map(|i| match i {
-                Inserted::Created(run) => Scheduled { run, created: true },
-                Inserted::Existing(run) => Scheduled {
-                    run,
-                    created: false,
-                },
-            })
-            .collect())
+        Ok(scheduled(inserted))
     }
 
     /// Inserts runs; a run holding one of their idempotency keys that finished more than the key
@@ -678,4 +669,18 @@ pub(super) fn check_short_text(field: &str, value: Option<&str>) -> Result<()> {
         ));
     }
     limits::check_text(field, v)
+}
+
+/// The answer for inserted runs: each new one, or the existing one of a repeated key.
+pub(super) fn scheduled(inserted: Vec<Inserted>) -> Vec<Scheduled> {
+    inserted
+        .into_iter()
+        .map(|i| match i {
+            Inserted::Created(run) => Scheduled { run, created: true },
+            Inserted::Existing(run) => Scheduled {
+                run,
+                created: false,
+            },
+        })
+        .collect()
 }

@@ -289,6 +289,16 @@ pub struct Exchanged {
     pub claimed: Vec<Assignment>,
 }
 
+/// An error on the application's own connection (`enqueue_in`), with its cause.
+#[cfg(any(feature = "sqlx-sqlite", feature = "postgres"))]
+pub(crate) fn app_connection_error(e: sqlx::Error) -> owlclaw_core::Error {
+    owlclaw_core::Error::Database {
+        unavailable: false,
+        message: format!("the application's transaction: {e}"),
+        source: Box::new(e),
+    }
+}
+
 /// What a maintenance pass did.
 #[derive(Debug, Clone, Default)]
 pub struct Maintenance {
@@ -340,6 +350,36 @@ pub trait Store:
     /// starts. `None` where the store has no such channel: other processes are then noticed by
     /// polling.
     async fn subscribe(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<Wake>>>;
+    /// Inserts runs inside the application's transaction on `conn`, a connection to this
+    /// store's SQLite database (`enqueue_in`); refused when `conn` is on another database or
+    /// the store is not SQLite.
+    #[cfg(feature = "sqlx-sqlite")]
+    async fn insert_in_sqlite(
+        &self,
+        _conn: &mut sqlx::SqliteConnection,
+        _runs: Vec<NewRun>,
+        _now: DateTime<Utc>,
+    ) -> Result<Vec<Inserted>> {
+        Err(owlclaw_core::Error::invalid_input(
+            "transaction",
+            "a SQLite transaction, but the engine's database is not SQLite",
+        ))
+    }
+    /// Inserts runs inside the application's transaction on `conn`, a connection to this
+    /// store's PostgreSQL database (`enqueue_in`), with the wake-ups sent at its commit;
+    /// refused when `conn` is on another database or the store is not PostgreSQL.
+    #[cfg(feature = "postgres")]
+    async fn insert_in_postgres(
+        &self,
+        _conn: &mut sqlx::PgConnection,
+        _runs: Vec<NewRun>,
+        _now: DateTime<Utc>,
+    ) -> Result<Vec<Inserted>> {
+        Err(owlclaw_core::Error::invalid_input(
+            "transaction",
+            "a PostgreSQL transaction, but the engine's database is not PostgreSQL",
+        ))
+    }
     /// Checks that the database answers.
     async fn ping(&self) -> Result<()>;
     /// Closes the connections.

@@ -415,6 +415,49 @@ fn connection_error(place: &Place, e: sqlx::Error) -> Error {
 
 #[async_trait]
 impl Store for PostgresStore {
+    async fn insert_in_postgres(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        runs: Vec<NewRun>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Inserted>> {
+        // The same database: the same name and oid on the same server (the server's start time
+        // tells servers apart, whichever address each connection took).
+        let place = "SELECT current_database()::text, \
+                     (SELECT oid::bigint FROM pg_database WHERE datname = current_database()), \
+                     pg_postmaster_start_time()::text";
+        let theirs: (String, i64, String) = sqlx::query_as(place)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(crate::store::app_connection_error)?;
+        let ours: (String, i64, String) = self
+            .retry(|| async move { Ok(sqlx::query_as(place).fetch_one(&self.pool).await?) })
+            .await?;
+        if theirs != ours {
+            return Err(Error::invalid_input(
+                "transaction",
+                format!(
+                    "the transaction is on database {:?}, not on the engine's database {:?}: runs \
+                     can only be enqueued in a transaction on the engine's own database",
+                    theirs.0, ours.0
+                ),
+            ));
+        }
+        let mut wakes = Wakes::default();
+        let result = async {
+            let mut out = runs::insert_runs_tx(&mut *conn, &runs, now, false, &mut wakes).await?;
+            runs::make_room(&mut *conn, &runs, &mut out, now, &mut wakes).await?;
+            // Sent in the application's transaction: delivered when it commits.
+            notify(&mut *conn, wakes).await?;
+            Ok(out)
+        }
+        .await;
+        result.map_err(|e: Fail| match e {
+            Fail::Owl(e) => e,
+            Fail::Db(e) => self.place.db(e),
+        })
+    }
+
     async fn subscribe(&self) -> Result<Option<mpsc::UnboundedReceiver<Wake>>> {
         // A pool of one connection of its own, so that listening never takes one of the
         // store's, and so that the listener can reconnect through it.

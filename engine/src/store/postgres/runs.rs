@@ -297,7 +297,7 @@ async fn active_of_key(
 /// The cancel strategies of the runs just inserted, in their transaction (see [`displaced`]),
 /// under the lock that claims of the task take: a run that its strategy cancels is never seen
 /// queued by a claim, and two inserts of one key through two replicas see each other.
-async fn make_room(
+pub(super) async fn make_room(
     conn: &mut PgConnection,
     runs: &[NewRun],
     inserted: &mut [Inserted],

@@ -42,6 +42,8 @@ mod ratelimits;
 mod runs;
 mod steps;
 mod tokens;
+#[cfg(feature = "sqlx-sqlite")]
+mod tx;
 mod waits;
 mod workers;
 mod workflows;
@@ -280,6 +282,16 @@ impl Store for SqliteStore {
     async fn subscribe(&self) -> Result<Option<tokio::sync::mpsc::UnboundedReceiver<super::Wake>>> {
         // One process per file in practice; other writers are noticed by polling.
         Ok(None)
+    }
+
+    #[cfg(feature = "sqlx-sqlite")]
+    async fn insert_in_sqlite(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        runs: Vec<NewRun>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Inserted>> {
+        self.insert_in_app_tx(conn, runs, now).await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -13,6 +13,25 @@ pub(super) fn load(conn: &Connection, tenant: &str, id: RunId) -> Result<Option<
     row.map(RunRow::snapshot).transpose()
 }
 
+/// The statements that insert a run, shared by the engine's connection and an application's
+/// transaction (`enqueue_in`, through sqlx).
+pub(super) const INSERT_RUN: &str = "INSERT INTO runs (id, tenant, task, status, attempt, \
+     max_attempts, retries, priority, input, owner, idempotency_key, parent_id, metadata, \
+     timeout_ms, backoff, run_at, created_at, concurrency_key, expires_at) VALUES (?1, ?2, ?3, \
+     ?4, 0, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+     ON CONFLICT(id) DO NOTHING";
+pub(super) const INSERT_QUEUE: &str =
+    "INSERT INTO queue (run_seq, tenant, task, priority, ckey) VALUES (?1, ?2, ?3, ?4, ?5)";
+pub(super) const INSERT_TIMER: &str = "INSERT INTO timers (run_seq, due_at) VALUES (?1, ?2)";
+pub(super) const INSERT_EVENT: &str = "INSERT INTO events (run_seq, at, from_status, to_status, \
+     attempt, worker, reason) VALUES (?1, ?2, NULL, ?3, 0, NULL, ?4)";
+pub(super) const INSERT_EXPIRY: &str =
+    "INSERT INTO expiries (run_seq, tenant, id, at) VALUES (?1, ?2, ?3, ?4)";
+pub(super) const INSERT_WORKFLOW: &str =
+    "INSERT INTO workflow_runs (run_seq, tenant, id, done) VALUES (?1, ?2, ?3, 0)";
+pub(super) const INSERT_LINKS: &str =
+    "INSERT INTO links (run_seq, tenant, id, on_success, on_error) VALUES (?1, ?2, ?3, ?4, ?5)";
+
 /// Inserts runs; see [`Store::insert_runs`]. With `ignore_conflicts`, an existing id is skipped
 /// silently (cron ticks). One cached statement per row and table: in-process there is no round
 /// trip to save, and an `INSERT ... SELECT` from a JSON array costs the encoding, the decoding and
@@ -24,28 +43,10 @@ pub(super) fn insert_runs_tx(
     ignore_conflicts: bool,
 ) -> Result<Vec<Inserted>> {
     let now_us = micros(now);
-    let mut insert = conn
-        .prepare_cached(
-            "INSERT INTO runs (id, tenant, task, status, attempt, max_attempts, retries, priority, \
-             input, owner, idempotency_key, parent_id, metadata, timeout_ms, backoff, run_at, \
-             created_at, concurrency_key, expires_at) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, ?8, ?9, \
-             ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT(id) DO NOTHING",
-        )
-        .db()?;
-    let mut queue = conn
-        .prepare_cached(
-            "INSERT INTO queue (run_seq, tenant, task, priority, ckey) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .db()?;
-    let mut timer = conn
-        .prepare_cached("INSERT INTO timers (run_seq, due_at) VALUES (?1, ?2)")
-        .db()?;
-    let mut event = conn
-        .prepare_cached(
-            "INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
-             VALUES (?1, ?2, NULL, ?3, 0, NULL, ?4)",
-        )
-        .db()?;
+    let mut insert = conn.prepare_cached(INSERT_RUN).db()?;
+    let mut queue = conn.prepare_cached(INSERT_QUEUE).db()?;
+    let mut timer = conn.prepare_cached(INSERT_TIMER).db()?;
+    let mut event = conn.prepare_cached(INSERT_EVENT).db()?;
     let mut out = Vec::with_capacity(runs.len());
     for r in runs {
         let status = if r.run_at > now {
@@ -95,35 +96,28 @@ pub(super) fn insert_runs_tx(
                 .execute(params![seq, now_us, status.as_str(), r.reason])
                 .db()?;
             if let Some(at) = r.expires_at {
-                conn.prepare_cached(
-                    "INSERT INTO expiries (run_seq, tenant, id, at) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .db()?
-                .execute(params![seq, r.tenant, r.id.to_string(), micros(at)])
-                .db()?;
+                conn.prepare_cached(INSERT_EXPIRY)
+                    .db()?
+                    .execute(params![seq, r.tenant, r.id.to_string(), micros(at)])
+                    .db()?;
             }
             if r.workflow {
-                conn.prepare_cached(
-                    "INSERT INTO workflow_runs (run_seq, tenant, id, done) VALUES (?1, ?2, ?3, 0)",
-                )
-                .db()?
-                .execute(params![seq, r.tenant, r.id.to_string()])
-                .db()?;
+                conn.prepare_cached(INSERT_WORKFLOW)
+                    .db()?
+                    .execute(params![seq, r.tenant, r.id.to_string()])
+                    .db()?;
             }
             if !r.links.is_empty() {
-                conn.prepare_cached(
-                    "INSERT INTO links (run_seq, tenant, id, on_success, on_error) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .db()?
-                .execute(params![
-                    seq,
-                    r.tenant,
-                    r.id.to_string(),
-                    serde_json::to_string(&r.links.on_success).unwrap_or_default(),
-                    serde_json::to_string(&r.links.on_error).unwrap_or_default(),
-                ])
-                .db()?;
+                conn.prepare_cached(INSERT_LINKS)
+                    .db()?
+                    .execute(params![
+                        seq,
+                        r.tenant,
+                        r.id.to_string(),
+                        serde_json::to_string(&r.links.on_success).unwrap_or_default(),
+                        serde_json::to_string(&r.links.on_error).unwrap_or_default(),
+                    ])
+                    .db()?;
             }
             out.push(Inserted::Created(r.snapshot(status, now)));
             continue;
