@@ -51,8 +51,8 @@ async fn main() -> anyhow::Result<()> {
         .create_cron(CronRequest {
             task: "ping".into(),
             expr: "* * * * * *".into(),
-            timezone: None,
             input: serde_json::json!("db.internal"),
+            ..CronRequest::default()
         })
         .await?;
 

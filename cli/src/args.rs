@@ -229,6 +229,46 @@ pub(crate) enum SchedulesCommand {
     Resume(ScheduleArg),
     /// Fire a schedule once now (paused or not), without changing its ticks.
     Trigger(ScheduleArg),
+    /// Create a schedule of a task: a cron expression (`--cron`) or an interval (`--every`).
+    Create(ScheduleCreate),
+    /// Delete a schedule created at run time (a `#[task(cron)]` one comes back when its worker
+    /// registers).
+    Delete(ScheduleArg),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("when").required(true).args(["cron", "every"])))]
+pub(crate) struct ScheduleCreate {
+    /// The task to schedule (one a worker has registered).
+    #[arg(value_name = "TASK")]
+    pub(crate) task: String,
+    /// A cron expression: 5 fields, 6 with seconds first, or `@hourly`, `@daily`, ...
+    #[arg(long, value_name = "EXPR")]
+    pub(crate) cron: Option<String>,
+    /// An interval (`30s`, `5m`, `1h30m`): ticks at its multiples since the Unix epoch.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) every: Option<String>,
+    /// The cron expression's IANA time zone (default UTC).
+    #[arg(long, value_name = "ZONE")]
+    pub(crate) timezone: Option<String>,
+    /// The input of each run, as JSON.
+    #[arg(long, value_name = "JSON", value_parser = parse_json)]
+    pub(crate) input: Option<Value>,
+    /// When a tick comes while the last run is unfinished: allow, skip, cancel_previous or
+    /// buffer_one.
+    #[arg(long, value_name = "POLICY", value_parser = parse_overlap)]
+    pub(crate) overlap: Option<owlclaw_core::cron::Overlap>,
+    /// Ticks missed while no engine ran: latest, all or none.
+    #[arg(long = "catch-up", value_name = "POLICY", value_parser = parse_catch_up)]
+    pub(crate) catch_up: Option<owlclaw_core::cron::CatchUp>,
+}
+
+fn parse_overlap(s: &str) -> Result<owlclaw_core::cron::Overlap, String> {
+    owlclaw_core::cron::Overlap::parse(s)
+}
+
+fn parse_catch_up(s: &str) -> Result<owlclaw_core::cron::CatchUp, String> {
+    owlclaw_core::cron::CatchUp::parse(s)
 }
 
 #[derive(Debug, Args)]

@@ -383,6 +383,33 @@ async fn execute(cli: &Cli, client: &Client, out: &mut String) -> Result<(), Fai
                 Ok(())
             }
         }
+        Command::Schedules(SchedulesCommand::Create(args)) => {
+            let expr = match (&args.cron, &args.every) {
+                (Some(expr), _) => expr.clone(),
+                (None, Some(every)) => format!("@every {every}"),
+                (None, None) => unreachable!("clap requires --cron or --every"),
+            };
+            let cron = client
+                .create_cron(owlclaw::CronRequest {
+                    task: args.task.clone(),
+                    expr,
+                    timezone: args.timezone.clone(),
+                    input: args.input.clone().unwrap_or(serde_json::Value::Null),
+                    overlap: args.overlap,
+                    catch_up: args.catch_up,
+                })
+                .await?;
+            print_schedule(&cron, "created", json, out)
+        }
+        Command::Schedules(SchedulesCommand::Delete(arg)) => {
+            client.delete_cron(&arg.id).await?;
+            if json {
+                push_json(out, &serde_json::json!({"id": arg.id, "deleted": true}))
+            } else {
+                out.push_str(&format!("schedule {} deleted\n", arg.id));
+                Ok(())
+            }
+        }
         Command::Crons | Command::Schedules(SchedulesCommand::List) => {
             let crons = client.crons().await?;
             if json {

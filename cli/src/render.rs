@@ -116,7 +116,7 @@ pub(crate) fn events(events: &[RunEvent]) -> String {
     table(&["AT", "FROM → TO", "ATTEMPT", "WORKER", "REASON"], &rows)
 }
 
-/// `crons`: ID, TASK, EXPR, TIMEZONE, PAUSED, NEXT TICK, LAST TICK.
+/// `crons`: ID, TASK, EXPR, TIMEZONE, PAUSED, NEXT TICK, LAST TICK, OVERLAP/CATCH-UP.
 pub(crate) fn crons(crons: &[CronSchedule]) -> String {
     let rows: Vec<Vec<String>> = crons
         .iter()
@@ -130,6 +130,7 @@ pub(crate) fn crons(crons: &[CronSchedule]) -> String {
                     .map_or_else(|| "no".to_string(), |t| format!("since {}", time(t))),
                 opt_time(c.next_tick),
                 opt_time(c.last_tick),
+                format!("{}/{}", c.overlap.as_str(), c.catch_up.as_str()),
             ]
         })
         .collect();
@@ -142,6 +143,7 @@ pub(crate) fn crons(crons: &[CronSchedule]) -> String {
             "PAUSED",
             "NEXT TICK",
             "LAST TICK",
+            "OVERLAP/CATCH-UP",
         ],
         &rows,
     )

@@ -647,7 +647,18 @@ fn crons_and_workers_of_an_empty_database_are_empty() {
     let crons = db.run(&["crons"]).ok().stdout;
     assert_eq!(
         crons.split_whitespace().collect::<Vec<_>>(),
-        ["ID", "TASK", "EXPR", "TIMEZONE", "PAUSED", "NEXT", "TICK", "LAST", "TICK"]
+        [
+            "ID",
+            "TASK",
+            "EXPR",
+            "TIMEZONE",
+            "PAUSED",
+            "NEXT",
+            "TICK",
+            "LAST",
+            "TICK",
+            "OVERLAP/CATCH-UP"
+        ]
     );
     let workers = db.run(&["workers"]).ok().stdout;
     assert_eq!(workers.lines().count(), 1);
@@ -1073,4 +1084,118 @@ async fn submit_wait_follows_a_run_served_by_a_running_program() {
 
     worker.shutdown().await.unwrap();
     client.disconnect().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_create_an_interval_or_a_cron_with_its_policies_and_delete_it() {
+    let db = Db::new();
+    let mut config = Config::lite();
+    config.database_url = db.url();
+    let client = Client::connect(config).await.unwrap();
+    let worker = client.worker("cli-test-worker").start().await.unwrap();
+
+    let created = owlclaw_async(
+        &db,
+        &[
+            "--json",
+            "schedules",
+            "create",
+            "cli-double",
+            "--every",
+            "30s",
+            "--input",
+            "2",
+            "--overlap",
+            "skip",
+            "--catch-up",
+            "none",
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(created["expr"], "@every 30s");
+    assert_eq!(created["overlap"], "skip");
+    assert_eq!(created["catch_up"], "none");
+    assert_eq!(created["input"], 2);
+    let ticks = created["next_ticks"].as_array().unwrap();
+    assert_eq!(ticks.len(), 3);
+    for t in ticks {
+        let t = chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap()).unwrap();
+        assert_eq!(t.timestamp() % 30, 0, "{t}");
+    }
+    let id = created["id"].as_str().unwrap().to_owned();
+    let cron = owlclaw_async(
+        &db,
+        &[
+            "schedules",
+            "create",
+            "cli-double",
+            "--cron",
+            "0 9 * * *",
+            "--timezone",
+            "Europe/Paris",
+        ],
+    )
+    .await
+    .ok()
+    .stdout;
+    assert!(
+        cron.starts_with("schedule ") && cron.contains(" created; next tick: "),
+        "{cron}"
+    );
+    let listed = owlclaw_async(&db, &["schedules", "list"]).await.ok().stdout;
+    assert!(
+        listed.contains("skip/none") && listed.contains("allow/latest"),
+        "{listed}"
+    );
+
+    // Bad flags are usage errors naming the flag and the value; nothing is created.
+    for args in [
+        &["schedules", "create", "cli-double"][..],
+        &[
+            "schedules",
+            "create",
+            "cli-double",
+            "--every",
+            "1s",
+            "--cron",
+            "* * * * *",
+        ],
+        &[
+            "schedules",
+            "create",
+            "cli-double",
+            "--every",
+            "1s",
+            "--overlap",
+            "queue",
+        ],
+        &[
+            "schedules",
+            "create",
+            "cli-double",
+            "--every",
+            "1s",
+            "--catch-up",
+            "some",
+        ],
+    ] {
+        let out = owlclaw_async(&db, args).await;
+        assert_eq!(out.code, 2, "{args:?}: {out:#?}");
+    }
+    let out = owlclaw_async(&db, &["schedules", "create", "cli-double", "--every", "0s"]).await;
+    assert_eq!(out.code, 1, "{out:#?}");
+    assert!(
+        out.stderr.contains("expr") && out.stderr.contains("@every 0s"),
+        "{out:#?}"
+    );
+
+    owlclaw_async(&db, &["schedules", "delete", &id]).await.ok();
+    let after = owlclaw_async(&db, &["--json", "schedules", "list"])
+        .await
+        .ok()
+        .json();
+    assert_eq!(after.as_array().unwrap().len(), 1, "{after}");
+    worker.shutdown().await.unwrap();
 }

@@ -31,8 +31,21 @@ use std::str::FromStr;
 pub struct CronExpr {
     text: String,
     tz: Tz,
-    cron: croner::Cron,
+    kind: Kind,
 }
+
+/// A calendar expression, or a fixed interval (`@every 30s`).
+#[derive(Debug, Clone)]
+enum Kind {
+    Cron(Box<croner::Cron>),
+    /// Ticks at every multiple of the interval since the Unix epoch, in seconds.
+    Every(i64),
+}
+
+/// The shortest interval of `@every`.
+const MIN_EVERY_SECS: i64 = 1;
+/// The longest interval of `@every`: a year.
+const MAX_EVERY_SECS: i64 = 366 * 86_400;
 
 impl CronExpr {
     /// Parses `expr`, evaluated in UTC.
@@ -45,6 +58,9 @@ impl CronExpr {
         let text = expr.trim();
         if text.is_empty() {
             return Err("empty cron expression".into());
+        }
+        if let Some(interval) = text.strip_prefix("@every") {
+            return Self::every(text, interval, tz);
         }
         let fields = text.split_whitespace().count();
         if !text.starts_with('@') && !(5..=6).contains(&fields) {
@@ -65,7 +81,7 @@ impl CronExpr {
         let expr = CronExpr {
             text: text.to_string(),
             tz,
-            cron,
+            kind: Kind::Cron(Box::new(cron)),
         };
         // An expression of a date that does not exist (`0 0 30 2 *`) parses but never fires.
         if expr.next_after(chrono::Utc::now()).is_none() {
@@ -74,6 +90,30 @@ impl CronExpr {
             ));
         }
         Ok(expr)
+    }
+
+    /// `@every 30s`: a tick at every multiple of the interval since the Unix epoch (so `@every
+    /// 1h` ticks on the hour, `@every 30s` at :00 and :30, on every replica alike), whatever the
+    /// time zone; whole seconds from 1 s to 366 days.
+    fn every(text: &str, interval: &str, tz: Option<&str>) -> Result<CronExpr, String> {
+        let interval = interval.trim();
+        let d = crate::duration::parse_duration(interval)
+            .map_err(|e| format!("invalid interval {text:?}: {e}"))?;
+        let secs = d.as_secs() as i64;
+        if d.subsec_nanos() != 0 || !(MIN_EVERY_SECS..=MAX_EVERY_SECS).contains(&secs) {
+            return Err(format!(
+                "invalid interval {text:?}: whole seconds from 1s to 366d"
+            ));
+        }
+        let tz = match tz {
+            Some(name) => parse_timezone(name)?,
+            None => Tz::UTC,
+        };
+        Ok(CronExpr {
+            text: format!("@every {interval}"),
+            tz,
+            kind: Kind::Every(secs),
+        })
     }
 
     /// The expression as written.
@@ -88,12 +128,19 @@ impl CronExpr {
 
     /// The first tick strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cron = match &self.kind {
+            Kind::Cron(c) => c,
+            Kind::Every(secs) => {
+                let t = after.timestamp().div_euclid(*secs) * secs + secs;
+                return DateTime::from_timestamp(t, 0);
+            }
+        };
         // Every wall-clock time up to `after`'s own fires at or before `after`. Past it, the only
         // ones that do are the rest of a repeated hour when `after` is on its second pass: they
         // fired on the first pass, and are skipped here.
         let mut wall = after.with_timezone(&self.tz).naive_local();
         loop {
-            wall = self.cron.find_next_occurrence(&wall, false).ok()?;
+            wall = cron.find_next_occurrence(&wall, false).ok()?;
             let at = self.fires_at(wall)?;
             if at > after {
                 return Some(at);
@@ -103,6 +150,12 @@ impl CronExpr {
 
     /// The last tick at or before `at`.
     pub fn last_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cron = match &self.kind {
+            Kind::Cron(c) => c,
+            Kind::Every(secs) => {
+                return DateTime::from_timestamp(at.timestamp().div_euclid(*secs) * secs, 0);
+            }
+        };
         let mut wall = at.with_timezone(&self.tz).naive_local();
         // On the second pass of a repeated hour, the rest of the hour's wall-clock times fired on
         // the first pass, before `at`: start the search as far past `at`'s wall clock as the clock
@@ -112,7 +165,7 @@ impl CronExpr {
         }
         let mut inclusive = true;
         loop {
-            wall = self.cron.find_previous_occurrence(&wall, inclusive).ok()?;
+            wall = cron.find_previous_occurrence(&wall, inclusive).ok()?;
             inclusive = false;
             let fires = self.fires_at(wall)?;
             if fires <= at {
@@ -155,6 +208,127 @@ pub fn parse_timezone(name: &str) -> Result<Tz, String> {
     Tz::from_str(name.trim()).map_err(|_| {
         format!("unknown time zone {name:?}: use an IANA name such as \"Europe/Paris\" or \"UTC\"")
     })
+}
+
+/// What a schedule does when a tick comes while the run of its last tick is not finished.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Overlap {
+    /// The tick's run starts anyway: runs of the schedule may overlap.
+    #[default]
+    Allow,
+    /// The tick is skipped: no new run while the last one is unfinished.
+    Skip,
+    /// The unfinished run is cancelled, and the tick's run starts.
+    CancelPrevious,
+    /// The tick waits until the unfinished run finishes, then its run starts; ticks that come
+    /// meanwhile are folded into that one (at most one run buffered).
+    BufferOne,
+}
+
+/// What a schedule does with ticks missed while no engine ran (more than [`CATCH_UP_GRACE`]
+/// late).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// One run, for the latest missed tick.
+    #[default]
+    Latest,
+    /// A run for each missed tick, oldest first, at most [`CATCH_UP_MAX`] (the latest ones).
+    All,
+    /// None: the schedule goes on from its next tick.
+    None,
+}
+
+/// A tick fired later than this after its time was missed (no engine ran): the catch-up policy
+/// decides what to do with it. A tick fired sooner is simply on time.
+pub const CATCH_UP_GRACE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Most missed ticks fired at once with [`CatchUp::All`].
+pub const CATCH_UP_MAX: usize = 100;
+
+impl Overlap {
+    /// Parses `allow`, `skip`, `cancel_previous` or `buffer_one`.
+    pub fn parse(name: &str) -> Result<Overlap, String> {
+        match name.trim() {
+            "allow" => Ok(Overlap::Allow),
+            "skip" => Ok(Overlap::Skip),
+            "cancel_previous" => Ok(Overlap::CancelPrevious),
+            "buffer_one" => Ok(Overlap::BufferOne),
+            other => Err(format!(
+                "unknown overlap policy {other:?}: use allow, skip, cancel_previous or buffer_one"
+            )),
+        }
+    }
+
+    /// Its name, as parsed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overlap::Allow => "allow",
+            Overlap::Skip => "skip",
+            Overlap::CancelPrevious => "cancel_previous",
+            Overlap::BufferOne => "buffer_one",
+        }
+    }
+}
+
+impl CatchUp {
+    /// Parses `latest`, `all` or `none`.
+    pub fn parse(name: &str) -> Result<CatchUp, String> {
+        match name.trim() {
+            "latest" => Ok(CatchUp::Latest),
+            "all" => Ok(CatchUp::All),
+            "none" => Ok(CatchUp::None),
+            other => Err(format!(
+                "unknown catch-up policy {other:?}: use latest, all or none"
+            )),
+        }
+    }
+
+    /// Its name, as parsed.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Latest => "latest",
+            CatchUp::All => "all",
+            CatchUp::None => "none",
+        }
+    }
+
+    /// The ticks to fire, oldest first, for a schedule whose next tick after its last one is
+    /// `next`, at `now` (`next <= now`): on time, the latest due tick; missed (older than the
+    /// grace), as the policy says. Empty: skip to after `now`.
+    pub fn ticks(
+        self,
+        expr: &CronExpr,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Vec<DateTime<Utc>> {
+        let latest = expr.last_at_or_before(now).unwrap_or(next).max(next);
+        let grace = chrono::Duration::from_std(CATCH_UP_GRACE).unwrap_or_default();
+        if latest + grace >= now && next == latest {
+            return vec![latest]; // on time
+        }
+        match self {
+            CatchUp::Latest => vec![latest],
+            CatchUp::None if latest + grace >= now => vec![latest],
+            CatchUp::None => Vec::new(),
+            CatchUp::All => {
+                // Back from the latest, down to the first missed one or the bound.
+                let mut ticks = vec![latest];
+                while ticks.len() < CATCH_UP_MAX {
+                    let before = *ticks.last().unwrap() - chrono::Duration::microseconds(1);
+                    match expr.last_at_or_before(before) {
+                        Some(t) if t >= next => ticks.push(t),
+                        _ => break,
+                    }
+                }
+                ticks.reverse();
+                ticks
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -335,7 +509,10 @@ mod tests {
         let mut minute = wall(from) - chrono::Duration::hours(2);
         while minute <= wall(until) + chrono::Duration::hours(2) {
             minute += chrono::Duration::minutes(1);
-            if !c.cron.is_time_matching(&minute).unwrap() {
+            let Kind::Cron(cron) = &c.kind else {
+                unreachable!("walks are of calendar expressions")
+            };
+            if !cron.is_time_matching(&minute).unwrap() {
                 continue;
             }
             let fires = match tz.from_local_datetime(&minute) {
@@ -823,5 +1000,108 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_ticks_on_multiples_of_the_interval_since_the_epoch() {
+        let e = CronExpr::parse("@every 30s").unwrap();
+        assert_eq!(e.as_str(), "@every 30s");
+        assert_eq!(
+            e.next_after(utc(2026, 1, 1, 0, 0, 10)),
+            Some(utc(2026, 1, 1, 0, 0, 30))
+        );
+        assert_eq!(
+            e.next_after(utc(2026, 1, 1, 0, 0, 30)),
+            Some(utc(2026, 1, 1, 0, 1, 0))
+        );
+        assert_eq!(
+            e.last_at_or_before(utc(2026, 1, 1, 0, 0, 59)),
+            Some(utc(2026, 1, 1, 0, 0, 30))
+        );
+        // The time zone does not move an interval, nor does a DST change.
+        let h = CronExpr::parse_in("@every 1h", Some("America/New_York")).unwrap();
+        assert_eq!(
+            h.next_after(utc(2026, 11, 1, 5, 30, 0)),
+            Some(utc(2026, 11, 1, 6, 0, 0))
+        );
+        assert_eq!(
+            h.next_after(utc(2026, 11, 1, 6, 0, 0)),
+            Some(utc(2026, 11, 1, 7, 0, 0))
+        );
+        for bad in [
+            "@every",
+            "@every 0s",
+            "@every 500ms",
+            "@every 1500ms",
+            "@every soon",
+            "@every 400d",
+        ] {
+            let err = CronExpr::parse(bad).unwrap_err();
+            assert!(err.contains("interval"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn catch_up_policies_choose_the_missed_ticks() {
+        let e = CronExpr::parse("@every 1m").unwrap();
+        let next = utc(2026, 1, 1, 0, 1, 0);
+        // On time (within the grace): the due tick, whatever the policy.
+        let now = utc(2026, 1, 1, 0, 1, 2);
+        for p in [CatchUp::Latest, CatchUp::All, CatchUp::None] {
+            assert_eq!(p.ticks(&e, next, now), vec![next], "{p:?}");
+        }
+        // Ten minutes without an engine: ticks 00:01 to 00:10 missed.
+        let now = utc(2026, 1, 1, 0, 10, 30);
+        assert_eq!(
+            CatchUp::Latest.ticks(&e, next, now),
+            vec![utc(2026, 1, 1, 0, 10, 0)]
+        );
+        let all = CatchUp::All.ticks(&e, next, now);
+        assert_eq!(all.len(), 10);
+        assert_eq!((all[0], all[9]), (next, utc(2026, 1, 1, 0, 10, 0)));
+        // The latest tick is within the grace: it fires, the older ones don't.
+        assert_eq!(
+            CatchUp::None.ticks(&e, next, now),
+            vec![utc(2026, 1, 1, 0, 10, 0)]
+        );
+        // Every missed tick older than the grace: none fires (ticks 00:05 and 00:10, now 00:12).
+        let five = CronExpr::parse("@every 5m").unwrap();
+        let now = utc(2026, 1, 1, 0, 12, 0);
+        assert!(CatchUp::None
+            .ticks(&five, utc(2026, 1, 1, 0, 5, 0), now)
+            .is_empty());
+        assert_eq!(
+            CatchUp::Latest.ticks(&five, utc(2026, 1, 1, 0, 5, 0), now),
+            vec![utc(2026, 1, 1, 0, 10, 0)]
+        );
+        // A day of a per-second schedule: the latest CATCH_UP_MAX.
+        let s = CronExpr::parse("@every 1s").unwrap();
+        let now = utc(2026, 1, 2, 0, 0, 0);
+        let all = CatchUp::All.ticks(&s, utc(2026, 1, 1, 0, 0, 1), now);
+        assert_eq!(all.len(), CATCH_UP_MAX);
+        assert_eq!(*all.last().unwrap(), now);
+        assert_eq!(
+            all[0],
+            now - chrono::Duration::seconds(CATCH_UP_MAX as i64 - 1)
+        );
+    }
+
+    #[test]
+    fn policies_parse_their_names() {
+        for p in [
+            Overlap::Allow,
+            Overlap::Skip,
+            Overlap::CancelPrevious,
+            Overlap::BufferOne,
+        ] {
+            assert_eq!(Overlap::parse(p.as_str()), Ok(p));
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+        for p in [CatchUp::Latest, CatchUp::All, CatchUp::None] {
+            assert_eq!(CatchUp::parse(p.as_str()), Ok(p));
+            assert_eq!(serde_json::to_value(p).unwrap(), p.as_str());
+        }
+        assert!(Overlap::parse("queue").unwrap_err().contains("buffer_one"));
+        assert!(CatchUp::parse("some").unwrap_err().contains("latest"));
     }
 }

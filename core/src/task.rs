@@ -50,6 +50,13 @@ pub struct TaskDef {
     /// Time zone of the cron expression (UTC when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// What its cron does when a tick comes while the last tick's run is unfinished (`allow`
+    /// when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<crate::cron::Overlap>,
+    /// What its cron does with ticks missed while no engine ran (`latest` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<crate::cron::CatchUp>,
     /// Worker labels a worker needs to run this task: `key` (a label of that key, any value) or
     /// `key=value`. Only workers that have all of them claim its runs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -221,6 +228,8 @@ impl TaskDef {
             backoff: Backoff::default(),
             cron: None,
             timezone: None,
+            overlap: None,
+            catch_up: None,
             requires: Vec::new(),
             on_event: None,
             concurrency: None,
@@ -261,6 +270,16 @@ impl TaskDef {
             }
         } else if self.timezone.is_some() {
             return bad("timezone", "a time zone needs a cron expression".into());
+        } else if self.overlap.is_some() {
+            return bad(
+                "overlap",
+                "an overlap policy needs a cron expression".into(),
+            );
+        } else if self.catch_up.is_some() {
+            return bad(
+                "catch_up",
+                "a catch-up policy needs a cron expression".into(),
+            );
         }
         if let Err(e) = validate_requires(&self.requires) {
             return bad("requires", e);

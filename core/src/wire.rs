@@ -785,6 +785,16 @@ pub struct CronSchedule {
     pub timezone: String,
     /// The input given to each run.
     pub input: Value,
+    /// When a tick comes while the last tick's run is unfinished.
+    #[serde(default)]
+    pub overlap: crate::cron::Overlap,
+    /// What it does with ticks missed while no engine ran.
+    #[serde(default)]
+    pub catch_up: crate::cron::CatchUp,
+    /// The last tick that started a run (a tick its overlap or catch-up policy skipped moves
+    /// `last_tick` only): the run its overlap policy looks at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_fired: Option<DateTime<Utc>>,
     /// The last tick that was fired (or, after a resume, the time of the resume).
     pub last_tick: Option<DateTime<Utc>>,
     /// The next tick (none while paused).
@@ -856,7 +866,7 @@ pub struct MinuteCount {
 
 /// A request to create a cron schedule.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CronRequest {
     /// The task to schedule: one a worker has registered.
@@ -870,6 +880,14 @@ pub struct CronRequest {
     /// The input of each run.
     #[serde(default)]
     pub input: Value,
+    /// When a tick comes while the last tick's run is unfinished: `allow` (the default), `skip`,
+    /// `cancel_previous` or `buffer_one`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overlap: Option<crate::cron::Overlap>,
+    /// Ticks missed while no engine ran: `latest` (the default: one run), `all` (at most 100) or
+    /// `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<crate::cron::CatchUp>,
 }
 
 /// The JSON body of every error answer of the HTTP API: `{"error": {"code": ..., "message": ...}}`.

@@ -1504,6 +1504,9 @@ async fn cron_ticks_fire_once(h: &Harness) {
             paused_at: None,
             next_ticks: Vec::new(),
             last_run: None,
+            last_fired: None,
+            overlap: Default::default(),
+            catch_up: Default::default(),
         },
     };
     s.upsert_cron(&rec).await.unwrap();
@@ -1830,6 +1833,9 @@ async fn wake_ups(h: &Harness) {
             paused_at: None,
             next_ticks: Vec::new(),
             last_run: None,
+            last_fired: None,
+            overlap: Default::default(),
+            catch_up: Default::default(),
         },
     };
     drain(&mut rx);

@@ -2,7 +2,7 @@
 //! with its keyword and its tokens for error spans), then checked into the [`Policies`] that the
 //! generated `TaskSpec` holds.
 
-use owlclaw_core::cron::{parse_timezone, CronExpr};
+use owlclaw_core::cron::{parse_timezone, CatchUp, CronExpr, Overlap};
 use owlclaw_core::duration::parse_duration;
 use owlclaw_core::ratelimit::{validate_rate_limit_name, MAX_UNITS};
 use owlclaw_core::retry::Backoff;
@@ -19,6 +19,9 @@ mod kw {
     syn::custom_keyword!(name);
     syn::custom_keyword!(cron);
     syn::custom_keyword!(timezone);
+    syn::custom_keyword!(every);
+    syn::custom_keyword!(overlap);
+    syn::custom_keyword!(catch_up);
     syn::custom_keyword!(retries);
     syn::custom_keyword!(timeout);
     syn::custom_keyword!(priority);
@@ -41,7 +44,10 @@ mod kw {
 pub(crate) const VALID_KEYS: &[&str] = &[
     "name",
     "cron",
+    "every",
     "timezone",
+    "overlap",
+    "catch_up",
     "retries",
     "timeout",
     "priority",
@@ -67,6 +73,9 @@ pub(crate) struct TaskArgs {
     pub(crate) name: Option<(kw::name, LitStr)>,
     pub(crate) cron: Option<(kw::cron, LitStr)>,
     pub(crate) timezone: Option<(kw::timezone, LitStr)>,
+    pub(crate) every: Option<(kw::every, LitStr)>,
+    pub(crate) overlap: Option<(kw::overlap, LitStr)>,
+    pub(crate) catch_up: Option<(kw::catch_up, LitStr)>,
     pub(crate) retries: Option<(kw::retries, Expr)>,
     pub(crate) timeout: Option<(kw::timeout, LitStr)>,
     pub(crate) priority: Option<(kw::priority, Expr)>,
@@ -101,6 +110,18 @@ impl Parse for TaskArgs {
             } else if input.peek(kw::timezone) {
                 parse_arg(input, &mut args.timezone, |input| {
                     parse_str(input, "an IANA time zone such as \"Europe/Paris\"")
+                })?;
+            } else if input.peek(kw::every) {
+                parse_arg(input, &mut args.every, |input| {
+                    parse_str(input, "an interval such as \"30s\"")
+                })?;
+            } else if input.peek(kw::overlap) {
+                parse_arg(input, &mut args.overlap, |input| {
+                    parse_str(input, "an overlap policy such as \"skip\"")
+                })?;
+            } else if input.peek(kw::catch_up) {
+                parse_arg(input, &mut args.catch_up, |input| {
+                    parse_str(input, "a catch-up policy such as \"all\"")
                 })?;
             } else if input.peek(kw::retries) {
                 parse_arg(input, &mut args.retries, |input| input.parse())?;
@@ -264,6 +285,8 @@ pub(crate) struct Policies {
     pub(crate) name: Option<String>,
     pub(crate) cron: Option<String>,
     pub(crate) timezone: Option<String>,
+    pub(crate) overlap: Option<String>,
+    pub(crate) catch_up: Option<String>,
     pub(crate) retries: Option<u32>,
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) priority: Option<u8>,
@@ -366,6 +389,44 @@ impl TaskArgs {
             policies.cron = errors.ok(CronExpr::parse(&cron)
                 .map(|_| cron)
                 .map_err(|e| spanned(lit, e)));
+        }
+        if let Some((key, lit)) = &self.every {
+            if self.cron.is_some() {
+                errors.push(syn::Error::new_spanned(
+                    key,
+                    "give either `cron` or `every`, not both",
+                ));
+            } else {
+                let every = format!("@every {}", lit.value());
+                policies.cron = errors.ok(CronExpr::parse(&every)
+                    .map(|_| every)
+                    .map_err(|e| spanned(lit, e)));
+            }
+        }
+        let scheduled = self.cron.is_some() || self.every.is_some();
+        if let Some((key, lit)) = &self.overlap {
+            if !scheduled {
+                errors.push(syn::Error::new_spanned(
+                    key,
+                    "`overlap` only applies to a schedule: add `cron = \"...\"` or `every = \"...\"`",
+                ));
+            } else {
+                policies.overlap = errors.ok(Overlap::parse(&lit.value())
+                    .map(|o| o.as_str().to_string())
+                    .map_err(|e| spanned(lit, e)));
+            }
+        }
+        if let Some((key, lit)) = &self.catch_up {
+            if !scheduled {
+                errors.push(syn::Error::new_spanned(
+                    key,
+                    "`catch_up` only applies to a schedule: add `cron = \"...\"` or `every = \"...\"`",
+                ));
+            } else {
+                policies.catch_up = errors.ok(CatchUp::parse(&lit.value())
+                    .map(|c| c.as_str().to_string())
+                    .map_err(|e| spanned(lit, e)));
+            }
         }
         if let Some((key, lit)) = &self.timezone {
             if self.cron.is_none() {
@@ -661,8 +722,8 @@ mod tests {
         );
         assert_eq!(
             check("colour = 1").unwrap_err(),
-            "unknown argument `colour`; valid arguments: name, cron, timezone, retries, timeout, \
-             priority, backoff_initial, backoff_factor, backoff_max, requires, on_event, \
+            "unknown argument `colour`; valid arguments: name, cron, every, timezone, overlap, \
+             catch_up, retries, timeout, priority, backoff_initial, backoff_factor, backoff_max, requires, on_event, \
              concurrency, concurrency_key, concurrency_strategy, rate_limit, rate_limit_units, \
              rate_limit_key, parents, expires"
         );
@@ -750,6 +811,22 @@ mod tests {
         assert!(check("timezone = \"UTC\"")
             .unwrap_err()
             .starts_with("`timezone` only applies to a cron schedule"));
+        assert!(check("every = \"0s\"")
+            .unwrap_err()
+            .starts_with("invalid interval \"@every 0s\""));
+        assert_eq!(
+            check("cron = \"@daily\", every = \"1h\"").unwrap_err(),
+            "give either `cron` or `every`, not both"
+        );
+        assert!(check("overlap = \"skip\"")
+            .unwrap_err()
+            .starts_with("`overlap` only applies to a schedule"));
+        assert!(check("every = \"1h\", catch_up = \"some\"")
+            .unwrap_err()
+            .starts_with("unknown catch-up policy \"some\""));
+        assert!(check("every = \"1h\", overlap = \"queue\"")
+            .unwrap_err()
+            .starts_with("unknown overlap policy \"queue\""));
         assert!(check("name = \"a b\"")
             .unwrap_err()
             .contains("contains ' '"));

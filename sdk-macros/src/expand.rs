@@ -430,6 +430,8 @@ fn spec(name: &str, policies: &Policies, parents: &[syn::Path]) -> TokenStream {
         ),
         ("cron", some(&policies.cron)),
         ("timezone", some(&policies.timezone)),
+        ("overlap", some(&policies.overlap)),
+        ("catch_up", some(&policies.catch_up)),
         ("on_event", some(&policies.on_event)),
         ("concurrency", policies.concurrency.map(|v| quote!(#v))),
         ("concurrency_key", some(&policies.concurrency_key)),

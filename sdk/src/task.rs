@@ -1,6 +1,7 @@
 //! The [`Task`] trait that `#[task]` implements, the static [`TaskSpec`], and the registry of
 //! every `#[task]` linked into the binary.
 
+use owlclaw_core::cron::{CatchUp, Overlap};
 use owlclaw_core::ratelimit::RateLimitUse;
 use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::{Concurrency, ConcurrencyStrategy, TaskDef};
@@ -29,6 +30,10 @@ pub struct TaskSpec {
     pub cron: Option<&'static str>,
     /// Time zone of the cron expression.
     pub timezone: Option<&'static str>,
+    /// Its cron's overlap policy (`"allow"`, `"skip"`, `"cancel_previous"`, `"buffer_one"`).
+    pub overlap: Option<&'static str>,
+    /// Its cron's catch-up policy (`"latest"`, `"all"`, `"none"`).
+    pub catch_up: Option<&'static str>,
     /// Worker labels needed to run it (`"gpu"`, `"region=eu"`): see [`TaskDef::requires`].
     pub requires: &'static [&'static str],
     /// The event key that starts a run of it: see [`TaskDef::on_event`].
@@ -66,6 +71,8 @@ impl TaskSpec {
         backoff_max_ms: 300_000,
         cron: None,
         timezone: None,
+        overlap: None,
+        catch_up: None,
         requires: &[],
         on_event: None,
         concurrency: 0,
@@ -98,6 +105,9 @@ impl TaskSpec {
             backoff: self.backoff(),
             cron: self.cron.map(str::to_owned),
             timezone: self.timezone.map(str::to_owned),
+            // The macro has checked the names.
+            overlap: self.overlap.and_then(|o| Overlap::parse(o).ok()),
+            catch_up: self.catch_up.and_then(|c| CatchUp::parse(c).ok()),
             requires: self.requires.iter().map(|r| r.to_string()).collect(),
             on_event: self.on_event.map(str::to_owned),
             concurrency: self.concurrency(),

@@ -29,10 +29,10 @@ impl Engine {
         s
     }
 
-    /// The run of a schedule's last fired tick (its id derives from the tick's key), if it
-    /// still exists.
-    async fn last_run(&self, tenant: &str, s: &CronSchedule) -> Result<Option<CronRun>> {
-        let Some(tick) = s.last_tick else {
+    /// The run of a schedule's last tick that started one (its id derives from the tick's key),
+    /// if it still exists.
+    pub(super) async fn last_run(&self, tenant: &str, s: &CronSchedule) -> Result<Option<CronRun>> {
+        let Some(tick) = s.last_fired.or(s.last_tick) else {
             return Ok(None);
         };
         let key = CronRecord::tick_key(&s.id, tick);
@@ -92,6 +92,9 @@ impl Engine {
                 paused_at: None,
                 next_ticks: Vec::new(),
                 last_run: None,
+                last_fired: None,
+                overlap: req.overlap.unwrap_or_default(),
+                catch_up: req.catch_up.unwrap_or_default(),
             },
         };
         self.inner.store.upsert_cron(&rec).await?;

@@ -2,8 +2,8 @@
 
 use super::{Engine, Inner};
 use crate::store::{CronRecord, NewRun};
-use chrono::Utc;
-use owlclaw_core::cron::CronExpr;
+use chrono::{DateTime, Utc};
+use owlclaw_core::cron::{CronExpr, Overlap};
 use owlclaw_core::task::TaskDef;
 use owlclaw_core::{Result, RunId};
 use std::sync::atomic::Ordering;
@@ -123,6 +123,8 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
             }
         }
         let now = Utc::now();
+        // A `buffer_one` tick waiting for the last run: look again as soon as runs finish.
+        let mut buffering = false;
         for (rec, expr) in crons.iter_mut() {
             if rec.schedule.paused_at.is_some() {
                 continue;
@@ -135,70 +137,181 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
                 wake = wake.min(next);
                 continue;
             }
-            // Due. After downtime, only the latest missed tick fires (no burst of catch-up runs).
-            let tick = expr.last_at_or_before(now).unwrap_or(next).max(next);
-            let key = CronRecord::tick_key(&rec.schedule.id, tick);
-            let def = store
-                .get_task(&rec.tenant, &rec.schedule.task)
-                .await
-                .ok()
-                .flatten();
-            let def = def.unwrap_or_else(|| TaskDef::new(&rec.schedule.task));
-            let input = &rec.schedule.input;
-            let concurrency = def.concurrency.clone().map(|c| {
-                let key = c.key_of(input);
-                (c, key)
-            });
-            let rate_limit = def.rate_limit.clone().map(|r| {
-                let key = r.key_of(input);
-                (r, key)
-            });
-            let run = NewRun {
-                links: Default::default(),
-                concurrency,
-                rate_limit,
-                id: RunId::for_idempotency_key(&rec.tenant, &rec.schedule.task, &key),
-                tenant: rec.tenant.clone(),
-                task: rec.schedule.task.clone(),
-                input: rec.schedule.input.clone(),
-                priority: def.priority,
-                retries: def.retries,
-                timeout: def.timeout,
-                backoff: def.backoff,
-                run_at: tick,
-                idempotency_key: Some(key),
-                owner: None,
-                metadata: None,
-                parent_id: None,
-                reason: format!("cron {} tick {}", rec.schedule.expr, tick.to_rfc3339()),
-                workflow: def.workflow.is_some(),
-                expires_at: def
-                    .expires
-                    .and_then(|d| chrono::Duration::from_std(d).ok())
-                    .map(|d| tick + d),
+            // Due: the catch-up policy chooses the ticks, the overlap policy whether each fires.
+            let engine = Engine {
+                inner: inner.clone(),
             };
-            match store.fire_cron(rec, tick, run).await {
-                Ok(created) => {
-                    rec.schedule.last_tick = Some(tick);
-                    if created {
-                        inner.metrics.cron_ticks.inc();
-                        tracing::info!(task = %rec.schedule.task, tick = %tick, "cron tick fired");
-                        inner.work.notify_waiters();
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(cron = %rec.schedule.id, error = %e, "firing cron tick failed")
-                }
+            let (at, waits) = engine.fire_due_ticks(rec, expr, next, now).await;
+            if let Some(at) = at {
+                wake = wake.min(at);
             }
-            if let Some(n) = expr.next_after(tick) {
-                wake = wake.min(n);
-            }
+            buffering |= waits;
         }
         let sleep_for = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = tokio::time::sleep(sleep_for) => {}
             _ = inner.wake_maintenance.notified() => {}
+            _ = inner.finished.notified(), if buffering => {}
             _ = inner.shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// What the overlap policy makes of a tick.
+enum Decision {
+    Fire,
+    /// Passed without a run.
+    Skip,
+    /// Left due until the last run finishes.
+    Wait,
+}
+
+impl Engine {
+    /// Fires the due ticks of a schedule as its policies say; returns when to look again, and
+    /// whether a tick waits for the last run to finish (`buffer_one`).
+    async fn fire_due_ticks(
+        &self,
+        rec: &mut CronRecord,
+        expr: &CronExpr,
+        next: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> (Option<DateTime<Utc>>, bool) {
+        let again = |at: DateTime<Utc>| (Some(at), false);
+        let store = &self.inner.store;
+        let ticks = rec.schedule.catch_up.ticks(expr, next, now);
+        if ticks.is_empty() {
+            // Missed while no engine ran, and the policy is `none`: go on from the next tick.
+            let latest = expr.last_at_or_before(now).unwrap_or(next).max(next);
+            match store.skip_cron_tick(rec, latest).await {
+                Ok(_) => {
+                    tracing::info!(cron = %rec.schedule.id, until = %latest, "missed cron ticks not caught up (catch_up: none)");
+                    rec.schedule.last_tick = Some(latest);
+                }
+                Err(e) => {
+                    tracing::warn!(cron = %rec.schedule.id, error = %e, "passing missed cron ticks failed")
+                }
+            }
+            return (expr.next_after(latest), false);
+        }
+        let mut last = next;
+        for tick in ticks {
+            last = tick;
+            let decision = match self.overlap(rec).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(cron = %rec.schedule.id, error = %e, "reading the schedule's last run failed");
+                    return again(now + chrono::Duration::seconds(1));
+                }
+            };
+            match decision {
+                Decision::Wait => {
+                    // `buffer_one`: the tick stays due; look again when runs finish (or at the
+                    // next poll, for runs finished by other engines).
+                    let poll = chrono::Duration::from_std(self.inner.cfg.poll_interval)
+                        .unwrap_or_default();
+                    return (Some(now + poll), true);
+                }
+                Decision::Skip => match store.skip_cron_tick(rec, tick).await {
+                    Ok(_) => {
+                        tracing::info!(cron = %rec.schedule.id, tick = %tick, "cron tick skipped: the last run is unfinished (overlap: skip)");
+                        rec.schedule.last_tick = Some(tick);
+                    }
+                    Err(e) => {
+                        tracing::warn!(cron = %rec.schedule.id, error = %e, "skipping a cron tick failed");
+                        return again(now + chrono::Duration::seconds(1));
+                    }
+                },
+                Decision::Fire => match store
+                    .fire_cron(rec, tick, self.cron_run(rec, tick).await)
+                    .await
+                {
+                    Ok(created) => {
+                        rec.schedule.last_tick = Some(tick);
+                        rec.schedule.last_fired = Some(tick);
+                        if created {
+                            self.inner.metrics.cron_ticks.inc();
+                            tracing::info!(task = %rec.schedule.task, tick = %tick, "cron tick fired");
+                            self.inner.work.notify_waiters();
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(cron = %rec.schedule.id, error = %e, "firing cron tick failed");
+                        return again(now + chrono::Duration::seconds(1));
+                    }
+                },
+            }
+        }
+        (expr.next_after(last), false)
+    }
+
+    /// Whether the tick due now fires, as the schedule's overlap policy says about the run of
+    /// its last fired tick (cancelling that run for `cancel_previous`).
+    async fn overlap(&self, rec: &CronRecord) -> Result<Decision> {
+        if rec.schedule.overlap == Overlap::Allow {
+            return Ok(Decision::Fire);
+        }
+        let last = self.last_run(&rec.tenant, &rec.schedule).await?;
+        let Some(last) = last.filter(|r| !r.status.is_terminal()) else {
+            return Ok(Decision::Fire);
+        };
+        Ok(match rec.schedule.overlap {
+            Overlap::Allow => Decision::Fire,
+            Overlap::Skip => Decision::Skip,
+            Overlap::BufferOne => Decision::Wait,
+            Overlap::CancelPrevious => {
+                match self.cancel_run(&rec.tenant, last.id, None).await {
+                    Ok(_) | Err(owlclaw_core::Error::InvalidTransition { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                tracing::info!(cron = %rec.schedule.id, run_id = %last.id, "the schedule's last run cancelled for the new tick (overlap: cancel_previous)");
+                Decision::Fire
+            }
+        })
+    }
+
+    /// The run of a schedule's tick, with its task's policies.
+    async fn cron_run(&self, rec: &CronRecord, tick: DateTime<Utc>) -> NewRun {
+        let key = CronRecord::tick_key(&rec.schedule.id, tick);
+        let def = self
+            .inner
+            .store
+            .get_task(&rec.tenant, &rec.schedule.task)
+            .await
+            .ok()
+            .flatten();
+        let def = def.unwrap_or_else(|| TaskDef::new(&rec.schedule.task));
+        let input = &rec.schedule.input;
+        let concurrency = def.concurrency.clone().map(|c| {
+            let key = c.key_of(input);
+            (c, key)
+        });
+        let rate_limit = def.rate_limit.clone().map(|r| {
+            let key = r.key_of(input);
+            (r, key)
+        });
+        NewRun {
+            links: Default::default(),
+            concurrency,
+            rate_limit,
+            id: RunId::for_idempotency_key(&rec.tenant, &rec.schedule.task, &key),
+            tenant: rec.tenant.clone(),
+            task: rec.schedule.task.clone(),
+            input: rec.schedule.input.clone(),
+            priority: def.priority,
+            retries: def.retries,
+            timeout: def.timeout,
+            backoff: def.backoff,
+            run_at: tick,
+            idempotency_key: Some(key),
+            owner: None,
+            metadata: None,
+            parent_id: None,
+            reason: format!("cron {} tick {}", rec.schedule.expr, tick.to_rfc3339()),
+            workflow: def.workflow.is_some(),
+            expires_at: def
+                .expires
+                .and_then(|d| chrono::Duration::from_std(d).ok())
+                .map(|d| tick + d),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! 64-bit integers, JSON as text).
 
 use super::{from_micros, CronRecord, QueueDepth, WorkerRecord};
+use owlclaw_core::cron::{CatchUp, Overlap};
 use owlclaw_core::wire::{
     Assignment, CronSchedule, PushedEvent, RunEvent, RunSnapshot, StepSnapshot, StepStatus,
     WorkerInfo,
@@ -215,7 +216,8 @@ impl WorkerRow {
 
 /// The columns of [`CronRow`].
 pub(super) const CRON_COLS: &str =
-    "tenant, id, task, expr, timezone, input, last_tick, created_at, paused_at";
+    "tenant, id, task, expr, timezone, input, last_tick, created_at, paused_at, overlap, catch_up, \
+     last_fired";
 
 /// A row of `crons`.
 #[derive(Debug, sqlx::FromRow)]
@@ -229,6 +231,9 @@ pub(super) struct CronRow {
     last_tick: Option<i64>,
     created_at: i64,
     paused_at: Option<i64>,
+    overlap: String,
+    catch_up: String,
+    last_fired: Option<i64>,
 }
 
 impl From<CronRow> for CronRecord {
@@ -247,6 +252,9 @@ impl From<CronRow> for CronRecord {
                 paused_at: r.paused_at.map(from_micros),
                 next_ticks: Vec::new(),
                 last_run: None,
+                overlap: Overlap::parse(&r.overlap).unwrap_or_default(),
+                catch_up: CatchUp::parse(&r.catch_up).unwrap_or_default(),
+                last_fired: r.last_fired.map(from_micros),
             },
         }
     }
@@ -354,7 +362,10 @@ sqlite_rows! {
     StepRow { position, name, status, output, error, attempt, started_at, finished_at }
     RecordedStep { status, attempt }
     WorkerRow { id, tenant, name, slots, tasks, labels, started_at, last_heartbeat }
-    CronRow { tenant, id, task, expr, timezone, input, last_tick, created_at, paused_at }
+    CronRow {
+        tenant, id, task, expr, timezone, input, last_tick, created_at, paused_at, overlap,
+        catch_up, last_fired,
+    }
     QueueDepthRow { tenant, task, priority, ready }
     PushedEventRow { id, key, payload, runs, created_at }
 }

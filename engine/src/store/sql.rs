@@ -110,7 +110,8 @@ pub(super) fn upsert_task_cron(
     now: DateTime<Utc>,
 ) -> Stmt {
     let mut q = Stmt::new(
-        "INSERT INTO crons (tenant, id, task, expr, timezone, input, last_tick, created_at) VALUES ",
+        "INSERT INTO crons (tenant, id, task, expr, timezone, input, last_tick, created_at, \
+         overlap, catch_up) VALUES ",
     );
     q.values(vec![
         b(worker.tenant.as_str()),
@@ -121,10 +122,12 @@ pub(super) fn upsert_task_cron(
         Value::Sql("'null'"),
         Value::Sql("NULL"),
         b(micros(now)),
+        b(def.overlap.unwrap_or_default().as_str()),
+        b(def.catch_up.unwrap_or_default().as_str()),
     ]);
     q.push(
         " ON CONFLICT (tenant, id) DO UPDATE SET expr = excluded.expr, \
-         timezone = excluded.timezone",
+         timezone = excluded.timezone, overlap = excluded.overlap, catch_up = excluded.catch_up",
     );
     q
 }
@@ -135,7 +138,8 @@ pub(super) fn upsert_cron(prefix: &str, cron: &CronRecord) -> Stmt {
     let s = &cron.schedule;
     let mut q = Stmt::new(prefix);
     q.push(
-        "INSERT INTO crons (tenant, id, task, expr, timezone, input, last_tick, created_at) VALUES ",
+        "INSERT INTO crons (tenant, id, task, expr, timezone, input, last_tick, created_at, \
+         overlap, catch_up) VALUES ",
     );
     q.values(vec![
         b(cron.tenant.as_str()),
@@ -146,10 +150,13 @@ pub(super) fn upsert_cron(prefix: &str, cron: &CronRecord) -> Stmt {
         b(s.input.to_string()),
         Value::Sql("NULL"),
         b(micros(s.created_at)),
+        b(s.overlap.as_str()),
+        b(s.catch_up.as_str()),
     ]);
     q.push(
         " ON CONFLICT (tenant, id) DO UPDATE SET task = excluded.task, expr = excluded.expr, \
-         timezone = excluded.timezone, input = excluded.input",
+         timezone = excluded.timezone, input = excluded.input, overlap = excluded.overlap, \
+         catch_up = excluded.catch_up",
     );
     q
 }

@@ -13,7 +13,7 @@ impl PostgresStore {
         // The row lock serialises engines firing the same tick; the loser sees `last_tick`
         // already there once the winner commits, and changes nothing.
         let advanced = sqlx::query(
-            "UPDATE crons SET last_tick = $1 WHERE tenant = $2 AND id = $3 \
+            "UPDATE crons SET last_tick = $1, last_fired = $1 WHERE tenant = $2 AND id = $3 \
              AND (last_tick IS NULL OR last_tick < $1)",
         )
         .bind(micros(tick))
@@ -121,5 +121,23 @@ impl Crons for PostgresStore {
     async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool> {
         let run = &run;
         self.retry(|| self.fire_cron_tx(cron, tick, run)).await
+    }
+
+    async fn skip_cron_tick(&self, cron: &CronRecord, tick: DateTime<Utc>) -> Result<bool> {
+        let passed = self
+            .retry(|| async move {
+                Ok(sqlx::query(
+                    "UPDATE crons SET last_tick = $1 WHERE tenant = $2 AND id = $3 \
+                     AND (last_tick IS NULL OR last_tick < $1)",
+                )
+                .bind(micros(tick))
+                .bind(&cron.tenant)
+                .bind(&cron.schedule.id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected())
+            })
+            .await?;
+        Ok(passed > 0)
     }
 }

@@ -72,7 +72,7 @@ impl Crons for SqliteStore {
         self.write(move |c| {
             let advanced = exec(
                 c,
-                "UPDATE crons SET last_tick = ?1 WHERE tenant = ?2 AND id = ?3 \
+                "UPDATE crons SET last_tick = ?1, last_fired = ?1 WHERE tenant = ?2 AND id = ?3 \
                  AND (last_tick IS NULL OR last_tick < ?1)",
                 params![micros(tick), tenant, id],
             )?;
@@ -80,6 +80,20 @@ impl Crons for SqliteStore {
                 return Ok(false);
             }
             Ok(!insert_runs_tx(c, std::slice::from_ref(&run), Utc::now(), true)?.is_empty())
+        })
+        .await
+    }
+
+    async fn skip_cron_tick(&self, cron: &CronRecord, tick: DateTime<Utc>) -> Result<bool> {
+        let tenant = cron.tenant.clone();
+        let id = cron.schedule.id.clone();
+        self.write(move |c| {
+            Ok(exec(
+                c,
+                "UPDATE crons SET last_tick = ?1 WHERE tenant = ?2 AND id = ?3 \
+                 AND (last_tick IS NULL OR last_tick < ?1)",
+                params![micros(tick), tenant, id],
+            )? > 0)
         })
         .await
     }

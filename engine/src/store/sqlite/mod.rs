@@ -54,7 +54,7 @@ use db::{Db, Location, OrDb};
 use runs::*;
 
 /// The migrations, in order: `PRAGMA user_version` is the last one applied.
-const MIGRATIONS: [&str; 13] = [
+const MIGRATIONS: [&str; 14] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
     include_str!("../../../migrations/sqlite/0003_steps.sql"),
@@ -68,6 +68,7 @@ const MIGRATIONS: [&str; 13] = [
     include_str!("../../../migrations/sqlite/0011_cron_pause.sql"),
     include_str!("../../../migrations/sqlite/0012_expiries.sql"),
     include_str!("../../../migrations/sqlite/0013_links.sql"),
+    include_str!("../../../migrations/sqlite/0014_cron_policies.sql"),
 ];
 
 /// A SQLite database holding every table of the engine.

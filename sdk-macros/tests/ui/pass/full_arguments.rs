@@ -34,6 +34,12 @@ pub async fn charge(_ctx: Context, input: Email) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An interval schedule with its policies.
+#[task(every = "30s", overlap = "buffer_one", catch_up = "all")]
+pub async fn tick(_ctx: Context) -> anyhow::Result<()> {
+    Ok(())
+}
+
 /// Type-checks the typed handle; never run.
 async fn schedule(client: &owlclaw::Client) -> owlclaw::Result<()> {
     let email = || Email { to: "a@b.c".into() };
@@ -76,6 +82,8 @@ fn main() {
             backoff_max_ms: 60_000,
             cron: None,
             timezone: None,
+            overlap: None,
+            catch_up: None,
             requires: &["smtp", "region=eu"],
             on_event: Some("user.signed-up"),
             concurrency: 3,
@@ -87,6 +95,16 @@ fn main() {
             expires_ms: 0,
             parents: &[],
             workflow: false,
+        }
+    );
+    assert_eq!(
+        tick::SPEC,
+        TaskSpec {
+            name: "tick",
+            cron: Some("@every 30s"),
+            overlap: Some("buffer_one"),
+            catch_up: Some("all"),
+            ..TaskSpec::DEFAULT
         }
     );
     assert_eq!(
@@ -107,5 +125,5 @@ fn main() {
     let mut registered: Vec<&str> =
         owlclaw::__private::registered().map(|task| task.spec.name).collect();
     registered.sort_unstable();
-    assert_eq!(registered, ["charge", "fan_out", "send-email"]);
+    assert_eq!(registered, ["charge", "fan_out", "send-email", "tick"]);
 }
