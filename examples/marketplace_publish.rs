@@ -183,3 +183,90 @@ async fn main() -> anyhow::Result<()> {
     std::fs::remove_dir_all(&dir).ok();
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use owlclaw::testing::{crash_each_step, run_with_crash, Crash, RunAssert};
+    use owlclaw::RunStatus;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    const STEPS: [&str; 6] = [
+        "validate",
+        "map_data",
+        "upload_image_1",
+        "upload_image_2",
+        "create_listing",
+        "save",
+    ];
+
+    fn product(sku: &str) -> Product {
+        Product {
+            sku: sku.into(),
+            title: "Owl mug".into(),
+            price_cents: 1250,
+            images: vec!["front.jpg".into(), "back.jpg".into()],
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_after_a_step_committed_runs_no_step_again() {
+        let client = Client::lite_in_memory().await.unwrap();
+        // Dies right after `upload_image_1` (step 2) committed.
+        let run =
+            run_with_crash::<publish_product>(&client, product("after-2"), Crash::AfterCommit(2))
+                .await
+                .unwrap();
+        for step in [
+            "validate",
+            "map_data",
+            "upload_image_1",
+            "create_listing",
+            "save",
+        ] {
+            assert_eq!(run.bodies(step), 1, "{step}: {run:#?}");
+        }
+        assert!(run.ran_twice().is_empty(), "{run:#?}");
+        let listing = run.output.as_ref().unwrap();
+        assert_eq!(listing.listing_id, "L-OWL-after-2");
+        RunAssert::of(&client, run.run.id)
+            .await
+            .unwrap()
+            .status(RunStatus::Succeeded)
+            .steps_succeeded(&STEPS)
+            .children(0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn crashing_at_every_step_shows_which_steps_would_run_twice() {
+        let client = Client::lite_in_memory().await.unwrap();
+        let n = AtomicU32::new(0);
+        let report = crash_each_step::<publish_product>(&client, || {
+            product(&format!("each-{}", n.fetch_add(1, Ordering::SeqCst)))
+        })
+        .await
+        .unwrap();
+        assert_eq!(report.steps, STEPS);
+        assert_eq!(report.crashes.len(), 2 * STEPS.len());
+        assert!(report.different_endings.is_empty(), "{report:#?}");
+        // A crash after a commit: no step runs again. A crash between a plain step's body and
+        // its commit: that step runs again (its body had run); the uploads, verified steps,
+        // never do: their verify finds the file on the CDN.
+        let mut twice: Vec<(Crash, &str)> = report
+            .findings
+            .iter()
+            .map(|f| (f.crash, f.step.as_str()))
+            .collect();
+        twice.sort_by_key(|(c, _)| format!("{c:?}"));
+        assert_eq!(
+            twice,
+            [
+                (Crash::BeforeCommit(0), "validate"),
+                (Crash::BeforeCommit(1), "map_data"),
+                (Crash::BeforeCommit(4), "create_listing"),
+                (Crash::BeforeCommit(5), "save"),
+            ],
+            "{report:#?}"
+        );
+    }
+}

@@ -58,6 +58,9 @@ pub(crate) struct Durable {
     earlier: OnceCell<(Vec<StepSnapshot>, u32)>,
     /// Set when the run took another path than before: its failure is not retried.
     fatal: AtomicBool,
+    /// What `owlclaw::testing` watches and where it crashes the execution (tests only).
+    #[cfg(feature = "testing")]
+    pub(crate) probe: Option<Arc<crate::testing::Probe>>,
 }
 
 impl Durable {
@@ -75,6 +78,8 @@ impl Durable {
             next: AtomicU32::new(0),
             earlier: OnceCell::new(),
             fatal: AtomicBool::new(false),
+            #[cfg(feature = "testing")]
+            probe: None,
         }
     }
 }
@@ -258,6 +263,27 @@ impl Context {
         }
     }
 
+    /// Tells the test probe, if any, what happened at step `position` (tests only).
+    #[allow(unused_variables)]
+    fn trace(&self, position: u32, name: &str, what: &'static str) {
+        #[cfg(feature = "testing")]
+        if let Some(p) = self.inner.durable.as_ref().and_then(|d| d.probe.as_ref()) {
+            p.record(position, name, what);
+        }
+    }
+
+    /// Where the test probe, if any, crashes this execution: the future never ends and the test
+    /// harness drops it, as a process that dies there would (tests only).
+    #[allow(unused_variables)]
+    async fn crash_point(&self, position: u32, committed: bool) {
+        #[cfg(feature = "testing")]
+        if let Some(p) = self.inner.durable.as_ref().and_then(|d| d.probe.as_ref()) {
+            if p.crashes_at(position, committed) {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Takes the next step position and returns what an earlier execution recorded there.
     async fn begin(&self, name: &str) -> Result<(u32, Option<StepSnapshot>)> {
         let d = self.durable()?;
@@ -374,10 +400,15 @@ impl Context {
             if let Some(p) = prior.filter(|p| p.status == StepStatus::Succeeded) {
                 #[cfg(feature = "otel")]
                 crate::otel::replayed();
+                self.trace(position, name, "replayed");
                 return Self::stored(name, p.output);
             }
+            self.trace(position, name, "body");
             let result = body().await;
-            self.finish(position, name, result).await
+            self.crash_point(position, false).await;
+            let out = self.finish(position, name, result).await;
+            self.crash_point(position, true).await;
+            out
         };
         #[cfg(feature = "otel")]
         let run = crate::otel::step(self, name, run);
@@ -409,21 +440,33 @@ impl Context {
                 Some(p) if p.status == StepStatus::Succeeded => {
                     #[cfg(feature = "otel")]
                     crate::otel::replayed();
+                    self.trace(position, name, "replayed");
                     return Self::stored(name, p.output);
                 }
                 // Started before and never committed as succeeded (a crash, a timeout, or an
                 // error that may have come after the effect): ask whether the effect happened.
-                Some(_) => match verify().await {
-                    Ok(Some(done)) => return self.finish::<T, E>(position, name, Ok(done)).await,
-                    Ok(None) => {}
-                    Err(e) => return self.finish::<T, E>(position, name, Err(e)).await,
-                },
+                Some(_) => {
+                    self.trace(position, name, "verify");
+                    match verify().await {
+                        Ok(Some(done)) => {
+                            let out = self.finish::<T, E>(position, name, Ok(done)).await;
+                            self.crash_point(position, true).await;
+                            return out;
+                        }
+                        Ok(None) => {}
+                        Err(e) => return self.finish::<T, E>(position, name, Err(e)).await,
+                    }
+                }
                 None => {}
             }
             self.commit(position, name, StepStatus::Running, None, None)
                 .await?;
+            self.trace(position, name, "body");
             let result = body().await;
-            self.finish(position, name, result).await
+            self.crash_point(position, false).await;
+            let out = self.finish(position, name, result).await;
+            self.crash_point(position, true).await;
+            out
         };
         #[cfg(feature = "otel")]
         let run = crate::otel::step(self, name, run);

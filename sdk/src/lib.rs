@@ -38,6 +38,8 @@ mod http;
 pub mod otel;
 mod registry;
 mod task;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tx;
 mod worker;
 
