@@ -1444,7 +1444,9 @@
         h("tbody", {}, crons.map((c, i) => h("tr", { "data-cron": c.id, "data-paused": c.paused_at ? "true" : "false" },
           h("td", {}, h("a", { href: `#/runs${qs({ task: c.task })}` }, c.task),
             h("div", { class: "muted mono cron-id", id: `cron-id-${i}`, title: "The schedule's id" }, c.id)),
-          h("td", {}, h("code", { class: "nowrap" }, c.expr), h("div", {}, c.timezone)),
+          h("td", {}, h("code", { class: "nowrap" }, c.expr), h("div", {}, c.timezone),
+            h("div", { class: "muted cron-policies", title: "Overlap policy / catch-up policy" },
+              `overlap ${c.overlap || "allow"}, catch-up ${c.catch_up || "latest"}`)),
           h("td", { class: "cron-next" }, nextTicks(c)),
           h("td", { class: "cron-last" }, lastTick(c)),
           h("td", { class: "cron-paused" }, c.paused_at

@@ -165,6 +165,8 @@ conformance!(
     a_resent_checkpoint_writes_one_event,
     rate_limited_claims,
     cancel_strategies_apply_in_the_insert,
+    links_of_finished_runs,
+    skipped_cron_ticks_and_policies,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2675,4 +2677,157 @@ async fn a_resent_checkpoint_writes_one_event(h: &Harness) {
     let recorded = s.run_steps(TENANT, id).await.unwrap();
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].output, Some(json!(7)));
+}
+
+async fn links_of_finished_runs(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    assert_eq!(s.finished_links(100).await.unwrap().0.len(), 0);
+    assert!(!s.finished_links(100).await.unwrap().1, "nothing open");
+    let mut linked = new_run("t.l", t);
+    linked.links = store::RunLinks {
+        on_success: vec!["t.next".into(), "t.next".into()],
+        on_error: vec!["t.report".into()],
+    };
+    let mut failing = new_run("t.l", t);
+    failing.links = store::RunLinks {
+        on_success: vec![],
+        on_error: vec!["t.report".into()],
+    };
+    let plain = new_run("t.l", t);
+    let ids = insert(s, vec![linked, failing, plain], t).await;
+    // Open, none finished.
+    let (finished, open) = s.finished_links(100).await.unwrap();
+    assert!(finished.is_empty());
+    assert!(open);
+    let w = h.worker("wl", &["t.l"], t).await;
+    assert_eq!(
+        s.claim(&w, 10, t, Duration::from_secs(30), None)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    s.complete(
+        &w,
+        &[
+            ok(ids[0], 1, json!(1)),
+            failed(ids[1], 1, "boom", false),
+            ok(ids[2], 1, json!(3)),
+        ],
+        t,
+    )
+    .await
+    .unwrap();
+    let (finished, open) = s.finished_links(100).await.unwrap();
+    assert!(open);
+    let got: Vec<(RunId, store::RunLinks)> =
+        finished.into_iter().map(|f| (f.id, f.links)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                ids[0],
+                store::RunLinks {
+                    on_success: vec!["t.next".into(), "t.next".into()],
+                    on_error: vec!["t.report".into()],
+                }
+            ),
+            (
+                ids[1],
+                store::RunLinks {
+                    on_success: vec![],
+                    on_error: vec!["t.report".into()],
+                }
+            ),
+        ],
+        "the finished runs with links, oldest first; not the run without"
+    );
+    s.links_done(TENANT, ids[0]).await.unwrap();
+    s.links_done(TENANT, ids[1]).await.unwrap();
+    let (finished, open) = s.finished_links(100).await.unwrap();
+    assert!(finished.is_empty() && !open);
+    // A manual retry opens its links again; deleting the run deletes them.
+    s.retry_run(TENANT, ids[1], t + secs(1.0)).await.unwrap();
+    let (finished, open) = s.finished_links(100).await.unwrap();
+    assert!(finished.is_empty() && open, "open again, not finished");
+    assert_eq!(s.delete_runs(TENANT, &[ids[1]]).await.unwrap(), 1);
+    assert!(!s.finished_links(100).await.unwrap().1);
+}
+
+async fn skipped_cron_ticks_and_policies(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let rec = CronRecord {
+        tenant: TENANT.into(),
+        schedule: CronSchedule {
+            id: "c-policies".into(),
+            task: "t.cron".into(),
+            expr: "@every 1m".into(),
+            timezone: "UTC".into(),
+            input: json!(null),
+            last_tick: None,
+            next_tick: None,
+            created_at: t,
+            paused_at: None,
+            next_ticks: Vec::new(),
+            last_run: None,
+            last_fired: None,
+            overlap: owlclaw_core::cron::Overlap::Skip,
+            catch_up: owlclaw_core::cron::CatchUp::All,
+        },
+    };
+    s.upsert_cron(&rec).await.unwrap();
+    let c = listed_cron(s).await;
+    assert_eq!(
+        (c.overlap, c.catch_up, c.last_tick, c.last_fired),
+        (
+            owlclaw_core::cron::Overlap::Skip,
+            owlclaw_core::cron::CatchUp::All,
+            None,
+            None
+        )
+    );
+    let tick1 = t + secs(60.0);
+    assert!(s
+        .fire_cron(&rec, tick1, cron_run(&rec, tick1))
+        .await
+        .unwrap());
+    let c = listed_cron(s).await;
+    assert_eq!((c.last_tick, c.last_fired), (Some(tick1), Some(tick1)));
+    // A skipped tick moves the last tick, not the last fired one; once, and never backwards.
+    let tick2 = tick1 + secs(60.0);
+    assert!(s.skip_cron_tick(&rec, tick2).await.unwrap());
+    assert!(!s.skip_cron_tick(&rec, tick2).await.unwrap(), "once");
+    assert!(
+        !s.skip_cron_tick(&rec, tick1).await.unwrap(),
+        "never backwards"
+    );
+    let c = listed_cron(s).await;
+    assert_eq!((c.last_tick, c.last_fired), (Some(tick2), Some(tick1)));
+    assert!(s
+        .get_run(TENANT, cron_run(&rec, tick2).id)
+        .await
+        .unwrap()
+        .is_none());
+    // Changing the policies keeps the ticks.
+    let mut changed = rec.clone();
+    changed.schedule.overlap = owlclaw_core::cron::Overlap::BufferOne;
+    changed.schedule.catch_up = owlclaw_core::cron::CatchUp::None;
+    s.upsert_cron(&changed).await.unwrap();
+    let c = listed_cron(s).await;
+    assert_eq!(
+        (c.overlap, c.catch_up, c.last_tick, c.last_fired),
+        (
+            owlclaw_core::cron::Overlap::BufferOne,
+            owlclaw_core::cron::CatchUp::None,
+            Some(tick2),
+            Some(tick1)
+        )
+    );
+}
+
+/// The tenant's one cron schedule.
+async fn listed_cron(s: &dyn Store) -> CronSchedule {
+    s.list_crons(TENANT).await.unwrap().remove(0)
 }

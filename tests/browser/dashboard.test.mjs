@@ -175,7 +175,7 @@ async function seed(server) {
   const gpu = await call(server, "POST", "/v1/runs", { task: "render", input: { scene: "intro" } });
   const later = await call(server, "POST", "/v1/runs", { task: "build-report", input: { month: "2026-12" }, delay: "1h" });
 
-  await call(server, "POST", "/v1/crons", { task: "build-report", expr: "30 9 * * 1-5", timezone: "America/New_York", input: { kind: "weekday" } });
+  await call(server, "POST", "/v1/crons", { task: "build-report", expr: "30 9 * * 1-5", timezone: "America/New_York", input: { kind: "weekday" }, overlap: "skip", catch_up: "none" });
   await call(server, "POST", "/v1/rate-limits", { name: "smtp", limit: 20, per: "1s" });
 
   // Keep the worker listed (alive) while the tests run, claiming nothing.
@@ -569,9 +569,11 @@ describe("the dashboard of a server with API tokens", { timeout: 20 * TEST_TIMEO
     assert.match(c, /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(in /, "the next tick");
     assert.match(c, /never/, "no tick yet");
     assert.match(c, /09:30:00 America\/New_York/, "the next tick in the schedule's own time zone");
+    assert.match(c, /overlap skip, catch-up none/, "its policies");
     const nightly = await page.locator("tr[data-cron='task:nightly-cleanup']").innerText();
     assert.match(nightly, /0 3 \* \* \*[\s\S]*Europe\/Paris/);
     assert.match(nightly, /03:00:00 Europe\/Paris/);
+    assert.match(nightly, /overlap allow, catch-up latest/, "the default policies");
     await shot(page, "crons");
 
     await page.click("nav >> text=Rate limits");

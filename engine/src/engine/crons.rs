@@ -156,16 +156,23 @@ impl Engine {
         Ok(done.run)
     }
 
-    /// One cron schedule, or `NotFound`.
+    /// One cron schedule with its next ticks and last run, or `NotFound` (the next ticks and
+    /// the last run are worked out for that one only).
     async fn cron(&self, tenant: &str, id: &str) -> Result<CronSchedule> {
-        self.list_crons(tenant)
+        let s = self
+            .inner
+            .store
+            .list_crons(tenant)
             .await?
             .into_iter()
             .find(|c| c.id == id)
             .ok_or_else(|| Error::NotFound {
                 what: "cron",
                 id: id.to_string(),
-            })
+            })?;
+        let mut s = Self::with_next_tick(s);
+        s.last_run = self.last_run(tenant, &s).await?;
+        Ok(s)
     }
 
     pub(super) fn crons_changed(&self) {
