@@ -5,6 +5,7 @@
 //! Application code does not depend on this crate directly: the `owlclaw` crate re-exports what
 //! users need.
 
+pub mod clock;
 pub mod cron;
 pub mod duration;
 mod error;

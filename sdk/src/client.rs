@@ -40,6 +40,9 @@ struct Inner {
     /// The embedded engine, in lite mode (`enqueue_in` writes runs in the application's
     /// transaction for it).
     engine: Option<crate::tx::TxEngine>,
+    /// The engine's clock in lite mode (a test's with `owlclaw::testing`), the system's
+    /// otherwise.
+    clock: owlclaw_core::clock::Clock,
 }
 
 impl fmt::Debug for Client {
@@ -63,10 +66,20 @@ impl Client {
             inner: Arc::new(Inner {
                 orch,
                 config,
+                clock: engine_clock(engine.as_ref()),
                 engine,
             }),
             user: None,
         })
+    }
+
+    /// The time now, by the engine's clock (a test's, with `owlclaw::testing`).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    pub(crate) fn clock_is_manual(&self) -> bool {
+        self.inner.clock.is_manual()
     }
 
     /// Lite mode with every default: an embedded engine on `.owlclaw/owlclaw.db` in the working
@@ -99,6 +112,7 @@ impl Client {
             inner: Arc::new(Inner {
                 orch,
                 config,
+                clock: engine.config().clock.clone(),
                 engine: Some(engine),
             }),
             user: None,
@@ -112,6 +126,7 @@ impl Client {
                 orch,
                 config,
                 engine: None,
+                clock: owlclaw_core::clock::Clock::system(),
             }),
             user: None,
         }
@@ -418,6 +433,16 @@ impl Client {
 /// An orchestrator and, in lite mode, its engine.
 type Connected = (Arc<dyn Orchestrator>, Option<crate::tx::TxEngine>);
 
+/// The clock of a lite-mode engine, or the system's.
+#[allow(unused_variables)]
+fn engine_clock(engine: Option<&crate::tx::TxEngine>) -> owlclaw_core::clock::Clock {
+    #[cfg(feature = "lite")]
+    if let Some(e) = engine {
+        return e.config().clock.clone();
+    }
+    owlclaw_core::clock::Clock::system()
+}
+
 #[cfg(feature = "lite")]
 async fn lite_engine(config: &Config) -> Result<Connected> {
     let cfg = owlclaw_engine::EngineConfig {
@@ -543,11 +568,10 @@ impl From<DateTime<Utc>> for Expiry {
 }
 
 /// The task's `#[task(expires)]`, counted from the run's due time, unless the request has its own.
-fn task_expiry<T: Task>(req: &mut ScheduleRequest) {
+fn task_expiry<T: Task>(req: &mut ScheduleRequest, now: DateTime<Utc>) {
     if req.expires.is_some() || T::SPEC.expires_ms == 0 {
         return;
     }
-    let now = Utc::now();
     let due = match (req.run_at, req.delay) {
         (Some(at), _) => at,
         (None, Some(d)) => now + chrono::Duration::from_std(d).unwrap_or_default(),
@@ -710,7 +734,7 @@ impl<T: Task> ScheduleBuilder<T> {
         tx: &mut impl crate::AppTransaction,
     ) -> Result<RunHandle<T::Output>> {
         let mut req = self.req?;
-        task_expiry::<T>(&mut req);
+        task_expiry::<T>(&mut req, self.client.now());
         req.act_as(self.client.user())?;
         let engine = self.client.inner.engine.as_ref().ok_or_else(|| {
             Error::invalid_input(
@@ -735,7 +759,7 @@ impl<T: Task> ScheduleBuilder<T> {
 
     async fn send(self) -> Result<RunHandle<T::Output>> {
         let mut req = self.req?;
-        task_expiry::<T>(&mut req);
+        task_expiry::<T>(&mut req, self.client.now());
         req.act_as(self.client.user())?;
         #[cfg(feature = "otel")]
         let span = crate::otel::enqueue_span(std::slice::from_mut(&mut req));
@@ -751,7 +775,7 @@ impl<T: Task> ScheduleBuilder<T> {
     pub(crate) async fn send_resending(self) -> Result<RunHandle<T::Output>> {
         let mut req = self.req?;
         debug_assert!(req.idempotency_key.is_some());
-        task_expiry::<T>(&mut req);
+        task_expiry::<T>(&mut req, self.client.now());
         req.act_as(self.client.user())?;
         #[cfg(feature = "otel")]
         let span = crate::otel::enqueue_span(std::slice::from_mut(&mut req));

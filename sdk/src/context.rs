@@ -478,8 +478,8 @@ impl Context {
     /// worker's suspend threshold (30 s by default) gives the worker slot back: the run is parked
     /// and re-dispatched at the wake-up time, and resumes after its completed steps.
     pub async fn sleep_for(&self, duration: Duration) -> Result<()> {
-        let until =
-            Utc::now() + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+        let until = self.inner.client.now()
+            + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
         self.sleep_until(until).await
     }
 
@@ -504,12 +504,15 @@ impl Context {
                 until
             }
         };
-        let left = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let left = (wake - self.inner.client.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
         if left.is_zero() {
             return Ok(());
         }
         let d = self.durable()?;
-        if left > d.suspend_threshold {
+        // Under a test's clock every sleep is parked in the engine, whose time the test moves.
+        if left > d.suspend_threshold || self.inner.client.clock_is_manual() {
             let suspend = d.suspend.lock().unwrap().take();
             if let Some(tx) = suspend {
                 let _ = tx.send(Outcome::Suspended { until: wake });
@@ -568,7 +571,7 @@ impl Context {
                 output: Some(out), ..
             }) if out.get("until").is_some() => Self::stored(&name, Some(out["until"].clone()))?,
             _ => {
-                let until = Utc::now()
+                let until = self.inner.client.now()
                     + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
                 let started = json!({ "until": until, "filter": filter });
                 self.commit(position, &name, StepStatus::Running, Some(started), None)
@@ -576,7 +579,7 @@ impl Context {
                 until
             }
         };
-        if until <= Utc::now() {
+        if until <= self.inner.client.now() {
             let out = json!({ "event": null });
             self.commit(position, &name, StepStatus::Succeeded, Some(out), None)
                 .await?;

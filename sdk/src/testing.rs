@@ -575,3 +575,122 @@ impl RunAssert {
         self
     }
 }
+
+/// An engine in memory whose clock the test moves: runs scheduled with a delay, retries after
+/// their backoff, durable sleeps, expiries, crons and intervals happen when the test
+/// [`advance`](TestEngine::advance)s time past them, at once and in order, without waiting.
+///
+/// Its clock runs with the system's, plus what the test added; the [`Client`] it gives (and
+/// the workers started from it) go by the same clock, and park every durable sleep in the
+/// engine whatever its length.
+#[derive(Debug, Clone)]
+pub struct TestEngine {
+    client: Client,
+    engine: owlclaw_engine::Engine,
+    clock: owlclaw_core::clock::Clock,
+}
+
+/// How long [`TestEngine::advance`] waits for the runs that became ready to be done.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl TestEngine {
+    /// Starts an engine on a database in memory, with a clock of the test's.
+    pub async fn start() -> Result<TestEngine> {
+        let clock = owlclaw_core::clock::Clock::manual();
+        let config = crate::Config::lite_in_memory();
+        let engine = owlclaw_engine::Engine::start(owlclaw_engine::EngineConfig {
+            database_url: config.database_url.clone(),
+            lease: config.worker.lease,
+            clock: clock.clone(),
+            ..owlclaw_engine::EngineConfig::default()
+        })
+        .await?;
+        let client = Client::from_engine(engine.clone(), config);
+        Ok(TestEngine {
+            client,
+            engine,
+            clock,
+        })
+    }
+
+    /// The client of this engine: schedule runs and start workers with it.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The time now, by the test's clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    /// Moves time forward by `by`, stopping at each due time on the way (a timer, an expiry, a
+    /// cron tick) and waiting there until the runs it made ready are done (finished, or parked
+    /// until later), as they would be at that time; then moves to the end and waits the same
+    /// way. Runs that no worker of this engine takes are left queued.
+    pub async fn advance(&self, by: Duration) -> Result<()> {
+        let target = self.clock.now() + chrono::Duration::from_std(by).unwrap_or_default();
+        self.settle().await?;
+        for _ in 0..100_000 {
+            match self.engine.next_due().await? {
+                Some(t) if t <= target => {
+                    self.clock.advance_to(t);
+                    self.engine.wake();
+                    self.settle().await?;
+                }
+                _ => break,
+            }
+        }
+        self.clock.advance_to(target);
+        self.engine.wake();
+        self.settle().await
+    }
+
+    /// Waits until nothing is due by the test's clock, no run is running, and the queued ones
+    /// stay queued for a second (no worker takes them).
+    pub async fn settle(&self) -> Result<()> {
+        let count = |status| {
+            self.client.count(owlclaw_core::wire::ListFilter {
+                status: Some(status),
+                ..Default::default()
+            })
+        };
+        let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
+        let mut last = None;
+        let mut quiet = 0;
+        loop {
+            // Let the engine's loops and the workers see the time first.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Timeout(format!(
+                    "the engine did not settle within {SETTLE_TIMEOUT:?} (runs still running, or \
+                     something due that does not happen)"
+                )));
+            }
+            // A timer due now is promoted here; a cron tick due now is the engine loop's to fire.
+            if self
+                .engine
+                .next_due()
+                .await?
+                .is_some_and(|t| t <= self.clock.now())
+            {
+                self.engine.wake();
+                quiet = 0;
+                continue;
+            }
+            let now = (
+                count(owlclaw_core::RunStatus::Running).await?,
+                count(owlclaw_core::RunStatus::Queued).await?,
+            );
+            quiet = if now.0 == 0 && last == Some(now) {
+                quiet + 1
+            } else {
+                0
+            };
+            last = Some(now);
+            // Nothing running, nothing due, nothing claimed: what was ready is done.
+            if quiet >= if now.1 == 0 { 3 } else { 200 } {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -3,7 +3,6 @@
 use super::Engine;
 use crate::limits;
 use crate::store::CronRecord;
-use chrono::Utc;
 use owlclaw_core::cron::CronExpr;
 use owlclaw_core::task::{self as taskdef};
 use owlclaw_core::wire::*;
@@ -11,12 +10,12 @@ use owlclaw_core::{Error, Result};
 use std::sync::atomic::Ordering;
 
 impl Engine {
-    fn with_next_tick(mut s: CronSchedule) -> CronSchedule {
+    fn with_next_tick(&self, mut s: CronSchedule) -> CronSchedule {
         if s.paused_at.is_some() {
             return s;
         }
         if let Ok(expr) = CronExpr::parse_in(&s.expr, Some(&s.timezone)) {
-            let mut at = s.last_tick.unwrap_or(s.created_at).max(Utc::now());
+            let mut at = s.last_tick.unwrap_or(s.created_at).max(self.now());
             while s.next_ticks.len() < 3 {
                 let Some(next) = expr.next_after(at) else {
                     break;
@@ -52,7 +51,7 @@ impl Engine {
     pub async fn list_crons(&self, tenant: &str) -> Result<Vec<CronSchedule>> {
         let mut out = Vec::new();
         for s in self.inner.store.list_crons(tenant).await? {
-            let mut s = Self::with_next_tick(s);
+            let mut s = self.with_next_tick(s);
             s.last_run = self.last_run(tenant, &s).await?;
             out.push(s);
         }
@@ -88,7 +87,7 @@ impl Engine {
                 input: req.input,
                 last_tick: None,
                 next_tick: None,
-                created_at: Utc::now(),
+                created_at: self.now(),
                 paused_at: None,
                 next_ticks: Vec::new(),
                 last_run: None,
@@ -99,7 +98,7 @@ impl Engine {
         };
         self.inner.store.upsert_cron(&rec).await?;
         self.crons_changed();
-        Ok(Self::with_next_tick(rec.schedule))
+        Ok(self.with_next_tick(rec.schedule))
     }
 
     /// Deletes a cron schedule.
@@ -125,7 +124,7 @@ impl Engine {
         if !self
             .inner
             .store
-            .set_cron_paused(tenant, id, paused, Utc::now())
+            .set_cron_paused(tenant, id, paused, self.now())
             .await?
         {
             return Err(Error::NotFound {
@@ -170,7 +169,7 @@ impl Engine {
                 what: "cron",
                 id: id.to_string(),
             })?;
-        let mut s = Self::with_next_tick(s);
+        let mut s = self.with_next_tick(s);
         s.last_run = self.last_run(tenant, &s).await?;
         Ok(s)
     }

@@ -4,7 +4,7 @@ use super::runs::check_short_text;
 use super::Engine;
 use crate::limits;
 use crate::store::NewEvent;
-use chrono::{SubsecRound, Utc};
+use chrono::SubsecRound;
 use owlclaw_core::task as taskdef;
 use owlclaw_core::wire::*;
 use owlclaw_core::{Error, Result, RunId};
@@ -32,7 +32,7 @@ impl Engine {
             .id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let now = Utc::now().trunc_subsecs(6);
+        let now = self.now().trunc_subsecs(6);
         let subscribers = self.inner.store.subscribers(tenant, &event.key).await?;
         let mut runs = Vec::with_capacity(subscribers.len());
         for def in subscribers {

@@ -12,10 +12,46 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 impl Engine {
+    /// The earliest time at which something is due (a timer: a delayed run, a retry's backoff,
+    /// a durable sleep; an expiry; a cron tick), by the engine's clock; timers already due are
+    /// promoted on the way. For tests that move a manual clock (`owlclaw::testing`).
+    pub async fn next_due(&self) -> Result<Option<DateTime<Utc>>> {
+        let now = self.now();
+        let m = self
+            .inner
+            .store
+            .maintain(now, self.inner.cfg.maintenance_batch)
+            .await?;
+        if m.promoted > 0 || m.expired > 0 {
+            self.inner.work.notify_waiters();
+        }
+        let mut next = [m.next_due, m.next_run_expiry].into_iter().flatten().min();
+        for c in self.inner.store.all_crons().await? {
+            if c.schedule.paused_at.is_some() {
+                continue;
+            }
+            let Ok(expr) = CronExpr::parse_in(&c.schedule.expr, Some(&c.schedule.timezone)) else {
+                continue;
+            };
+            let base = c.schedule.last_tick.unwrap_or(c.schedule.created_at);
+            if let Some(t) = expr.next_after(base) {
+                next = Some(next.map_or(t, |n| n.min(t)));
+            }
+        }
+        Ok(next)
+    }
+
+    /// Wakes the engine's loops and the workers' long polls: they look at the time again.
+    pub fn wake(&self) {
+        self.inner.wake_maintenance.notify_one();
+        self.inner.work.notify_waiters();
+        self.inner.wake_workflows.notify_one();
+    }
+
     /// Deletes finished runs older than `older_than` (with their events and steps); returns how
     /// many were deleted.
     pub async fn purge(&self, older_than: Duration) -> Result<usize> {
-        let before = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
+        let before = self.now() - chrono::Duration::from_std(older_than).unwrap_or_default();
         let mut total = 0;
         loop {
             let n = self.inner.store.purge(before, 1000).await?;
@@ -33,7 +69,7 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
     let mut crons_loaded = Instant::now();
     let mut last_purge = Instant::now();
     loop {
-        let now = Utc::now();
+        let now = inner.cfg.clock.now();
         let mut wake =
             now + chrono::Duration::from_std(inner.cfg.poll_interval).unwrap_or_default();
         match store.maintain(now, inner.cfg.maintenance_batch).await {
@@ -88,14 +124,14 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
         if last_purge.elapsed() > Duration::from_secs(60) {
             last_purge = Instant::now();
             inner.metrics.forget_lost_claims();
-            let before =
-                Utc::now() - chrono::Duration::from_std(inner.cfg.retention).unwrap_or_default();
+            let before = inner.cfg.clock.now()
+                - chrono::Duration::from_std(inner.cfg.retention).unwrap_or_default();
             match store.purge(before, 1000).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(runs = n, "purged finished runs past their retention"),
                 Err(e) => tracing::warn!(error = %e, "purging finished runs failed"),
             }
-            if let Err(e) = store.forget_full_buckets(Utc::now()).await {
+            if let Err(e) = store.forget_full_buckets(inner.cfg.clock.now()).await {
                 tracing::warn!(error = %e, "deleting full rate-limit buckets failed");
             }
         }
@@ -122,7 +158,7 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
                 Err(e) => tracing::warn!(error = %e, "loading crons failed"),
             }
         }
-        let now = Utc::now();
+        let now = inner.cfg.clock.now();
         // A `buffer_one` tick waiting for the last run: look again as soon as runs finish.
         let mut buffering = false;
         for (rec, expr) in crons.iter_mut() {
@@ -147,7 +183,9 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
             }
             buffering |= waits;
         }
-        let sleep_for = (wake - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        let sleep_for = (wake - inner.cfg.clock.now())
+            .to_std()
+            .unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = tokio::time::sleep(sleep_for) => {}
             _ = inner.wake_maintenance.notified() => {}

@@ -54,6 +54,8 @@ pub struct EngineConfig {
     /// How long an idempotency key stays bound to its run after the run finished; a later
     /// schedule with the same key then replaces that run.
     pub idempotency_ttl: Duration,
+    /// The time the engine goes by: the system's, or a test's (`owlclaw::testing`).
+    pub clock: owlclaw_core::clock::Clock,
 }
 
 impl Default for EngineConfig {
@@ -65,6 +67,7 @@ impl Default for EngineConfig {
             maintenance_batch: 1000,
             retention: Duration::from_secs(7 * 86_400),
             idempotency_ttl: Duration::from_secs(86_400),
+            clock: owlclaw_core::clock::Clock::system(),
         }
     }
 }
@@ -139,6 +142,11 @@ impl Engine {
     /// The store behind the engine.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// The time now, by the engine's clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.inner.cfg.clock.now()
     }
 
     /// The engine's configuration.

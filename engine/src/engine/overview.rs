@@ -28,7 +28,7 @@ fn start_of(minute: i64) -> DateTime<Utc> {
 impl Engine {
     /// The tenant's overview.
     pub async fn overview(&self, tenant: &str) -> Result<Overview> {
-        let now = Utc::now();
+        let now = self.now();
         let current = now.timestamp().div_euclid(60);
         let first = current - (MINUTES - 1);
         let settled_until = current - SETTLED + 1; // minutes < this are settled

@@ -231,7 +231,7 @@ impl Engine {
             return Ok(Vec::new());
         }
         // Stored times have microsecond precision: answer with the same.
-        let now = Utc::now().trunc_subsecs(6);
+        let now = self.now().trunc_subsecs(6);
         let mut runs = Vec::with_capacity(reqs.len());
         for (i, req) in reqs.into_iter().enumerate() {
             let run = self.resolve(tenant, req, now).await.map_err(|e| match e {
@@ -421,7 +421,7 @@ impl Engine {
                 )));
             };
             let key = r.key_of(&run.input);
-            let now = crate::store::micros(Utc::now());
+            let now = crate::store::micros(self.now());
             let tokens = match self.inner.store.rate_bucket(tenant, &r.name, &key).await? {
                 Some((tokens, at)) => limit.refill(tokens, at, now),
                 None => f64::from(limit.limit),
@@ -488,7 +488,7 @@ impl Engine {
         let run = self
             .inner
             .store
-            .replay_run(tenant, id, step.position, &step.name, Utc::now())
+            .replay_run(tenant, id, step.position, &step.name, self.now())
             .await?;
         tracing::info!(run_id = %id, step = %step.name, position = step.position, "run replayed from a step");
         self.inner.work.notify_waiters();
@@ -567,7 +567,7 @@ impl Engine {
         } else {
             self.inner
                 .store
-                .act_on_runs(tenant, &ids, retry, Utc::now())
+                .act_on_runs(tenant, &ids, retry, self.now())
                 .await?
         };
         if changed > 0 {
@@ -609,7 +609,7 @@ impl Engine {
         user: Option<&str>,
     ) -> Result<RunSnapshot> {
         self.run_owned(tenant, id, user).await?;
-        let run = self.inner.store.cancel_run(tenant, id, Utc::now()).await?;
+        let run = self.inner.store.cancel_run(tenant, id, self.now()).await?;
         tracing::info!(run_id = %id, task = %run.task, "run cancelled");
         self.inner.finished.notify_waiters();
         Ok(run)
@@ -623,7 +623,7 @@ impl Engine {
         user: Option<&str>,
     ) -> Result<RunSnapshot> {
         self.run_owned(tenant, id, user).await?;
-        let run = self.inner.store.retry_run(tenant, id, Utc::now()).await?;
+        let run = self.inner.store.retry_run(tenant, id, self.now()).await?;
         tracing::info!(run_id = %id, task = %run.task, "run retried by request");
         self.inner.work.notify_waiters();
         // A workflow run retried is advanced again.

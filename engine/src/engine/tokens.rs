@@ -1,7 +1,6 @@
 //! API tokens: created for a tenant, stored as their SHA-256 only.
 
 use super::Engine;
-use chrono::Utc;
 use owlclaw_core::task as taskdef;
 use owlclaw_core::{Error, Result};
 use std::time::{Duration, Instant};
@@ -22,7 +21,7 @@ impl Engine {
         );
         self.inner
             .store
-            .create_token(&hash_token(&raw), tenant, Utc::now())
+            .create_token(&hash_token(&raw), tenant, self.now())
             .await?;
         Ok(raw)
     }

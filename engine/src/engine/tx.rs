@@ -12,7 +12,7 @@
 
 use super::Engine;
 use crate::store::{Inserted, NewRun};
-use chrono::{SubsecRound, Utc};
+use chrono::SubsecRound;
 use owlclaw_core::task::ConcurrencyStrategy;
 use owlclaw_core::wire::{ScheduleRequest, Scheduled};
 #[cfg(feature = "sqlx-sqlite")]
@@ -28,7 +28,7 @@ impl Engine {
         tenant: &str,
         reqs: Vec<ScheduleRequest>,
     ) -> Result<Vec<NewRun>> {
-        let now = Utc::now().trunc_subsecs(6);
+        let now = self.now().trunc_subsecs(6);
         let mut runs = Vec::with_capacity(reqs.len());
         for req in reqs {
             let run = self.resolve(tenant, req, now).await?;
@@ -60,7 +60,7 @@ impl Engine {
         reqs: Vec<ScheduleRequest>,
     ) -> Result<Vec<Scheduled>> {
         let runs = self.resolve_for_tx(tenant, reqs).await?;
-        let now = Utc::now().trunc_subsecs(6);
+        let now = self.now().trunc_subsecs(6);
         let inserted = self.inner.store.insert_in_sqlite(conn, runs, now).await?;
         let created: Vec<RunId> = inserted
             .iter()
@@ -108,7 +108,7 @@ impl Engine {
         reqs: Vec<ScheduleRequest>,
     ) -> Result<Vec<Scheduled>> {
         let runs = self.resolve_for_tx(tenant, reqs).await?;
-        let now = Utc::now().trunc_subsecs(6);
+        let now = self.now().trunc_subsecs(6);
         let inserted = self.inner.store.insert_in_postgres(conn, runs, now).await?;
         let created = inserted
             .iter()

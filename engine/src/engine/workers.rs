@@ -4,7 +4,6 @@
 use super::{Engine, MAX_SLOTS, MAX_WAIT};
 use crate::limits;
 use crate::store::{ClaimRequest, Limit, WorkerRecord};
-use chrono::Utc;
 use owlclaw_core::task::{self as taskdef};
 use owlclaw_core::wire::*;
 use owlclaw_core::{Error, Result};
@@ -116,7 +115,7 @@ impl Engine {
         stored.tasks.append(&mut stored.workflows);
         self.inner
             .store
-            .register_worker(&record, &stored, Utc::now())
+            .register_worker(&record, &stored, self.now())
             .await?;
         {
             let mut tasks = self.inner.tasks.lock().unwrap();
@@ -281,7 +280,7 @@ impl Engine {
                         &worker,
                         &req.completions,
                         req.want,
-                        Utc::now(),
+                        self.now(),
                         lease,
                         claim_request,
                     )
@@ -291,7 +290,7 @@ impl Engine {
                 done.changed
             } else {
                 store
-                    .complete(&worker, &req.completions, Utc::now())
+                    .complete(&worker, &req.completions, self.now())
                     .await?
             };
             if changed > 0 {
@@ -314,7 +313,7 @@ impl Engine {
         }
         let cancellations = if req.heartbeat || !req.held.is_empty() {
             store
-                .heartbeat(&worker, &req.held, Utc::now(), lease)
+                .heartbeat(&worker, &req.held, self.now(), lease)
                 .await?
         } else {
             Vec::new()
@@ -327,7 +326,7 @@ impl Engine {
                 tokio::pin!(notified);
                 notified.as_mut().enable();
                 assignments = store
-                    .claim(&worker, req.want, Utc::now(), lease, claim_request)
+                    .claim(&worker, req.want, self.now(), lease, claim_request)
                     .await?;
                 let now = Instant::now();
                 if !assignments.is_empty() || now >= deadline {
@@ -337,7 +336,7 @@ impl Engine {
                 // Runs left queued for want of rate-limit units: claim again when they have them.
                 let due = worker.units_due.swap(0, Ordering::Relaxed);
                 if due > 0 {
-                    let wait = (due - crate::store::micros(Utc::now())).max(1000) as u64;
+                    let wait = (due - crate::store::micros(self.now())).max(1000) as u64;
                     nap = nap.min(Duration::from_micros(wait));
                 }
                 tokio::select! {
@@ -373,7 +372,7 @@ impl Engine {
         cp.error = cp.error.map(|e| limits::bound_error(&e));
         self.inner
             .store
-            .checkpoint_step(&worker, &cp, Utc::now())
+            .checkpoint_step(&worker, &cp, self.now())
             .await
     }
 
@@ -383,7 +382,7 @@ impl Engine {
         let handed = self
             .inner
             .store
-            .deregister_worker(&worker.id, Utc::now())
+            .deregister_worker(&worker.id, self.now())
             .await?;
         self.inner.workers.lock().unwrap().remove(worker_id);
         if handed > 0 {
@@ -396,7 +395,7 @@ impl Engine {
     /// Workers that exchanged within the last lease period.
     pub async fn list_workers(&self, tenant: &str) -> Result<Vec<WorkerInfo>> {
         let since =
-            Utc::now() - chrono::Duration::from_std(self.inner.cfg.lease).unwrap_or_default();
+            self.now() - chrono::Duration::from_std(self.inner.cfg.lease).unwrap_or_default();
         self.inner.store.list_workers(tenant, since).await
     }
 }

@@ -10,7 +10,6 @@
 
 use super::{Engine, Inner};
 use crate::store::{Inserted, WorkflowStep};
-use chrono::Utc;
 use owlclaw_core::wire::{RunSnapshot, ScheduleRequest};
 use owlclaw_core::workflow::{
     task_runs, Next, TaskRun, WorkflowFailure, WorkflowPlan, WorkflowRunTasks, WorkflowShape,
@@ -150,7 +149,7 @@ impl Engine {
                 // succeeded ones are kept, the skipped ones start when their parents succeed.
                 for c in tasks.values() {
                     if c.status.can_retry() {
-                        ignore_refusal(store.retry_run(tenant, c.id, Utc::now()).await)?;
+                        ignore_refusal(store.retry_run(tenant, c.id, self.now()).await)?;
                     }
                 }
                 self.step(tenant, id, WorkflowStep::Start).await?;
@@ -174,7 +173,7 @@ impl Engine {
                 let mut all_done = true;
                 for c in tasks.values().filter(|c| !c.status.is_terminal()) {
                     all_done = false;
-                    ignore_refusal(store.cancel_run(tenant, c.id, Utc::now()).await)?;
+                    ignore_refusal(store.cancel_run(tenant, c.id, self.now()).await)?;
                 }
                 if all_done {
                     store.workflow_done(tenant, id).await?;
@@ -211,7 +210,7 @@ impl Engine {
         match shape.next(&state) {
             Next::Start(names) if names.is_empty() => Ok(()),
             Next::Start(names) => {
-                let now = Utc::now();
+                let now = self.now();
                 let mut runs = Vec::with_capacity(names.len());
                 for name in &names {
                     let mut new = self
@@ -252,7 +251,7 @@ impl Engine {
             }
             Next::Fail { task, error } => {
                 for c in tasks.values().filter(|c| !c.status.is_terminal()) {
-                    ignore_refusal(store.cancel_run(tenant, c.id, Utc::now()).await)?;
+                    ignore_refusal(store.cancel_run(tenant, c.id, self.now()).await)?;
                 }
                 if let Some(f) = &shape.on_failure {
                     let failure = WorkflowFailure {
@@ -263,7 +262,7 @@ impl Engine {
                         input: run.input.clone(),
                     };
                     let input = serde_json::to_value(&failure).unwrap_or_default();
-                    let now = Utc::now();
+                    let now = self.now();
                     let mut new = self
                         .resolve(tenant, self.task_request(run, f, input), now)
                         .await?;
@@ -302,7 +301,7 @@ impl Engine {
         let run = self
             .inner
             .store
-            .workflow_step(tenant, id, &step, Utc::now())
+            .workflow_step(tenant, id, &step, self.now())
             .await?;
         self.inner.finished.notify_waiters();
         Ok(run)
