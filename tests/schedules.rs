@@ -220,9 +220,12 @@ async fn interval_schedules(env: TestEnv) {
     worker.shutdown().await.unwrap();
 }
 
-/// Holds its slot for `hold_ms`.
+/// Holds its slot for `hold_ms`, or sleeps durably for `nap_s` (by the engine's clock).
 #[task(name = "sched.hold", timeout = "1m")]
-async fn hold(_ctx: Context, input: serde_json::Value) -> anyhow::Result<()> {
+async fn hold(ctx: Context, input: serde_json::Value) -> anyhow::Result<()> {
+    if let Some(s) = input["nap_s"].as_u64() {
+        ctx.sleep_for(Duration::from_secs(s)).await?;
+    }
     let ms = input["hold_ms"].as_u64().unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(ms)).await;
     Ok(())
@@ -237,29 +240,91 @@ async fn overlap_policies(env: TestEnv) {
         .start()
         .await
         .unwrap();
-    let mut inputs = Vec::new();
-    for (policy, every, hold_ms) in [
-        (Overlap::Skip, "1s", 2500),
-        (Overlap::CancelPrevious, "1s", 30_000),
-        // Ticks every 2 s, runs of 2.5 s: the tick 2 s into a run waits for it.
-        (Overlap::BufferOne, "2s", 2500),
-    ] {
-        let input = serde_json::json!({"policy": policy.as_str(), "hold_ms": hold_ms});
+    let schedules = create_overlapping(
+        &client,
+        [
+            (Overlap::Skip, "1s", serde_json::json!({"hold_ms": 2500})),
+            (
+                Overlap::CancelPrevious,
+                "1s",
+                serde_json::json!({"hold_ms": 30_000}),
+            ),
+            // Ticks every 2 s, runs of 2.5 s: the tick 2 s into a run waits for it.
+            (
+                Overlap::BufferOne,
+                "2s",
+                serde_json::json!({"hold_ms": 2500}),
+            ),
+        ],
+    )
+    .await;
+    check_overlap(&client, &schedules).await;
+    worker.shutdown().await.unwrap();
+}
+
+/// The same policies by a clock the test moves (`owlclaw::testing::TestEngine`): runs that
+/// sleep durably two and a half minutes, ticks every minute, twelve minutes passed at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlap_policies_by_the_test_clock() {
+    let t = owlclaw::testing::TestEngine::start().await.unwrap();
+    let client = t.client().clone();
+    let worker = client
+        .worker("w")
+        .slots(8)
+        .task::<hold>()
+        .start()
+        .await
+        .unwrap();
+    let schedules = create_overlapping(
+        &client,
+        [
+            (Overlap::Skip, "1m", serde_json::json!({"nap_s": 150})),
+            (
+                Overlap::CancelPrevious,
+                "1m",
+                serde_json::json!({"nap_s": 3600}),
+            ),
+            (Overlap::BufferOne, "1m", serde_json::json!({"nap_s": 150})),
+        ],
+    )
+    .await;
+    t.advance(Duration::from_secs(12 * 60)).await.unwrap();
+    check_overlap(&client, &schedules).await;
+    worker.shutdown().await.unwrap();
+}
+
+/// Creates a schedule of `sched.hold` per policy, with its interval and input (which tells the
+/// schedules apart); returns each policy with its input and schedule id.
+async fn create_overlapping(
+    client: &owlclaw::Client,
+    policies: [(Overlap, &str, serde_json::Value); 3],
+) -> Vec<(Overlap, serde_json::Value, String)> {
+    let mut out = Vec::new();
+    for (policy, every, mut input) in policies {
+        input["policy"] = serde_json::json!(policy.as_str());
         let cron = client
             .create_cron(owlclaw::CronRequest {
                 task: "sched.hold".into(),
                 expr: format!("@every {every}"),
-                timezone: None,
                 input: input.clone(),
                 overlap: Some(policy),
-                catch_up: None,
+                ..owlclaw::CronRequest::default()
             })
             .await
             .unwrap();
         assert_eq!(cron.overlap, policy);
-        inputs.push((policy, input, cron.id));
+        out.push((policy, input, cron.id));
     }
-    for (policy, input, id) in &inputs {
+    out
+}
+
+/// What each overlap policy promises, read from the runs of its schedule.
+async fn check_overlap(
+    client: &owlclaw::Client,
+    schedules: &[(Overlap, serde_json::Value, String)],
+) {
+    let client = client.clone();
+    for (policy, input, id) in schedules {
         match policy {
             // A tick while the last run holds is skipped: runs never overlap, and go on.
             Overlap::Skip => {
@@ -324,7 +389,6 @@ async fn overlap_policies(env: TestEnv) {
             let _ = client.cancel(r.id).await;
         }
     }
-    worker.shutdown().await.unwrap();
 }
 
 /// The runs but the newest, once each has finished (the newest may still run).
@@ -347,9 +411,29 @@ async fn finished_first(
 
 both_backends!(
     pausing_resuming_and_triggering_a_schedule,
-    interval_schedules,
-    overlap_policies
+    interval_schedules
 );
+
+// The overlap policies in real time through a server (SQLite and PostgreSQL); the lite engine's,
+// the same code, by the test clock above.
+mod server_real_time {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlap_policies() {
+        if let Some(env) = owlclaw_tests::TestEnv::new(owlclaw_tests::Backend::Server).await {
+            super::overlap_policies(env).await
+        }
+    }
+}
+
+mod server_postgres_real_time {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn overlap_policies() {
+        if let Some(env) = owlclaw_tests::TestEnv::new(owlclaw_tests::Backend::ServerPostgres).await
+        {
+            super::overlap_policies(env).await
+        }
+    }
+}
 
 /// Ticks missed while no engine ran, as each catch-up policy says: a yearly schedule created
 /// three years ago that never ran (every missed tick is older than the grace) is found by an

@@ -1514,11 +1514,11 @@ async fn cron_ticks_fire_once(h: &Harness) {
     s.upsert_cron(&rec).await.unwrap();
     let tick1 = t - secs(30.0);
     assert!(s
-        .fire_cron(&rec, tick1, cron_run(&rec, tick1))
+        .fire_cron(&rec, tick1, cron_run(&rec, tick1), t)
         .await
         .unwrap());
     assert!(
-        !s.fire_cron(&rec, tick1, cron_run(&rec, tick1))
+        !s.fire_cron(&rec, tick1, cron_run(&rec, tick1), t)
             .await
             .unwrap(),
         "twice: once"
@@ -1534,7 +1534,7 @@ async fn cron_ticks_fire_once(h: &Harness) {
     );
     let older = tick1 - secs(60.0);
     assert!(
-        !s.fire_cron(&rec, older, cron_run(&rec, older))
+        !s.fire_cron(&rec, older, cron_run(&rec, older), t)
             .await
             .unwrap(),
         "never backwards"
@@ -1549,8 +1549,8 @@ async fn cron_ticks_fire_once(h: &Harness) {
     let other = h.reopen().await;
     let tick2 = tick1 + secs(60.0);
     let (a, b) = tokio::join!(
-        s.fire_cron(&rec, tick2, cron_run(&rec, tick2)),
-        other.fire_cron(&rec, tick2, cron_run(&rec, tick2))
+        s.fire_cron(&rec, tick2, cron_run(&rec, tick2), t),
+        other.fire_cron(&rec, tick2, cron_run(&rec, tick2), t)
     );
     assert_eq!(u8::from(a.unwrap()) + u8::from(b.unwrap()), 1);
     other.close().await;
@@ -2790,7 +2790,7 @@ async fn skipped_cron_ticks_and_policies(h: &Harness) {
     );
     let tick1 = t + secs(60.0);
     assert!(s
-        .fire_cron(&rec, tick1, cron_run(&rec, tick1))
+        .fire_cron(&rec, tick1, cron_run(&rec, tick1), t)
         .await
         .unwrap());
     let c = listed_cron(s).await;

@@ -645,8 +645,9 @@ impl TestEngine {
         self.settle().await
     }
 
-    /// Waits until nothing is due by the test's clock, no run is running, and the queued ones
-    /// stay queued for a second (no worker takes them).
+    /// Waits until the engine's loop has looked at the time, nothing else is due by the test's
+    /// clock, no run is running, and the queued ones stay queued for a second (no worker takes
+    /// them).
     pub async fn settle(&self) -> Result<()> {
         let count = |status| {
             self.client.count(owlclaw_core::wire::ListFilter {
@@ -657,6 +658,9 @@ impl TestEngine {
         let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
         let mut last = None;
         let mut quiet = 0;
+        // A whole pass of the maintenance loop after now: it has seen the time.
+        let passes = self.engine.maintenance_passes() + 1;
+        self.engine.wake();
         loop {
             // Let the engine's loops and the workers see the time first.
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -688,7 +692,9 @@ impl TestEngine {
             };
             last = Some(now);
             // Nothing running, nothing due, nothing claimed: what was ready is done.
-            if quiet >= if now.1 == 0 { 3 } else { 200 } {
+            if self.engine.maintenance_passes() > passes
+                && quiet >= if now.1 == 0 { 3 } else { 200 }
+            {
                 return Ok(());
             }
         }

@@ -33,12 +33,24 @@ impl Engine {
             let Ok(expr) = CronExpr::parse_in(&c.schedule.expr, Some(&c.schedule.timezone)) else {
                 continue;
             };
-            let base = c.schedule.last_tick.unwrap_or(c.schedule.created_at);
+            // A tick due already is the maintenance loop's (it may wait for the last run:
+            // `buffer_one`); the next one to come counts.
+            let base = c
+                .schedule
+                .last_tick
+                .unwrap_or(c.schedule.created_at)
+                .max(now);
             if let Some(t) = expr.next_after(base) {
                 next = Some(next.map_or(t, |n| n.min(t)));
             }
         }
         Ok(next)
+    }
+
+    /// How many passes the maintenance loop has made (a test clock waits for one after it
+    /// moved, so that what became due was looked at).
+    pub fn maintenance_passes(&self) -> u64 {
+        self.inner.maintenance_passes.load(Ordering::SeqCst)
     }
 
     /// Wakes the engine's loops and the workers' long polls: they look at the time again.
@@ -183,6 +195,7 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
             }
             buffering |= waits;
         }
+        inner.maintenance_passes.fetch_add(1, Ordering::SeqCst);
         let sleep_for = (wake - inner.cfg.clock.now())
             .to_std()
             .unwrap_or(Duration::ZERO);
@@ -260,7 +273,7 @@ impl Engine {
                     }
                 },
                 Decision::Fire => match store
-                    .fire_cron(rec, tick, self.cron_run(rec, tick).await)
+                    .fire_cron(rec, tick, self.cron_run(rec, tick).await, self.now())
                     .await
                 {
                     Ok(created) => {

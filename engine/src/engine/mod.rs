@@ -89,6 +89,8 @@ struct Inner {
     finished: Notify,
     /// A timer or cron may now be earlier than the maintenance loop's wake-up.
     wake_maintenance: Notify,
+    /// Passes of the maintenance loop so far (a test clock waits for one after moving).
+    maintenance_passes: std::sync::atomic::AtomicU64,
     crons_changed: AtomicBool,
     /// Workflow runs may need advancing: the workflow loop also wakes as runs finish.
     workflows_active: AtomicBool,
@@ -121,6 +123,7 @@ impl Engine {
             work: Notify::new(),
             finished: Notify::new(),
             wake_maintenance: Notify::new(),
+            maintenance_passes: std::sync::atomic::AtomicU64::new(0),
             crons_changed: AtomicBool::new(true),
             workflows_active: AtomicBool::new(true),
             wake_workflows: Notify::new(),

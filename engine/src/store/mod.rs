@@ -657,9 +657,16 @@ pub trait Crons: Send + Sync {
         paused: bool,
         now: DateTime<Utc>,
     ) -> Result<bool>;
-    /// Fires one tick: inserts its run unless the tick was fired already (by this or another
-    /// engine) and advances `last_tick` and `last_fired`. Returns whether a run was created.
-    async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool>;
+    /// Fires one tick at `now`: inserts its run unless the tick was fired already (by this or
+    /// another engine) and advances `last_tick` and `last_fired`. Returns whether a run was
+    /// created.
+    async fn fire_cron(
+        &self,
+        cron: &CronRecord,
+        tick: DateTime<Utc>,
+        run: NewRun,
+        now: DateTime<Utc>,
+    ) -> Result<bool>;
     /// Passes a tick without a run (a policy skipped it): advances `last_tick` only. Returns
     /// false when the tick was passed already (by this or another engine).
     async fn skip_cron_tick(&self, cron: &CronRecord, tick: DateTime<Utc>) -> Result<bool>;

@@ -8,6 +8,7 @@ impl PostgresStore {
         cron: &CronRecord,
         tick: DateTime<Utc>,
         run: &NewRun,
+        now: DateTime<Utc>,
     ) -> R<bool> {
         let mut tx = self.pool.begin().await?;
         // The row lock serialises engines firing the same tick; the loser sees `last_tick`
@@ -24,15 +25,9 @@ impl PostgresStore {
         .rows_affected();
         let mut wakes = Wakes::default();
         let created = if advanced > 0 {
-            !insert_runs_tx(
-                &mut tx,
-                std::slice::from_ref(run),
-                Utc::now(),
-                true,
-                &mut wakes,
-            )
-            .await?
-            .is_empty()
+            !insert_runs_tx(&mut tx, std::slice::from_ref(run), now, true, &mut wakes)
+                .await?
+                .is_empty()
         } else {
             false
         };
@@ -118,9 +113,15 @@ impl Crons for PostgresStore {
         Ok(changed > 0)
     }
 
-    async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool> {
+    async fn fire_cron(
+        &self,
+        cron: &CronRecord,
+        tick: DateTime<Utc>,
+        run: NewRun,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let run = &run;
-        self.retry(|| self.fire_cron_tx(cron, tick, run)).await
+        self.retry(|| self.fire_cron_tx(cron, tick, run, now)).await
     }
 
     async fn skip_cron_tick(&self, cron: &CronRecord, tick: DateTime<Utc>) -> Result<bool> {

@@ -66,7 +66,13 @@ impl Crons for SqliteStore {
         .await
     }
 
-    async fn fire_cron(&self, cron: &CronRecord, tick: DateTime<Utc>, run: NewRun) -> Result<bool> {
+    async fn fire_cron(
+        &self,
+        cron: &CronRecord,
+        tick: DateTime<Utc>,
+        run: NewRun,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
         let tenant = cron.tenant.clone();
         let id = cron.schedule.id.clone();
         self.write(move |c| {
@@ -79,7 +85,7 @@ impl Crons for SqliteStore {
             if advanced == 0 {
                 return Ok(false);
             }
-            Ok(!insert_runs_tx(c, std::slice::from_ref(&run), Utc::now(), true)?.is_empty())
+            Ok(!insert_runs_tx(c, std::slice::from_ref(&run), now, true)?.is_empty())
         })
         .await
     }
