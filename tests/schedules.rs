@@ -21,9 +21,44 @@ fn of_task() -> ListFilter {
     }
 }
 
+/// How time passes in a test: the system's, or a clock the test moves.
+enum Time<'a> {
+    Real,
+    Test(&'a owlclaw::testing::TestEngine),
+}
+
+impl Time<'_> {
+    /// Lets `d` pass.
+    async fn pass(&self, d: Duration) {
+        match self {
+            Time::Real => tokio::time::sleep(d).await,
+            Time::Test(t) => t.advance(d).await.unwrap(),
+        }
+    }
+
+    /// Lets a few ticks of a per-second schedule come (a real clock brings them by itself).
+    async fn let_ticks_come(&self) {
+        if let Time::Test(t) = self {
+            t.advance(Duration::from_secs(3)).await.unwrap();
+        }
+    }
+}
+
 async fn pausing_resuming_and_triggering_a_schedule(env: TestEnv) {
     let client = env.client().await;
+    pause_resume_trigger(&client, Time::Real).await;
+}
+
+/// The same on the lite engine, by a clock the test moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pausing_resuming_and_triggering_a_schedule_by_the_test_clock() {
+    let t = owlclaw::testing::TestEngine::start().await.unwrap();
+    pause_resume_trigger(t.client(), Time::Test(&t)).await;
+}
+
+async fn pause_resume_trigger(client: &owlclaw::Client, time: Time<'_>) {
     let worker = client.worker("w").slots(4).start().await.unwrap();
+    time.let_ticks_come().await;
     eventually("a first tick", Duration::from_secs(60), || async {
         (client.count(of_task()).await.unwrap() > 0).then_some(())
     })
@@ -36,10 +71,10 @@ async fn pausing_resuming_and_triggering_a_schedule(env: TestEnv) {
     let listed = client.crons().await.unwrap();
     assert!(listed.iter().any(|c| c.id == ID && c.paused_at.is_some()));
     // A tick being fired as the pause lands may still create its run: let it settle.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    time.pass(Duration::from_millis(1500)).await;
     let before = client.count(of_task()).await.unwrap();
     // Several ticks pass while paused: none fires.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    time.pass(Duration::from_secs(3)).await;
     assert_eq!(
         client.count(of_task()).await.unwrap(),
         before,
@@ -60,13 +95,14 @@ async fn pausing_resuming_and_triggering_a_schedule(env: TestEnv) {
     assert_eq!(client.count(of_task()).await.unwrap(), before + 1);
 
     // Resume: ticks fire again, and none of those missed while paused.
-    let resumed_at = Utc::now();
+    let resumed_at = client.now();
     let resumed = client.resume_cron(ID).await.unwrap();
     assert_eq!(resumed.paused_at, None);
     assert!(resumed.next_tick.is_some());
     assert_eq!(resumed.next_ticks.len(), 3, "the next three ticks");
     assert!(resumed.next_ticks.windows(2).all(|w| w[0] < w[1]));
     assert_eq!(resumed.next_tick, resumed.next_ticks.first().copied());
+    time.let_ticks_come().await;
     eventually(
         "a tick after the resume",
         Duration::from_secs(60),
@@ -409,10 +445,28 @@ async fn finished_first(
     done
 }
 
-both_backends!(
-    pausing_resuming_and_triggering_a_schedule,
-    interval_schedules
-);
+both_backends!(interval_schedules);
+
+// Pause, resume and trigger in real time through a server (SQLite and PostgreSQL); the lite
+// engine's, the same code, by the test clock above.
+mod server_real_time_pause {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pausing_resuming_and_triggering_a_schedule() {
+        if let Some(env) = owlclaw_tests::TestEnv::new(owlclaw_tests::Backend::Server).await {
+            super::pausing_resuming_and_triggering_a_schedule(env).await
+        }
+    }
+}
+
+mod server_postgres_real_time_pause {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pausing_resuming_and_triggering_a_schedule() {
+        if let Some(env) = owlclaw_tests::TestEnv::new(owlclaw_tests::Backend::ServerPostgres).await
+        {
+            super::pausing_resuming_and_triggering_a_schedule(env).await
+        }
+    }
+}
 
 // The overlap policies in real time through a server (SQLite and PostgreSQL); the lite engine's,
 // the same code, by the test clock above.
