@@ -365,6 +365,33 @@ impl Context {
         }
     }
 
+    /// Runs a step's body and commits its outcome.
+    async fn run_body<T, E, F, Fut>(&self, position: u32, name: &str, body: F) -> Result<T>
+    where
+        T: Serialize,
+        E: Display,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<T, E>>,
+    {
+        self.trace(position, name, "body");
+        let result = body().await;
+        self.crash_point(position, false).await;
+        self.finish_step(position, name, result).await
+    }
+
+    /// Commits a step's outcome ([`finish`](Self::finish)); a test's crash point comes right
+    /// after the commit.
+    async fn finish_step<T: Serialize, E: Display>(
+        &self,
+        position: u32,
+        name: &str,
+        result: std::result::Result<T, E>,
+    ) -> Result<T> {
+        let out = self.finish(position, name, result).await;
+        self.crash_point(position, true).await;
+        out
+    }
+
     fn stored<T: DeserializeOwned>(name: &str, output: Option<Value>) -> Result<T> {
         serde_json::from_value(output.unwrap_or(Value::Null)).map_err(|e| Error::Step {
             step: name.to_string(),
@@ -403,12 +430,7 @@ impl Context {
                 self.trace(position, name, "replayed");
                 return Self::stored(name, p.output);
             }
-            self.trace(position, name, "body");
-            let result = body().await;
-            self.crash_point(position, false).await;
-            let out = self.finish(position, name, result).await;
-            self.crash_point(position, true).await;
-            out
+            self.run_body(position, name, body).await
         };
         #[cfg(feature = "otel")]
         let run = crate::otel::step(self, name, run);
@@ -449,9 +471,7 @@ impl Context {
                     self.trace(position, name, "verify");
                     match verify().await {
                         Ok(Some(done)) => {
-                            let out = self.finish::<T, E>(position, name, Ok(done)).await;
-                            self.crash_point(position, true).await;
-                            return out;
+                            return self.finish_step::<T, E>(position, name, Ok(done)).await
                         }
                         Ok(None) => {}
                         Err(e) => return self.finish::<T, E>(position, name, Err(e)).await,
@@ -461,12 +481,7 @@ impl Context {
             }
             self.commit(position, name, StepStatus::Running, None, None)
                 .await?;
-            self.trace(position, name, "body");
-            let result = body().await;
-            self.crash_point(position, false).await;
-            let out = self.finish(position, name, result).await;
-            self.crash_point(position, true).await;
-            out
+            self.run_body(position, name, body).await
         };
         #[cfg(feature = "otel")]
         let run = crate::otel::step(self, name, run);

@@ -47,13 +47,18 @@ impl Engine {
             }))
     }
 
+    /// A schedule as listed: with its next ticks and its last run.
+    async fn view(&self, tenant: &str, s: CronSchedule) -> Result<CronSchedule> {
+        let mut s = self.with_next_tick(s);
+        s.last_run = self.last_run(tenant, &s).await?;
+        Ok(s)
+    }
+
     /// Cron schedules of a tenant, with their next tick.
     pub async fn list_crons(&self, tenant: &str) -> Result<Vec<CronSchedule>> {
         let mut out = Vec::new();
         for s in self.inner.store.list_crons(tenant).await? {
-            let mut s = self.with_next_tick(s);
-            s.last_run = self.last_run(tenant, &s).await?;
-            out.push(s);
+            out.push(self.view(tenant, s).await?);
         }
         Ok(out)
     }
@@ -169,9 +174,7 @@ impl Engine {
                 what: "cron",
                 id: id.to_string(),
             })?;
-        let mut s = self.with_next_tick(s);
-        s.last_run = self.last_run(tenant, &s).await?;
-        Ok(s)
+        self.view(tenant, s).await
     }
 
     pub(super) fn crons_changed(&self) {

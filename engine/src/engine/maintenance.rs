@@ -76,6 +76,9 @@ impl Engine {
 }
 
 pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
+    let engine = Engine {
+        inner: inner.clone(),
+    };
     let store = inner.store.clone();
     let mut crons: Vec<(CronRecord, CronExpr)> = Vec::new();
     let mut crons_loaded = Instant::now();
@@ -186,9 +189,6 @@ pub(super) async fn maintenance_loop(inner: Arc<Inner>) {
                 continue;
             }
             // Due: the catch-up policy chooses the ticks, the overlap policy whether each fires.
-            let engine = Engine {
-                inner: inner.clone(),
-            };
             let (at, waits) = engine.fire_due_ticks(rec, expr, next, now).await;
             if let Some(at) = at {
                 wake = wake.min(at);

@@ -103,6 +103,25 @@ impl RunLinks {
     }
 }
 
+/// The finished runs with links a store read, from their rows: `(tenant, id, on_success,
+/// on_error)`, the task lists as JSON text.
+pub(crate) fn finished_links_of(
+    rows: Vec<(String, String, String, String)>,
+) -> Result<Vec<FinishedLinks>> {
+    rows.into_iter()
+        .map(|(tenant, id, ok, err)| {
+            Ok(FinishedLinks {
+                tenant,
+                id: id.parse()?,
+                links: RunLinks {
+                    on_success: serde_json::from_str(&ok).unwrap_or_default(),
+                    on_error: serde_json::from_str(&err).unwrap_or_default(),
+                },
+            })
+        })
+        .collect()
+}
+
 /// A finished run whose links are not scheduled yet.
 #[derive(Debug, Clone)]
 pub struct FinishedLinks {

@@ -1,7 +1,7 @@
 //! Workflow runs: the active ones, their task runs, and their own transitions.
 
 use super::*;
-use crate::store::{FinishedLinks, RunLinks, WorkflowStep, Workflows};
+use crate::store::{FinishedLinks, WorkflowStep, Workflows};
 
 #[async_trait]
 impl Workflows for PostgresStore {
@@ -83,19 +83,7 @@ impl Workflows for PostgresStore {
                 Ok((rows, open))
             })
             .await?;
-        let finished = rows
-            .into_iter()
-            .map(|(tenant, id, ok, err)| {
-                Ok(FinishedLinks {
-                    tenant,
-                    id: id.parse()?,
-                    links: RunLinks {
-                        on_success: serde_json::from_str(&ok).unwrap_or_default(),
-                        on_error: serde_json::from_str(&err).unwrap_or_default(),
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let finished = crate::store::finished_links_of(rows)?;
         Ok((finished, open))
     }
 
