@@ -167,6 +167,7 @@ conformance!(
     cancel_strategies_apply_in_the_insert,
     links_of_finished_runs,
     skipped_cron_ticks_and_policies,
+    bulk_cancel_and_retry,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -2830,4 +2831,88 @@ async fn skipped_cron_ticks_and_policies(h: &Harness) {
 /// The tenant's one cron schedule.
 async fn listed_cron(s: &dyn Store) -> CronSchedule {
     s.list_crons(TENANT).await.unwrap().remove(0)
+}
+
+/// `act_on_runs` (an operator's bulk action): each named run once, in one transaction; runs
+/// whose status refuses the action, and unknown ids, change nothing; a retry opens a run's
+/// links again, as a single retry does.
+async fn bulk_cancel_and_retry(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let w = h.worker("wb", &["t.b"], t).await;
+    let mut linked = new_run("t.b", t);
+    linked.links = store::RunLinks {
+        on_success: vec!["t.next".into()],
+        on_error: vec![],
+    };
+    let ids = insert(
+        s,
+        vec![
+            new_run("t.b", t),
+            new_run("t.b", t),
+            new_run("t.b", t + secs(60.0)),
+            linked,
+        ],
+        t,
+    )
+    .await;
+    let (running, done, scheduled, queued) = (ids[0], ids[1], ids[2], ids[3]);
+    assert_eq!(claim_ids(s, &w, 2, t).await, vec![running, done]);
+    s.complete(&w, &[ok(done, 1, json!(1))], t).await.unwrap();
+
+    let all = [running, done, scheduled, queued, RunId::new(), queued];
+    let changed = s
+        .act_on_runs(TENANT, &all, false, t + secs(1.0))
+        .await
+        .unwrap();
+    assert_eq!(
+        changed, 3,
+        "running, scheduled and queued; not the finished one"
+    );
+    for id in [running, scheduled, queued] {
+        let snap = get(s, id).await;
+        assert_eq!(
+            (snap.status, snap.finished_at),
+            (RunStatus::Cancelled, Some(t + secs(1.0)))
+        );
+    }
+    assert_eq!(get(s, done).await.status, RunStatus::Succeeded);
+    let reasons: Vec<String> = events(s, queued)
+        .await
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
+    assert_eq!(
+        reasons.len(),
+        2,
+        "one cancel event, named twice: {reasons:?}"
+    );
+    assert_eq!(
+        claim_ids(s, &w, 10, t + secs(120.0)).await,
+        Vec::<RunId>::new(),
+        "nothing left to claim"
+    );
+    let (finished, _) = s.finished_links(100).await.unwrap();
+    for f in finished {
+        s.links_done(TENANT, f.id).await.unwrap();
+    }
+    assert!(!s.finished_links(100).await.unwrap().1, "no link open");
+
+    let changed = s
+        .act_on_runs(TENANT, &[queued, done, scheduled], true, t + secs(2.0))
+        .await
+        .unwrap();
+    assert_eq!(changed, 2, "a succeeded run is not retried");
+    assert_eq!(get(s, queued).await.status, RunStatus::Queued);
+    assert_eq!(get(s, scheduled).await.status, RunStatus::Queued);
+    assert_eq!(get(s, running).await.status, RunStatus::Cancelled);
+    assert!(
+        s.finished_links(100).await.unwrap().1,
+        "the retried run's links are open again"
+    );
+    let mut claimed = claim_ids(s, &w, 10, t + secs(2.0)).await;
+    claimed.sort();
+    let mut want = vec![queued, scheduled];
+    want.sort();
+    assert_eq!(claimed, want);
 }

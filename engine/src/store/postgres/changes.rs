@@ -17,6 +17,28 @@ pub(super) async fn lock_run(
     Ok(row.map(Locked::try_from).transpose()?)
 }
 
+/// Locks runs (by public id, in a tenant) in `seq` order, the order every batch takes its
+/// locks in, and reads their states; ids with no run are left out.
+pub(super) async fn lock_runs(
+    conn: &mut PgConnection,
+    tenant: &str,
+    ids: &[RunId],
+) -> R<Vec<Locked>> {
+    let ids: Vec<String> = ids.iter().map(RunId::to_string).collect();
+    let sql = format!(
+        "SELECT {STATE_COLS} FROM runs WHERE id = ANY($1) AND tenant = $2 ORDER BY seq FOR UPDATE"
+    );
+    let rows: Vec<StateRow> = sqlx::query_as(&sql)
+        .bind(&ids)
+        .bind(tenant)
+        .fetch_all(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(Locked::try_from)
+        .collect::<std::result::Result<_, _>>()?)
+}
+
 /// Applies the changes of locked runs: their rows, the narrow tables they leave and enter
 /// (`leases` when leaving `running`, `queue` and `timers` when leaving or entering `queued` and
 /// `scheduled`), and their events, in three statements whatever their number.

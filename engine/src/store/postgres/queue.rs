@@ -230,20 +230,12 @@ pub(super) async fn complete_others(
     if others.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<String> = others.iter().map(|c| c.run_id.to_string()).collect();
-    let sql = format!(
-        "SELECT {STATE_COLS} FROM runs WHERE id = ANY($1) AND tenant = $2 ORDER BY seq FOR UPDATE"
-    );
-    let rows: Vec<StateRow> = sqlx::query_as(&sql)
-        .bind(&ids)
-        .bind(&worker.tenant)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut states: HashMap<RunId, Locked> = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let st = Locked::try_from(row)?;
-        states.insert(st.run.id, st);
-    }
+    let ids: Vec<RunId> = others.iter().map(|c| c.run_id).collect();
+    let mut states: HashMap<RunId, Locked> = lock_runs(&mut *conn, &worker.tenant, &ids)
+        .await?
+        .into_iter()
+        .map(|st| (st.run.id, st))
+        .collect();
     let mut changes = Vec::with_capacity(others.len());
     let mut waits = Vec::new();
     for c in others {

@@ -264,12 +264,15 @@ pub(super) async fn insert_runs_tx(
 
 /// A run retried is followed up again: a workflow run is advanced again, and a run's links are
 /// scheduled again when it finishes (no rows for other runs).
-async fn reopen(conn: &mut PgConnection, seq: i64) -> R<()> {
+async fn reopen(conn: &mut PgConnection, seqs: &[i64]) -> R<()> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
     sqlx::query(
-        "WITH w AS (UPDATE workflow_runs SET done = FALSE WHERE run_seq = $1) \
-         UPDATE links SET done = FALSE WHERE run_seq = $1",
+        "WITH w AS (UPDATE workflow_runs SET done = FALSE WHERE run_seq = ANY($1)) \
+         UPDATE links SET done = FALSE WHERE run_seq = ANY($1)",
     )
-    .bind(seq)
+    .bind(seqs)
     .execute(conn)
     .await?;
     Ok(())
@@ -377,7 +380,7 @@ impl PostgresStore {
         apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
         if let Some(p) = &change {
             if matches!(command, Happening::Retry) {
-                reopen(&mut tx, p.seq).await?;
+                reopen(&mut tx, &[p.seq]).await?;
             }
             if let Some(out) = output {
                 sqlx::query("UPDATE runs SET output = $1 WHERE seq = $2")
@@ -395,8 +398,8 @@ impl PostgresStore {
         Ok(snap)
     }
 
-    /// Cancels or retries runs in one transaction, locked in id order; see
-    /// [`Runs::act_on_runs`].
+    /// Cancels or retries runs in one transaction, locked in `seq` order, their changes
+    /// written in one batch; see [`Runs::act_on_runs`].
     pub(super) async fn act_tx(
         &self,
         tenant: &str,
@@ -404,35 +407,28 @@ impl PostgresStore {
         retry: bool,
         now: DateTime<Utc>,
     ) -> R<u64> {
-        let mut ids = ids.to_vec();
-        ids.sort();
-        ids.dedup();
         let mut tx = self.pool.begin().await?;
-        let mut wakes = Wakes::default();
-        let mut changed = 0;
-        for id in ids {
-            let Some(mut st) = lock_run(&mut tx, tenant, id).await? else {
-                continue;
-            };
-            let happened = if retry {
-                Happening::Retry
-            } else {
-                Happening::Cancel
-            };
-            let change = match st.plan(happened, now) {
-                Ok(change) => change,
-                Err(Error::InvalidTransition { .. }) => continue,
+        let happened = if retry {
+            Happening::Retry
+        } else {
+            Happening::Cancel
+        };
+        let mut changes = Vec::with_capacity(ids.len());
+        for mut st in lock_runs(&mut tx, tenant, ids).await? {
+            match st.plan(happened, now) {
+                Ok(change) => changes.extend(change),
+                Err(Error::InvalidTransition { .. }) => {}
                 Err(e) => return Err(e.into()),
-            };
-            apply(&mut tx, change.as_slice(), now, &mut wakes).await?;
-            if let (Some(p), true) = (&change, retry) {
-                reopen(&mut tx, p.seq).await?;
             }
-            changed += u64::from(change.is_some());
+        }
+        let mut wakes = Wakes::default();
+        apply(&mut tx, &changes, now, &mut wakes).await?;
+        if retry {
+            reopen(&mut tx, &changes.iter().map(|p| p.seq).collect::<Vec<_>>()).await?;
         }
         notify(&mut tx, wakes).await?;
         tx.commit().await?;
-        Ok(changed)
+        Ok(changes.len() as u64)
     }
 
     /// See [`Runs::replay_run`].
@@ -465,7 +461,7 @@ impl PostgresStore {
         .bind(i64::from(position))
         .execute(&mut *tx)
         .await?;
-        reopen(&mut tx, st.seq).await?;
+        reopen(&mut tx, &[st.seq]).await?;
         let snap = load(&mut tx, tenant, id)
             .await?
             .ok_or_else(|| Error::run_not_found(id))?;

@@ -248,30 +248,34 @@ impl Runs for SqliteStore {
         retry: bool,
         now: DateTime<Utc>,
     ) -> Result<u64> {
-        let (tenant, ids) = (tenant.to_string(), ids.to_vec());
+        let (tenant, mut ids) = (tenant.to_string(), ids.to_vec());
+        // Each run once: the states are all read before the changes are written.
+        ids.sort();
+        ids.dedup();
         let command = if retry {
             Command::Retry
         } else {
             Command::Cancel
         };
         self.write(move |c| {
-            let mut changed = 0;
+            let mut changes = Vec::with_capacity(ids.len());
             for id in ids {
                 let Some(mut st) = state_by_id(c, &tenant, id)? else {
                     continue;
                 };
-                let change = match st.plan(command.happening(), now) {
-                    Ok(change) => change,
-                    Err(Error::InvalidTransition { .. }) => continue,
+                match st.plan(command.happening(), now) {
+                    Ok(change) => changes.extend(change),
+                    Err(Error::InvalidTransition { .. }) => {}
                     Err(e) => return Err(e),
-                };
-                apply(c, change.as_slice(), now)?;
-                if let (Some(p), Command::Retry) = (&change, command) {
+                }
+            }
+            apply(c, &changes, now)?;
+            if let Command::Retry = command {
+                for p in &changes {
                     reopen(c, p.seq)?;
                 }
-                changed += u64::from(change.is_some());
             }
-            Ok(changed)
+            Ok(changes.len() as u64)
         })
         .await
     }
