@@ -3,7 +3,7 @@
 //! runs, and idempotency keys that expire.
 
 use owlclaw::{task, Context, Error, RunStatus, StepStatus};
-use owlclaw_tests::{both_backends, eventually, finished, TestEnv};
+use owlclaw_tests::{both_backends, eventually, finished, server_backends, TestEnv, Time};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -260,6 +260,19 @@ async fn a_short_durable_sleep_keeps_the_slot_and_records_its_wake_time(env: Tes
 async fn a_long_durable_sleep_gives_the_slot_back_and_resumes_after_completed_steps(env: TestEnv) {
     let k = key(&env, "suspend");
     let client = env.client().await;
+    long_sleep(&client, k, Time::Real).await;
+}
+
+/// The same on the lite engine, by a clock the test moves: the sleep parks at once and ends
+/// when the test moves the clock past its wake time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_durable_sleep_gives_the_slot_back_and_resumes_after_completed_steps_by_the_test_clock(
+) {
+    let t = owlclaw::testing::TestEngine::start().await.unwrap();
+    long_sleep(t.client(), "suspend-test-clock".into(), Time::Test(&t)).await;
+}
+
+async fn long_sleep(client: &owlclaw::Client, k: String, time: Time<'_>) {
     let worker = client
         .worker("w")
         .task::<naps>()
@@ -270,13 +283,13 @@ async fn a_long_durable_sleep_gives_the_slot_back_and_resumes_after_completed_st
         .unwrap();
     // Asleep long enough that the other run below finishes meanwhile, even on a loaded machine
     // (1.5 s was not: the whole suite in parallel made it fail 2 times in 9).
-    let run = naps::enqueue(&client, (k.clone(), 4000)).await.unwrap();
+    let run = naps::enqueue(client, (k.clone(), 4000)).await.unwrap();
     eventually("the run to be parked", Duration::from_secs(10), || async {
         (run.status().await.unwrap() == RunStatus::Scheduled).then_some(())
     })
     .await;
     // Its only slot is free meanwhile.
-    let other = naps::enqueue(&client, (format!("{k}-other"), 0))
+    let other = naps::enqueue(client, (format!("{k}-other"), 0))
         .await
         .unwrap();
     assert_eq!(
@@ -288,6 +301,7 @@ async fn a_long_durable_sleep_gives_the_slot_back_and_resumes_after_completed_st
         RunStatus::Scheduled,
         "still sleeping"
     );
+    time.bring(Duration::from_secs(5)).await;
     assert_eq!(run.result().await.unwrap(), 1);
     assert_eq!(
         (count(&k, "before"), count(&k, "after")),
@@ -753,7 +767,14 @@ both_backends!(
     a_verified_step_started_but_not_committed_is_verified_instead_of_run_again,
     a_run_taking_another_path_fails_as_non_deterministic_without_more_retries,
     a_short_durable_sleep_keeps_the_slot_and_records_its_wake_time,
-    a_long_durable_sleep_gives_the_slot_back_and_resumes_after_completed_steps,
     spawned_children_are_found_again_not_spawned_twice,
     an_idempotency_key_is_freed_after_its_ttl,
+);
+
+// The long sleep in real time through a server (SQLite and PostgreSQL); the lite engine's, the
+// same code, by the test clock above.
+server_backends!(
+    server_real_time,
+    server_postgres_real_time;
+    a_long_durable_sleep_gives_the_slot_back_and_resumes_after_completed_steps,
 );

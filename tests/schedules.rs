@@ -4,7 +4,7 @@
 
 use owlclaw::{task, Context, ListFilter, RunStatus, Utc};
 use owlclaw_core::cron::{CatchUp, Overlap};
-use owlclaw_tests::{both_backends, eventually, TestEnv};
+use owlclaw_tests::{eventually, server_backends, TestEnv, Time};
 use std::time::Duration;
 
 #[task(name = "sched.every_second", cron = "* * * * * *")]
@@ -18,29 +18,6 @@ fn of_task() -> ListFilter {
     ListFilter {
         task: Some("sched.every_second".into()),
         ..ListFilter::default()
-    }
-}
-
-/// How time passes in a test: the system's, or a clock the test moves.
-enum Time<'a> {
-    Real,
-    Test(&'a owlclaw::testing::TestEngine),
-}
-
-impl Time<'_> {
-    /// Lets `d` pass.
-    async fn pass(&self, d: Duration) {
-        match self {
-            Time::Real => tokio::time::sleep(d).await,
-            Time::Test(t) => t.advance(d).await.unwrap(),
-        }
-    }
-
-    /// Lets a few ticks of a per-second schedule come (a real clock brings them by itself).
-    async fn let_ticks_come(&self) {
-        if let Time::Test(t) = self {
-            t.advance(Duration::from_secs(3)).await.unwrap();
-        }
     }
 }
 
@@ -195,6 +172,17 @@ async fn runs_of(
 
 async fn interval_schedules(env: TestEnv) {
     let client = env.client().await;
+    intervals(&client, Time::Real).await;
+}
+
+/// The same on the lite engine, by a clock the test moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interval_schedules_by_the_test_clock() {
+    let t = owlclaw::testing::TestEngine::start().await.unwrap();
+    intervals(t.client(), Time::Test(&t)).await;
+}
+
+async fn intervals(client: &owlclaw::Client, time: Time<'_>) {
     let worker = client.worker("w").slots(4).start().await.unwrap();
     let crons = client.crons().await.unwrap();
     let declared = crons
@@ -218,9 +206,11 @@ async fn interval_schedules(env: TestEnv) {
         assert_eq!(t.timestamp() % 2, 0, "{t}: on a multiple of 2 s");
         assert_eq!(t.timestamp_subsec_micros(), 0);
     }
-    let every_second = runs_of(&client, "sched.interval", &serde_json::Value::Null, 3).await;
+    // Two ticks of the 2 s schedule, three of the 1 s one.
+    time.bring(Duration::from_secs(5)).await;
+    let every_second = runs_of(client, "sched.interval", &serde_json::Value::Null, 3).await;
     let every_two = runs_of(
-        &client,
+        client,
         "sched.interval",
         &serde_json::json!({"every": 2}),
         2,
@@ -229,7 +219,7 @@ async fn interval_schedules(env: TestEnv) {
     for (runs, secs) in [(&every_second, 1), (&every_two, 2)] {
         let mut ticks = Vec::new();
         for r in runs.iter() {
-            let t = tick_of(&client, r.id).await;
+            let t = tick_of(client, r.id).await;
             assert_eq!(t.timestamp() % secs, 0, "{t}: on a multiple of {secs} s");
             assert_eq!(t.timestamp_subsec_micros(), 0, "{t}");
             ticks.push(t);
@@ -445,49 +435,15 @@ async fn finished_first(
     done
 }
 
-both_backends!(interval_schedules);
-
-// Pause, resume and trigger in real time through a server (SQLite and PostgreSQL); the lite
-// engine's, the same code, by the test clock above.
-mod server_real_time_pause {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pausing_resuming_and_triggering_a_schedule() {
-        if let Some(env) = owlclaw_tests::TestEnv::new(owlclaw_tests::Backend::Server).await {
-            super::pausing_resuming_and_triggering_a_schedule(env).await
-        }
-    }
-}
-
-mod server_postgres_real_time_pause {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn pausing_resuming_and_triggering_a_schedule() {
-        if let Some(env) = owlclaw_tests::TestEnv::new(owlclaw_tests::Backend::ServerPostgres).await
-        {
-            super::pausing_resuming_and_triggering_a_schedule(env).await
-        }
-    }
-}
-
-// The overlap policies in real time through a server (SQLite and PostgreSQL); the lite engine's,
-// the same code, by the test clock above.
-mod server_real_time {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn overlap_policies() {
-        if let Some(env) = owlclaw_tests::TestEnv::new(owlclaw_tests::Backend::Server).await {
-            super::overlap_policies(env).await
-        }
-    }
-}
-
-mod server_postgres_real_time {
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn overlap_policies() {
-        if let Some(env) = owlclaw_tests::TestEnv::new(owlclaw_tests::Backend::ServerPostgres).await
-        {
-            super::overlap_policies(env).await
-        }
-    }
-}
+// Pause/resume/trigger, intervals and the overlap policies in real time through a server
+// (SQLite and PostgreSQL); the lite engine's, the same code, by the test clock above.
+server_backends!(
+    server_real_time,
+    server_postgres_real_time;
+    pausing_resuming_and_triggering_a_schedule,
+    interval_schedules,
+    overlap_policies,
+);
 
 /// Ticks missed while no engine ran, as each catch-up policy says: a yearly schedule created
 /// three years ago that never ran (every missed tick is older than the grace) is found by an

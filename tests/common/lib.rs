@@ -347,6 +347,39 @@ pub fn config_for(target: &str, token: Option<&str>) -> Config {
     c
 }
 
+/// How time passes in a test: the system's, or the clock of a
+/// [`TestEngine`](owlclaw::testing::TestEngine), which the test moves.
+#[derive(Debug, Clone, Copy)]
+pub enum Time<'a> {
+    /// The system's clock: time passes by itself.
+    Real,
+    /// A test engine's clock: time passes when the test moves it.
+    Test(&'a owlclaw::testing::TestEngine),
+}
+
+impl Time<'_> {
+    /// Lets `d` pass (a real clock is waited out).
+    pub async fn pass(&self, d: Duration) {
+        match self {
+            Time::Real => tokio::time::sleep(d).await,
+            Time::Test(t) => t.advance(d).await.unwrap(),
+        }
+    }
+
+    /// Brings what is due within `d`: a test clock is moved; a real one brings it by itself
+    /// while the test waits for what it expects.
+    pub async fn bring(&self, d: Duration) {
+        if let Time::Test(t) = self {
+            t.advance(d).await.unwrap();
+        }
+    }
+
+    /// Lets a few ticks of a per-second schedule come.
+    pub async fn let_ticks_come(&self) {
+        self.bring(Duration::from_secs(3)).await
+    }
+}
+
 /// Runs each named `async fn name(env: TestEnv)` against every backend: `lite::name` and
 /// `server::name` on SQLite, `lite_postgres::name` and `server_postgres::name` on PostgreSQL
 /// (which pass with a loud warning when `OWLCLAW_TEST_DATABASE_URL` is not set outside CI, and
@@ -370,5 +403,16 @@ macro_rules! both_backends {
                 }
             )*
         }
+    };
+}
+
+/// Runs each named `async fn name(env: TestEnv)` in real time through a server only, on SQLite
+/// (module `$sqlite`) and PostgreSQL (`$postgres`): for tests whose lite-engine variant runs on
+/// a [`TestEngine`](owlclaw::testing::TestEngine)'s clock instead.
+#[macro_export]
+macro_rules! server_backends {
+    ($sqlite:ident, $postgres:ident; $($name:ident),* $(,)?) => {
+        $crate::both_backends!(@mod $sqlite, Server; $($name),*);
+        $crate::both_backends!(@mod $postgres, ServerPostgres; $($name),*);
     };
 }
