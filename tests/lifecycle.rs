@@ -1364,6 +1364,58 @@ async fn a_concurrency_key_limits_each_key_and_keys_take_turns(env: TestEnv) {
     worker.shutdown().await.unwrap();
 }
 
+/// Claims enforce the limit the task's workers registered. A run scheduled without it (a
+/// producer that did not know it, or `"concurrency": null` through the API) before a worker
+/// registered the limit is put under the empty key at registration, not left queued forever;
+/// one scheduled so after the engine knows the limit gets it. Each run's snapshot names the
+/// key it counts under.
+async fn runs_scheduled_without_their_tasks_limit_are_claimed_under_it(env: TestEnv) {
+    let client = env.client().await;
+    let key = format!("unkeyed-{:?}", env.backend());
+    let unlimited = |customer: &str| owlclaw::ScheduleRequest {
+        task: "per_customer".into(),
+        input: serde_json::json!({"key": key, "customer": customer}),
+        concurrency: Some(None),
+        retries: Some(0),
+        timeout: Some(Duration::from_secs(30)),
+        ..Default::default()
+    };
+    // No worker has registered the task: the engine takes the request as it is.
+    let early = client.submit(unlimited("early")).await.unwrap().run;
+    assert_eq!(early.limit_key, None, "scheduled without a limit");
+    let worker = client
+        .worker("w")
+        .task::<per_customer>()
+        .start()
+        .await
+        .unwrap();
+    let done = finished(&client, early.id).await;
+    assert_eq!(done.status, RunStatus::Succeeded);
+    assert_eq!(done.limit_key.as_deref(), Some(""), "under the empty key");
+    // The engine knows the registered limit now: `null` does not remove it.
+    let late = client.submit(unlimited("late")).await.unwrap().run;
+    assert_eq!(late.limit_key.as_deref(), Some("late"));
+    assert_eq!(
+        finished(&client, late.id).await.status,
+        RunStatus::Succeeded
+    );
+    let typed = per_customer::enqueue(
+        &client,
+        CustomerJob {
+            key: key.clone(),
+            customer: "typed".into(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(typed.result().await.unwrap(), ());
+    assert_eq!(
+        typed.snapshot().await.unwrap().limit_key.as_deref(),
+        Some("typed")
+    );
+    worker.shutdown().await.unwrap();
+}
+
 /// Keeps one run of its key at a time: a new run over the limit is cancelled.
 #[task(
     concurrency = 1,
@@ -1606,6 +1658,7 @@ async fn a_rate_limit_key_gives_each_key_its_own_bucket(env: TestEnv) {
 }
 
 both_backends!(
+    runs_scheduled_without_their_tasks_limit_are_claimed_under_it,
     a_rate_limit_of_50_per_second_spreads_500_runs_over_about_10_seconds,
     a_run_over_an_exhausted_rate_limit_waits_and_says_why,
     a_rate_limit_key_gives_each_key_its_own_bucket,

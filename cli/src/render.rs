@@ -253,6 +253,9 @@ pub(crate) fn snapshot(run: &RunSnapshot) -> String {
     if let Some(metadata) = &run.metadata {
         fields.push(("metadata", compact(metadata)));
     }
+    if let Some(key) = &run.limit_key {
+        fields.push(("limit_key", format!("{key:?}")));
+    }
     if let Some(waiting) = &run.waiting {
         fields.insert(3, ("waiting", waiting.clone()));
     }
@@ -426,6 +429,7 @@ mod tests {
             "started_at": null,
             "finished_at": null,
             "waiting": "no live worker has the labels task `render` requires (gpu): w lacks gpu",
+            "limit_key": "customer-7",
         }))
         .unwrap();
         let out = snapshot(&run);
@@ -434,6 +438,10 @@ mod tests {
         assert!(
             lines[3].starts_with("waiting:") && lines[3].ends_with("w lacks gpu"),
             "{out}"
+        );
+        assert!(
+            lines.contains(&"limit_key:        \"customer-7\""),
+            "the key its limit counts it under: {out}"
         );
     }
 

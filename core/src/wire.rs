@@ -419,6 +419,10 @@ pub struct RunSnapshot {
     /// How many times it was replayed from a step (`retry --from-step`); absent when never.
     #[serde(default, skip_serializing_if = "crate::wire::is_zero")]
     pub replays: u32,
+    /// The key its task's concurrency or rate limit counts it under (read from its input when
+    /// it was scheduled); absent for a run without a limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_key: Option<String>,
 }
 
 /// Whether a count is zero (fields left out of the JSON when they are).

@@ -1189,6 +1189,7 @@
         ["Timeout", fmtDuration(run.timeout_ms) + " per attempt"],
         ["Parent", run.parent_id ? runLink(run.parent_id) : h("span", { class: "muted" }, "none")],
         ["Idempotency key", run.idempotency_key ? h("span", { class: "mono" }, run.idempotency_key) : h("span", { class: "muted" }, "none")],
+        run.limit_key != null ? ["Limit key", h("span", { class: "mono", id: "run-limit-key" }, run.limit_key === "" ? "(empty key)" : run.limit_key)] : null,
       ].filter(Boolean);
       const actions = [];
       if (CANCELLABLE.includes(run.status)) {

@@ -13,15 +13,22 @@ use tokio::time::Instant;
 
 impl Engine {
     pub(super) async fn task_def(&self, tenant: &str, name: &str) -> Result<Option<TaskDef>> {
-        let key = (tenant.to_string(), name.to_string());
-        if let Some(d) = self.inner.tasks.lock().unwrap().get(&key) {
-            return Ok(Some(d.clone()));
+        if let Some(d) = self.known_task(tenant, name, TaskDef::clone) {
+            return Ok(Some(d));
         }
         let def = self.inner.store.get_task(tenant, name).await?;
         if let Some(d) = &def {
+            let key = (tenant.to_string(), name.to_string());
             self.inner.tasks.lock().unwrap().insert(key, d.clone());
         }
         Ok(def)
+    }
+
+    /// `f` of the definition of `name` as this engine last saw it registered or looked it up;
+    /// no store access.
+    fn known_task<R>(&self, tenant: &str, name: &str, f: impl FnOnce(&TaskDef) -> R) -> Option<R> {
+        let key = (tenant.to_string(), name.to_string());
+        self.inner.tasks.lock().unwrap().get(&key).map(f)
     }
 
     /// Validates a request and resolves it into a run to insert. Nothing is stored.
@@ -123,11 +130,24 @@ impl Engine {
             Some(k) => RunId::for_idempotency_key(tenant, &req.task, k),
             None => RunId::new(),
         };
-        let concurrency = req.concurrency.unwrap_or(def.concurrency).map(|c| {
+        let (mut concurrency, mut rate_limit) = (
+            req.concurrency.unwrap_or(def.concurrency),
+            req.rate_limit.unwrap_or(def.rate_limit),
+        );
+        if concurrency.is_none() && rate_limit.is_none() {
+            // Claims enforce the limit the task's workers registered: a run scheduled without
+            // one (a producer unaware of it, or `null` through the API) would have no key and
+            // never be claimed. What this engine knows of the registration wins (no lookup).
+            let limits = |d: &TaskDef| (d.concurrency.clone(), d.rate_limit.clone());
+            if let Some(registered) = self.known_task(tenant, &req.task, limits) {
+                (concurrency, rate_limit) = registered;
+            }
+        }
+        let concurrency = concurrency.map(|c| {
             let key = c.key_of(&req.input);
             (c, key)
         });
-        let rate_limit = req.rate_limit.unwrap_or(def.rate_limit).map(|r| {
+        let rate_limit = rate_limit.map(|r| {
             let key = r.key_of(&req.input);
             (r, key)
         });
@@ -385,10 +405,13 @@ impl Engine {
         }))
     }
 
-    /// Why the limit of a queued run's task holds it back now, or `None` when it does not. The
-    /// key is read from the input as the task's definition says (a run scheduled with another
-    /// limit through the API is judged by its task's).
+    /// Why the limit of a queued run's task holds it back now, or `None` when it does not: the
+    /// limit its workers registered (the one claims enforce), for the key the run was stored
+    /// under (a run scheduled with another key path through the API is judged by its own).
     async fn held_by_limit(&self, tenant: &str, run: &RunSnapshot) -> Result<Option<String>> {
+        let Some(key) = &run.limit_key else {
+            return Ok(None);
+        };
         let Some(def) = self.task_def(tenant, &run.task).await? else {
             return Ok(None);
         };
@@ -397,16 +420,15 @@ impl Engine {
             k => format!(" (key {k:?})"),
         };
         if let Some(c) = &def.concurrency {
-            let key = c.key_of(&run.input);
             let running = self
                 .inner
                 .store
-                .running_of_key(tenant, &run.task, &key)
+                .running_of_key(tenant, &run.task, key)
                 .await?;
             if running >= u64::from(c.max) {
                 return Ok(Some(format!(
                     "at its concurrency limit{}: {running} runs running, at most {}; it starts when one finishes",
-                    key_text(&key),
+                    key_text(key),
                     c.max
                 )));
             }
@@ -420,9 +442,8 @@ impl Engine {
                     r.name
                 )));
             };
-            let key = r.key_of(&run.input);
             let now = crate::store::micros(self.now());
-            let tokens = match self.inner.store.rate_bucket(tenant, &r.name, &key).await? {
+            let tokens = match self.inner.store.rate_bucket(tenant, &r.name, key).await? {
                 Some((tokens, at)) => limit.refill(tokens, at, now),
                 None => f64::from(limit.limit),
             };
@@ -431,7 +452,7 @@ impl Engine {
                 return Ok(Some(format!(
                     "waiting for units of rate limit `{}`{} ({} per {}): enough for it in {}",
                     r.name,
-                    key_text(&key),
+                    key_text(key),
                     limit.limit,
                     owlclaw_core::duration::format_duration(limit.per),
                     owlclaw_core::duration::format_duration(limit.time_to(tokens, units))

@@ -168,6 +168,7 @@ impl NewRun {
             waiting: None,
             replays: 0,
             expires_at: self.expires_at,
+            limit_key: self.concurrency_key().map(str::to_string),
         }
     }
 }

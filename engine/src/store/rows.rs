@@ -48,6 +48,7 @@ pub(super) struct RunRow {
     finished_at: Option<i64>,
     replays: i64,
     expires_at: Option<i64>,
+    concurrency_key: Option<String>,
 }
 
 impl RunRow {
@@ -81,6 +82,7 @@ impl RunRow {
             waiting: None,
             replays: self.replays as u32,
             expires_at: self.expires_at.map(from_micros),
+            limit_key: self.concurrency_key,
         })
     }
 }
@@ -356,7 +358,7 @@ sqlite_rows! {
     RunRow {
         seq, id, task, status, attempt, max_attempts, priority, input, output, error, errors,
         owner, idempotency_key, parent_id, metadata, worker, timeout_ms, run_at, created_at,
-        started_at, finished_at, replays, expires_at,
+        started_at, finished_at, replays, expires_at, concurrency_key,
     }
     EventRow { at, from_status, to_status, attempt, worker, reason }
     StepRow { position, name, status, output, error, attempt, started_at, finished_at }

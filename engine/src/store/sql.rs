@@ -101,6 +101,30 @@ pub(super) fn upsert_task(worker: &WorkerRecord, def: &TaskDef, now: DateTime<Ut
     q
 }
 
+/// For a task registered with a limit: its queued runs that were scheduled without one (by a
+/// producer that did not know the limit, or with the limit removed through the API) are put
+/// under its empty key, where its limited claims find them; a run without a key would wait
+/// forever. Two statements: the runs' key, then the queue's.
+pub(super) fn key_unkeyed_runs(worker: &WorkerRecord, def: &TaskDef) -> Option<[Stmt; 2]> {
+    if def.concurrency.is_none() && def.rate_limit.is_none() {
+        return None;
+    }
+    let of_task = |q: &mut Stmt| {
+        q.push(" WHERE tenant = ")
+            .bind(worker.tenant.as_str())
+            .push(" AND task = ")
+            .bind(def.name.as_str())
+            .push(" AND ckey IS NULL");
+    };
+    let mut runs =
+        Stmt::new("UPDATE runs SET concurrency_key = '' WHERE seq IN (SELECT run_seq FROM queue");
+    of_task(&mut runs);
+    runs.push(")");
+    let mut queue = Stmt::new("UPDATE queue SET ckey = ''");
+    of_task(&mut queue);
+    Some([runs, queue])
+}
+
 /// The upsert of the cron schedule of a task registered with `cron = "..."` (id `task:<name>`):
 /// a new one gets no input; an existing one keeps its input and last tick.
 pub(super) fn upsert_task_cron(

@@ -34,6 +34,9 @@ impl PostgresStore {
             stmt(&sql::upsert_task(worker, def, now))?
                 .execute(&mut *tx)
                 .await?;
+            for q in sql::key_unkeyed_runs(worker, def).into_iter().flatten() {
+                stmt(&q)?.execute(&mut *tx).await?;
+            }
             if let Some(expr) = &def.cron {
                 crons = true;
                 stmt(&sql::upsert_task_cron(worker, def, expr, now))?

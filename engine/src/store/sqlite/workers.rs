@@ -13,6 +13,7 @@ impl Workers for SqliteStore {
         let mut stmts = Vec::new();
         for def in &reg.tasks {
             stmts.push(sql::upsert_task(worker, def, now));
+            stmts.extend(sql::key_unkeyed_runs(worker, def).into_iter().flatten());
             if let Some(expr) = &def.cron {
                 stmts.push(sql::upsert_task_cron(worker, def, expr, now));
             }
