@@ -1283,6 +1283,13 @@ fn in_flight() -> &'static Mutex<HashMap<String, (u32, u32)>> {
 /// At most 2 runs per customer at once; records its start order and how many run with it.
 #[task(concurrency = 2, concurrency_key = "customer")]
 async fn per_customer(_ctx: Context, job: CustomerJob) -> anyhow::Result<()> {
+    record(&job.key, job.customer.clone());
+    in_flight_for(&job, Duration::from_millis(2)).await;
+    Ok(())
+}
+
+/// Counts the job's customer as running while `hold` passes (see [`in_flight`]).
+async fn in_flight_for(job: &CustomerJob, hold: Duration) {
     let slot = format!("{}/{}", job.key, job.customer);
     {
         let mut m = in_flight().lock().unwrap();
@@ -1290,10 +1297,8 @@ async fn per_customer(_ctx: Context, job: CustomerJob) -> anyhow::Result<()> {
         *now += 1;
         *most = (*most).max(*now);
     }
-    record(&job.key, job.customer.clone());
-    tokio::time::sleep(Duration::from_millis(2)).await;
+    tokio::time::sleep(hold).await;
     in_flight().lock().unwrap().get_mut(&slot).unwrap().0 -= 1;
-    Ok(())
 }
 
 /// With a concurrency key, 1,000 queued runs of one customer do not hold back the one run of
@@ -1657,7 +1662,92 @@ async fn a_rate_limit_key_gives_each_key_its_own_bucket(env: TestEnv) {
     worker.shutdown().await.unwrap();
 }
 
+/// One run per customer at once, and 4 starts a second for the whole task: a concurrency
+/// limit and a rate limit on one task (Hatchet's per-key concurrency beside a global rate).
+#[task(
+    concurrency = 1,
+    concurrency_key = "customer",
+    rate_limit = "test.both"
+)]
+async fn under_both(_ctx: Context, job: CustomerJob) -> anyhow::Result<()> {
+    in_flight_for(&job, Duration::from_millis(20)).await;
+    Ok(())
+}
+
+/// Under both limits each key keeps to its concurrency limit and all keys together to the rate:
+/// 12 runs over 3 customers at 4 a second (a burst of 4, then 4 a second) start over 2 s, and
+/// never two of one customer at once.
+async fn a_task_under_both_limits_keeps_each_key_to_one_and_all_to_the_rate(env: TestEnv) {
+    let client = env.client().await;
+    client
+        .set_rate_limit("test.both", 4, Duration::from_secs(1))
+        .await
+        .unwrap();
+    let key = format!("both-{:?}", env.backend());
+    let customers = ["a", "b", "c"];
+    let runs = client
+        .enqueue_bulk::<under_both>((0..12).map(|i| CustomerJob {
+            key: key.clone(),
+            customer: customers[i % 3].into(),
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        runs[0].snapshot().await.unwrap().limit_key.as_deref(),
+        Some("a")
+    );
+    let worker = client
+        .worker("w")
+        .task::<under_both>()
+        .slots(8)
+        .start()
+        .await
+        .unwrap();
+    let starts = starts(&client, &runs).await;
+    let span = seconds(starts[0], starts[11]);
+    assert!(
+        span >= 1.8,
+        "12 runs at 4/s after a burst of 4 within {span:.2} s"
+    );
+    for c in customers {
+        let (now, most) = in_flight().lock().unwrap()[&format!("{key}/{c}")];
+        assert_eq!((now, most), (0, 1), "{c}: {most} at once, limit 1");
+    }
+    // A rate limit keyed apart from the concurrency key is refused, naming the field; nothing
+    // is stored.
+    let err = client
+        .submit(owlclaw::ScheduleRequest {
+            task: "under_both".into(),
+            input: serde_json::json!({"key": key, "customer": "d"}),
+            concurrency: Some(Some(owlclaw_core::task::Concurrency {
+                max: 1,
+                key: Some("customer".into()),
+                strategy: Default::default(),
+            })),
+            rate_limit: Some(Some(owlclaw_core::ratelimit::RateLimitUse {
+                name: "test.both".into(),
+                units: 1,
+                key: Some("key".into()),
+            })),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { field, message } if field == "rate_limit"
+            && message.contains("\"key\" with concurrency key \"customer\"")),
+        "{err:?}"
+    );
+    let all = ListFilter {
+        task: Some("under_both".into()),
+        ..ListFilter::default()
+    };
+    assert_eq!(client.count(all).await.unwrap(), 12);
+    worker.shutdown().await.unwrap();
+}
+
 both_backends!(
+    a_task_under_both_limits_keeps_each_key_to_one_and_all_to_the_rate,
     runs_scheduled_without_their_tasks_limit_are_claimed_under_it,
     a_rate_limit_of_50_per_second_spreads_500_runs_over_about_10_seconds,
     a_run_over_an_exhausted_rate_limit_waits_and_says_why,

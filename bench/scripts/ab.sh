@@ -5,7 +5,7 @@
 # drain, enqueue_bulk, latency p50/p99, the drain's cost per run (context switches and CPU µs of
 # the worker, engine and PostgreSQL processes, PostgreSQL transactions) when the build measures it,
 # peak RSS, timer lateness p99 (at rest: the worst kind; under load: delayed runs) when measured,
-# and with `--backlog N` / `--history N` among the flags their drain rates and ratios.
+# and with `--backlog N` / `--history N` / `--limited K` among the flags their drain rates and ratios.
 #
 #   bench/scripts/ab.sh A_BINARY B_BINARY [ROUNDS] [-- extra benchmark flags]
 #
@@ -64,7 +64,7 @@ for side in "AB":
             load = (d.get("timer_lateness_under_load_ms") or {}).get("delayed") or {}
             row["timers_p99_ms load"] = load.get("p99")
             # --backlog N / --history N, when given.
-            for scale in ("backlog", "history"):
+            for scale in ("backlog", "history", "limited"):
                 if d.get(scale):
                     row[f"{scale} drain/s"] = d[scale]["drain"]
                     row[f"{scale}/plain"] = d[scale]["ratio_to_drain"]

@@ -88,9 +88,27 @@ pub struct TaskDef {
     pub workflow: Option<crate::workflow::WorkflowShape>,
 }
 
-/// Why a task may not have both kinds of limit.
-pub const ONE_LIMIT: &str =
-    "a task has a concurrency limit or a rate limit, not both: its runs are claimed by one key";
+/// Why a task's rate limit may not have its own key beside a concurrency limit.
+pub const BOTH_LIMITS_KEY: &str =
+    "beside a concurrency limit, a rate limit's key must be absent (one bucket for the whole \
+     task) or the concurrency key: a run is claimed under one key";
+
+/// Checks that a task may have both limits: the rate limit's key, if it has one, is the
+/// concurrency key's path (the same text).
+pub fn check_both_limits(
+    concurrency: &Concurrency,
+    rate_limit: &crate::ratelimit::RateLimitUse,
+) -> Result<(), String> {
+    match (&rate_limit.key, &concurrency.key) {
+        (None, _) => Ok(()),
+        (Some(r), Some(c)) if r == c => Ok(()),
+        (Some(r), c) => Err(format!(
+            "rate limit key {r:?} with concurrency key {}: {BOTH_LIMITS_KEY}",
+            c.as_deref()
+                .map_or_else(|| "none".to_string(), |c| format!("{c:?}"))
+        )),
+    }
+}
 
 /// Most runs of one concurrency key that may run at once.
 pub const MAX_CONCURRENCY: u32 = 10_000;
@@ -294,8 +312,8 @@ impl TaskDef {
             if let Err(e) = r.validate() {
                 return bad("rate_limit", e);
             }
-            if self.concurrency.is_some() {
-                return bad("rate_limit", ONE_LIMIT.into());
+            if let Some(Err(e)) = self.concurrency.as_ref().map(|c| check_both_limits(c, r)) {
+                return bad("rate_limit", e);
             }
         }
         if let Some(w) = &self.workflow {
@@ -441,6 +459,37 @@ pub fn validate_timeout(t: Duration) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_has_both_limits_when_its_rate_limit_is_unkeyed_or_keyed_alike() {
+        let mut def = TaskDef::new("notify");
+        def.concurrency = Some(Concurrency {
+            max: 1,
+            key: Some("customer".into()),
+            strategy: ConcurrencyStrategy::Queue,
+        });
+        let rate = |key: Option<&str>| crate::ratelimit::RateLimitUse {
+            name: "mailer".into(),
+            units: 1,
+            key: key.map(str::to_owned),
+        };
+        for ok in [None, Some("customer")] {
+            def.rate_limit = Some(rate(ok));
+            assert!(def.validate().is_ok(), "{ok:?}");
+        }
+        def.rate_limit = Some(rate(Some("region")));
+        let err = def.validate().unwrap_err();
+        assert!(
+            matches!(&err, crate::Error::InvalidInput { field, message } if field == "rate_limit"
+                && message.starts_with("rate limit key \"region\" with concurrency key \"customer\"")),
+            "{err:?}"
+        );
+        def.concurrency.as_mut().unwrap().key = None;
+        assert!(
+            def.validate().is_err(),
+            "a keyed rate limit beside an unkeyed concurrency limit"
+        );
+    }
 
     #[test]
     fn a_concurrency_key_is_read_from_a_field_path_or_a_pointer() {

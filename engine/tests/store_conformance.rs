@@ -164,6 +164,7 @@ conformance!(
     a_retried_request_gets_its_claims_back,
     a_resent_checkpoint_writes_one_event,
     rate_limited_claims,
+    claims_under_both_limits,
     cancel_strategies_apply_in_the_insert,
     links_of_finished_runs,
     skipped_cron_ticks_and_policies,
@@ -297,7 +298,7 @@ async fn claim_ids(store: &dyn Store, w: &WorkerRecord, n: u32, now: DateTime<Ut
 /// and shares the bucket with another replica's claims. Runs of a limit not defined wait.
 async fn rate_limited_claims(h: &Harness) {
     use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
-    use owlclaw_engine::store::Limit;
+    use owlclaw_engine::store::{Limit, RateUse};
     use std::sync::atomic::Ordering;
     let s = &*h.store;
     let t = t0();
@@ -326,21 +327,17 @@ async fn rate_limited_claims(h: &Harness) {
     insert(s, (0..6).map(|_| rated("t.rated", "stripe")).collect(), t).await;
     insert(s, vec![rated("t.undefined", "nope")], t).await;
     let mut w = h.worker("w", &["t.rated", "t.undefined"], t).await;
+    let rate = |name: &str| Limit {
+        concurrency: None,
+        rate: Some(RateUse {
+            name: name.into(),
+            units: 1,
+            keyed: false,
+        }),
+    };
     w.limits = vec![
-        (
-            "t.rated".into(),
-            Limit::Rate {
-                name: "stripe".into(),
-                units: 1,
-            },
-        ),
-        (
-            "t.undefined".into(),
-            Limit::Rate {
-                name: "nope".into(),
-                units: 1,
-            },
-        ),
+        ("t.rated".into(), rate("stripe")),
+        ("t.undefined".into(), rate("nope")),
     ];
     assert_eq!(
         claim_ids(s, &w, 10, t).await.len(),
@@ -377,6 +374,86 @@ async fn rate_limited_claims(h: &Harness) {
         waiting.runs[0].status,
         RunStatus::Queued,
         "no limit defined: it waits"
+    );
+}
+
+/// A task under a concurrency limit and a rate limit without a key of its own: each key runs
+/// at most its limit, and all keys spend from the task's one bucket.
+async fn claims_under_both_limits(h: &Harness) {
+    use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
+    use owlclaw_core::task::{Concurrency, ConcurrencyStrategy};
+    use owlclaw_engine::store::{Limit, RateUse};
+    use std::sync::atomic::Ordering;
+    let s = &*h.store;
+    let t = t0();
+    s.set_rate_limit(
+        TENANT,
+        &RateLimit {
+            name: "api".into(),
+            limit: 3,
+            per: Duration::from_secs(3),
+        },
+    )
+    .await
+    .unwrap();
+    let run = |key: &str| {
+        let mut run = new_run("t.both", t);
+        run.concurrency = Some((
+            Concurrency {
+                max: 2,
+                key: Some("k".into()),
+                strategy: ConcurrencyStrategy::Queue,
+            },
+            key.into(),
+        ));
+        run.rate_limit = Some((
+            RateLimitUse {
+                name: "api".into(),
+                units: 1,
+                key: None,
+            },
+            String::new(),
+        ));
+        run
+    };
+    let keys = ["a", "a", "a", "b", "b", "b", "c"];
+    let ids = insert(s, keys.iter().map(|k| run(k)).collect(), t).await;
+    let key_of = |id: &RunId| keys[ids.iter().position(|i| i == id).unwrap()];
+    let mut w = h.worker("w", &["t.both"], t).await;
+    w.limits = vec![(
+        "t.both".into(),
+        Limit {
+            concurrency: Some(2),
+            rate: Some(RateUse {
+                name: "api".into(),
+                units: 1,
+                keyed: false,
+            }),
+        },
+    )];
+    let first: Vec<&str> = claim_ids(s, &w, 10, t).await.iter().map(key_of).collect();
+    assert_eq!(first, ["a", "a", "b"], "3 units: a takes its 2, b the last");
+    assert_eq!(
+        w.units_due.swap(0, Ordering::Relaxed),
+        (t + secs(1.0)).timestamp_micros(),
+        "the bucket has a unit again a second later"
+    );
+    assert_eq!(
+        s.rate_bucket(TENANT, "api", "").await.unwrap().unwrap().0,
+        0.0
+    );
+    // Three seconds later the bucket is full again; a is at its limit, b has one place left.
+    let mut second: Vec<&str> = claim_ids(s, &w, 10, t + secs(3.0))
+        .await
+        .iter()
+        .map(key_of)
+        .collect();
+    second.sort();
+    assert_eq!(second, ["b", "c"]);
+    assert_eq!(
+        s.rate_bucket(TENANT, "api", "").await.unwrap().unwrap().0,
+        1.0,
+        "one unit left"
     );
 }
 

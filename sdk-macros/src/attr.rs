@@ -4,11 +4,12 @@
 
 use owlclaw_core::cron::{parse_timezone, CatchUp, CronExpr, Overlap};
 use owlclaw_core::duration::parse_duration;
-use owlclaw_core::ratelimit::{validate_rate_limit_name, MAX_UNITS};
+use owlclaw_core::ratelimit::{validate_rate_limit_name, RateLimitUse, MAX_UNITS};
 use owlclaw_core::retry::Backoff;
 use owlclaw_core::task::{
-    parse_requires, validate_event_key, validate_key_path, validate_priority, validate_retries,
-    validate_task_name, validate_timeout, ConcurrencyStrategy, MAX_CONCURRENCY, ONE_LIMIT,
+    check_both_limits, parse_requires, validate_event_key, validate_key_path, validate_priority,
+    validate_retries, validate_task_name, validate_timeout, Concurrency, ConcurrencyStrategy,
+    MAX_CONCURRENCY,
 };
 use proc_macro2::TokenTree;
 use quote::ToTokens;
@@ -334,8 +335,20 @@ impl TaskArgs {
             policies.rate_limit = errors.ok(validate_rate_limit_name(&name)
                 .map(|()| name)
                 .map_err(|e| spanned(lit, e)));
-            if let Some((key, _)) = &self.concurrency {
-                errors.push(syn::Error::new_spanned(key, ONE_LIMIT));
+            if let (Some(_), Some((_, rate_key))) = (&self.concurrency, &self.rate_limit_key) {
+                let concurrency = Concurrency {
+                    max: 1,
+                    key: self.concurrency_key.as_ref().map(|(_, l)| l.value()),
+                    strategy: ConcurrencyStrategy::default(),
+                };
+                let rate = RateLimitUse {
+                    name: lit.value(),
+                    units: 1,
+                    key: Some(rate_key.value()),
+                };
+                if let Err(e) = check_both_limits(&concurrency, &rate) {
+                    errors.push(spanned(rate_key, e));
+                }
             }
         } else {
             let keys = [
@@ -738,9 +751,22 @@ mod tests {
         assert!(check("rate_limit = \"a b\"")
             .unwrap_err()
             .starts_with("rate limit name \"a b\" contains ' '"));
-        assert!(check("concurrency = 2, rate_limit = \"stripe\"")
-            .unwrap_err()
-            .starts_with("a task has a concurrency limit or a rate limit, not both"));
+        let both = check("concurrency = 2, rate_limit = \"stripe\"").unwrap();
+        assert_eq!(
+            (both.concurrency, both.rate_limit.as_deref()),
+            (Some(2), Some("stripe"))
+        );
+        assert!(check(
+            "concurrency = 2, concurrency_key = \"customer\", rate_limit = \"stripe\", \
+             rate_limit_key = \"customer\""
+        )
+        .is_ok());
+        assert!(check(
+            "concurrency = 2, concurrency_key = \"customer\", rate_limit = \"stripe\", \
+             rate_limit_key = \"region\""
+        )
+        .unwrap_err()
+        .starts_with("rate limit key \"region\" with concurrency key \"customer\""));
         assert_eq!(
             check("concurrency = 0").unwrap_err(),
             "`concurrency` must be between 1 and 10000 runs, got 0"

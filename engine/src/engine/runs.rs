@@ -78,11 +78,9 @@ impl Engine {
         if let Some(Some(r)) = &req.rate_limit {
             r.validate()
                 .map_err(|e| Error::invalid_input("rate_limit", e))?;
-            if matches!(req.concurrency, Some(Some(_))) {
-                return Err(Error::invalid_input(
-                    "rate_limit",
-                    owlclaw_core::task::ONE_LIMIT,
-                ));
+            if let Some(Some(c)) = &req.concurrency {
+                owlclaw_core::task::check_both_limits(c, r)
+                    .map_err(|e| Error::invalid_input("rate_limit", e))?;
             }
         }
         for (field, tasks) in [("link", &req.link), ("link_error", &req.link_error)] {
@@ -151,11 +149,10 @@ impl Engine {
             let key = r.key_of(&req.input);
             (r, key)
         });
-        if concurrency.is_some() && rate_limit.is_some() {
-            return Err(Error::invalid_input(
-                "rate_limit",
-                owlclaw_core::task::ONE_LIMIT,
-            ));
+        // Both limits (the request's or the task's): the rate limit is keyed by the run's one key.
+        if let (Some((c, _)), Some((r, _))) = (&concurrency, &rate_limit) {
+            owlclaw_core::task::check_both_limits(c, r)
+                .map_err(|e| Error::invalid_input("rate_limit", e))?;
         }
         let expires_at = match (&req.expires, def.expires) {
             (Some(text), _) => Some(parse_expires(text, now)?.trunc_subsecs(6)),
@@ -442,6 +439,8 @@ impl Engine {
                     r.name
                 )));
             };
+            // Beside a concurrency limit, a rate limit without a key of its own has one bucket.
+            let key = if r.key.is_some() { key.as_str() } else { "" };
             let now = crate::store::micros(self.now());
             let tokens = match self.inner.store.rate_bucket(tenant, &r.name, key).await? {
                 Some((tokens, at)) => limit.refill(tokens, at, now),

@@ -10,136 +10,168 @@ use owlclaw_core::wire::RunSnapshot;
 use owlclaw_core::{RunId, RunStatus};
 use std::collections::{BTreeSet, HashMap};
 
-/// The room left under a task's limit while one claim walks its keys.
+/// The room left under a task's limits while one claim walks its keys: runs leased per key
+/// under a concurrency limit, units in the buckets under a rate limit; a key has the room both
+/// leave when a task has both.
 #[derive(Debug)]
 pub(super) struct Rooms {
     left: usize,
-    kind: Kind,
+    running: Option<Running>,
+    rate: Option<Rate>,
 }
 
 #[derive(Debug)]
-enum Kind {
-    Running {
-        max: i64,
-        running: HashMap<String, i64>,
-    },
-    Rate {
-        limit: RateLimit,
-        /// Units one run spends.
-        units: f64,
-        now_us: i64,
-        /// Units in the buckets read (refilled up to now) or spent from; a key absent has a full
-        /// bucket.
-        tokens: HashMap<String, f64>,
-        spent: BTreeSet<String>,
-        /// The earliest time a key found without room has its units.
-        due_us: Option<i64>,
-    },
+struct Running {
+    max: i64,
+    running: HashMap<String, i64>,
+}
+
+#[derive(Debug)]
+struct Rate {
+    limit: RateLimit,
+    /// Units one run spends.
+    units: f64,
+    /// Whether each key has its own bucket (otherwise all spend from the empty key's).
+    keyed: bool,
+    now_us: i64,
+    /// Units in the buckets read (refilled up to now) or spent from; a bucket absent is full.
+    tokens: HashMap<String, f64>,
+    spent: BTreeSet<String>,
+    /// The earliest time a bucket found without room has its units.
+    due_us: Option<i64>,
+}
+
+impl Rate {
+    fn bucket<'a>(&self, key: &'a str) -> &'a str {
+        if self.keyed {
+            key
+        } else {
+            ""
+        }
+    }
 }
 
 impl Rooms {
-    /// A claim of up to `left` runs under a concurrency limit of `max`, with `running` runs of
-    /// each key leased already.
-    pub(super) fn running(max: u32, running: Vec<(String, i64)>, left: usize) -> Rooms {
+    /// A claim of up to `left` runs, without a limit yet.
+    pub(super) fn new(left: usize) -> Rooms {
         Rooms {
             left,
-            kind: Kind::Running {
-                max: i64::from(max),
-                running: running.into_iter().collect(),
-            },
+            running: None,
+            rate: None,
         }
     }
 
-    /// A claim of up to `left` runs that spend `units` each of `limit`, at `now_us`. Load the
-    /// buckets stored for the keys before asking for their room.
-    pub(super) fn rate(limit: RateLimit, units: u32, now_us: i64, left: usize) -> Rooms {
-        Rooms {
-            left,
-            kind: Kind::Rate {
-                units: f64::from(limit.units_needed(units)),
-                limit,
-                now_us,
-                tokens: HashMap::new(),
-                spent: BTreeSet::new(),
-                due_us: None,
-            },
-        }
+    /// Under a concurrency limit of `max`, with `running` runs of each key leased already.
+    pub(super) fn running(mut self, max: u32, running: Vec<(String, i64)>) -> Rooms {
+        self.running = Some(Running {
+            max: i64::from(max),
+            running: running.into_iter().collect(),
+        });
+        self
     }
 
-    /// The bucket of `key` as stored: `tokens` units at `at_us`.
-    pub(super) fn load(&mut self, key: String, tokens: f64, at_us: i64) {
-        if let Kind::Rate {
+    /// Spending `units` of `limit` per run at `now_us`, from each key's bucket (`keyed`) or from
+    /// one. Load the buckets stored before asking for room.
+    pub(super) fn rate(mut self, limit: RateLimit, units: u32, keyed: bool, now_us: i64) -> Rooms {
+        self.rate = Some(Rate {
+            units: f64::from(limit.units_needed(units)),
             limit,
+            keyed,
             now_us,
-            tokens: all,
-            ..
-        } = &mut self.kind
-        {
-            all.insert(key, limit.refill(tokens, at_us, *now_us));
+            tokens: HashMap::new(),
+            spent: BTreeSet::new(),
+            due_us: None,
+        });
+        self
+    }
+
+    /// The bucket a run of `key` spends from, under a rate limit.
+    pub(super) fn bucket<'a>(&self, key: &'a str) -> Option<&'a str> {
+        self.rate.as_ref().map(|r| r.bucket(key))
+    }
+
+    /// The bucket `bucket` as stored: `tokens` units at `at_us`. A bucket this claim loaded
+    /// already (keys may share one) keeps what the claim spent from it.
+    pub(super) fn load(&mut self, bucket: String, tokens: f64, at_us: i64) {
+        if let Some(r) = &mut self.rate {
+            let refilled = r.limit.refill(tokens, at_us, r.now_us);
+            r.tokens.entry(bucket).or_insert(refilled);
         }
     }
 
     /// How many queued runs of `key` the claim may take: `None` when the key has no room (or
-    /// the claim is full). A rate-limited key without room notes when it will have some.
+    /// the claim is full). A rate-limited key without units notes when it will have some.
     pub(super) fn room(&mut self, key: &str) -> Option<usize> {
         if self.left == 0 {
             return None;
         }
-        let free = match &mut self.kind {
-            Kind::Running { max, running } => *max - running.get(key).copied().unwrap_or(0),
-            Kind::Rate {
-                limit,
-                units,
-                now_us,
-                tokens,
-                due_us,
-                ..
-            } => {
-                let have = tokens.get(key).copied().unwrap_or(f64::from(limit.limit));
-                let free = (have / *units).floor() as i64;
-                if free <= 0 {
-                    note_due(due_us, limit, *now_us, have, *units);
+        let mut free = self.left as i64;
+        if let Some(r) = &self.running {
+            free = free.min(r.max - r.running.get(key).copied().unwrap_or(0));
+        }
+        if free > 0 {
+            if let Some(r) = &mut self.rate {
+                let have = r
+                    .tokens
+                    .get(r.bucket(key))
+                    .copied()
+                    .unwrap_or(f64::from(r.limit.limit));
+                let units = (have / r.units).floor() as i64;
+                if units <= 0 {
+                    note_due(&mut r.due_us, &r.limit, r.now_us, have, r.units);
                 }
-                free
+                free = free.min(units);
             }
-        };
-        (free > 0).then(|| (free as usize).min(self.left))
+        }
+        (free > 0).then_some(free as usize)
     }
 
-    /// The claim took `n` runs of `key`. A rate-limited key left without the units of another
-    /// run notes when it will have them.
+    /// The claim took `n` runs of `key`. A bucket left without the units of another run notes
+    /// when it will have them.
     pub(super) fn took(&mut self, key: &str, n: usize) {
         self.left = self.left.saturating_sub(n);
-        match &mut self.kind {
-            Kind::Running { running, .. } => {
-                *running.entry(key.to_string()).or_default() += n as i64
+        if n == 0 {
+            return;
+        }
+        if let Some(r) = &mut self.running {
+            *r.running.entry(key.to_string()).or_default() += n as i64;
+        }
+        if let Some(r) = &mut self.rate {
+            let bucket = r.bucket(key).to_string();
+            let have = r
+                .tokens
+                .entry(bucket.clone())
+                .or_insert(f64::from(r.limit.limit));
+            *have -= r.units * n as f64;
+            let have = *have;
+            r.spent.insert(bucket);
+            if have < r.units {
+                // The key may have more runs queued: note when it can pay for the next.
+                note_due(&mut r.due_us, &r.limit, r.now_us, have, r.units);
             }
-            Kind::Rate {
-                limit,
-                units,
-                now_us,
-                tokens,
-                spent,
-                due_us,
-            } if n > 0 => {
-                let have = tokens
-                    .entry(key.to_string())
-                    .or_insert(f64::from(limit.limit));
-                *have -= *units * n as f64;
-                spent.insert(key.to_string());
-                if *have < *units {
-                    // The key may have more runs queued: note when it can pay for the next.
-                    note_due(due_us, limit, *now_us, *have, *units);
-                }
-            }
-            Kind::Rate { .. } => {}
         }
     }
 
-    /// How many runs the claim still wants.
+    /// Gives back `n` of the runs of `key` that [`took`](Rooms::took) counted but the claim did
+    /// not get (a key with fewer queued runs than its room): a claim that reserves each key's
+    /// room before one query of all keys, so that keys sharing a bucket see what others took.
     #[cfg(feature = "postgres")]
-    pub(super) fn left(&self) -> usize {
-        self.left
+    pub(super) fn give_back(&mut self, key: &str, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.left += n;
+        if let Some(r) = &mut self.running {
+            if let Some(c) = r.running.get_mut(key) {
+                *c -= n as i64;
+            }
+        }
+        if let Some(r) = &mut self.rate {
+            let bucket = r.bucket(key).to_string();
+            if let Some(have) = r.tokens.get_mut(&bucket) {
+                *have += r.units * n as f64;
+            }
+        }
     }
 
     /// Whether the claim has all it wants.
@@ -147,23 +179,17 @@ impl Rooms {
         self.left == 0
     }
 
-    /// The buckets to store: each key spent from, with the units it has left (at the claim's
-    /// time).
+    /// The buckets to store: each spent from, with the units it has left (at the claim's time).
     pub(super) fn spent(&self) -> Vec<(String, f64)> {
-        match &self.kind {
-            Kind::Rate { tokens, spent, .. } => {
-                spent.iter().map(|k| (k.clone(), tokens[k])).collect()
-            }
-            Kind::Running { .. } => Vec::new(),
+        match &self.rate {
+            Some(r) => r.spent.iter().map(|k| (k.clone(), r.tokens[k])).collect(),
+            None => Vec::new(),
         }
     }
 
     /// When a rate-limited key left with queued runs will have its units (µs since the epoch).
     pub(super) fn due_us(&self) -> Option<i64> {
-        match &self.kind {
-            Kind::Rate { due_us, .. } => *due_us,
-            Kind::Running { .. } => None,
-        }
+        self.rate.as_ref().and_then(|r| r.due_us)
     }
 }
 
@@ -225,7 +251,7 @@ mod tests {
 
     #[test]
     fn a_key_has_the_room_its_limit_leaves_within_what_the_claim_wants() {
-        let mut rooms = Rooms::running(2, vec![("a".into(), 2), ("b".into(), 1)], 3);
+        let mut rooms = Rooms::new(3).running(2, vec![("a".into(), 2), ("b".into(), 1)]);
         assert_eq!(rooms.room("a"), None, "at its limit");
         assert_eq!(rooms.room("b"), Some(1));
         assert_eq!(rooms.room("c"), Some(2));
@@ -246,7 +272,7 @@ mod tests {
             per: Duration::from_secs(1),
         };
         // 2 units a run, at t = 1 s.
-        let mut rooms = Rooms::rate(limit, 2, 1_000_000, 100);
+        let mut rooms = Rooms::new(100).rate(limit, 2, true, 1_000_000);
         rooms.load("a".into(), 1.0, 900_000); // 1 + 0.1 s × 10/s = 2 units
         rooms.load("b".into(), 0.0, 1_000_000);
         assert_eq!(rooms.room("a"), Some(1));
@@ -259,6 +285,38 @@ mod tests {
         let mut spent = rooms.spent();
         spent.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(spent, vec![("a".into(), 0.0), ("c".into(), 4.0)]);
+    }
+
+    #[test]
+    fn under_both_limits_a_key_has_the_room_both_leave_and_keys_share_one_bucket() {
+        let limit = RateLimit {
+            name: "api".into(),
+            limit: 5,
+            per: Duration::from_secs(1),
+        };
+        // At most 2 running per key, 5 units a second for the whole task, 1 unit a run.
+        let mut rooms = Rooms::new(10)
+            .running(2, vec![("a".into(), 1)])
+            .rate(limit, 1, false, 0);
+        assert_eq!(rooms.bucket("a"), Some(""), "one bucket for every key");
+        rooms.load("".into(), 4.0, 0);
+        assert_eq!(rooms.room("a"), Some(1), "a runs one of its 2");
+        rooms.took("a", 1);
+        assert_eq!(rooms.room("a"), None);
+        assert_eq!(
+            rooms.room("b"),
+            Some(2),
+            "b's limit, within the 3 units left"
+        );
+        rooms.took("b", 2);
+        // Read again for another key, the shared bucket keeps what this claim spent.
+        rooms.load("".into(), 4.0, 0);
+        assert_eq!(rooms.room("c"), Some(1), "c gets the last unit");
+        rooms.took("c", 1);
+        assert_eq!(rooms.room("d"), None, "the bucket is empty");
+        assert_eq!(rooms.due_us(), Some(200_000), "one unit 0.2 s later");
+        assert_eq!(rooms.spent(), vec![("".into(), 0.0)]);
+        assert!(!rooms.full());
     }
 
     #[test]
@@ -294,7 +352,7 @@ mod tests {
             limit: 3,
             per: Duration::from_secs(1),
         };
-        let mut rooms = Rooms::rate(limit, 5, 0, 10);
+        let mut rooms = Rooms::new(10).rate(limit, 5, true, 0);
         assert_eq!(rooms.room("k"), Some(1));
         rooms.took("k", 1);
         assert_eq!(rooms.room("k"), None);

@@ -135,7 +135,8 @@ pub struct FinishedLinks {
 
 impl NewRun {
     /// The key its runs are claimed by, if its task is limited: its concurrency key or its
-    /// rate limit bucket's (a task has one or the other). Stored as `concurrency_key`.
+    /// rate limit bucket's (beside a concurrency limit, a rate limit is keyed by it or not at all).
+    /// Stored as `concurrency_key`.
     pub fn concurrency_key(&self) -> Option<&str> {
         let rate = self.rate_limit.as_ref().map(|(_, k)| k.as_str());
         self.concurrency.as_ref().map(|(_, k)| k.as_str()).or(rate)
@@ -202,40 +203,73 @@ pub struct WorkerRecord {
     pub units_due: Arc<AtomicI64>,
 }
 
-/// How a limited task's runs are claimed, key by key (see [`NewRun::concurrency_key`]).
+/// How a limited task's runs are claimed, key by key (see [`NewRun::concurrency_key`]): under a
+/// concurrency limit, a rate limit, or both.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Limit {
+pub struct Limit {
     /// At most this many running per key.
-    Concurrency(u32),
-    /// Each attempt spends `units` of the rate limit `name` from its key's bucket.
-    Rate {
-        /// The rate limit.
-        name: String,
-        /// Units per attempt.
-        units: u32,
-    },
+    pub concurrency: Option<u32>,
+    /// Each attempt spends units of a rate limit.
+    pub rate: Option<RateUse>,
+}
+
+/// A limited task's use of a rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateUse {
+    /// The rate limit.
+    pub name: String,
+    /// Units per attempt.
+    pub units: u32,
+    /// Whether each key has its own bucket; otherwise the task's runs share the bucket of the
+    /// empty key (beside a concurrency limit, the runs' key is the concurrency key).
+    pub keyed: bool,
+}
+
+impl RateUse {
+    /// The bucket a run of `key` spends from.
+    pub fn bucket<'a>(&self, key: &'a str) -> &'a str {
+        if self.keyed {
+            key
+        } else {
+            ""
+        }
+    }
 }
 
 impl Limit {
     /// The limit of a task's runs, if it has one.
     pub fn of(def: &TaskDef) -> Option<Limit> {
-        match (&def.concurrency, &def.rate_limit) {
-            (Some(c), _) => Some(Limit::Concurrency(c.max)),
-            (None, Some(r)) => Some(Limit::Rate {
+        let limit = Limit {
+            concurrency: def.concurrency.as_ref().map(|c| c.max),
+            rate: def.rate_limit.as_ref().map(|r| RateUse {
                 name: r.name.clone(),
                 units: r.units,
+                keyed: r.key.is_some(),
             }),
-            (None, None) => None,
-        }
+        };
+        (limit.concurrency.is_some() || limit.rate.is_some()).then_some(limit)
     }
 
-    /// What claims of `task` under this limit lock on PostgreSQL: the task for a concurrency
-    /// limit, the rate limit (which tasks may share) for a rate limit.
-    pub fn lock_key(&self, tenant: &str, task: &str) -> String {
-        match self {
-            Limit::Concurrency(_) => format!("concurrency/{tenant}/{task}"),
-            Limit::Rate { name, .. } => format!("rate/{tenant}/{name}"),
-        }
+    /// What claims of `task` under this limit lock on PostgreSQL, sorted: the task for a
+    /// concurrency limit, the rate limit (which tasks may share) for a rate limit.
+    pub fn lock_keys(&self, tenant: &str, task: &str) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .concurrency
+            .map(|_| Limit::concurrency_lock(tenant, task))
+            .into_iter()
+            .chain(
+                self.rate
+                    .as_ref()
+                    .map(|r| format!("rate/{tenant}/{}", r.name)),
+            )
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The lock of a task's concurrency limit (see [`Limit::lock_keys`]).
+    pub fn concurrency_lock(tenant: &str, task: &str) -> String {
+        format!("concurrency/{tenant}/{task}")
     }
 }
 

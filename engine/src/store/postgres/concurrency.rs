@@ -9,7 +9,7 @@
 use super::queue::{report_and_claim, Pick};
 use super::*;
 use crate::store::limits::{note_units_due, Rooms};
-use crate::store::{micros, ClaimRequest, Limit};
+use crate::store::{micros, ClaimRequest, Limit, RateUse};
 use owlclaw_core::ratelimit::RateLimit;
 
 /// Claims up to `n` runs of the worker's limited tasks inside the caller's transaction.
@@ -23,27 +23,28 @@ pub(super) async fn claim_limited(
 ) -> R<Vec<Assignment>> {
     let mut picked: Vec<i64> = Vec::new();
     let mut tasks: Vec<String> = Vec::new();
-    let mut limits: Vec<(String, &String, &Limit)> = worker
+    // Every lock this claim may need, first and in one order (sorted), as every claim and
+    // insert takes them: a task under two limits takes two, and claims never wait in a cycle.
+    let mut locks: Vec<String> = worker
         .limits
         .iter()
-        .map(|(task, limit)| {
-            (
-                limit.lock_key(&clean(&worker.tenant), &clean(task)),
-                task,
-                limit,
-            )
-        })
+        .flat_map(|(task, limit)| limit.lock_keys(&clean(&worker.tenant), &clean(task)))
         .collect();
-    limits.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-    for (lock, task, limit) in limits {
+    locks.sort();
+    locks.dedup();
+    sqlx::query(
+        // Taken row by row as the sorted subquery streams them.
+        "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) \
+         FROM (SELECT k FROM UNNEST($1::text[]) WITH ORDINALITY AS l(k, o) ORDER BY o) s",
+    )
+    .bind(&locks)
+    .execute(&mut *tx)
+    .await?;
+    for (task, limit) in &worker.limits {
         let left = n as usize - picked.len();
         if left == 0 {
             break;
         }
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(lock)
-            .execute(&mut *tx)
-            .await?;
         let Some(mut rooms) = rooms(&mut *tx, worker, task, limit, now, left).await? else {
             continue;
         };
@@ -72,30 +73,34 @@ pub(super) async fn claim_limited(
                 .take_while(|k| !wrapped || cursor.as_deref().is_none_or(|c| k.as_str() <= c))
                 .collect();
             let done = keys.last() != Some(&end);
-            if let Limit::Rate { name, .. } = limit {
+            if let Some(rate) = &limit.rate {
+                let mut wanted: Vec<&str> = keys.iter().map(|k| rate.bucket(k)).collect();
+                wanted.dedup();
                 let buckets: Vec<(String, f64, i64)> = sqlx::query_as(
                     "SELECT rkey, tokens, at_us FROM rate_buckets \
                          WHERE tenant = $1 AND name = $2 AND rkey = ANY($3)",
                 )
                 .bind(&worker.tenant)
-                .bind(name)
-                .bind(&keys)
+                .bind(&rate.name)
+                .bind(&wanted)
                 .fetch_all(&mut *tx)
                 .await?;
                 for (k, tokens, at_us) in buckets {
                     rooms.load(k, tokens, at_us);
                 }
             }
+            // Each key's room, reserved as it is counted: keys sharing a bucket see the units
+            // the keys before them will spend.
             let mut names = Vec::new();
             let mut room = Vec::new();
-            let mut budget = rooms.left();
             for k in &keys {
-                if let Some(r) = rooms.room(k).map(|r| r.min(budget)).filter(|r| *r > 0) {
+                if let Some(r) = rooms.room(k) {
+                    rooms.took(k, r);
                     names.push(k.clone());
                     room.push(r as i64);
-                    budget -= r;
                 }
             }
+            let reserved_all = rooms.full();
             // Each key's first queued runs, in key order (as the rooms were counted).
             let rows: Vec<(String, i64)> = sqlx::query_as(
                 "SELECT x.k, q.qid FROM UNNEST($3::text[], $4::bigint[]) WITH ORDINALITY \
@@ -110,16 +115,16 @@ pub(super) async fn claim_limited(
             .bind(&room)
             .fetch_all(&mut *tx)
             .await?;
-            // A key may hold fewer runs than its room: each takes what it got.
-            for k in &names {
-                let got = rows.iter().filter(|(r, _)| r == k).count();
-                rooms.took(k, got);
+            // A key may hold fewer runs than its room: it gives back what it did not get.
+            for (k, r) in names.iter().zip(&room) {
+                let got = rows.iter().filter(|(n, _)| n == k).count();
+                rooms.give_back(k, *r as usize - got);
             }
             if let Some((k, _)) = rows.last() {
                 last = Some(k.clone());
             }
             picked.extend(rows.into_iter().map(|(_, qid)| qid));
-            if done || budget == 0 {
+            if done || reserved_all {
                 break;
             }
             after = Some(end);
@@ -135,7 +140,7 @@ pub(super) async fn claim_limited(
             .execute(&mut *tx)
             .await?;
         }
-        if let Limit::Rate { name, .. } = limit {
+        if let Some(RateUse { name, .. }) = &limit.rate {
             let (keys, tokens): (Vec<String>, Vec<f64>) = rooms.spent().into_iter().unzip();
             if !keys.is_empty() {
                 sqlx::query(
@@ -179,26 +184,29 @@ async fn rooms(
     now: DateTime<Utc>,
     left: usize,
 ) -> R<Option<Rooms>> {
-    Ok(match limit {
-        Limit::Concurrency(max) => {
-            let running: Vec<(String, i64)> = sqlx::query_as(
-                // The few leases drive the loop, each finding its run by `seq`: never a scan of
-                // the task's runs. (`= ANY(ARRAY(...))` let the planner of a table never analyzed,
-                // as autovacuum off leaves it, scan the task's runs instead: 11 ms at 20,000.)
-                "SELECT r.concurrency_key, count(*) FROM leases l CROSS JOIN LATERAL \
-                 (SELECT concurrency_key FROM runs WHERE seq = l.run_seq AND tenant = $1 \
-                  AND task = $2 AND concurrency_key IS NOT NULL OFFSET 0) r GROUP BY 1",
-            )
-            .bind(&worker.tenant)
-            .bind(task)
-            .fetch_all(conn)
-            .await?;
-            Some(Rooms::running(*max, running, left))
-        }
-        Limit::Rate { name, units } => rate_limit(conn, &worker.tenant, name)
-            .await?
-            .map(|l| Rooms::rate(l, *units, micros(now), left)),
-    })
+    let mut rooms = Rooms::new(left);
+    if let Some(max) = limit.concurrency {
+        let running: Vec<(String, i64)> = sqlx::query_as(
+            // The few leases drive the loop, each finding its run by `seq`: never a scan of
+            // the task's runs. (`= ANY(ARRAY(...))` let the planner of a table never analyzed,
+            // as autovacuum off leaves it, scan the task's runs instead: 11 ms at 20,000.)
+            "SELECT r.concurrency_key, count(*) FROM leases l CROSS JOIN LATERAL \
+             (SELECT concurrency_key FROM runs WHERE seq = l.run_seq AND tenant = $1 \
+              AND task = $2 AND concurrency_key IS NOT NULL OFFSET 0) r GROUP BY 1",
+        )
+        .bind(&worker.tenant)
+        .bind(task)
+        .fetch_all(&mut *conn)
+        .await?;
+        rooms = rooms.running(max, running);
+    }
+    if let Some(r) = &limit.rate {
+        let Some(l) = rate_limit(conn, &worker.tenant, &r.name).await? else {
+            return Ok(None);
+        };
+        rooms = rooms.rate(l, r.units, r.keyed, micros(now));
+    }
+    Ok(Some(rooms))
 }
 
 /// The tenant's rate limit `name`, if defined.

@@ -310,9 +310,7 @@ pub(super) async fn make_room(
     // Every lock first, in the order claims take theirs (sorted), so that an insert and a claim
     // under several limits never wait for each other in a cycle.
     let mut locks: Vec<String> = displacing(runs, inserted)
-        .map(|(run, limit, _, _)| {
-            Limit::Concurrency(limit.max).lock_key(&clean(&run.tenant), &clean(&run.task))
-        })
+        .map(|(run, _, _, _)| Limit::concurrency_lock(&clean(&run.tenant), &clean(&run.task)))
         .collect();
     locks.sort();
     locks.dedup();

@@ -7,7 +7,7 @@ use super::queue::claim_picked;
 use super::ratelimits::{bucket, rate_limit};
 use super::*;
 use crate::store::limits::{note_units_due, Rooms};
-use crate::store::Limit;
+use crate::store::{Limit, RateUse};
 
 /// Claims up to `n` runs of the worker's limited tasks inside the caller's transaction.
 pub(super) fn claim_limited(
@@ -45,9 +45,9 @@ pub(super) fn claim_limited(
             if wrapped && cursor.as_deref().is_some_and(|c| k.as_str() > c) {
                 break;
             }
-            if let Limit::Rate { name, .. } = limit {
-                if let Some((tokens, at_us)) = bucket(conn, &worker.tenant, name, &k)? {
-                    rooms.load(k.clone(), tokens, at_us);
+            if let (Some(rate), Some(b)) = (&limit.rate, rooms.bucket(&k)) {
+                if let Some((tokens, at_us)) = bucket(conn, &worker.tenant, &rate.name, b)? {
+                    rooms.load(b.to_string(), tokens, at_us);
                 }
             }
             if let Some(room) = rooms.room(&k) {
@@ -79,7 +79,7 @@ pub(super) fn claim_limited(
                 params![worker.tenant, task, k],
             )?;
         }
-        if let Limit::Rate { name, .. } = limit {
+        if let Some(RateUse { name, .. }) = &limit.rate {
             for (k, tokens) in rooms.spent() {
                 exec(
                     conn,
@@ -105,22 +105,26 @@ fn rooms(
     now: DateTime<Utc>,
     left: usize,
 ) -> Result<Option<Rooms>> {
-    Ok(match limit {
-        Limit::Concurrency(max) => {
-            let running = all(
-                conn,
-                // `CROSS JOIN`: the few leases drive the loop, never the task's runs.
-                "SELECT r.concurrency_key, count(*) FROM leases l CROSS JOIN runs r \
-                 ON r.seq = l.run_seq WHERE r.tenant = ?1 AND r.task = ?2 \
-                 AND r.concurrency_key IS NOT NULL GROUP BY 1",
-                params![worker.tenant, task],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-            )?;
-            Some(Rooms::running(*max, running, left))
-        }
-        Limit::Rate { name, units } => rate_limit(conn, &worker.tenant, name)?
-            .map(|l| Rooms::rate(l, *units, micros(now), left)),
-    })
+    let mut rooms = Rooms::new(left);
+    if let Some(max) = limit.concurrency {
+        let running = all(
+            conn,
+            // `CROSS JOIN`: the few leases drive the loop, never the task's runs.
+            "SELECT r.concurrency_key, count(*) FROM leases l CROSS JOIN runs r \
+             ON r.seq = l.run_seq WHERE r.tenant = ?1 AND r.task = ?2 \
+             AND r.concurrency_key IS NOT NULL GROUP BY 1",
+            params![worker.tenant, task],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+        )?;
+        rooms = rooms.running(max, running);
+    }
+    if let Some(r) = &limit.rate {
+        let Some(l) = rate_limit(conn, &worker.tenant, &r.name)? else {
+            return Ok(None);
+        };
+        rooms = rooms.rate(l, r.units, r.keyed, micros(now));
+    }
+    Ok(Some(rooms))
 }
 
 /// The first key of `task` with queued runs after `after` (the first of all without it).

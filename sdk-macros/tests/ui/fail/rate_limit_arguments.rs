@@ -15,8 +15,13 @@ async fn bad_name(_ctx: Context, customer_id: String) -> anyhow::Result<String> 
     Ok(customer_id)
 }
 
-#[task(concurrency = 2, rate_limit = "stripe")]
-async fn both_limits(_ctx: Context, customer_id: String) -> anyhow::Result<String> {
+#[task(
+    concurrency = 2,
+    concurrency_key = "customer",
+    rate_limit = "stripe",
+    rate_limit_key = "region"
+)]
+async fn both_limits_with_two_keys(_ctx: Context, customer_id: String) -> anyhow::Result<String> {
     Ok(customer_id)
 }
 

@@ -27,9 +27,16 @@ pub async fn send_email(_ctx: Context, input: Email) -> anyhow::Result<String> {
     Ok(format!("sent to {}", input.to))
 }
 
-/// A rate limit instead of a concurrency limit (a task has one or the other).
+/// A rate limit with a key of its own.
 #[task(rate_limit = "stripe", rate_limit_units = 2, rate_limit_key = "to")]
 pub async fn charge(_ctx: Context, input: Email) -> anyhow::Result<()> {
+    let _ = input;
+    Ok(())
+}
+
+/// Both limits: one run per recipient at once, all recipients within the mailer's rate.
+#[task(concurrency = 1, concurrency_key = "to", rate_limit = "mailer")]
+pub async fn notify(_ctx: Context, input: Email) -> anyhow::Result<()> {
     let _ = input;
     Ok(())
 }
@@ -117,6 +124,16 @@ fn main() {
             ..TaskSpec::DEFAULT
         }
     );
+    assert_eq!(
+        notify::SPEC,
+        TaskSpec {
+            name: "notify",
+            concurrency: 1,
+            concurrency_key: Some("to"),
+            rate_limit: Some("mailer"),
+            ..TaskSpec::DEFAULT
+        }
+    );
     assert_eq!(fan_out::SPEC, TaskSpec { name: "fan_out", ..TaskSpec::DEFAULT });
     fn output_of<T: Task<Input = I, Output = O>, I, O>(_: T) {}
     output_of::<send_email, Email, String>(send_email {});
@@ -125,5 +142,5 @@ fn main() {
     let mut registered: Vec<&str> =
         owlclaw::__private::registered().map(|task| task.spec.name).collect();
     registered.sort_unstable();
-    assert_eq!(registered, ["charge", "fan_out", "send-email", "tick"]);
+    assert_eq!(registered, ["charge", "fan_out", "notify", "send-email", "tick"]);
 }
