@@ -1675,7 +1675,7 @@ async fn under_both(_ctx: Context, job: CustomerJob) -> anyhow::Result<()> {
 }
 
 /// Under both limits each key keeps to its concurrency limit and all keys together to the rate:
-/// 12 runs over 3 customers at 4 a second (a burst of 4, then 4 a second) start over 2 s, and
+/// 12 runs over 3 customers at 4 a second (a burst of 4, then 4 a second) start over about 2 s, and
 /// never two of one customer at once.
 async fn a_task_under_both_limits_keeps_each_key_to_one_and_all_to_the_rate(env: TestEnv) {
     let client = env.client().await;
