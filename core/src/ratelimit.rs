@@ -133,6 +133,17 @@ impl RateLimitUse {
     pub fn key_of(&self, input: &serde_json::Value) -> String {
         crate::task::key_at(self.key.as_deref(), input)
     }
+
+    /// The bucket a run claimed under `limit_key` spends from: that key when the rate limit
+    /// has a key path (its own, or beside a concurrency limit the same one), otherwise the one
+    /// bucket of the empty key.
+    pub fn bucket<'a>(&self, limit_key: &'a str) -> &'a str {
+        if self.key.is_some() {
+            limit_key
+        } else {
+            ""
+        }
+    }
 }
 
 #[cfg(test)]

@@ -298,7 +298,7 @@ async fn claim_ids(store: &dyn Store, w: &WorkerRecord, n: u32, now: DateTime<Ut
 /// and shares the bucket with another replica's claims. Runs of a limit not defined wait.
 async fn rate_limited_claims(h: &Harness) {
     use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
-    use owlclaw_engine::store::{Limit, RateUse};
+    use owlclaw_engine::store::Limit;
     use std::sync::atomic::Ordering;
     let s = &*h.store;
     let t = t0();
@@ -329,10 +329,10 @@ async fn rate_limited_claims(h: &Harness) {
     let mut w = h.worker("w", &["t.rated", "t.undefined"], t).await;
     let rate = |name: &str| Limit {
         concurrency: None,
-        rate: Some(RateUse {
+        rate: Some(RateLimitUse {
             name: name.into(),
             units: 1,
-            keyed: false,
+            key: None,
         }),
     };
     w.limits = vec![
@@ -382,7 +382,7 @@ async fn rate_limited_claims(h: &Harness) {
 async fn claims_under_both_limits(h: &Harness) {
     use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
     use owlclaw_core::task::{Concurrency, ConcurrencyStrategy};
-    use owlclaw_engine::store::{Limit, RateUse};
+    use owlclaw_engine::store::Limit;
     use std::sync::atomic::Ordering;
     let s = &*h.store;
     let t = t0();
@@ -424,10 +424,10 @@ async fn claims_under_both_limits(h: &Harness) {
         "t.both".into(),
         Limit {
             concurrency: Some(2),
-            rate: Some(RateUse {
+            rate: Some(RateLimitUse {
                 name: "api".into(),
                 units: 1,
-                keyed: false,
+                key: None,
             }),
         },
     )];

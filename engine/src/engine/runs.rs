@@ -439,8 +439,7 @@ impl Engine {
                     r.name
                 )));
             };
-            // Beside a concurrency limit, a rate limit without a key of its own has one bucket.
-            let key = if r.key.is_some() { key.as_str() } else { "" };
+            let key = r.bucket(key);
             let now = crate::store::micros(self.now());
             let tokens = match self.inner.store.rate_bucket(tenant, &r.name, key).await? {
                 Some((tokens, at)) => limit.refill(tokens, at, now),

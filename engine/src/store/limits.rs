@@ -4,7 +4,7 @@
 //! and `0008_rate_limits.sql`).
 
 use super::{Inserted, NewRun};
-use owlclaw_core::ratelimit::RateLimit;
+use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
 use owlclaw_core::task::{Concurrency, ConcurrencyStrategy};
 use owlclaw_core::wire::RunSnapshot;
 use owlclaw_core::{RunId, RunStatus};
@@ -31,24 +31,14 @@ struct Rate {
     limit: RateLimit,
     /// Units one run spends.
     units: f64,
-    /// Whether each key has its own bucket (otherwise all spend from the empty key's).
-    keyed: bool,
+    /// The task's use of it: which bucket a key spends from.
+    rate: RateLimitUse,
     now_us: i64,
     /// Units in the buckets read (refilled up to now) or spent from; a bucket absent is full.
     tokens: HashMap<String, f64>,
     spent: BTreeSet<String>,
     /// The earliest time a bucket found without room has its units.
     due_us: Option<i64>,
-}
-
-impl Rate {
-    fn bucket<'a>(&self, key: &'a str) -> &'a str {
-        if self.keyed {
-            key
-        } else {
-            ""
-        }
-    }
 }
 
 impl Rooms {
@@ -70,13 +60,13 @@ impl Rooms {
         self
     }
 
-    /// Spending `units` of `limit` per run at `now_us`, from each key's bucket (`keyed`) or from
-    /// one. Load the buckets stored before asking for room.
-    pub(super) fn rate(mut self, limit: RateLimit, units: u32, keyed: bool, now_us: i64) -> Rooms {
+    /// Spending the units `rate` names of `limit` per run at `now_us`, from the bucket it names
+    /// for each key. Load the buckets stored before asking for room.
+    pub(super) fn rate(mut self, limit: RateLimit, rate: &RateLimitUse, now_us: i64) -> Rooms {
         self.rate = Some(Rate {
-            units: f64::from(limit.units_needed(units)),
+            units: f64::from(limit.units_needed(rate.units)),
             limit,
-            keyed,
+            rate: rate.clone(),
             now_us,
             tokens: HashMap::new(),
             spent: BTreeSet::new(),
@@ -87,7 +77,7 @@ impl Rooms {
 
     /// The bucket a run of `key` spends from, under a rate limit.
     pub(super) fn bucket<'a>(&self, key: &'a str) -> Option<&'a str> {
-        self.rate.as_ref().map(|r| r.bucket(key))
+        self.rate.as_ref().map(|r| r.rate.bucket(key))
     }
 
     /// The bucket `bucket` as stored: `tokens` units at `at_us`. A bucket this claim loaded
@@ -113,7 +103,7 @@ impl Rooms {
             if let Some(r) = &mut self.rate {
                 let have = r
                     .tokens
-                    .get(r.bucket(key))
+                    .get(r.rate.bucket(key))
                     .copied()
                     .unwrap_or(f64::from(r.limit.limit));
                 let units = (have / r.units).floor() as i64;
@@ -137,7 +127,7 @@ impl Rooms {
             *r.running.entry(key.to_string()).or_default() += n as i64;
         }
         if let Some(r) = &mut self.rate {
-            let bucket = r.bucket(key).to_string();
+            let bucket = r.rate.bucket(key).to_string();
             let have = r
                 .tokens
                 .entry(bucket.clone())
@@ -167,7 +157,7 @@ impl Rooms {
             }
         }
         if let Some(r) = &mut self.rate {
-            let bucket = r.bucket(key).to_string();
+            let bucket = r.rate.bucket(key).to_string();
             if let Some(have) = r.tokens.get_mut(&bucket) {
                 *have += r.units * n as f64;
             }
@@ -249,6 +239,15 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// The use of rate limit `name`, `units` a run, from each key's bucket (`keyed`) or one.
+    fn spends(name: &str, units: u32, keyed: bool) -> RateLimitUse {
+        RateLimitUse {
+            name: name.into(),
+            units,
+            key: keyed.then(|| "customer".into()),
+        }
+    }
+
     #[test]
     fn a_key_has_the_room_its_limit_leaves_within_what_the_claim_wants() {
         let mut rooms = Rooms::new(3).running(2, vec![("a".into(), 2), ("b".into(), 1)]);
@@ -272,7 +271,7 @@ mod tests {
             per: Duration::from_secs(1),
         };
         // 2 units a run, at t = 1 s.
-        let mut rooms = Rooms::new(100).rate(limit, 2, true, 1_000_000);
+        let mut rooms = Rooms::new(100).rate(limit, &spends("stripe", 2, true), 1_000_000);
         rooms.load("a".into(), 1.0, 900_000); // 1 + 0.1 s × 10/s = 2 units
         rooms.load("b".into(), 0.0, 1_000_000);
         assert_eq!(rooms.room("a"), Some(1));
@@ -295,9 +294,11 @@ mod tests {
             per: Duration::from_secs(1),
         };
         // At most 2 running per key, 5 units a second for the whole task, 1 unit a run.
-        let mut rooms = Rooms::new(10)
-            .running(2, vec![("a".into(), 1)])
-            .rate(limit, 1, false, 0);
+        let mut rooms = Rooms::new(10).running(2, vec![("a".into(), 1)]).rate(
+            limit,
+            &spends("api", 1, false),
+            0,
+        );
         assert_eq!(rooms.bucket("a"), Some(""), "one bucket for every key");
         rooms.load("".into(), 4.0, 0);
         assert_eq!(rooms.room("a"), Some(1), "a runs one of its 2");
@@ -352,7 +353,7 @@ mod tests {
             limit: 3,
             per: Duration::from_secs(1),
         };
-        let mut rooms = Rooms::new(10).rate(limit, 5, true, 0);
+        let mut rooms = Rooms::new(10).rate(limit, &spends("big", 5, true), 0);
         assert_eq!(rooms.room("k"), Some(1));
         rooms.took("k", 1);
         assert_eq!(rooms.room("k"), None);

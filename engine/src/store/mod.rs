@@ -205,35 +205,15 @@ pub struct WorkerRecord {
 
 /// How a limited task's runs are claimed, key by key (see [`NewRun::concurrency_key`]): under a
 /// concurrency limit, a rate limit, or both.
+///
+/// [`RateLimitUse::bucket`]: owlclaw_core::ratelimit::RateLimitUse::bucket
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limit {
     /// At most this many running per key.
     pub concurrency: Option<u32>,
-    /// Each attempt spends units of a rate limit.
-    pub rate: Option<RateUse>,
-}
-
-/// A limited task's use of a rate limit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RateUse {
-    /// The rate limit.
-    pub name: String,
-    /// Units per attempt.
-    pub units: u32,
-    /// Whether each key has its own bucket; otherwise the task's runs share the bucket of the
-    /// empty key (beside a concurrency limit, the runs' key is the concurrency key).
-    pub keyed: bool,
-}
-
-impl RateUse {
-    /// The bucket a run of `key` spends from.
-    pub fn bucket<'a>(&self, key: &'a str) -> &'a str {
-        if self.keyed {
-            key
-        } else {
-            ""
-        }
-    }
+    /// Each attempt spends units of a rate limit, from the bucket
+    /// [`RateLimitUse::bucket`] names.
+    pub rate: Option<owlclaw_core::ratelimit::RateLimitUse>,
 }
 
 impl Limit {
@@ -241,11 +221,7 @@ impl Limit {
     pub fn of(def: &TaskDef) -> Option<Limit> {
         let limit = Limit {
             concurrency: def.concurrency.as_ref().map(|c| c.max),
-            rate: def.rate_limit.as_ref().map(|r| RateUse {
-                name: r.name.clone(),
-                units: r.units,
-                keyed: r.key.is_some(),
-            }),
+            rate: def.rate_limit.clone(),
         };
         (limit.concurrency.is_some() || limit.rate.is_some()).then_some(limit)
     }

@@ -9,8 +9,8 @@
 use super::queue::{report_and_claim, Pick};
 use super::*;
 use crate::store::limits::{note_units_due, Rooms};
-use crate::store::{micros, ClaimRequest, Limit, RateUse};
-use owlclaw_core::ratelimit::RateLimit;
+use crate::store::{micros, ClaimRequest, Limit};
+use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
 
 /// Claims up to `n` runs of the worker's limited tasks inside the caller's transaction.
 pub(super) async fn claim_limited(
@@ -140,7 +140,7 @@ pub(super) async fn claim_limited(
             .execute(&mut *tx)
             .await?;
         }
-        if let Some(RateUse { name, .. }) = &limit.rate {
+        if let Some(RateLimitUse { name, .. }) = &limit.rate {
             let (keys, tokens): (Vec<String>, Vec<f64>) = rooms.spent().into_iter().unzip();
             if !keys.is_empty() {
                 sqlx::query(
@@ -204,7 +204,7 @@ async fn rooms(
         let Some(l) = rate_limit(conn, &worker.tenant, &r.name).await? else {
             return Ok(None);
         };
-        rooms = rooms.rate(l, r.units, r.keyed, micros(now));
+        rooms = rooms.rate(l, r, micros(now));
     }
     Ok(Some(rooms))
 }

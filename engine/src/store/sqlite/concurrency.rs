@@ -7,7 +7,8 @@ use super::queue::claim_picked;
 use super::ratelimits::{bucket, rate_limit};
 use super::*;
 use crate::store::limits::{note_units_due, Rooms};
-use crate::store::{Limit, RateUse};
+use crate::store::Limit;
+use owlclaw_core::ratelimit::RateLimitUse;
 
 /// Claims up to `n` runs of the worker's limited tasks inside the caller's transaction.
 pub(super) fn claim_limited(
@@ -79,7 +80,7 @@ pub(super) fn claim_limited(
                 params![worker.tenant, task, k],
             )?;
         }
-        if let Some(RateUse { name, .. }) = &limit.rate {
+        if let Some(RateLimitUse { name, .. }) = &limit.rate {
             for (k, tokens) in rooms.spent() {
                 exec(
                     conn,
@@ -122,7 +123,7 @@ fn rooms(
         let Some(l) = rate_limit(conn, &worker.tenant, &r.name)? else {
             return Ok(None);
         };
-        rooms = rooms.rate(l, r.units, r.keyed, micros(now));
+        rooms = rooms.rate(l, r, micros(now));
     }
     Ok(Some(rooms))
 }
