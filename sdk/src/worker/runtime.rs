@@ -1,12 +1,15 @@
 //! The worker's loop: one `select!` that owns the runs in flight (a `JoinSet`, each run holding an
-//! owned permit of the slots' semaphore) and the two exchanges with the engine that may be in
-//! flight at once:
+//! owned permit of the slots' semaphore) and the exchanges with the engine that may be in flight
+//! at once:
 //! - the *poll* holds the free slots in a long poll, so an idle worker starts new work as soon as
 //!   it is scheduled (no poll interval);
 //! - the *report* sends finished runs as soon as they finish, batched (what finishes while one
 //!   report is in flight goes in the next), and in the same round trip claims work for the slots
 //!   they freed; every heartbeat it also renews the leases of the runs in flight and learns which
-//!   of them to stop (cancelled, or lost).
+//!   of them to stop (cancelled, or lost). A second report may leave while one is in flight, once
+//!   a full set of slots' worth of runs has finished: the engine then works on both at once (two
+//!   database connections, two cores) instead of the worker waiting for one answer before it
+//!   sends the next (figures in `bench/README.md`).
 //!
 //! The worker also claims ahead: runs beyond its free slots wait in a buffer, leased to it, and
 //! start the moment a slot frees, while the report of the runs that freed it is in flight. The
@@ -32,6 +35,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::{JoinError, JoinSet};
@@ -45,6 +49,8 @@ const POLL_WAIT: Duration = Duration::from_secs(10);
 const HAND_BACK_WAIT: Duration = Duration::from_secs(5);
 /// Tries of the last report, at shutdown.
 const FINAL_TRIES: usize = 5;
+/// Reports in flight at once, at most (see the module's documentation).
+const MAX_REPORTS: usize = 2;
 /// The worker claims ahead the runs its slots will start within this time (see the module's
 /// documentation).
 pub(super) const AHEAD_HORIZON: Duration = Duration::from_millis(20);
@@ -118,8 +124,9 @@ pub(super) struct Runtime {
     /// The id of the long poll to send, kept after a transient failure so that the retry gets
     /// back what the engine claimed for it if the answer was lost.
     poll_id: Option<RequestId>,
-    /// The same for the next report.
-    report_id: Option<RequestId>,
+    /// The ids of reports to send again (after a transient failure), oldest first: each goes
+    /// with the next report.
+    resend: VecDeque<RequestId>,
 }
 
 /// The id of an exchange request, and whether it was sent already.
@@ -162,6 +169,21 @@ async fn in_flight<T>(f: &mut Option<BoxFuture<T>>) -> T {
         Some(f) => f.await,
         None => std::future::pending().await,
     }
+}
+
+/// Resolves with the output of the first of `fs` to finish (removed from `fs`), or never when
+/// there is none.
+async fn first_of<T>(fs: &mut Vec<BoxFuture<T>>) -> T {
+    std::future::poll_fn(|cx| {
+        for i in 0..fs.len() {
+            if let Poll::Ready(out) = fs[i].as_mut().poll(cx) {
+                drop(fs.swap_remove(i));
+                return Poll::Ready(out);
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// Resolves at `at`, or never.
@@ -213,7 +235,7 @@ impl Runtime {
             pending: Vec::new(),
             freed: None,
             poll_id: None,
-            report_id: None,
+            resend: VecDeque::new(),
         }
     }
 
@@ -222,7 +244,7 @@ impl Runtime {
         let mut tick = tokio::time::interval(self.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut poll: Option<BoxFuture<(Result<ExchangeResponse>, OwnedSemaphorePermit)>> = None;
-        let mut report: Option<BoxFuture<Reported>> = None;
+        let mut reports: Vec<BoxFuture<(RequestId, Reported)>> = Vec::new();
         // After a failure, no poll (report) before this time.
         let mut poll_after: Option<Instant> = None;
         let mut report_after: Option<Instant> = None;
@@ -244,10 +266,10 @@ impl Runtime {
                 let next = self.ahead.pop_front().expect("a run claimed ahead");
                 self.start(next, slot);
             }
-            if report.is_none() {
+            if reports.len() < MAX_REPORTS {
                 // Every run that has finished goes in the next report.
                 self.take_finished();
-                if !self.pending.is_empty() && !self.runs.is_empty() {
+                if reports.is_empty() && !self.pending.is_empty() && !self.runs.is_empty() {
                     // Runs started together tend to finish together: let those ready to finish
                     // do so before the report leaves, so that they share it (one round trip and
                     // one commit) rather than split into two groups that alternate forever.
@@ -255,23 +277,30 @@ impl Runtime {
                     self.take_finished();
                 }
             }
-            if report.is_none() && report_after.is_none() && (beat || !self.pending.is_empty()) {
+            // A second report goes while one is in flight only with a full set of slots' worth of
+            // runs: then the engine's two answers overlap rather than wait on each other, and a
+            // report never leaves for a run or two.
+            let due = match reports.len() {
+                0 => beat || !self.pending.is_empty(),
+                n => n < MAX_REPORTS && self.pending.len() >= self.slots as usize,
+            };
+            if due && report_after.is_none() {
                 // While a long poll holds idle slots, the poll takes new work for them: claiming
                 // ahead then would leave runs waiting in the buffer behind idle slots.
                 let ahead = !stopping && poll.is_none();
-                report = Some(self.report(std::mem::take(&mut beat), stopping, ahead));
+                reports.push(self.report(std::mem::take(&mut beat), stopping, ahead));
             }
-            if stopping && self.running.is_empty() && report.is_none() {
+            if stopping && self.running.is_empty() && reports.is_empty() {
                 break;
             }
             // Runs waiting in the buffer take the slots that free: no poll holds them meanwhile.
             let may_poll =
                 poll.is_none() && poll_after.is_none() && !stopping && self.ahead.is_empty();
             tokio::select! {
-                // While a report is in flight, runs that finish wait in the set (they go in the
-                // next report anyway): the loop is not woken for each of them, unless runs claimed
-                // ahead wait for their slots.
-                Some(joined) = self.runs.join_next(), if (report.is_none() || !self.ahead.is_empty()) && !self.runs.is_empty() => {
+                // While the reports in flight are as many as may be, runs that finish wait in the
+                // set (they go in the next report anyway): the loop is not woken for each of
+                // them, unless runs claimed ahead wait for their slots.
+                Some(joined) = self.runs.join_next(), if (reports.len() < MAX_REPORTS || !self.ahead.is_empty()) && !self.runs.is_empty() => {
                     self.finished(joined);
                 }
                 (polled, slots) = in_flight(&mut poll) => {
@@ -290,11 +319,11 @@ impl Runtime {
                         }
                     }
                 }
-                reported = in_flight(&mut report) => {
-                    report = None;
-                    match &reported {
-                        Reported::Failed(_, e) if e.is_transient() => {}
-                        _ => self.report_id = None,
+                (id, reported) = first_of(&mut reports), if !reports.is_empty() => {
+                    // A report that failed for a reason that may have hidden its answer goes
+                    // again with the same id.
+                    if matches!(&reported, Reported::Failed(_, e) if e.is_transient()) {
+                        self.resend.push_back(id);
                     }
                     match reported {
                         Reported::Answered(resp, slots) => {
@@ -335,8 +364,8 @@ impl Runtime {
                 }
             }
         }
-        if let Some(r) = report {
-            match r.await {
+        for r in reports {
+            match r.await.1 {
                 // Runs it claimed are not started now: handed back below, with the report.
                 Reported::Answered(resp, _) => self.ahead.extend(resp.assignments),
                 Reported::Singly(again) | Reported::Failed(again, _) => self.requeue(again),
@@ -395,7 +424,12 @@ impl Runtime {
 
     /// Reports the finished runs, claims work for the slots they freed (and any other free one)
     /// unless the worker is stopping, and with `beat`, renews the leases of the runs in flight.
-    fn report(&mut self, beat: bool, stopping: bool, claim_ahead: bool) -> BoxFuture<Reported> {
+    fn report(
+        &mut self,
+        beat: bool,
+        stopping: bool,
+        claim_ahead: bool,
+    ) -> BoxFuture<(RequestId, Reported)> {
         let slots = if stopping {
             drop(self.freed.take());
             None
@@ -408,7 +442,9 @@ impl Runtime {
         } else {
             0
         };
-        let (request_id, resent, want) = RequestId::next(&mut self.report_id, free + ahead);
+        let mut id = self.resend.pop_front();
+        let (request_id, resent, want) = RequestId::next(&mut id, free + ahead);
+        let id = id.expect("RequestId::next fills its slot");
         let req = ExchangeRequest {
             completions: std::mem::take(&mut self.pending),
             held: if beat { self.held() } else { Vec::new() },
@@ -421,7 +457,7 @@ impl Runtime {
         let link = self.link.clone();
         Box::pin(async move {
             let sent = req.completions.clone();
-            match link.exchange(req).await {
+            let reported = match link.exchange(req).await {
                 Ok(resp) => Reported::Answered(resp, slots),
                 Err(e @ Error::InvalidInput { .. }) if !sent.is_empty() => {
                     // The engine refused the report itself: sending it again would be refused
@@ -432,7 +468,8 @@ impl Runtime {
                 }
                 // Report them again: stale completions are ignored by the engine.
                 Err(e) => Reported::Failed(sent, e),
-            }
+            };
+            (id, reported)
         })
     }
 
