@@ -116,6 +116,38 @@ pub(super) const CLAIM_PICKED: &str = report_and_claim!(
         timeout_ms, parent_id, run_at FROM claimed"
 );
 
+/// Moves up to `$2` timers due at `$1` to the queue (in due order; the `queued` events say `$3`)
+/// and wakes the other engines' workers when it did; then reads the earliest timer left, lease
+/// expiry and run expiry. Timers whose run another transaction holds (a cancel) are skipped and
+/// stay due, for the next pass; two replicas never promote one timer.
+pub(super) const PROMOTE_DUE: &str = "WITH picked AS (
+    SELECT run_seq, due_at FROM timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), locked AS (
+    SELECT seq FROM runs WHERE seq = ANY(ARRAY(SELECT run_seq FROM picked)) FOR UPDATE SKIP LOCKED
+), fired AS (
+    DELETE FROM timers WHERE run_seq = ANY(ARRAY(SELECT seq FROM locked)) RETURNING run_seq, due_at
+), ready AS (
+    UPDATE runs SET status = 'queued'
+    WHERE seq = ANY(ARRAY(SELECT run_seq FROM fired)) AND status = 'scheduled'
+    RETURNING seq, tenant, task, priority, attempt, concurrency_key
+), ordered AS (
+    SELECT r.*, f.due_at FROM ready r JOIN fired f ON f.run_seq = r.seq
+), q AS (
+    INSERT INTO queue (run_seq, tenant, task, priority, ckey)
+    SELECT seq, tenant, task, priority, concurrency_key FROM ordered ORDER BY due_at, seq
+), e AS (
+    INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason)
+    SELECT seq, $1, 'scheduled', 'queued', attempt, NULL, $3 FROM ordered ORDER BY due_at, seq
+), note AS (
+    SELECT pg_notify('owlclaw', 'work') FROM (SELECT 1 FROM ordered LIMIT 1) AS any_ready
+)
+SELECT (SELECT count(*) FROM ordered) AS promoted, (SELECT count(*) FROM note) AS noted,
+    (SELECT MIN(t.due_at) FROM timers t
+        WHERE NOT EXISTS (SELECT 1 FROM fired f WHERE f.run_seq = t.run_seq)) AS next_due,
+    (SELECT MIN(expires_at) FROM leases) AS next_expiry,
+    (SELECT MIN(at) FROM expiries) AS next_run_expiry";
+
 /// What a claim takes from the queue.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Pick<'a> {
@@ -361,89 +393,64 @@ impl PostgresStore {
 
     pub(super) async fn maintain_tx(&self, now: DateTime<Utc>, limit: u32) -> R<Maintenance> {
         let now_us = micros(now);
-        let (next_due, next_expiry, next_run_expiry): (Option<i64>, Option<i64>, Option<i64>) =
-            sqlx::query_as(
-                "SELECT (SELECT MIN(due_at) FROM timers), (SELECT MIN(expires_at) FROM leases), \
-             (SELECT MIN(at) FROM expiries)",
-            )
+        // One statement, committed on its own: the due timers go to the queue (a timer the
+        // maintenance loop slept to is not read first), and what comes next is read with them.
+        let (promoted, _noted, next_due, next_expiry, next_run_expiry): (
+            i64,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        ) = sqlx::query_as(PROMOTE_DUE)
+            .bind(now_us)
+            .bind(i64::from(limit))
+            .bind(lifecycle::reason::DUE)
             .fetch_one(&self.pool)
             .await?;
         let mut m = Maintenance {
+            promoted: promoted as usize,
             next_due: next_due.map(from_micros),
             next_run_expiry: next_run_expiry.map(from_micros),
             ..Maintenance::default()
         };
-        let due = next_due.is_some_and(|t| t <= now_us);
         let expired = next_expiry.is_some_and(|t| t <= now_us);
-        if !due && !expired {
+        if !expired {
             return Ok(m);
         }
         let mut tx = self.pool.begin().await?;
         let mut wakes = Wakes::default();
-        if due {
-            // Due timers whose run another transaction holds (a cancel) wait for the next pass.
-            let promoted: i64 = sqlx::query_scalar(
-                "WITH picked AS (SELECT run_seq, due_at FROM timers WHERE due_at <= $1 \
-                   ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED), \
-                 locked AS (SELECT seq FROM runs WHERE seq = ANY(ARRAY(SELECT run_seq FROM picked)) \
-                   FOR UPDATE SKIP LOCKED), \
-                 fired AS (DELETE FROM timers WHERE run_seq = ANY(ARRAY(SELECT seq FROM locked)) \
-                   RETURNING run_seq, due_at), \
-                 ready AS (UPDATE runs SET status = 'queued' \
-                   WHERE seq = ANY(ARRAY(SELECT run_seq FROM fired)) AND status = 'scheduled' \
-                   RETURNING seq, tenant, task, priority, attempt, concurrency_key), \
-                 ordered AS (SELECT r.*, f.due_at FROM ready r JOIN fired f ON f.run_seq = r.seq), \
-                 q AS (INSERT INTO queue (run_seq, tenant, task, priority, ckey) \
-                   SELECT seq, tenant, task, priority, concurrency_key FROM ordered \
-                   ORDER BY due_at, seq), \
-                 e AS (INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
-                   SELECT seq, $1, 'scheduled', 'queued', attempt, NULL, $3 FROM ordered \
-                   ORDER BY due_at, seq) \
-                 SELECT count(*) FROM ordered",
-            )
+        // Two replicas never expire the same lease: each skips what the other holds.
+        let sql = format!(
+            "WITH picked AS (SELECT run_seq, deadline FROM leases WHERE expires_at <= $1 \
+               ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             SELECT {STATE_COLS}, p.deadline FROM runs JOIN picked p ON p.run_seq = runs.seq \
+             WHERE runs.seq = ANY(ARRAY(SELECT run_seq FROM picked)) \
+             ORDER BY runs.seq FOR UPDATE OF runs SKIP LOCKED"
+        );
+        let rows: Vec<ExpiredRow> = sqlx::query_as(&sql)
             .bind(now_us)
             .bind(i64::from(limit))
-            .bind(lifecycle::reason::DUE)
-            .fetch_one(&mut *tx)
+            .fetch_all(&mut *tx)
             .await?;
-            m.promoted = promoted as usize;
-            if promoted > 0 {
-                wakes.work = true;
+        let mut changes = Vec::with_capacity(rows.len());
+        let mut orphans = Vec::new();
+        for row in rows {
+            let deadline_passed = row.deadline <= now_us;
+            let mut st = Locked::try_from(row.state)?;
+            match st.plan(Happening::LeaseExpired { deadline_passed }, now)? {
+                Some(change) => changes.push(change),
+                None => orphans.push(st.seq),
             }
         }
-        if expired {
-            // Two replicas never expire the same lease: each skips what the other holds.
-            let sql = format!(
-                "WITH picked AS (SELECT run_seq, deadline FROM leases WHERE expires_at <= $1 \
-                   ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-                 SELECT {STATE_COLS}, p.deadline FROM runs JOIN picked p ON p.run_seq = runs.seq \
-                 WHERE runs.seq = ANY(ARRAY(SELECT run_seq FROM picked)) \
-                 ORDER BY runs.seq FOR UPDATE OF runs SKIP LOCKED"
-            );
-            let rows: Vec<ExpiredRow> = sqlx::query_as(&sql)
-                .bind(now_us)
-                .bind(i64::from(limit))
-                .fetch_all(&mut *tx)
+        if !orphans.is_empty() {
+            sqlx::query("DELETE FROM leases WHERE run_seq = ANY($1)")
+                .bind(&orphans)
+                .execute(&mut *tx)
                 .await?;
-            let mut changes = Vec::with_capacity(rows.len());
-            let mut orphans = Vec::new();
-            for row in rows {
-                let deadline_passed = row.deadline <= now_us;
-                let mut st = Locked::try_from(row.state)?;
-                match st.plan(Happening::LeaseExpired { deadline_passed }, now)? {
-                    Some(change) => changes.push(change),
-                    None => orphans.push(st.seq),
-                }
-            }
-            if !orphans.is_empty() {
-                sqlx::query("DELETE FROM leases WHERE run_seq = ANY($1)")
-                    .bind(&orphans)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            apply(&mut tx, &changes, now, &mut wakes).await?;
-            m.expired = changes.len();
         }
+        apply(&mut tx, &changes, now, &mut wakes).await?;
+        m.expired = changes.len();
+        // Retries of the expired runs wait for their backoff: the next timer may be earlier.
         let next: Option<i64> = sqlx::query_scalar("SELECT MIN(due_at) FROM timers")
             .fetch_one(&mut *tx)
             .await?;
