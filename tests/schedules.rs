@@ -259,33 +259,21 @@ async fn hold(ctx: Context, input: serde_json::Value) -> anyhow::Result<()> {
 
 async fn overlap_policies(env: TestEnv) {
     let client = env.client().await;
-    let worker = client
-        .worker("w")
-        .slots(8)
-        .task::<hold>()
-        .start()
-        .await
-        .unwrap();
-    let schedules = create_overlapping(
-        &client,
-        [
-            (Overlap::Skip, "1s", serde_json::json!({"hold_ms": 2500})),
-            (
-                Overlap::CancelPrevious,
-                "1s",
-                serde_json::json!({"hold_ms": 30_000}),
-            ),
-            // Ticks every 2 s, runs of 2.5 s: the tick 2 s into a run waits for it.
-            (
-                Overlap::BufferOne,
-                "2s",
-                serde_json::json!({"hold_ms": 2500}),
-            ),
-        ],
-    )
-    .await;
-    check_overlap(&client, &schedules).await;
-    worker.shutdown().await.unwrap();
+    let policies = [
+        (Overlap::Skip, "1s", serde_json::json!({"hold_ms": 2500})),
+        (
+            Overlap::CancelPrevious,
+            "1s",
+            serde_json::json!({"hold_ms": 30_000}),
+        ),
+        // Ticks every 2 s, runs of 2.5 s: the tick 2 s into a run waits for it.
+        (
+            Overlap::BufferOne,
+            "2s",
+            serde_json::json!({"hold_ms": 2500}),
+        ),
+    ];
+    overlap(&client, Time::Real, policies).await;
 }
 
 /// The same policies by a clock the test moves (`owlclaw::testing::TestEngine`): runs that
@@ -293,7 +281,25 @@ async fn overlap_policies(env: TestEnv) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlap_policies_by_the_test_clock() {
     let t = owlclaw::testing::TestEngine::start().await.unwrap();
-    let client = t.client().clone();
+    let policies = [
+        (Overlap::Skip, "1m", serde_json::json!({"nap_s": 150})),
+        (
+            Overlap::CancelPrevious,
+            "1m",
+            serde_json::json!({"nap_s": 3600}),
+        ),
+        (Overlap::BufferOne, "1m", serde_json::json!({"nap_s": 150})),
+    ];
+    overlap(t.client(), Time::Test(&t), policies).await;
+}
+
+/// A worker serving `sched.hold`, a schedule per policy, then what each policy let run once
+/// twelve minutes have been brought (a real clock brings them while the check waits).
+async fn overlap(
+    client: &owlclaw::Client,
+    time: Time<'_>,
+    policies: [(Overlap, &str, serde_json::Value); 3],
+) {
     let worker = client
         .worker("w")
         .slots(8)
@@ -301,21 +307,9 @@ async fn overlap_policies_by_the_test_clock() {
         .start()
         .await
         .unwrap();
-    let schedules = create_overlapping(
-        &client,
-        [
-            (Overlap::Skip, "1m", serde_json::json!({"nap_s": 150})),
-            (
-                Overlap::CancelPrevious,
-                "1m",
-                serde_json::json!({"nap_s": 3600}),
-            ),
-            (Overlap::BufferOne, "1m", serde_json::json!({"nap_s": 150})),
-        ],
-    )
-    .await;
-    t.advance(Duration::from_secs(12 * 60)).await.unwrap();
-    check_overlap(&client, &schedules).await;
+    let schedules = create_overlapping(client, policies).await;
+    time.bring(Duration::from_secs(12 * 60)).await;
+    check_overlap(client, &schedules).await;
     worker.shutdown().await.unwrap();
 }
 

@@ -1565,19 +1565,16 @@ fn cron_run(rec: &CronRecord, tick: DateTime<Utc>) -> NewRun {
     r
 }
 
-/// A tick fires once however often (and by however many stores) it is fired; `last_tick` only
-/// moves forward and survives an update of the schedule.
-async fn cron_ticks_fire_once(h: &Harness) {
-    let s = &*h.store;
-    let t = t0();
-    let rec = CronRecord {
+/// A schedule of `task` created at `t` (UTC, the default policies), as the engine stores it.
+fn cron_record(id: &str, task: &str, expr: &str, input: Value, t: DateTime<Utc>) -> CronRecord {
+    CronRecord {
         tenant: TENANT.into(),
         schedule: CronSchedule {
-            id: "c1".into(),
-            task: "t.cron".into(),
-            expr: "* * * * *".into(),
+            id: id.into(),
+            task: task.into(),
+            expr: expr.into(),
             timezone: "UTC".into(),
-            input: json!({"x": 1}),
+            input,
             last_tick: None,
             next_tick: None,
             created_at: t,
@@ -1588,7 +1585,15 @@ async fn cron_ticks_fire_once(h: &Harness) {
             overlap: Default::default(),
             catch_up: Default::default(),
         },
-    };
+    }
+}
+
+/// A tick fires once however often (and by however many stores) it is fired; `last_tick` only
+/// moves forward and survives an update of the schedule.
+async fn cron_ticks_fire_once(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let rec = cron_record("c1", "t.cron", "* * * * *", json!({"x": 1}), t);
     s.upsert_cron(&rec).await.unwrap();
     let tick1 = t - secs(30.0);
     assert!(s
@@ -1899,25 +1904,7 @@ async fn wake_ups(h: &Harness) {
     drain(&mut rx);
     other.complete(&w, &[ok(id, 1, json!(1))], t).await.unwrap();
     expect(&mut rx, Wake::Finished, "completing a run").await;
-    let rec = CronRecord {
-        tenant: TENANT.into(),
-        schedule: CronSchedule {
-            id: "c1".into(),
-            task: "t.w".into(),
-            expr: "* * * * *".into(),
-            timezone: "UTC".into(),
-            input: Value::Null,
-            last_tick: None,
-            next_tick: None,
-            created_at: t,
-            paused_at: None,
-            next_ticks: Vec::new(),
-            last_run: None,
-            last_fired: None,
-            overlap: Default::default(),
-            catch_up: Default::default(),
-        },
-    };
+    let rec = cron_record("c1", "t.w", "* * * * *", Value::Null, t);
     drain(&mut rx);
     other.upsert_cron(&rec).await.unwrap();
     expect(&mut rx, Wake::Crons, "creating a cron").await;
@@ -2836,25 +2823,9 @@ async fn links_of_finished_runs(h: &Harness) {
 async fn skipped_cron_ticks_and_policies(h: &Harness) {
     let s = &*h.store;
     let t = t0();
-    let rec = CronRecord {
-        tenant: TENANT.into(),
-        schedule: CronSchedule {
-            id: "c-policies".into(),
-            task: "t.cron".into(),
-            expr: "@every 1m".into(),
-            timezone: "UTC".into(),
-            input: json!(null),
-            last_tick: None,
-            next_tick: None,
-            created_at: t,
-            paused_at: None,
-            next_ticks: Vec::new(),
-            last_run: None,
-            last_fired: None,
-            overlap: owlclaw_core::cron::Overlap::Skip,
-            catch_up: owlclaw_core::cron::CatchUp::All,
-        },
-    };
+    let mut rec = cron_record("c-policies", "t.cron", "@every 1m", json!(null), t);
+    rec.schedule.overlap = owlclaw_core::cron::Overlap::Skip;
+    rec.schedule.catch_up = owlclaw_core::cron::CatchUp::All;
     s.upsert_cron(&rec).await.unwrap();
     let c = listed_cron(s).await;
     assert_eq!(
