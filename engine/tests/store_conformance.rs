@@ -137,6 +137,7 @@ conformance!(
     life_cycle_with_events,
     refusals,
     priority_then_fifo,
+    one_task_behind_another_tasks_backlog,
     delayed_runs_and_timers,
     retries_with_backoff,
     not_retryable_fails_at_once,
@@ -728,6 +729,39 @@ async fn priority_then_fifo(h: &Harness) {
             queued(TENANT.to_string(), "t.c", 10, 1),
             queued("other-tenant".to_string(), "t.a", 10, 1)
         ]
+    );
+}
+
+/// A worker of one task (claimed through the task's own index) takes its runs by priority, then
+/// FIFO, and none of another task's, however many of those are queued ahead of them.
+async fn one_task_behind_another_tasks_backlog(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let w = h.worker("w1", &["t.one"], t).await;
+    let mk = |task: &str, p: u8| {
+        let mut r = new_run(task, t);
+        r.priority = p;
+        r
+    };
+    insert(s, (0..300).map(|_| mk("t.many", 10)).collect(), t).await;
+    let mine = insert(
+        s,
+        vec![
+            mk("t.one", 1),
+            mk("t.one", 7),
+            mk("t.one", 1),
+            mk("t.one", 7),
+        ],
+        t,
+    )
+    .await;
+    let mut got = claim_ids(s, &w, 1, t + secs(1.0)).await;
+    got.extend(claim_ids(s, &w, 100, t + secs(1.0)).await);
+    assert_eq!(got, vec![mine[1], mine[3], mine[0], mine[2]]);
+    assert!(claim_ids(s, &w, 100, t + secs(1.0)).await.is_empty());
+    assert_eq!(
+        s.queue_depth().await.unwrap(),
+        vec![queued(TENANT.to_string(), "t.many", 10, 300)]
     );
 }
 

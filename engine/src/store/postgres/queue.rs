@@ -82,6 +82,17 @@ pub(super) const REPORT_AND_CLAIM: &str = report_and_claim!(
         timeout_ms, parent_id, run_at FROM claimed"
 );
 
+/// [`REPORT_AND_CLAIM`] for a worker of one task (`$2[1]`): a seek in `queue_by_task` (its
+/// collation is how this statement reaches it; see `0015_queue_by_task.sql`), however many runs
+/// of other tasks are queued.
+pub(super) const REPORT_AND_CLAIM_ONE: &str = report_and_claim!(
+    "",
+    "SELECT qid, run_seq FROM queue WHERE tenant = $1 AND task COLLATE \"C\" = $2[1]
+    ORDER BY priority DESC, qid LIMIT $3 FOR UPDATE SKIP LOCKED",
+    "SELECT 1 AS part, priority, qid AS ord, seq, id, task, input, attempt, max_attempts,
+        timeout_ms, parent_id, run_at FROM claimed"
+);
+
 /// [`REPORT_AND_CLAIM`] for a resent request `$11`: the runs still leased to the worker for it
 /// come first (their leases renewed), then new claims for the other slots.
 pub(super) const REPORT_AND_RECLAIM: &str = report_and_claim!(
@@ -193,6 +204,7 @@ pub(super) async fn report_and_claim(
     let sql = match qids {
         Some(_) => CLAIM_PICKED,
         None if request.is_some_and(|r| r.resent) => REPORT_AND_RECLAIM,
+        None if tasks.len() == 1 => REPORT_AND_CLAIM_ONE,
         None => REPORT_AND_CLAIM,
     };
     let query = sqlx::query(sql)
