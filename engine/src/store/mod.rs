@@ -205,14 +205,12 @@ pub struct WorkerRecord {
 
 /// How a limited task's runs are claimed, key by key (see [`NewRun::concurrency_key`]): under a
 /// concurrency limit, a rate limit, or both.
-///
-/// [`RateLimitUse::bucket`]: owlclaw_core::ratelimit::RateLimitUse::bucket
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limit {
     /// At most this many running per key.
     pub concurrency: Option<u32>,
     /// Each attempt spends units of a rate limit, from the bucket
-    /// [`RateLimitUse::bucket`] names.
+    /// [`RateLimitUse::bucket`](owlclaw_core::ratelimit::RateLimitUse::bucket) names.
     pub rate: Option<owlclaw_core::ratelimit::RateLimitUse>,
 }
 
@@ -250,12 +248,6 @@ impl Limit {
 }
 
 impl WorkerRecord {
-    /// Whether it serves a task without a limit (claimed in queue order); its limits are all of
-    /// tasks it serves.
-    pub fn has_unlimited(&self) -> bool {
-        self.tasks.len() > self.limits.len()
-    }
-
     /// The tasks it serves without a limit: those claimed in queue order.
     pub fn unlimited_tasks(&self) -> std::borrow::Cow<'_, [String]> {
         if self.limits.is_empty() {
