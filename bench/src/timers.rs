@@ -15,7 +15,7 @@
 use crate::mode::{Mode, Target};
 use crate::phases::{self, now_us, Rate};
 use anyhow::{bail, Context as _, Result};
-use owlclaw::{Client, Context, DateTime, RunId, ScheduleRequest, Task as _, Utc};
+use owlclaw::{Client, Context, DateTime, RunId, RunStatus, ScheduleRequest, Task as _, Utc};
 use serde::{Deserialize, Serialize};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -179,7 +179,7 @@ pub(crate) async fn measure(mode: Mode, pg_url: &str, say: &dyn Fn(String)) -> R
     ));
 
     let target = mode.open(None, "timers-load", pg_url).await?;
-    let (load_delayed, load_cron, load_drain) = under_load(&target).await?;
+    let (load_delayed, load_cron, load_drain) = under_load(&target, say).await?;
     target.close().await?;
     say(format!(
         "timer lateness under load ({} no-ops drained in {:.3}s = {:.0}/s meanwhile, by a worker \
@@ -430,7 +430,10 @@ async fn cron_at_rest(target: &Target) -> Result<Option<Lateness>> {
 /// drain phase (one worker, the protocol's slots; one per replica in `postgres2`), the timer runs
 /// by a worker of their own in the same process, so their lateness is the engine's and the
 /// store's under load, not a wait behind 20,000 runs queued earlier at the same priority.
-async fn under_load(target: &Target) -> Result<(Option<Lateness>, Option<Lateness>, Rate)> {
+async fn under_load(
+    target: &Target,
+    say: &dyn Fn(String),
+) -> Result<(Option<Lateness>, Option<Lateness>, Rate)> {
     SAMPLES.lock().unwrap().clear();
     let client = &target.client;
     phases::enqueue_bulk(client, LOAD_JOBS).await?;
@@ -481,6 +484,45 @@ async fn under_load(target: &Target) -> Result<(Option<Lateness>, Option<Latenes
         })
         .collect();
     let delayed = lateness(late, 0);
+    say(stages(client, from_us, to_us).await?);
     let cron = cron_lateness(client, from_us, to_us).await?;
     Ok((delayed, cron, load))
+}
+
+/// Where the lateness of the delayed runs due from `from_us` to `to_us` went, from their events
+/// (the engine's clock, which is this machine's): due → queued (the maintenance pass that
+/// promoted the timer began), queued → running (the claim began), running → the body started
+/// in the worker. A progress line, not a protocol figure.
+async fn stages(client: &Client, from_us: i64, to_us: i64) -> Result<String> {
+    let (mut promoted, mut claimed, mut started) = (vec![], vec![], vec![]);
+    for s in samples(Kind::Delayed) {
+        let Some(due) = s.due_us.filter(|d| (from_us..=to_us).contains(d)) else {
+            continue;
+        };
+        let events = client
+            .events(s.run)
+            .await
+            .context("reading a run's events")?;
+        let at = |to: RunStatus| {
+            events
+                .iter()
+                .find(|e| e.to == to)
+                .map(|e| e.at.timestamp_micros())
+        };
+        if let (Some(queued), Some(running)) = (at(RunStatus::Queued), at(RunStatus::Running)) {
+            promoted.push(queued - due);
+            claimed.push(running - queued);
+            started.push(s.at_us - running);
+        }
+    }
+    let part = |name: &str, us: Vec<i64>| match lateness(us, 0) {
+        Some(l) => format!("{name} p50={:.2}ms p99={:.2}ms", l.p50, l.p99),
+        None => format!("{name} n=0"),
+    };
+    Ok(format!(
+        "delayed runs under load by stage: {}, {}, {}",
+        part("due→queued", promoted),
+        part("queued→claimed", claimed),
+        part("claimed→body", started)
+    ))
 }
