@@ -138,6 +138,7 @@ conformance!(
     refusals,
     priority_then_fifo,
     one_task_behind_another_tasks_backlog,
+    several_tasks_behind_another_tasks_backlog,
     delayed_runs_and_timers,
     retries_with_backoff,
     not_retryable_fails_at_once,
@@ -735,34 +736,55 @@ async fn priority_then_fifo(h: &Harness) {
 /// A worker of one task (claimed through the task's own index) takes its runs by priority, then
 /// FIFO, and none of another task's, however many of those are queued ahead of them.
 async fn one_task_behind_another_tasks_backlog(h: &Harness) {
+    let mine = [("t.one", 1), ("t.one", 7), ("t.one", 1), ("t.one", 7)];
+    let (ids, got) = behind_a_backlog(h, &["t.one"], &mine, &[1, 100]).await;
+    assert_eq!(got, vec![ids[1], ids[3], ids[0], ids[2]]);
+}
+
+/// The same for a worker of several tasks: its claims merge its tasks' queues in priority
+/// order, then first in first out, past another task's backlog.
+async fn several_tasks_behind_another_tasks_backlog(h: &Harness) {
+    let mine = [
+        ("t.a", 1),
+        ("t.b", 7),
+        ("t.a", 7),
+        ("t.b", 1),
+        ("t.b", 3),
+        ("t.a", 3),
+    ];
+    let (ids, got) = behind_a_backlog(h, &["t.a", "t.b"], &mine, &[1, 2, 100]).await;
+    assert_eq!(got, vec![ids[1], ids[2], ids[4], ids[5], ids[0], ids[3]]);
+}
+
+/// Queues 300 runs of another task at priority 10, then `mine` (task, priority), and claims
+/// for a worker of `tasks` `claims` runs at a time. Returns the ids of `mine` and the runs
+/// claimed, in order, after checking that nothing of the worker's is left and the backlog is.
+async fn behind_a_backlog(
+    h: &Harness,
+    tasks: &[&str],
+    mine: &[(&str, u8)],
+    claims: &[u32],
+) -> (Vec<RunId>, Vec<RunId>) {
     let s = &*h.store;
     let t = t0();
-    let w = h.worker("w1", &["t.one"], t).await;
+    let w = h.worker("w1", tasks, t).await;
     let mk = |task: &str, p: u8| {
         let mut r = new_run(task, t);
         r.priority = p;
         r
     };
     insert(s, (0..300).map(|_| mk("t.many", 10)).collect(), t).await;
-    let mine = insert(
-        s,
-        vec![
-            mk("t.one", 1),
-            mk("t.one", 7),
-            mk("t.one", 1),
-            mk("t.one", 7),
-        ],
-        t,
-    )
-    .await;
-    let mut got = claim_ids(s, &w, 1, t + secs(1.0)).await;
-    got.extend(claim_ids(s, &w, 100, t + secs(1.0)).await);
-    assert_eq!(got, vec![mine[1], mine[3], mine[0], mine[2]]);
+    let ids = insert(s, mine.iter().map(|(task, p)| mk(task, *p)).collect(), t).await;
+    let mut got = Vec::new();
+    for n in claims {
+        got.extend(claim_ids(s, &w, *n, t + secs(1.0)).await);
+    }
     assert!(claim_ids(s, &w, 100, t + secs(1.0)).await.is_empty());
     assert_eq!(
         s.queue_depth().await.unwrap(),
         vec![queued(TENANT.to_string(), "t.many", 10, 300)]
     );
+    (ids, got)
 }
 
 /// Delayed runs wait in `scheduled` until due; `maintain` promotes only due timers, in due
@@ -1938,6 +1960,14 @@ async fn wake_ups(h: &Harness) {
     drain(&mut rx);
     other.complete(&w, &[ok(id, 1, json!(1))], t).await.unwrap();
     expect(&mut rx, Wake::Finished, "completing a run").await;
+    // A claim for several tasks locks the first runs of each, and takes fewer: those it left
+    // were hidden from other claims meanwhile, so it wakes them.
+    let w2 = worker_on(&*other, TENANT, "w2", &["t.w", "t.x"], t).await;
+    insert(&*other, vec![new_run("t.w", t), new_run("t.x", t)], t).await;
+    expect(&mut rx, Wake::Work, "inserting queued runs").await;
+    drain(&mut rx);
+    assert_eq!(other.claim(&w2, 1, t, LEASE, None).await.unwrap().len(), 1);
+    expect(&mut rx, Wake::Work, "claiming one of two runs of two tasks").await;
     let rec = cron_record("c1", "t.w", "* * * * *", Value::Null, t);
     drain(&mut rx);
     other.upsert_cron(&rec).await.unwrap();

@@ -10,9 +10,13 @@ use owlclaw_core::lifecycle;
 
 /// The statement of [`REPORT_AND_CLAIM`], [`REPORT_AND_RECLAIM`] and [`CLAIM_PICKED`]: `$again`
 /// adds CTEs before the claim, `$picked` selects the queue rows to claim, `$rows` the runs it
-/// returns.
+/// returns; `$noted` adds to the count of notifications sent (each CTE that notifies must be
+/// read, or it does not run).
 macro_rules! report_and_claim {
     ($again:literal, $picked:literal, $rows:literal) => {
+        report_and_claim!($again, $picked, $rows, "")
+    };
+    ($again:literal, $picked:literal, $rows:literal, $noted:literal) => {
         concat!(
             "WITH c AS (
     SELECT * FROM UNNEST($8::text[], $9::bigint[], $10::text[]) AS c(id, attempt, output)
@@ -54,7 +58,9 @@ macro_rules! report_and_claim {
     INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason)
     SELECT seq, $4, 'queued', 'running', attempt, $5, $12 FROM claimed ORDER BY priority DESC, qid
 )
-SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM note) AS noted,
+SELECT (SELECT count(*) FROM done) AS changed, (SELECT count(*) FROM note)",
+            $noted,
+            " AS noted,
        k.seq, k.id, k.task, k.input, k.attempt, k.max_attempts, k.timeout_ms, k.parent_id,
        k.run_at
 FROM (SELECT 1) AS one LEFT JOIN (",
@@ -74,17 +80,28 @@ ORDER BY k.part, k.priority DESC, k.ord"
 ///
 /// Claims skip queue rows, and runs, locked by others (another replica's claim, a cancel in
 /// progress): they never wait, and never hand out a run twice.
+///
+/// Each task's first runs are sought in `queue_by_task` (up to `$3` of each, locked) and merged,
+/// so that other tasks' backlogs are not walked. The rows locked beyond the `$3` taken stay
+/// queued, and were hidden from concurrent claims while this one ran: when there are any, the
+/// statement wakes the long polls (`work`), which look again once it has committed.
 pub(super) const REPORT_AND_CLAIM: &str = report_and_claim!(
-    "",
-    "SELECT qid, run_seq FROM queue WHERE tenant = $1 AND task = ANY($2)
-    ORDER BY priority DESC, qid LIMIT $3 FOR UPDATE SKIP LOCKED",
+    ", sought AS (
+    SELECT s.qid, s.run_seq, s.priority FROM UNNEST($2::text[]) AS t(task) CROSS JOIN LATERAL (
+        SELECT qid, run_seq, priority FROM queue WHERE tenant = $1 AND task COLLATE \"C\" = t.task
+        ORDER BY priority DESC, qid LIMIT $3 FOR UPDATE SKIP LOCKED) s
+), spare AS (
+    SELECT pg_notify('owlclaw', 'work') WHERE (SELECT count(*) FROM sought) > $3
+)",
+    "SELECT qid, run_seq FROM sought ORDER BY priority DESC, qid LIMIT $3",
     "SELECT 1 AS part, priority, qid AS ord, seq, id, task, input, attempt, max_attempts,
-        timeout_ms, parent_id, run_at FROM claimed"
+        timeout_ms, parent_id, run_at FROM claimed",
+    " + (SELECT count(*) FROM spare)"
 );
 
-/// [`REPORT_AND_CLAIM`] for a worker of one task (`$2[1]`): a seek in `queue_by_task` (its
-/// collation is how this statement reaches it; see `0015_queue_by_task.sql`), however many runs
-/// of other tasks are queued.
+/// [`REPORT_AND_CLAIM`] for a worker of one task (`$2[1]`): one seek in `queue_by_task` (its
+/// collation is how these statements reach it; see `0015_queue_by_task.sql`), however many runs
+/// of other tasks are queued, and no rows locked beyond those taken.
 pub(super) const REPORT_AND_CLAIM_ONE: &str = report_and_claim!(
     "",
     "SELECT qid, run_seq FROM queue WHERE tenant = $1 AND task COLLATE \"C\" = $2[1]
