@@ -2509,6 +2509,50 @@ async fn postgres_errors_hide_the_password() {
     assert!(!format!("{e} {e:?}").contains("hunter2"), "{e:?}");
 }
 
+/// The PostgreSQL store vacuums the queue's hot tables itself after enough claims (their dead
+/// index entries would slow every claim until autovacuum came, if it does), in the background,
+/// and claims go on meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_vacuums_the_queue_tables() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let store = owlclaw_engine::store::postgres::PostgresStore::open(&db.url)
+        .await
+        .unwrap()
+        .vacuum_every(50);
+    let t = t0();
+    let w = worker_on(&store, TENANT, "w1", &["t.v"], t).await;
+    let ids = insert(&store, (0..120).map(|_| new_run("t.v", t)).collect(), t).await;
+    let mut claimed = Vec::new();
+    for _ in 0..12 {
+        claimed.extend(claim_ids(&store, &w, 10, t).await);
+    }
+    assert_eq!(claimed, ids, "every run claimed once, in order");
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT relname::text, vacuum_count FROM pg_stat_user_tables \
+             WHERE relname IN ('queue', 'leases', 'timers') ORDER BY relname",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        if store.vacuums() >= 1 && counts.iter().all(|(_, n)| *n >= 1) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no vacuum of the hot tables within 30 s after 120 claims: {counts:?}, {} done",
+            store.vacuums()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = conn.close().await;
+    store.close().await;
+}
+
 /// Replicas starting at once on a fresh database migrate it once, without errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_concurrent_migrations() {

@@ -61,6 +61,7 @@ mod ratelimits;
 mod runs;
 mod steps;
 mod tokens;
+mod vacuum;
 mod waits;
 mod wakes;
 mod workers;
@@ -296,6 +297,7 @@ pub struct PostgresStore {
     place: Place,
     /// The single-connection pools of the wake-up listeners, closed with the store.
     listeners: std::sync::Arc<Mutex<Vec<PgPool>>>,
+    vacuum: std::sync::Arc<vacuum::Vacuum>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -357,7 +359,22 @@ impl PostgresStore {
             opts,
             place,
             listeners: Default::default(),
+            vacuum: vacuum::Vacuum::new(vacuum::VACUUM_EVERY),
         })
+    }
+
+    /// Vacuums the queue's hot tables after every `n` runs claimed (0: never) instead of the
+    /// default 20,000; for tests.
+    #[doc(hidden)]
+    pub fn vacuum_every(mut self, n: u64) -> PostgresStore {
+        self.vacuum = vacuum::Vacuum::new(n);
+        self
+    }
+
+    /// How many vacuums of the hot tables this store completed; for tests.
+    #[doc(hidden)]
+    pub fn vacuums(&self) -> u64 {
+        self.vacuum.done()
     }
 
     /// Runs one transaction (built by `f`) until it commits, retrying it on a deadlock or a

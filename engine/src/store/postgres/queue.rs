@@ -385,6 +385,7 @@ impl PostgresStore {
             notify(&mut tx, wakes).await?;
             tx.commit().await?;
         }
+        self.vacuum.claimed(claimed.len(), &self.pool);
         Ok((changed, claimed))
     }
 
