@@ -1,9 +1,9 @@
 //! Workflows end to end, on the four backends: a DAG of tasks run in dependency order with
 //! parallel branches, typed parent outputs, failure (dependants skipped, running tasks
 //! cancelled, the on-failure task run), manual retry keeping succeeded tasks, cancellation, the
-//! plan, event triggers, and the shape's checks at registration.
+//! plan, event triggers, the shape's checks at registration, and a run behind many waiting.
 
-use owlclaw::{task, workflow, Context, Error, RunStatus, WorkflowFailure};
+use owlclaw::{task, workflow, Context, Error, RunStatus, ScheduleRequest, Utc, WorkflowFailure};
 use owlclaw_core::task::TaskDef;
 use owlclaw_core::wire::WorkerRegistration;
 use owlclaw_core::workflow::{WorkflowShape, WorkflowTask};
@@ -153,6 +153,14 @@ async fn wf_notify(_ctx: Context, failure: WorkflowFailure) -> anyhow::Result<()
 
 #[workflow(name = "wf.fragile", tasks = [wf_start, wf_flaky, wf_slow, wf_last], on_failure = wf_notify)]
 struct fragile;
+
+#[task(name = "wf.one")]
+async fn wf_one(_ctx: Context, job: Job) -> anyhow::Result<u32> {
+    Ok(job.n)
+}
+
+#[workflow(name = "wf.single", tasks = [wf_one])]
+struct single;
 
 fn job(key: &str, n: u32) -> Job {
     Job {
@@ -460,8 +468,32 @@ async fn a_wrong_shape_is_refused_at_registration_naming_it(env: TestEnv) {
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 }
 
+/// A workflow run advances however many older ones are active: here behind more than one
+/// pass's worth of runs (the loop reads 500 at a time) due in an hour.
+async fn a_workflow_run_behind_many_waiting_ones_runs(env: TestEnv) {
+    let client = env.client().await;
+    let worker = client.worker("w").slots(4).start().await.unwrap();
+    let later = Utc::now() + chrono::Duration::hours(1);
+    let waiting = (0..600)
+        .map(|i| ScheduleRequest {
+            task: "wf.single".to_string(),
+            input: serde_json::to_value(job("waiting", i)).unwrap(),
+            run_at: Some(later),
+            ..ScheduleRequest::default()
+        })
+        .collect();
+    assert_eq!(client.submit_bulk(waiting).await.unwrap().len(), 600);
+    let run = single::enqueue(&client, job("behind", 7)).await.unwrap();
+    assert_eq!(
+        run.result_timeout(Duration::from_secs(60)).await.unwrap(),
+        7
+    );
+    worker.shutdown().await.unwrap();
+}
+
 both_backends!(
     a_diamond_runs_its_branches_in_parallel_and_returns_its_output_task_output,
+    a_workflow_run_behind_many_waiting_ones_runs,
     a_failed_task_fails_the_workflow_and_a_retry_keeps_what_succeeded,
     cancelling_a_workflow_run_cancels_its_tasks,
     an_event_starts_a_workflow_run,

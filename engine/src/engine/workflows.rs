@@ -9,22 +9,25 @@
 //! still runs and starting the on-failure task.
 
 use super::{Engine, Inner};
-use crate::store::{Inserted, WorkflowStep};
+use crate::store::{ActiveWorkflow, Inserted, WorkflowStep};
 use owlclaw_core::wire::{RunSnapshot, ScheduleRequest};
 use owlclaw_core::workflow::{
     task_runs, Next, TaskRun, WorkflowFailure, WorkflowPlan, WorkflowRunTasks, WorkflowShape,
 };
 use owlclaw_core::{Error, Result, RunId, RunStatus};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often the loop passes while workflow runs are active and nothing woke it (when none are,
 /// it looks at the engine's poll interval).
 const WORKFLOW_POLL: Duration = Duration::from_millis(200);
 /// Workflow runs advanced per pass.
 const WORKFLOW_BATCH: u32 = 500;
+/// How often the loop advances every active workflow run, changed or not (what its state does
+/// not show: a definition registered since, a step that failed half-way).
+const WORKFLOW_FULL_PASS: Duration = Duration::from_secs(30);
 /// Past runs of a task whose median duration is its expected one in a plan.
 const PLAN_HISTORY: u32 = 50;
 
@@ -335,34 +338,66 @@ fn ignore_refusal(r: Result<RunSnapshot>) -> Result<()> {
 /// finished. While some are active it passes again as runs finish, and at least every
 /// [`WORKFLOW_POLL`]; otherwise it looks at the engine's poll interval (runs created by other
 /// replicas) or when this engine creates one.
+///
+/// Each pass reads the next [`WORKFLOW_BATCH`] active workflow runs after the last one read
+/// (from the first again once it read them all), so that none waits behind older ones, and
+/// advances only those whose state (their own status, their task runs') changed since it last
+/// advanced them: a pass over runs waiting for long tasks costs one read. Every
+/// [`WORKFLOW_FULL_PASS`] it advances them all whatever their state.
 pub(super) async fn workflow_loop(inner: Arc<Inner>) {
     let engine = Engine { inner };
     let inner = &engine.inner;
+    let mut after = 0;
+    let mut more = false;
+    let mut seen = Advanced::default();
+    let mut full_since = Instant::now();
     loop {
         let active = inner.workflows_active.load(Ordering::SeqCst);
-        tokio::select! {
-            _ = inner.shutdown.cancelled() => return,
-            _ = inner.wake_workflows.notified() => {}
-            _ = inner.finished.notified(), if active => {}
-            _ = tokio::time::sleep(if active { WORKFLOW_POLL } else { inner.cfg.poll_interval }) => {}
+        if !more {
+            tokio::select! {
+                _ = inner.shutdown.cancelled() => return,
+                _ = inner.wake_workflows.notified() => {}
+                _ = inner.finished.notified(), if active => {}
+                _ = tokio::time::sleep(if active { WORKFLOW_POLL } else { inner.cfg.poll_interval }) => {}
+            }
+        }
+        if after == 0 && full_since.elapsed() >= WORKFLOW_FULL_PASS {
+            seen.forget_states();
+            full_since = Instant::now();
         }
         // Cleared before reading, so that a run created meanwhile sets it again.
         inner.workflows_active.store(false, Ordering::SeqCst);
         let mut active = false;
-        match inner.store.active_workflows(WORKFLOW_BATCH).await {
+        match inner.store.active_workflows(after, WORKFLOW_BATCH).await {
             Ok(runs) => {
-                active |= !runs.is_empty();
-                for (tenant, id) in runs {
+                active |= !runs.is_empty() || after > 0;
+                more = runs.len() == WORKFLOW_BATCH as usize;
+                after = if more {
+                    runs.last().map_or(0, |w| w.seq)
+                } else {
+                    0
+                };
+                for w in runs {
                     if inner.shutdown.is_cancelled() {
                         return;
                     }
-                    if let Err(e) = engine.advance_workflow(&tenant, id).await {
-                        tracing::warn!(run_id = %id, error = %e, "advancing a workflow run failed; trying again");
+                    if !seen.changed(&w) {
+                        continue;
                     }
+                    match engine.advance_workflow(&w.tenant, w.id).await {
+                        Ok(()) => seen.advanced(w),
+                        Err(e) => {
+                            tracing::warn!(run_id = %w.id, error = %e, "advancing a workflow run failed; trying again");
+                        }
+                    }
+                }
+                if after == 0 {
+                    seen.end_of_walk();
                 }
             }
             Err(e) => {
                 active = true;
+                more = false;
                 tracing::warn!(error = %e, "reading the active workflow runs failed");
             }
         }
@@ -377,5 +412,36 @@ pub(super) async fn workflow_loop(inner: Arc<Inner>) {
         if active {
             inner.workflows_active.store(true, Ordering::SeqCst);
         }
+    }
+}
+
+/// The state in which the loop last advanced each active workflow run.
+#[derive(Debug, Default)]
+struct Advanced {
+    states: HashMap<RunId, String>,
+    /// The runs read since the walk last started from the first: the others are done.
+    walked: HashSet<RunId>,
+}
+
+impl Advanced {
+    /// Whether `w` changed since the loop last advanced it (or was never advanced).
+    fn changed(&mut self, w: &ActiveWorkflow) -> bool {
+        self.walked.insert(w.id);
+        self.states.get(&w.id) != Some(&w.state)
+    }
+
+    fn advanced(&mut self, w: ActiveWorkflow) {
+        self.states.insert(w.id, w.state);
+    }
+
+    /// A walk over every active run ended: forgets the runs it did not meet (done).
+    fn end_of_walk(&mut self) {
+        let walked = std::mem::take(&mut self.walked);
+        self.states.retain(|id, _| walked.contains(id));
+    }
+
+    /// The next walk advances every run.
+    fn forget_states(&mut self) {
+        self.states.clear();
     }
 }

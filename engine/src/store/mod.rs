@@ -122,6 +122,34 @@ pub(crate) fn finished_links_of(
         .collect()
 }
 
+/// A workflow run not done yet, as the engine's workflow loop reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveWorkflow {
+    /// Its position in the walk (the run's sequence number).
+    pub seq: i64,
+    /// The run's tenant.
+    pub tenant: String,
+    /// The run.
+    pub id: RunId,
+    /// What the loop decides by: the run's status and attempt and each of its task runs' status
+    /// and attempt, in one text. Unchanged since the loop last advanced the run: nothing to do.
+    pub state: String,
+}
+
+impl ActiveWorkflow {
+    /// From a row of `(seq, tenant, id, state)`.
+    pub(crate) fn from_row(
+        (seq, tenant, id, state): (i64, String, String, String),
+    ) -> Result<Self> {
+        Ok(ActiveWorkflow {
+            seq,
+            tenant,
+            id: id.parse()?,
+            state,
+        })
+    }
+}
+
 /// A finished run whose links are not scheduled yet.
 #[derive(Debug, Clone)]
 pub struct FinishedLinks {
@@ -468,8 +496,9 @@ impl WorkflowStep {
 /// Workflow runs, which the engine advances as their task runs finish.
 #[async_trait]
 pub trait Workflows: Send + Sync {
-    /// Workflow runs not done yet, oldest first: `(tenant, id)`.
-    async fn active_workflows(&self, limit: u32) -> Result<Vec<(String, RunId)>>;
+    /// Up to `limit` workflow runs not done yet, after the one numbered `after` (0: from the
+    /// first), oldest first.
+    async fn active_workflows(&self, after: i64, limit: u32) -> Result<Vec<ActiveWorkflow>>;
     /// The runs whose parent is `id`, oldest first.
     async fn children(&self, tenant: &str, id: RunId) -> Result<Vec<RunSnapshot>>;
     /// Applies `step` to a workflow run under the store's lock (the life cycle decides: a step

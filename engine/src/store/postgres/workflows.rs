@@ -1,24 +1,28 @@
 //! Workflow runs: the active ones, their task runs, and their own transitions.
 
 use super::*;
-use crate::store::{FinishedLinks, WorkflowStep, Workflows};
+use crate::store::{ActiveWorkflow, FinishedLinks, WorkflowStep, Workflows};
 
 #[async_trait]
 impl Workflows for PostgresStore {
-    async fn active_workflows(&self, limit: u32) -> Result<Vec<(String, RunId)>> {
-        let rows: Vec<(String, String)> = self
+    async fn active_workflows(&self, after: i64, limit: u32) -> Result<Vec<ActiveWorkflow>> {
+        let rows: Vec<(i64, String, String, String)> = self
             .retry(|| async move {
                 Ok(sqlx::query_as(
-                    "SELECT tenant, id FROM workflow_runs WHERE NOT done ORDER BY run_seq LIMIT $1",
+                    "SELECT w.run_seq, w.tenant, w.id, r.status || ':' || r.attempt || '|' || \
+                       COALESCE((SELECT string_agg(c.seq || ':' || c.status || ':' || c.attempt, \
+                         ',' ORDER BY c.seq) FROM runs c \
+                         WHERE c.parent_id = w.id AND c.tenant = w.tenant), '') \
+                     FROM workflow_runs w JOIN runs r ON r.seq = w.run_seq \
+                     WHERE NOT w.done AND w.run_seq > $1 ORDER BY w.run_seq LIMIT $2",
                 )
+                .bind(after)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?)
             })
             .await?;
-        rows.into_iter()
-            .map(|(t, id)| Ok((t, id.parse()?)))
-            .collect()
+        rows.into_iter().map(ActiveWorkflow::from_row).collect()
     }
 
     async fn children(&self, tenant: &str, id: RunId) -> Result<Vec<RunSnapshot>> {

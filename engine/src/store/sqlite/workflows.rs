@@ -1,21 +1,24 @@
 //! Workflow runs: the active ones, their task runs, and their own transitions.
 
 use super::*;
-use crate::store::{FinishedLinks, WorkflowStep, Workflows};
+use crate::store::{ActiveWorkflow, FinishedLinks, WorkflowStep, Workflows};
 
 #[async_trait]
 impl Workflows for SqliteStore {
-    async fn active_workflows(&self, limit: u32) -> Result<Vec<(String, RunId)>> {
+    async fn active_workflows(&self, after: i64, limit: u32) -> Result<Vec<ActiveWorkflow>> {
         self.read(move |c| {
-            let rows: Vec<(String, String)> = all(
+            let rows: Vec<(i64, String, String, String)> = all(
                 c,
-                "SELECT tenant, id FROM workflow_runs WHERE done = 0 ORDER BY run_seq LIMIT ?1",
-                params![i64::from(limit)],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                "SELECT w.run_seq, w.tenant, w.id, r.status || ':' || r.attempt || '|' || \
+                   COALESCE((SELECT group_concat(c.seq || ':' || c.status || ':' || c.attempt, \
+                     ',' ORDER BY c.seq) FROM runs c \
+                     WHERE c.parent_id = w.id AND c.tenant = w.tenant), '') \
+                 FROM workflow_runs w JOIN runs r ON r.seq = w.run_seq \
+                 WHERE w.done = 0 AND w.run_seq > ?1 ORDER BY w.run_seq LIMIT ?2",
+                params![after, i64::from(limit)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
-            rows.into_iter()
-                .map(|(t, id)| Ok((t, id.parse()?)))
-                .collect()
+            rows.into_iter().map(ActiveWorkflow::from_row).collect()
         })
         .await
     }
