@@ -72,6 +72,8 @@ impl Vacuum {
                 Ok(_) => {
                     this.done.fetch_add(1, Ordering::Relaxed);
                 }
+                // The store closed meanwhile: nothing to say.
+                Err(_) if pool.is_closed() => {}
                 Err(e) => {
                     *this.paused_until.lock().unwrap() = Some(Instant::now() + AFTER_FAILURE);
                     tracing::warn!(error = %e, retry_in_s = AFTER_FAILURE.as_secs(),
