@@ -8,8 +8,8 @@
 
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Runs claimed by this store between two vacuums of the hot tables: with ~6 ns per dead
 /// index entry stepped over and a vacuum costing tens of milliseconds on a large queue, about
@@ -30,9 +30,8 @@ const VACUUM: &str = "VACUUM (SKIP_LOCKED, INDEX_CLEANUP ON) queue, leases, time
 pub(super) struct Vacuum {
     every: u64,
     claimed: AtomicU64,
+    /// A vacuum runs, or waits out [`AFTER_FAILURE`] after one failed: none starts meanwhile.
     running: AtomicBool,
-    /// The earliest next try after a failure.
-    paused_until: Mutex<Option<Instant>>,
     /// Vacuums completed (for tests).
     done: AtomicU64,
 }
@@ -43,7 +42,6 @@ impl Vacuum {
             every,
             claimed: AtomicU64::new(0),
             running: AtomicBool::new(false),
-            paused_until: Mutex::new(None),
             done: AtomicU64::new(0),
         })
     }
@@ -58,13 +56,6 @@ impl Vacuum {
         if total < self.every || self.running.swap(true, Ordering::AcqRel) {
             return;
         }
-        let paused = self.paused_until.lock().unwrap();
-        if paused.is_some_and(|until| Instant::now() < until) {
-            drop(paused);
-            self.running.store(false, Ordering::Release);
-            return;
-        }
-        drop(paused);
         self.claimed.store(0, Ordering::Relaxed);
         let (this, pool) = (self.clone(), pool.clone());
         tokio::spawn(async move {
@@ -75,10 +66,10 @@ impl Vacuum {
                 // The store closed meanwhile: nothing to say.
                 Err(_) if pool.is_closed() => {}
                 Err(e) => {
-                    *this.paused_until.lock().unwrap() = Some(Instant::now() + AFTER_FAILURE);
                     tracing::warn!(error = %e, retry_in_s = AFTER_FAILURE.as_secs(),
                         "vacuuming the queue tables failed; their dead rows slow claims until \
                          PostgreSQL's autovacuum removes them");
+                    tokio::time::sleep(AFTER_FAILURE).await;
                 }
             }
             this.running.store(false, Ordering::Release);
