@@ -6,7 +6,7 @@
 //! rate limit, which tasks may share), taken in one order by every claim: each reads the room
 //! left and takes it, so two never both take the last place of a key or the last units.
 
-use super::queue::{report_and_claim, Pick};
+use super::queue::{report_and_claim, Cursors, Pick};
 use super::*;
 use crate::store::limits::{note_units_due, Rooms};
 use crate::store::{micros, ClaimRequest, Limit};
@@ -23,6 +23,7 @@ pub(super) async fn claim_limited(
 ) -> R<Vec<Assignment>> {
     let mut picked: Vec<i64> = Vec::new();
     let mut tasks: Vec<String> = Vec::new();
+    let mut cursors: Cursors = (Vec::new(), Vec::new());
     // Every lock this claim may need, first and in one order (sorted), as every claim and
     // insert takes them: a task under two limits takes two, and claims never wait in a cycle.
     let mut locks: Vec<String> = worker
@@ -45,16 +46,10 @@ pub(super) async fn claim_limited(
         if left == 0 {
             break;
         }
-        let Some(mut rooms) = rooms(&mut *tx, worker, task, limit, now, left).await? else {
+        let Some((mut rooms, cursor)) = rooms(&mut *tx, worker, task, limit, now, left).await?
+        else {
             continue;
         };
-        let cursor: Option<String> = sqlx::query_scalar(
-            "SELECT ckey FROM concurrency_cursors WHERE tenant = $1 AND task = $2",
-        )
-        .bind(&worker.tenant)
-        .bind(task)
-        .fetch_optional(&mut *tx)
-        .await?;
         let mut last = None;
         // Keys after the cursor, then (wrapped) from the first one up to the cursor.
         let mut after = cursor.clone();
@@ -130,15 +125,9 @@ pub(super) async fn claim_limited(
             after = Some(end);
         }
         if let Some(k) = last {
-            sqlx::query(
-                "INSERT INTO concurrency_cursors (tenant, task, ckey) VALUES ($1, $2, $3) \
-                     ON CONFLICT (tenant, task) DO UPDATE SET ckey = excluded.ckey",
-            )
-            .bind(&worker.tenant)
-            .bind(task)
-            .bind(k)
-            .execute(&mut *tx)
-            .await?;
+            // Kept by the claim's statement.
+            cursors.0.push(task.clone());
+            cursors.1.push(k);
         }
         if let Some(RateLimitUse { name, .. }) = &limit.rate {
             let (keys, tokens): (Vec<String>, Vec<f64>) = rooms.spent().into_iter().unzip();
@@ -164,7 +153,7 @@ pub(super) async fn claim_limited(
     let claimed = if picked.is_empty() {
         Vec::new()
     } else {
-        let pick = Pick::Rows(&tasks, &picked);
+        let pick = Pick::Rows(&tasks, &picked, &cursors);
         let request = request.map(|id| ClaimRequest { id, resent: false });
         let n = picked.len() as u32;
         let (_, claimed, _) =
@@ -174,8 +163,8 @@ pub(super) async fn claim_limited(
     Ok(claimed)
 }
 
-/// The room of a claim of up to `left` runs of `task` under `limit`; `None` for a rate limit not
-/// defined (yet): its runs wait.
+/// The room of a claim of up to `left` runs of `task` under `limit`, and the key it served last
+/// (read in one statement); `None` for a rate limit not defined (yet): its runs wait.
 async fn rooms(
     conn: &mut PgConnection,
     worker: &WorkerRecord,
@@ -183,22 +172,29 @@ async fn rooms(
     limit: &Limit,
     now: DateTime<Utc>,
     left: usize,
-) -> R<Option<Rooms>> {
+) -> R<Option<(Rooms, Option<String>)>> {
     let mut rooms = Rooms::new(left);
+    let rows: Vec<(Option<String>, Option<String>, Option<i64>)> = sqlx::query_as(
+        // The runs leased under the limit (none counted without a concurrency limit): the few
+        // leases drive the loop, each finding its run by `seq`, never a scan of the task's runs.
+        // (`= ANY(ARRAY(...))` let the planner of a table never analyzed, as autovacuum off
+        // leaves it, scan the task's runs instead: 11 ms at 20,000.)
+        "SELECT c.ckey, r.k, r.n FROM (SELECT (SELECT ckey FROM concurrency_cursors \
+           WHERE tenant = $1 AND task = $2) AS ckey) c \
+         LEFT JOIN (SELECT r.concurrency_key AS k, count(*) AS n FROM leases l CROSS JOIN LATERAL \
+           (SELECT concurrency_key FROM runs WHERE seq = l.run_seq AND tenant = $1 \
+            AND task = $2 AND concurrency_key IS NOT NULL OFFSET 0) r WHERE $3 GROUP BY 1) r \
+         ON true",
+    )
+    .bind(&worker.tenant)
+    .bind(task)
+    .bind(limit.concurrency.is_some())
+    .fetch_all(&mut *conn)
+    .await?;
+    let cursor = rows.first().and_then(|(c, _, _)| c.clone());
     if let Some(max) = limit.concurrency {
-        let running: Vec<(String, i64)> = sqlx::query_as(
-            // The few leases drive the loop, each finding its run by `seq`: never a scan of
-            // the task's runs. (`= ANY(ARRAY(...))` let the planner of a table never analyzed,
-            // as autovacuum off leaves it, scan the task's runs instead: 11 ms at 20,000.)
-            "SELECT r.concurrency_key, count(*) FROM leases l CROSS JOIN LATERAL \
-             (SELECT concurrency_key FROM runs WHERE seq = l.run_seq AND tenant = $1 \
-              AND task = $2 AND concurrency_key IS NOT NULL OFFSET 0) r GROUP BY 1",
-        )
-        .bind(&worker.tenant)
-        .bind(task)
-        .fetch_all(&mut *conn)
-        .await?;
-        rooms = rooms.running(max, running);
+        let running = rows.into_iter().filter_map(|(_, k, n)| Some((k?, n?)));
+        rooms = rooms.running(max, running.collect());
     }
     if let Some(r) = &limit.rate {
         let Some(l) = rate_limit(conn, &worker.tenant, &r.name).await? else {
@@ -206,7 +202,7 @@ async fn rooms(
         };
         rooms = rooms.rate(l, r, micros(now));
     }
-    Ok(Some(rooms))
+    Ok(Some((rooms, cursor)))
 }
 
 /// The tenant's rate limit `name`, if defined.
