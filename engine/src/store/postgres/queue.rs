@@ -81,12 +81,10 @@ ORDER BY k.part, k.priority DESC, k.ord"
 /// Claims skip queue rows, and runs, locked by others (another replica's claim, a cancel in
 /// progress): they never wait, and never hand out a run twice.
 ///
-/// Each task's first runs are sought in `queue_by_task` (up to `$3` of each, locked; the
-/// collation is how these statements reach that index, see `0015_queue_by_task.sql`) and merged,
+/// Each task's first runs are sought in `queue_by_task` (up to `$3` of each, locked) and merged,
 /// so that other tasks' backlogs are not walked. The rows locked beyond the `$3` taken stay
 /// queued, and were hidden from concurrent claims while this one ran: when there are any, the
-/// statement wakes the long polls (`work`), which look again once it has committed. A worker of
-/// one task locks only what it takes.
+/// statement wakes the long polls (`work`), which look again once it has committed.
 pub(super) const REPORT_AND_CLAIM: &str = report_and_claim!(
     ", sought AS (
     SELECT s.qid, s.run_seq, s.priority FROM UNNEST($2::text[]) AS t(task) CROSS JOIN LATERAL (
@@ -99,6 +97,17 @@ pub(super) const REPORT_AND_CLAIM: &str = report_and_claim!(
     "SELECT 1 AS part, priority, qid AS ord, seq, id, task, input, attempt, max_attempts,
         timeout_ms, parent_id, run_at FROM claimed",
     " + (SELECT count(*) FROM spare)"
+);
+
+/// [`REPORT_AND_CLAIM`] for a worker of one task (`$2[1]`): one seek in `queue_by_task` (its
+/// collation is how these statements reach it; see `0015_queue_by_task.sql`), however many runs
+/// of other tasks are queued, and no rows locked beyond those taken.
+pub(super) const REPORT_AND_CLAIM_ONE: &str = report_and_claim!(
+    "",
+    "SELECT qid, run_seq FROM queue WHERE tenant = $1 AND task COLLATE \"C\" = $2[1]
+    ORDER BY priority DESC, qid LIMIT $3 FOR UPDATE SKIP LOCKED",
+    "SELECT 1 AS part, priority, qid AS ord, seq, id, task, input, attempt, max_attempts,
+        timeout_ms, parent_id, run_at FROM claimed"
 );
 
 /// [`REPORT_AND_CLAIM`] for a resent request `$11`: the runs still leased to the worker for it
@@ -220,6 +229,7 @@ pub(super) async fn report_and_claim(
     let sql = match qids {
         Some(_) => CLAIM_PICKED,
         None if request.is_some_and(|r| r.resent) => REPORT_AND_RECLAIM,
+        None if tasks.len() == 1 => REPORT_AND_CLAIM_ONE,
         None => REPORT_AND_CLAIM,
     };
     let query = sqlx::query(sql)
