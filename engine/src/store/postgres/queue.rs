@@ -41,19 +41,21 @@ macro_rules! report_and_claim {
 ), taken AS (
     DELETE FROM queue WHERE qid = ANY(ARRAY(
         SELECT p.qid FROM picked p JOIN locked l ON l.seq = p.run_seq))
-    RETURNING qid, run_seq
+    RETURNING qid, run_seq, tenant, task, ckey
 ), started AS (
     UPDATE runs SET status = 'running', attempt = attempt + 1, started_at = GREATEST($4, run_at), worker = $5, worker_id = $6
     WHERE seq = ANY(ARRAY(SELECT run_seq FROM taken)) AND status = 'queued'
     RETURNING seq, id, task, input, attempt, max_attempts, timeout_ms, parent_id, priority, run_at
 ), claimed AS (
-    SELECT s.*, t.qid FROM started s JOIN taken t ON t.run_seq = s.seq
+    SELECT s.*, t.qid, t.tenant AS q_tenant, t.ckey FROM started s JOIN taken t ON t.run_seq = s.seq
 ), leased AS (
-    INSERT INTO leases (run_seq, worker_id, expires_at, deadline, claim_id)
-    SELECT seq, $6, LEAST($4 + $7, $4 + timeout_ms * 1000 + $7), $4 + timeout_ms * 1000 + $7, $11
+    INSERT INTO leases (run_seq, worker_id, expires_at, deadline, claim_id, tenant, task, ckey)
+    SELECT seq, $6, LEAST($4 + $7, $4 + timeout_ms * 1000 + $7), $4 + timeout_ms * 1000 + $7, $11,
+        q_tenant, task, ckey
     FROM claimed
     ON CONFLICT (run_seq) DO UPDATE SET worker_id = excluded.worker_id,
-        expires_at = excluded.expires_at, deadline = excluded.deadline, claim_id = excluded.claim_id
+        expires_at = excluded.expires_at, deadline = excluded.deadline, claim_id = excluded.claim_id,
+        tenant = excluded.tenant, task = excluded.task, ckey = excluded.ckey
 ), logged AS (
     INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason)
     SELECT seq, $4, 'queued', 'running', attempt, $5, $12 FROM claimed ORDER BY priority DESC, qid

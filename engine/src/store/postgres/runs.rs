@@ -286,8 +286,11 @@ async fn active_of_key(
     key: &str,
 ) -> R<Vec<RunId>> {
     let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT id FROM runs WHERE tenant = $1 AND task = $2 AND concurrency_key = $3 \
-         AND finished_at IS NULL AND status IN ('queued', 'running') ORDER BY seq",
+        // The key's queue rows and leases, few: never the task's finished runs.
+        "SELECT id FROM runs WHERE seq = ANY(ARRAY(\
+           SELECT run_seq FROM queue WHERE tenant = $1 AND task = $2 AND ckey = $3 \
+           UNION ALL SELECT run_seq FROM leases WHERE tenant = $1 AND task = $2 AND ckey = $3)) \
+         AND status IN ('queued', 'running') ORDER BY seq",
     )
     .bind(tenant)
     .bind(task)
@@ -616,8 +619,7 @@ impl Runs for PostgresStore {
 
     async fn running_of_key(&self, tenant: &str, task: &str, key: &str) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM runs WHERE tenant = $1 AND task = $2 AND concurrency_key = $3 \
-             AND finished_at IS NULL AND status = 'running'",
+            "SELECT count(*) FROM leases WHERE tenant = $1 AND task = $2 AND ckey = $3",
         )
         .bind(tenant)
         .bind(task)

@@ -144,7 +144,7 @@ pub(super) fn claim_picked(
     let mut queued = conn
         .prepare_cached(
             "SELECT seq, id, task, input, attempt + 1, max_attempts, timeout_ms, parent_id, run_at, \
-             priority FROM runs WHERE seq = ?1 AND status = 'queued'",
+             priority, tenant, concurrency_key FROM runs WHERE seq = ?1 AND status = 'queued'",
         )
         .db()?;
     let mut start = conn
@@ -155,8 +155,8 @@ pub(super) fn claim_picked(
         .db()?;
     let mut leased = conn
         .prepare_cached(
-            "INSERT OR REPLACE INTO leases (run_seq, worker_id, expires_at, deadline, claim_id) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR REPLACE INTO leases (run_seq, worker_id, expires_at, deadline, claim_id, \
+             tenant, task, ckey) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .db()?;
     let mut event = conn
@@ -171,11 +171,12 @@ pub(super) fn claim_picked(
         // A queue row of a run no longer queued is stale: it goes, and nothing starts.
         let found = queued
             .query_row(params![seq], |r| {
-                Ok((AssignmentRow::from_sqlite_at(r)?, r.get::<_, i64>(9)?))
+                let key: (String, Option<String>) = (r.get(10)?, r.get(11)?);
+                Ok((AssignmentRow::from_sqlite_at(r)?, r.get::<_, i64>(9)?, key))
             })
             .optional()
             .db()?;
-        let Some((row, priority)) = found else {
+        let Some((row, priority, (tenant, ckey))) = found else {
             continue;
         };
         start
@@ -190,7 +191,10 @@ pub(super) fn claim_picked(
                 worker.id,
                 (now_us + lease_us).min(deadline),
                 deadline,
-                request
+                request,
+                tenant,
+                a.task,
+                ckey
             ])
             .db()?;
         event

@@ -222,8 +222,7 @@ impl Runs for SqliteStore {
         self.read(move |c| {
             let n: i64 = one(
                 c,
-                "SELECT count(*) FROM runs WHERE tenant = ?1 AND task = ?2 AND concurrency_key = ?3 \
-                 AND finished_at IS NULL AND status = 'running'",
+                "SELECT count(*) FROM leases WHERE tenant = ?1 AND task = ?2 AND ckey = ?3",
                 params![tenant, task, key],
                 |r| r.get(0),
             )?
@@ -420,8 +419,11 @@ impl Runs for SqliteStore {
 fn active_of_key(conn: &Connection, tenant: &str, task: &str, key: &str) -> Result<Vec<RunId>> {
     let ids: Vec<String> = all(
         conn,
-        "SELECT id FROM runs WHERE tenant = ?1 AND task = ?2 AND concurrency_key = ?3 \
-         AND finished_at IS NULL AND status IN ('queued', 'running') ORDER BY seq",
+        // The key's queue rows and leases, few: never the task's finished runs.
+        "SELECT id FROM runs WHERE seq IN (\
+           SELECT run_seq FROM queue WHERE tenant = ?1 AND task = ?2 AND ckey = ?3 \
+           UNION ALL SELECT run_seq FROM leases WHERE tenant = ?1 AND task = ?2 AND ckey = ?3) \
+         AND status IN ('queued', 'running') ORDER BY seq",
         params![tenant, task, key],
         |r| r.get(0),
     )?;
