@@ -167,6 +167,7 @@ conformance!(
     a_resent_checkpoint_writes_one_event,
     rate_limited_claims,
     claims_under_both_limits,
+    limited_claims_take_keys_in_turns,
     cancel_strategies_apply_in_the_insert,
     links_of_finished_runs,
     skipped_cron_ticks_and_policies,
@@ -379,6 +380,54 @@ async fn rate_limited_claims(h: &Harness) {
     );
 }
 
+/// A claim of a limited task takes one run of each key in turn, from the key after the one
+/// served last: a claim that wants more runs than there are keys takes a second turn, in the
+/// same order, and the next claim starts after the key served last.
+async fn limited_claims_take_keys_in_turns(h: &Harness) {
+    use owlclaw_core::task::{Concurrency, ConcurrencyStrategy};
+    use owlclaw_engine::store::Limit;
+    let s = &*h.store;
+    let t = t0();
+    let run = |key: &str| {
+        let mut run = new_run("t.turns", t);
+        run.concurrency = Some((
+            Concurrency {
+                max: 2,
+                key: Some("k".into()),
+                strategy: ConcurrencyStrategy::Queue,
+            },
+            key.into(),
+        ));
+        run
+    };
+    let keys = ["a", "a", "a", "b", "b", "b", "c"];
+    let ids = insert(s, keys.iter().map(|k| run(k)).collect(), t).await;
+    let key_of = |id: &RunId| keys[ids.iter().position(|i| i == id).unwrap()];
+    let mut w = h.worker("w", &["t.turns"], t).await;
+    w.limits = vec![(
+        "t.turns".into(),
+        Limit {
+            concurrency: Some(2),
+            rate: None,
+        },
+    )];
+    let first = claim_ids(s, &w, 4, t).await;
+    let mut first_keys: Vec<&str> = first.iter().map(key_of).collect();
+    first_keys.sort();
+    assert_eq!(
+        first_keys,
+        ["a", "a", "b", "c"],
+        "a, b and c, then a second turn from a"
+    );
+    assert!(
+        first.contains(&ids[0]) && first.contains(&ids[1]),
+        "each key's first runs"
+    );
+    // After a: b has a place left, c has no run queued, a is at its limit.
+    let second = claim_ids(s, &w, 10, t).await;
+    assert_eq!(second, [ids[4]]);
+}
+
 /// A task under a concurrency limit and a rate limit without a key of its own: each key runs
 /// at most its limit, and all keys spend from the task's one bucket.
 async fn claims_under_both_limits(h: &Harness) {
@@ -434,7 +483,11 @@ async fn claims_under_both_limits(h: &Harness) {
         },
     )];
     let first: Vec<&str> = claim_ids(s, &w, 10, t).await.iter().map(key_of).collect();
-    assert_eq!(first, ["a", "a", "b"], "3 units: a takes its 2, b the last");
+    assert_eq!(
+        first,
+        ["a", "b", "c"],
+        "3 units: one run of each key in turn"
+    );
     assert_eq!(
         w.units_due.swap(0, Ordering::Relaxed),
         (t + secs(1.0)).timestamp_micros(),
@@ -444,14 +497,15 @@ async fn claims_under_both_limits(h: &Harness) {
         s.rate_bucket(TENANT, "api", "").await.unwrap().unwrap().0,
         0.0
     );
-    // Three seconds later the bucket is full again; a is at its limit, b has one place left.
+    // Three seconds later the bucket is full again; a and b have one place left each, c has no
+    // run queued: two of the three units go.
     let mut second: Vec<&str> = claim_ids(s, &w, 10, t + secs(3.0))
         .await
         .iter()
         .map(key_of)
         .collect();
     second.sort();
-    assert_eq!(second, ["b", "c"]);
+    assert_eq!(second, ["a", "b"]);
     assert_eq!(
         s.rate_bucket(TENANT, "api", "").await.unwrap().unwrap().0,
         1.0,

@@ -145,7 +145,6 @@ impl Rooms {
     /// Gives back `n` of the runs of `key` that [`took`](Rooms::took) counted but the claim did
     /// not get (a key with fewer queued runs than its room): a claim that reserves each key's
     /// room before one query of all keys, so that keys sharing a bucket see what others took.
-    #[cfg(feature = "postgres")]
     pub(super) fn give_back(&mut self, key: &str, n: usize) {
         if n == 0 {
             return;
@@ -180,6 +179,35 @@ impl Rooms {
     /// When a rate-limited key left with queued runs will have its units (µs since the epoch).
     pub(super) fn due_us(&self) -> Option<i64> {
         self.rate.as_ref().and_then(|r| r.due_us)
+    }
+}
+
+/// The later turns of a claim whose first turn took one run of each key with room, in the
+/// order it walked them, and is not full. `more` holds, per key in that order, the key's next
+/// queued runs (up to the room it had after the first turn). Each turn takes one more run of
+/// each key that still has runs and room, in the same order, until the claim is full or a turn
+/// takes none: the runs in the order taken (reserved in `rooms`), and the key served last.
+pub(super) fn later_turns<T>(
+    rooms: &mut Rooms,
+    more: Vec<(String, Vec<T>)>,
+) -> (Vec<T>, Option<String>) {
+    let mut more: Vec<(String, std::vec::IntoIter<T>)> = more
+        .into_iter()
+        .map(|(k, runs)| (k, runs.into_iter()))
+        .collect();
+    let (mut taken, mut last) = (Vec::new(), None);
+    loop {
+        let before = taken.len();
+        for (k, runs) in &mut more {
+            if runs.len() > 0 && rooms.room(k).is_some() {
+                rooms.took(k, 1);
+                taken.extend(runs.next());
+                last = Some(k.clone());
+            }
+        }
+        if taken.len() == before {
+            return (taken, last);
+        }
     }
 }
 

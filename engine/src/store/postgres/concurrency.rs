@@ -1,5 +1,5 @@
-//! Claims of limited tasks: key by key, round-robin from the key after the one served last, each
-//! key taking the room its limit leaves: runs leased under a concurrency limit (see
+//! Claims of limited tasks: round-robin from the key after the one served last, one run of each
+//! key in turn, as long as its limit leaves it room: runs leased under a concurrency limit (see
 //! `migrations/postgres/0007_concurrency.sql`), units in its bucket under a rate limit
 //! (`0008_rate_limits.sql`). Claims under one limit are serialized across replicas by a
 //! transaction-scoped advisory lock (on the task for a concurrency limit, on the rate limit for a
@@ -8,7 +8,7 @@
 
 use super::queue::{report_and_claim, Cursors, Pick};
 use super::*;
-use crate::store::limits::{note_units_due, Rooms};
+use crate::store::limits::{later_turns, note_units_due, Rooms};
 use crate::store::{micros, ClaimRequest, Limit};
 use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
 
@@ -50,8 +50,9 @@ pub(super) async fn claim_limited(
         else {
             continue;
         };
-        let mut last = None;
-        // Keys after the cursor, then (wrapped) from the first one up to the cursor.
+        // The first turn: one run of each key with room, the keys after the cursor in order,
+        // then (wrapped) from the first one up to the cursor.
+        let (mut served, mut last) = (Vec::new(), None);
         let mut after = cursor.clone();
         let mut wrapped = cursor.is_none();
         while !rooms.full() {
@@ -84,45 +85,58 @@ pub(super) async fn claim_limited(
                     rooms.load(k, tokens, at_us);
                 }
             }
-            // Each key's room, reserved as it is counted: keys sharing a bucket see the units
+            // Each key's turn, reserved as it is counted: keys sharing a bucket see the units
             // the keys before them will spend.
             let mut names = Vec::new();
-            let mut room = Vec::new();
             for k in &keys {
-                if let Some(r) = rooms.room(k) {
-                    rooms.took(k, r);
+                if rooms.room(k).is_some() {
+                    rooms.took(k, 1);
                     names.push(k.clone());
-                    room.push(r as i64);
                 }
             }
             let reserved_all = rooms.full();
-            // Each key's first queued runs, in key order (as the rooms were counted).
-            let rows: Vec<(String, i64)> = sqlx::query_as(
-                "SELECT x.k, q.qid FROM UNNEST($3::text[], $4::bigint[]) WITH ORDINALITY \
-                       AS x(k, room, o), \
-                     LATERAL (SELECT qid, priority FROM queue WHERE tenant = $1 AND task = $2 \
-                       AND ckey = x.k ORDER BY priority DESC, qid LIMIT x.room) q \
-                     ORDER BY x.o, q.priority DESC, q.qid",
-            )
-            .bind(&worker.tenant)
-            .bind(task)
-            .bind(&names)
-            .bind(&room)
-            .fetch_all(&mut *tx)
-            .await?;
-            // A key may hold fewer runs than its room: it gives back what it did not get.
-            for (k, r) in names.iter().zip(&room) {
-                let got = rows.iter().filter(|(n, _)| n == k).count();
-                rooms.give_back(k, *r as usize - got);
+            let turn = vec![1; names.len()];
+            let rows = first_runs(&mut *tx, &worker.tenant, task, &names, &turn, 0).await?;
+            // A key whose runs went meanwhile gives back its turn.
+            for k in &names {
+                if !rows.iter().any(|(n, _)| n == k) {
+                    rooms.give_back(k, 1);
+                }
             }
             if let Some((k, _)) = rows.last() {
                 last = Some(k.clone());
             }
-            picked.extend(rows.into_iter().map(|(_, qid)| qid));
+            for (k, qid) in rows {
+                picked.push(qid);
+                served.push(k);
+            }
             if done || reserved_all {
                 break;
             }
             after = Some(end);
+        }
+        if !rooms.full() && !served.is_empty() {
+            // Fewer keys with room than the claim wants: the later turns, from each key's next
+            // runs up to its room.
+            let (mut names, mut room) = (Vec::new(), Vec::new());
+            for k in served {
+                if let Some(r) = rooms.room(&k) {
+                    names.push(k);
+                    room.push(r as i64);
+                }
+            }
+            let rows = first_runs(&mut *tx, &worker.tenant, task, &names, &room, 1).await?;
+            let more = names
+                .into_iter()
+                .map(|k| {
+                    let runs = rows.iter().filter(|(n, _)| *n == k).map(|(_, q)| *q);
+                    let runs = runs.collect();
+                    (k, runs)
+                })
+                .collect();
+            let (runs, later) = later_turns(&mut rooms, more);
+            picked.extend(runs);
+            last = later.or(last);
         }
         if let Some(k) = last {
             // Kept by the claim's statement.
@@ -175,15 +189,11 @@ async fn rooms(
 ) -> R<Option<(Rooms, Option<String>)>> {
     let mut rooms = Rooms::new(left);
     let rows: Vec<(Option<String>, Option<String>, Option<i64>)> = sqlx::query_as(
-        // The runs leased under the limit (none counted without a concurrency limit): the few
-        // leases drive the loop, each finding its run by `seq`, never a scan of the task's runs.
-        // (`= ANY(ARRAY(...))` let the planner of a table never analyzed, as autovacuum off
-        // leaves it, scan the task's runs instead: 11 ms at 20,000.)
+        // The runs leased under the limit (none counted without a concurrency limit), by key.
         "SELECT c.ckey, r.k, r.n FROM (SELECT (SELECT ckey FROM concurrency_cursors \
            WHERE tenant = $1 AND task = $2) AS ckey) c \
-         LEFT JOIN (SELECT r.concurrency_key AS k, count(*) AS n FROM leases l CROSS JOIN LATERAL \
-           (SELECT concurrency_key FROM runs WHERE seq = l.run_seq AND tenant = $1 \
-            AND task = $2 AND concurrency_key IS NOT NULL OFFSET 0) r WHERE $3 GROUP BY 1) r \
+         LEFT JOIN (SELECT ckey AS k, count(*) AS n FROM leases WHERE tenant = $1 \
+           AND task = $2 AND ckey IS NOT NULL AND $3 GROUP BY 1) r \
          ON true",
     )
     .bind(&worker.tenant)
@@ -203,6 +213,34 @@ async fn rooms(
         rooms = rooms.rate(l, r, micros(now));
     }
     Ok(Some((rooms, cursor)))
+}
+
+/// The queued runs of each key `keys[i]` of `task`, in claim order, skipping the first `skip`
+/// and taking up to `room[i]`: `(key, qid)` in the keys' order.
+async fn first_runs(
+    conn: &mut PgConnection,
+    tenant: &str,
+    task: &str,
+    keys: &[String],
+    room: &[i64],
+    skip: i64,
+) -> R<Vec<(String, i64)>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_as(
+        "SELECT x.k, q.qid FROM UNNEST($3::text[], $4::bigint[]) WITH ORDINALITY AS x(k, room, o), \
+           LATERAL (SELECT qid, priority FROM queue WHERE tenant = $1 AND task = $2 \
+             AND ckey = x.k ORDER BY priority DESC, qid LIMIT x.room OFFSET $5) q \
+         ORDER BY x.o, q.priority DESC, q.qid",
+    )
+    .bind(tenant)
+    .bind(task)
+    .bind(keys)
+    .bind(room)
+    .bind(skip)
+    .fetch_all(conn)
+    .await?)
 }
 
 /// The tenant's rate limit `name`, if defined.

@@ -1,12 +1,12 @@
-//! Claims of limited tasks: key by key, round-robin from the key after the one served last, each
-//! key taking the room its limit leaves: runs leased under a concurrency limit (see
+//! Claims of limited tasks: round-robin from the key after the one served last, one run of each
+//! key in turn, as long as its limit leaves it room: runs leased under a concurrency limit (see
 //! `migrations/sqlite/0007_concurrency.sql`), units in its bucket under a rate limit
 //! (`0008_rate_limits.sql`).
 
 use super::queue::claim_picked;
 use super::ratelimits::{bucket, rate_limit};
 use super::*;
-use crate::store::limits::{note_units_due, Rooms};
+use crate::store::limits::{later_turns, note_units_due, Rooms};
 use crate::store::Limit;
 use owlclaw_core::ratelimit::RateLimitUse;
 
@@ -34,15 +34,17 @@ pub(super) fn claim_limited(
             params![worker.tenant, task],
             |r| r.get(0),
         )?;
-        let mut last = None;
-        // Keys after the cursor, then (wrapped) from the first one up to the cursor.
-        let mut key = next_key(conn, &worker.tenant, task, cursor.as_deref())?;
+        // The first turn: one run of each key with room, the keys after the cursor in order,
+        // then (wrapped) from the first one up to the cursor; each probe finds the next key
+        // and its first run.
+        let (mut served, mut last) = (Vec::new(), None);
+        let mut at = next_key(conn, &worker.tenant, task, cursor.as_deref())?;
         let mut wrapped = cursor.is_none();
-        if key.is_none() && !wrapped {
+        if at.is_none() && !wrapped {
             wrapped = true;
-            key = next_key(conn, &worker.tenant, task, None)?;
+            at = next_key(conn, &worker.tenant, task, None)?;
         }
-        while let Some(k) = key {
+        while let Some((k, run)) = at {
             if wrapped && cursor.as_deref().is_some_and(|c| k.as_str() > c) {
                 break;
             }
@@ -51,26 +53,40 @@ pub(super) fn claim_limited(
                     rooms.load(b.to_string(), tokens, at_us);
                 }
             }
-            if let Some(room) = rooms.room(&k) {
-                let rows: Vec<(i64, i64)> = all(
-                    conn,
-                    "SELECT qid, run_seq FROM queue WHERE tenant = ?1 AND task = ?2 AND ckey = ?3 \
-                     ORDER BY priority DESC, qid LIMIT ?4",
-                    params![worker.tenant, task, k, room as i64],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
-                )?;
-                rooms.took(&k, rows.len());
-                picked.extend(rows);
+            if rooms.room(&k).is_some() {
+                rooms.took(&k, 1);
+                picked.push(run);
                 last = Some(k.clone());
+                served.push(k.clone());
                 if rooms.full() {
                     break;
                 }
             }
-            key = next_key(conn, &worker.tenant, task, Some(&k))?;
-            if key.is_none() && !wrapped {
+            at = next_key(conn, &worker.tenant, task, Some(&k))?;
+            if at.is_none() && !wrapped {
                 wrapped = true;
-                key = next_key(conn, &worker.tenant, task, None)?;
+                at = next_key(conn, &worker.tenant, task, None)?;
             }
+        }
+        if !rooms.full() {
+            // Fewer keys with room than the claim wants: the later turns, from each key's next
+            // runs up to its room.
+            let mut more = Vec::new();
+            for k in served {
+                if let Some(room) = rooms.room(&k) {
+                    let runs = all(
+                        conn,
+                        "SELECT qid, run_seq FROM queue WHERE tenant = ?1 AND task = ?2 \
+                         AND ckey = ?3 ORDER BY priority DESC, qid LIMIT ?4 OFFSET 1",
+                        params![worker.tenant, task, k, room as i64],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
+                    more.push((k, runs));
+                }
+            }
+            let (runs, later) = later_turns(&mut rooms, more);
+            picked.extend(runs);
+            last = later.or(last);
         }
         if let Some(k) = last {
             exec(
@@ -110,10 +126,8 @@ fn rooms(
     if let Some(max) = limit.concurrency {
         let running = all(
             conn,
-            // `CROSS JOIN`: the few leases drive the loop, never the task's runs.
-            "SELECT r.concurrency_key, count(*) FROM leases l CROSS JOIN runs r \
-             ON r.seq = l.run_seq WHERE r.tenant = ?1 AND r.task = ?2 \
-             AND r.concurrency_key IS NOT NULL GROUP BY 1",
+            "SELECT ckey, count(*) FROM leases WHERE tenant = ?1 AND task = ?2 \
+             AND ckey IS NOT NULL GROUP BY 1",
             params![worker.tenant, task],
             |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
         )?;
@@ -128,27 +142,29 @@ fn rooms(
     Ok(Some(rooms))
 }
 
-/// The first key of `task` with queued runs after `after` (the first of all without it).
+/// The first key of `task` with queued runs after `after` (the first of all without it), with
+/// its first queued run (`qid`, `run_seq`): one seek in `queue_by_key`.
 fn next_key(
     conn: &Connection,
     tenant: &str,
     task: &str,
     after: Option<&str>,
-) -> Result<Option<String>> {
+) -> Result<Option<(String, (i64, i64))>> {
+    let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, (r.get(1)?, r.get(2)?)));
     match after {
         Some(a) => one(
             conn,
-            "SELECT ckey FROM queue WHERE tenant = ?1 AND task = ?2 AND ckey > ?3 \
-             ORDER BY ckey LIMIT 1",
+            "SELECT ckey, qid, run_seq FROM queue WHERE tenant = ?1 AND task = ?2 AND ckey > ?3 \
+             ORDER BY ckey, priority DESC, qid LIMIT 1",
             params![tenant, task, a],
-            |r| r.get(0),
+            row,
         ),
         None => one(
             conn,
-            "SELECT ckey FROM queue WHERE tenant = ?1 AND task = ?2 AND ckey IS NOT NULL \
-             ORDER BY ckey LIMIT 1",
+            "SELECT ckey, qid, run_seq FROM queue WHERE tenant = ?1 AND task = ?2 \
+             AND ckey IS NOT NULL ORDER BY ckey, priority DESC, qid LIMIT 1",
             params![tenant, task],
-            |r| r.get(0),
+            row,
         ),
     }
 }
