@@ -219,6 +219,21 @@ fn new_run(task: &str, at: DateTime<Utc>) -> NewRun {
     }
 }
 
+/// A run of `task` under a concurrency limit of 2 per key (`queue`), with key `key`.
+fn queued_under_key(task: &str, key: &str, at: DateTime<Utc>) -> NewRun {
+    use owlclaw_core::task::{Concurrency, ConcurrencyStrategy};
+    let mut run = new_run(task, at);
+    run.concurrency = Some((
+        Concurrency {
+            max: 2,
+            key: Some("k".into()),
+            strategy: ConcurrencyStrategy::Queue,
+        },
+        key.into(),
+    ));
+    run
+}
+
 fn created(i: &Inserted) -> &owlclaw_core::wire::RunSnapshot {
     match i {
         Inserted::Created(s) => s,
@@ -384,24 +399,12 @@ async fn rate_limited_claims(h: &Harness) {
 /// served last: a claim that wants more runs than there are keys takes a second turn, in the
 /// same order, and the next claim starts after the key served last.
 async fn limited_claims_take_keys_in_turns(h: &Harness) {
-    use owlclaw_core::task::{Concurrency, ConcurrencyStrategy};
     use owlclaw_engine::store::Limit;
     let s = &*h.store;
     let t = t0();
-    let run = |key: &str| {
-        let mut run = new_run("t.turns", t);
-        run.concurrency = Some((
-            Concurrency {
-                max: 2,
-                key: Some("k".into()),
-                strategy: ConcurrencyStrategy::Queue,
-            },
-            key.into(),
-        ));
-        run
-    };
     let keys = ["a", "a", "a", "b", "b", "b", "c"];
-    let ids = insert(s, keys.iter().map(|k| run(k)).collect(), t).await;
+    let runs = keys.iter().map(|k| queued_under_key("t.turns", k, t));
+    let ids = insert(s, runs.collect(), t).await;
     let key_of = |id: &RunId| keys[ids.iter().position(|i| i == id).unwrap()];
     let mut w = h.worker("w", &["t.turns"], t).await;
     w.limits = vec![(
@@ -432,7 +435,6 @@ async fn limited_claims_take_keys_in_turns(h: &Harness) {
 /// at most its limit, and all keys spend from the task's one bucket.
 async fn claims_under_both_limits(h: &Harness) {
     use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
-    use owlclaw_core::task::{Concurrency, ConcurrencyStrategy};
     use owlclaw_engine::store::Limit;
     use std::sync::atomic::Ordering;
     let s = &*h.store;
@@ -448,15 +450,7 @@ async fn claims_under_both_limits(h: &Harness) {
     .await
     .unwrap();
     let run = |key: &str| {
-        let mut run = new_run("t.both", t);
-        run.concurrency = Some((
-            Concurrency {
-                max: 2,
-                key: Some("k".into()),
-                strategy: ConcurrencyStrategy::Queue,
-            },
-            key.into(),
-        ));
+        let mut run = queued_under_key("t.both", key, t);
         run.rate_limit = Some((
             RateLimitUse {
                 name: "api".into(),
