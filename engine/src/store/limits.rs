@@ -145,6 +145,7 @@ impl Rooms {
     /// Gives back `n` of the runs of `key` that [`took`](Rooms::took) counted but the claim did
     /// not get (a key with fewer queued runs than its room): a claim that reserves each key's
     /// room before one query of all keys, so that keys sharing a bucket see what others took.
+    #[cfg(feature = "postgres")]
     pub(super) fn give_back(&mut self, key: &str, n: usize) {
         if n == 0 {
             return;
