@@ -168,6 +168,7 @@ conformance!(
     rate_limited_claims,
     claims_under_both_limits,
     limited_claims_take_keys_in_turns,
+    a_key_at_its_limit_holds_back_no_other_key,
     cancel_strategies_apply_in_the_insert,
     links_of_finished_runs,
     skipped_cron_ticks_and_policies,
@@ -232,6 +233,15 @@ fn queued_under_key(task: &str, key: &str, at: DateTime<Utc>) -> NewRun {
         key.into(),
     ));
     run
+}
+
+/// A worker's limits: `max` running runs per key of `task`.
+fn concurrency_limit(task: &str, max: u32) -> Vec<(String, owlclaw_engine::store::Limit)> {
+    let limit = owlclaw_engine::store::Limit {
+        concurrency: Some(max),
+        rate: None,
+    };
+    vec![(task.into(), limit)]
 }
 
 fn created(i: &Inserted) -> &owlclaw_core::wire::RunSnapshot {
@@ -395,11 +405,9 @@ async fn rate_limited_claims(h: &Harness) {
     );
 }
 
-/// A claim of a limited task takes one run of each key in turn, from the key after the one
-/// served last: a claim that wants more runs than there are keys takes a second turn, in the
-/// same order, and the next claim starts after the key served last.
+/// A claim of a limited task takes one run of each key in turn: a claim that wants more runs
+/// than there are keys takes a second turn, and the next claim goes on from there.
 async fn limited_claims_take_keys_in_turns(h: &Harness) {
-    use owlclaw_engine::store::Limit;
     let s = &*h.store;
     let t = t0();
     let keys = ["a", "a", "a", "b", "b", "b", "c"];
@@ -407,13 +415,7 @@ async fn limited_claims_take_keys_in_turns(h: &Harness) {
     let ids = insert(s, runs.collect(), t).await;
     let key_of = |id: &RunId| keys[ids.iter().position(|i| i == id).unwrap()];
     let mut w = h.worker("w", &["t.turns"], t).await;
-    w.limits = vec![(
-        "t.turns".into(),
-        Limit {
-            concurrency: Some(2),
-            rate: None,
-        },
-    )];
+    w.limits = concurrency_limit("t.turns", 2);
     let first = claim_ids(s, &w, 4, t).await;
     let mut first_keys: Vec<&str> = first.iter().map(key_of).collect();
     first_keys.sort();
@@ -429,6 +431,39 @@ async fn limited_claims_take_keys_in_turns(h: &Harness) {
     // After a: b has a place left, c has no run queued, a is at its limit.
     let second = claim_ids(s, &w, 10, t).await;
     assert_eq!(second, [ids[4]]);
+}
+
+/// A key at its limit with many runs queued ahead of another key's (here: of higher priority)
+/// holds none of them back: a claim passes over its runs to the other key's, and a claim with
+/// every key at its limit takes nothing.
+async fn a_key_at_its_limit_holds_back_no_other_key(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let mut runs: Vec<NewRun> = (0..100)
+        .map(|_| {
+            let mut r = queued_under_key("t.held", "a", t);
+            r.priority = 9;
+            r
+        })
+        .collect();
+    let mut lone = queued_under_key("t.held", "b", t);
+    lone.priority = 1;
+    runs.push(lone);
+    let ids = insert(s, runs, t).await;
+    let mut w = h.worker("w", &["t.held"], t).await;
+    w.limits = concurrency_limit("t.held", 1);
+    let first = claim_ids(s, &w, 10, t).await;
+    assert_eq!(first.len(), 2, "one run of each key: {first:?}");
+    assert!(first.contains(&ids[0]), "a's first run");
+    assert!(first.contains(&ids[100]), "b's run, behind 99 of a");
+    assert!(
+        claim_ids(s, &w, 10, t).await.is_empty(),
+        "both keys at their limit"
+    );
+    s.complete(&w, &[ok(ids[0], 1, json!(null))], t)
+        .await
+        .unwrap();
+    assert_eq!(claim_ids(s, &w, 10, t).await, [ids[1]], "a's next run");
 }
 
 /// A task under a concurrency limit and a rate limit without a key of its own: each key runs

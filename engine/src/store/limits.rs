@@ -89,6 +89,14 @@ impl Rooms {
         }
     }
 
+    /// Whether the claim has read (or spent from) the bucket `bucket`.
+    #[cfg(feature = "sqlite")]
+    pub(super) fn loaded(&self, bucket: &str) -> bool {
+        self.rate
+            .as_ref()
+            .is_some_and(|r| r.tokens.contains_key(bucket))
+    }
+
     /// How many queued runs of `key` the claim may take: `None` when the key has no room (or
     /// the claim is full). A rate-limited key without units notes when it will have some.
     pub(super) fn room(&mut self, key: &str) -> Option<usize> {
@@ -188,6 +196,7 @@ impl Rooms {
 /// queued runs (up to the room it had after the first turn). Each turn takes one more run of
 /// each key that still has runs and room, in the same order, until the claim is full or a turn
 /// takes none: the runs in the order taken (reserved in `rooms`), and the key served last.
+#[cfg(feature = "postgres")]
 pub(super) fn later_turns<T>(
     rooms: &mut Rooms,
     more: Vec<(String, Vec<T>)>,

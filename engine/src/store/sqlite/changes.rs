@@ -45,7 +45,7 @@ pub(super) fn enqueue(conn: &Connection, rows: Vec<Value>) -> Result<()> {
            (SELECT concurrency_key FROM runs WHERE seq = value->>0) FROM json_each(?1)",
         params![Value::Array(rows).to_string()],
     )?;
-    Ok(())
+    turns::give_turns(conn)
 }
 
 /// Applies life-cycle changes: the runs' rows, the narrow tables they leave and enter (`leases`
@@ -119,7 +119,7 @@ pub(super) fn apply(conn: &Connection, changes: &[Planned], now: DateTime<Utc>) 
             params![Value::Array(rows).to_string(), micros(now)],
         )?;
         delete_from(conn, "leases", &moves.left_leases)?;
-        delete_from(conn, "queue", &moves.left_queue)?;
+        turns::unqueue(conn, &moves.left_queue)?;
         delete_from(conn, "timers", &moves.left_timers)?;
         enqueue(conn, queue)?;
         if !timers.is_empty() {

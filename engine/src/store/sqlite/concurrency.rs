@@ -1,14 +1,21 @@
-//! Claims of limited tasks: round-robin from the key after the one served last, one run of each
-//! key in turn, as long as its limit leaves it room: runs leased under a concurrency limit (see
-//! `migrations/sqlite/0007_concurrency.sql`), units in its bucket under a rate limit
-//! (`0008_rate_limits.sql`).
+//! Claims of limited tasks: the queued runs of each limited task in turns (see
+//! `migrations/sqlite/0017_turns.sql`), taken in order when their key has room under its limit:
+//! runs leased under a concurrency limit (`0007_concurrency.sql`, `0016_keys_in_leases.sql`),
+//! units in its bucket under a rate limit (`0008_rate_limits.sql`).
 
 use super::queue::claim_picked;
 use super::ratelimits::{bucket, rate_limit};
+use super::turns::{give_turns, left_queue};
 use super::*;
-use crate::store::limits::{later_turns, note_units_due, Rooms};
+use crate::store::limits::{note_units_due, Rooms};
 use crate::store::Limit;
 use owlclaw_core::ratelimit::RateLimitUse;
+use std::collections::HashMap;
+
+/// The queued runs of a limited task in the order claims take them: priority first, then turn
+/// (one run of each key per turn), then age. One walk of `queue_by_turn`.
+const IN_TURNS: &str = "SELECT qid, run_seq, ckey FROM queue WHERE tenant = ?1 AND task = ?2 \
+     AND ckey IS NOT NULL ORDER BY priority DESC, turn, qid";
 
 /// Claims up to `n` runs of the worker's limited tasks inside the caller's transaction.
 pub(super) fn claim_limited(
@@ -19,6 +26,9 @@ pub(super) fn claim_limited(
     lease: Duration,
     request: Option<&str>,
 ) -> Result<Vec<Assignment>> {
+    // Runs queued without a turn by an application's transaction, or put under a key by a
+    // worker's registration (see `0017_turns.sql`).
+    give_turns(conn)?;
     let mut picked = Vec::new();
     for (task, limit) in &worker.limits {
         let left = n as usize - picked.len();
@@ -28,74 +38,43 @@ pub(super) fn claim_limited(
         let Some(mut rooms) = rooms(conn, worker, task, limit, now, left)? else {
             continue;
         };
-        let cursor: Option<String> = one(
-            conn,
-            "SELECT ckey FROM concurrency_cursors WHERE tenant = ?1 AND task = ?2",
-            params![worker.tenant, task],
-            |r| r.get(0),
-        )?;
-        // The first turn: one run of each key with room, the keys after the cursor in order,
-        // then (wrapped) from the first one up to the cursor; each probe finds the next key
-        // and its first run.
-        let (mut served, mut last) = (Vec::new(), None);
-        let mut at = next_key(conn, &worker.tenant, task, cursor.as_deref())?;
-        let mut wrapped = cursor.is_none();
-        if at.is_none() && !wrapped {
-            wrapped = true;
-            at = next_key(conn, &worker.tenant, task, None)?;
-        }
-        while let Some((k, run)) = at {
-            if wrapped && cursor.as_deref().is_some_and(|c| k.as_str() > c) {
-                break;
-            }
-            if let (Some(rate), Some(b)) = (&limit.rate, rooms.bucket(&k)) {
-                if let Some((tokens, at_us)) = bucket(conn, &worker.tenant, &rate.name, b)? {
-                    rooms.load(b.to_string(), tokens, at_us);
-                }
-            }
+        // Runs taken per key, and how many the claim can take at most: counted from the keys'
+        // queued runs once the walk has passed many runs without room (keys at their limit
+        // ahead of the others), so that it stops when no key has any left.
+        let (mut taken, mut most) = (HashMap::<String, usize>::new(), None);
+        let (mut took, mut passed) = (0, 0);
+        let mut walk = conn.prepare_cached(IN_TURNS).db()?;
+        let mut rows = walk.query(params![worker.tenant, task]).db()?;
+        while let Some(r) = rows.next().db()? {
+            let (qid, seq, k): (i64, i64, String) =
+                (r.get(0).db()?, r.get(1).db()?, r.get(2).db()?);
+            load_bucket(conn, worker, limit, &mut rooms, &k)?;
             if rooms.room(&k).is_some() {
                 rooms.took(&k, 1);
-                picked.push(run);
-                last = Some(k.clone());
-                served.push(k.clone());
-                if rooms.full() {
+                *taken.entry(k).or_default() += 1;
+                picked.push((qid, seq));
+                took += 1;
+                if rooms.full() || most == Some(took) {
                     break;
                 }
+                continue;
             }
-            at = next_key(conn, &worker.tenant, task, Some(&k))?;
-            if at.is_none() && !wrapped {
-                wrapped = true;
-                at = next_key(conn, &worker.tenant, task, None)?;
-            }
-        }
-        if !rooms.full() {
-            // Fewer keys with room than the claim wants: the later turns, from each key's next
-            // runs up to its room.
-            let mut more = Vec::new();
-            for k in served {
-                if let Some(room) = rooms.room(&k) {
-                    let runs = all(
-                        conn,
-                        "SELECT qid, run_seq FROM queue WHERE tenant = ?1 AND task = ?2 \
-                         AND ckey = ?3 ORDER BY priority DESC, qid LIMIT ?4 OFFSET 1",
-                        params![worker.tenant, task, k, room as i64],
-                        |r| Ok((r.get(0)?, r.get(1)?)),
-                    )?;
-                    more.push((k, runs));
+            passed += 1;
+            if most.is_none() && passed > left.max(64) {
+                let can = takeable(conn, worker, task, limit, &mut rooms, &taken)?;
+                if can == 0 {
+                    break;
                 }
+                most = Some(took + can);
             }
-            let (runs, later) = later_turns(&mut rooms, more);
-            picked.extend(runs);
-            last = later.or(last);
         }
-        if let Some(k) = last {
-            exec(
-                conn,
-                "INSERT INTO concurrency_cursors (tenant, task, ckey) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (tenant, task) DO UPDATE SET ckey = excluded.ckey",
-                params![worker.tenant, task, k],
-            )?;
-        }
+        drop(rows);
+        let gone = taken.into_iter();
+        left_queue(
+            conn,
+            gone.map(|(k, n)| (worker.tenant.clone(), task.clone(), k, n as i64))
+                .collect(),
+        )?;
         if let Some(RateLimitUse { name, .. }) = &limit.rate {
             for (k, tokens) in rooms.spent() {
                 exec(
@@ -110,6 +89,51 @@ pub(super) fn claim_limited(
         }
     }
     claim_picked(conn, worker, picked, now, lease, request)
+}
+
+/// Loads the bucket a run of `key` spends from, under a rate limit, unless the claim has it.
+fn load_bucket(
+    conn: &Connection,
+    worker: &WorkerRecord,
+    limit: &Limit,
+    rooms: &mut Rooms,
+    key: &str,
+) -> Result<()> {
+    if let (Some(rate), Some(b)) = (&limit.rate, rooms.bucket(key)) {
+        if !rooms.loaded(b) {
+            if let Some((tokens, at_us)) = bucket(conn, &worker.tenant, &rate.name, b)? {
+                rooms.load(b.to_string(), tokens, at_us);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// How many more runs of `task` the claim can take: each key's queued runs not taken yet, up to
+/// its room.
+fn takeable(
+    conn: &Connection,
+    worker: &WorkerRecord,
+    task: &str,
+    limit: &Limit,
+    rooms: &mut Rooms,
+    taken: &HashMap<String, usize>,
+) -> Result<usize> {
+    let keys = all(
+        conn,
+        "SELECT ckey, queued FROM concurrency_keys WHERE tenant = ?1 AND task = ?2",
+        params![worker.tenant, task],
+        |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+    )?;
+    let mut can = 0;
+    for (k, queued) in keys {
+        let left = (queued as usize).saturating_sub(taken.get(&k).copied().unwrap_or(0));
+        if left > 0 {
+            load_bucket(conn, worker, limit, rooms, &k)?;
+            can += rooms.room(&k).map_or(0, |room| room.min(left));
+        }
+    }
+    Ok(can)
 }
 
 /// The room of a claim of up to `left` runs of `task` under `limit`; `None` for a rate limit not
@@ -140,31 +164,4 @@ fn rooms(
         rooms = rooms.rate(l, r, micros(now));
     }
     Ok(Some(rooms))
-}
-
-/// The first key of `task` with queued runs after `after` (the first of all without it), with
-/// its first queued run (`qid`, `run_seq`): one seek in `queue_by_key`.
-fn next_key(
-    conn: &Connection,
-    tenant: &str,
-    task: &str,
-    after: Option<&str>,
-) -> Result<Option<(String, (i64, i64))>> {
-    let row = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, (r.get(1)?, r.get(2)?)));
-    match after {
-        Some(a) => one(
-            conn,
-            "SELECT ckey, qid, run_seq FROM queue WHERE tenant = ?1 AND task = ?2 AND ckey > ?3 \
-             ORDER BY ckey, priority DESC, qid LIMIT 1",
-            params![tenant, task, a],
-            row,
-        ),
-        None => one(
-            conn,
-            "SELECT ckey, qid, run_seq FROM queue WHERE tenant = ?1 AND task = ?2 \
-             AND ckey IS NOT NULL ORDER BY ckey, priority DESC, qid LIMIT 1",
-            params![tenant, task],
-            row,
-        ),
-    }
 }

@@ -42,6 +42,7 @@ mod ratelimits;
 mod runs;
 mod steps;
 mod tokens;
+mod turns;
 #[cfg(feature = "sqlx-sqlite")]
 mod tx;
 mod waits;
@@ -54,7 +55,7 @@ use db::{Db, Location, OrDb};
 use runs::*;
 
 /// The migrations, in order: `PRAGMA user_version` is the last one applied.
-const MIGRATIONS: [&str; 16] = [
+const MIGRATIONS: [&str; 17] = [
     include_str!("../../../migrations/sqlite/0001_init.sql"),
     include_str!("../../../migrations/sqlite/0002_api_tokens.sql"),
     include_str!("../../../migrations/sqlite/0003_steps.sql"),
@@ -71,6 +72,7 @@ const MIGRATIONS: [&str; 16] = [
     include_str!("../../../migrations/sqlite/0014_cron_policies.sql"),
     include_str!("../../../migrations/sqlite/0015_queue_by_task.sql"),
     include_str!("../../../migrations/sqlite/0016_keys_in_leases.sql"),
+    include_str!("../../../migrations/sqlite/0017_turns.sql"),
 ];
 
 /// A SQLite database holding every table of the engine.

@@ -138,6 +138,9 @@ pub(super) fn insert_runs_tx(
         }
         out.push(Inserted::Existing(existing));
     }
+    if runs.iter().any(|r| r.concurrency_key().is_some()) {
+        turns::give_turns(conn)?;
+    }
     Ok(out)
 }
 
@@ -146,11 +149,11 @@ pub(super) fn delete_seqs(conn: &Connection, seqs: &[i64]) -> Result<usize> {
     if seqs.is_empty() {
         return Ok(0);
     }
+    turns::unqueue(conn, seqs)?;
     for table in [
         "events",
         "steps",
         "event_waits",
-        "queue",
         "timers",
         "leases",
         "workflow_runs",
@@ -396,6 +399,7 @@ impl Runs for SqliteStore {
                 params![tenant, ids],
                 |r| r.get(0),
             )?;
+            turns::forget_idle_keys(c)?;
             delete_seqs(c, &seqs)
         })
         .await
@@ -409,6 +413,7 @@ impl Runs for SqliteStore {
                 params![micros(before), i64::from(limit)],
                 |r| r.get(0),
             )?;
+            turns::forget_idle_keys(c)?;
             delete_seqs(c, &seqs)
         })
         .await
@@ -419,7 +424,9 @@ impl Runs for SqliteStore {
 fn active_of_key(conn: &Connection, tenant: &str, task: &str, key: &str) -> Result<Vec<RunId>> {
     let ids: Vec<String> = all(
         conn,
-        // The key's queue rows and leases, few: never the task's finished runs.
+        // The key's leases, and its queue rows among its task's queued ones (in turns, not by
+        // key: a task with a cancel strategy has at most its limit of runs of each key
+        // queued); never the task's finished runs.
         "SELECT id FROM runs WHERE seq IN (\
            SELECT run_seq FROM queue WHERE tenant = ?1 AND task = ?2 AND ckey = ?3 \
            UNION ALL SELECT run_seq FROM leases WHERE tenant = ?1 AND task = ?2 AND ckey = ?3) \
