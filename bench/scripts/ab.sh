@@ -11,7 +11,10 @@
 #
 # Build A from another commit with a worktree sharing this target directory, e.g.:
 #   git worktree add /tmp/base <commit> && (cd /tmp/base && cargo build --release -p owlclaw-bench)
-#   cp target/release/owlclaw-bench target/bench-base/owlclaw-bench   # then build B here
+#   cp target/release/owlclaw-bench target/bench-base/owlclaw-bench
+# then clean the workspace's own crates before building B here: their fingerprints now name the
+# worktree's sources, and cargo would call B fresh and hand back A unchanged:
+#   cargo clean --release -p owlclaw-core -p owlclaw-engine -p owlclaw-macros -p owlclaw -p owlclaw-bench
 # Defaults: 3 rounds, `--mode lite,server,postgres --skip-timers`.
 set -euo pipefail
 a=${1:?usage: ab.sh A_BINARY B_BINARY [ROUNDS] [-- flags]}

@@ -169,6 +169,7 @@ conformance!(
     claims_under_both_limits,
     limited_claims_take_keys_in_turns,
     a_key_at_its_limit_holds_back_no_other_key,
+    priority_comes_before_turns,
     cancel_strategies_apply_in_the_insert,
     links_of_finished_runs,
     skipped_cron_ticks_and_policies,
@@ -464,6 +465,36 @@ async fn a_key_at_its_limit_holds_back_no_other_key(h: &Harness) {
         .await
         .unwrap();
     assert_eq!(claim_ids(s, &w, 10, t).await, [ids[1]], "a's next run");
+}
+
+/// Across the keys of a limited task, higher priority first, then the keys' turns; within a
+/// key, priority then FIFO.
+async fn priority_comes_before_turns(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let runs = [("a", 1), ("a", 1), ("b", 9), ("b", 9), ("c", 5), ("c", 9)];
+    let ids = insert(
+        s,
+        runs.iter()
+            .map(|(k, p)| {
+                let mut r = queued_under_key("t.prio", k, t);
+                r.priority = *p;
+                r
+            })
+            .collect(),
+        t,
+    )
+    .await;
+    let mut w = h.worker("w", &["t.prio"], t).await;
+    w.limits = concurrency_limit("t.prio", 2);
+    let mut first = claim_ids(s, &w, 4, t).await;
+    first.sort();
+    let mut expected = vec![ids[2], ids[3], ids[5], ids[4]];
+    expected.sort();
+    assert_eq!(first, expected, "b's and c's of priority 9, then c's of 5");
+    let mut second = claim_ids(s, &w, 10, t).await;
+    second.sort();
+    assert_eq!(second, [ids[0], ids[1]], "a's, of priority 1, last");
 }
 
 /// A task under a concurrency limit and a rate limit without a key of its own: each key runs

@@ -1,5 +1,6 @@
-//! Claims of limited tasks: round-robin from the key after the one served last, one run of each
-//! key in turn, as long as its limit leaves it room: runs leased under a concurrency limit (see
+//! Claims of limited tasks: priority first, then round-robin among the runs of one priority from
+//! the key after the one served last, one run of each key in turn, as long as its limit leaves
+//! it room: runs leased under a concurrency limit (see
 //! `migrations/postgres/0007_concurrency.sql`), units in its bucket under a rate limit
 //! (`0008_rate_limits.sql`). Claims under one limit are serialized across replicas by a
 //! transaction-scoped advisory lock (on the task for a concurrency limit, on the rate limit for a
@@ -50,93 +51,103 @@ pub(super) async fn claim_limited(
         else {
             continue;
         };
-        // The first turn: one run of each key with room, the keys after the cursor in order,
-        // then (wrapped) from the first one up to the cursor.
-        let (mut served, mut last) = (Vec::new(), None);
-        let mut after = cursor.clone();
-        let mut wrapped = cursor.is_none();
+        // Priority first: the keys take turns among the runs of the highest priority queued,
+        // then of the next, while the claim has room.
+        let (mut level, mut last) = (None, None);
         while !rooms.full() {
-            let keys = next_keys(&mut *tx, &worker.tenant, task, after.as_deref(), left).await?;
-            let Some(end) = keys.last().cloned() else {
-                if wrapped {
+            let Some(p) = next_priority(&mut *tx, &worker.tenant, task, level).await? else {
+                break;
+            };
+            level = Some(p);
+            // The first turn: one run of each key with room, the keys after the cursor in order,
+            // then (wrapped) from the first one up to the cursor.
+            let mut served = Vec::new();
+            let mut after = cursor.clone();
+            let mut wrapped = cursor.is_none();
+            while !rooms.full() {
+                let keys =
+                    next_keys(&mut *tx, &worker.tenant, task, p, after.as_deref(), left).await?;
+                let Some(end) = keys.last().cloned() else {
+                    if wrapped {
+                        break;
+                    }
+                    (wrapped, after) = (true, None);
+                    continue;
+                };
+                let keys: Vec<String> = keys
+                    .into_iter()
+                    .take_while(|k| !wrapped || cursor.as_deref().is_none_or(|c| k.as_str() <= c))
+                    .collect();
+                let done = keys.last() != Some(&end);
+                if let Some(rate) = &limit.rate {
+                    let mut wanted: Vec<&str> = keys.iter().map(|k| rate.bucket(k)).collect();
+                    wanted.dedup();
+                    let buckets: Vec<(String, f64, i64)> = sqlx::query_as(
+                        "SELECT rkey, tokens, at_us FROM rate_buckets \
+                             WHERE tenant = $1 AND name = $2 AND rkey = ANY($3)",
+                    )
+                    .bind(&worker.tenant)
+                    .bind(&rate.name)
+                    .bind(&wanted)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for (k, tokens, at_us) in buckets {
+                        rooms.load(k, tokens, at_us);
+                    }
+                }
+                // Each key's turn, reserved as it is counted: keys sharing a bucket see the units
+                // the keys before them will spend.
+                let mut names = Vec::new();
+                for k in &keys {
+                    if rooms.room(k).is_some() {
+                        rooms.took(k, 1);
+                        names.push(k.clone());
+                    }
+                }
+                let reserved_all = rooms.full();
+                let turn = vec![1; names.len()];
+                let rows = first_runs(&mut *tx, &worker.tenant, task, p, &names, &turn, 0).await?;
+                // A key whose runs went meanwhile gives back its turn.
+                for k in &names {
+                    if !rows.iter().any(|(n, _)| n == k) {
+                        rooms.give_back(k, 1);
+                    }
+                }
+                if let Some((k, _)) = rows.last() {
+                    last = Some(k.clone());
+                }
+                for (k, qid) in rows {
+                    picked.push(qid);
+                    served.push(k);
+                }
+                if done || reserved_all {
                     break;
                 }
-                (wrapped, after) = (true, None);
-                continue;
-            };
-            let keys: Vec<String> = keys
-                .into_iter()
-                .take_while(|k| !wrapped || cursor.as_deref().is_none_or(|c| k.as_str() <= c))
-                .collect();
-            let done = keys.last() != Some(&end);
-            if let Some(rate) = &limit.rate {
-                let mut wanted: Vec<&str> = keys.iter().map(|k| rate.bucket(k)).collect();
-                wanted.dedup();
-                let buckets: Vec<(String, f64, i64)> = sqlx::query_as(
-                    "SELECT rkey, tokens, at_us FROM rate_buckets \
-                         WHERE tenant = $1 AND name = $2 AND rkey = ANY($3)",
-                )
-                .bind(&worker.tenant)
-                .bind(&rate.name)
-                .bind(&wanted)
-                .fetch_all(&mut *tx)
-                .await?;
-                for (k, tokens, at_us) in buckets {
-                    rooms.load(k, tokens, at_us);
+                after = Some(end);
+            }
+            if !rooms.full() && !served.is_empty() {
+                // Fewer keys with room than the claim wants: the later turns, from each key's next
+                // runs up to its room.
+                let (mut names, mut room) = (Vec::new(), Vec::new());
+                for k in served {
+                    if let Some(r) = rooms.room(&k) {
+                        names.push(k);
+                        room.push(r as i64);
+                    }
                 }
+                let rows = first_runs(&mut *tx, &worker.tenant, task, p, &names, &room, 1).await?;
+                let more = names
+                    .into_iter()
+                    .map(|k| {
+                        let runs = rows.iter().filter(|(n, _)| *n == k).map(|(_, q)| *q);
+                        let runs = runs.collect();
+                        (k, runs)
+                    })
+                    .collect();
+                let (runs, later) = later_turns(&mut rooms, more);
+                picked.extend(runs);
+                last = later.or(last);
             }
-            // Each key's turn, reserved as it is counted: keys sharing a bucket see the units
-            // the keys before them will spend.
-            let mut names = Vec::new();
-            for k in &keys {
-                if rooms.room(k).is_some() {
-                    rooms.took(k, 1);
-                    names.push(k.clone());
-                }
-            }
-            let reserved_all = rooms.full();
-            let turn = vec![1; names.len()];
-            let rows = first_runs(&mut *tx, &worker.tenant, task, &names, &turn, 0).await?;
-            // A key whose runs went meanwhile gives back its turn.
-            for k in &names {
-                if !rows.iter().any(|(n, _)| n == k) {
-                    rooms.give_back(k, 1);
-                }
-            }
-            if let Some((k, _)) = rows.last() {
-                last = Some(k.clone());
-            }
-            for (k, qid) in rows {
-                picked.push(qid);
-                served.push(k);
-            }
-            if done || reserved_all {
-                break;
-            }
-            after = Some(end);
-        }
-        if !rooms.full() && !served.is_empty() {
-            // Fewer keys with room than the claim wants: the later turns, from each key's next
-            // runs up to its room.
-            let (mut names, mut room) = (Vec::new(), Vec::new());
-            for k in served {
-                if let Some(r) = rooms.room(&k) {
-                    names.push(k);
-                    room.push(r as i64);
-                }
-            }
-            let rows = first_runs(&mut *tx, &worker.tenant, task, &names, &room, 1).await?;
-            let more = names
-                .into_iter()
-                .map(|k| {
-                    let runs = rows.iter().filter(|(n, _)| *n == k).map(|(_, q)| *q);
-                    let runs = runs.collect();
-                    (k, runs)
-                })
-                .collect();
-            let (runs, later) = later_turns(&mut rooms, more);
-            picked.extend(runs);
-            last = later.or(last);
         }
         if let Some(k) = last {
             // Kept by the claim's statement.
@@ -215,12 +226,13 @@ async fn rooms(
     Ok(Some((rooms, cursor)))
 }
 
-/// The queued runs of each key `keys[i]` of `task`, in claim order, skipping the first `skip`
-/// and taking up to `room[i]`: `(key, qid)` in the keys' order.
+/// The queued runs of each key `keys[i]` of `task` at `priority`, oldest first, skipping the
+/// first `skip` and taking up to `room[i]`: `(key, qid)` in the keys' order.
 async fn first_runs(
     conn: &mut PgConnection,
     tenant: &str,
     task: &str,
+    priority: i64,
     keys: &[String],
     room: &[i64],
     skip: i64,
@@ -230,16 +242,36 @@ async fn first_runs(
     }
     Ok(sqlx::query_as(
         "SELECT x.k, q.qid FROM UNNEST($3::text[], $4::bigint[]) WITH ORDINALITY AS x(k, room, o), \
-           LATERAL (SELECT qid, priority FROM queue WHERE tenant = $1 AND task = $2 \
-             AND ckey = x.k ORDER BY priority DESC, qid LIMIT x.room OFFSET $5) q \
-         ORDER BY x.o, q.priority DESC, q.qid",
+           LATERAL (SELECT qid FROM queue WHERE tenant = $1 AND task = $2 \
+             AND ckey = x.k AND priority = $6 ORDER BY qid LIMIT x.room OFFSET $5) q \
+         ORDER BY x.o, q.qid",
     )
     .bind(tenant)
     .bind(task)
     .bind(keys)
     .bind(room)
     .bind(skip)
+    .bind(priority)
     .fetch_all(conn)
+    .await?)
+}
+
+/// The highest priority of the queued runs of limited task `task` below `below` (of all
+/// without it): a seek in `queue_by_task`.
+async fn next_priority(
+    conn: &mut PgConnection,
+    tenant: &str,
+    task: &str,
+    below: Option<i64>,
+) -> R<Option<i64>> {
+    Ok(sqlx::query_scalar(
+        "SELECT priority FROM queue WHERE tenant = $1 AND task = $2 AND ckey IS NOT NULL \
+         AND priority < coalesce($3, 9223372036854775807) ORDER BY priority DESC LIMIT 1",
+    )
+    .bind(tenant)
+    .bind(task)
+    .bind(below)
+    .fetch_optional(conn)
     .await?)
 }
 
@@ -268,6 +300,7 @@ async fn next_keys(
     conn: &mut PgConnection,
     tenant: &str,
     task: &str,
+    priority: i64,
     after: Option<&str>,
     n: usize,
 ) -> R<Vec<String>> {
@@ -277,12 +310,13 @@ async fn next_keys(
         ($first:literal, $n:literal) => {
             concat!(
                 "WITH RECURSIVE keys(k, i) AS ( \
-                   (SELECT ckey, 1 FROM queue WHERE tenant = $1 AND task = $2 AND ",
+                   (SELECT ckey, 1 FROM queue WHERE tenant = $1 AND task = $2 \
+                      AND priority = $3 AND ",
                 $first,
                 " ORDER BY ckey LIMIT 1) \
                    UNION ALL \
                    SELECT (SELECT ckey FROM queue WHERE tenant = $1 AND task = $2 \
-                      AND ckey > keys.k ORDER BY ckey LIMIT 1), i + 1 \
+                      AND priority = $3 AND ckey > keys.k ORDER BY ckey LIMIT 1), i + 1 \
                    FROM keys WHERE keys.k IS NOT NULL AND i < ",
                 $n,
                 ") SELECT k FROM keys"
@@ -291,18 +325,20 @@ async fn next_keys(
     }
     let keys: Vec<Option<String>> = match after {
         Some(a) => {
-            sqlx::query_scalar(keys_after!("ckey > $3", "$4"))
+            sqlx::query_scalar(keys_after!("ckey > $4", "$5"))
                 .bind(tenant)
                 .bind(task)
+                .bind(priority)
                 .bind(a)
                 .bind(n as i64)
                 .fetch_all(conn)
                 .await?
         }
         None => {
-            sqlx::query_scalar(keys_after!("ckey IS NOT NULL", "$3"))
+            sqlx::query_scalar(keys_after!("ckey IS NOT NULL", "$4"))
                 .bind(tenant)
                 .bind(task)
+                .bind(priority)
                 .bind(n as i64)
                 .fetch_all(conn)
                 .await?
