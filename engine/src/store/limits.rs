@@ -89,6 +89,20 @@ impl Rooms {
         }
     }
 
+    /// The keys at their concurrency limit when the claim starts.
+    #[cfg(feature = "sqlite")]
+    pub(super) fn full_keys(&self) -> Vec<&str> {
+        match &self.running {
+            Some(r) => r
+                .running
+                .iter()
+                .filter(|(_, n)| **n >= r.max)
+                .map(|(k, _)| k.as_str())
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
     /// Whether the claim has read (or spent from) the bucket `bucket`.
     #[cfg(feature = "sqlite")]
     pub(super) fn loaded(&self, bucket: &str) -> bool {

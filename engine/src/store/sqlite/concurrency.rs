@@ -13,9 +13,11 @@ use owlclaw_core::ratelimit::RateLimitUse;
 use std::collections::HashMap;
 
 /// The queued runs of a limited task in the order claims take them: priority first, then turn
-/// (one run of each key per turn), then age. One walk of `queue_by_turn`.
+/// (one run of each key per turn), then age; one walk of `queue_by_turn`. The runs of the keys
+/// at their limit (`?3`, a JSON array) are passed over in the statement.
 const IN_TURNS: &str = "SELECT qid, run_seq, ckey FROM queue WHERE tenant = ?1 AND task = ?2 \
-     AND ckey IS NOT NULL ORDER BY priority DESC, turn, qid";
+     AND ckey IS NOT NULL AND ckey NOT IN (SELECT value FROM json_each(?3)) \
+     ORDER BY priority DESC, turn, qid";
 
 /// Claims up to `n` runs of the worker's limited tasks inside the caller's transaction.
 pub(super) fn claim_limited(
@@ -44,7 +46,8 @@ pub(super) fn claim_limited(
         let (mut taken, mut most) = (HashMap::<String, usize>::new(), None);
         let (mut took, mut passed) = (0, 0);
         let mut walk = conn.prepare_cached(IN_TURNS).db()?;
-        let mut rows = walk.query(params![worker.tenant, task]).db()?;
+        let full = serde_json::to_string(&rooms.full_keys()).unwrap_or_default();
+        let mut rows = walk.query(params![worker.tenant, task, full]).db()?;
         while let Some(r) = rows.next().db()? {
             let (qid, seq, k): (i64, i64, String) =
                 (r.get(0).db()?, r.get(1).db()?, r.get(2).db()?);
