@@ -164,28 +164,6 @@ impl Rooms {
         }
     }
 
-    /// Gives back `n` of the runs of `key` that [`took`](Rooms::took) counted but the claim did
-    /// not get (a key with fewer queued runs than its room): a claim that reserves each key's
-    /// room before one query of all keys, so that keys sharing a bucket see what others took.
-    #[cfg(feature = "postgres")]
-    pub(super) fn give_back(&mut self, key: &str, n: usize) {
-        if n == 0 {
-            return;
-        }
-        self.left += n;
-        if let Some(r) = &mut self.running {
-            if let Some(c) = r.running.get_mut(key) {
-                *c -= n as i64;
-            }
-        }
-        if let Some(r) = &mut self.rate {
-            let bucket = r.rate.bucket(key).to_string();
-            if let Some(have) = r.tokens.get_mut(&bucket) {
-                *have += r.units * n as f64;
-            }
-        }
-    }
-
     /// Whether the claim has all it wants.
     pub(super) fn full(&self) -> bool {
         self.left == 0
