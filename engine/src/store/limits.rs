@@ -1,7 +1,8 @@
 //! Limited claims, the part both stores share: how many runs each key may still start under a
 //! concurrency limit (runs leased per key) or a rate limit (units left in the key's bucket).
-//! Each store walks its queue key by key with its own SQL (see `migrations/*/0007_concurrency.sql`
-//! and `0008_rate_limits.sql`).
+//! Each store walks its queue with its own SQL: SQLite in turns
+//! (`migrations/sqlite/0017_turns.sql`), PostgreSQL key by key
+//! (`migrations/postgres/0007_concurrency.sql`); rate limits in `0008_rate_limits.sql`.
 
 use super::{Inserted, NewRun};
 use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};

@@ -233,7 +233,7 @@ pub struct WorkerRecord {
     pub name: String,
     /// The tasks it serves.
     pub tasks: Vec<String>,
-    /// The limits of the tasks it serves that have one: their runs are claimed key by key.
+    /// The limits of the tasks it serves that have one: their runs are claimed in turns of keys.
     /// Known to the engine, not stored.
     pub limits: Vec<(String, Limit)>,
     /// Set by a claim that left runs queued for want of rate-limit units: when (µs since the
@@ -242,8 +242,8 @@ pub struct WorkerRecord {
     pub units_due: Arc<AtomicI64>,
 }
 
-/// How a limited task's runs are claimed, key by key (see [`NewRun::concurrency_key`]): under a
-/// concurrency limit, a rate limit, or both.
+/// How a limited task's runs are claimed, in turns of keys (see [`NewRun::concurrency_key`]):
+/// under a concurrency limit, a rate limit, or both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limit {
     /// At most this many running per key.
