@@ -399,7 +399,6 @@ impl Runs for SqliteStore {
                 params![tenant, ids],
                 |r| r.get(0),
             )?;
-            turns::forget_idle_keys(c)?;
             delete_seqs(c, &seqs)
         })
         .await
