@@ -210,6 +210,30 @@ impl PgProbe {
         let _ = conn.close().await;
         u64::try_from(row.ok()?.try_get::<i64, _>(0).ok()?).ok()
     }
+
+    /// Waits, at most `limit`, until no vacuum of the database runs (`pg_stat_progress_vacuum`:
+    /// the engine's own, started by the runs it claimed, or autovacuum's); returns how long it
+    /// waited.
+    pub(crate) async fn wait_vacuums(
+        &self,
+        limit: std::time::Duration,
+    ) -> Result<std::time::Duration> {
+        let t0 = std::time::Instant::now();
+        let mut conn = PgConnection::connect(&self.admin_url).await?;
+        loop {
+            let running: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_progress_vacuum WHERE datname = $1",
+            )
+            .bind(&self.database)
+            .fetch_one(&mut conn)
+            .await?;
+            if running == 0 || t0.elapsed() >= limit {
+                let _ = conn.close().await;
+                return Ok(t0.elapsed());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 #[cfg(test)]

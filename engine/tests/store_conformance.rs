@@ -2623,18 +2623,20 @@ async fn postgres_errors_hide_the_password() {
     assert!(!format!("{e} {e:?}").contains("hunter2"), "{e:?}");
 }
 
-/// The PostgreSQL store vacuums the queue's hot tables itself after enough claims (their dead
-/// index entries would slow every claim until autovacuum came, if it does), in the background,
-/// and claims go on meanwhile.
+/// The PostgreSQL store vacuums the tables its claims and completions leave dead rows in
+/// itself after enough claims (the queue's hot tables, and `runs`: their dead index entries would
+/// slow every claim until autovacuum came, if it does), in the background, and claims go on
+/// meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_vacuums_the_queue_tables() {
+async fn postgres_vacuums_the_tables_claims_churn() {
     let Some(db) = PgDb::create().await else {
         return;
     };
     let store = owlclaw_engine::store::postgres::PostgresStore::open(&db.url)
         .await
         .unwrap()
-        .vacuum_every(50);
+        .vacuum_every(50)
+        .vacuum_runs_every(50);
     let t = t0();
     let w = worker_on(&store, TENANT, "w1", &["t.v"], t).await;
     let ids = insert(&store, (0..120).map(|_| new_run("t.v", t)).collect(), t).await;
@@ -2648,18 +2650,24 @@ async fn postgres_vacuums_the_queue_tables() {
     loop {
         let counts: Vec<(String, i64)> = sqlx::query_as(
             "SELECT relname::text, vacuum_count FROM pg_stat_user_tables \
-             WHERE relname IN ('queue', 'leases', 'timers') ORDER BY relname",
+             WHERE relname IN ('queue', 'leases', 'timers', 'runs') ORDER BY relname",
         )
         .fetch_all(&mut conn)
         .await
         .unwrap();
-        if store.vacuums() >= 1 && counts.iter().all(|(_, n)| *n >= 1) {
+        if store.vacuums() >= 1
+            && store.runs_vacuums() >= 1
+            && counts.len() == 4
+            && counts.iter().all(|(_, n)| *n >= 1)
+        {
             break;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no vacuum of the hot tables within 30 s after 120 claims: {counts:?}, {} done",
-            store.vacuums()
+            "no vacuum of the tables within 30 s after 120 claims: {counts:?}, {} of the queue \
+             tables and {} of runs done",
+            store.vacuums(),
+            store.runs_vacuums()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

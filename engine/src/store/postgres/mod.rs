@@ -298,6 +298,7 @@ pub struct PostgresStore {
     /// The single-connection pools of the wake-up listeners, closed with the store.
     listeners: std::sync::Arc<Mutex<Vec<PgPool>>>,
     vacuum: std::sync::Arc<vacuum::Vacuum>,
+    vacuum_runs: std::sync::Arc<vacuum::Vacuum>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -359,7 +360,8 @@ impl PostgresStore {
             opts,
             place,
             listeners: Default::default(),
-            vacuum: vacuum::Vacuum::new(vacuum::VACUUM_EVERY),
+            vacuum: vacuum::Vacuum::new(vacuum::Tables::Queue, vacuum::VACUUM_EVERY),
+            vacuum_runs: vacuum::Vacuum::new(vacuum::Tables::Runs, vacuum::VACUUM_RUNS_EVERY),
         })
     }
 
@@ -367,7 +369,15 @@ impl PostgresStore {
     /// default 20,000; for tests.
     #[doc(hidden)]
     pub fn vacuum_every(mut self, n: u64) -> PostgresStore {
-        self.vacuum = vacuum::Vacuum::new(n);
+        self.vacuum = vacuum::Vacuum::new(vacuum::Tables::Queue, n);
+        self
+    }
+
+    /// Vacuums `runs` after every `n` runs claimed at least (0: never) instead of the default
+    /// 100,000; for tests.
+    #[doc(hidden)]
+    pub fn vacuum_runs_every(mut self, n: u64) -> PostgresStore {
+        self.vacuum_runs = vacuum::Vacuum::new(vacuum::Tables::Runs, n);
         self
     }
 
@@ -375,6 +385,12 @@ impl PostgresStore {
     #[doc(hidden)]
     pub fn vacuums(&self) -> u64 {
         self.vacuum.done()
+    }
+
+    /// How many vacuums of `runs` this store completed; for tests.
+    #[doc(hidden)]
+    pub fn runs_vacuums(&self) -> u64 {
+        self.vacuum_runs.done()
     }
 
     /// Runs one transaction (built by `f`) until it commits, retrying it on a deadlock or a

@@ -403,6 +403,7 @@ impl PostgresStore {
             tx.commit().await?;
         }
         self.vacuum.claimed(claimed.len(), &self.pool);
+        self.vacuum_runs.claimed(claimed.len(), &self.pool);
         Ok((changed, claimed))
     }
 
