@@ -373,8 +373,9 @@ async fn one_run(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
             let h = scale::history(mode, pg_url, n, args.tasks, args.slots).await?;
             say(format!(
                 "history: {n} finished runs put in a fresh store in {:.1}s (not measured; its \
-                 vacuums ended {:.1}s after it); then enqueue_bulk {} jobs at {:.0}/s; drain: {} jobs in {:.3}s = {:.0}/s ({:.2} x the \
-                 plain drain on an empty store; {} succeeded runs verified in the store)",
+                 vacuums ended {:.1}s after it); then enqueue_bulk {} jobs at {:.0}/s; drain: {} \
+                 jobs in {:.3}s = {:.0}/s ({:.2} x the plain drain on an empty store; {} succeeded \
+                 runs verified in the store)",
                 h.fill.as_secs_f64(),
                 h.settle.as_secs_f64(),
                 h.enqueue_bulk.count,

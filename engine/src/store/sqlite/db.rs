@@ -47,6 +47,13 @@ const BUSY_CHECKPOINTS: Duration = Duration::from_millis(100);
 /// Frames (pages) in the WAL beyond which the writer is asked to let it start over: 16 MiB, well
 /// under `journal_size_limit`, so the file is written over in place, not cut and grown again.
 const RESTART_FRAMES: i64 = 4096;
+/// The checkpointer's request to the writer: none (the checkpointer may run) …
+const IDLE: u8 = 0;
+/// … asked (the checkpointer waits) …
+const ASKED: u8 = 1;
+/// … being done by the writer (the checkpointer waits).
+const TAKEN: u8 = 2;
+
 /// What the writer and the checkpointer share.
 #[derive(Debug, Default)]
 struct Wal {
@@ -55,13 +62,6 @@ struct Wal {
     /// The writer's commits so far, for the checkpointer to tell a busy writer from an idle one.
     commits: AtomicU64,
 }
-
-/// The checkpointer's request to the writer: none (the checkpointer may run) …
-const IDLE: u8 = 0;
-/// … asked (the checkpointer waits) …
-const ASKED: u8 = 1;
-/// … being done by the writer (the checkpointer waits).
-const TAKEN: u8 = 2;
 
 /// A closure run by the writer inside the batch's transaction: returns whether it succeeded (its
 /// savepoint is released or rolled back) and how to answer its caller once the batch commits.
