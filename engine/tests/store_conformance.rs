@@ -170,6 +170,7 @@ conformance!(
     limited_claims_take_keys_in_turns,
     a_key_at_its_limit_holds_back_no_other_key,
     priority_comes_before_turns,
+    a_key_queued_again_starts_at_the_head,
     cancel_strategies_apply_in_the_insert,
     links_of_finished_runs,
     skipped_cron_ticks_and_policies,
@@ -495,6 +496,40 @@ async fn priority_comes_before_turns(h: &Harness) {
     let mut second = claim_ids(s, &w, 10, t).await;
     second.sort();
     assert_eq!(second, [ids[0], ids[1]], "a's, of priority 1, last");
+}
+
+/// A key's runs queued after claims moved on take their turns from where the claims stand,
+/// not from the start: a key with runs queued goes on after its last, a key without any starts
+/// at the head, beside the run there.
+async fn a_key_queued_again_starts_at_the_head(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let mut w = h.worker("w", &["t.head"], t).await;
+    w.limits = concurrency_limit("t.head", 10);
+    let a = insert(
+        s,
+        (0..5).map(|_| queued_under_key("t.head", "a", t)).collect(),
+        t,
+    )
+    .await;
+    assert_eq!(
+        claim_ids(s, &w, 3, t).await,
+        a[..3],
+        "a's first three turns"
+    );
+    // The head is a's fourth run. b, new, takes its turn; a's new run the turn after its last.
+    let later = ["a", "b"].map(|k| queued_under_key("t.head", k, t));
+    let later = insert(s, later.into(), t).await;
+    let mut next = claim_ids(s, &w, 2, t).await;
+    next.sort();
+    let mut expected = vec![a[3], later[1]];
+    expected.sort();
+    assert_eq!(next, expected, "a's fourth run and b's, in one turn");
+    assert_eq!(
+        claim_ids(s, &w, 10, t).await,
+        [a[4], later[0]],
+        "a's fifth run, then its sixth"
+    );
 }
 
 /// A task under a concurrency limit and a rate limit without a key of its own: each key runs

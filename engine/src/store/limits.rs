@@ -1,8 +1,7 @@
 //! Limited claims, the part both stores share: how many runs each key may still start under a
 //! concurrency limit (runs leased per key) or a rate limit (units left in the key's bucket).
-//! Each store walks its queue with its own SQL: SQLite in turns
-//! (`migrations/sqlite/0017_turns.sql`), PostgreSQL key by key
-//! (`migrations/postgres/0007_concurrency.sql`); rate limits in `0008_rate_limits.sql`.
+//! Each store walks its queue in turns with its own SQL (`migrations/sqlite/0017_turns.sql`,
+//! `migrations/postgres/0017_turns.sql`); rate limits in `0008_rate_limits.sql`.
 
 use super::{Inserted, NewRun};
 use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
@@ -91,7 +90,6 @@ impl Rooms {
     }
 
     /// The keys at their concurrency limit when the claim starts.
-    #[cfg(feature = "sqlite")]
     pub(super) fn full_keys(&self) -> Vec<&str> {
         match &self.running {
             Some(r) => r
@@ -105,7 +103,6 @@ impl Rooms {
     }
 
     /// Whether the claim has read (or spent from) the bucket `bucket`.
-    #[cfg(feature = "sqlite")]
     pub(super) fn loaded(&self, bucket: &str) -> bool {
         self.rate
             .as_ref()
@@ -181,36 +178,6 @@ impl Rooms {
     /// When a rate-limited key left with queued runs will have its units (µs since the epoch).
     pub(super) fn due_us(&self) -> Option<i64> {
         self.rate.as_ref().and_then(|r| r.due_us)
-    }
-}
-
-/// The later turns of a claim whose first turn took one run of each key with room, in the
-/// order it walked them, and is not full. `more` holds, per key in that order, the key's next
-/// queued runs (up to the room it had after the first turn). Each turn takes one more run of
-/// each key that still has runs and room, in the same order, until the claim is full or a turn
-/// takes none: the runs in the order taken (reserved in `rooms`), and the key served last.
-#[cfg(feature = "postgres")]
-pub(super) fn later_turns<T>(
-    rooms: &mut Rooms,
-    more: Vec<(String, Vec<T>)>,
-) -> (Vec<T>, Option<String>) {
-    let mut more: Vec<(String, std::vec::IntoIter<T>)> = more
-        .into_iter()
-        .map(|(k, runs)| (k, runs.into_iter()))
-        .collect();
-    let (mut taken, mut last) = (Vec::new(), None);
-    loop {
-        let before = taken.len();
-        for (k, runs) in &mut more {
-            if runs.len() > 0 && rooms.room(k).is_some() {
-                rooms.took(k, 1);
-                taken.extend(runs.next());
-                last = Some(k.clone());
-            }
-        }
-        if taken.len() == before {
-            return (taken, last);
-        }
     }
 }
 

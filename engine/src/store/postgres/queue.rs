@@ -137,14 +137,9 @@ pub(super) const REPORT_AND_RECLAIM: &str = report_and_claim!(
 );
 
 /// [`REPORT_AND_CLAIM`] for the queue rows `$14` (qids) of tasks `$2` picked beforehand (the
-/// claims of limited tasks), up to `$3`; in the same statement, each task `$15[i]` remembers the
-/// key `$16[i]` it served last (where its next claim starts).
+/// claims of limited tasks), up to `$3`.
 pub(super) const CLAIM_PICKED: &str = report_and_claim!(
-    ", cursors AS (
-    INSERT INTO concurrency_cursors (tenant, task, ckey)
-    SELECT $1, t, k FROM UNNEST($15::text[], $16::text[]) AS x(t, k)
-    ON CONFLICT (tenant, task) DO UPDATE SET ckey = excluded.ckey
-)",
+    "",
     "SELECT qid, run_seq FROM queue WHERE qid = ANY($14) AND tenant = $1 AND task = ANY($2)
     LIMIT $3 FOR UPDATE SKIP LOCKED",
     "SELECT 1 AS part, priority, qid AS ord, seq, id, task, input, attempt, max_attempts,
@@ -183,16 +178,13 @@ SELECT (SELECT count(*) FROM ordered) AS promoted, (SELECT count(*) FROM note) A
     (SELECT MIN(expires_at) FROM leases) AS next_expiry,
     (SELECT MIN(at) FROM expiries) AS next_run_expiry";
 
-/// The key each limited task (`.0[i]`) served last (`.1[i]`), kept by the claim of its runs.
-pub(super) type Cursors = (Vec<String>, Vec<String>);
-
 /// What a claim takes from the queue.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Pick<'a> {
     /// The first queued runs of these tasks, in priority order.
     Tasks(&'a [String]),
-    /// These queue rows (qids) of these tasks, and the key each task `.0` served last (`.1`).
-    Rows(&'a [String], &'a [i64], &'a Cursors),
+    /// These queue rows (qids) of these tasks.
+    Rows(&'a [String], &'a [i64]),
 }
 
 /// Runs [`REPORT_AND_CLAIM`] for the successes among `completions` and up to `n` claims (the runs
@@ -219,7 +211,7 @@ pub(super) async fn report_and_claim(
     }
     let (tasks, qids) = match pick {
         Pick::Tasks(tasks) => (tasks, None),
-        Pick::Rows(tasks, qids, cursors) => (tasks, Some((qids, cursors))),
+        Pick::Rows(tasks, qids) => (tasks, Some(qids)),
     };
     // No task to pick from: no claim (a scan for nothing), but a resent request still gets its
     // runs back.
@@ -249,14 +241,7 @@ pub(super) async fn report_and_claim(
         .bind(lifecycle::reason::CLAIMED)
         .bind(lifecycle::reason::SUCCEEDED);
     let rows = match qids {
-        Some((qids, cursors)) => {
-            query
-                .bind(qids)
-                .bind(&cursors.0)
-                .bind(&cursors.1)
-                .fetch_all(conn)
-                .await?
-        }
+        Some(qids) => query.bind(qids).fetch_all(conn).await?,
         None => query.fetch_all(conn).await?,
     };
     let mut changed = 0;
