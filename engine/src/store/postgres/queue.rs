@@ -137,11 +137,13 @@ pub(super) const REPORT_AND_RECLAIM: &str = report_and_claim!(
 );
 
 /// [`REPORT_AND_CLAIM`] for the queue rows `$14` (qids) of tasks `$2` picked beforehand (the
-/// claims of limited tasks), up to `$3`.
+/// claims of limited tasks), up to `$3`. The rows are found by their qids alone (never reused):
+/// a filter on the tenant and tasks as well was planned as a bitmap of every queued run of the
+/// task in `queue_by_task`, ANDed with the qids' (0.4 ms of a 2.7 ms claim of 84 runs of a
+/// task with 20,000 queued).
 pub(super) const CLAIM_PICKED: &str = report_and_claim!(
     "",
-    "SELECT qid, run_seq FROM queue WHERE qid = ANY($14) AND tenant = $1 AND task = ANY($2)
-    LIMIT $3 FOR UPDATE SKIP LOCKED",
+    "SELECT qid, run_seq FROM queue WHERE qid = ANY($14) LIMIT $3 FOR UPDATE SKIP LOCKED",
     "SELECT 1 AS part, priority, qid AS ord, seq, id, task, input, attempt, max_attempts,
         timeout_ms, parent_id, run_at FROM claimed"
 );
