@@ -171,6 +171,7 @@ conformance!(
     a_key_at_its_limit_holds_back_no_other_key,
     priority_comes_before_turns,
     a_key_queued_again_starts_at_the_head,
+    a_run_that_comes_due_takes_its_turn_at_the_head,
     cancel_strategies_apply_in_the_insert,
     links_of_finished_runs,
     skipped_cron_ticks_and_policies,
@@ -530,6 +531,32 @@ async fn a_key_queued_again_starts_at_the_head(h: &Harness) {
         [a[4], later[0]],
         "a's fifth run, then its sixth"
     );
+}
+
+/// A run queued by another path than the insert (a delayed run coming due) takes its turn as
+/// one inserted does: at the head, beside the run there, not behind the key that fills the queue.
+async fn a_run_that_comes_due_takes_its_turn_at_the_head(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let mut w = h.worker("w", &["t.due"], t).await;
+    w.limits = concurrency_limit("t.due", 10);
+    let a = insert(
+        s,
+        (0..5).map(|_| queued_under_key("t.due", "a", t)).collect(),
+        t,
+    )
+    .await;
+    let mut later = queued_under_key("t.due", "b", t);
+    later.run_at = t + secs(1.0);
+    let b = insert(s, vec![later], t).await[0];
+    assert_eq!(claim_ids(s, &w, 2, t).await, a[..2], "a's first two turns");
+    let m = s.maintain(t + secs(1.0), 1000).await.unwrap();
+    assert_eq!(m.promoted, 1);
+    let mut next = claim_ids(s, &w, 2, t + secs(1.0)).await;
+    next.sort();
+    let mut expected = vec![a[2], b];
+    expected.sort();
+    assert_eq!(next, expected, "a's third run and b's, in one turn");
 }
 
 /// A task under a concurrency limit and a rate limit without a key of its own: each key runs
@@ -3228,4 +3255,79 @@ async fn bulk_cancel_and_retry(h: &Harness) {
     let mut want = vec![queued, scheduled];
     want.sort();
     assert_eq!(claimed, want);
+}
+
+/// A database whose queue held runs of limited tasks before the turns: the migration gives each
+/// key's runs their turns in claim order (priority, then age), and runs queued after it get
+/// theirs from the trigger, after their key's last.
+#[tokio::test]
+async fn postgres_migration_gives_the_queued_runs_their_turns() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/postgres");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    let turns_sql = files
+        .iter()
+        .position(|f| f.ends_with("0017_turns.sql"))
+        .unwrap();
+    let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    for f in &files[..turns_sql] {
+        sqlx::raw_sql(&std::fs::read_to_string(f).unwrap())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let queue =
+        "INSERT INTO queue (run_seq, tenant, task, priority, ckey) VALUES ($1, 'x', 't', $2, $3)";
+    for (seq, key, priority) in [
+        (1, Some("a"), 0),
+        (2, Some("b"), 0),
+        (3, Some("a"), 9),
+        (4, Some("a"), 0),
+        (5, None, 0),
+    ] {
+        sqlx::query(queue)
+            .bind(seq as i64)
+            .bind(priority as i64)
+            .bind(key)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(&std::fs::read_to_string(&files[turns_sql]).unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // Queued after the migration: by the trigger, b after its last, c (new) at the head.
+    for (seq, key) in [(6, "b"), (7, "c")] {
+        sqlx::query(queue)
+            .bind(seq as i64)
+            .bind(0i64)
+            .bind(key)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let turns: Vec<(i64, Option<i64>)> =
+        sqlx::query_as("SELECT run_seq, turn FROM queue ORDER BY run_seq")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        turns,
+        [
+            (1, Some(2)),
+            (2, Some(1)),
+            (3, Some(1)),
+            (4, Some(3)),
+            (5, None),
+            (6, Some(2)),
+            (7, Some(1)),
+        ]
+    );
 }

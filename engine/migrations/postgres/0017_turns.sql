@@ -20,7 +20,8 @@ CREATE INDEX queue_by_key ON queue (ckey, tenant, task, turn DESC NULLS LAST) WH
 -- A run gets its turn as it enters the queue under a key, whoever puts it there (the engine's
 -- inserts, an application's transaction, a worker registering a limit that puts waiting runs
 -- under the empty key): from the queue as it stands, the head and the key's last turn, two
--- seeks. Rows inserted earlier by the same statement are seen (a BEFORE ROW trigger's queries
+-- seeks. (The bulk insert of new runs gives the turns itself, two seeks per key, and the
+-- trigger passes over rows that have one.) Rows inserted earlier by the same statement are seen (a BEFORE ROW trigger's queries
 -- see them), so a batch of one key's runs takes successive turns. Two transactions queueing runs
 -- of one key at once may give two of them the same turn: the key then has two runs in that
 -- turn, nothing worse.

@@ -199,9 +199,20 @@ pub(super) async fn insert_runs_tx(
     }
     if !e_seq.is_empty() {
         sqlx::query(
-            "WITH q AS (INSERT INTO queue (run_seq, tenant, task, priority, ckey) \
-               SELECT s, te, ta, p, k FROM UNNEST($1::bigint[], $2::text[], $3::text[], \
-                 $4::bigint[], $11::text[]) WITH ORDINALITY AS u(s, te, ta, p, k, o) ORDER BY o), \
+            // The turns of runs queued under a key (see `0017_turns.sql`) given here, two seeks
+            // per key, rather than by the trigger, two per run (a third of a bulk insert).
+            "WITH u AS MATERIALIZED (SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], \
+                 $4::bigint[], $11::text[]) WITH ORDINALITY AS u(s, te, ta, p, k, o)), \
+             b AS MATERIALIZED (SELECT x.te, x.ta, x.k, greatest(coalesce( \
+                 (SELECT turn FROM queue WHERE tenant = x.te AND task = x.ta AND ckey IS NOT NULL \
+                   ORDER BY priority DESC, turn, qid LIMIT 1), 0), \
+                 (SELECT turn + 1 FROM queue WHERE ckey = x.k AND tenant = x.te AND task = x.ta \
+                   ORDER BY turn DESC NULLS LAST LIMIT 1)) AS b \
+               FROM (SELECT DISTINCT te, ta, k FROM u WHERE k IS NOT NULL) x), \
+             q AS (INSERT INTO queue (run_seq, tenant, task, priority, ckey, turn) \
+               SELECT u.s, u.te, u.ta, u.p, u.k, \
+                 b.b + row_number() OVER (PARTITION BY u.te, u.ta, u.k ORDER BY u.o) - 1 \
+               FROM u LEFT JOIN b ON b.te = u.te AND b.ta = u.ta AND b.k = u.k ORDER BY u.o), \
              t AS (INSERT INTO timers (run_seq, due_at) SELECT * FROM UNNEST($5::bigint[], $6::bigint[]) \
                ON CONFLICT (run_seq) DO UPDATE SET due_at = excluded.due_at) \
              INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason) \
