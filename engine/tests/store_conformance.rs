@@ -172,6 +172,7 @@ conformance!(
     priority_comes_before_turns,
     a_key_queued_again_starts_at_the_head,
     a_run_that_comes_due_takes_its_turn_at_the_head,
+    runs_claimed_without_the_limit_give_their_turns_back,
     cancel_strategies_apply_in_the_insert,
     links_of_finished_runs,
     skipped_cron_ticks_and_policies,
@@ -557,6 +558,44 @@ async fn a_run_that_comes_due_takes_its_turn_at_the_head(h: &Harness) {
     let mut expected = vec![a[2], b];
     expected.sort();
     assert_eq!(next, expected, "a's third run and b's, in one turn");
+}
+
+/// Runs of a limited task claimed by a worker that serves it without the limit (one registered
+/// before the limit was added) leave the queue as a limited claim's do: a key left without
+/// queued runs that way starts at the head again.
+async fn runs_claimed_without_the_limit_give_their_turns_back(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let mut limited = h.worker("w", &["t.back"], t).await;
+    limited.limits = concurrency_limit("t.back", 10);
+    let unlimited = h.worker("u", &["t.back"], t).await;
+    let keys = ["a", "a", "a", "b", "b", "b"];
+    let ids = insert(
+        s,
+        keys.iter()
+            .map(|k| queued_under_key("t.back", k, t))
+            .collect(),
+        t,
+    )
+    .await;
+    let mut first = claim_ids(s, &limited, 2, t).await;
+    first.sort();
+    assert_eq!(first, [ids[0], ids[3]], "a's and b's first turns");
+    assert_eq!(
+        claim_ids(s, &unlimited, 2, t).await,
+        [ids[1], ids[2]],
+        "the rest of a, oldest first, without the limit"
+    );
+    // a has no run queued: its new one takes the turn at the head (b's second run's).
+    let again = insert(s, vec![queued_under_key("t.back", "a", t)], t).await[0];
+    let mut next = claim_ids(s, &limited, 2, t).await;
+    next.sort();
+    let mut expected = vec![ids[4], again];
+    expected.sort();
+    assert_eq!(
+        next, expected,
+        "b's second run and a's new one, in one turn"
+    );
 }
 
 /// A task under a concurrency limit and a rate limit without a key of its own: each key runs

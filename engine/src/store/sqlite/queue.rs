@@ -1,6 +1,7 @@
 //! The queue and its claims: claim, complete, heartbeats, maintenance (timers coming due, expired leases).
 
 use super::concurrency::claim_limited;
+use super::turns::left_queue;
 use super::waits::open_waits;
 use super::*;
 use crate::store::rows::{AssignmentRow, ASSIGNMENT_COLS};
@@ -105,20 +106,48 @@ fn claim_new(
     request: Option<&str>,
 ) -> Result<Vec<Assignment>> {
     // Each task's first `n` in claim order (a seek in `queue_by_task`), merged: however many
-    // runs of other tasks are queued.
-    let mut picked: Vec<(i64, i64, i64)> = Vec::new();
+    // runs of other tasks are queued. With the key of each run that has a turn: a run of a
+    // limited task, claimed by a worker that serves the task without the limit (one registered
+    // before the limit was added).
+    type Picked = (i64, i64, i64, Option<(String, String)>);
+    let mut picked: Vec<Picked> = Vec::new();
     for task in worker.unlimited_tasks().iter() {
         picked.extend(all(
             conn,
-            "SELECT priority, qid, run_seq FROM queue WHERE tenant = ?1 AND task = ?2 \
-             ORDER BY priority DESC, qid LIMIT ?3",
+            "SELECT priority, qid, run_seq, CASE WHEN turn IS NOT NULL THEN ckey END FROM queue \
+             WHERE tenant = ?1 AND task = ?2 ORDER BY priority DESC, qid LIMIT ?3",
             params![worker.tenant, task, i64::from(n)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| {
+                let key: Option<String> = r.get(3)?;
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    key.map(|k| (task.clone(), k)),
+                ))
+            },
         )?);
     }
-    picked.sort_unstable_by_key(|&(priority, qid, _)| (std::cmp::Reverse(priority), qid));
+    picked.sort_unstable_by_key(|&(priority, qid, _, _)| (std::cmp::Reverse(priority), qid));
     picked.truncate(n as usize);
-    let picked = picked.into_iter().map(|(_, qid, seq)| (qid, seq)).collect();
+    // Those runs take their turns back, as a limited claim's do.
+    let mut turned: HashMap<(String, String), i64> = HashMap::new();
+    let picked = picked
+        .into_iter()
+        .map(|(_, qid, seq, key)| {
+            if let Some(k) = key {
+                *turned.entry(k).or_default() += 1;
+            }
+            (qid, seq)
+        })
+        .collect();
+    let turned = turned.into_iter();
+    left_queue(
+        conn,
+        turned
+            .map(|((task, key), n)| (worker.tenant.clone(), task, key, n))
+            .collect(),
+    )?;
     claim_picked(conn, worker, picked, now, lease, request)
 }
 
