@@ -10,19 +10,28 @@
 use super::queue::{report_and_claim, Pick};
 use super::*;
 use crate::store::limits::{note_units_due, Rooms};
-use crate::store::{micros, ClaimRequest, Limit};
+use crate::store::{micros, ClaimRequest};
 use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
 use std::collections::HashSet;
 
-/// Up to `$4` queued runs of limited task `$2` of tenant `$1` in the order claims take them
-/// (priority first, then turn, then age) from the head of `queue_by_turn`, passing over the
-/// keys `$3` (those without room).
-const IN_TURNS: &str = "SELECT qid, ckey, priority, turn FROM queue
-    WHERE tenant = $1 AND task = $2 AND ckey IS NOT NULL AND ckey <> ALL($3)
-    ORDER BY priority DESC, turn, qid LIMIT $4";
+/// The first `$3` queued runs of limited task `$2` of tenant `$1` in the order claims take them
+/// (priority first, then turn, then age), from the head of `queue_by_turn`, passing over the
+/// keys at their concurrency limit `$4` (NULL: none); and before them (`qid` NULL) the runs
+/// leased under the limit, by key: the claim's room and its first page in one statement.
+const IN_TURNS: &str = "WITH running AS MATERIALIZED (
+    SELECT ckey, count(*) AS n FROM leases
+    WHERE tenant = $1 AND task = $2 AND ckey IS NOT NULL AND $4::bigint IS NOT NULL GROUP BY 1
+)
+SELECT NULL::bigint AS qid, ckey, NULL::bigint AS priority, NULL::bigint AS turn, n FROM running
+UNION ALL
+(SELECT qid, ckey, priority, turn, NULL FROM queue
+    WHERE tenant = $1 AND task = $2 AND ckey IS NOT NULL
+      AND ckey <> ALL(ARRAY(SELECT ckey FROM running WHERE n >= $4))
+    ORDER BY priority DESC, turn, qid LIMIT $3)";
 
-/// [`IN_TURNS`] after the run at priority `$5`, turn `$6`, qid `$7`: the rest of its priority,
-/// then the lower ones, each part a range of `queue_by_turn`.
+/// The next `$4` runs in the order of [`IN_TURNS`], after the run at priority `$5`, turn `$6`,
+/// qid `$7`, passing over the keys `$3` (those without room): the rest of its priority, then the
+/// lower ones, each part a range of `queue_by_turn`.
 const IN_TURNS_AFTER: &str = "(SELECT qid, ckey, priority, turn FROM queue
     WHERE tenant = $1 AND task = $2 AND ckey IS NOT NULL AND ckey <> ALL($3)
       AND priority = $5 AND (turn, qid) > ($6, $7)
@@ -67,30 +76,43 @@ pub(super) async fn claim_limited(
         if left == 0 {
             break;
         }
-        let Some(mut rooms) = rooms(&mut *tx, worker, task, limit, now, left).await? else {
-            continue;
+        // A task whose rate limit is not defined (yet) waits.
+        let rate = match &limit.rate {
+            Some(r) => match rate_limit(&mut *tx, &worker.tenant, &r.name).await? {
+                Some(l) => Some((l, r)),
+                None => continue,
+            },
+            None => None,
         };
-        let mut without_room: Vec<String> =
-            rooms.full_keys().into_iter().map(str::to_string).collect();
         // Read in pages a little longer than the claim: a key found without room is passed over
         // by the pages after it, so each costs at most one row read.
         let page = left + 16;
-        let mut after: Option<(i64, i64, i64)> = None;
-        while !rooms.full() {
-            let q = match after {
-                None => sqlx::query_as(IN_TURNS),
-                Some(_) => sqlx::query_as(IN_TURNS_AFTER),
-            };
-            let q = q
-                .bind(&worker.tenant)
-                .bind(task)
-                .bind(&without_room)
-                .bind(page as i64);
-            let q = match after {
-                Some((priority, turn, qid)) => q.bind(priority).bind(turn).bind(qid),
-                None => q,
-            };
-            let rows: Vec<(i64, String, i64, i64)> = q.fetch_all(&mut *tx).await?;
+        type Row = (Option<i64>, String, Option<i64>, Option<i64>, Option<i64>);
+        let first: Vec<Row> = sqlx::query_as(IN_TURNS)
+            .bind(&worker.tenant)
+            .bind(task)
+            .bind(page as i64)
+            .bind(limit.concurrency.map(i64::from))
+            .fetch_all(&mut *tx)
+            .await?;
+        let (mut running, mut rows) = (Vec::new(), Vec::new());
+        for (qid, k, priority, turn, n) in first {
+            match (qid, priority, turn, n) {
+                (Some(qid), Some(priority), Some(turn), _) => rows.push((qid, k, priority, turn)),
+                (None, _, _, Some(n)) => running.push((k, n)),
+                _ => {}
+            }
+        }
+        let mut rooms = Rooms::new(left);
+        if let Some(max) = limit.concurrency {
+            rooms = rooms.running(max, running);
+        }
+        if let Some((l, r)) = rate {
+            rooms = rooms.rate(l, r, micros(now));
+        }
+        let mut without_room: Vec<String> =
+            rooms.full_keys().into_iter().map(str::to_string).collect();
+        loop {
             if let Some(rate) = &limit.rate {
                 let mut wanted: Vec<&str> = rows
                     .iter()
@@ -130,12 +152,22 @@ pub(super) async fn claim_limited(
                     without_room.push(k.clone());
                 }
             }
-            if rows.len() < page {
+            let Some((qid, priority, turn)) = rows.last().map(|(q, _, p, t)| (*q, *p, *t)) else {
+                break;
+            };
+            if rooms.full() || rows.len() < page {
                 break;
             }
-            after = rows
-                .last()
-                .map(|(qid, _, priority, turn)| (*priority, *turn, *qid));
+            rows = sqlx::query_as(IN_TURNS_AFTER)
+                .bind(&worker.tenant)
+                .bind(task)
+                .bind(&without_room)
+                .bind(page as i64)
+                .bind(priority)
+                .bind(turn)
+                .bind(qid)
+                .fetch_all(&mut *tx)
+                .await?;
         }
         if let Some(RateLimitUse { name, .. }) = &limit.rate {
             let (keys, tokens): (Vec<String>, Vec<f64>) = rooms.spent().into_iter().unzip();
@@ -169,37 +201,6 @@ pub(super) async fn claim_limited(
         claimed
     };
     Ok(claimed)
-}
-
-/// The room of a claim of up to `left` runs of `task` under `limit`; `None` for a rate limit not
-/// defined (yet): its runs wait.
-async fn rooms(
-    conn: &mut PgConnection,
-    worker: &WorkerRecord,
-    task: &str,
-    limit: &Limit,
-    now: DateTime<Utc>,
-    left: usize,
-) -> R<Option<Rooms>> {
-    let mut rooms = Rooms::new(left);
-    if let Some(max) = limit.concurrency {
-        let running: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT ckey, count(*) FROM leases WHERE tenant = $1 AND task = $2 \
-             AND ckey IS NOT NULL GROUP BY 1",
-        )
-        .bind(&worker.tenant)
-        .bind(task)
-        .fetch_all(&mut *conn)
-        .await?;
-        rooms = rooms.running(max, running);
-    }
-    if let Some(r) = &limit.rate {
-        let Some(l) = rate_limit(conn, &worker.tenant, &r.name).await? else {
-            return Ok(None);
-        };
-        rooms = rooms.rate(l, r, micros(now));
-    }
-    Ok(Some(rooms))
 }
 
 /// The tenant's rate limit `name`, if defined.
