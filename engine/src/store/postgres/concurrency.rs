@@ -14,20 +14,13 @@ use crate::store::{micros, ClaimRequest};
 use owlclaw_core::ratelimit::{RateLimit, RateLimitUse};
 use std::collections::HashSet;
 
-/// The first `$3` queued runs of limited task `$2` of tenant `$1` in the order claims take them
-/// (priority first, then turn, then age), from the head of `queue_by_turn`, passing over the
-/// keys at their concurrency limit `$4` (NULL: none); and before them (`qid` NULL) the runs
-/// leased under the limit, by key: the claim's room and its first page in one statement.
-const IN_TURNS: &str = "WITH running AS MATERIALIZED (
-    SELECT ckey, count(*) AS n FROM leases
-    WHERE tenant = $1 AND task = $2 AND ckey IS NOT NULL AND $4::bigint IS NOT NULL GROUP BY 1
-)
-SELECT NULL::bigint AS qid, ckey, NULL::bigint AS priority, NULL::bigint AS turn, n FROM running
-UNION ALL
-(SELECT qid, ckey, priority, turn, NULL FROM queue
-    WHERE tenant = $1 AND task = $2 AND ckey IS NOT NULL
-      AND ckey <> ALL(ARRAY(SELECT ckey FROM running WHERE n >= $4))
-    ORDER BY priority DESC, turn, qid LIMIT $3)";
+/// Takes the advisory locks `$1` (in their order), then reads the first `$4` queued runs of
+/// limited task `$3` of tenant `$2` in the order claims take them (priority first, then turn,
+/// then age), from the head of `queue_by_turn`, passing over the keys at their concurrency limit
+/// `$5` (NULL: none); and before them (`qid` NULL) the runs leased under the limit, by key: the
+/// claim's locks, its room and its first page in one round trip (`0018_limited_page.sql`).
+const IN_TURNS: &str =
+    "SELECT qid, ckey, priority, turn, n FROM owlclaw_limited_page($1, $2, $3, $4, $5)";
 
 /// The next `$4` runs in the order of [`IN_TURNS`], after the run at priority `$5`, turn `$6`,
 /// qid `$7`, passing over the keys `$3` (those without room): the rest of its priority, then the
@@ -54,8 +47,9 @@ pub(super) async fn claim_limited(
 ) -> R<Vec<Assignment>> {
     let mut picked: Vec<i64> = Vec::new();
     let mut tasks: Vec<String> = Vec::new();
-    // Every lock this claim may need, first and in one order (sorted), as every claim and
-    // insert takes them: a task under two limits takes two, and claims never wait in a cycle.
+    // Every lock this claim may need, in one order (sorted), as every claim and insert takes
+    // them: a task under two limits takes two, and claims never wait in a cycle. All are taken
+    // by the first page's statement, before any room or bucket is read.
     let mut locks: Vec<String> = worker
         .limits
         .iter()
@@ -63,14 +57,6 @@ pub(super) async fn claim_limited(
         .collect();
     locks.sort();
     locks.dedup();
-    sqlx::query(
-        // Taken row by row as the sorted subquery streams them.
-        "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) \
-         FROM (SELECT k FROM UNNEST($1::text[]) WITH ORDINALITY AS l(k, o) ORDER BY o) s",
-    )
-    .bind(&locks)
-    .execute(&mut *tx)
-    .await?;
     for (task, limit) in &worker.limits {
         let left = n as usize - picked.len();
         if left == 0 {
@@ -88,7 +74,9 @@ pub(super) async fn claim_limited(
         // by the pages after it, so each costs at most one row read.
         let page = left + 16;
         type Row = (Option<i64>, String, Option<i64>, Option<i64>, Option<i64>);
+        // The locks go with the first task's page, before anything is read.
         let first: Vec<Row> = sqlx::query_as(IN_TURNS)
+            .bind(std::mem::take(&mut locks))
             .bind(&worker.tenant)
             .bind(task)
             .bind(page as i64)
