@@ -211,9 +211,9 @@ impl PgProbe {
         u64::try_from(row.ok()?.try_get::<i64, _>(0).ok()?).ok()
     }
 
-    /// Waits, at most `limit`, until no vacuum of the database runs (`pg_stat_progress_vacuum`:
-    /// the engine's own, started by the runs it claimed, or autovacuum's); returns how long it
-    /// waited.
+    /// Waits, at most `limit`, until no vacuum or analyze of the database runs
+    /// (`pg_stat_progress_vacuum`, `pg_stat_progress_analyze`: the engine's own, started by the
+    /// runs it claimed, or autovacuum's); returns how long it waited.
     pub(crate) async fn wait_vacuums(
         &self,
         limit: std::time::Duration,
@@ -221,8 +221,10 @@ impl PgProbe {
         let t0 = std::time::Instant::now();
         let mut conn = PgConnection::connect(&self.admin_url).await?;
         loop {
+            // A `VACUUM (ANALYZE)` shows in the second view once its vacuum is done.
             let running: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_progress_vacuum WHERE datname = $1",
+                "SELECT (SELECT count(*) FROM pg_stat_progress_vacuum WHERE datname = $1) \
+                      + (SELECT count(*) FROM pg_stat_progress_analyze WHERE datname = $1)",
             )
             .bind(&self.database)
             .fetch_one(&mut conn)
