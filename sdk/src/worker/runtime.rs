@@ -75,8 +75,9 @@ pub(super) struct Settings {
 
 /// How a report went.
 enum Reported {
-    /// The engine took it; new work for the slots it carried.
-    Answered(ExchangeResponse, Option<OwnedSemaphorePermit>),
+    /// The engine took it; new work for the slots it carried. With the attempts of the runs it
+    /// said the worker held: the engine's answer to stop a run is about that attempt.
+    Answered(ExchangeResponse, Option<OwnedSemaphorePermit>, Held),
     /// The engine refused the batch; its runs were reported one by one, these could not be.
     Singly(Vec<Completion>),
     /// The engine could not be reached: report these again later.
@@ -86,11 +87,16 @@ enum Reported {
 /// A run in flight.
 struct RunEntry {
     cancel: CancellationToken,
+    /// The attempt it runs.
+    attempt: u32,
     /// The task that runs it.
     task: tokio::task::Id,
     /// When its body started.
     started: Instant,
 }
+
+/// The attempt of each run a report said the worker held.
+type Held = HashMap<RunId, u32>;
 
 /// The worker's loop and everything it owns.
 pub(super) struct Runtime {
@@ -309,7 +315,7 @@ impl Runtime {
                     match polled {
                         Ok(resp) => {
                             poll_backoff.reset();
-                            self.handle(resp, Some(slots));
+                            self.handle(resp, Some(slots), &Held::new());
                         }
                         Err(e) => {
                             drop(slots);
@@ -326,9 +332,9 @@ impl Runtime {
                         self.resend.push_back(id);
                     }
                     match reported {
-                        Reported::Answered(resp, slots) => {
+                        Reported::Answered(resp, slots, held) => {
                             report_backoff.reset();
-                            self.handle(resp, slots);
+                            self.handle(resp, slots, &held);
                         }
                         Reported::Singly(again) => self.requeue(again),
                         Reported::Failed(sent, e) => {
@@ -367,7 +373,7 @@ impl Runtime {
         for r in reports {
             match r.await.1 {
                 // Runs it claimed are not started now: handed back below, with the report.
-                Reported::Answered(resp, _) => self.ahead.extend(resp.assignments),
+                Reported::Answered(resp, _, _) => self.ahead.extend(resp.assignments),
                 Reported::Singly(again) | Reported::Failed(again, _) => self.requeue(again),
             }
         }
@@ -442,12 +448,13 @@ impl Runtime {
         } else {
             0
         };
+        let held = if beat { self.held() } else { Vec::new() };
         let mut id = self.resend.pop_front();
         let (request_id, resent, want) = RequestId::next(&mut id, free + ahead);
         let id = id.expect("RequestId::next fills its slot");
         let req = ExchangeRequest {
             completions: std::mem::take(&mut self.pending),
-            held: if beat { self.held() } else { Vec::new() },
+            held: held.iter().map(|(id, _)| *id).collect(),
             want,
             wait_ms: 0,
             heartbeat: beat,
@@ -458,7 +465,7 @@ impl Runtime {
         Box::pin(async move {
             let sent = req.completions.clone();
             let reported = match link.exchange(req).await {
-                Ok(resp) => Reported::Answered(resp, slots),
+                Ok(resp) => Reported::Answered(resp, slots, held.into_iter().collect()),
                 Err(e @ Error::InvalidInput { .. }) if !sent.is_empty() => {
                     // The engine refused the report itself: sending it again would be refused
                     // again and hold back every result behind it. Report them one by one instead.
@@ -495,10 +502,12 @@ impl Runtime {
         (started as u32).min(self.prefetch)
     }
 
-    /// The runs this worker holds: running, and claimed ahead.
-    fn held(&self) -> Vec<RunId> {
-        let running = self.running.keys().copied();
-        running.chain(self.ahead.iter().map(|a| a.run_id)).collect()
+    /// The runs this worker holds, with their attempts: running, and claimed ahead.
+    fn held(&self) -> Vec<(RunId, u32)> {
+        let running = self.running.iter().map(|(id, r)| (*id, r.attempt));
+        running
+            .chain(self.ahead.iter().map(|a| (a.run_id, a.attempt)))
+            .collect()
     }
 
     /// Takes every run that has finished, without waiting.
@@ -536,9 +545,24 @@ impl Runtime {
     }
 
     /// Stops the runs the engine cancelled and starts the runs it assigned, one slot each.
-    fn handle(&mut self, resp: ExchangeResponse, mut slots: Option<OwnedSemaphorePermit>) {
+    ///
+    /// A run to stop is stopped only in the attempt the report said the worker held: the engine
+    /// judged that one (cancelled, or its lease lost). Meanwhile the worker may have claimed the
+    /// run again, its lost lease having put it back in the queue; the new attempt is not meant
+    /// (stopped, its report of `Cancelled` would end the run cancelled though nobody cancelled it).
+    fn handle(
+        &mut self,
+        resp: ExchangeResponse,
+        mut slots: Option<OwnedSemaphorePermit>,
+        held: &Held,
+    ) {
         for id in resp.cancellations {
-            if let Some(i) = self.ahead.iter().position(|a| a.run_id == id) {
+            let meant = |attempt: u32| held.get(&id).is_none_or(|a| *a == attempt);
+            if let Some(i) = self
+                .ahead
+                .iter()
+                .position(|a| a.run_id == id && meant(a.attempt))
+            {
                 let a = self.ahead.remove(i).expect("a position in the buffer");
                 self.pending.push(Completion {
                     run_id: a.run_id,
@@ -547,7 +571,7 @@ impl Runtime {
                 });
                 continue;
             }
-            if let Some(entry) = self.running.get(&id) {
+            if let Some(entry) = self.running.get(&id).filter(|r| meant(r.attempt)) {
                 tracing::info!(run_id = %id, "run cancelled by the engine; stopping it");
                 entry.cancel.cancel();
             }
@@ -614,7 +638,7 @@ impl Runtime {
             kill: self.kill.clone(),
             suspend: suspend_rx,
         };
-        let run_id = a.run_id;
+        let (run_id, number) = (a.run_id, a.attempt);
         #[cfg(not(feature = "otel"))]
         let work = {
             let span =
@@ -640,6 +664,7 @@ impl Runtime {
             run_id,
             RunEntry {
                 cancel,
+                attempt: number,
                 task,
                 started: Instant::now(),
             },
@@ -672,5 +697,73 @@ impl Runtime {
         if !self.pending.is_empty() {
             tracing::error!(worker = %self.link.name, runs = self.pending.len(), "could not report these runs' results; their leases will expire");
         }
+    }
+}
+
+#[cfg(all(test, feature = "lite"))]
+mod tests {
+    use super::*;
+    use owlclaw_core::wire::WorkerRegistration;
+
+    async fn runtime() -> Runtime {
+        let client = Client::lite_in_memory().await.expect("a lite client");
+        Runtime::new(Settings {
+            client,
+            worker_id: "w1".into(),
+            registration: WorkerRegistration {
+                name: "w1".into(),
+                tasks: Vec::new(),
+                slots: 2,
+                labels: Default::default(),
+                workflows: Vec::new(),
+            },
+            registry: HashMap::new(),
+            slots: 2,
+            prefetch: 4,
+            heartbeat: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(1),
+            cancel_grace: Duration::from_secs(1),
+            suspend_threshold: Duration::from_secs(1),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    fn claimed_ahead(run_id: RunId, attempt: u32) -> Assignment {
+        Assignment {
+            run_id,
+            task: "t".into(),
+            input: serde_json::Value::Null,
+            attempt,
+            max_attempts: 3,
+            timeout_ms: 1000,
+            parent_id: None,
+            due_at: None,
+        }
+    }
+
+    fn stop(run_id: RunId) -> ExchangeResponse {
+        ExchangeResponse {
+            assignments: Vec::new(),
+            cancellations: vec![run_id],
+        }
+    }
+
+    /// The engine told the worker to stop a run whose lease it had lost in attempt 1; the worker
+    /// has claimed the run again since (attempt 2, waiting for a slot): attempt 2 is not stopped,
+    /// and nothing is reported for it. An answer about attempt 2 stops it.
+    #[tokio::test]
+    async fn a_stop_for_an_earlier_attempt_leaves_the_new_one_alone() {
+        let mut rt = runtime().await;
+        let run = RunId::new();
+        rt.ahead.push_back(claimed_ahead(run, 2));
+        rt.handle(stop(run), None, &Held::from([(run, 1)]));
+        assert_eq!(rt.ahead.len(), 1, "attempt 2 still waits for a slot");
+        assert!(rt.pending.is_empty(), "{:?}", rt.pending);
+
+        rt.handle(stop(run), None, &Held::from([(run, 2)]));
+        assert!(rt.ahead.is_empty());
+        assert_eq!(rt.pending.len(), 1);
+        assert_eq!(rt.pending[0].attempt, 2);
+        assert!(matches!(rt.pending[0].outcome, Outcome::Cancelled));
     }
 }
