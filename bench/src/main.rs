@@ -508,14 +508,14 @@ async fn run_in_child(args: &Args, mode: Mode, run: u32) -> Result<Figures> {
 
 #[tokio::main]
 async fn main() {
-    // The worker's and the engine processes' own logs, on stderr, for a run that went wrong
-    // (`OWLCLAW_BENCH_LOG=warn`); none by default, so that logging costs nothing measured.
-    if let Ok(filter) = std::env::var("OWLCLAW_BENCH_LOG") {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-            .with_writer(std::io::stderr)
-            .init();
-    }
+    // The worker's and the engine processes' warnings on stderr (none in a run that goes well:
+    // a failed exchange, a slow connection from the pool), or what `OWLCLAW_BENCH_LOG` asks
+    // for (a `tracing` filter; `off` for none).
+    let filter = std::env::var("OWLCLAW_BENCH_LOG").unwrap_or_else(|_| "warn".to_string());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
     let mut argv = std::env::args().skip(1).peekable();
     if argv.peek().map(String::as_str) == Some(server::SUBCOMMAND) {
         argv.next();
