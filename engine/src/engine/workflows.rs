@@ -386,6 +386,7 @@ pub(super) async fn workflow_loop(inner: Arc<Inner>) {
                     }
                     match engine.advance_workflow(&w.tenant, w.id).await {
                         Ok(()) => seen.advanced(w),
+                        Err(_) if inner.shutdown.is_cancelled() => return,
                         Err(e) => {
                             tracing::warn!(run_id = %w.id, error = %e, "advancing a workflow run failed; trying again");
                         }
@@ -395,6 +396,8 @@ pub(super) async fn workflow_loop(inner: Arc<Inner>) {
                     seen.end_of_walk();
                 }
             }
+            // Shutting down: the store closed under the pass, nothing failed.
+            Err(_) if inner.shutdown.is_cancelled() => return,
             Err(e) => {
                 active = true;
                 more = false;
@@ -404,6 +407,7 @@ pub(super) async fn workflow_loop(inner: Arc<Inner>) {
         // Runs with links (Celery's link / link_error) are followed up by the same loop.
         match engine.follow_links().await {
             Ok(open) => active |= open,
+            Err(_) if inner.shutdown.is_cancelled() => return,
             Err(e) => {
                 active = true;
                 tracing::warn!(error = %e, "reading the runs with links failed");
