@@ -101,7 +101,9 @@ struct Inner {
     /// Valid API tokens' hashes, with their tenant and when they were read from the store.
     tokens: Mutex<HashMap<String, (String, std::time::Instant)>>,
     shutdown: CancellationToken,
-    maintenance: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The loops that use the store (maintenance, workflows): shutdown waits for them to end
+    /// before it closes the store.
+    loops: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     metrics: metrics::Metrics,
     /// Runs finished per settled minute, per tenant (the overview's history).
     minutes: overview::MinuteCache,
@@ -131,14 +133,15 @@ impl Engine {
             tasks: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             shutdown: CancellationToken::new(),
-            maintenance: Mutex::new(None),
+            loops: Mutex::new(Vec::new()),
             metrics: metrics::Metrics::default(),
             minutes: Default::default(),
         });
-        let handle = tokio::spawn(maintenance::maintenance_loop(inner.clone()));
-        *inner.maintenance.lock().unwrap() = Some(handle);
+        *inner.loops.lock().unwrap() = vec![
+            tokio::spawn(maintenance::maintenance_loop(inner.clone())),
+            tokio::spawn(workflows::workflow_loop(inner.clone())),
+        ];
         tokio::spawn(relay_wakes(inner.clone()));
-        tokio::spawn(workflows::workflow_loop(inner.clone()));
         Engine { inner }
     }
 
@@ -175,11 +178,11 @@ impl Engine {
         self.inner.store.ping().await
     }
 
-    /// Stops the background loop and closes the store.
+    /// Stops the background loops and closes the store once they have ended.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        let handle = self.inner.maintenance.lock().unwrap().take();
-        if let Some(h) = handle {
+        let loops = std::mem::take(&mut *self.inner.loops.lock().unwrap());
+        for h in loops {
             let _ = h.await;
         }
         self.inner.store.close().await;

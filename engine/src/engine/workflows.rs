@@ -360,6 +360,9 @@ pub(super) async fn workflow_loop(inner: Arc<Inner>) {
                 _ = inner.finished.notified(), if active => {}
                 _ = tokio::time::sleep(if active { WORKFLOW_POLL } else { inner.cfg.poll_interval }) => {}
             }
+        } else if inner.shutdown.is_cancelled() {
+            // Mid-walk: the engine's shutdown waits for this loop before it closes the store.
+            return;
         }
         if after == 0 && full_since.elapsed() >= WORKFLOW_FULL_PASS {
             seen.forget_states();
@@ -386,7 +389,6 @@ pub(super) async fn workflow_loop(inner: Arc<Inner>) {
                     }
                     match engine.advance_workflow(&w.tenant, w.id).await {
                         Ok(()) => seen.advanced(w),
-                        Err(_) if inner.shutdown.is_cancelled() => return,
                         Err(e) => {
                             tracing::warn!(run_id = %w.id, error = %e, "advancing a workflow run failed; trying again");
                         }
@@ -396,8 +398,6 @@ pub(super) async fn workflow_loop(inner: Arc<Inner>) {
                     seen.end_of_walk();
                 }
             }
-            // Shutting down: the store closed under the pass, nothing failed.
-            Err(_) if inner.shutdown.is_cancelled() => return,
             Err(e) => {
                 active = true;
                 more = false;
@@ -407,7 +407,6 @@ pub(super) async fn workflow_loop(inner: Arc<Inner>) {
         // Runs with links (Celery's link / link_error) are followed up by the same loop.
         match engine.follow_links().await {
             Ok(open) => active |= open,
-            Err(_) if inner.shutdown.is_cancelled() => return,
             Err(e) => {
                 active = true;
                 tracing::warn!(error = %e, "reading the runs with links failed");
