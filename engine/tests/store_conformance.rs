@@ -148,6 +148,7 @@ conformance!(
     deregister_and_hand_back,
     cancel_in_every_state,
     manual_retry,
+    list_and_count_by_status,
     list_filter_and_cursor,
     idempotency,
     tokens,
@@ -1646,6 +1647,214 @@ async fn list_filter_and_cursor(h: &Harness) {
         theirs.runs.iter().map(|r| r.id).collect::<Vec<_>>(),
         vec![foreign]
     );
+}
+
+/// Every status's runs, listed (newest first, in pages) and counted, with the other filters
+/// beside the status; a run that leaves a final status (a manual retry) or the store (a purge)
+/// leaves its lists and counts; the runs ended per minute. PostgreSQL finds a status's runs in
+/// narrow tables of their own (`0019_finished.sql`), SQLite by an index of `runs`: both give
+/// these answers.
+async fn list_and_count_by_status(h: &Harness) {
+    let s = &*h.store;
+    let t = t0();
+    let w = h.worker("w1", &["t.a", "t.b"], t).await;
+    let mut ids = Vec::new();
+    for (i, (task, ann)) in [
+        ("t.a", true),  // 0: succeeded
+        ("t.b", false), // 1: failed
+        ("t.a", true),  // 2: running
+        ("t.a", false), // 3: succeeded
+        ("t.a", false), // 4: cancelled while queued
+        ("t.b", true),  // 5: queued
+        ("t.a", false), // 6: queued
+        ("t.a", false), // 7: scheduled
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = new_run(task, if i == 7 { t + secs(600.0) } else { t });
+        r.owner = ann.then(|| "ann".into());
+        ids.push(insert(s, vec![r], t + secs(i as f64)).await[0]);
+    }
+    s.cancel_run(TENANT, ids[4], t + secs(10.0)).await.unwrap();
+    assert_eq!(claim_ids(s, &w, 4, t + secs(10.0)).await, ids[..4]);
+    s.complete(
+        &w,
+        &[
+            ok(ids[0], 1, json!(0)),
+            failed(ids[1], 1, "no", false),
+            ok(ids[3], 1, json!(3)),
+        ],
+        t + secs(11.0),
+    )
+    .await
+    .unwrap();
+    let ow = worker_on(s, "other-tenant", "w2", &["t.a"], t).await;
+    let mut other = new_run("t.a", t);
+    other.tenant = "other-tenant".into();
+    let foreign = insert(s, vec![other], t).await[0];
+    assert_eq!(claim_ids(s, &ow, 1, t).await, vec![foreign]);
+    s.complete(&ow, &[ok(foreign, 1, json!("theirs"))], t + secs(11.0))
+        .await
+        .unwrap();
+
+    let by = |status: RunStatus| ListFilter {
+        status: Some(status),
+        ..ListFilter::default()
+    };
+    let listed = |f: ListFilter| async move {
+        let page = s.list_runs(TENANT, &f).await.unwrap();
+        assert!(
+            page.runs
+                .iter()
+                .all(|r| f.status.is_none_or(|st| r.status == st)),
+            "{f:?}: {page:?}"
+        );
+        page.runs.iter().map(|r| r.id).collect::<Vec<_>>()
+    };
+    let counted = |f: ListFilter, max: Option<u64>| async move {
+        s.count_runs(TENANT, &f, max).await.unwrap()
+    };
+    for (status, want) in [
+        (RunStatus::Succeeded, vec![ids[3], ids[0]]),
+        (RunStatus::Failed, vec![ids[1]]),
+        (RunStatus::Cancelled, vec![ids[4]]),
+        (RunStatus::Running, vec![ids[2]]),
+        (RunStatus::Queued, vec![ids[6], ids[5]]),
+        (RunStatus::Scheduled, vec![ids[7]]),
+    ] {
+        assert_eq!(listed(by(status)).await, want, "{status:?}");
+        assert_eq!(
+            counted(by(status), None).await,
+            want.len() as u64,
+            "{status:?}"
+        );
+        assert_eq!(
+            counted(by(status), Some(1)).await,
+            1,
+            "{status:?} at most 1"
+        );
+        // One run a page, by the cursor.
+        let (mut pages, mut cursor) = (Vec::new(), None);
+        loop {
+            let page = s
+                .list_runs(
+                    TENANT,
+                    &ListFilter {
+                        limit: Some(1),
+                        cursor: cursor.clone(),
+                        ..by(status)
+                    },
+                )
+                .await
+                .unwrap();
+            pages.extend(page.runs.iter().map(|r| r.id));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(pages, want, "{status:?} in pages of one");
+    }
+    let with = |status: RunStatus, f: ListFilter| ListFilter {
+        status: Some(status),
+        ..f
+    };
+    let task = |t: &str| ListFilter {
+        task: Some(t.into()),
+        ..ListFilter::default()
+    };
+    let ann = ListFilter {
+        owner: Some("ann".into()),
+        ..ListFilter::default()
+    };
+    for (f, want) in [
+        (
+            with(RunStatus::Succeeded, task("t.a")),
+            vec![ids[3], ids[0]],
+        ),
+        (with(RunStatus::Succeeded, task("t.b")), vec![]),
+        (with(RunStatus::Failed, task("t.b")), vec![ids[1]]),
+        (with(RunStatus::Queued, task("t.b")), vec![ids[5]]),
+        (with(RunStatus::Running, task("t.b")), vec![]),
+        (with(RunStatus::Succeeded, ann.clone()), vec![ids[0]]),
+        (with(RunStatus::Queued, ann.clone()), vec![ids[5]]),
+        (with(RunStatus::Running, ann.clone()), vec![ids[2]]),
+        (
+            with(
+                RunStatus::Succeeded,
+                ListFilter {
+                    created_after: Some(t + secs(0.5)),
+                    ..ListFilter::default()
+                },
+            ),
+            vec![ids[3]],
+        ),
+    ] {
+        assert_eq!(listed(f.clone()).await, want, "{f:?}");
+        assert_eq!(counted(f.clone(), None).await, want.len() as u64, "{f:?}");
+    }
+    let theirs = s
+        .list_runs("other-tenant", &by(RunStatus::Succeeded))
+        .await
+        .unwrap();
+    assert_eq!(
+        theirs.runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![foreign]
+    );
+    let mut ended = s
+        .ended_per_minute(TENANT, t - secs(60.0), t + secs(120.0))
+        .await
+        .unwrap()
+        .into_iter()
+        .fold(BTreeMap::new(), |mut m, (_, status, n)| {
+            *m.entry(status).or_insert(0) += n;
+            m
+        });
+    assert_eq!(ended.remove("succeeded"), Some(2));
+    assert_eq!(ended.remove("failed"), Some(1));
+    assert_eq!(ended.remove("cancelled"), Some(1));
+    assert!(ended.is_empty(), "{ended:?}");
+
+    // A manual retry takes the failed run out of the final statuses.
+    s.retry_run(TENANT, ids[1], t + secs(12.0)).await.unwrap();
+    assert_eq!(listed(by(RunStatus::Failed)).await, vec![]);
+    assert_eq!(counted(by(RunStatus::Failed), None).await, 0);
+    assert_eq!(
+        listed(by(RunStatus::Queued)).await,
+        vec![ids[6], ids[5], ids[1]]
+    );
+    // It fails again: back in the list.
+    assert_eq!(claim_ids(s, &w, 10, t + secs(13.0)).await.len(), 3);
+    s.complete(&w, &[failed(ids[1], 2, "no", false)], t + secs(14.0))
+        .await
+        .unwrap();
+    assert_eq!(listed(by(RunStatus::Failed)).await, vec![ids[1]]);
+
+    // A purge takes the finished runs out of their lists and counts.
+    assert_eq!(s.purge(t + secs(3600.0), 100).await.unwrap(), 5);
+    for status in [
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ] {
+        assert_eq!(listed(by(status)).await, vec![], "{status:?}");
+        assert_eq!(counted(by(status), None).await, 0, "{status:?}");
+    }
+    assert_eq!(
+        s.list_runs("other-tenant", &by(RunStatus::Succeeded))
+            .await
+            .unwrap()
+            .runs
+            .len(),
+        0,
+        "every tenant's finished runs are purged"
+    );
+    assert_eq!(
+        listed(by(RunStatus::Running)).await,
+        vec![ids[6], ids[5], ids[2]]
+    );
+    assert_eq!(listed(by(RunStatus::Scheduled)).await, vec![ids[7]]);
 }
 
 /// The same key and input returns the existing run; another input is a conflict, and a bulk

@@ -825,17 +825,22 @@ const ENDED_PER_MINUTE: &str = "SELECT finished_at / 60000000 AS m, status, coun
 /// row more than the page so the caller knows whether another page follows. Returns the query
 /// and the page size. Shared by every store; `seq` is the cursor.
 fn list_query(tenant: &str, filter: &owlclaw_core::wire::ListFilter) -> Result<(sql::Stmt, usize)> {
-    use owlclaw_core::wire::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
-    let limit = filter
-        .limit
-        .unwrap_or(DEFAULT_LIST_LIMIT)
-        .clamp(1, MAX_LIST_LIMIT);
+    let limit = page_limit(filter);
     let mut q = sql::Stmt::new("SELECT * FROM runs WHERE tenant = ");
     q.bind(tenant);
     filter_where(&mut q, filter)?;
     q.push(" ORDER BY seq DESC LIMIT ")
         .bind(i64::from(limit) + 1);
     Ok((q, limit as usize))
+}
+
+/// The page size `filter` asks for, within the API's bounds.
+fn page_limit(filter: &owlclaw_core::wire::ListFilter) -> u32 {
+    use owlclaw_core::wire::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+    filter
+        .limit
+        .unwrap_or(DEFAULT_LIST_LIMIT)
+        .clamp(1, MAX_LIST_LIMIT)
 }
 
 /// `SELECT count(*)` of the runs `filter` matches (its page and cursor ignored).
@@ -874,13 +879,7 @@ fn filter_where(q: &mut sql::Stmt, filter: &owlclaw_core::wire::ListFilter) -> R
     if let Some(o) = &filter.owner {
         q.push(" AND owner = ").bind(o.as_str());
     }
-    if let Some(c) = &filter.cursor {
-        let seq: i64 = c.parse().map_err(|_| {
-            owlclaw_core::Error::invalid_input(
-                "cursor",
-                format!("{c:?} is not a cursor returned by list"),
-            )
-        })?;
+    if let Some(seq) = cursor_seq(filter)? {
         q.push(" AND seq < ").bind(seq);
     }
     if let Some(t) = filter.created_after {
@@ -893,6 +892,19 @@ fn filter_where(q: &mut sql::Stmt, filter: &owlclaw_core::wire::ListFilter) -> R
         q.push(" AND parent_id = ").bind(p.to_string());
     }
     Ok(())
+}
+
+/// The `seq` a page's cursor stands for (the last run of the page before).
+fn cursor_seq(filter: &owlclaw_core::wire::ListFilter) -> Result<Option<i64>> {
+    let Some(c) = &filter.cursor else {
+        return Ok(None);
+    };
+    c.parse().map(Some).map_err(|_| {
+        owlclaw_core::Error::invalid_input(
+            "cursor",
+            format!("{c:?} is not a cursor returned by list"),
+        )
+    })
 }
 
 /// A page from the rows of [`list_query`]: at most `limit` runs, and the cursor of the next page

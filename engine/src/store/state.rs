@@ -182,6 +182,13 @@ pub(super) struct Moves<'a> {
     pub(super) queued: Vec<&'a Planned>,
     /// Changes entering `scheduled`: a timer each, due at the change's `run_at`.
     pub(super) timed: Vec<&'a Planned>,
+    /// Runs leaving the final statuses (a retry, a replay): stores that list finished runs
+    /// apart (PostgreSQL's `finished`) drop them there.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(super) left_finished: Vec<i64>,
+    /// Changes entering a final status (from another one too: the store's row is replaced).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(super) finished: Vec<&'a Planned>,
 }
 
 impl<'a> Moves<'a> {
@@ -200,6 +207,11 @@ impl<'a> Moves<'a> {
                 RunStatus::Queued => m.queued.push(p),
                 RunStatus::Scheduled => m.timed.push(p),
                 _ => {}
+            }
+            match (p.change.from.is_terminal(), p.change.status.is_terminal()) {
+                (true, false) => m.left_finished.push(p.seq),
+                (_, true) => m.finished.push(p),
+                (false, false) => {}
             }
         }
         m

@@ -41,7 +41,8 @@ pub(super) async fn lock_runs(
 
 /// Applies the changes of locked runs: their rows, the narrow tables they leave and enter
 /// (`leases` when leaving `running`, `queue` and `timers` when leaving or entering `queued` and
-/// `scheduled`), and their events, in three statements whatever their number.
+/// `scheduled`, `finished` when entering or leaving the final statuses), and their events, in
+/// three statements whatever their number.
 pub(super) async fn apply(
     conn: &mut PgConnection,
     changes: &[Planned],
@@ -126,14 +127,38 @@ pub(super) async fn apply(
         .bind(micros(now))
         .execute(&mut *conn)
         .await?;
+        let f_seq: Vec<i64> = moves.finished.iter().map(|p| p.seq).collect();
+        let f_tenant: Vec<&str> = moves.finished.iter().map(|p| p.tenant.as_str()).collect();
+        let f_task: Vec<&str> = moves.finished.iter().map(|p| p.task.as_str()).collect();
+        let f_status: Vec<&str> = moves
+            .finished
+            .iter()
+            .map(|p| p.change.status.as_str())
+            .collect();
+        let f_at: Vec<i64> = moves
+            .finished
+            .iter()
+            .map(|p| p.finished_at().unwrap_or_else(|| micros(now)))
+            .collect();
         sqlx::query(
             "WITH l AS (DELETE FROM leases WHERE run_seq = ANY($1)), \
-             q AS (DELETE FROM queue WHERE run_seq = ANY($2)) \
+             q AS (DELETE FROM queue WHERE run_seq = ANY($2)), \
+             f AS (DELETE FROM finished WHERE run_seq = ANY($4)), \
+             e AS (INSERT INTO finished (run_seq, tenant, task, status, finished_at) \
+               SELECT * FROM UNNEST($5::bigint[], $6::text[], $7::text[], $8::text[], $9::bigint[]) \
+               ON CONFLICT (run_seq) DO UPDATE SET status = excluded.status, \
+                 finished_at = excluded.finished_at) \
              DELETE FROM timers WHERE run_seq = ANY($3)",
         )
         .bind(from_running)
         .bind(from_queued)
         .bind(from_scheduled)
+        .bind(&moves.left_finished)
+        .bind(&f_seq)
+        .bind(&f_tenant)
+        .bind(&f_task)
+        .bind(&f_status)
+        .bind(&f_at)
         .execute(&mut *conn)
         .await?;
     }

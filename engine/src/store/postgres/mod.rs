@@ -29,9 +29,9 @@ use super::rows::{
 use super::sql;
 use super::state::{ExpiredRow, Locked, Moves, Planned, StateRow, STATE_COLS};
 use super::{
-    count_query, from_micros, list_query, micros, page_of, CronRecord, Crons, Inserted,
-    Maintenance, NewRun, Queue, Runs, Steps, Store, Tokens, Wake, WorkerRecord, Workers,
-    ENDED_PER_MINUTE,
+    count_query, cursor_seq, filter_where, from_micros, list_query, micros, page_limit, page_of,
+    CronRecord, Crons, Inserted, Maintenance, NewRun, Queue, Runs, Steps, Store, Tokens, Wake,
+    WorkerRecord, Workers,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

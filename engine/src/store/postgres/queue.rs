@@ -23,10 +23,13 @@ macro_rules! report_and_claim {
 ), done AS (
     UPDATE runs r SET status = 'succeeded', output = c.output, error = NULL, finished_at = $4
     FROM c WHERE r.id = c.id AND r.status = 'running' AND r.attempt = c.attempt AND r.worker_id = $6
-    RETURNING r.seq, r.attempt
+    RETURNING r.seq, r.attempt, r.tenant, r.task
 ), released AS (
     DELETE FROM leases WHERE run_seq = ANY(ARRAY(SELECT seq FROM done))
-), finished AS (
+), ended AS (
+    INSERT INTO finished (run_seq, tenant, task, status, finished_at)
+    SELECT seq, tenant, task, 'succeeded', $4 FROM done
+), succeeded AS (
     INSERT INTO events (run_seq, at, from_status, to_status, attempt, worker, reason)
     SELECT seq, $4, 'running', 'succeeded', attempt, $5, $13 FROM done ORDER BY seq
 ), note AS (

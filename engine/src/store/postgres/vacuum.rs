@@ -6,14 +6,14 @@
 //!   vacuum removes them, every claim steps over all of them (a million dead `queue` rows cost a
 //!   claim ~6 ms even once marked dead, against 0.04 ms after a vacuum). Vacuumed after every
 //!   [`VACUUM_EVERY`] runs claimed.
-//! - **`runs`**: a claim and a completion each update a run's row, leaving two dead versions and
-//!   their index entries, all at the hot end of the indexes (`runs_by_status` moves each run from
-//!   `queued` to `running` to its end). Beside a million finished runs never vacuumed, PostgreSQL
-//!   spent 108 µs of CPU per drained run against 78.5 right after a vacuum of `runs`, and the
-//!   dashboard's list of a task's runs by status took a second instead of a millisecond (its
-//!   index-only scans need the visibility map a vacuum keeps). Between two vacuums the dead
-//!   versions of the runs claimed since cost again (~25 % more PostgreSQL CPU per run with
-//!   100,000 runs' worth). Vacuumed after every [`VACUUM_RUNS_EVERY`] runs claimed, or a tenth
+//! - **`runs`**: a claim and a completion each update a run's row, leaving two dead versions.
+//!   Since `0019_finished.sql` most of these updates are made in place (HOT: no index covers a
+//!   column they change) and their dead versions are pruned within the page; an update that
+//!   finds no room in its page still writes an entry in every index. Measured before that
+//!   migration, when every update did: beside a million finished runs never vacuumed,
+//!   PostgreSQL spent 108 µs of CPU per drained run against 78.5 right after a vacuum of
+//!   `runs`, and between two vacuums the dead versions of the runs claimed since cost ~25 %
+//!   more PostgreSQL CPU per run with 100,000 runs' worth. Vacuumed after every [`VACUUM_RUNS_EVERY`] runs claimed, or a tenth
 //!   of the table's rows once that is more: a vacuum reads each of its indexes whole, so its cost
 //!   grows with the table, and so does the spacing.
 //!
