@@ -211,6 +211,16 @@ impl PgProbe {
         u64::try_from(row.ok()?.try_get::<i64, _>(0).ok()?).ok()
     }
 
+    /// `CHECKPOINT`: writes out every dirty page now, ending a checkpoint under way. Needs a
+    /// superuser or the `pg_checkpoint` role.
+    pub(crate) async fn checkpoint(&self) -> Result<()> {
+        let mut conn = PgConnection::connect(&self.admin_url).await?;
+        let done = sqlx::raw_sql("CHECKPOINT").execute(&mut conn).await;
+        let _ = conn.close().await;
+        done.context("CHECKPOINT")?;
+        Ok(())
+    }
+
     /// Waits, at most `limit`, until no vacuum or analyze of the database runs
     /// (`pg_stat_progress_vacuum`, `pg_stat_progress_analyze`: the engine's own, started by the
     /// runs it claimed, or autovacuum's); returns how long it waited.

@@ -278,19 +278,36 @@ pub(crate) struct Drain {
     pub(crate) cost: Option<cost::Cost>,
 }
 
+/// A pause in the bodies' starts this long is reported as it ends (a drain starts thousands a
+/// second): when, and after how many starts, so that it can be matched with the processes' logs.
+const PAUSE_REPORTED: Duration = Duration::from_secs(1);
+
 /// Waits until `STARTED` reaches `target`; fails when it stops moving for `STALL`.
 pub(crate) async fn wait_started(target: usize, what: &str) -> Result<()> {
-    let mut last = STARTED.load(Ordering::Relaxed);
+    let base = STARTED.load(Ordering::Relaxed);
+    let mut last = base;
     let mut last_move = Instant::now();
     loop {
         let now = STARTED.load(Ordering::Relaxed);
+        if now != last {
+            let paused = last_move.elapsed();
+            if paused >= PAUSE_REPORTED {
+                eprintln!(
+                    "owlclaw-bench: {what}: no task body started for {:.2}s, after {} of {} \
+                     (resumed at {} UTC)",
+                    paused.as_secs_f64(),
+                    last - base,
+                    target - base,
+                    owlclaw::Utc::now().format("%H:%M:%S%.3f")
+                );
+            }
+            last = now;
+            last_move = Instant::now();
+        }
         if now >= target {
             return Ok(());
         }
-        if now != last {
-            last = now;
-            last_move = Instant::now();
-        } else if last_move.elapsed() > STALL {
+        if last_move.elapsed() > STALL {
             bail!(
                 "{what}: stuck at {now} of {target} task bodies started for {}s",
                 STALL.as_secs()

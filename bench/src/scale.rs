@@ -214,8 +214,19 @@ pub(crate) async fn history(
     // The store holds a history "already": a vacuum the fill's claims started (the engine
     // vacuums `runs` after every 100,000 claims) finishes before the measured drain, as it
     // would have long before in a store that grew over days. The drain's own count on.
+    //
+    // And it starts, as the plain drain does, right after a checkpoint. The fill writes
+    // gigabytes of WAL within minutes, which starts a checkpoint every few seconds, the last of
+    // them still writing out the fill's pages (paced over minutes) while the drain runs: the
+    // checkpointer's CPU counts in PostgreSQL's, and every page the drain touches first since
+    // that checkpoint began is logged whole. The plain drain's store is created right after
+    // the previous phase's was dropped, which checkpoints; a `CHECKPOINT` here ends the fill's.
     let settle = match &target.probe {
-        Some(probe) => probe.wait_vacuums(SETTLE_LIMIT).await.context("history")?,
+        Some(probe) => {
+            let waited = probe.wait_vacuums(SETTLE_LIMIT).await.context("history")?;
+            probe.checkpoint().await.context("history")?;
+            waited
+        }
         None => Duration::ZERO,
     };
     let enqueue_bulk = phases::enqueue_bulk(&target.client, tasks)
