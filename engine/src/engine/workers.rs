@@ -320,8 +320,11 @@ impl Engine {
         };
         let wait = Duration::from_millis(req.wait_ms).min(MAX_WAIT);
         if req.want > 0 && assignments.is_empty() && (!claimed || !wait.is_zero()) {
-            let deadline = Instant::now() + wait;
+            let started = Instant::now();
+            let deadline = started + wait;
+            let mut tries = 0u32;
             loop {
+                tries += 1;
                 let notified = self.inner.work.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
@@ -345,6 +348,14 @@ impl Engine {
                     _ = self.inner.shutdown.cancelled() => break,
                 }
             }
+            tracing::debug!(
+                worker = %worker.name,
+                want = req.want,
+                claimed = assignments.len(),
+                tries,
+                waited_ms = started.elapsed().as_secs_f64() * 1e3,
+                "long poll answered"
+            );
         }
         self.observe_claims(&worker.tenant, &assignments);
         Ok(ExchangeResponse {

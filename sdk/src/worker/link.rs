@@ -27,7 +27,19 @@ impl Link {
     /// again and reports the error so the caller retries.
     pub(super) async fn exchange(&self, req: ExchangeRequest) -> Result<ExchangeResponse> {
         let id = self.worker_id();
+        let (want, wait_ms, reported) = (req.want, req.wait_ms, req.completions.len());
+        let sent = std::time::Instant::now();
         let result = self.orch.exchange(&id, req).await;
+        tracing::debug!(
+            worker = %self.name,
+            want,
+            wait_ms,
+            reported,
+            claimed = result.as_ref().map_or(0, |r| r.assignments.len()),
+            ok = result.is_ok(),
+            took_ms = sent.elapsed().as_secs_f64() * 1e3,
+            "exchange"
+        );
         if let Err(Error::NotFound { what: "worker", .. }) = &result {
             let _guard = self.reregister.lock().await;
             if self.worker_id() == id {
