@@ -18,10 +18,11 @@
 -- against 15 MB at 70 % and 16 MB before): updates that do not fit take room elsewhere.
 ALTER TABLE runs SET (fillfactor = 50);
 --
--- What the two indexes served comes from the narrow tables: the runs of a status from `queue`
--- (queued), `leases` (running) and, for the three final statuses, `finished` below (one row per
--- finished run, written once when it ends); `runs.status` stays the run's status, read with it.
--- Scheduled runs, few and recent, are found through `runs_by_tenant`.
+-- What the two indexes served comes from the narrow tables: the runs of a status from `leases`
+-- (running) and, for the three final statuses, `finished` below (one row per finished run,
+-- written once when it ends), and counts of queued runs from `queue`; `runs.status` stays the
+-- run's status, read with it. Lists of queued and scheduled runs, mostly the newest, walk
+-- `runs_by_tenant` from the newest.
 CREATE TABLE finished (
     run_seq     BIGINT PRIMARY KEY,
     tenant      TEXT   NOT NULL,
