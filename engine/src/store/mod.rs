@@ -815,12 +815,6 @@ fn not_built(url: &str, feature: &str) -> owlclaw_core::Error {
     )
 }
 
-/// Runs finished per minute and status (see [`Runs::ended_per_minute`]): `$1` the tenant, `$2`
-/// and `$3` the bounds in µs (in this order: SQLite numbers `$N` by first appearance). The index
-/// on `finished_at` bounds the scan to the window.
-const ENDED_PER_MINUTE: &str = "SELECT finished_at / 60000000 AS m, status, count(*) FROM runs \
-     WHERE tenant = $1 AND finished_at >= $2 AND finished_at < $3 GROUP BY m, status";
-
 /// The query of one page of `filter`: `SELECT * FROM runs` for the tenant, newest first, with one
 /// row more than the page so the caller knows whether another page follows. Returns the query
 /// and the page size. Shared by every store; `seq` is the cursor.

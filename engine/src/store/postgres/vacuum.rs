@@ -13,9 +13,10 @@
 //!   migration, when every update did: beside a million finished runs never vacuumed,
 //!   PostgreSQL spent 108 µs of CPU per drained run against 78.5 right after a vacuum of
 //!   `runs`, and between two vacuums the dead versions of the runs claimed since cost ~25 %
-//!   more PostgreSQL CPU per run with 100,000 runs' worth. Vacuumed after every [`VACUUM_RUNS_EVERY`] runs claimed, or a tenth
-//!   of the table's rows once that is more: a vacuum reads each of its indexes whole, so its cost
-//!   grows with the table, and so does the spacing.
+//!   more PostgreSQL CPU per run with 100,000 runs' worth. Vacuumed after every
+//!   [`VACUUM_RUNS_EVERY`] runs claimed, or a tenth of the table's rows once that is more: a
+//!   vacuum reads each of its indexes whole, so its cost grows with the table, and so does the
+//!   spacing.
 //!
 //! PostgreSQL's autovacuum comes by only after a fifth of a table has died, or never where it is
 //! turned off. Each store counts the runs it claimed and vacuums in the background, one vacuum of

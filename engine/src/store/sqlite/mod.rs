@@ -15,7 +15,6 @@ use super::state::{state_cols_of_r, ExpiredRow, Locked, Moves, Planned, StateRow
 use super::{
     count_query, from_micros, list_query, micros, page_of, CronRecord, Crons, Inserted,
     Maintenance, NewRun, Queue, Runs, Steps, Store, Tokens, WorkerRecord, Workers,
-    ENDED_PER_MINUTE,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -13,6 +13,12 @@ pub(super) fn load(conn: &Connection, tenant: &str, id: RunId) -> Result<Option<
     row.map(RunRow::snapshot).transpose()
 }
 
+/// Runs finished per minute and status (see [`Runs::ended_per_minute`]): `$1` the tenant, `$2`
+/// and `$3` the bounds in µs (in this order: SQLite numbers `$N` by first appearance). The index
+/// on `finished_at` bounds the scan to the window. PostgreSQL reads its `finished` table instead.
+const ENDED_PER_MINUTE: &str = "SELECT finished_at / 60000000 AS m, status, count(*) FROM runs \
+     WHERE tenant = $1 AND finished_at >= $2 AND finished_at < $3 GROUP BY m, status";
+
 /// The statements that insert a run, shared by the engine's connection and an application's
 /// transaction (`enqueue_in`, through sqlx).
 pub(super) const INSERT_RUN: &str = "INSERT INTO runs (id, tenant, task, status, attempt, \
